@@ -1,0 +1,286 @@
+// Package bus is the messaging layer of pulsaga. It is the only package that
+// knows a broker: the Pulsar implementation lives in bus/pulsarbus and an
+// in-process implementation for `pulsaga dev` and fast unit tests lives in
+// bus/memory. Both pass the shared conformance suite in bus/bustest.
+//
+// The model follows Pulsar's, because that is what the engine needs:
+//
+//   - topics are named under a tenant and namespace (see Namespace) and may be
+//     partitioned; a message's Key selects its partition and orders it;
+//   - a subscription is Exclusive, Failover (one active consumer per
+//     partition, the others hot standbys), Shared (job queues, timers) or
+//     KeyShared (shared, but one consumer per key at a time);
+//   - a message may be delivered later (DeliverAt), honoured on Shared and
+//     KeyShared subscriptions only, as in Pulsar;
+//   - sends and acknowledgements can be grouped in a transaction that commits
+//     or aborts atomically;
+//   - a message that cannot be handled goes to a dead-letter topic with the
+//     reason attached (DeadLetter, or automatically after MaxDeliveries).
+package bus
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// SubscriptionType says how the messages of a subscription are spread over
+// its consumers.
+type SubscriptionType int
+
+const (
+	// Exclusive allows one consumer on the subscription.
+	Exclusive SubscriptionType = iota
+	// Failover gives each partition exactly one active consumer; the others
+	// are standbys that take over when it closes or dies.
+	Failover
+	// Shared spreads messages over all consumers, round robin.
+	Shared
+	// KeyShared spreads keys over consumers; one key goes to one consumer at
+	// a time, in order.
+	KeyShared
+)
+
+func (t SubscriptionType) String() string {
+	switch t {
+	case Exclusive:
+		return "exclusive"
+	case Failover:
+		return "failover"
+	case Shared:
+		return "shared"
+	case KeyShared:
+		return "key_shared"
+	}
+	return "unknown"
+}
+
+// InitialPosition is where a new subscription starts.
+type InitialPosition int
+
+const (
+	// Earliest starts a new subscription at the first retained message.
+	Earliest InitialPosition = iota
+	// Latest starts a new subscription after the last published message.
+	Latest
+)
+
+// MessageID identifies a message in a topic. It is opaque outside the bus
+// implementation that produced it, but can be stored (as bytes) and given
+// back to the same bus to position a Reader.
+type MessageID []byte
+
+// OutMessage is a message to send.
+type OutMessage struct {
+	// Key orders the message (and picks the partition of a partitioned
+	// topic). Messages with the same key keep their order.
+	Key string
+	// Payload is the body, usually an encoded Envelope.
+	Payload []byte
+	// Properties are string headers carried with the message.
+	Properties map[string]string
+	// DeliverAt delays delivery until that time. The zero value delivers at
+	// once. Delays are honoured on Shared and KeyShared subscriptions only.
+	DeliverAt time.Time
+	// Tx, when set, makes the send part of that transaction: nobody sees the
+	// message until the transaction commits.
+	Tx Tx
+}
+
+// Message is a received message.
+type Message struct {
+	// Topic is the topic the message was read from; for a partitioned topic
+	// it names the partition ("...-partition-N").
+	Topic string
+	// Partition is the partition index, 0 for a topic without partitions.
+	Partition int
+	// ID identifies the message in its topic.
+	ID MessageID
+	// Key is the ordering key the message was sent with.
+	Key string
+	// Payload is the body.
+	Payload []byte
+	// Properties are the string headers the message was sent with.
+	Properties map[string]string
+	// PublishTime is when the broker accepted the message.
+	PublishTime time.Time
+	// DeliverAt is the requested delivery time of a delayed message (zero
+	// when it was not delayed).
+	DeliverAt time.Time
+	// RedeliveryCount counts earlier deliveries of this message to the
+	// subscription (0 on the first delivery).
+	RedeliveryCount int
+}
+
+// Producer sends messages to one topic.
+type Producer interface {
+	// Send sends one message and waits until the broker has it.
+	Send(ctx context.Context, msg *OutMessage) (MessageID, error)
+	// SendAsync queues one message; done is called once with the outcome.
+	// Messages queued on one producer keep their order per key.
+	SendAsync(ctx context.Context, msg *OutMessage, done func(MessageID, error))
+	// Flush waits until every queued message has been sent or failed.
+	Flush(ctx context.Context) error
+	// Topic is the full name of the topic.
+	Topic() string
+	Close() error
+}
+
+// Consumer receives messages of one subscription.
+type Consumer interface {
+	// Receive blocks until a message is available or ctx is done.
+	Receive(ctx context.Context) (*Message, error)
+	// Ack acknowledges a message so it is not delivered again.
+	Ack(ctx context.Context, msg *Message) error
+	// AckTx acknowledges a message as part of tx: the acknowledgement takes
+	// effect only if tx commits; if tx aborts the message is delivered again.
+	AckTx(ctx context.Context, msg *Message, tx Tx) error
+	// Nack asks for the message to be delivered again later (after the
+	// subscription's NackDelay). cause is kept as the reason should the
+	// message reach MaxDeliveries and be dead-lettered.
+	Nack(msg *Message, cause error)
+	// DeadLetter moves a message to the subscription's dead-letter topic
+	// with the reason attached, and acknowledges it.
+	DeadLetter(ctx context.Context, msg *Message, reason string) error
+	// Close stops receiving. Messages received but not acknowledged are
+	// delivered again, to this subscription's other consumers if any.
+	Close() error
+}
+
+// SubscribeOptions describe a subscription and one consumer on it.
+type SubscribeOptions struct {
+	// Topic is the topic name (full, or short and resolved in the bus's
+	// namespace).
+	Topic string
+	// Subscription is the subscription name shared by its consumers.
+	Subscription string
+	// Type is the subscription type.
+	Type SubscriptionType
+	// ConsumerName names this consumer. Failover picks the active consumer
+	// of each partition by name, so it should be unique and stable.
+	ConsumerName string
+	// InitialPosition is where a new subscription starts (default Earliest).
+	InitialPosition InitialPosition
+	// MaxDeliveries, when above zero, dead-letters a message on its
+	// MaxDeliveries-th delivery failing (nacked or not acknowledged): it is
+	// published to DeadLetterTopic with the reason and acknowledged.
+	MaxDeliveries int
+	// DeadLetterTopic receives dead-lettered messages. Default:
+	// "<topic>-<subscription>-DLQ" in the same namespace.
+	DeadLetterTopic string
+	// NackDelay is how long a nacked message waits before it is delivered
+	// again (default 1s).
+	NackDelay time.Duration
+	// AckTimeout, when above zero, redelivers a message that was received
+	// but not acknowledged for that long.
+	AckTimeout time.Duration
+	// ReceiveQueueSize bounds messages prefetched by this consumer
+	// (default 1000).
+	ReceiveQueueSize int
+}
+
+// ReaderOptions describe a reader: a cursor over a topic that is not a
+// subscription and keeps no state on the broker.
+type ReaderOptions struct {
+	// Topic is the topic name; a partitioned topic is read one partition at
+	// a time, so name the partition (see Namespace.Partition).
+	Topic string
+	// StartID is the first message to read (or the one before it when
+	// StartInclusive is false). Nil means Earliest, unless StartLatest.
+	StartID MessageID
+	// StartInclusive includes the message at StartID.
+	StartInclusive bool
+	// StartLatest starts after the last message present now.
+	StartLatest bool
+	// Compacted reads the compacted view of the topic: for each key only its
+	// latest value (a key whose latest value has an empty payload is gone).
+	Compacted bool
+}
+
+// Reader reads a topic in order from a position.
+type Reader interface {
+	// Next blocks until a message is available or ctx is done.
+	Next(ctx context.Context) (*Message, error)
+	// HasNext says whether a message is available now without blocking,
+	// i.e. whether the reader has not yet reached the end of the topic.
+	HasNext(ctx context.Context) (bool, error)
+	Close() error
+}
+
+// Tx is a transaction: the sends and acknowledgements made with it become
+// visible together on Commit, or not at all on Abort.
+type Tx interface {
+	Commit(ctx context.Context) error
+	Abort(ctx context.Context) error
+}
+
+// TopicSpec describes a topic the engine needs; EnsureTopic creates it and
+// applies its policies. Nothing the engine must keep relies on broker
+// defaults.
+type TopicSpec struct {
+	// Name is the topic name (full, or short and resolved in the namespace).
+	Name string
+	// Partitions is the number of partitions; 0 means not partitioned.
+	Partitions int
+	// Compacted turns compaction on (keeps the latest value per key).
+	Compacted bool
+	// RetentionTime keeps acknowledged messages this long (-1: forever,
+	// 0: the namespace's retention).
+	RetentionTime time.Duration
+	// RetentionSizeMB keeps acknowledged messages up to this size
+	// (-1: unlimited, 0: the namespace's retention).
+	RetentionSizeMB int64
+}
+
+// Bus is a connection to a broker.
+type Bus interface {
+	// Namespace resolves short topic names.
+	Namespace() Namespace
+	// EnsureTopic creates the topic if needed and applies its policies. It
+	// is idempotent.
+	EnsureTopic(ctx context.Context, spec TopicSpec) error
+	// Producer opens a producer on a topic.
+	Producer(ctx context.Context, topic string) (Producer, error)
+	// Subscribe opens a consumer on a subscription.
+	Subscribe(ctx context.Context, opts SubscribeOptions) (Consumer, error)
+	// Reader opens a reader on a topic (or one partition of it).
+	Reader(ctx context.Context, opts ReaderOptions) (Reader, error)
+	// BeginTx starts a transaction that the broker aborts by itself when it
+	// is neither committed nor aborted within timeout.
+	BeginTx(ctx context.Context, timeout time.Duration) (Tx, error)
+	// Close closes every producer, consumer and reader of this bus.
+	Close() error
+}
+
+// Errors shared by the implementations. They are wrapped with %w; test them
+// with errors.Is.
+var (
+	// ErrClosed: the bus, producer, consumer or reader was closed.
+	ErrClosed = errors.New("bus: closed")
+	// ErrTooLarge: the payload exceeds what the bus accepts.
+	ErrTooLarge = errors.New("bus: message too large")
+	// ErrUnavailable: the broker could not be reached or stopped answering.
+	// It is retryable.
+	ErrUnavailable = errors.New("bus: broker unavailable")
+	// ErrTxFailed: a transaction could not commit; its effects are gone and
+	// the acknowledged inputs will be delivered again. It is retryable.
+	ErrTxFailed = errors.New("bus: transaction failed")
+	// ErrBadOptions: options are invalid (missing topic, unknown type, ...).
+	ErrBadOptions = errors.New("bus: invalid options")
+)
+
+// Property names the bus sets on dead-lettered messages.
+const (
+	PropDLQReason         = "pulsaga-dlq-reason"
+	PropDLQOriginTopic    = "pulsaga-dlq-origin-topic"
+	PropDLQOriginID       = "pulsaga-dlq-origin-id"
+	PropDLQSubscription   = "pulsaga-dlq-subscription"
+	PropDLQDeliveries     = "pulsaga-dlq-deliveries"
+	PropDLQDeadLetteredAt = "pulsaga-dlq-at"
+)
+
+// Retryable reports whether err is worth retrying (the broker was away, a
+// transaction lost a race) as opposed to a permanent error.
+func Retryable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTxFailed)
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Runs a real Apache Pulsar standalone on loopback from the official broker artifacts on
+# Maven Central (no Docker needed). See docs/operations.md.
+#
+#   scripts/pulsar/pulsar.sh start    # idempotent: reuses a running broker; waits until ready
+#   scripts/pulsar/pulsar.sh stop
+#   scripts/pulsar/pulsar.sh status
+#   scripts/pulsar/pulsar.sh env      # prints PULSAR_URL / PULSAR_ADMIN_URL exports
+#
+# Environment:
+#   PULSAR_URL, PULSAR_ADMIN_URL    use an existing broker instead (start only checks it)
+#   PULSAGA_PULSAR_PORT             binary protocol port (default 6650)
+#   PULSAGA_PULSAR_HTTP_PORT        admin/HTTP port (default 8080)
+#   PULSAGA_PULSAR_BOOKIE_PORT      bookie port (default 3181)
+#   PULSAGA_PULSAR_HOME             where jars, data and logs live (default <repo>/.pulsar)
+#   PULSAGA_PULSAR_START_TIMEOUT    seconds to wait for readiness (default 240)
+#   JAVA_HOME                       the JDK to run (default: the java on PATH; needs 17+)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+home=${PULSAGA_PULSAR_HOME:-$repo/.pulsar}
+broker_port=${PULSAGA_PULSAR_PORT:-6650}
+http_port=${PULSAGA_PULSAR_HTTP_PORT:-8080}
+bookie_port=${PULSAGA_PULSAR_BOOKIE_PORT:-3181}
+timeout=${PULSAGA_PULSAR_START_TIMEOUT:-240}
+version=$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$here/pom.xml")
+admin_url=${PULSAR_ADMIN_URL:-http://127.0.0.1:$http_port}
+service_url=${PULSAR_URL:-pulsar://127.0.0.1:$broker_port}
+
+log() { printf 'pulsar: %s\n' "$*" >&2; }
+die() { printf 'pulsar: error: %s\n' "$*" >&2; exit 1; }
+
+# ready: the admin API answers and the transaction coordinator is assigned and ready.
+admin_up() { curl -sf -m 3 "$admin_url/admin/v2/clusters" >/dev/null 2>&1; }
+txn_ready() {
+	# The coordinator's topic must exist and be owned by this broker (a lookup assigns it);
+	# the coordinator itself loads when the first client connects to it.
+	curl -sf -m 5 "$admin_url/admin/v2/persistent/pulsar/system/transaction_coordinator_assign/partitions" 2>/dev/null |
+		grep -q '"partitions":[1-9]' || return 1
+	curl -sf -m 10 "$admin_url/lookup/v2/topic/persistent/pulsar/system/transaction_coordinator_assign-partition-0" 2>/dev/null |
+		grep -q brokerUrl
+}
+ready() { admin_up && txn_ready; }
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+running_pid() {
+	local pid
+	[[ -f $home/pid ]] || return 1
+	pid=$(cat "$home/pid")
+	[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+}
+
+need_tools() {
+	local java=${JAVA_HOME:+$JAVA_HOME/bin/}java
+	command -v "$java" >/dev/null 2>&1 ||
+		die "Java is missing: install a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless) or set JAVA_HOME"
+	local jv
+	jv=$("$java" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+	[[ -n $jv && $jv -ge 17 ]] || die "Java $jv found at $(command -v "$java"); Pulsar $version needs Java 17 or newer (set JAVA_HOME)"
+	JAVA=$java
+	if [[ ! -f $home/lib/.complete-$version ]]; then
+		command -v mvn >/dev/null 2>&1 ||
+			die "Maven is missing; it downloads the Pulsar broker from Maven Central (Debian: apt-get install maven)"
+	fi
+}
+
+fetch_jars() {
+	[[ -f $home/lib/.complete-$version ]] && return 0
+	log "downloading Apache Pulsar $version broker artifacts from Maven Central (first run only)..."
+	local t0=$SECONDS
+	rm -rf "$home/lib"
+	mkdir -p "$home/lib"
+	if ! mvn -q -B -s "$here/settings.xml" -f "$here/pom.xml" dependency:copy-dependencies \
+		-DincludeScope=runtime -DoutputDirectory="$home/lib" >"$home/mvn.log" 2>&1; then
+		tail -20 "$home/mvn.log" >&2
+		die "Maven could not resolve org.apache.pulsar:pulsar-broker:$version (log: $home/mvn.log)"
+	fi
+	touch "$home/lib/.complete-$version"
+	log "downloaded $(ls "$home/lib" | wc -l) jars in $((SECONDS - t0))s"
+}
+
+start() {
+	if [[ -n ${PULSAR_URL:-} || -n ${PULSAR_ADMIN_URL:-} ]]; then
+		[[ -n ${PULSAR_URL:-} && -n ${PULSAR_ADMIN_URL:-} ]] || die "set both PULSAR_URL and PULSAR_ADMIN_URL to use an existing broker"
+		ready || die "the broker at $PULSAR_ADMIN_URL is not ready (admin API or transaction coordinator not answering)"
+		log "using the existing broker at $PULSAR_URL"
+		return 0
+	fi
+	if ready; then
+		log "reusing the broker already running at $service_url"
+		return 0
+	fi
+	local pid
+	if ! pid=$(running_pid); then
+		for p in "$broker_port" "$http_port" "$bookie_port"; do
+			port_busy "$p" && die "port $p on 127.0.0.1 is taken by another program; stop it, or choose other ports with PULSAGA_PULSAR_PORT / PULSAGA_PULSAR_HTTP_PORT / PULSAGA_PULSAR_BOOKIE_PORT"
+		done
+		need_tools
+		fetch_jars
+		mkdir -p "$home/data" "$home/logs"
+		sed -e "s|@BROKER_PORT@|$broker_port|g" -e "s|@HTTP_PORT@|$http_port|g" \
+			-e "s|@BOOKIE_PORT@|$bookie_port|g" -e "s|@DATA_DIR@|$home/data|g" \
+			"$here/standalone.conf" >"$home/standalone.conf"
+		local opts=(
+			-Xms256m -Xmx1g -XX:MaxDirectMemorySize=1g -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError
+			-Dpulsar.log.dir="$home/logs" -Dlog4j.configurationFile="$here/log4j2.xml"
+			-Dlog4j2.formatMsgNoLookups=true -Dio.netty.tryReflectionSetAccessible=true
+			-Dpulsar.allocator.exit_on_oom=true -Dzookeeper.4lw.commands.whitelist=ruok
+			# the --add-opens flags Pulsar's own bin/pulsar passes on Java 17+
+			--add-opens java.base/java.io=ALL-UNNAMED --add-opens java.base/java.util.zip=ALL-UNNAMED
+			--add-opens java.base/sun.net=ALL-UNNAMED --add-opens java.management/sun.management=ALL-UNNAMED
+			--add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+			--add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED
+			--add-opens java.base/jdk.internal.platform=ALL-UNNAMED --add-opens java.base/java.lang=ALL-UNNAMED
+		)
+		log "starting Apache Pulsar $version standalone on $service_url (admin $admin_url, data $home/data)"
+		(
+			cd "$home"
+			nohup setsid "$JAVA" "${opts[@]}" -cp "$home/lib/*" org.apache.pulsar.PulsarStandaloneStarter \
+				--config "$home/standalone.conf" --no-functions-worker --no-stream-storage \
+				--bookkeeper-port "$bookie_port" \
+				--bookkeeper-dir "$home/data/bookkeeper" --zookeeper-dir "$home/data/zookeeper" \
+				--metadata-dir "$home/data/metadata" \
+				>"$home/logs/stdout.log" 2>&1 </dev/null &
+			echo $! >"$home/pid"
+		)
+		pid=$(cat "$home/pid")
+	else
+		log "a broker (pid $pid) is starting; waiting for it"
+	fi
+	local t0=$SECONDS
+	until ready; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -30 "$home/logs/stdout.log" "$home/logs/pulsar.log" 2>/dev/null >&2 || true
+			die "the broker exited during start-up (logs: $home/logs)"
+		fi
+		((SECONDS - t0 < timeout)) || die "the broker did not become ready within ${timeout}s (logs: $home/logs)"
+		sleep 1
+	done
+	log "ready in $((SECONDS - t0))s (pid $pid): $service_url, admin $admin_url"
+}
+
+stop() {
+	local pid
+	if pid=$(running_pid); then
+		kill "$pid" 2>/dev/null || true
+		for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+		kill -9 "$pid" 2>/dev/null || true
+		log "stopped (pid $pid)"
+	else
+		log "not running"
+	fi
+	rm -f "$home/pid"
+}
+
+status() {
+	if ready; then echo "ready: $service_url (admin $admin_url)"; return 0; fi
+	if pid=$(running_pid); then echo "starting (pid $pid)"; return 1; fi
+	echo "not running"; return 1
+}
+
+case ${1:-} in
+start) start ;;
+stop) stop ;;
+restart) stop; start ;;
+status) status ;;
+wipe) stop; rm -rf "$home/data"; log "data wiped" ;;
+env) printf 'export PULSAR_URL=%s\nexport PULSAR_ADMIN_URL=%s\n' "$service_url" "$admin_url" ;;
+*) echo "usage: $0 start|stop|restart|status|wipe|env" >&2; exit 2 ;;
+esac
