@@ -147,6 +147,24 @@ type Consumer interface {
 	Close() error
 }
 
+// ProducerOptions describe a producer.
+type ProducerOptions struct {
+	// Topic is the topic name (full, or short and resolved in the bus's
+	// namespace). A partitioned topic is written through its keys.
+	Topic string
+	// Name, when set, names the producer. With broker deduplication on, a
+	// producer that reconnects under the same name and resends a message it
+	// sent before (same sequence) is stored once. Only one producer per name
+	// can be connected to a topic at a time.
+	Name string
+	// BatchingMaxDelay is how long messages wait to be sent together
+	// (default 1ms); a negative value turns batching off.
+	BatchingMaxDelay time.Duration
+	// SendTimeout fails a send the broker has not confirmed in that time
+	// with ErrUnavailable (default 30s).
+	SendTimeout time.Duration
+}
+
 // SubscribeOptions describe a subscription and one consumer on it.
 type SubscribeOptions struct {
 	// Topic is the topic name (full, or short and resolved in the bus's
@@ -240,7 +258,7 @@ type Bus interface {
 	// is idempotent.
 	EnsureTopic(ctx context.Context, spec TopicSpec) error
 	// Producer opens a producer on a topic.
-	Producer(ctx context.Context, topic string) (Producer, error)
+	Producer(ctx context.Context, opts ProducerOptions) (Producer, error)
 	// Subscribe opens a consumer on a subscription.
 	Subscribe(ctx context.Context, opts SubscribeOptions) (Consumer, error)
 	// Reader opens a reader on a topic (or one partition of it).
