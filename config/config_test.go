@@ -82,8 +82,8 @@ func TestLoad(t *testing.T) {
 			},
 		},
 		{
-			name: "flags override environment",
-			env:  map[string]string{"PULSAGA_WORKERS": "12"},
+			name:  "flags override environment",
+			env:   map[string]string{"PULSAGA_WORKERS": "12"},
 			flags: []string{"--workers=20", "--log-level=debug"},
 			check: func(t *testing.T, c *testConfig) {
 				if c.Workers != 20 || c.Log.Level != "debug" {
