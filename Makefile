@@ -1,0 +1,67 @@
+# pulsaga — see README.md. Every target that needs a broker starts one itself
+# (scripts/pulsar/pulsar.sh start is idempotent); PULSAR_URL / PULSAR_ADMIN_URL
+# point everything at an existing broker instead.
+
+GO        ?= go
+PKGS      ?= ./...
+BIN       := bin
+PULSAR    := scripts/pulsar/pulsar.sh
+# The whole suite must stay well under 20 minutes on a 2-core machine.
+TEST_TIMEOUT ?= 15m
+BENCH_COUNT  ?= 5
+BENCH_TIME   ?= 3s
+
+.PHONY: all build test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz clean
+
+all: build
+
+## build: compile every binary into bin/
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## test: the whole test suite against a real Pulsar broker (started if needed) — what CI runs
+test: pulsar
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## test-short: unit tests only (no broker), fast
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## pulsar: start (or reuse) a Pulsar standalone on loopback and wait until it is ready
+pulsar:
+	@$(PULSAR) start
+
+## pulsar-stop: stop the broker started by `make pulsar`
+pulsar-stop:
+	@$(PULSAR) stop
+
+pulsar-status:
+	@$(PULSAR) status
+
+## bench: benchmarks on a real broker, with the raw-Pulsar baseline measured in the same run
+bench: pulsar
+	@mkdir -p bench/results
+	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m \
+		./bus/pulsarbus/ ./workflow/ | tee bench/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).txt
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN) bench/results
