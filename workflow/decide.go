@@ -335,7 +335,7 @@ func (d *decider) stepFailed(k int, item *int, e *ErrorInfo) {
 // runSettled updates a step after one of its runs completed or failed.
 func (d *decider) runSettled(k int) {
 	ss := d.s.Steps[k]
-	if ss.Status != StepRunning {
+	if ss.Status != StepRunning && ss.Status != StepWaiting {
 		return // a failed step whose other items finish: nothing to join
 	}
 	anyFailed, anyCancelled := false, false
@@ -352,9 +352,9 @@ func (d *decider) runSettled(k int) {
 	}
 	step := d.def.Steps[k]
 	if step.ForEach == nil {
-		ss.Output = ss.Runs[0].Output
+		ss.setOutput(ss.Runs[0].Output)
 	} else {
-		ss.Output = joinOutputs(ss.Runs)
+		ss.setOutput(joinOutputs(ss.Runs))
 	}
 	ss.EndedAt = d.now
 	d.cancelStepTimers(k, false)
@@ -371,7 +371,7 @@ func (d *decider) runSettled(k int) {
 	}
 	if anyCancelled {
 		ss.Status = StepCancelled
-		ss.Output = nil
+		ss.setOutput(nil)
 		return
 	}
 	ss.Status = StepCompleted
@@ -660,7 +660,7 @@ func (d *decider) adminSkip(i int, ev *Event) {
 	case (s.Status == StatusPaused || s.Status == StatusRunning) && (ss.Status == StepFailed && s.Status == StatusPaused || ss.Status == StepWaiting):
 		d.cancelStepTimers(k, true)
 		ss.Status = StepSkipped
-		ss.Output = out
+		ss.setOutput(out)
 		ss.Error = nil
 		ss.EndedAt = d.now
 		for _, r := range ss.Runs {
@@ -979,7 +979,7 @@ func (d *decider) startStep(k int) {
 		d.setTimer(Timer{Kind: TimerDeadline, FireAt: ss.DeadlineAt}, step.ID, -1, false, 1)
 	}
 	if len(ss.Runs) == 0 {
-		ss.Output = json.RawMessage("[]")
+		ss.setOutput(json.RawMessage("[]"))
 		ss.Status = StepCompleted
 		ss.EndedAt = d.now
 		d.cancelStepTimers(k, false)
@@ -1101,10 +1101,15 @@ func (d *decider) compensate() bool {
 		if comps != nil {
 			ss.Compensations = comps
 			changed = true
+			if step.ForEach != nil && ss.Status != StepCompleted {
+				// what the compensations of the completed items may refer to
+				ss.setOutput(joinOutputs(ss.Runs))
+				d.env = nil
+			}
 		}
 	}
 	allDone := true
-	for k, step := range d.def.Steps {
+	for k := range d.def.Steps {
 		ss := s.Steps[k]
 		if ss.Compensations == nil {
 			continue
@@ -1136,7 +1141,6 @@ func (d *decider) compensate() bool {
 				return true
 			}
 		}
-		_ = step
 	}
 	if allDone {
 		d.finish(StatusCompensated)

@@ -135,6 +135,12 @@ type StepState struct {
 	outDecoded bool
 }
 
+func (st *StepState) setOutput(b json.RawMessage) {
+	st.Output = b
+	st.outVal = nil
+	st.outDecoded = false
+}
+
 // Run is one command slot with its attempts.
 type Run struct {
 	Status RunStatus `json:"status"`
