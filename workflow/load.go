@@ -279,6 +279,9 @@ func (l *loader) retry(n ast.Node, path string, base RetryPolicy) RetryPolicy {
 		if f.val != nil {
 			p.NonRetryable = l.stringList(f, join(path, f.key), "non_retryable")
 		}
+		if len(p.NonRetryable) == 0 {
+			p.NonRetryable = nil
+		}
 	}
 	if p.MaxInterval < p.InitialInterval {
 		if f := fields["max_interval"]; f != nil {
@@ -588,7 +591,11 @@ func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, w
 			t.hasExprs = t.hasExprs || v.hasExprs
 		}
 		if !t.hasExprs {
-			t.constant = l.value(n, path)
+			m := make(map[string]any, len(t.keys))
+			for i, k := range t.keys {
+				m[k] = t.vals[i].constant
+			}
+			t.constant = m
 		}
 		return t
 	case *ast.SequenceNode:
@@ -603,7 +610,11 @@ func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, w
 			t.hasExprs = t.hasExprs || v.hasExprs
 		}
 		if !t.hasExprs {
-			t.constant = l.value(n, path)
+			list := make([]any, len(t.vals))
+			for i, v := range t.vals {
+				list[i] = v.constant
+			}
+			t.constant = list
 		}
 		return t
 	case *ast.StringNode, *ast.LiteralNode:
@@ -652,6 +663,8 @@ func (l *loader) compile(src string, p Position, path string, scope exprScope, o
 		hint := "see docs/language.md#expressions"
 		if !scope.item && (strings.Contains(msg, "unknown name item") || strings.Contains(msg, "unknown name index")) {
 			hint = "item and index exist only in steps with for_each"
+		} else if strings.Contains(msg, "unknown name now") {
+			hint = "expressions have no clock: the time is an input of the decider; use a sleep or until step"
 		} else if strings.Contains(msg, "unknown name") {
 			hint = "the environment has input, steps, process (and item, index in for_each)"
 		}

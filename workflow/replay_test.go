@@ -31,11 +31,11 @@ type historyDecision struct {
 	Now    time.Time `json:"now"`
 	Events []Event   `json:"events"`
 	Expect struct {
-		Status       Status           `json:"status"`
-		Commands     []expectCommand  `json:"commands"`
-		Timers       []expectTimer    `json:"timers"`
-		CancelTimers []string         `json:"cancel_timers"`
-		Ignored      []expectIgnored  `json:"ignored"`
+		Status       Status          `json:"status"`
+		Commands     []expectCommand `json:"commands"`
+		Timers       []expectTimer   `json:"timers"`
+		CancelTimers []string        `json:"cancel_timers"`
+		Ignored      []expectIgnored `json:"ignored"`
 	} `json:"expect"`
 }
 

@@ -27,7 +27,6 @@ func (l *loader) validate(def *Definition) {
 					hint = "did you mean " + sg + "?"
 				}
 				l.errorAt(p, "steps."+s.ID+".needs", hint, "step %q needs unknown step %q", s.ID, need)
-				graphOK = false
 			case k == i:
 				l.errorAt(p, "steps."+s.ID+".needs", "remove it from needs", "step %q needs itself", s.ID)
 				graphOK = false

@@ -123,15 +123,14 @@ func (l *loader) mapping(n ast.Node, path, what string, allowed []string) (map[s
 	out := make(map[string]*field, len(entries))
 	order := make([]*field, 0, len(entries))
 	for _, e := range entries {
-		kn := l.deref(e.Key)
-		key, ok := scalarText(kn)
 		kp := l.pos(e.Key)
-		if !ok {
-			l.errorAt(kp, path, "", "keys of %s must be plain names", what)
+		if _, merge := e.Key.(*ast.MergeKeyNode); merge {
+			l.errorAt(kp, path, "write the keys out; merge keys are not supported", "merge key << is not allowed in %s", what)
 			continue
 		}
-		if _, merge := e.Key.(*ast.MergeKeyNode); merge || key == "<<" {
-			l.errorAt(kp, path, "write the keys out; merge keys are not supported", "merge key << is not allowed in %s", what)
+		key, ok := scalarText(l.deref(e.Key))
+		if !ok {
+			l.errorAt(kp, path, "", "keys of %s must be plain names", what)
 			continue
 		}
 		if prev, dup := out[key]; dup {
