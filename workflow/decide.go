@@ -692,6 +692,11 @@ func (d *decider) startCompensating() {
 			ss.Status = StepCancelled
 			ss.EndedAt = d.now
 			d.cancelStepTimers(k, true)
+			for _, r := range ss.Runs {
+				if r.Status == RunRunning {
+					r.Status = RunCancelled
+				}
+			}
 		}
 		if step.Kind == KindTask && ss.Status == StepRunning {
 			for _, r := range ss.Runs {
@@ -1318,12 +1323,19 @@ func RetryDelay(p RetryPolicy, n int, commandID string) time.Duration {
 	return backoff(p, n, commandID)
 }
 
+// fnv64 is FNV-1a followed by the splitmix64 finalizer, so that ids that
+// differ only in their last characters still spread over all 64 bits.
 func fnv64(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
 		h *= 1099511628211
 	}
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
 	return h
 }
 
