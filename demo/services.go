@@ -1,0 +1,168 @@
+// Package demo holds the services of the trip-booking example (payments,
+// flights, hotels, notifications) with failure injection, used by
+// `pulsaga dev`, `make demo`, cmd/worker and the end-to-end tests.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pulsaga/pulsaga/worker"
+)
+
+// Faults inject failures into the demo services.
+type Faults struct {
+	// Probability is the chance that an attempt fails with a retryable
+	// error (0..1).
+	Probability float64
+	// Command, when set, fails every attempt of that command for good
+	// (a non-retryable error).
+	Command string
+	// Latency is added to every attempt.
+	Latency time.Duration
+	// Seed makes the random failures repeatable.
+	Seed uint64
+}
+
+// Directives in a process id steer one saga, for demos and tests:
+// "…-fail-<Command>…" fails that command for good, "…-flaky-<Command>…"
+// fails its first attempt with a retryable error, "…-slow-<Command>…" makes
+// it outlast its 30s timeout once.
+func directive(pid, kind, command string) bool {
+	return strings.Contains(pid, "-"+kind+"-"+command)
+}
+
+// Calls records every command a demo service ran, by idempotency key, so
+// tests can check what was executed and that a duplicate was a redelivery.
+type Calls struct {
+	mu    sync.Mutex
+	byKey map[string]int
+	list  []Call
+}
+
+// Call is one command run.
+type Call struct {
+	ProcessID, Step, Command, IdempotencyKey string
+	Attempt                                  int
+	Compensation                             bool
+	Failed                                   bool
+}
+
+// NewCalls creates an empty record.
+func NewCalls() *Calls { return &Calls{byKey: map[string]int{}} }
+
+func (c *Calls) add(call Call) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.byKey[call.IdempotencyKey]++
+	c.list = append(c.list, call)
+}
+
+// Of returns the calls of one process in order.
+func (c *Calls) Of(pid string) []Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Call
+	for _, call := range c.list {
+		if call.ProcessID == pid {
+			out = append(out, call)
+		}
+	}
+	return out
+}
+
+// All returns every call.
+func (c *Calls) All() []Call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Call(nil), c.list...)
+}
+
+// Services maps service → command → handler.
+type Services map[string]map[string]worker.Handler
+
+// Trip returns the four services of the trip saga. calls may be nil.
+func Trip(f Faults, calls *Calls) Services {
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
+	flaky := map[string]bool{}
+	h := func(command string, output func(j *worker.Job) any) worker.Handler {
+		return func(ctx context.Context, j *worker.Job) (any, error) {
+			call := Call{ProcessID: j.ProcessID, Step: j.Step, Command: command, IdempotencyKey: j.IdempotencyKey, Attempt: j.Attempt, Compensation: j.Compensation}
+			fail := func(err error) (any, error) {
+				call.Failed = true
+				if calls != nil {
+					calls.add(call)
+				}
+				return nil, err
+			}
+			if f.Latency > 0 {
+				select {
+				case <-time.After(f.Latency):
+				case <-ctx.Done():
+					return fail(ctx.Err())
+				}
+			}
+			if f.Command == command || directive(j.ProcessID, "fail", command) {
+				return fail(worker.NonRetryable(refusal(command), fmt.Errorf("%s refused for %s", command, j.ProcessID)))
+			}
+			mu.Lock()
+			firstFlaky := directive(j.ProcessID, "flaky", command) && !flaky[j.ProcessID+command]
+			if firstFlaky {
+				flaky[j.ProcessID+command] = true
+			}
+			random := f.Probability > 0 && rng.Float64() < f.Probability
+			mu.Unlock()
+			if firstFlaky || random {
+				return fail(worker.Retryable("Unavailable", errors.New(command+": service temporarily unavailable")))
+			}
+			if calls != nil {
+				calls.add(call)
+			}
+			return output(j), nil
+		}
+	}
+	ref := func(prefix string) func(j *worker.Job) any {
+		return func(j *worker.Job) any {
+			x := fnv.New32a()
+			_, _ = x.Write([]byte(j.ProcessID))
+			return map[string]any{prefix + "_id": fmt.Sprintf("%s-%08x", strings.ToUpper(prefix[:2]), x.Sum32())}
+		}
+	}
+	ok := func(j *worker.Job) any { return map[string]any{"ok": true} }
+	return Services{
+		"payments": {
+			"ProcessPayment": h("ProcessPayment", ref("payment")),
+			"RefundPayment":  h("RefundPayment", ok),
+		},
+		"flights": {
+			"BookFlight":   h("BookFlight", ref("booking")),
+			"CancelFlight": h("CancelFlight", ok),
+		},
+		"hotels": {
+			"BookHotel":   h("BookHotel", ref("reservation")),
+			"CancelHotel": h("CancelHotel", ok),
+		},
+		"notifications": {
+			"NotifyCustomer": h("NotifyCustomer", ok),
+		},
+	}
+}
+
+func refusal(command string) string {
+	switch command {
+	case "BookFlight":
+		return "NoSeats"
+	case "BookHotel":
+		return "NoRooms"
+	case "ProcessPayment":
+		return "CardDeclined"
+	}
+	return "Refused"
+}

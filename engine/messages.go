@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Envelope types internal to the engine (the worker-facing ones are in
+// package protocol).
+const (
+	TypeDecisionTask   = "decision.task"
+	TypeDecisionResult = "decision.result"
+	TypeHistory        = "history"
+	TypeSnapshot       = "snapshot"
+	TypeStatus         = "status"
+	TypeDefinition     = "definition"
+)
+
+// Timer kinds the orchestrator sets for itself.
+const (
+	TimerDecisionTimeout = "decision_timeout"
+	TimerRetention       = "retention"
+)
+
+// StartRequest starts a process. Starting an id that exists is idempotent.
+type StartRequest struct {
+	ProcessID  string          `json:"process_id"`
+	Definition string          `json:"definition"`
+	Version    int             `json:"version,omitempty"` // 0: the latest registered
+	Input      json.RawMessage `json:"input,omitempty"`
+	Actor      string          `json:"actor,omitempty"`
+}
+
+// AdminRequest is an operator's action on a process.
+type AdminRequest struct {
+	ProcessID string `json:"process_id"`
+	// Action is retry, skip, cancel or terminate.
+	Action string          `json:"action"`
+	StepID string          `json:"step_id,omitempty"`
+	Output json.RawMessage `json:"output,omitempty"` // skip
+	Actor  string          `json:"actor"`
+	Reason string          `json:"reason,omitempty"`
+}
+
+// DecisionTask asks a decider for the next decision of one process. A task
+// re-issued after a timeout is identical (same Now, same events), so every
+// command it yields has the same id as the first time.
+type DecisionTask struct {
+	TaskID     string           `json:"task_id"`
+	ProcessID  string           `json:"process_id"`
+	Definition string           `json:"definition"`
+	Version    int              `json:"version"`
+	State      *workflow.State  `json:"state,omitempty"`
+	Events     []workflow.Event `json:"events"`
+	Now        time.Time        `json:"now"`
+	ReplyTo    string           `json:"reply_to"`
+}
+
+// DecisionResult is a decider's answer.
+type DecisionResult struct {
+	TaskID    string             `json:"task_id"`
+	ProcessID string             `json:"process_id"`
+	Decision  *workflow.Decision `json:"decision,omitempty"`
+	// Error says why no decision could be made (the events are then
+	// recorded as rejected).
+	Error   string `json:"error,omitempty"`
+	Decider string `json:"decider,omitempty"`
+}
+
+// Record kinds in a process's event stream.
+const (
+	RecordEvent    = "event"    // an accepted input
+	RecordDecision = "decision" // a decision applied
+	RecordRejected = "rejected" // inputs a decider could not fold
+)
+
+// Record is one entry of a process's event stream, with a dense sequence
+// number (1, 2, 3, ...).
+type Record struct {
+	ProcessID string    `json:"process_id"`
+	Seq       int64     `json:"seq"`
+	Kind      string    `json:"kind"`
+	At        time.Time `json:"at"`
+	// event
+	Event      *workflow.Event `json:"event,omitempty"`
+	EnvelopeID string          `json:"envelope_id,omitempty"`
+	// decision
+	TaskID   string             `json:"task_id,omitempty"`
+	Upto     int64              `json:"upto,omitempty"`
+	Now      time.Time          `json:"now,omitzero"`
+	Status   workflow.Status    `json:"status,omitempty"`
+	Commands []string           `json:"commands,omitempty"`
+	Timers   []string           `json:"timers,omitempty"`
+	Ignored  []workflow.Ignored `json:"ignored,omitempty"`
+	Error    string             `json:"error,omitempty"`
+}
+
+// Outstanding is the decision in flight.
+type Outstanding struct {
+	TaskID   string    `json:"task_id"`
+	Upto     int64     `json:"upto"`
+	Now      time.Time `json:"now"`
+	Issued   int       `json:"issued"`
+	IssuedAt time.Time `json:"issued_at"`
+}
+
+// PendingEvent is an accepted event not yet folded into the state.
+type PendingEvent struct {
+	Seq   int64          `json:"seq"`
+	Event workflow.Event `json:"event"`
+}
+
+// Snapshot is a process's memory image as stored on the snapshots topic,
+// written in the same transaction as the records it reflects.
+type Snapshot struct {
+	ProcessID   string          `json:"process_id"`
+	Definition  string          `json:"definition"`
+	Version     int             `json:"version"`
+	State       *workflow.State `json:"state,omitempty"`
+	Seq         int64           `json:"seq"`
+	Pending     []PendingEvent  `json:"pending,omitempty"`
+	Outstanding *Outstanding    `json:"outstanding,omitempty"`
+	// Seen holds the envelope ids of recent inputs, to drop duplicates.
+	Seen []string `json:"seen,omitempty"`
+	// HistoryIDs are the positions of this process's records on its
+	// history partition, so reading one process costs its own size.
+	HistoryIDs []bus.MessageID `json:"history_ids,omitempty"`
+	// Partition is the history partition holding the records.
+	Partition int       `json:"partition"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// StatusRecord is a process's row in the admin table (the status topic).
+type StatusRecord struct {
+	ProcessID  string            `json:"process_id"`
+	Definition string            `json:"definition"`
+	Version    int               `json:"version"`
+	Status     workflow.Status   `json:"status"`
+	Steps      map[string]string `json:"steps,omitempty"`
+	LastError  string            `json:"last_error,omitempty"`
+	Seq        int64             `json:"seq"`
+	StartedAt  time.Time         `json:"started_at,omitzero"`
+	UpdatedAt  time.Time         `json:"updated_at,omitzero"`
+	EndedAt    time.Time         `json:"ended_at,omitzero"`
+}
+
+// DefinitionRecord is a registered definition.
+type DefinitionRecord struct {
+	Name         string    `json:"name"`
+	Version      int       `json:"version"`
+	File         string    `json:"file"`
+	Source       string    `json:"source"`
+	RegisteredAt time.Time `json:"registered_at"`
+}
+
+// DefinitionKey is the key of a definition on the definitions topic.
+func DefinitionKey(name string, version int) string { return fmt.Sprintf("%s@%d", name, version) }
+
+func encode(typ, id, pid string, at time.Time, payload any) ([]byte, error) {
+	env, err := bus.NewEnvelope(typ, id, pid, at, payload)
+	if err != nil {
+		return nil, err
+	}
+	return env.Encode()
+}

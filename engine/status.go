@@ -1,0 +1,103 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/pulsaga/pulsaga/bus"
+)
+
+// StatusTable is the compacted status topic read as a table: any instance
+// can answer admin queries from it, whoever owns the processes.
+type StatusTable struct {
+	bus   bus.Bus
+	topic string
+
+	mu     sync.Mutex
+	reader bus.Reader
+	rows   map[string]StatusRecord
+}
+
+// NewStatusTable reads the status topic.
+func NewStatusTable(b bus.Bus, topic string) *StatusTable {
+	return &StatusTable{bus: b, topic: topic, rows: map[string]StatusRecord{}}
+}
+
+// Refresh reads what was written since the last call.
+func (t *StatusTable) Refresh(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reader == nil {
+		if err := t.bus.EnsureTopic(ctx, bus.TopicSpec{Name: t.topic, Compacted: true, RetentionTime: -1, RetentionSizeMB: -1}); err != nil {
+			return fmt.Errorf("status table: %w", err)
+		}
+		rd, err := t.bus.Reader(ctx, bus.ReaderOptions{Topic: t.topic, Compacted: true})
+		if err != nil {
+			return fmt.Errorf("status table: %w", err)
+		}
+		t.reader = rd
+	}
+	for {
+		more, err := t.reader.HasNext(ctx)
+		if err != nil {
+			return fmt.Errorf("status table: %w", err)
+		}
+		if !more {
+			return nil
+		}
+		m, err := t.reader.Next(ctx)
+		if err != nil {
+			return fmt.Errorf("status table: %w", err)
+		}
+		if len(m.Payload) == 0 {
+			delete(t.rows, m.Key)
+			continue
+		}
+		env, err := bus.DecodeEnvelope(m.Payload)
+		if err != nil || env.Type != TypeStatus {
+			continue
+		}
+		var r StatusRecord
+		if env.DecodePayload(&r) != nil {
+			continue
+		}
+		if old, ok := t.rows[r.ProcessID]; ok && old.Seq > r.Seq {
+			continue // an older row read after a newer one
+		}
+		t.rows[r.ProcessID] = r
+	}
+}
+
+// Get returns one row.
+func (t *StatusTable) Get(pid string) (StatusRecord, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r, ok := t.rows[pid]
+	return r, ok
+}
+
+// List returns every row, by process id.
+func (t *StatusTable) List() []StatusRecord {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]StatusRecord, 0, len(t.rows))
+	for _, r := range t.rows {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ProcessID < out[j].ProcessID })
+	return out
+}
+
+// Close releases the reader.
+func (t *StatusTable) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reader != nil {
+		err := t.reader.Close()
+		t.reader = nil
+		return err
+	}
+	return nil
+}

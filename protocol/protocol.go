@@ -1,0 +1,172 @@
+// Package protocol defines the messages that cross pulsaga's topics: the
+// commands the engine puts on a service's job queue, the results a worker
+// sends back, fired timers, signals, start requests and admin actions. Every
+// message is a bus.Envelope (JSON) whose payload is one of the types here;
+// docs/protocol.md and docs/schemas/*.schema.json describe them for workers
+// written in any language with a plain Pulsar client.
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Envelope types.
+const (
+	TypeCommand     = "command"      // engine → worker, on jobs.<service>
+	TypeResult      = "result"       // worker → engine, on the command's reply topic
+	TypeTimer       = "timer"        // engine → timers topic (delayed)
+	TypeTimerFired  = "timer.fired"  // timer relay → events
+	TypeSignal      = "signal"       // anyone → events
+	TypeStart       = "start"        // anyone → events (or the start topic)
+	TypeAdminAction = "admin.action" // admin → events
+)
+
+// Command asks a worker to run one attempt of one step (or of its
+// compensation). Delivery is at least once: a worker may see the same
+// command twice (same CommandID and IdempotencyKey) and must not do the job
+// twice; results of duplicates are recognised and dropped by the engine.
+type Command struct {
+	// CommandID is stable for one attempt: a redelivery carries the same id.
+	CommandID string `json:"command_id"`
+	ProcessID string `json:"process_id"`
+	// Definition and Version name the saga definition the process runs.
+	Definition string `json:"definition,omitempty"`
+	Version    int    `json:"version,omitempty"`
+	// Step is the step id; Item is the for_each item index, if any.
+	Step string `json:"step"`
+	Item *int   `json:"item,omitempty"`
+	// Attempt counts from 1.
+	Attempt int `json:"attempt"`
+	// Service is the job queue; Command the operation to run.
+	Service string `json:"service"`
+	Command string `json:"command"`
+	// Compensation is true when this undoes a completed step.
+	Compensation bool `json:"compensation,omitempty"`
+	// Input is the evaluated step input.
+	Input json.RawMessage `json:"input,omitempty"`
+	// IdempotencyKey is "<process>/<step>[/<item>]/<attempt>" (with a
+	// "compensate:" prefix for compensations): pass it to the service.
+	IdempotencyKey string `json:"idempotency_key"`
+	// Deadline is when the engine stops waiting for this attempt (zero: none).
+	Deadline time.Time `json:"deadline,omitempty"`
+	// ReplyTo is the topic the result goes to, keyed by ProcessID.
+	ReplyTo string `json:"reply_to"`
+}
+
+// Result status values.
+const (
+	StatusCompleted = "completed"
+	StatusFailed    = "failed"
+)
+
+// Error describes a failed attempt.
+type Error struct {
+	// Type classifies the error (e.g. "NoSeats"); retry policies name the
+	// types that are not worth retrying.
+	Type string `json:"type"`
+	// Message is for people.
+	Message string `json:"message"`
+	// Retryable false means: do not retry, whatever the policy says.
+	Retryable bool `json:"retryable"`
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %s", e.Type, e.Message) }
+
+// Result is a worker's answer to a Command. It echoes the command's
+// identifying fields so the engine can match it to the attempt.
+type Result struct {
+	CommandID    string          `json:"command_id"`
+	ProcessID    string          `json:"process_id"`
+	Step         string          `json:"step"`
+	Item         *int            `json:"item,omitempty"`
+	Attempt      int             `json:"attempt"`
+	Compensation bool            `json:"compensation,omitempty"`
+	Status       string          `json:"status"`
+	Output       json.RawMessage `json:"output,omitempty"`
+	Error        *Error          `json:"error,omitempty"`
+	// Worker names the worker instance, for operators.
+	Worker string `json:"worker,omitempty"`
+	// StartedAt and FinishedAt time the attempt on the worker.
+	StartedAt  time.Time `json:"started_at,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitempty"`
+}
+
+// ResultFor starts a Result answering c.
+func ResultFor(c *Command) *Result {
+	return &Result{
+		CommandID: c.CommandID, ProcessID: c.ProcessID, Step: c.Step, Item: c.Item,
+		Attempt: c.Attempt, Compensation: c.Compensation,
+	}
+}
+
+// Validate checks the fields a worker needs.
+func (c *Command) Validate() error {
+	switch {
+	case c.CommandID == "":
+		return fmt.Errorf("command has no command_id")
+	case c.ProcessID == "":
+		return fmt.Errorf("command %s has no process_id", c.CommandID)
+	case c.Command == "":
+		return fmt.Errorf("command %s has no command name", c.CommandID)
+	case c.ReplyTo == "":
+		return fmt.Errorf("command %s has no reply_to topic", c.CommandID)
+	case c.Attempt < 1:
+		return fmt.Errorf("command %s has attempt %d, attempts count from 1", c.CommandID, c.Attempt)
+	}
+	return nil
+}
+
+// Validate checks a result is well formed.
+func (r *Result) Validate() error {
+	switch {
+	case r.CommandID == "" || r.ProcessID == "" || r.Step == "":
+		return fmt.Errorf("result needs command_id, process_id and step")
+	case r.Attempt < 1:
+		return fmt.Errorf("result %s has attempt %d, attempts count from 1", r.CommandID, r.Attempt)
+	case r.Status == StatusCompleted:
+		return nil
+	case r.Status == StatusFailed:
+		if r.Error == nil || r.Error.Type == "" {
+			return fmt.Errorf("failed result %s needs an error with a type", r.CommandID)
+		}
+		return nil
+	}
+	return fmt.Errorf("result %s has status %q, want completed or failed", r.CommandID, r.Status)
+}
+
+// Timer is a wait: it is sent to the timers topic delayed until FireAt and
+// relayed to Target when it fires. A timer that is no longer pending when
+// it fires (cancelled, superseded, fired already) is ignored by its ID.
+type Timer struct {
+	// TimerID is stable; the process decides whether it is still pending.
+	TimerID   string `json:"timer_id"`
+	ProcessID string `json:"process_id"`
+	// Kind says what the wait is for (attempt_timeout, sleep, ...).
+	Kind string `json:"kind"`
+	// Step is the step the timer belongs to, if any.
+	Step string `json:"step,omitempty"`
+	// FireAt is when the timer is due.
+	FireAt time.Time `json:"fire_at"`
+	// Target is the topic the fired timer goes to, keyed by ProcessID.
+	Target string `json:"target"`
+	// Hops counts re-arms of a timer longer than the broker's delay limit.
+	Hops int `json:"hops,omitempty"`
+}
+
+// TimerFired is a timer delivered back to the engine.
+type TimerFired struct {
+	Timer
+	// FiredAt is when the relay saw it; FiredAt-FireAt is its lateness.
+	FiredAt time.Time `json:"fired_at"`
+}
+
+// Signal delivers external data to a process waiting for it.
+type Signal struct {
+	ProcessID string          `json:"process_id"`
+	Name      string          `json:"name"`
+	Data      json.RawMessage `json:"data,omitempty"`
+	// SignalID deduplicates retried sends.
+	SignalID string `json:"signal_id"`
+}

@@ -1,0 +1,379 @@
+// Package worker is the Go SDK for service workers: register a handler per
+// command, run, and the worker takes commands from the service's job queue,
+// calls the handler with a context carrying the job's identity and deadline,
+// and publishes the result back to the engine. Any language can do the same
+// with a plain Pulsar client (docs/protocol.md); this package is the
+// reference implementation.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
+)
+
+// JobTopic is the job queue of a service.
+func JobTopic(service string) string { return "jobs." + service }
+
+// JobTopicSpec is how a job queue is created: commands sent before any
+// worker subscribed are retained (a week) so that a new subscription, which
+// starts at the earliest message, still gets them.
+func JobTopicSpec(service string) bus.TopicSpec {
+	return bus.TopicSpec{Name: JobTopic(service), RetentionTime: 7 * 24 * time.Hour, RetentionSizeMB: -1}
+}
+
+// Options configure a Worker.
+type Options struct {
+	// Service is the job queue to serve (topic "jobs.<service>").
+	Service string
+	// Subscription is shared by every instance of the service
+	// (default "workers").
+	Subscription string
+	// Name identifies this instance in results and logs (default: service).
+	Name string
+	// Concurrency is the number of jobs run at once (default 8).
+	Concurrency int
+	// ShutdownGrace is how long Run waits, once its context is done, for
+	// jobs in hand to finish; jobs still running then are released to other
+	// instances, not failed (default 10s).
+	ShutdownGrace time.Duration
+	// MaxDeliveries dead-letters a command delivered that many times without
+	// being acknowledged (default 10).
+	MaxDeliveries int
+	// NackDelay is how long a released command waits before redelivery
+	// (default 1s).
+	NackDelay time.Duration
+	// Clock returns the current time (default time.Now).
+	Clock func() time.Time
+}
+
+func (o *Options) defaults() error {
+	if o.Service == "" {
+		return fmt.Errorf("%w: worker needs a service name", bus.ErrBadOptions)
+	}
+	if o.Subscription == "" {
+		o.Subscription = "workers"
+	}
+	if o.Name == "" {
+		o.Name = o.Service
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 8
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 10 * time.Second
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 10
+	}
+	if o.NackDelay <= 0 {
+		o.NackDelay = time.Second
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	return nil
+}
+
+// Job is one command to run.
+type Job struct {
+	protocol.Command
+	// Delivery counts earlier deliveries of this command to the service (a
+	// redelivery after a crash has the same CommandID and IdempotencyKey).
+	Delivery int
+}
+
+// DecodeInput unmarshals the job's input into v.
+func (j *Job) DecodeInput(v any) error {
+	if len(j.Input) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(j.Input, v); err != nil {
+		return NonRetryable("BadInput", fmt.Errorf("decode input of %s: %w", j.Command.Command, err))
+	}
+	return nil
+}
+
+type jobKey struct{}
+
+// JobFrom returns the job a handler's context carries.
+func JobFrom(ctx context.Context) (*Job, bool) {
+	j, ok := ctx.Value(jobKey{}).(*Job)
+	return j, ok
+}
+
+// Handler runs one job and returns its output (marshalled to JSON) or an
+// error. Errors are retryable unless made with NonRetryable.
+type Handler func(ctx context.Context, job *Job) (any, error)
+
+// Error is a handler error with a type that retry policies can name.
+type Error struct {
+	Type      string
+	Retryable bool
+	Err       error
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// NonRetryable marks err as not worth retrying (a business refusal such as
+// "NoSeats"); the step fails for good at once.
+func NonRetryable(typ string, err error) error { return &Error{Type: typ, Err: err} }
+
+// Retryable marks err as transient with a type; the engine retries it as
+// the step's policy says.
+func Retryable(typ string, err error) error { return &Error{Type: typ, Retryable: true, Err: err} }
+
+// Worker serves one service's job queue.
+type Worker struct {
+	bus      bus.Bus
+	opts     Options
+	log      zerolog.Logger
+	handlers map[string]Handler
+
+	mu        sync.Mutex
+	producers map[string]bus.Producer
+}
+
+// New creates a worker; register handlers with Handle, then Run it.
+func New(b bus.Bus, opts Options, log zerolog.Logger) (*Worker, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	return &Worker{
+		bus: b, opts: opts, handlers: map[string]Handler{}, producers: map[string]bus.Producer{},
+		log: log.With().Str("service", opts.Service).Str("worker", opts.Name).Logger(),
+	}, nil
+}
+
+// Handle registers the handler of a command. Call it before Run.
+func (w *Worker) Handle(command string, h Handler) { w.handlers[command] = h }
+
+// Run serves the job queue until ctx is done, then stops taking jobs, lets
+// the jobs in hand finish for up to ShutdownGrace, releases the others and
+// returns nil. It returns an error only if the queue cannot be served.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.bus.EnsureTopic(ctx, JobTopicSpec(w.opts.Service)); err != nil {
+		return fmt.Errorf("worker %s: %w", w.opts.Service, err)
+	}
+	cons, err := w.bus.Subscribe(ctx, bus.SubscribeOptions{
+		Topic: JobTopic(w.opts.Service), Subscription: w.opts.Subscription, Type: bus.Shared,
+		ConsumerName: w.opts.Name, MaxDeliveries: w.opts.MaxDeliveries, NackDelay: w.opts.NackDelay,
+		ReceiveQueueSize: w.opts.Concurrency,
+	})
+	if err != nil {
+		return fmt.Errorf("worker %s: subscribe: %w", w.opts.Service, err)
+	}
+	defer cons.Close()
+	defer w.closeProducers()
+
+	// Handlers run under jobCtx, which outlives ctx by ShutdownGrace.
+	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelJobs()
+	stopGrace := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(w.opts.ShutdownGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelJobs()
+		case <-jobCtx.Done():
+		}
+	})
+	defer stopGrace()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, w.opts.Concurrency)
+	for i := 0; i < w.opts.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				msg, err := cons.Receive(ctx)
+				if err != nil {
+					if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+						errc <- fmt.Errorf("worker %s: receive: %w", w.opts.Service, err)
+					}
+					return
+				}
+				w.process(jobCtx, cons, msg)
+			}
+		}()
+	}
+	wg.Wait()
+	cancelJobs()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+func (w *Worker) process(ctx context.Context, cons bus.Consumer, msg *bus.Message) {
+	env, err := bus.DecodeOrDeadLetter(ctx, cons, msg)
+	if err != nil {
+		w.log.Warn().Err(err).Str("topic", msg.Topic).Msg("undecodable command dead-lettered")
+		return
+	}
+	log := w.log.With().Str("process_id", env.ProcessID).Logger()
+	if env.Type != protocol.TypeCommand {
+		w.deadLetter(ctx, cons, msg, log, fmt.Sprintf("unexpected message type %q on a job queue, want %q", env.Type, protocol.TypeCommand))
+		return
+	}
+	job := &Job{Delivery: msg.RedeliveryCount}
+	if err := env.DecodePayload(&job.Command); err != nil {
+		w.deadLetter(ctx, cons, msg, log, err.Error())
+		return
+	}
+	if err := job.Validate(); err != nil {
+		w.deadLetter(ctx, cons, msg, log, "invalid command: "+err.Error())
+		return
+	}
+	log = log.With().Str("step", job.Step).Int("attempt", job.Attempt).Str("command", job.Command.Command).Logger()
+	h, ok := w.handlers[job.Command.Command]
+	if !ok {
+		reason := fmt.Sprintf("no handler for command %q on service %q", job.Command.Command, w.opts.Service)
+		// Tell the engine at once rather than let the step wait for its timeout.
+		res := protocol.ResultFor(&job.Command)
+		res.Status, res.Error = protocol.StatusFailed, &protocol.Error{Type: "UnknownCommand", Message: reason}
+		if err := w.reply(ctx, &job.Command, res); err != nil {
+			log.Warn().Err(err).Msg("could not report the unknown command; releasing it")
+			cons.Nack(msg, err)
+			return
+		}
+		w.deadLetter(ctx, cons, msg, log, reason)
+		return
+	}
+	if !job.Deadline.IsZero() && !w.opts.Clock().Before(job.Deadline) {
+		// The engine has given up on this attempt (its timeout fired); a newer
+		// attempt, if any, comes as a new command.
+		log.Info().Time("deadline", job.Deadline).Msg("command expired before it ran; dropped")
+		_ = cons.Ack(ctx, msg)
+		return
+	}
+	res := w.run(ctx, h, job, log)
+	if res == nil { // shutting down: release it to another instance
+		cons.Nack(msg, errors.New("worker shut down before the job finished"))
+		return
+	}
+	if err := w.reply(ctx, &job.Command, res); err != nil {
+		log.Warn().Err(err).Msg("could not publish the result; the command will be delivered again")
+		cons.Nack(msg, err)
+		return
+	}
+	if err := cons.Ack(ctx, msg); err != nil {
+		log.Warn().Err(err).Msg("ack failed; the command may be delivered again (same idempotency key)")
+	}
+}
+
+// run calls the handler; nil means the job was interrupted by shutdown.
+func (w *Worker) run(ctx context.Context, h Handler, job *Job, log zerolog.Logger) (res *protocol.Result) {
+	res = protocol.ResultFor(&job.Command)
+	res.Worker = w.opts.Name
+	res.StartedAt = w.opts.Clock().UTC()
+	hctx := context.WithValue(ctx, jobKey{}, job)
+	if !job.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithDeadline(hctx, job.Deadline)
+		defer cancel()
+	}
+	var out any
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
+				err = Retryable("Panic", fmt.Errorf("handler panicked: %v", p))
+			}
+		}()
+		out, err = h(hctx, job)
+		return err
+	}()
+	res.FinishedAt = w.opts.Clock().UTC()
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		res.Status = protocol.StatusFailed
+		res.Error = classify(err, hctx)
+		log.Info().Str("error_type", res.Error.Type).Bool("retryable", res.Error.Retryable).Msg("job failed")
+		return res
+	}
+	b, merr := json.Marshal(out)
+	if merr != nil {
+		res.Status = protocol.StatusFailed
+		res.Error = &protocol.Error{Type: "BadOutput", Message: "handler output is not JSON: " + merr.Error()}
+		return res
+	}
+	res.Status, res.Output = protocol.StatusCompleted, b
+	return res
+}
+
+func classify(err error, hctx context.Context) *protocol.Error {
+	var we *Error
+	switch {
+	case errors.As(err, &we):
+		return &protocol.Error{Type: we.Type, Message: we.Err.Error(), Retryable: we.Retryable}
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(hctx.Err(), context.DeadlineExceeded):
+		return &protocol.Error{Type: "Timeout", Message: err.Error(), Retryable: true}
+	}
+	return &protocol.Error{Type: "Error", Message: err.Error(), Retryable: true}
+}
+
+func (w *Worker) reply(ctx context.Context, c *protocol.Command, res *protocol.Result) error {
+	p, err := w.producer(ctx, c.ReplyTo)
+	if err != nil {
+		return err
+	}
+	env, err := bus.NewEnvelope(protocol.TypeResult, "result:"+c.CommandID, c.ProcessID, w.opts.Clock(), res)
+	if err != nil {
+		return err
+	}
+	env.CausationID = c.CommandID
+	b, err := env.Encode()
+	if err != nil {
+		return err
+	}
+	_, err = p.Send(ctx, &bus.OutMessage{Key: c.ProcessID, Payload: b})
+	return err
+}
+
+func (w *Worker) producer(ctx context.Context, topic string) (bus.Producer, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p, ok := w.producers[topic]; ok {
+		return p, nil
+	}
+	p, err := w.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	if err != nil {
+		return nil, fmt.Errorf("worker %s: producer for %s: %w", w.opts.Service, topic, err)
+	}
+	w.producers[topic] = p
+	return p, nil
+}
+
+func (w *Worker) closeProducers() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for t, p := range w.producers {
+		_ = p.Close()
+		delete(w.producers, t)
+	}
+}
+
+func (w *Worker) deadLetter(ctx context.Context, cons bus.Consumer, msg *bus.Message, log zerolog.Logger, reason string) {
+	if err := cons.DeadLetter(ctx, msg, reason); err != nil {
+		log.Error().Err(err).Str("reason", reason).Msg("dead-lettering failed; releasing the message")
+		cons.Nack(msg, err)
+		return
+	}
+	log.Warn().Str("reason", reason).Msg("message dead-lettered")
+}
