@@ -155,7 +155,11 @@ func New(b bus.Bus, opts Options, log zerolog.Logger) (*Worker, error) {
 	}, nil
 }
 
-// Handle registers the handler of a command. Call it before Run.
+// AnyCommand registers a handler for every command without its own.
+const AnyCommand = "*"
+
+// Handle registers the handler of a command (or AnyCommand). Call it
+// before Run.
 func (w *Worker) Handle(command string, h Handler) { w.handlers[command] = h }
 
 // Run serves the job queue until ctx is done, then stops taking jobs, lets
@@ -240,6 +244,9 @@ func (w *Worker) process(ctx context.Context, cons bus.Consumer, msg *bus.Messag
 	}
 	log = log.With().Str("step", job.Step).Int("attempt", job.Attempt).Str("command", job.Command.Command).Logger()
 	h, ok := w.handlers[job.Command.Command]
+	if !ok {
+		h, ok = w.handlers[AnyCommand]
+	}
 	if !ok {
 		reason := fmt.Sprintf("no handler for command %q on service %q", job.Command.Command, w.opts.Service)
 		// Tell the engine at once rather than let the step wait for its timeout.

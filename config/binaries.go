@@ -1,0 +1,166 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Orchestrator configures cmd/orchestrator.
+type Orchestrator struct {
+	Base `mapstructure:",squash"`
+	// Name identifies the instance; Failover hands partitions out by name,
+	// so give each instance its own stable name.
+	Name string `mapstructure:"name" usage:"instance name (unique and stable)"`
+	// Partitions of the events, history and snapshots topics (fixed once
+	// the topics exist).
+	Partitions int `mapstructure:"partitions" usage:"partitions of the process-keyed topics"`
+	// Definitions is a YAML file or a directory of them registered at start.
+	Definitions string `mapstructure:"definitions" usage:"definition file or directory to register at start"`
+	// BatchSize bounds the events handled in one transaction.
+	BatchSize int `mapstructure:"batch_size" usage:"events per transaction at most"`
+	// DecisionTimeout re-issues a decision nobody answered.
+	DecisionTimeout time.Duration `mapstructure:"decision_timeout" usage:"re-issue a decision task after this long"`
+	// Retention keeps finished processes (image and status) this long.
+	Retention time.Duration `mapstructure:"retention" usage:"how long finished processes are kept"`
+	// HistoryRetention keeps event streams this long (-1s: forever).
+	HistoryRetention time.Duration `mapstructure:"history_retention" usage:"how long event streams are kept"`
+	// TimerRelay runs a timer relay in the orchestrator process.
+	TimerRelay bool `mapstructure:"timer_relay" usage:"run a timer relay in this process"`
+}
+
+// DefaultOrchestrator is the default orchestrator configuration.
+func DefaultOrchestrator() Orchestrator {
+	host, _ := os.Hostname()
+	return Orchestrator{
+		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256,
+		DecisionTimeout: 30 * time.Second, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
+	}
+}
+
+// Validate checks every key.
+func (c *Orchestrator) Validate() error {
+	errs := []error{c.Base.Validate()}
+	if c.Name == "" {
+		errs = append(errs, &FieldError{Key: "name", Value: c.Name, Problem: "must not be empty"})
+	}
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		errs = append(errs, &FieldError{Key: "partitions", Value: c.Partitions, Problem: "must be between 1 and 1024"})
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, &FieldError{Key: "batch_size", Value: c.BatchSize, Problem: "must be at least 1"})
+	}
+	if c.Definitions != "" {
+		if _, err := os.Stat(c.Definitions); err != nil {
+			errs = append(errs, &FieldError{Key: "definitions", Value: c.Definitions, Problem: "no such file or directory"})
+		}
+	}
+	errs = append(errs, positive("decision_timeout", c.DecisionTimeout), positive("retention", c.Retention))
+	if c.HistoryRetention == 0 || c.HistoryRetention < -time.Second {
+		errs = append(errs, &FieldError{Key: "history_retention", Value: c.HistoryRetention.String(), Problem: "must be positive, or -1s for forever"})
+	}
+	return errors.Join(errs...)
+}
+
+// Decider configures cmd/decider.
+type Decider struct {
+	Base `mapstructure:",squash"`
+	// Name identifies the instance.
+	Name string `mapstructure:"name" usage:"instance name"`
+	// Concurrency is the number of decisions made at once.
+	Concurrency int `mapstructure:"concurrency" usage:"decisions made at once"`
+	// Partitions must match the orchestrator's.
+	Partitions int `mapstructure:"partitions" usage:"partitions of the process-keyed topics (as the orchestrator)"`
+}
+
+// DefaultDecider is the default decider configuration.
+func DefaultDecider() Decider {
+	host, _ := os.Hostname()
+	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, Partitions: 4}
+}
+
+// Validate checks every key.
+func (c *Decider) Validate() error {
+	errs := []error{c.Base.Validate()}
+	if c.Concurrency < 1 {
+		errs = append(errs, &FieldError{Key: "concurrency", Value: c.Concurrency, Problem: "must be at least 1"})
+	}
+	if c.Partitions < 1 {
+		errs = append(errs, &FieldError{Key: "partitions", Value: c.Partitions, Problem: "must be at least 1"})
+	}
+	return errors.Join(errs...)
+}
+
+// Worker configures cmd/worker.
+type Worker struct {
+	Base `mapstructure:",squash"`
+	// Name identifies the instance.
+	Name string `mapstructure:"name" usage:"instance name"`
+	// Mode is demo (the trip services) or bridge (commands to HTTP or exec).
+	Mode string `mapstructure:"mode" usage:"demo or bridge"`
+	// Services to serve (demo: any of payments, flights, hotels,
+	// notifications; bridge: exactly one).
+	Services []string `mapstructure:"services" usage:"services to serve"`
+	// Concurrency is the jobs run at once per service.
+	Concurrency int `mapstructure:"concurrency" usage:"jobs run at once per service"`
+	// FailProbability injects retryable failures (demo).
+	FailProbability float64 `mapstructure:"fail_probability" usage:"chance of a retryable failure per attempt (demo)"`
+	// FailCommand fails one command for good (demo).
+	FailCommand string `mapstructure:"fail_command" usage:"command that always fails for good (demo)"`
+	// Latency is added to every job (demo).
+	Latency time.Duration `mapstructure:"latency" usage:"latency added to every job (demo)"`
+	// BridgeURL sends each command as an HTTP POST (bridge).
+	BridgeURL string `mapstructure:"bridge_url" usage:"HTTP endpoint each command is POSTed to (bridge)"`
+	// BridgeExec runs a program per command, the command on stdin (bridge).
+	BridgeExec string `mapstructure:"bridge_exec" usage:"program run per command, command JSON on stdin (bridge)"`
+}
+
+// DefaultWorker is the default worker configuration.
+func DefaultWorker() Worker {
+	host, _ := os.Hostname()
+	return Worker{Base: DefaultBase(), Name: "worker-" + host, Mode: "demo",
+		Services: []string{"payments", "flights", "hotels", "notifications"}, Concurrency: 16}
+}
+
+// Validate checks every key.
+func (c *Worker) Validate() error {
+	errs := []error{c.Base.Validate()}
+	switch c.Mode {
+	case "demo":
+	case "bridge":
+		if len(c.Services) != 1 {
+			errs = append(errs, &FieldError{Key: "services", Value: strings.Join(c.Services, ","), Problem: "a bridge serves exactly one service"})
+		}
+		if (c.BridgeURL == "") == (c.BridgeExec == "") {
+			errs = append(errs, &FieldError{Key: "bridge_url", Value: c.BridgeURL, Problem: "set exactly one of bridge_url and bridge_exec"})
+		}
+	default:
+		errs = append(errs, &FieldError{Key: "mode", Value: c.Mode, Problem: "must be demo or bridge"})
+	}
+	if len(c.Services) == 0 {
+		errs = append(errs, &FieldError{Key: "services", Value: "", Problem: "name at least one service"})
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, &FieldError{Key: "concurrency", Value: c.Concurrency, Problem: "must be at least 1"})
+	}
+	if c.FailProbability < 0 || c.FailProbability > 1 {
+		errs = append(errs, &FieldError{Key: "fail_probability", Value: c.FailProbability, Problem: "must be between 0 and 1"})
+	}
+	return errors.Join(errs...)
+}
+
+// FromArgs parses a binary's command line (--config FILE plus one flag per
+// key) and loads cfg. Help goes to stdout and returns pflag.ErrHelp.
+func FromArgs(name string, args []string, cfg Validator) error {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	file := fs.String("config", "", "YAML configuration file")
+	AddFlags(fs, cfg)
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return Load(cfg, *file, fs)
+}

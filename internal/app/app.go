@@ -1,0 +1,146 @@
+// Package app wires pulsaga's binaries: configuration in, components
+// running on a Pulsar bus out. The cmd/* mains only call into it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/config"
+	"github.com/pulsaga/pulsaga/demo"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/timers"
+	"github.com/pulsaga/pulsaga/worker"
+)
+
+// Connect opens the Pulsar bus a configuration names.
+func Connect(ctx context.Context, p config.Pulsar, log zerolog.Logger) (*pulsarbus.Bus, error) {
+	return pulsarbus.New(ctx, pulsarbus.Config{
+		ServiceURL: p.URL, AdminURL: p.AdminURL,
+		Namespace:         bus.Namespace{Tenant: p.Tenant, Namespace: p.Namespace},
+		ConnectionTimeout: p.ConnectTimeout, OperationTimeout: p.OperationTimeout,
+	}, log)
+}
+
+// Topics are the engine topics for a partition count and history retention.
+func Topics(partitions int, historyRetention time.Duration) engine.Topics {
+	t := engine.DefaultTopics()
+	t.Partitions = partitions
+	if historyRetention != 0 {
+		t.HistoryRetention = historyRetention
+	}
+	return t
+}
+
+// group runs functions until the first fails or ctx is done.
+func group(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, len(fns))
+	for i, f := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errs[i] = err
+				cancel()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// RunOrchestrator runs an orchestrator (and a timer relay) until ctx ends.
+func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.Logger) error {
+	b, err := Connect(ctx, cfg.Pulsar, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	topics := Topics(cfg.Partitions, cfg.HistoryRetention)
+	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
+		return err
+	}
+	reg := engine.NewRegistry(b, topics.Definitions, nil)
+	defer reg.Close()
+	if cfg.Definitions != "" {
+		defs, err := reg.RegisterPath(ctx, cfg.Definitions)
+		if err != nil {
+			return fmt.Errorf("register definitions: %w", err)
+		}
+		for _, d := range defs {
+			log.Info().Str("definition", d.Name).Int("version", d.Version).Msg("definition registered")
+		}
+	}
+	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
+		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
+	}, log)
+	fns := []func(context.Context) error{o.Run}
+	if cfg.TimerRelay {
+		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay"}, log).Run)
+	}
+	log.Info().Str("instance", cfg.Name).Int("partitions", cfg.Partitions).Msg("orchestrator running")
+	return group(ctx, fns...)
+}
+
+// RunDecider runs a decider until ctx ends.
+func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) error {
+	b, err := Connect(ctx, cfg.Pulsar, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	topics := Topics(cfg.Partitions, 0)
+	reg := engine.NewRegistry(b, topics.Definitions, nil)
+	defer reg.Close()
+	d := engine.NewDecider(b, reg, engine.DeciderOptions{Name: cfg.Name, Topics: topics, Concurrency: cfg.Concurrency}, log)
+	log.Info().Str("instance", cfg.Name).Msg("decider running")
+	return d.Run(ctx)
+}
+
+// RunWorker runs demo services or a bridge until ctx ends.
+func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error {
+	b, err := Connect(ctx, cfg.Pulsar, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	services := map[string]map[string]worker.Handler{}
+	switch cfg.Mode {
+	case "demo":
+		all := demo.Trip(demo.Faults{Probability: cfg.FailProbability, Command: cfg.FailCommand, Latency: cfg.Latency, Seed: uint64(time.Now().UnixNano())}, nil)
+		for _, s := range cfg.Services {
+			h, ok := all[s]
+			if !ok {
+				return fmt.Errorf("%w: services: no demo service %q (have payments, flights, hotels, notifications)", config.ErrInvalid, s)
+			}
+			services[s] = h
+		}
+	case "bridge":
+		br := worker.Bridge{URL: cfg.BridgeURL, Exec: strings.Fields(cfg.BridgeExec)}
+		services[cfg.Services[0]] = map[string]worker.Handler{worker.AnyCommand: br.Handle}
+	}
+	var fns []func(context.Context) error
+	for svc, hs := range services {
+		w, err := worker.New(b, worker.Options{Service: svc, Name: cfg.Name + "-" + svc, Concurrency: cfg.Concurrency}, log)
+		if err != nil {
+			return err
+		}
+		for cmd, h := range hs {
+			w.Handle(cmd, h)
+		}
+		fns = append(fns, w.Run)
+		log.Info().Str("service", svc).Str("mode", cfg.Mode).Msg("worker running")
+	}
+	return group(ctx, fns...)
+}

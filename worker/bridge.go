@@ -1,0 +1,137 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// Bridge runs commands in services written in any language: as an HTTP
+// POST to URL, or as a process (Exec) reading the command on stdin.
+//
+// HTTP: the body is the command (protocol.Command as JSON), with the
+// headers Idempotency-Key and Pulsaga-Command. A 2xx answer completes the
+// step with the JSON body as output (an empty body is null); 4xx fails it
+// for good (the type is the body's {"error":{"type":…}} or "HTTP<code>");
+// 408, 429, 5xx and network errors are retryable.
+//
+// Exec: the program gets the command JSON on stdin and PULSAGA_COMMAND,
+// PULSAGA_IDEMPOTENCY_KEY in its environment. Exit 0 completes with stdout
+// as output (JSON, or else a JSON string); exit 2 fails for good (type
+// "Refused", message = stderr); any other exit is retryable.
+type Bridge struct {
+	URL    string
+	Exec   []string
+	Client *http.Client
+}
+
+// Handle is the Handler of the bridge.
+func (b Bridge) Handle(ctx context.Context, job *Job) (any, error) {
+	body, err := json.Marshal(job.Command)
+	if err != nil {
+		return nil, NonRetryable("BadCommand", err)
+	}
+	if b.URL != "" {
+		return b.http(ctx, job, body)
+	}
+	if len(b.Exec) > 0 {
+		return b.exec(ctx, job, body)
+	}
+	return nil, NonRetryable("BridgeNotConfigured", errors.New("bridge has neither a URL nor a program"))
+}
+
+func (b Bridge) http(ctx context.Context, job *Job, body []byte) (any, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, NonRetryable("BadURL", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", job.IdempotencyKey)
+	req.Header.Set("Pulsaga-Command", job.Command.Command)
+	client := b.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, Retryable("Unavailable", err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return nil, Retryable("Unavailable", err)
+	}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return jsonOutput(out), nil
+	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return nil, Retryable(errType(out, fmt.Sprintf("HTTP%d", resp.StatusCode)), fmt.Errorf("%s: %s", resp.Status, errMessage(out)))
+	default:
+		return nil, NonRetryable(errType(out, fmt.Sprintf("HTTP%d", resp.StatusCode)), fmt.Errorf("%s: %s", resp.Status, errMessage(out)))
+	}
+}
+
+func (b Bridge) exec(ctx context.Context, job *Job, body []byte) (any, error) {
+	cmd := exec.CommandContext(ctx, b.Exec[0], b.Exec[1:]...)
+	cmd.Stdin = bytes.NewReader(body)
+	cmd.Env = append(os.Environ(), "PULSAGA_COMMAND="+job.Command.Command, "PULSAGA_IDEMPOTENCY_KEY="+job.IdempotencyKey)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return jsonOutput(stdout.Bytes()), nil
+	case errors.As(err, &ee) && ee.ExitCode() == 2:
+		return nil, NonRetryable("Refused", errors.New(strings.TrimSpace(stderr.String())))
+	case errors.As(err, &ee):
+		return nil, Retryable("ExecFailed", fmt.Errorf("exit %d: %s", ee.ExitCode(), strings.TrimSpace(stderr.String())))
+	}
+	return nil, Retryable("ExecFailed", err)
+}
+
+func jsonOutput(b []byte) any {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil
+	}
+	if json.Valid(b) {
+		return json.RawMessage(b)
+	}
+	return string(b)
+}
+
+func errType(body []byte, def string) string {
+	var e struct {
+		Error struct {
+			Type string `json:"type"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Type != "" {
+		return e.Error.Type
+	}
+	return def
+}
+
+func errMessage(body []byte) string {
+	var e struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+		return e.Error.Message
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
