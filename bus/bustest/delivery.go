@@ -17,6 +17,25 @@ import (
 var delayedTests = []test{
 	{"Shared", func(t *testing.T, s *suite) { s.delayed(t, "Delayed/Shared", bus.Shared, s.o.DelayedMessages) }},
 	{"KeyShared", func(t *testing.T, s *suite) { s.delayed(t, "Delayed/KeyShared", bus.KeyShared, 10) }},
+	{"IgnoredOnFailoverAndExclusive", testDelayIgnored},
+}
+
+// testDelayIgnored: as in Pulsar, Failover and Exclusive subscriptions
+// deliver a delayed message at once.
+func testDelayIgnored(t *testing.T, s *suite) {
+	topic := unique("undelayed")
+	b := s.bus(t)
+	var cs []bus.Consumer
+	for _, typ := range []bus.SubscriptionType{bus.Failover, bus.Exclusive} {
+		cs = append(cs, s.subscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: unique(typ.String()), Type: typ}))
+	}
+	p := s.producer(t, b, topic)
+	send(t, p, &bus.OutMessage{Key: "k", Payload: []byte("in an hour"), DeliverAt: time.Now().Add(time.Hour)})
+	for _, c := range cs {
+		if m := s.receive(t, c, "a delayed message on a Failover or Exclusive subscription"); string(m.Payload) != "in an hour" {
+			t.Fatalf("got %q", m.Payload)
+		}
+	}
 }
 
 // delayed sends n messages with delays between MinDelay and MaxDelay and
@@ -82,8 +101,13 @@ func testNack(t *testing.T, s *suite) {
 	c := s.subscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: unique("sub"), Type: bus.Shared, NackDelay: s.o.NackDelay})
 	p := s.producer(t, b, topic)
 	id := send(t, p, &bus.OutMessage{Key: "k", Payload: []byte("again"), Properties: map[string]string{"h": "v"}})
+	var nacked time.Time
 	for i := 0; i < 3; i++ {
 		m := s.receive(t, c, fmt.Sprintf("delivery %d", i+1))
+		// Brokers' nack trackers may round the delay down a little.
+		if el := time.Since(nacked); i > 0 && el < s.o.NackDelay/2 {
+			t.Fatalf("redelivered %s after the nack, the nack delay is %s", el, s.o.NackDelay)
+		}
 		if !bytes.Equal(m.ID, id) || string(m.Payload) != "again" || m.Properties["h"] != "v" || m.Key != "k" {
 			t.Fatalf("delivery %d: got %q (key %q, props %v), want the message sent", i+1, m.Payload, m.Key, m.Properties)
 		}
@@ -91,6 +115,7 @@ func testNack(t *testing.T, s *suite) {
 			t.Fatalf("delivery %d: RedeliveryCount %d, want %d", i+1, m.RedeliveryCount, i)
 		}
 		if i < 2 {
+			nacked = time.Now()
 			c.Nack(m, fmt.Errorf("attempt %d failed", i+1))
 		} else {
 			ack(t, c, m)
@@ -293,6 +318,17 @@ func testDLQExplicit(t *testing.T, s *suite) {
 	d := s.receive(t, dlq, "the dead letter")
 	checkDLQ(t, d, m, sub, "validation: amount is negative", 0)
 	s.none(t, c, "after an explicit dead letter")
+	s.gone(t, b, c, bus.SubscribeOptions{Topic: topic, Subscription: sub, Type: bus.Shared}, "a dead-lettered message")
+}
+
+// gone closes c and subscribes again: nothing may come back, i.e. every
+// message the subscription delivered was acknowledged.
+func (s *suite) gone(t *testing.T, b bus.Bus, c bus.Consumer, o bus.SubscribeOptions, what string) {
+	t.Helper()
+	if err := c.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	s.none(t, s.subscribe(t, b, o), what+" came back to a new consumer (not acknowledged)")
 }
 
 func testDLQCustomTopic(t *testing.T, s *suite) {

@@ -246,6 +246,6 @@ func testDecodeOrDeadLetter(t *testing.T, s *suite) {
 			t.Errorf("%s: dead letter reason %q, want the decode error's %q", tc.name, d.Properties[bus.PropDLQReason], de.Reason)
 		}
 	}
-	s.none(t, c, "after every message was handled")
 	s.none(t, dlq, "more dead letters than undecodable messages")
+	s.gone(t, b, c, bus.SubscribeOptions{Topic: topic, Subscription: sub, Type: bus.Failover}, "a handled message")
 }

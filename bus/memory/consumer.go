@@ -602,11 +602,6 @@ func (c *consumer) close() {
 			break
 		}
 	}
-	for cur, a := range s.active {
-		if a == c {
-			delete(s.active, cur)
-		}
-	}
 	s.rebalanceLocked()
 	s.signalLocked()
 }
