@@ -1,0 +1,288 @@
+// Package pulsarbus implements bus.Bus on Apache Pulsar with
+// pulsar-client-go. It is the only package of pulsaga that imports the
+// Pulsar client.
+//
+// What the client does not do and the bus does itself:
+//
+//   - Transactional sends go through a second, non-batching producer per
+//     topic: the client takes a batch's transaction from its first message,
+//     so a batch must never mix transactions.
+//   - Dead-lettering (MaxDeliveries, DeadLetter) is done here, not with the
+//     client's DLQ policy, so the reason travels with the message.
+//   - Redelivery counts: the broker counts them on Shared and KeyShared
+//     subscriptions only; on Exclusive and Failover the bus counts the
+//     deliveries it saw itself (per process).
+//   - Ack timeouts: the client has none; the bus nacks what was not
+//     acknowledged in time.
+//   - Acknowledgements of batched messages: a broker without batch-index
+//     acknowledgements acknowledges whole entries, and the client mixes the
+//     state of every transaction that touched an entry. The bus keeps the
+//     state of each batched entry and acknowledges it on the broker only
+//     when all its messages are acknowledged or committed (see entry.go).
+//   - After a transaction aborts, the messages it acknowledged are nacked so
+//     they are delivered again (the Go client does not do it).
+package pulsarbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/apache/pulsar-client-go/pulsaradmin"
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+)
+
+// Bus is a bus.Bus on a Pulsar cluster.
+type Bus struct {
+	cfg    Config
+	log    zerolog.Logger
+	client pulsar.Client
+	admin  pulsaradmin.Client
+
+	mu      sync.Mutex
+	closed  bool
+	closers map[closer]struct{}
+	dlq     map[string]pulsar.Producer // dead-letter producers by topic
+}
+
+type closer interface{ closeByBus() }
+
+var _ bus.Bus = (*Bus)(nil)
+
+// New connects to the broker, checks that both URLs answer, and creates the
+// namespace (and its tenant) when missing. An unreachable broker fails within
+// ConnectionTimeout with an error wrapping bus.ErrUnavailable.
+func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log = log.With().Str("component", "pulsarbus").Logger()
+	if err := probeTCP(ctx, cfg.ServiceURL, cfg.ConnectionTimeout); err != nil {
+		return nil, fmt.Errorf("pulsarbus: %w: cannot reach the Pulsar broker at %s (ServiceURL): %v; check that the broker runs (scripts/pulsar/pulsar.sh status) and that the URL and port are right",
+			bus.ErrUnavailable, cfg.ServiceURL, err)
+	}
+	admin, err := pulsaradmin.NewClient(&pulsaradmin.Config{WebServiceURL: cfg.AdminURL})
+	if err != nil {
+		return nil, fmt.Errorf("pulsarbus: admin client for %s: %w", cfg.AdminURL, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, cfg.ConnectionTimeout)
+	_, err = admin.Clusters().ListWithContext(pctx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("pulsarbus: %w: the Pulsar admin API at %s (AdminURL) does not answer: %v; check that the broker runs and that AdminURL points at its web service port",
+			bus.ErrUnavailable, cfg.AdminURL, err)
+	}
+	client, err := pulsar.NewClient(pulsar.ClientOptions{
+		URL:               cfg.ServiceURL,
+		ConnectionTimeout: cfg.ConnectionTimeout,
+		OperationTimeout:  cfg.OperationTimeout,
+		Logger:            newClientLogger(log),
+		EnableTransaction: true,
+		// The client's Prometheus metrics would register on the default
+		// registry once per client; pulsaga exports its own.
+		MetricsCardinality: pulsar.MetricsCardinalityNone,
+	})
+	if err != nil {
+		return nil, wrap(err, "connect to %s", cfg.ServiceURL)
+	}
+	b := &Bus{
+		cfg: cfg, log: log, client: client, admin: admin,
+		closers: map[closer]struct{}{}, dlq: map[string]pulsar.Producer{},
+	}
+	if err := b.ensureNamespace(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	if err := b.probeBroker(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// probeTCP dials the host of a pulsar:// URL: the client connects lazily and
+// would otherwise only fail at the first operation.
+func probeTCP(ctx context.Context, serviceURL string, timeout time.Duration) error {
+	u, err := url.Parse(serviceURL)
+	if err != nil {
+		return err
+	}
+	d := net.Dialer{Timeout: timeout}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	// A service URL may list several hosts: host1:6650,host2:6650.
+	for _, h := range splitHosts(u.Host) {
+		c, err := d.DialContext(dctx, "tcp", h)
+		if err == nil {
+			return c.Close()
+		}
+		last = err
+	}
+	return last
+}
+
+func splitHosts(h string) []string {
+	var out []string
+	start := 0
+	for i := 0; i <= len(h); i++ {
+		if i == len(h) || h[i] == ',' {
+			if i > start {
+				out = append(out, h[start:i])
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// probeBroker does a lookup on the binary protocol, bounded by
+// ConnectionTimeout+OperationTimeout, so that a port that accepts but does
+// not speak Pulsar fails now.
+func (b *Bus) probeBroker(ctx context.Context) error {
+	topic := b.cfg.Namespace.Topic("__pulsaga_probe")
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.client.TopicPartitions(topic)
+		done <- err
+	}()
+	t := time.NewTimer(b.cfg.ConnectionTimeout + b.cfg.OperationTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("pulsarbus: %w: the Pulsar broker at %s did not answer a lookup: %v", bus.ErrUnavailable, b.cfg.ServiceURL, err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("pulsarbus: %w: the Pulsar broker at %s did not answer a lookup within %s", bus.ErrUnavailable, b.cfg.ServiceURL, b.cfg.ConnectionTimeout+b.cfg.OperationTimeout)
+	case <-ctx.Done():
+		return fmt.Errorf("pulsarbus: probing %s: %w", b.cfg.ServiceURL, ctx.Err())
+	}
+}
+
+// Namespace is the namespace short topic names resolve in.
+func (b *Bus) Namespace() bus.Namespace { return b.cfg.Namespace }
+
+// Config is the effective configuration (with defaults).
+func (b *Bus) Config() Config { return b.cfg }
+
+func (b *Bus) register(c closer) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return bus.ErrClosed
+	}
+	b.closers[c] = struct{}{}
+	return nil
+}
+
+func (b *Bus) unregister(c closer) {
+	b.mu.Lock()
+	delete(b.closers, c)
+	b.mu.Unlock()
+}
+
+func (b *Bus) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
+// Close closes every producer, consumer and reader, then the client.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	cs := make([]closer, 0, len(b.closers))
+	for c := range b.closers {
+		cs = append(cs, c)
+	}
+	dlq := b.dlq
+	b.dlq = map[string]pulsar.Producer{}
+	b.mu.Unlock()
+	for _, c := range cs {
+		c.closeByBus()
+	}
+	for _, p := range dlq {
+		p.Close()
+	}
+	b.client.Close()
+	return nil
+}
+
+// dlqProducer returns the shared producer of a dead-letter topic.
+func (b *Bus) dlqProducer(ctx context.Context, topic string) (pulsar.Producer, error) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, bus.ErrClosed
+	}
+	if p, ok := b.dlq[topic]; ok {
+		b.mu.Unlock()
+		return p, nil
+	}
+	b.mu.Unlock()
+	p, err := b.createProducer(ctx, pulsar.ProducerOptions{
+		Topic:           topic,
+		DisableBatching: true,
+		SendTimeout:     b.cfg.OperationTimeout,
+	})
+	if err != nil {
+		return nil, wrap(err, "open dead-letter producer on %s", topic)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		p.Close()
+		return nil, bus.ErrClosed
+	}
+	if q, ok := b.dlq[topic]; ok {
+		p.Close()
+		return q, nil
+	}
+	b.dlq[topic] = p
+	return p, nil
+}
+
+// createProducer opens a client producer, giving up when ctx ends (the
+// client itself only knows its operation timeout).
+func (b *Bus) createProducer(ctx context.Context, opts pulsar.ProducerOptions) (pulsar.Producer, error) {
+	type res struct {
+		p   pulsar.Producer
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		p, err := b.client.CreateProducer(opts)
+		ch <- res{p, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.p, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.p != nil {
+				r.p.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+func (b *Bus) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.cfg.OperationTimeout)
+}
+
+var errNoTopic = errors.New("topic is required")

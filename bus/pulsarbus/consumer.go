@@ -1,0 +1,563 @@
+package pulsarbus
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+)
+
+const (
+	defaultNackDelay        = time.Second
+	defaultReceiveQueueSize = 1000
+	// maxClientNackDelay is the longest redelivery delay handed to the
+	// client's negative-ack tracker (whose tick is a third of it); longer
+	// NackDelays wait in a timer first. Ack timeouts nack with this delay.
+	maxClientNackDelay = 100 * time.Millisecond
+)
+
+type consumer struct {
+	b        *Bus
+	opts     bus.SubscribeOptions
+	topic    string
+	dlqTopic string
+	c        pulsar.Consumer
+	log      zerolog.Logger
+	// countLocally: the broker only counts redeliveries on Shared and
+	// KeyShared subscriptions; on the others the bus counts what it saw.
+	countLocally bool
+	// nackWait is how long a nack waits before it reaches the client
+	// (NackDelay minus the client's own delay).
+	nackWait time.Duration
+
+	mu      sync.Mutex
+	closed  bool
+	live    map[string]*delivery // received, not yet settled, by message id
+	counts  map[string]int       // deliveries seen, when counting locally
+	causes  map[string]string    // last nack cause, for the dead-letter reason
+	entries map[entryKey]*entry  // batched entries being acknowledged
+	timers  map[*time.Timer]struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// delivery is one received message.
+type delivery struct {
+	key   string // serialized message id
+	pm    pulsar.Message
+	at    time.Time
+	n     int    // delivery number, 1 on the first
+	entry *entry // the batched entry it belongs to, nil when not batched
+	idx   int
+}
+
+var _ bus.Consumer = (*consumer)(nil)
+
+// Subscribe opens a consumer on a subscription.
+func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Consumer, error) {
+	switch {
+	case opts.Topic == "":
+		return nil, fmt.Errorf("%w: Subscribe: %w", bus.ErrBadOptions, errNoTopic)
+	case opts.Subscription == "":
+		return nil, fmt.Errorf("%w: Subscribe to %s: subscription is required", bus.ErrBadOptions, opts.Topic)
+	case opts.MaxDeliveries < 0, opts.NackDelay < 0, opts.AckTimeout < 0, opts.ReceiveQueueSize < 0:
+		return nil, fmt.Errorf("%w: Subscribe to %s: MaxDeliveries, NackDelay, AckTimeout and ReceiveQueueSize must not be negative",
+			bus.ErrBadOptions, opts.Topic)
+	}
+	var st pulsar.SubscriptionType
+	switch opts.Type {
+	case bus.Exclusive:
+		st = pulsar.Exclusive
+	case bus.Failover:
+		st = pulsar.Failover
+	case bus.Shared:
+		st = pulsar.Shared
+	case bus.KeyShared:
+		st = pulsar.KeyShared
+	default:
+		return nil, fmt.Errorf("%w: Subscribe to %s: unknown subscription type %d", bus.ErrBadOptions, opts.Topic, opts.Type)
+	}
+	var pos pulsar.SubscriptionInitialPosition
+	switch opts.InitialPosition {
+	case bus.Earliest:
+		pos = pulsar.SubscriptionPositionEarliest
+	case bus.Latest:
+		pos = pulsar.SubscriptionPositionLatest
+	default:
+		return nil, fmt.Errorf("%w: Subscribe to %s: unknown initial position %d", bus.ErrBadOptions, opts.Topic, opts.InitialPosition)
+	}
+	if b.isClosed() {
+		return nil, fmt.Errorf("pulsarbus: subscribe to %s: %w", opts.Topic, bus.ErrClosed)
+	}
+	if opts.NackDelay == 0 {
+		opts.NackDelay = defaultNackDelay
+	}
+	if opts.ReceiveQueueSize == 0 {
+		opts.ReceiveQueueSize = defaultReceiveQueueSize
+	}
+	topic := b.cfg.Namespace.Topic(opts.Topic)
+	c := &consumer{
+		b: b, opts: opts, topic: topic,
+		countLocally: st == pulsar.Exclusive || st == pulsar.Failover,
+		live:         map[string]*delivery{}, counts: map[string]int{}, causes: map[string]string{},
+		entries: map[entryKey]*entry{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
+		log: b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
+	}
+	c.dlqTopic = opts.DeadLetterTopic
+	if c.dlqTopic == "" {
+		c.dlqTopic = bus.ShortName(bus.BaseTopic(topic)) + "-" + opts.Subscription + "-DLQ"
+	}
+	c.dlqTopic = b.cfg.Namespace.Topic(c.dlqTopic)
+	clientNack := min(opts.NackDelay, maxClientNackDelay)
+	c.nackWait = opts.NackDelay - clientNack
+	precision := int64(0) // no rounding of nack times: NackDelay is a minimum
+	co := pulsar.ConsumerOptions{
+		Topic:                       topic,
+		SubscriptionName:            opts.Subscription,
+		Type:                        st,
+		Name:                        opts.ConsumerName,
+		SubscriptionInitialPosition: pos,
+		NackRedeliveryDelay:         clientNack,
+		NackPrecisionBit:            &precision,
+		ReceiverQueueSize:           opts.ReceiveQueueSize,
+	}
+	type res struct {
+		c   pulsar.Consumer
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		pc, err := b.client.Subscribe(co)
+		ch <- res{pc, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, wrap(r.err, "subscribe %s to %s (%s)", opts.Subscription, topic, opts.Type)
+		}
+		c.c = r.c
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+		return nil, fmt.Errorf("pulsarbus: subscribe %s to %s: %w", opts.Subscription, topic, ctx.Err())
+	}
+	if err := b.register(c); err != nil {
+		c.c.Close()
+		return nil, fmt.Errorf("pulsarbus: subscribe %s to %s: %w", opts.Subscription, topic, err)
+	}
+	if opts.AckTimeout > 0 {
+		c.wg.Add(1)
+		go c.ackTimeouts()
+	}
+	return c, nil
+}
+
+func (c *consumer) where() string { return c.topic + " subscription " + c.opts.Subscription }
+
+// Receive blocks until a message is available or ctx is done. Messages past
+// MaxDeliveries are dead-lettered here and not returned.
+func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
+	for {
+		c.mu.Lock()
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, fmt.Errorf("pulsarbus: receive from %s: %w", c.where(), bus.ErrClosed)
+		}
+		pm, err := c.c.Receive(ctx)
+		if err != nil {
+			c.mu.Lock()
+			closed := c.closed
+			c.mu.Unlock()
+			if closed {
+				return nil, fmt.Errorf("pulsarbus: receive from %s: %w", c.where(), bus.ErrClosed)
+			}
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("pulsarbus: receive from %s: %w", c.where(), ctx.Err())
+			}
+			return nil, wrap(err, "receive from %s", c.where())
+		}
+		d, deliver := c.track(pm)
+		if !deliver {
+			continue
+		}
+		if c.opts.MaxDeliveries > 0 && d.n > c.opts.MaxDeliveries {
+			reason := c.reason(d)
+			msg := toMessage(pm, d.n-1)
+			if err := c.deadLetter(ctx, d, msg, reason); err != nil {
+				c.log.Error().Err(err).Str("id", pm.ID().String()).Msg("dead-lettering a message past MaxDeliveries failed; it will be delivered again")
+				c.clientNack(d)
+			}
+			continue
+		}
+		return toMessage(pm, d.n-1), nil
+	}
+}
+
+// track records a received message. It returns false for a message of a
+// redelivered batched entry that was already acknowledged.
+func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
+	id := pm.ID()
+	key := string(id.Serialize())
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := int(pm.RedeliveryCount()) + 1
+	if c.countLocally {
+		c.counts[key]++
+		n = max(n, c.counts[key])
+	}
+	d := &delivery{key: key, pm: pm, at: time.Now(), n: n}
+	if id.BatchSize() > 1 && id.BatchIdx() >= 0 {
+		ek := entryKey{partition: id.PartitionIdx(), ledger: id.LedgerID(), entry: id.EntryID()}
+		e := c.entries[ek]
+		if e == nil {
+			e = newEntry(ek, int(id.BatchSize()))
+			c.entries[ek] = e
+		}
+		d.entry, d.idx = e, int(id.BatchIdx())
+		if d.idx >= len(e.msgs) {
+			// Inconsistent batch metadata: treat it as not batched.
+			d.entry = nil
+		} else {
+			e.msgs[d.idx] = pm
+			if e.state[d.idx] != idxPending {
+				return d, false
+			}
+		}
+	}
+	c.live[key] = d
+	return d, true
+}
+
+// take removes a live delivery; ok is false for a message this consumer
+// does not hold (already settled, or received by another consumer).
+func (c *consumer) take(msg *bus.Message) (*delivery, bool) {
+	if msg == nil {
+		return nil, false
+	}
+	key := string(msg.ID)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.live[key]
+	if ok {
+		delete(c.live, key)
+	}
+	return d, ok
+}
+
+// forget drops what is kept about a settled message.
+func (c *consumer) forget(key string) {
+	c.mu.Lock()
+	delete(c.counts, key)
+	delete(c.causes, key)
+	c.mu.Unlock()
+}
+
+// Ack acknowledges a message.
+func (c *consumer) Ack(ctx context.Context, msg *bus.Message) error {
+	if msg == nil {
+		return fmt.Errorf("%w: ack on %s: nil message", bus.ErrBadOptions, c.where())
+	}
+	d, ok := c.take(msg)
+	if !ok {
+		return c.ackUnknown(msg)
+	}
+	c.forget(d.key)
+	if d.entry != nil {
+		return c.settleEntry(d, idxAcked, nil)
+	}
+	if err := c.c.Ack(d.pm); err != nil {
+		return wrap(err, "ack %s on %s", d.pm.ID(), c.where())
+	}
+	return nil
+}
+
+// ackUnknown acknowledges a message this consumer does not hold (acked
+// twice, or a copy): a plain message is acknowledged by id, a batched one
+// is left alone (acknowledging its id would acknowledge its whole entry).
+func (c *consumer) ackUnknown(msg *bus.Message) error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return fmt.Errorf("pulsarbus: ack on %s: %w", c.where(), bus.ErrClosed)
+	}
+	id, err := pulsar.DeserializeMessageID(msg.ID)
+	if err != nil {
+		return fmt.Errorf("%w: ack on %s: message id: %v", bus.ErrBadOptions, c.where(), err)
+	}
+	if id.BatchSize() > 1 {
+		return nil
+	}
+	if err := c.c.AckID(id); err != nil {
+		return wrap(err, "ack %s on %s", id, c.where())
+	}
+	return nil
+}
+
+// AckTx acknowledges a message as part of tx.
+func (c *consumer) AckTx(ctx context.Context, msg *bus.Message, btx bus.Tx) error {
+	if msg == nil {
+		return fmt.Errorf("%w: ack on %s: nil message", bus.ErrBadOptions, c.where())
+	}
+	t, ok := btx.(*tx)
+	if !ok || t == nil || t.b != c.b {
+		return fmt.Errorf("%w: ack on %s: the transaction was not begun on this bus", bus.ErrBadOptions, c.where())
+	}
+	d, ok := c.take(msg)
+	if !ok {
+		return fmt.Errorf("%w: ack in a transaction on %s: message %x is not held by this consumer (already acknowledged, nacked or timed out)",
+			bus.ErrTxFailed, c.where(), msg.ID)
+	}
+	if err := t.addAck(c, d); err != nil {
+		c.restore(d)
+		return err
+	}
+	if d.entry != nil {
+		return c.settleEntry(d, idxInTx, t)
+	}
+	if err := c.c.AckWithTxn(d.pm, t.t); err != nil {
+		err = wrap(err, "ack %s on %s in a transaction", d.pm.ID(), c.where())
+		if !errors.Is(err, bus.ErrTxFailed) {
+			err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// restore puts a delivery back in the live set.
+func (c *consumer) restore(d *delivery) {
+	c.mu.Lock()
+	c.live[d.key] = d
+	c.mu.Unlock()
+}
+
+// txSettled is called by a transaction that acknowledged d once it ends.
+func (c *consumer) txSettled(d *delivery, t *tx, committed bool) {
+	if committed {
+		c.forget(d.key)
+	}
+	if d.entry != nil {
+		c.settleTxEntry(d, t, committed)
+		return
+	}
+	if !committed {
+		c.clientNack(d)
+	}
+}
+
+// Nack asks for the message to be delivered again after NackDelay, or
+// dead-letters it when this was its MaxDeliveries-th delivery.
+func (c *consumer) Nack(msg *bus.Message, cause error) {
+	d, ok := c.take(msg)
+	if !ok {
+		return
+	}
+	if cause != nil {
+		c.mu.Lock()
+		c.causes[d.key] = cause.Error()
+		c.mu.Unlock()
+	}
+	if c.opts.MaxDeliveries > 0 && d.n >= c.opts.MaxDeliveries {
+		ctx, cancel := c.b.opCtx(context.Background())
+		defer cancel()
+		if err := c.deadLetter(ctx, d, msg, c.reason(d)); err == nil {
+			return
+		} else {
+			c.log.Error().Err(err).Str("id", d.pm.ID().String()).Msg("dead-lettering a message at MaxDeliveries failed; it will be delivered again")
+		}
+	}
+	if c.nackWait <= 0 {
+		c.clientNack(d)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return // closing gives it back to the subscription anyway
+	}
+	var t *time.Timer
+	t = time.AfterFunc(c.nackWait, func() {
+		c.mu.Lock()
+		_, pending := c.timers[t]
+		delete(c.timers, t)
+		c.mu.Unlock()
+		if pending {
+			c.clientNack(d)
+		}
+	})
+	c.timers[t] = struct{}{}
+}
+
+// clientNack hands a delivery to the client's negative-ack tracker: the
+// broker redelivers it (a batched entry as a whole).
+func (c *consumer) clientNack(d *delivery) {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if !closed {
+		c.c.Nack(d.pm)
+	}
+}
+
+// reason is the dead-letter reason of a delivery: the last nack cause this
+// process saw, or a count.
+func (c *consumer) reason(d *delivery) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.causes[d.key]; ok && r != "" {
+		return r
+	}
+	return fmt.Sprintf("not acknowledged after %d deliveries", max(d.n-1, 1))
+}
+
+// DeadLetter moves a message to the dead-letter topic and acknowledges it.
+func (c *consumer) DeadLetter(ctx context.Context, msg *bus.Message, reason string) error {
+	if msg == nil {
+		return fmt.Errorf("%w: dead-letter on %s: nil message", bus.ErrBadOptions, c.where())
+	}
+	d, ok := c.take(msg)
+	if !ok {
+		if err := c.publishDLQ(ctx, msg, msg.RedeliveryCount+1, reason); err != nil {
+			return err
+		}
+		return c.ackUnknown(msg)
+	}
+	if err := c.deadLetter(ctx, d, msg, reason); err != nil {
+		c.restore(d)
+		return err
+	}
+	return nil
+}
+
+func (c *consumer) deadLetter(ctx context.Context, d *delivery, msg *bus.Message, reason string) error {
+	if err := c.publishDLQ(ctx, msg, d.n, reason); err != nil {
+		return err
+	}
+	c.forget(d.key)
+	if d.entry != nil {
+		return c.settleEntry(d, idxAcked, nil)
+	}
+	if err := c.c.Ack(d.pm); err != nil {
+		return wrap(err, "ack dead-lettered %s on %s", d.pm.ID(), c.where())
+	}
+	return nil
+}
+
+func (c *consumer) publishDLQ(ctx context.Context, msg *bus.Message, deliveries int, reason string) error {
+	p, err := c.b.dlqProducer(ctx, c.dlqTopic)
+	if err != nil {
+		return err
+	}
+	props := make(map[string]string, len(msg.Properties)+6)
+	maps.Copy(props, msg.Properties)
+	props[bus.PropDLQReason] = reason
+	props[bus.PropDLQOriginTopic] = msg.Topic
+	props[bus.PropDLQOriginID] = base64.StdEncoding.EncodeToString(msg.ID)
+	props[bus.PropDLQSubscription] = c.opts.Subscription
+	props[bus.PropDLQDeliveries] = strconv.Itoa(deliveries)
+	props[bus.PropDLQDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339Nano)
+	payload := msg.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	if _, err := p.Send(ctx, &pulsar.ProducerMessage{Key: msg.Key, Payload: payload, Properties: props}); err != nil {
+		return wrap(err, "dead-letter %x from %s to %s", msg.ID, c.where(), c.dlqTopic)
+	}
+	return nil
+}
+
+// ackTimeouts nacks messages held longer than AckTimeout.
+func (c *consumer) ackTimeouts() {
+	defer c.wg.Done()
+	every := max(c.opts.AckTimeout/4, 10*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-tick.C:
+			var expired []*delivery
+			c.mu.Lock()
+			for k, d := range c.live {
+				if now.Sub(d.at) >= c.opts.AckTimeout {
+					expired = append(expired, d)
+					delete(c.live, k)
+				}
+			}
+			c.mu.Unlock()
+			for _, d := range expired {
+				c.clientNack(d)
+			}
+		}
+	}
+}
+
+// Close stops receiving; unacknowledged messages go back to the
+// subscription.
+func (c *consumer) Close() error {
+	c.b.unregister(c)
+	c.closeByBus()
+	return nil
+}
+
+func (c *consumer) closeByBus() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	for t := range c.timers {
+		t.Stop()
+	}
+	c.timers = nil
+	close(c.stop)
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.c.Close()
+}
+
+// toMessage converts a received message.
+func toMessage(pm pulsar.Message, redeliveries int) *bus.Message {
+	id := pm.ID()
+	m := &bus.Message{
+		Topic:           pm.Topic(),
+		Partition:       max(int(id.PartitionIdx()), 0),
+		ID:              id.Serialize(),
+		Key:             pm.Key(),
+		Payload:         pm.Payload(),
+		PublishTime:     pm.PublishTime(),
+		RedeliveryCount: redeliveries,
+	}
+	if props := pm.Properties(); len(props) > 0 {
+		m.Properties = make(map[string]string, len(props))
+		for k, v := range props {
+			if k == propDeliverAt {
+				if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+					m.DeliverAt = time.UnixMilli(ms)
+				}
+				continue
+			}
+			m.Properties[k] = v
+		}
+		if len(m.Properties) == 0 {
+			m.Properties = nil
+		}
+	}
+	return m
+}

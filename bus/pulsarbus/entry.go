@@ -1,0 +1,146 @@
+package pulsarbus
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/pulsaga/pulsaga/bus"
+)
+
+// Batched entries.
+//
+// A producer batch is one entry on the broker. Without batch-index
+// acknowledgements (acknowledgmentAtBatchIndexLevelEnabled, off by default)
+// the broker acknowledges and redelivers whole entries, and the client's own
+// per-batch tracker mixes every acknowledgement of an entry, plain or in any
+// transaction, into one bit set. Left to the client, a message acknowledged
+// in a transaction that later aborts could be acknowledged for good by a
+// plain acknowledgement of its neighbour, and lost.
+//
+// So the bus keeps, per batched entry, the state of each of its messages and
+// acknowledges the entry on the broker (by its entry-level id, bypassing the
+// client's tracker) only when every message is acknowledged: plainly, by a
+// committed transaction, or by the transaction that acknowledges the last
+// one (then the entry is acknowledged in that transaction, atomically).
+// A message acknowledged in a transaction that aborts becomes pending again
+// and the entry is nacked; when it comes back, the messages already
+// acknowledged are not delivered again (within this consumer). Nacking one
+// message of an entry redelivers the messages of the entry that are still
+// held; that is the price of batching, and why consumers must tolerate
+// duplicates.
+
+type idxState uint8
+
+const (
+	idxPending idxState = iota // delivered or to be delivered
+	idxAcked                   // acknowledged plainly or by a committed transaction
+	idxInTx                    // acknowledged in an open transaction
+	idxFinalTx                 // its transaction acknowledges the whole entry
+)
+
+type entryKey struct {
+	partition int32
+	ledger    int64
+	entry     int64
+}
+
+type entry struct {
+	key   entryKey
+	msgs  []pulsar.Message // the latest delivery of each message
+	state []idxState
+}
+
+func newEntry(k entryKey, size int) *entry {
+	return &entry{key: k, msgs: make([]pulsar.Message, size), state: make([]idxState, size)}
+}
+
+// id is the entry-level message id: acknowledging it acknowledges the entry.
+func (e *entry) id() pulsar.MessageID {
+	return pulsar.NewMessageID(e.key.ledger, e.key.entry, -1, e.key.partition)
+}
+
+func (e *entry) othersAcked(i int) bool {
+	for j, s := range e.state {
+		if j != i && s != idxAcked {
+			return false
+		}
+	}
+	return true
+}
+
+// entryMessage is a received message that answers with its entry's id, so
+// that AckWithTxn acknowledges the whole entry.
+type entryMessage struct {
+	pulsar.Message
+	id pulsar.MessageID
+}
+
+func (m entryMessage) ID() pulsar.MessageID { return m.id }
+
+// settleEntry records that d's message is acknowledged (st idxAcked) or
+// acknowledged in t (st idxInTx), and acknowledges the entry on the broker
+// when that completes it.
+func (c *consumer) settleEntry(d *delivery, st idxState, t *tx) error {
+	e := d.entry
+	c.mu.Lock()
+	if c.entries[e.key] != e {
+		c.mu.Unlock()
+		return nil // already acknowledged as a whole
+	}
+	complete := e.othersAcked(d.idx)
+	switch {
+	case !complete:
+		e.state[d.idx] = st
+		c.mu.Unlock()
+		return nil
+	case st == idxAcked:
+		e.state[d.idx] = idxAcked
+		delete(c.entries, e.key)
+		c.mu.Unlock()
+		if err := c.c.AckID(e.id()); err != nil {
+			return wrap(err, "ack entry %s on %s", e.id(), c.where())
+		}
+		return nil
+	default:
+		e.state[d.idx] = idxFinalTx
+		c.mu.Unlock()
+		if err := c.c.AckWithTxn(entryMessage{Message: d.pm, id: e.id()}, t.t); err != nil {
+			err = wrap(err, "ack entry %s on %s in a transaction", e.id(), c.where())
+			if !errors.Is(err, bus.ErrTxFailed) {
+				err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
+			}
+			return err
+		}
+		return nil
+	}
+}
+
+// settleTxEntry applies the outcome of a transaction that acknowledged d's
+// message.
+func (c *consumer) settleTxEntry(d *delivery, t *tx, committed bool) {
+	e := d.entry
+	c.mu.Lock()
+	if c.entries[e.key] != e {
+		c.mu.Unlock()
+		return
+	}
+	st := e.state[d.idx]
+	switch {
+	case committed && st == idxFinalTx:
+		delete(c.entries, e.key)
+		c.mu.Unlock()
+	case committed && st == idxInTx:
+		c.mu.Unlock()
+		if err := c.settleEntry(d, idxAcked, nil); err != nil {
+			c.log.Warn().Err(err).Msg("acknowledging a batched entry after its transaction committed")
+		}
+	case !committed && (st == idxInTx || st == idxFinalTx):
+		e.state[d.idx] = idxPending
+		c.mu.Unlock()
+		c.clientNack(d)
+	default:
+		c.mu.Unlock()
+	}
+}

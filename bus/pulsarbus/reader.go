@@ -1,0 +1,121 @@
+package pulsarbus
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/pulsaga/pulsaga/bus"
+)
+
+type reader struct {
+	b      *Bus
+	topic  string
+	r      pulsar.Reader
+	closed sync.Once
+}
+
+var _ bus.Reader = (*reader)(nil)
+
+// Reader opens a reader on a topic or on one partition of it.
+func (b *Bus) Reader(ctx context.Context, opts bus.ReaderOptions) (bus.Reader, error) {
+	if opts.Topic == "" {
+		return nil, fmt.Errorf("%w: Reader: %w", bus.ErrBadOptions, errNoTopic)
+	}
+	if opts.StartLatest && opts.StartID != nil {
+		return nil, fmt.Errorf("%w: Reader on %s: StartID and StartLatest are exclusive", bus.ErrBadOptions, opts.Topic)
+	}
+	if b.isClosed() {
+		return nil, fmt.Errorf("pulsarbus: reader on %s: %w", opts.Topic, bus.ErrClosed)
+	}
+	topic := b.cfg.Namespace.Topic(opts.Topic)
+	ro := pulsar.ReaderOptions{
+		Topic:                   topic,
+		StartMessageID:          pulsar.EarliestMessageID(),
+		StartMessageIDInclusive: opts.StartInclusive,
+		ReadCompacted:           opts.Compacted,
+	}
+	switch {
+	case opts.StartLatest:
+		ro.StartMessageID = pulsar.LatestMessageID()
+		ro.StartMessageIDInclusive = false
+	case opts.StartID != nil:
+		id, err := pulsar.DeserializeMessageID(opts.StartID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: Reader on %s: StartID is not a Pulsar message id: %v", bus.ErrBadOptions, topic, err)
+		}
+		ro.StartMessageID = id
+	}
+	if opts.Compacted && !strings.HasPrefix(topic, "persistent://") {
+		return nil, fmt.Errorf("%w: Reader on %s: only persistent topics are compacted", bus.ErrBadOptions, topic)
+	}
+	type res struct {
+		r   pulsar.Reader
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		r, err := b.client.CreateReader(ro)
+		ch <- res{r, err}
+	}()
+	var r pulsar.Reader
+	select {
+	case res := <-ch:
+		if res.err != nil {
+			return nil, wrap(res.err, "open reader on %s", topic)
+		}
+		r = res.r
+	case <-ctx.Done():
+		go func() {
+			if res := <-ch; res.r != nil {
+				res.r.Close()
+			}
+		}()
+		return nil, fmt.Errorf("pulsarbus: open reader on %s: %w", topic, ctx.Err())
+	}
+	rd := &reader{b: b, topic: topic, r: r}
+	if err := b.register(rd); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("pulsarbus: reader on %s: %w", topic, err)
+	}
+	return rd, nil
+}
+
+// Next blocks until a message is available or ctx is done.
+func (r *reader) Next(ctx context.Context) (*bus.Message, error) {
+	pm, err := r.r.Next(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("pulsarbus: read %s: %w", r.topic, ctx.Err())
+		}
+		return nil, wrap(err, "read %s", r.topic)
+	}
+	return toMessage(pm, 0), nil
+}
+
+// HasNext says whether a message is available without blocking for one. It
+// asks the broker for the last message id when it has nothing buffered; the
+// client does that without a context, so it runs aside and ctx bounds the
+// wait.
+func (r *reader) HasNext(ctx context.Context) (bool, error) {
+	ch := make(chan bool, 1)
+	go func() { ch <- r.r.HasNext() }()
+	select {
+	case ok := <-ch:
+		return ok, nil
+	case <-ctx.Done():
+		return false, fmt.Errorf("pulsarbus: has next on %s: %w", r.topic, ctx.Err())
+	}
+}
+
+// Close closes the reader.
+func (r *reader) Close() error {
+	r.b.unregister(r)
+	r.closeByBus()
+	return nil
+}
+
+func (r *reader) closeByBus() { r.closed.Do(r.r.Close) }

@@ -1,0 +1,190 @@
+package pulsartest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Lock files in the broker's folder. Users take the gate shared, then the
+// broker lock shared, and let go of the gate; StopBroker takes the gate
+// exclusively first, so that new users queue behind it instead of starving
+// it, then the broker lock exclusively once the running tests are done.
+const (
+	gateLock   = "test-gate.lock"
+	brokerLock = "test-broker.lock"
+)
+
+// exclusiveWait bounds how long StopBroker waits for the tests of other
+// packages to finish with the broker.
+const exclusiveWait = 8 * time.Minute
+
+func openLock(home, name string) (*os.File, error) {
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(filepath.Join(home, name), os.O_CREATE|os.O_RDWR, 0o644)
+}
+
+func flock(f *os.File, how int) error {
+	for {
+		err := unix.Flock(int(f.Fd()), how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// lockShared holds the broker lock shared until release is called.
+func lockShared(home string) (release func(), err error) {
+	gate, err := openLock(home, gateLock)
+	if err != nil {
+		return nil, fmt.Errorf("broker lock: %w", err)
+	}
+	defer gate.Close()
+	if err := flock(gate, unix.LOCK_SH); err != nil {
+		return nil, fmt.Errorf("broker gate lock %s: %w", gate.Name(), err)
+	}
+	f, err := openLock(home, brokerLock)
+	if err != nil {
+		return nil, fmt.Errorf("broker lock: %w", err)
+	}
+	if err := flock(f, unix.LOCK_SH); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("broker lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// lockExclusive holds both locks exclusively, waiting at most d.
+func lockExclusive(home string, d time.Duration) (release func(), err error) {
+	deadline := time.Now().Add(d)
+	var held []*os.File
+	release = func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i].Close()
+		}
+	}
+	for _, name := range []string{gateLock, brokerLock} {
+		f, err := openLock(home, name)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		for {
+			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+				f.Close()
+				release()
+				return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+			}
+			if time.Now().After(deadline) {
+				f.Close()
+				release()
+				return nil, fmt.Errorf("other tests kept using the broker (lock %s) for more than %s", f.Name(), d)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		held = append(held, f)
+	}
+	return release, nil
+}
+
+// signalFreeze stops and resumes the script broker's JVM with SIGSTOP and
+// SIGCONT (its pid is in <home>/pid).
+func signalFreeze(home string) func(ctx context.Context, stop bool) error {
+	return func(ctx context.Context, stop bool) error {
+		raw, err := os.ReadFile(filepath.Join(home, "pid"))
+		if err != nil {
+			return fmt.Errorf("broker pid: %w", err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || pid <= 1 {
+			return fmt.Errorf("broker pid file %s holds %q", filepath.Join(home, "pid"), raw)
+		}
+		sig := syscall.SIGCONT
+		if stop {
+			sig = syscall.SIGSTOP
+		}
+		if err := syscall.Kill(pid, sig); err != nil {
+			return fmt.Errorf("signal %v to broker pid %d: %w", sig, pid, err)
+		}
+		return nil
+	}
+}
+
+// StopBroker freezes the broker (SIGSTOP; a paused JVM in a container) for at
+// most d and returns a function that resumes it; resuming also happens at
+// the end of the test and, should this process die, by a watchdog process
+// after d. It waits until no other test uses the broker and keeps them out
+// until the broker runs again.
+func StopBroker(t testing.TB, d time.Duration) (resume func()) {
+	t.Helper()
+	b, err := Start(context.Background())
+	if err != nil {
+		t.Fatalf("no Pulsar broker for the tests: %v", err)
+	}
+	if b.freeze == nil {
+		t.Fatalf("pulsartest: cannot stop the broker at %s: it was not started by this repository (PULSAR_URL names a foreign broker); unset PULSAR_URL/PULSAR_ADMIN_URL to use the repository's broker", b.ServiceURL)
+	}
+	lockHome := b.Home
+	if lockHome == "" {
+		lockHome = filepath.Join(os.TempDir(), "pulsaga-pulsartest")
+	}
+	release, err := lockExclusive(lockHome, exclusiveWait)
+	if err != nil {
+		t.Fatalf("pulsartest: stop broker: %v", err)
+	}
+	var watchdog *exec.Cmd
+	if b.Origin != "docker" {
+		// Resumes the broker even if this test binary is killed meanwhile.
+		raw, _ := os.ReadFile(filepath.Join(b.Home, "pid"))
+		pid := strings.TrimSpace(string(raw))
+		watchdog = exec.Command("sh", "-c", fmt.Sprintf("sleep %.1f; kill -CONT %s", d.Seconds()+1, pid))
+		watchdog.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := watchdog.Start(); err != nil {
+			release()
+			t.Fatalf("pulsartest: start the resume watchdog: %v", err)
+		}
+	}
+	if err := b.freeze(context.Background(), true); err != nil {
+		release()
+		t.Fatalf("pulsartest: stop broker: %v", err)
+	}
+	t.Logf("broker at %s stopped", b.ServiceURL)
+	done := false
+	resume = func() {
+		if done {
+			return
+		}
+		done = true
+		if err := b.freeze(context.Background(), false); err != nil {
+			t.Errorf("pulsartest: resume broker: %v", err)
+		}
+		if watchdog != nil {
+			_ = watchdog.Process.Kill()
+			_ = watchdog.Wait()
+		}
+		t.Logf("broker at %s resumed", b.ServiceURL)
+		// Let other tests in only once it answers again.
+		if err := waitReady(context.Background(), b.ServiceURL, b.AdminURL); err != nil {
+			t.Errorf("pulsartest: broker not ready after resuming: %v", err)
+		}
+		release()
+	}
+	t.Cleanup(resume)
+	return resume
+}
