@@ -95,6 +95,7 @@ type decider struct {
 	cancels []string
 	ignored []Ignored
 	env     *Env
+	envOut  []bool
 }
 
 func (d *decider) ignore(i int, ev *Event, r IgnoreReason, format string, args ...any) {
@@ -860,7 +861,7 @@ func (d *decider) forwardInFlight() bool {
 func (d *decider) complete() {
 	s := d.s
 	if d.def.Output != nil {
-		v, err := d.def.Output.Eval(d.envFor(-1, -1))
+		v, err := d.def.Output.Eval(d.envFor(d.def.Output, -1, -1))
 		if err == nil {
 			var b []byte
 			b, err = json.Marshal(v)
@@ -890,7 +891,7 @@ func (d *decider) startStep(k int) {
 	step := d.def.Steps[k]
 	ss := d.s.Steps[k]
 	if step.When != nil {
-		v, err := step.When.Eval(d.envFor(-1, -1))
+		v, err := step.When.Eval(d.envFor(step.When, -1, -1))
 		if err != nil {
 			d.exprFailed(k, "when", err)
 			return
@@ -922,7 +923,7 @@ func (d *decider) startStep(k int) {
 		d.setTimer(Timer{Kind: TimerSleep, FireAt: d.now.Add(step.Sleep)}, step.ID, -1, false, attempt)
 		return
 	case KindUntil:
-		v, err := step.Until.Eval(d.envFor(-1, -1))
+		v, err := step.Until.Eval(d.envFor(step.Until, -1, -1))
 		var at time.Time
 		if err == nil {
 			at, err = toTime(v)
@@ -951,7 +952,7 @@ func (d *decider) startStep(k int) {
 	}
 	// task
 	if step.ForEach != nil {
-		v, err := step.ForEach.Eval(d.envFor(-1, -1))
+		v, err := step.ForEach.Eval(d.envFor(step.ForEach, -1, -1))
 		if err != nil {
 			d.exprFailed(k, "for_each", err)
 			return
@@ -1039,7 +1040,7 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	item := itemIdx(step, idx)
 	var input json.RawMessage
-	v, err := tmpl.Eval(d.envFor(k, item))
+	v, err := tmpl.Eval(d.envFor(tmpl, k, item))
 	if err == nil {
 		input, err = json.Marshal(v)
 	}
@@ -1229,26 +1230,22 @@ func (d *decider) cancelTimersOfKind(kind TimerKind) {
 
 // ---------------------------------------------------------------- env
 
-// envFor returns the expression environment; item >= 0 inside a for_each
-// step.
-func (d *decider) envFor(k, item int) any {
+// envFor returns the environment to evaluate t in (nil when t has no
+// expressions); item >= 0 inside a for_each step k. Only the step outputs
+// that t reads are decoded (and cached on the step state).
+func (d *decider) envFor(t *Template, k, item int) any {
+	if t == nil || !t.hasExprs {
+		return nil
+	}
+	s := d.s
 	if d.env == nil {
-		s := d.s
 		if !s.inputDecoded {
 			s.inputVal = decodeJSON(s.Input)
 			s.inputDecoded = true
 		}
 		steps := make(map[string]any, len(s.Steps))
 		for i, ss := range s.Steps {
-			var out any
-			if len(ss.Output) > 0 {
-				if !ss.outDecoded {
-					ss.outVal = decodeJSON(ss.Output)
-					ss.outDecoded = true
-				}
-				out = ss.outVal
-			}
-			steps[d.def.Steps[i].ID] = map[string]any{"output": out, "status": string(ss.Status)}
+			steps[d.def.Steps[i].ID] = map[string]any{"output": nil, "status": string(ss.Status)}
 		}
 		d.env = &Env{
 			Input: s.inputVal,
@@ -1257,9 +1254,29 @@ func (d *decider) envFor(k, item int) any {
 				"id": s.ProcessID, "name": d.def.Name, "version": d.def.Version,
 			},
 		}
+		if cap(d.envOut) < len(s.Steps) {
+			d.envOut = make([]bool, len(s.Steps))
+		}
+		d.envOut = d.envOut[:len(s.Steps)]
+		clear(d.envOut)
+	}
+	for _, j := range t.outputs {
+		if d.envOut[j] {
+			continue
+		}
+		d.envOut[j] = true
+		ss := s.Steps[j]
+		if len(ss.Output) == 0 {
+			continue
+		}
+		if !ss.outDecoded {
+			ss.outVal = decodeJSON(ss.Output)
+			ss.outDecoded = true
+		}
+		d.env.Steps[ss.ID].(map[string]any)["output"] = ss.outVal
 	}
 	if k >= 0 && item >= 0 {
-		ss := d.s.Steps[k]
+		ss := s.Steps[k]
 		var it any
 		if item < len(ss.Items) {
 			it = decodeJSON(ss.Items[item])

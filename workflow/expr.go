@@ -57,6 +57,45 @@ type Template struct {
 	vals     []*Template
 	Pos      Position
 	hasExprs bool
+	// outputs are the indexes of the steps whose output the template reads
+	outputs []int
+}
+
+// collectOutputs records which step outputs a template reads, so that the
+// decider decodes only those.
+func (t *Template) collectOutputs(index map[string]int) {
+	if t == nil || !t.hasExprs {
+		return
+	}
+	seen := map[int]bool{}
+	var walk func(x *Template)
+	add := func(src string) {
+		refs, _ := exprRefs(src)
+		for _, r := range refs {
+			if k, ok := index[r.step]; ok && r.field != "status" && !seen[k] {
+				seen[k] = true
+				t.outputs = append(t.outputs, k)
+			}
+		}
+	}
+	walk = func(x *Template) {
+		if x == nil {
+			return
+		}
+		if x.src != "" {
+			add(x.src)
+		}
+		for _, p := range x.parts {
+			if p.src != "" {
+				add(p.src)
+			}
+		}
+		for _, v := range x.vals {
+			walk(v)
+		}
+	}
+	walk(t)
+	sortInts(t.outputs)
 }
 
 type tmplPart struct {

@@ -48,6 +48,17 @@ func LoadFile(path string) (*Definition, error) {
 func Load(file string, data []byte) (*Definition, error) {
 	l := &loader{file: file, anchors: map[string]ast.Node{}}
 	def := l.load(data)
+	if len(l.errs) == 0 && def != nil {
+		def.Output.collectOutputs(def.index)
+		for _, st := range def.Steps {
+			for _, t := range []*Template{st.Input, st.When, st.ForEach, st.Until} {
+				t.collectOutputs(def.index)
+			}
+			if st.Compensate != nil {
+				st.Compensate.Input.collectOutputs(def.index)
+			}
+		}
+	}
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {
 			a, b := l.errs[i].Pos, l.errs[j].Pos
