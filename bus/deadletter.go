@@ -8,14 +8,14 @@ import (
 )
 
 // FormatMessageID is the text form of a message id used in properties,
-// such as PropDLQOriginID: unpadded URL-safe base64 of its bytes.
+// such as PropDLQOriginID: standard base64 of its bytes.
 func FormatMessageID(id MessageID) string {
-	return base64.RawURLEncoding.EncodeToString(id)
+	return base64.StdEncoding.EncodeToString(id)
 }
 
 // ParseMessageID reverses FormatMessageID.
 func ParseMessageID(s string) (MessageID, error) {
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || len(b) == 0 {
 		return nil, fmt.Errorf("%w: %q is not a message id", ErrBadOptions, s)
 	}

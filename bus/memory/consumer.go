@@ -338,7 +338,9 @@ func (x *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 	name := x.ns.Topic(opts.Topic)
 	dlq := opts.DeadLetterTopic
 	if dlq == "" {
-		dlq = name + "-" + opts.Subscription + "-DLQ"
+		// As bus/pulsarbus: the base topic's short name, in this
+		// connection's namespace.
+		dlq = bus.ShortName(bus.BaseTopic(name)) + "-" + opts.Subscription + "-DLQ"
 	}
 	dlq = x.ns.Topic(dlq)
 
