@@ -437,7 +437,10 @@ func (d *decider) timerFired(i int, ev *Event) {
 		}
 		return
 	}
-	k := d.def.index[t.StepID]
+	k, ok := d.def.index[t.StepID]
+	if !ok {
+		return // a timer of a step this definition does not have
+	}
 	ss := s.Steps[k]
 	step := d.def.Steps[k]
 	idx := 0

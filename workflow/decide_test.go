@@ -517,8 +517,12 @@ func TestDecideErrors(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tt.is)
 			}
 			var ee *EventError
-			if len(tt.events) > 0 && !errors.As(err, &ee) {
-				t.Errorf("event error is not an *EventError: %T", err)
+			if len(tt.events) > 0 {
+				if !errors.As(err, &ee) {
+					t.Errorf("event error is not an *EventError: %T", err)
+				} else if !strings.Contains(ee.Error(), "event 0") {
+					t.Errorf("event error %q does not name the event", ee.Error())
+				}
 			}
 		})
 	}
@@ -586,4 +590,54 @@ func TestCommandIDs(t *testing.T) {
 			t.Errorf("parse(%q) accepted", bad)
 		}
 	}
+}
+
+func TestRuntimeExpressionErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		def  string
+	}{
+		{"input reads a member of null", `name: e
+steps:
+  - {id: ok, service: s, command: A, timeout: 1m}
+  - {id: bad, service: s, command: B, timeout: 1m, input: "${{ input.customer.name }}"}
+`},
+		{"when is not a boolean", `name: e
+steps:
+  - {id: ok, service: s, command: A, timeout: 1m}
+  - {id: bad, sleep: 1s, when: "${{ 'yes' }}"}
+`},
+		{"until is not a time", `name: e
+steps:
+  - {id: ok, service: s, command: A, timeout: 1m}
+  - {id: bad, until: "${{ 42 }}"}
+`},
+		{"until is a malformed time", `name: e
+steps:
+  - {id: ok, service: s, command: A, timeout: 1m}
+  - {id: bad, until: "${{ 'next tuesday' }}"}
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.def)
+			d := h.start(`{}`)
+			// "ok" was dispatched in the same decision, before "bad"
+			// failed the process: nothing of it may leave.
+			eq(t, "status", d.Status, StatusFailed)
+			eq(t, "no command", cmdIDs(d), []string(nil))
+			eq(t, "no timer", timerIDs(d), []string(nil))
+			eq(t, "nothing to cancel", d.CancelTimers, []string(nil))
+			eq(t, "error type", h.st.Failure.Error.Type, ErrTypeExpression)
+			eq(t, "failed step", h.st.Failure.StepID, "bad")
+			eq(t, "abandoned attempt", h.st.StepByID("ok").Runs[0].Attempts[0].Outcome, OutcomeAbandoned)
+		})
+	}
+	t.Run("output fails to evaluate", func(t *testing.T) {
+		h := newHarness(t, "name: o\nsteps: [{id: a, service: s, command: A}]\noutput: \"${{ steps.a.output.x.y }}\"\n")
+		h.start(`{}`)
+		d := h.do(at(time.Second), okEv("p/a/1", `{}`))
+		eq(t, "status", d.Status, StatusFailed)
+		eq(t, "error type", h.st.Failure.Error.Type, ErrTypeExpression)
+	})
 }
