@@ -56,12 +56,16 @@ func Decide(def *Definition, st *State, events []Event, now time.Time) (Decision
 		}
 		s = st.clone()
 	}
+	pid := s.ProcessID
 	for i := range events {
 		if err := events[i].Validate(); err != nil {
 			return Decision{}, &EventError{Index: i, Type: string(events[i].Type), Err: err}
 		}
-		if s.ProcessID != "" && events[i].ProcessID != "" && events[i].ProcessID != s.ProcessID {
-			return Decision{}, &EventError{Index: i, Type: string(events[i].Type), Err: fmt.Errorf("%w: event for process %q given to process %q", ErrInvalidEvent, events[i].ProcessID, s.ProcessID)}
+		if pid == "" && events[i].Type == EventStart {
+			pid = events[i].ProcessID
+		}
+		if pid != "" && events[i].ProcessID != "" && events[i].ProcessID != pid {
+			return Decision{}, &EventError{Index: i, Type: string(events[i].Type), Err: fmt.Errorf("%w: event for process %q given to process %q", ErrInvalidEvent, events[i].ProcessID, pid)}
 		}
 	}
 	d := &decider{def: def, s: s, now: now, before: s.Status}
