@@ -6,6 +6,19 @@
 // in parallel with the others. Waits are bounded by deadlines (Options.Wait)
 // and no test asserts an upper bound on elapsed time; "never early" is the
 // only timing assertion.
+//
+// The tests mostly wait, so run them with more parallelism than the
+// default of GOMAXPROCS, e.g. `go test -parallel 16`. Against a real broker
+// give Options.Quiet and Options.Settle room (say 2s and 1.5s): Quiet is how
+// long "nothing more arrives" is watched, Settle lets the broker pick the
+// active consumers of a Failover subscription before messages are sent.
+// A test this bus cannot pass yet is listed in Options.Skip with the reason.
+//
+// Usage:
+//
+//	func TestConformance(t *testing.T) {
+//		bustest.Run(t, func(t *testing.T) bus.Bus { return connect(t) }, bustest.Options{})
+//	}
 package bustest
 
 import (
@@ -37,7 +50,7 @@ type Options struct {
 	// Pulsar's minimum).
 	AckTimeout time.Duration
 	// TxTimeout is the timeout of the transaction that must time out
-	// (default 2s).
+	// (default 2s); keep it above Quiet.
 	TxTimeout time.Duration
 	// DelayedMessages is how many delayed messages the lateness test sends
 	// (default 50), with delays spread between MinDelay (default 200ms) and

@@ -362,3 +362,25 @@ func TestFailoverNewActiveGetsUnacked(t *testing.T) {
 		t.Fatalf("the previous active consumer still receives: %q", m.Payload)
 	}
 }
+
+// TestSubscriptionType: a subscription keeps its type while it has
+// consumers and may change it when it has none, as in Pulsar.
+func TestSubscriptionType(t *testing.T) {
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	o := bus.SubscribeOptions{Topic: "t", Subscription: "s", Type: bus.Shared}
+	c := mustSubscribe(t, b, o)
+	o.Type = bus.Failover
+	if _, err := b.Subscribe(ctx(t), o); !errors.Is(err, bus.ErrBadOptions) {
+		t.Fatalf("another type on a subscription in use: got %v, want bus.ErrBadOptions", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f := mustSubscribe(t, b, o)
+	p := mustProducer(t, b, "t")
+	mustSend(t, p, &bus.OutMessage{Payload: []byte("later"), DeliverAt: time.Now().Add(time.Hour)})
+	if m := mustReceive(t, f); string(m.Payload) != "later" {
+		t.Fatalf("got %q", m.Payload)
+	}
+}

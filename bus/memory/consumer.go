@@ -54,7 +54,7 @@ type msgState struct {
 	holder      *consumer // the consumer it was delivered to, nil when waiting
 	deliveredAt time.Time
 	deliveries  int
-	readyAt     time.Time // not delivered before (delay, nack delay)
+	readyAt     time.Time // not delivered before (nack delay)
 	cause       string    // last nack cause
 	tx          *tx       // acknowledged in this open transaction
 }
@@ -86,18 +86,14 @@ func (s *subscription) addPartitionsLocked() {
 
 // fillLocked reads the committed entries up to the visible limit into
 // message states.
-func (c *cursor) fillLocked(typ bus.SubscriptionType) {
+func (c *cursor) fillLocked() {
 	lim := c.p.visibleLimit()
 	for ; c.next < lim; c.next++ {
 		e := c.p.log[c.next]
 		if e.state != committed {
 			continue
 		}
-		st := &msgState{cur: c, e: e}
-		if typ == bus.Shared || typ == bus.KeyShared {
-			st.readyAt = e.deliverAt
-		}
-		c.states = append(c.states, st)
+		c.states = append(c.states, &msgState{cur: c, e: e})
 	}
 }
 
@@ -197,18 +193,28 @@ func (s *subscription) pickLocked(c *consumer, now time.Time) (*bus.Message, tim
 			wakeAt = t
 		}
 	}
+	// Delivery times are honoured on Shared and KeyShared only, as in
+	// Pulsar.
+	delays := s.typ == bus.Shared || s.typ == bus.KeyShared
+	released := false
+	defer func() {
+		if released {
+			s.signalLocked() // other consumers may take them
+		}
+	}()
 	for {
 		var found *msgState
 		n := len(s.cursors)
 		for k := 0; k < n && found == nil; k++ {
 			cur := s.cursors[(s.rr+k)%n]
-			cur.fillLocked(s.typ)
+			cur.fillLocked()
 			// Ack timeouts are the holder's: expired messages go back.
 			for _, st := range cur.states {
 				if st.holder != nil && st.holder.opts.AckTimeout > 0 {
 					exp := st.deliveredAt.Add(st.holder.opts.AckTimeout)
 					if !exp.After(now) {
 						s.releaseLocked(st, now)
+						released = true
 					} else {
 						soon(exp)
 					}
@@ -221,8 +227,12 @@ func (s *subscription) pickLocked(c *consumer, now time.Time) (*bus.Message, tim
 				if st.holder != nil || st.tx != nil {
 					continue
 				}
-				if st.readyAt.After(now) {
-					soon(st.readyAt)
+				ready := st.readyAt
+				if delays && st.e.deliverAt.After(ready) {
+					ready = st.e.deliverAt
+				}
+				if ready.After(now) {
+					soon(ready)
 					continue
 				}
 				if s.typ == bus.KeyShared {
@@ -372,9 +382,13 @@ func (x *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 			t.subs[opts.Subscription] = s
 		}
 		b.subs[key] = s
-	case s.typ != opts.Type:
+	case s.typ != opts.Type && len(s.consumers) > 0:
 		b.mu.Unlock()
 		return nil, fmt.Errorf("%w: subscription %s on %s is %s, not %s", bus.ErrBadOptions, opts.Subscription, name, s.typ, opts.Type)
+	case s.typ != opts.Type:
+		// Pulsar lets a subscription change type while nobody is on it.
+		s.typ = opts.Type
+		clear(s.active)
 	case s.typ == bus.Exclusive && len(s.consumers) > 0:
 		b.mu.Unlock()
 		return nil, fmt.Errorf("memory bus: exclusive subscription %s on %s already has a consumer", opts.Subscription, name)
