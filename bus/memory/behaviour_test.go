@@ -384,3 +384,47 @@ func TestSubscriptionType(t *testing.T) {
 		t.Fatalf("got %q", m.Payload)
 	}
 }
+
+// TestSharedRoundRobin: consumers waiting in Receive on a Shared
+// subscription take its messages in turn (like Pulsar's consumers with a
+// receive queue of zero: the memory bus does not prefetch).
+func TestSharedRoundRobin(t *testing.T) {
+	broker := memory.NewBroker()
+	b := memory.New(memory.Options{Broker: broker})
+	defer b.Close()
+	const consumers, n = 3, 90
+	counts := make(chan int, consumers)
+	for i := 0; i < consumers; i++ {
+		c := mustSubscribe(t, memory.New(memory.Options{Broker: broker}), bus.SubscribeOptions{Topic: "rr", Subscription: "s", Type: bus.Shared})
+		go func() {
+			got := 0
+			for {
+				cx, cancel := context.WithTimeout(context.Background(), time.Second)
+				m, err := c.Receive(cx)
+				cancel()
+				if err != nil {
+					counts <- got
+					return
+				}
+				got++
+				_ = c.Ack(context.Background(), m)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond) // every consumer waits in Receive
+	p := mustProducer(t, b, "rr")
+	for i := 0; i < n; i++ {
+		mustSend(t, p, &bus.OutMessage{Payload: []byte("x")})
+	}
+	total := 0
+	for i := 0; i < consumers; i++ {
+		got := <-counts
+		total += got
+		if got < n/consumers/2 {
+			t.Errorf("a consumer got %d of %d messages", got, n)
+		}
+	}
+	if total != n {
+		t.Fatalf("received %d of %d", total, n)
+	}
+}

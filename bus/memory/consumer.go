@@ -31,8 +31,11 @@ type subscription struct {
 	// holds counts, per key, the unacknowledged messages a consumer holds
 	// (KeyShared keeps a key with one consumer while it holds any).
 	holds map[string]*keyHold
-	wake  chan struct{}
-	whole bool // covers every partition of t
+	// waiters are the consumers waiting in Receive, in arrival order
+	// (Shared only).
+	waiters []*consumer
+	wake    chan struct{}
+	whole   bool // covers every partition of t
 }
 
 type keyHold struct {
@@ -445,6 +448,11 @@ func (c *consumer) errClosed() error {
 
 func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 	b := c.bus.b
+	defer func() {
+		b.mu.Lock()
+		c.s.leaveQueueLocked(c)
+		b.mu.Unlock()
+	}()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -455,7 +463,14 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			return nil, c.errClosed()
 		}
 		now := b.now()
-		msg, wakeAt := c.s.pickLocked(c, now)
+		var msg *bus.Message
+		var wakeAt time.Time
+		if c.s.turnLocked(c) {
+			msg, wakeAt = c.s.pickLocked(c, now)
+		}
+		if msg != nil {
+			c.s.leaveQueueLocked(c)
+		}
 		wake := c.s.wake
 		b.mu.Unlock()
 		if msg != nil {
@@ -475,6 +490,36 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 		}
 		if timer != nil {
 			timer.Stop()
+		}
+	}
+}
+
+// turnLocked makes Shared subscriptions round robin: consumers waiting in
+// Receive queue up, and only the first of the queue takes a message; a
+// consumer that comes back for more goes to the end of the queue.
+func (s *subscription) turnLocked(c *consumer) bool {
+	if s.typ != bus.Shared {
+		return true
+	}
+	for _, w := range s.waiters {
+		if w == c {
+			return s.waiters[0] == c
+		}
+	}
+	s.waiters = append(s.waiters, c)
+	return s.waiters[0] == c
+}
+
+// leaveQueueLocked takes c out of the queue of waiting consumers; the next
+// one is woken.
+func (s *subscription) leaveQueueLocked(c *consumer) {
+	for i, w := range s.waiters {
+		if w == c {
+			s.waiters = append(s.waiters[:i], s.waiters[i+1:]...)
+			if i == 0 && len(s.waiters) > 0 {
+				s.signalLocked()
+			}
+			return
 		}
 	}
 }

@@ -10,7 +10,8 @@
 // that were not acknowledged go back to their subscriptions.
 //
 // Consumers pull: a message is handed to a consumer when it calls Receive,
-// which is Pulsar's behaviour with a receive queue of zero. Nothing runs in
+// which is Pulsar's behaviour with a receive queue of zero; on a Shared
+// subscription the consumers waiting in Receive take messages in turn. Nothing runs in
 // the background except the timers of transaction timeouts and the
 // goroutines that complete SendAsync calls, which end when their producer's
 // queue is empty.
