@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,11 +27,37 @@ func repoFile(t testing.TB, rel string) string {
 	return filepath.Join(filepath.Dir(file), "..", rel)
 }
 
+// testLogger logs warnings (everything with PULSAGA_TEST_LOG=1) to the
+// test's log while it runs and to stderr after it: clients log from their
+// own goroutines while they close.
 func testLogger(t testing.TB) zerolog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	level := zerolog.WarnLevel
 	if os.Getenv("PULSAGA_TEST_LOG") != "" {
-		return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+		level = zerolog.DebugLevel
 	}
-	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return os.Stderr.Write(p)
+	}
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // tripScenario is one trip saga run: its process id carries the directives
