@@ -118,3 +118,8 @@ require (
 	sigs.k8s.io/structured-merge-diff/v4 v4.4.2 // indirect
 	sigs.k8s.io/yaml v1.4.0 // indirect
 )
+
+// pulsar-client-go v0.19.0 with the fix of apache/pulsar-client-go#1498
+// (transaction id missing from message metadata: aborted transactional sends
+// were delivered). See bus/pulsarbus/third_party/pulsar-client-go/PULSAGA.md.
+replace github.com/apache/pulsar-client-go v0.19.0 => ./bus/pulsarbus/third_party/pulsar-client-go

@@ -2,7 +2,6 @@ package pulsarbus
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -194,9 +193,11 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			continue
 		}
 		if c.opts.MaxDeliveries > 0 && d.n > c.opts.MaxDeliveries {
-			reason := c.reason(d)
+			// Delivered MaxDeliveries times already, and not acknowledged
+			// (ack timeout, or a consumer that went away).
+			reason := c.reason(d, d.n-1)
 			msg := toMessage(pm, d.n-1)
-			if err := c.deadLetter(ctx, d, msg, reason); err != nil {
+			if err := c.deadLetter(ctx, d, msg, d.n-1, reason); err != nil {
 				c.log.Error().Err(err).Str("id", pm.ID().String()).Msg("dead-lettering a message past MaxDeliveries failed; it will be delivered again")
 				c.clientNack(d)
 			}
@@ -374,7 +375,7 @@ func (c *consumer) Nack(msg *bus.Message, cause error) {
 	if c.opts.MaxDeliveries > 0 && d.n >= c.opts.MaxDeliveries {
 		ctx, cancel := c.b.opCtx(context.Background())
 		defer cancel()
-		if err := c.deadLetter(ctx, d, msg, c.reason(d)); err == nil {
+		if err := c.deadLetter(ctx, d, msg, d.n, c.reason(d, d.n)); err == nil {
 			return
 		} else {
 			c.log.Error().Err(err).Str("id", d.pm.ID().String()).Msg("dead-lettering a message at MaxDeliveries failed; it will be delivered again")
@@ -415,13 +416,13 @@ func (c *consumer) clientNack(d *delivery) {
 
 // reason is the dead-letter reason of a delivery: the last nack cause this
 // process saw, or a count.
-func (c *consumer) reason(d *delivery) string {
+func (c *consumer) reason(d *delivery, deliveries int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r, ok := c.causes[d.key]; ok && r != "" {
 		return r
 	}
-	return fmt.Sprintf("not acknowledged after %d deliveries", max(d.n-1, 1))
+	return fmt.Sprintf("not acknowledged after %d deliveries", deliveries)
 }
 
 // DeadLetter moves a message to the dead-letter topic and acknowledges it.
@@ -436,15 +437,15 @@ func (c *consumer) DeadLetter(ctx context.Context, msg *bus.Message, reason stri
 		}
 		return c.ackUnknown(msg)
 	}
-	if err := c.deadLetter(ctx, d, msg, reason); err != nil {
+	if err := c.deadLetter(ctx, d, msg, d.n, reason); err != nil {
 		c.restore(d)
 		return err
 	}
 	return nil
 }
 
-func (c *consumer) deadLetter(ctx context.Context, d *delivery, msg *bus.Message, reason string) error {
-	if err := c.publishDLQ(ctx, msg, d.n, reason); err != nil {
+func (c *consumer) deadLetter(ctx context.Context, d *delivery, msg *bus.Message, deliveries int, reason string) error {
+	if err := c.publishDLQ(ctx, msg, deliveries, reason); err != nil {
 		return err
 	}
 	c.forget(d.key)
@@ -466,7 +467,7 @@ func (c *consumer) publishDLQ(ctx context.Context, msg *bus.Message, deliveries 
 	maps.Copy(props, msg.Properties)
 	props[bus.PropDLQReason] = reason
 	props[bus.PropDLQOriginTopic] = msg.Topic
-	props[bus.PropDLQOriginID] = base64.StdEncoding.EncodeToString(msg.ID)
+	props[bus.PropDLQOriginID] = bus.FormatMessageID(msg.ID)
 	props[bus.PropDLQSubscription] = c.opts.Subscription
 	props[bus.PropDLQDeliveries] = strconv.Itoa(deliveries)
 	props[bus.PropDLQDeadLetteredAt] = time.Now().UTC().Format(time.RFC3339Nano)
@@ -537,7 +538,7 @@ func toMessage(pm pulsar.Message, redeliveries int) *bus.Message {
 	id := pm.ID()
 	m := &bus.Message{
 		Topic:           pm.Topic(),
-		Partition:       max(int(id.PartitionIdx()), 0),
+		Partition:       partitionOf(pm.Topic(), id),
 		ID:              id.Serialize(),
 		Key:             pm.Key(),
 		Payload:         pm.Payload(),
@@ -560,4 +561,16 @@ func toMessage(pm pulsar.Message, redeliveries int) *bus.Message {
 		}
 	}
 	return m
+}
+
+// partitionOf is the partition index of a message: from its id when it came
+// through a partitioned consumer, else from its topic's "-partition-N"
+// suffix (a reader or consumer on one partition), else 0.
+func partitionOf(topic string, id pulsar.MessageID) int {
+	if base := bus.BaseTopic(topic); base != topic {
+		if n, err := strconv.Atoi(topic[len(base)+len("-partition-"):]); err == nil {
+			return n
+		}
+	}
+	return max(int(id.PartitionIdx()), 0)
 }
