@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 15m
 BENCH_COUNT  ?= 5
 BENCH_TIME   ?= 3s
 
-.PHONY: all build test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz clean
+.PHONY: all build test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz demo dev clean
 
 all: build
 
@@ -47,6 +47,14 @@ pulsar-stop:
 
 pulsar-status:
 	@$(PULSAR) status
+
+## demo: the trip saga end to end on real Pulsar (several sagas, some failing and compensated)
+demo: pulsar
+	$(GO) run ./cmd/pulsaga dev --pulsar --sagas 8 --exit-when-done
+
+## dev: everything in one process on the embedded bus, no broker needed
+dev:
+	$(GO) run ./cmd/pulsaga dev
 
 ## bench: benchmarks on a real broker, with the raw-Pulsar baseline measured in the same run
 bench: pulsar

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pulsaga/pulsaga/config"
+	"github.com/pulsaga/pulsaga/demo"
+	"github.com/pulsaga/pulsaga/internal/app"
+)
+
+func init() { subcommands = append(subcommands, newDevCommand) }
+
+func newDevCommand() *cobra.Command {
+	var (
+		opts      app.DevOptions
+		onPulsar  bool
+		pulsarCfg = config.DefaultPulsar()
+		logCfg    = config.Log{Level: "warn", Format: "console"}
+	)
+	opts.Faults = demo.Faults{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole engine and the demo services in one process (embedded bus, or --pulsar)",
+		Long: `dev runs an orchestrator, a decider, a timer relay and the trip demo services in one
+process, registers the definitions, starts --sagas trip sagas with a mix of outcomes and prints
+every status change. Without --pulsar everything runs on the embedded in-process bus.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if onPulsar {
+				if v := os.Getenv("PULSAR_URL"); v != "" {
+					pulsarCfg.URL = v
+				}
+				if v := os.Getenv("PULSAR_ADMIN_URL"); v != "" {
+					pulsarCfg.AdminURL = v
+				}
+				if err := pulsarCfg.Validate("pulsar"); err != nil {
+					return err
+				}
+				opts.Pulsar = &pulsarCfg
+			}
+			if err := logCfg.Validate("log"); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return app.RunDev(ctx, opts, cmd.OutOrStdout(), config.NewLogger(logCfg, cmd.ErrOrStderr(), "dev"))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.Definitions, "definitions", "testdata/trip-booking.yaml", "definition file or directory to register")
+	f.IntVar(&opts.Sagas, "sagas", 8, "trip sagas to start")
+	f.BoolVar(&opts.ExitWhenDone, "exit-when-done", false, "exit once every started saga has finished")
+	f.Float64Var(&opts.Faults.Probability, "fail-probability", 0, "chance of a retryable failure per attempt")
+	f.DurationVar(&opts.Faults.Latency, "latency", 0, "latency added to every job")
+	f.BoolVar(&onPulsar, "pulsar", false, "run on Pulsar (PULSAR_URL / PULSAR_ADMIN_URL, default the local broker)")
+	f.StringVar(&pulsarCfg.Namespace, "namespace", "pulsaga-dev", "Pulsar namespace (with --pulsar)")
+	f.StringVar(&logCfg.Level, "log-level", logCfg.Level, "log level")
+	return cmd
+}
