@@ -7,6 +7,10 @@ import (
 	"time"
 )
 
+// MaxForEachItems bounds the fan-out of one for_each step; a longer list
+// fails the step (ExpressionError).
+const MaxForEachItems = 10000
+
 // Decision is the outcome of folding events into a state.
 type Decision struct {
 	// State is the new state (a copy; the input state is never modified).
@@ -971,6 +975,10 @@ func (d *decider) startStep(k int) {
 			items = x
 		default:
 			d.exprFailed(k, "for_each", fmt.Errorf("for_each must yield a list, got %T", v))
+			return
+		}
+		if len(items) > MaxForEachItems {
+			d.exprFailed(k, "for_each", fmt.Errorf("for_each yields %d items, more than %d", len(items), MaxForEachItems))
 			return
 		}
 		ss.Items = make([]json.RawMessage, len(items))

@@ -484,6 +484,11 @@ steps:
 	d = h3.start(`{"items": 3}`)
 	eq(t, "not a list fails the step", d.Status, StatusFailed)
 	eq(t, "error type", h3.st.Failure.Error.Type, ErrTypeExpression)
+
+	h4 := newHarness(t, def)
+	d = h4.start(`{"items": [` + strings.Repeat("1,", MaxForEachItems) + `1]}`)
+	eq(t, "too many items fails the step", d.Status, StatusFailed)
+	eq(t, "nothing sent", cmdIDs(d), []string(nil))
 }
 
 func TestDecideErrors(t *testing.T) {

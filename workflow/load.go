@@ -78,6 +78,9 @@ type loader struct {
 	anchors map[string]ast.Node
 	refs    []ownedRef
 	steps   []*rawStep
+	aliases int  // alias expansions so far
+	depth   int  // nesting of value/template
+	tooDeep bool // reported once
 }
 
 // ownedRef is an expression reference with where it stands.
@@ -580,6 +583,10 @@ func (l *loader) wait(f *field, path string) *Wait {
 
 // template compiles a value that may contain expressions.
 func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, where string, selfOK bool) *Template {
+	defer l.leave()
+	if !l.enter(n, path) {
+		return nil
+	}
 	n = l.deref(n)
 	t := &Template{Pos: l.pos(n)}
 	switch x := n.(type) {

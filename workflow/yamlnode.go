@@ -51,6 +51,27 @@ func (l *loader) errorAt(p Position, path, hint, format string, args ...any) {
 	l.errs = append(l.errs, &ValidationError{Pos: p, Path: path, Message: fmt.Sprintf(format, args...), Hint: hint})
 }
 
+// Limits against hostile YAML: recursive aliases and alias bombs.
+const (
+	maxAliasExpansions = 10000
+	maxDepth           = 64
+)
+
+// enter guards the recursion of value and template; leave must follow.
+func (l *loader) enter(n ast.Node, path string) bool {
+	l.depth++
+	if l.depth > maxDepth {
+		if !l.tooDeep {
+			l.tooDeep = true
+			l.errorAt(l.pos(n), path, "a recursive alias?", "value nested more than %d levels deep", maxDepth)
+		}
+		return false
+	}
+	return true
+}
+
+func (l *loader) leave() { l.depth-- }
+
 // deref removes anchors, aliases, tags and explicit keys around a node.
 // Nulls come back as nil.
 func (l *loader) deref(n ast.Node) ast.Node {
@@ -63,6 +84,13 @@ func (l *loader) deref(n ast.Node) ast.Node {
 			n = x.Value
 		case *ast.AliasNode:
 			if x.Value == nil {
+				return nil
+			}
+			l.aliases++
+			if l.aliases > maxAliasExpansions {
+				if l.aliases == maxAliasExpansions+1 {
+					l.errorAt(l.pos(x), "", "write the values out or use fewer aliases", "more than %d alias expansions", maxAliasExpansions)
+				}
 				return nil
 			}
 			target, ok := l.anchors[x.Value.String()]
@@ -274,6 +302,10 @@ func parseDuration(s string) (time.Duration, error) {
 
 // value converts a YAML node to a JSON-compatible Go value.
 func (l *loader) value(n ast.Node, path string) any {
+	defer l.leave()
+	if !l.enter(n, path) {
+		return nil
+	}
 	n = l.deref(n)
 	switch x := n.(type) {
 	case nil:
