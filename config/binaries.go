@@ -111,6 +111,10 @@ type Worker struct {
 	FailProbability float64 `mapstructure:"fail_probability" usage:"chance of a retryable failure per attempt (demo)"`
 	// FailCommand fails one command for good (demo).
 	FailCommand string `mapstructure:"fail_command" usage:"command that always fails for good (demo)"`
+	// FailSeed selects which attempts fail under fail_probability (demo).
+	FailSeed int64 `mapstructure:"fail_seed" usage:"seed of the random failures (demo)"`
+	// CallsLog, when set, appends one JSON line per attempt run (demo).
+	CallsLog string `mapstructure:"calls_log" usage:"file that gets one JSON line per attempt run (demo)"`
 	// Latency is added to every job (demo).
 	Latency time.Duration `mapstructure:"latency" usage:"latency added to every job (demo)"`
 	// BridgeURL sends each command as an HTTP POST (bridge).

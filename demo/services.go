@@ -5,10 +5,11 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand/v2"
+	"io"
 	"strings"
 	"sync"
 	"time"
@@ -18,8 +19,10 @@ import (
 
 // Faults inject failures into the demo services.
 type Faults struct {
-	// Probability is the chance that an attempt fails with a retryable
-	// error (0..1).
+	// Probability is the chance that an attempt of a forward command fails
+	// with a retryable error (0..1). Whether an attempt fails is a hash of
+	// its idempotency key and Seed, so a test can tell every outcome in
+	// advance (FailsRandomly) and a redelivered attempt fails alike.
 	Probability float64
 	// Command, when set, fails every attempt of that command for good
 	// (a non-retryable error).
@@ -28,6 +31,19 @@ type Faults struct {
 	Latency time.Duration
 	// Seed makes the random failures repeatable.
 	Seed uint64
+	// Log, when set, receives one JSON line per attempt run (see Call).
+	Log io.Writer
+}
+
+// FailsRandomly says whether the attempt with this idempotency key fails
+// under the random failures of f.
+func (f Faults) FailsRandomly(idempotencyKey string) bool {
+	if f.Probability <= 0 {
+		return false
+	}
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%d/%s", f.Seed, idempotencyKey)
+	return float64(h.Sum64()>>11)/float64(1<<53) < f.Probability
 }
 
 // Directives in a process id steer one saga, for demos and tests:
@@ -48,10 +64,14 @@ type Calls struct {
 
 // Call is one command run.
 type Call struct {
-	ProcessID, Step, Command, IdempotencyKey string
-	Attempt                                  int
-	Compensation                             bool
-	Failed                                   bool
+	ProcessID      string `json:"process_id"`
+	Step           string `json:"step"`
+	Command        string `json:"command"`
+	CommandID      string `json:"command_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+	Attempt        int    `json:"attempt"`
+	Compensation   bool   `json:"compensation,omitempty"`
+	Failed         bool   `json:"failed,omitempty"`
 }
 
 // NewCalls creates an empty record.
@@ -90,16 +110,25 @@ type Services map[string]map[string]worker.Handler
 // Trip returns the four services of the trip saga. calls may be nil.
 func Trip(f Faults, calls *Calls) Services {
 	var mu sync.Mutex
-	rng := rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))
 	flaky := map[string]bool{}
+	var logMu sync.Mutex
+	record := func(call Call) {
+		if calls != nil {
+			calls.add(call)
+		}
+		if f.Log != nil {
+			b, _ := json.Marshal(call)
+			logMu.Lock()
+			_, _ = f.Log.Write(append(b, '\n'))
+			logMu.Unlock()
+		}
+	}
 	h := func(command string, output func(j *worker.Job) any) worker.Handler {
 		return func(ctx context.Context, j *worker.Job) (any, error) {
-			call := Call{ProcessID: j.ProcessID, Step: j.Step, Command: command, IdempotencyKey: j.IdempotencyKey, Attempt: j.Attempt, Compensation: j.Compensation}
+			call := Call{ProcessID: j.ProcessID, Step: j.Step, Command: command, CommandID: j.CommandID, IdempotencyKey: j.IdempotencyKey, Attempt: j.Attempt, Compensation: j.Compensation}
 			fail := func(err error) (any, error) {
 				call.Failed = true
-				if calls != nil {
-					calls.add(call)
-				}
+				record(call)
 				return nil, err
 			}
 			if f.Latency > 0 {
@@ -117,14 +146,12 @@ func Trip(f Faults, calls *Calls) Services {
 			if firstFlaky {
 				flaky[j.ProcessID+command] = true
 			}
-			random := f.Probability > 0 && rng.Float64() < f.Probability
 			mu.Unlock()
+			random := !j.Compensation && f.FailsRandomly(j.IdempotencyKey)
 			if firstFlaky || random {
 				return fail(worker.Retryable("Unavailable", errors.New(command+": service temporarily unavailable")))
 			}
-			if calls != nil {
-				calls.add(call)
-			}
+			record(call)
 			return output(j), nil
 		}
 	}

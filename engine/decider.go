@@ -26,6 +26,9 @@ type DeciderOptions struct {
 	Concurrency int
 	// MaxDeliveries dead-letters a task that keeps failing (default 5).
 	MaxDeliveries int
+	// TxTimeout bounds a decision's transaction (default 10s), see
+	// OrchestratorOptions.TxTimeout.
+	TxTimeout time.Duration
 	// Clock is used for message timestamps only; decisions use the task's Now.
 	Clock func() time.Time
 }
@@ -62,6 +65,9 @@ func NewDecider(b bus.Bus, reg *Registry, opts DeciderOptions, log zerolog.Logge
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
+	}
+	if opts.TxTimeout <= 0 {
+		opts.TxTimeout = 10 * time.Second
 	}
 	return &Decider{bus: b, reg: reg, opts: opts, producers: map[string]bus.Producer{},
 		log: log.With().Str("component", "decider").Str("instance", opts.Name).Logger()}
@@ -145,7 +151,7 @@ func (d *Decider) handle(ctx context.Context, cons bus.Consumer, m *bus.Message)
 		return err
 	}
 	out = append(out, outMsg{reply, &bus.OutMessage{Key: task.ProcessID, Payload: payload}})
-	if tx, err = d.bus.BeginTx(ctx, time.Minute); err != nil {
+	if tx, err = d.bus.BeginTx(ctx, d.opts.TxTimeout); err != nil {
 		return err
 	}
 	if err := sendAll(ctx, out, tx); err != nil {

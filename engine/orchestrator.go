@@ -38,11 +38,18 @@ type OrchestratorOptions struct {
 	// SeenLimit is how many recent input ids each process remembers to drop
 	// duplicates (default 128).
 	SeenLimit int
+	// TxTimeout is how long the broker keeps a transaction of this
+	// instance open before aborting it by itself: after a crash, the
+	// inputs of its last batch come back after at most this (default 10s).
+	TxTimeout time.Duration
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
 }
 
 func (o *OrchestratorOptions) defaults() {
+	if o.TxTimeout <= 0 {
+		o.TxTimeout = 10 * time.Second
+	}
 	if o.Name == "" {
 		o.Name = "orchestrator"
 	}
@@ -594,7 +601,7 @@ func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
 // commit writes the batch's effects and acknowledges its inputs in one
 // transaction.
 func (o *Orchestrator) commit(ctx context.Context, b *batch) error {
-	tx, err := o.bus.BeginTx(ctx, time.Minute)
+	tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
 	if err != nil {
 		o.nackAll(b.acks)
 		return err

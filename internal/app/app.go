@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -118,7 +119,16 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 	services := map[string]map[string]worker.Handler{}
 	switch cfg.Mode {
 	case "demo":
-		all := demo.Trip(demo.Faults{Probability: cfg.FailProbability, Command: cfg.FailCommand, Latency: cfg.Latency, Seed: uint64(time.Now().UnixNano())}, nil)
+		faults := demo.Faults{Probability: cfg.FailProbability, Command: cfg.FailCommand, Latency: cfg.Latency, Seed: uint64(cfg.FailSeed)}
+		if cfg.CallsLog != "" {
+			f, err := os.OpenFile(cfg.CallsLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+			if err != nil {
+				return fmt.Errorf("%w: calls_log: %v", config.ErrInvalid, err)
+			}
+			defer f.Close()
+			faults.Log = f
+		}
+		all := demo.Trip(faults, nil)
 		for _, s := range cfg.Services {
 			h, ok := all[s]
 			if !ok {
