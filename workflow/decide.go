@@ -752,12 +752,20 @@ func (d *decider) finish(st Status) {
 		}
 		d.cmds = nil
 	}
+	// Whatever was still in flight is abandoned: its results will be
+	// ignored.
 	for _, ss := range s.Steps {
-		for _, r := range ss.Runs {
-			if r.Status == RunRunning || r.Status == RunRetrying {
+		for _, runs := range [][]*Run{ss.Runs, ss.Compensations} {
+			for _, r := range runs {
+				if r == nil || (r.Status != RunRunning && r.Status != RunRetrying) {
+					continue
+				}
+				r.Status = RunCancelled
+				r.NextAt = time.Time{}
 				for a := range r.Attempts {
 					if r.Attempts[a].Outcome == OutcomeInFlight {
 						r.Attempts[a].Outcome = OutcomeAbandoned
+						r.Attempts[a].EndedAt = d.now
 					}
 				}
 			}

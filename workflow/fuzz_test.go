@@ -23,6 +23,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte("name: x\nsteps: [{id: a, sleep: 1s}]\n"))
 	f.Add([]byte("{"))
+	f.Add([]byte("name: x\nsteps:\n  - id: a\n    service: s\n    command: A\n    retry: &r {max_attempts: 5}\n    input: &i {k: [1, *r]}\n  - {id: b, service: s, command: B, needs: [a], input: *i, retry: *r}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		def, err := loadWithin(t, data, 10*time.Second)
 		if err == nil {
