@@ -112,7 +112,7 @@ func simulate(t *testing.T, def *Definition, seed uint64) Status {
 			}
 		}
 		st = d.State
-		checkInvariants(t, seed, def, prev, d, batch)
+		checkInvariants(t, fmt.Sprintf("seed %d", seed), def, prev, d, batch)
 		for _, c := range d.Commands {
 			outstanding[c.ID] = c
 		}
@@ -152,13 +152,13 @@ func simulate(t *testing.T, def *Definition, seed uint64) Status {
 	return st.Status
 }
 
-func checkInvariants(t *testing.T, seed uint64, def *Definition, prev *State, d Decision, batch []Event) {
+func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d Decision, batch []Event) {
 	t.Helper()
 	st := d.State
 	fail := func(format string, args ...any) {
 		t.Helper()
 		b, _ := json.Marshal(batch)
-		t.Fatalf("seed %d: "+format+"\nbatch: %s", append(append([]any{seed}, args...), b)...)
+		t.Fatalf("%s: "+format+"\nbatch: %s", append(append([]any{label}, args...), b)...)
 	}
 	if prev.Status.Terminal() {
 		if st.Status != prev.Status {

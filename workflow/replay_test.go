@@ -103,6 +103,9 @@ func replay(t *testing.T, file string) {
 			t.Fatalf("decision %d: %v", i, err)
 		}
 		checkDecision(t, i, hd, d)
+		if st != nil {
+			checkInvariants(t, fmt.Sprintf("decision %d", i), def, st, d, hd.Events)
+		}
 		// Every state goes through JSON, as a snapshot would.
 		st = roundTrip(t, d.State)
 	}
