@@ -198,9 +198,19 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		// depends on it, and only of a completed run
 		k := def.index[c.StepID]
 		for _, dep := range def.dependents[k] {
-			for _, cr := range st.Steps[dep].Compensations {
-				if cr != nil && cr.Status != RunCompleted && cr.Status != RunSkipped {
-					fail("compensation %s before the compensation of dependent %s (%s)", c.ID, def.Steps[dep].ID, cr.Status)
+			if def.Steps[dep].Compensate == nil {
+				continue
+			}
+			ds := st.Steps[dep]
+			for ri, run := range ds.Runs {
+				if run.Status != RunCompleted {
+					continue
+				}
+				if ri >= len(ds.Compensations) || ds.Compensations[ri] == nil {
+					fail("compensation %s while completed dependent %s has no compensation", c.ID, ds.ID)
+				}
+				if cr := ds.Compensations[ri]; cr.Status != RunCompleted && cr.Status != RunSkipped {
+					fail("compensation %s before the compensation of dependent %s (%s)", c.ID, ds.ID, cr.Status)
 				}
 			}
 		}
