@@ -80,18 +80,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("pulsarbus: %w: the Pulsar admin API at %s (AdminURL) does not answer: %v; check that the broker runs and that AdminURL points at its web service port",
 			bus.ErrUnavailable, cfg.AdminURL, err)
 	}
-	client, err := pulsar.NewClient(pulsar.ClientOptions{
-		URL:               cfg.ServiceURL,
-		ConnectionTimeout: cfg.ConnectionTimeout,
-		OperationTimeout:  cfg.OperationTimeout,
-		Logger:            newClientLogger(log),
-		EnableTransaction: true,
-		// The client's Prometheus metrics would register on the default
-		// registry once per client; pulsaga exports its own.
-		MetricsCardinality: pulsar.MetricsCardinalityNone,
-	})
+	client, err := newClient(ctx, cfg, log)
 	if err != nil {
-		return nil, wrap(err, "connect to %s", cfg.ServiceURL)
+		return nil, err
 	}
 	b := &Bus{
 		cfg: cfg, log: log, client: client, admin: admin,
@@ -106,6 +97,59 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// newClient creates the client. With transactions enabled the client
+// connects to the transaction coordinators at once, and its lookups only
+// give up after their own timeouts: the wait is bounded here by
+// ConnectionTimeout+OperationTimeout.
+func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Client, error) {
+	type res struct {
+		c   pulsar.Client
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := pulsar.NewClient(pulsar.ClientOptions{
+			URL:               cfg.ServiceURL,
+			ConnectionTimeout: cfg.ConnectionTimeout,
+			OperationTimeout:  cfg.OperationTimeout,
+			Logger:            newClientLogger(log),
+			EnableTransaction: true,
+			// The client's Prometheus metrics would register on the default
+			// registry once per client; pulsaga exports its own.
+			MetricsCardinality: pulsar.MetricsCardinalityNone,
+		})
+		ch <- res{c, err}
+	}()
+	limit := cfg.ConnectionTimeout + cfg.OperationTimeout
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	abandon := func() {
+		go func() {
+			if r := <-ch; r.c != nil {
+				r.c.Close()
+			}
+		}()
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			err := wrap(r.err, "connect to the Pulsar broker at %s (ServiceURL) and its transaction coordinator", cfg.ServiceURL)
+			if !bus.Retryable(err) {
+				err = fmt.Errorf("%w: %w; check that the broker runs with transactionCoordinatorEnabled=true", bus.ErrUnavailable, err)
+			}
+			return nil, err
+		}
+		return r.c, nil
+	case <-t.C:
+		abandon()
+		return nil, fmt.Errorf("pulsarbus: %w: the Pulsar broker at %s (ServiceURL) did not answer within %s; check that the URL is the broker's binary protocol port and that the broker is not stuck",
+			bus.ErrUnavailable, cfg.ServiceURL, limit)
+	case <-ctx.Done():
+		abandon()
+		return nil, fmt.Errorf("pulsarbus: connect to %s: %w", cfg.ServiceURL, ctx.Err())
+	}
 }
 
 // probeTCP dials the host of a pulsar:// URL: the client connects lazily and

@@ -18,7 +18,7 @@ type zlog struct {
 var _ plog.Logger = zlog{}
 
 func newClientLogger(l zerolog.Logger) plog.Logger {
-	return zlog{l: l.With().Str("component", "pulsar-client").Logger()}
+	return zlog{l: l.With().Str("lib", "pulsar-client-go").Logger()}
 }
 
 func (z zlog) SubLogger(fields plog.Fields) plog.Logger {

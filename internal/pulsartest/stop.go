@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,62 +46,112 @@ func flock(f *os.File, how int) error {
 	}
 }
 
-// lockShared holds the broker lock shared until release is called.
-func lockShared(home string) (release func(), err error) {
-	gate, err := openLock(home, gateLock)
-	if err != nil {
-		return nil, fmt.Errorf("broker lock: %w", err)
-	}
-	defer gate.Close()
-	if err := flock(gate, unix.LOCK_SH); err != nil {
-		return nil, fmt.Errorf("broker gate lock %s: %w", gate.Name(), err)
-	}
-	f, err := openLock(home, brokerLock)
-	if err != nil {
-		return nil, fmt.Errorf("broker lock: %w", err)
-	}
-	if err := flock(f, unix.LOCK_SH); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("broker lock %s: %w", f.Name(), err)
-	}
-	return func() { f.Close() }, nil
+// held is this process's hold on the broker lock: one file descriptor
+// shared by every test of the process (flock locks belong to the open
+// file, so a second descriptor would wait for the first).
+var held struct {
+	sync.Mutex
+	f         *os.File
+	users     int
+	exclusive bool
 }
 
-// lockExclusive holds both locks exclusively, waiting at most d.
+// lockShared holds the broker lock shared until release is called.
+func lockShared(home string) (release func(), err error) {
+	held.Lock()
+	defer held.Unlock()
+	if held.f == nil {
+		gate, err := openLock(home, gateLock)
+		if err != nil {
+			return nil, fmt.Errorf("broker lock: %w", err)
+		}
+		defer gate.Close()
+		if err := flock(gate, unix.LOCK_SH); err != nil {
+			return nil, fmt.Errorf("broker gate lock %s: %w", gate.Name(), err)
+		}
+		f, err := openLock(home, brokerLock)
+		if err != nil {
+			return nil, fmt.Errorf("broker lock: %w", err)
+		}
+		if err := flock(f, unix.LOCK_SH); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("broker lock %s: %w", f.Name(), err)
+		}
+		held.f = f
+	}
+	held.users++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			held.Lock()
+			defer held.Unlock()
+			held.users--
+			if held.users == 0 && !held.exclusive {
+				held.f.Close()
+				held.f = nil
+			}
+		})
+	}, nil
+}
+
+// lockExclusive holds the gate and then the broker lock exclusively,
+// waiting at most d; this process's shared hold, if any, is converted (so
+// the caller must not run in parallel with other broker tests of its
+// binary). release returns to the shared hold, or none.
 func lockExclusive(home string, d time.Duration) (release func(), err error) {
 	deadline := time.Now().Add(d)
-	var held []*os.File
-	release = func() {
-		for i := len(held) - 1; i >= 0; i-- {
-			held[i].Close()
-		}
-	}
-	for _, name := range []string{gateLock, brokerLock} {
-		f, err := openLock(home, name)
-		if err != nil {
-			release()
-			return nil, err
-		}
+	wait := func(f *os.File) error {
 		for {
 			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 			if err == nil {
-				break
+				return nil
 			}
 			if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-				f.Close()
-				release()
-				return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+				return fmt.Errorf("lock %s: %w", f.Name(), err)
 			}
 			if time.Now().After(deadline) {
-				f.Close()
-				release()
-				return nil, fmt.Errorf("other tests kept using the broker (lock %s) for more than %s", f.Name(), d)
+				return fmt.Errorf("other tests kept using the broker (lock %s) for more than %s", f.Name(), d)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		held = append(held, f)
 	}
-	return release, nil
+	gate, err := openLock(home, gateLock)
+	if err != nil {
+		return nil, err
+	}
+	if err := wait(gate); err != nil {
+		gate.Close()
+		return nil, err
+	}
+	held.Lock()
+	defer held.Unlock()
+	if held.f == nil {
+		if held.f, err = openLock(home, brokerLock); err != nil {
+			gate.Close()
+			return nil, err
+		}
+	}
+	if err := wait(held.f); err != nil {
+		if held.users == 0 {
+			held.f.Close()
+			held.f = nil
+		}
+		gate.Close()
+		return nil, err
+	}
+	held.exclusive = true
+	return func() {
+		held.Lock()
+		defer held.Unlock()
+		held.exclusive = false
+		if held.users > 0 {
+			_ = flock(held.f, unix.LOCK_SH)
+		} else {
+			held.f.Close()
+			held.f = nil
+		}
+		gate.Close()
+	}, nil
 }
 
 // signalFreeze stops and resumes the script broker's JVM with SIGSTOP and
@@ -130,7 +181,8 @@ func signalFreeze(home string) func(ctx context.Context, stop bool) error {
 // most d and returns a function that resumes it; resuming also happens at
 // the end of the test and, should this process die, by a watchdog process
 // after d. It waits until no other test uses the broker and keeps them out
-// until the broker runs again.
+// until the broker runs again. The calling test must not be parallel with
+// other broker tests of its own binary.
 func StopBroker(t testing.TB, d time.Duration) (resume func()) {
 	t.Helper()
 	b, err := Start(context.Background())
