@@ -16,6 +16,48 @@ var optionTests = []test{
 	{"BadOptions", testBadOptions},
 	{"ExclusiveRefusesSecondConsumer", testExclusive},
 	{"InitialPositionLatest", testInitialLatest},
+	{"ClosedBus", testClosedBus},
+}
+
+// testClosedBus: once a connection is closed, everything made with it and
+// the connection itself fail with bus.ErrClosed.
+func testClosedBus(t *testing.T, s *suite) {
+	topic := unique("closed")
+	b := s.newBus(t)
+	ctx := s.ctx(t)
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: unique("sub"), Type: bus.Shared})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Producer", func() error { _, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic}); return err }},
+		{"Subscribe", func() error {
+			_, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Shared})
+			return err
+		}},
+		{"Reader", func() error { _, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic}); return err }},
+		{"BeginTx", func() error { _, err := b.BeginTx(ctx, time.Minute); return err }},
+		{"Send", func() error { _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("x")}); return err }},
+		{"Receive", func() error { _, err := c.Receive(ctx); return err }},
+	}
+	for _, tc := range calls {
+		if err := tc.call(); !errors.Is(err, bus.ErrClosed) {
+			t.Errorf("%s after Close: got %v, want bus.ErrClosed", tc.name, err)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
 }
 
 func testBadOptions(t *testing.T, s *suite) {

@@ -58,8 +58,8 @@ type Options struct {
 	DelayedMessages    int
 	MinDelay, MaxDelay time.Duration
 	// Lateness, when set, receives the lateness samples of each delayed
-	// delivery test (receive time minus the requested delivery time), so a
-	// benchmark or report can use them.
+	// delivery test (receive time minus the requested delivery time, sorted
+	// ascending), so a benchmark or report can use them.
 	Lateness func(test string, samples []time.Duration)
 	// Partitions is the partition count of partitioned test topics
 	// (default 3).
