@@ -14,6 +14,62 @@ var txTests = []test{
 	{"Commit", func(t *testing.T, s *suite) { s.tx(t, "commit") }},
 	{"Abort", func(t *testing.T, s *suite) { s.tx(t, "abort") }},
 	{"Timeout", func(t *testing.T, s *suite) { s.tx(t, "timeout") }},
+	{"CommitPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, true) }},
+	{"AbortPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, false) }},
+}
+
+// txPartitioned sends a batch with SendAsync to every partition of a topic
+// in one transaction, as the engine does per batch, and commits or aborts.
+func (s *suite) txPartitioned(t *testing.T, commit bool) {
+	const n = 12
+	out := unique("txparts")
+	b := s.bus(t)
+	s.ensure(t, b, bus.TopicSpec{Name: out, Partitions: s.o.Partitions})
+	outC := s.subscribe(t, b, bus.SubscribeOptions{Topic: out, Subscription: unique("out"), Type: bus.Exclusive})
+	p := s.producer(t, b, out)
+	tx, err := b.BeginTx(s.ctx(t), time.Minute)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("proc-%d", i)
+		p.SendAsync(s.ctx(t), &bus.OutMessage{Key: key, Payload: payload(key, i), Tx: tx}, func(_ bus.MessageID, err error) { errs <- err })
+	}
+	if err := p.Flush(s.ctx(t)); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("transactional SendAsync: %v", err)
+		}
+	}
+	s.none(t, outC, "sends of an open transaction")
+	if !commit {
+		if err := tx.Abort(s.ctx(t)); err != nil {
+			t.Fatalf("abort: %v", err)
+		}
+		s.none(t, outC, "sends of an aborted transaction")
+		return
+	}
+	if err := tx.Commit(s.ctx(t)); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	seen := map[string]bool{}
+	parts := map[int]bool{}
+	for i := 0; i < n; i++ {
+		m := s.receive(t, outC, fmt.Sprintf("committed message %d of %d", i+1, n))
+		ack(t, outC, m)
+		if seen[string(m.Payload)] {
+			t.Fatalf("duplicate %q", m.Payload)
+		}
+		seen[string(m.Payload)] = true
+		parts[m.Partition] = true
+	}
+	if len(parts) < 2 {
+		t.Fatalf("%d keys reached only partitions %v", n, parts)
+	}
+	s.none(t, outC, "after the committed batch")
 }
 
 // tx consumes an input, sends three outputs and acknowledges the input in
