@@ -43,7 +43,15 @@ func (f Faults) FailsRandomly(idempotencyKey string) bool {
 	}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%d/%s", f.Seed, idempotencyKey)
-	return float64(h.Sum64()>>11)/float64(1<<53) < f.Probability
+	// FNV leaves keys that differ in their last byte close together:
+	// finish with splitmix64 so consecutive attempts fail independently.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11)/float64(1<<53) < f.Probability
 }
 
 // Directives in a process id steer one saga, for demos and tests:

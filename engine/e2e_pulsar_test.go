@@ -2,14 +2,18 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // pulsarBuses connects to the test broker; every bus of one test shares a
@@ -37,4 +41,108 @@ func TestTripScenariosPulsar(t *testing.T) {
 	topics := engine.DefaultTopics()
 	topics.Partitions = 2
 	runTripScenarios(t, pulsarBuses(t), topics)
+}
+
+// TestManyConcurrentSagasPulsar runs 1,000 trip sagas at once with random
+// transient failures. Which attempts fail is a hash of their idempotency
+// keys (demo.Faults.FailsRandomly), so the right final state of every saga
+// is known in advance: completed unless some step failed on every attempt
+// its retry policy allows, compensated otherwise, with exactly the
+// completed steps compensated, once each.
+func TestManyConcurrentSagasPulsar(t *testing.T) {
+	t.Parallel()
+	n := 1000
+	newBus := pulsarBuses(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	topics := engine.DefaultTopics()
+	topics.Partitions = 4
+	faults := demo.Faults{Probability: 0.25, Seed: uint64(time.Now().UnixNano())}
+	calls := demo.NewCalls()
+	stack, err := engine.StartStack(ctx, newBus(t), engine.StackOptions{
+		Topics: topics, Services: demo.Trip(faults, calls), Deciders: 2, WorkerConcurrency: 32,
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := stack.Stop(); err != nil {
+			t.Errorf("stack: %v", err)
+		}
+	}()
+	src, err := os.ReadFile(repoFile(t, "testdata/trip-booking.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := stack.Registry.Register(ctx, "trip-booking.yaml", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxAttempts := map[string]int{}
+	for _, s := range def.Steps {
+		maxAttempts[s.ID] = s.Retry.MaxAttempts
+	}
+	// exhausted says whether a step fails on every allowed attempt.
+	exhausted := func(pid, step string) bool {
+		for a := 1; a <= maxAttempts[step]; a++ {
+			if !faults.FailsRandomly(fmt.Sprintf("%s/%s/%d", pid, step, a)) {
+				return false
+			}
+		}
+		return true
+	}
+	run := fmt.Sprintf("%d", time.Now().UnixNano())
+	pids := make([]string, n)
+	t0 := time.Now()
+	for i := range pids {
+		pids[i] = fmt.Sprintf("many-%s-%d", run, i)
+		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantStatus := map[workflow.Status]int{}
+	for _, pid := range pids {
+		row := waitTerminal(ctx, t, stack, pid)
+		want := workflow.StatusCompleted
+		if exhausted(pid, "payment") || exhausted(pid, "flight") || exhausted(pid, "hotel") || exhausted(pid, "notify") {
+			want = workflow.StatusCompensated
+		}
+		wantStatus[want]++
+		if row.Status != want {
+			t.Errorf("%s: status %s, want %s (%v)", pid, row.Status, want, row.Steps)
+			continue
+		}
+		completed := map[string]string{}
+		comps := map[string]int{}
+		for _, c := range calls.Of(pid) {
+			switch {
+			case c.Failed:
+			case c.Compensation:
+				comps[c.Step]++
+			default:
+				if k, ok := completed[c.Step]; ok && k != c.IdempotencyKey {
+					t.Errorf("%s: step %s succeeded in two attempts (%s and %s)", pid, c.Step, k, c.IdempotencyKey)
+				}
+				completed[c.Step] = c.IdempotencyKey
+			}
+		}
+		for step := range completed {
+			wantComp := 0
+			if want == workflow.StatusCompensated && step != "notify" {
+				wantComp = 1
+			}
+			if comps[step] != wantComp {
+				t.Errorf("%s: step %s compensated %d times, want %d", pid, step, comps[step], wantComp)
+			}
+		}
+		for step, k := range comps {
+			if _, ok := completed[step]; !ok {
+				t.Errorf("%s: step %s compensated %d times but never completed", pid, step, k)
+			}
+		}
+	}
+	t.Logf("%d sagas finished in %s: %v; drops %v", n, time.Since(t0).Round(time.Millisecond), wantStatus, stack.Orchestrators[0].Drops())
+	if wantStatus[workflow.StatusCompensated] == 0 || wantStatus[workflow.StatusCompleted] == 0 {
+		t.Errorf("the fault plan should yield both outcomes: %v", wantStatus)
+	}
 }

@@ -687,11 +687,19 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch) error {
 	if err != nil {
 		return fail(err)
 	}
-	// 4. the inputs.
-	for _, m := range b.acks {
-		if err := o.cons.AckTx(ctx, m, tx); err != nil {
-			return fail(err)
-		}
+	// 4. the inputs, acknowledged concurrently (each is a broker round trip).
+	var wg sync.WaitGroup
+	ackErrs := make([]error, len(b.acks))
+	for i, m := range b.acks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ackErrs[i] = o.cons.AckTx(ctx, m, tx)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(ackErrs...); err != nil {
+		return fail(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
