@@ -44,6 +44,11 @@ type consumer struct {
 	counts  map[string]int       // deliveries seen, when counting locally
 	causes  map[string]string    // last nack cause, for the dead-letter reason
 	entries map[entryKey]*entry  // batched entries being acknowledged
+	// done, doneRing and doneNext remember the last doneEntries entries
+	// acknowledged as a whole (see entryDone).
+	done     map[entryKey]struct{}
+	doneRing []entryKey
+	doneNext int
 	timers  map[*time.Timer]struct{}
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -108,7 +113,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		b: b, opts: opts, topic: topic,
 		countLocally: st == pulsar.Exclusive || st == pulsar.Failover,
 		live:         map[string]*delivery{}, counts: map[string]int{}, causes: map[string]string{},
-		entries: map[entryKey]*entry{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
+		entries: map[entryKey]*entry{}, done: map[entryKey]struct{}{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
 		log: b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
 	}
 	c.dlqTopic = opts.DeadLetterTopic
@@ -222,6 +227,9 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 	d := &delivery{key: key, pm: pm, at: time.Now(), n: n}
 	if id.BatchSize() > 1 && id.BatchIdx() >= 0 {
 		ek := entryKey{partition: id.PartitionIdx(), ledger: id.LedgerID(), entry: id.EntryID()}
+		if _, done := c.done[ek]; done {
+			return d, false
+		}
 		e := c.entries[ek]
 		if e == nil {
 			e = newEntry(ek, int(id.BatchSize()))

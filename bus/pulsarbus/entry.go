@@ -46,6 +46,11 @@ type entryKey struct {
 	entry     int64
 }
 
+// doneEntries remembers the last entries acknowledged as a whole, so that
+// messages of a redelivery already under way when the entry was
+// acknowledged are recognised as duplicates and dropped.
+const doneEntries = 4096
+
 type entry struct {
 	key   entryKey
 	msgs  []pulsar.Message // the latest delivery of each message
@@ -97,7 +102,7 @@ func (c *consumer) settleEntry(d *delivery, st idxState, t *tx) error {
 		return nil
 	case st == idxAcked:
 		e.state[d.idx] = idxAcked
-		delete(c.entries, e.key)
+		c.entryDone(e.key)
 		c.mu.Unlock()
 		if err := c.c.AckID(e.id()); err != nil {
 			return wrap(err, "ack entry %s on %s", e.id(), c.where())
@@ -129,7 +134,7 @@ func (c *consumer) settleTxEntry(d *delivery, t *tx, committed bool) {
 	st := e.state[d.idx]
 	switch {
 	case committed && st == idxFinalTx:
-		delete(c.entries, e.key)
+		c.entryDone(e.key)
 		c.mu.Unlock()
 	case committed && st == idxInTx:
 		c.mu.Unlock()
@@ -143,4 +148,18 @@ func (c *consumer) settleTxEntry(d *delivery, t *tx, committed bool) {
 	default:
 		c.mu.Unlock()
 	}
+}
+
+// entryDone forgets an acknowledged entry and remembers that it is done.
+// c.mu is held.
+func (c *consumer) entryDone(k entryKey) {
+	delete(c.entries, k)
+	if len(c.doneRing) < doneEntries {
+		c.doneRing = append(c.doneRing, k)
+	} else {
+		delete(c.done, c.doneRing[c.doneNext])
+		c.doneRing[c.doneNext] = k
+		c.doneNext = (c.doneNext + 1) % doneEntries
+	}
+	c.done[k] = struct{}{}
 }

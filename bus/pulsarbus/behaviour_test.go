@@ -1,0 +1,443 @@
+package pulsarbus_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/pulsar-client-go/pulsar"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/internal/pulsartest"
+)
+
+func mustProducer(t *testing.T, b bus.Bus, o bus.ProducerOptions) bus.Producer {
+	t.Helper()
+	p, err := b.Producer(ctxFor(t, time.Minute), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func mustSubscribe(t *testing.T, b bus.Bus, o bus.SubscribeOptions) bus.Consumer {
+	t.Helper()
+	c, err := b.Subscribe(ctxFor(t, time.Minute), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func receive(t *testing.T, c bus.Consumer, what string) *bus.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatalf("receive %s: %v", what, err)
+	}
+	return m
+}
+
+func quiet(t *testing.T, c bus.Consumer, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if m, err := c.Receive(ctx); err == nil {
+		t.Fatalf("%s: unexpected message %q (redelivery %d)", what, m.Payload, m.RedeliveryCount)
+	} else if ctx.Err() == nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func mustAck(t *testing.T, c bus.Consumer, m *bus.Message) {
+	t.Helper()
+	if err := c.Ack(ctxFor(t, 30*time.Second), m); err != nil {
+		t.Fatalf("ack %q: %v", m.Payload, err)
+	}
+}
+
+// sendBatch sends n messages of one key with SendAsync so that they share
+// one broker entry, and checks that they do.
+func sendBatch(t *testing.T, p bus.Producer, key string, n int) {
+	t.Helper()
+	ctx := ctxFor(t, time.Minute)
+	errs := make(chan error, n)
+	ids := make([]bus.MessageID, n)
+	for i := range n {
+		p.SendAsync(ctx, &bus.OutMessage{Key: key, Payload: []byte(fmt.Sprint(i))}, func(id bus.MessageID, err error) {
+			ids[i] = id
+			errs <- err
+		})
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := pulsar.DeserializeMessageID(ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range ids {
+		id, err := pulsar.DeserializeMessageID(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id.LedgerID() != first.LedgerID() || id.EntryID() != first.EntryID() || id.BatchSize() != int32(n) {
+			t.Fatalf("messages were not batched into one entry: %s and %s (batch size %d)", first, id, id.BatchSize())
+		}
+	}
+}
+
+// TestBatchedEntryAcks: the messages of one batch (one broker entry) are
+// acknowledged plainly, in committed and in aborted transactions. Only
+// those whose acknowledgement did not hold come back, and once all are
+// acknowledged nothing comes back to a new consumer.
+func TestBatchedEntryAcks(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name  string
+		steps []string // what happens to message i of the batch
+		back  []int    // messages delivered again
+	}{
+		{"plain acks", []string{"ack", "ack", "ack", "ack"}, nil},
+		{"commit in the middle, abort in the middle", []string{"ack", "commit", "abort", "ack"}, []int{2}},
+		{"last acknowledged in a committed transaction", []string{"ack", "ack", "ack", "commit"}, nil},
+		{"last acknowledged in an aborted transaction", []string{"ack", "commit", "ack", "abort"}, []int{3}},
+		{"all in aborted transactions", []string{"abort", "abort", "abort", "abort"}, []int{0, 1, 2, 3}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := newBus(t)
+			ctx := ctxFor(t, 2*time.Minute)
+			topic := topicName(t)
+			o := bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Shared, NackDelay: 100 * time.Millisecond}
+			c := mustSubscribe(t, b, o)
+			p := mustProducer(t, b, bus.ProducerOptions{Topic: topic, BatchingMaxDelay: 100 * time.Millisecond})
+			sendBatch(t, p, "k", len(tc.steps))
+			for i, how := range tc.steps {
+				m := receive(t, c, fmt.Sprint("message ", i))
+				if string(m.Payload) != fmt.Sprint(i) {
+					t.Fatalf("got %q, want %d", m.Payload, i)
+				}
+				if how == "ack" {
+					mustAck(t, c, m)
+					continue
+				}
+				tx, err := b.BeginTx(ctx, time.Minute)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.AckTx(ctx, m, tx); err != nil {
+					t.Fatal(err)
+				}
+				if how == "commit" {
+					err = tx.Commit(ctx)
+				} else {
+					err = tx.Abort(ctx)
+				}
+				if err != nil {
+					t.Fatalf("%s: %v", how, err)
+				}
+			}
+			for _, want := range tc.back {
+				m := receive(t, c, fmt.Sprint("message ", want, " again"))
+				if string(m.Payload) != fmt.Sprint(want) || m.RedeliveryCount < 1 {
+					t.Fatalf("got %q (redelivery %d), want message %d again", m.Payload, m.RedeliveryCount, want)
+				}
+				mustAck(t, c, m)
+			}
+			quiet(t, c, "after the acknowledgements")
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			quiet(t, mustSubscribe(t, b, o), "on a new consumer")
+		})
+	}
+}
+
+// TestAbortRedeliversOnce: a message acknowledged in an aborted
+// transaction comes back once to the same consumer.
+func TestAbortRedeliversOnce(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []bus.SubscriptionType{bus.Shared, bus.KeyShared, bus.Failover, bus.Exclusive} {
+		t.Run(typ.String(), func(t *testing.T) {
+			t.Parallel()
+			b := newBus(t)
+			ctx := ctxFor(t, time.Minute)
+			topic := topicName(t)
+			c := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: typ, NackDelay: 100 * time.Millisecond})
+			p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
+			if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("in")}); err != nil {
+				t.Fatal(err)
+			}
+			m := receive(t, c, "the input")
+			tx, err := b.BeginTx(ctx, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.AckTx(ctx, m, tx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Abort(ctx); err != nil {
+				t.Fatal(err)
+			}
+			again := receive(t, c, "the input after the abort")
+			if !bytes.Equal(again.ID, m.ID) || again.RedeliveryCount != 1 {
+				t.Fatalf("got %q (redelivery %d), want the input with redelivery 1", again.Payload, again.RedeliveryCount)
+			}
+			mustAck(t, c, again)
+			quiet(t, c, "after the redelivery")
+			if err := tx.Commit(ctx); !errors.Is(err, bus.ErrTxFailed) {
+				t.Fatalf("commit after abort: got %v, want bus.ErrTxFailed", err)
+			}
+		})
+	}
+}
+
+// TestRedeliveryCounts: every subscription type counts deliveries (the
+// broker counts only on Shared and KeyShared; the bus on the others), and
+// MaxDeliveries dead-letters on each.
+func TestRedeliveryCounts(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []bus.SubscriptionType{bus.Exclusive, bus.Failover, bus.Shared, bus.KeyShared} {
+		t.Run(typ.String(), func(t *testing.T) {
+			t.Parallel()
+			const max = 3
+			b := newBus(t)
+			topic := topicName(t)
+			dlq := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic + "-s-DLQ", Subscription: "d", Type: bus.Exclusive})
+			c := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: typ, NackDelay: 100 * time.Millisecond, MaxDeliveries: max})
+			p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
+			if _, err := p.Send(ctxFor(t, time.Minute), &bus.OutMessage{Key: "k", Payload: []byte("poison")}); err != nil {
+				t.Fatal(err)
+			}
+			for i := range max {
+				m := receive(t, c, fmt.Sprint("delivery ", i+1))
+				if m.RedeliveryCount != i {
+					t.Fatalf("delivery %d: RedeliveryCount %d, want %d", i+1, m.RedeliveryCount, i)
+				}
+				c.Nack(m, fmt.Errorf("failure %d", i+1))
+			}
+			d := receive(t, dlq, "the dead letter")
+			if d.Properties[bus.PropDLQReason] != fmt.Sprint("failure ", max) || d.Properties[bus.PropDLQDeliveries] != fmt.Sprint(max) {
+				t.Fatalf("dead letter properties %v", d.Properties)
+			}
+			quiet(t, c, "after dead-lettering")
+		})
+	}
+}
+
+// TestAckTimeoutDeadLetter: a message never acknowledged is delivered again
+// after the ack timeout and, past MaxDeliveries, dead-lettered with a count
+// as the reason.
+func TestAckTimeoutDeadLetter(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	topic := topicName(t)
+	dlq := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic + "-s-DLQ", Subscription: "d", Type: bus.Exclusive})
+	c := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Failover,
+		AckTimeout: 500 * time.Millisecond, MaxDeliveries: 2})
+	p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
+	if _, err := p.Send(ctxFor(t, time.Minute), &bus.OutMessage{Key: "k", Payload: []byte("forgotten")}); err != nil {
+		t.Fatal(err)
+	}
+	first := receive(t, c, "delivery 1")
+	second := receive(t, c, "delivery 2 after the ack timeout")
+	if !bytes.Equal(first.ID, second.ID) || second.RedeliveryCount != 1 {
+		t.Fatalf("second delivery %q has redelivery count %d", second.Payload, second.RedeliveryCount)
+	}
+	// The third delivery is dead-lettered by the Receive that gets it.
+	third := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		m, err := c.Receive(ctx)
+		if err == nil {
+			err = fmt.Errorf("the message came back a third time (redelivery %d)", m.RedeliveryCount)
+		} else if ctx.Err() != nil {
+			err = nil
+		}
+		third <- err
+	}()
+	d := receive(t, dlq, "the dead letter")
+	if r := d.Properties[bus.PropDLQReason]; r != "not acknowledged after 2 deliveries" {
+		t.Fatalf("dead letter reason %q", r)
+	}
+	if err := <-third; err != nil {
+		t.Fatal(err)
+	}
+	quiet(t, c, "after dead-lettering")
+}
+
+// TestDeliverAt: the requested delivery time comes back on the message and
+// the bus's own header does not leak into Properties.
+func TestDeliverAt(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	topic := topicName(t)
+	c := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Shared})
+	p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
+	at := time.Now().Add(300 * time.Millisecond).Round(time.Millisecond)
+	ctx := ctxFor(t, time.Minute)
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("later"), DeliverAt: at}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("now"), Properties: map[string]string{"a": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	now := receive(t, c, "the undelayed message")
+	later := receive(t, c, "the delayed message")
+	if string(now.Payload) != "now" || !now.DeliverAt.IsZero() || len(now.Properties) != 1 || now.Properties["a"] != "1" {
+		t.Fatalf("undelayed message: %+v", now)
+	}
+	if string(later.Payload) != "later" || !later.DeliverAt.Equal(at) || later.Properties != nil {
+		t.Fatalf("delayed message: DeliverAt %v (want %v), properties %v", later.DeliverAt, at, later.Properties)
+	}
+	if time.Now().Before(at) {
+		t.Fatal("delayed message delivered early")
+	}
+}
+
+// adminGet reads an admin REST resource into v.
+func adminGet(t *testing.T, path string, v any) int {
+	t.Helper()
+	_, adm := pulsartest.URLs(t)
+	resp, err := http.Get(strings.TrimSuffix(adm, "/") + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK && v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// eventually polls check (topic policies propagate through a system topic).
+func eventually(t *testing.T, what string, check func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, got := check()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: got %s", what, got)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func TestEnsureTopic(t *testing.T) {
+	t.Parallel()
+	b := newBus(t)
+	ctx := ctxFor(t, 2*time.Minute)
+	ns := b.Namespace()
+	type retention struct {
+		RetentionTimeInMinutes int   `json:"retentionTimeInMinutes"`
+		RetentionSizeInMB      int64 `json:"retentionSizeInMB"`
+	}
+	t.Run("namespace policies", func(t *testing.T) {
+		var r retention
+		adminGet(t, "/admin/v2/namespaces/"+ns.String()+"/retention", &r)
+		want := retention{int(pulsarbus.DefaultRetentionTime / time.Minute), pulsarbus.DefaultRetentionSizeMB}
+		if r != want {
+			t.Fatalf("namespace retention %+v, want %+v", r, want)
+		}
+		var policies struct {
+			Dedup *bool `json:"deduplicationEnabled"`
+		}
+		adminGet(t, "/admin/v2/namespaces/"+ns.String(), &policies)
+		if policies.Dedup == nil || !*policies.Dedup {
+			t.Fatalf("namespace deduplication not turned on: %+v", policies)
+		}
+	})
+	partitions := func(topic string) int {
+		var md struct{ Partitions int }
+		adminGet(t, "/admin/v2/persistent/"+ns.String()+"/"+topic+"/partitions", &md)
+		return md.Partitions
+	}
+	plain, parted := topicName(t)+"-plain", topicName(t)+"-parted"
+	steps := []struct {
+		name       string
+		spec       bus.TopicSpec
+		bad        bool
+		partitions int
+	}{
+		{"create plain", bus.TopicSpec{Name: plain}, false, 0},
+		{"plain again", bus.TopicSpec{Name: plain}, false, 0},
+		{"plain asked with partitions", bus.TopicSpec{Name: plain, Partitions: 2}, true, 0},
+		{"create partitioned", bus.TopicSpec{Name: parted, Partitions: 2}, false, 2},
+		{"partitioned again", bus.TopicSpec{Name: parted, Partitions: 2}, false, 2},
+		{"grow", bus.TopicSpec{Name: parted, Partitions: 3}, false, 3},
+		{"shrink", bus.TopicSpec{Name: parted, Partitions: 2}, true, 3},
+		{"partitioned asked without", bus.TopicSpec{Name: parted}, true, 3},
+		{"negative partitions", bus.TopicSpec{Name: parted, Partitions: -1}, true, 3},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			err := b.EnsureTopic(ctx, st.spec)
+			if st.bad != errors.Is(err, bus.ErrBadOptions) || !st.bad && err != nil {
+				t.Fatalf("EnsureTopic(%+v): %v (want bad options: %v)", st.spec, err, st.bad)
+			}
+			if got := partitions(st.spec.Name); got != st.partitions {
+				t.Fatalf("%s has %d partitions, want %d", st.spec.Name, got, st.partitions)
+			}
+		})
+	}
+	if code := adminGet(t, "/admin/v2/persistent/"+ns.String()+"/"+plain+"/internalStats", nil); code != http.StatusOK {
+		t.Fatalf("plain topic does not exist: %d", code)
+	}
+	policyCases := []struct {
+		name       string
+		spec       bus.TopicSpec
+		retention  retention
+		compaction int64 // 0: none set
+	}{
+		{"compacted keeps everything", bus.TopicSpec{Compacted: true}, retention{-1, -1}, pulsarbus.DefaultCompactionThresholdBytes},
+		{"own retention", bus.TopicSpec{RetentionTime: 2 * time.Hour, RetentionSizeMB: 100}, retention{120, 100}, 0},
+		{"own time, namespace size", bus.TopicSpec{RetentionTime: -1, Partitions: 2}, retention{-1, pulsarbus.DefaultRetentionSizeMB}, 0},
+	}
+	for _, tc := range policyCases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.spec.Name = topicName(t)
+			for range 2 { // idempotent
+				if err := b.EnsureTopic(ctx, tc.spec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			base := "/admin/v2/persistent/" + ns.String() + "/" + tc.spec.Name
+			eventually(t, "topic retention", func() (bool, string) {
+				var r retention
+				code := adminGet(t, base+"/retention", &r)
+				return r == tc.retention, fmt.Sprintf("%d %+v, want %+v", code, r, tc.retention)
+			})
+			if tc.compaction != 0 {
+				eventually(t, "compaction threshold", func() (bool, string) {
+					var n int64
+					code := adminGet(t, base+"/compactionThreshold", &n)
+					return n == tc.compaction, fmt.Sprintf("%d %d", code, n)
+				})
+			}
+		})
+	}
+}
