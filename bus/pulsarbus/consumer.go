@@ -49,9 +49,9 @@ type consumer struct {
 	done     map[entryKey]struct{}
 	doneRing []entryKey
 	doneNext int
-	timers  map[*time.Timer]struct{}
-	stop    chan struct{}
-	wg      sync.WaitGroup
+	timers   map[*time.Timer]struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // delivery is one received message.
