@@ -18,6 +18,31 @@ var delayedTests = []test{
 	{"Shared", func(t *testing.T, s *suite) { s.delayed(t, "Delayed/Shared", bus.Shared, s.o.DelayedMessages) }},
 	{"KeyShared", func(t *testing.T, s *suite) { s.delayed(t, "Delayed/KeyShared", bus.KeyShared, 10) }},
 	{"IgnoredOnFailoverAndExclusive", testDelayIgnored},
+	{"InTransaction", testDelayInTx},
+}
+
+// testDelayInTx: a delayed message sent in a transaction (a retry the
+// engine schedules with the batch that decided it) is delivered once the
+// transaction commits and not before its time.
+func testDelayInTx(t *testing.T, s *suite) {
+	topic := unique("delaytx")
+	b := s.bus(t)
+	c := s.subscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: unique("sub"), Type: bus.Shared})
+	p := s.producer(t, b, topic)
+	tx, err := b.BeginTx(s.ctx(t), time.Minute)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	at := time.Now().Add(s.o.MaxDelay).Round(time.Millisecond)
+	send(t, p, &bus.OutMessage{Key: "k", Payload: []byte("retry"), DeliverAt: at, Tx: tx})
+	if err := tx.Commit(s.ctx(t)); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	m := s.receive(t, c, "the delayed message of a committed transaction")
+	if got := time.Now(); got.Before(at) || string(m.Payload) != "retry" {
+		t.Fatalf("got %q %s before its time", m.Payload, at.Sub(got))
+	}
+	ack(t, c, m)
 }
 
 // testDelayIgnored: as in Pulsar, Failover and Exclusive subscriptions
