@@ -34,8 +34,10 @@ type subscription struct {
 	// waiters are the consumers waiting in Receive, in arrival order
 	// (Shared only).
 	waiters []*consumer
-	wake    chan struct{}
-	whole   bool // covers every partition of t
+	// ackTimeouts counts the consumers with an AckTimeout.
+	ackTimeouts int
+	wake        chan struct{}
+	whole       bool // covers every partition of t
 }
 
 type keyHold struct {
@@ -87,11 +89,17 @@ func (s *subscription) addPartitionsLocked() {
 	s.signalLocked()
 }
 
+// window bounds the messages a cursor has read and not seen acknowledged:
+// past it, the subscription waits for acknowledgements, as Pulsar stops
+// dispatching at its maximum of unacknowledged messages. It keeps the cost
+// of a dispatch independent of the backlog.
+const window = 10000
+
 // fillLocked reads the committed entries up to the visible limit into
-// message states.
+// message states, at most window of them.
 func (c *cursor) fillLocked() {
 	lim := c.p.visibleLimit()
-	for ; c.next < lim; c.next++ {
+	for ; c.next < lim && len(c.states) < window; c.next++ {
 		e := c.p.log[c.next]
 		if e.state != committed {
 			continue
@@ -109,7 +117,13 @@ func (c *cursor) find(idx int64) (int, *msgState) {
 }
 
 func (c *cursor) removeLocked(st *msgState) {
-	if i, got := c.find(st.e.idx); got == st {
+	i, got := c.find(st.e.idx)
+	switch {
+	case got != st:
+	case i == 0: // the usual case: acknowledgements in order
+		c.states[0] = nil
+		c.states = c.states[1:]
+	default:
 		c.states = append(c.states[:i], c.states[i+1:]...)
 	}
 }
@@ -213,6 +227,9 @@ func (s *subscription) pickLocked(c *consumer, now time.Time) (*bus.Message, tim
 			cur.fillLocked()
 			// Ack timeouts are the holder's: expired messages go back.
 			for _, st := range cur.states {
+				if s.ackTimeouts == 0 {
+					break
+				}
 				if st.holder != nil && st.holder.opts.AckTimeout > 0 {
 					exp := st.deliveredAt.Add(st.holder.opts.AckTimeout)
 					if !exp.After(now) {
@@ -405,6 +422,9 @@ func (x *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 	s.consumers = append(s.consumers, nil)
 	copy(s.consumers[i+1:], s.consumers[i:])
 	s.consumers[i] = c
+	if c.opts.AckTimeout > 0 {
+		s.ackTimeouts++
+	}
 	s.rebalanceLocked()
 	s.signalLocked()
 	b.mu.Unlock()
@@ -662,6 +682,9 @@ func (c *consumer) close() {
 			s.consumers = append(s.consumers[:i], s.consumers[i+1:]...)
 			break
 		}
+	}
+	if c.opts.AckTimeout > 0 {
+		s.ackTimeouts--
 	}
 	s.rebalanceLocked()
 	s.signalLocked()
