@@ -119,6 +119,9 @@ func (r *reader) Next(ctx context.Context) (*bus.Message, error) {
 			b.mu.Unlock()
 			return msg, nil
 		}
+		// What was skipped stays skipped (aborted, superseded, or the
+		// deletion of a key never shown): do not scan it again.
+		r.pos = max(r.pos, pos)
 		wake := r.p.wake
 		b.mu.Unlock()
 		select {
