@@ -1,0 +1,185 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+func memoryBuses(t *testing.T) func(t *testing.T) bus.Bus {
+	broker := memory.NewBroker()
+	return func(t *testing.T) bus.Bus {
+		b := memory.New(memory.Options{Broker: broker})
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+}
+
+// recorder is a set of handlers that record the commands they ran.
+type recorder struct {
+	mu   sync.Mutex
+	runs []string
+}
+
+func (r *recorder) handler(out any) worker.Handler {
+	return func(ctx context.Context, j *worker.Job) (any, error) {
+		r.mu.Lock()
+		r.runs = append(r.runs, j.Command.Command)
+		r.mu.Unlock()
+		return out, nil
+	}
+}
+
+func (r *recorder) ran() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.runs...)
+}
+
+func startStack(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics, services map[string]map[string]worker.Handler, files ...string) *engine.Stack {
+	t.Helper()
+	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Services: services}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stack: %v", err)
+		}
+	})
+	for _, f := range files {
+		src, err := os.ReadFile(repoFile(t, "testdata/"+f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Registry.Register(ctx, f, src); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+func waitStep(ctx context.Context, t *testing.T, s *engine.Stack, pid, step, status string) {
+	t.Helper()
+	for ctx.Err() == nil {
+		if err := s.Status.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if row, ok := s.Status.Get(pid); ok && row.Steps[step] == status {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	row, _ := s.Status.Get(pid)
+	t.Fatalf("%s: step %s never %s: %+v", pid, step, status, row)
+}
+
+func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engine.Topics) {
+	t.Run("signal delivered to a waiting step", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		rec := &recorder{}
+		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+			"credit":        {"ScoreApplicant": rec.handler(map[string]any{"score": 610})},
+			"loans":         {"ApproveLoan": rec.handler(map[string]any{"loan_id": "L1"})},
+			"notifications": {"SendLetter": rec.handler(nil)},
+		}, "loan-approval.yaml")
+		pid := "loan-" + time.Now().Format("150405.000000")
+		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":25000}`)}); err != nil {
+			t.Fatal(err)
+		}
+		waitStep(ctx, t, s, pid, "review", string(workflow.StepWaiting))
+		// A signal nobody waits for is ignored; the awaited one completes the wait.
+		if err := s.Client.Signal(ctx, pid, "unrelated", "", json.RawMessage(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Client.Signal(ctx, pid, "loan_decision", "decision-1", json.RawMessage(`{"approved":true,"officer":"bob"}`)); err != nil {
+			t.Fatal(err)
+		}
+		row := waitTerminal(ctx, t, s, pid)
+		if row.Status != workflow.StatusCompleted || row.Steps["approve"] != string(workflow.StepCompleted) || row.Steps["auto_approve"] != string(workflow.StepSkipped) {
+			t.Fatalf("after the signal: %+v", row)
+		}
+		if got := rec.ran(); !sameSet(got, []string{"ScoreApplicant", "ApproveLoan", "SendLetter"}) {
+			t.Fatalf("commands run: %v", got)
+		}
+	})
+	t.Run("admin cancel during the parallel bookings", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		rec := &recorder{}
+		release := make(chan struct{})
+		slow := func(ctx context.Context, j *worker.Job) (any, error) {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			return rec.handler(map[string]any{"ok": true})(ctx, j)
+		}
+		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+			"payments":      {"ProcessPayment": rec.handler(map[string]any{"payment_id": "P1"}), "RefundPayment": rec.handler(nil)},
+			"flights":       {"BookFlight": rec.handler(map[string]any{"booking": "F1"}), "CancelFlight": rec.handler(nil)},
+			"hotels":        {"BookHotel": slow, "CancelHotel": rec.handler(nil)},
+			"notifications": {"NotifyCustomer": rec.handler(nil)},
+		}, "trip-booking.yaml")
+		pid := "trip-cancel-" + time.Now().Format("150405.000000")
+		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"ann","amount":10}`)}); err != nil {
+			t.Fatal(err)
+		}
+		waitStep(ctx, t, s, pid, "flight", string(workflow.StepCompleted))
+		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
+			t.Fatal(err)
+		}
+		// The same request resent must not apply twice.
+		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
+			t.Fatal(err)
+		}
+		for ctx.Err() == nil { // cancelled while the hotel booking is in flight
+			if err := s.Status.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if row, _ := s.Status.Get(pid); row.Status == workflow.StatusCompensating {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := rec.ran(); !sameSet(got, []string{"ProcessPayment", "BookFlight"}) {
+			t.Fatalf("compensation started before the step in flight finished: %v", got)
+		}
+		close(release) // the hotel booking in flight finishes, then everything is compensated
+		row := waitTerminal(ctx, t, s, pid)
+		if row.Status != workflow.StatusCompensated {
+			t.Fatalf("after cancel: %+v", row)
+		}
+		want := []string{"ProcessPayment", "BookFlight", "BookHotel", "CancelFlight", "CancelHotel", "RefundPayment"}
+		got := rec.ran()
+		if !sameSet(got, want) {
+			t.Fatalf("commands run: %v, want %v", got, want)
+		}
+		if got[len(got)-1] != "RefundPayment" {
+			t.Fatalf("the payment was refunded before the bookings were cancelled: %v", got)
+		}
+		if n := s.Orchestrators[0].Drops()[engine.DropDuplicate]; n < 1 {
+			t.Errorf("the resent cancel was not dropped as a duplicate: %v", s.Orchestrators[0].Drops())
+		}
+	})
+}
+
+func TestSignalAndAdminMemory(t *testing.T) { signalAndAdmin(t, memoryBuses(t), engine.DefaultTopics()) }
+
+func TestSignalAndAdminPulsar(t *testing.T) {
+	t.Parallel()
+	topics := engine.DefaultTopics()
+	topics.Partitions = 2
+	signalAndAdmin(t, pulsarBuses(t), topics)
+}
