@@ -175,7 +175,9 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 	})
 }
 
-func TestSignalAndAdminMemory(t *testing.T) { signalAndAdmin(t, memoryBuses(t), engine.DefaultTopics()) }
+func TestSignalAndAdminMemory(t *testing.T) {
+	signalAndAdmin(t, memoryBuses(t), engine.DefaultTopics())
+}
 
 func TestSignalAndAdminPulsar(t *testing.T) {
 	t.Parallel()

@@ -4,9 +4,11 @@
 //
 // What the client does not do and the bus does itself:
 //
-//   - Transactional sends go through a second, non-batching producer per
-//     topic: the client takes a batch's transaction from its first message,
-//     so a batch must never mix transactions.
+//   - Transactional sends: pulsar-client-go v0.19.0 does not put the
+//     transaction id in the message metadata (so the broker delivered the
+//     messages of aborted transactions), takes a batch's transaction from
+//     its first message and lets the next batch inherit it. The client is
+//     used with a patch for all three (third_party/pulsar-client-go).
 //   - Dead-lettering (MaxDeliveries, DeadLetter) is done here, not with the
 //     client's DLQ policy, so the reason travels with the message.
 //   - Redelivery counts: the broker counts them on Shared and KeyShared

@@ -31,12 +31,6 @@ type producer struct {
 	sendTimeout time.Duration
 	p           pulsar.Producer
 
-	// txp sends transactional messages. The client takes the transaction of
-	// a batch from its first message, so transactional sends must not share
-	// batches with anything else: txp does not batch. It is opened on the
-	// first transactional send; named producers get the name plus "-tx".
-	txMu   sync.Mutex
-	txp    pulsar.Producer
 	closed sync.Once
 }
 
@@ -44,6 +38,11 @@ var _ bus.Producer = (*producer)(nil)
 
 // Producer opens a producer on a topic. Batching is key-based (a batch holds
 // one key), so per-key order and KeyShared dispatch hold on any topic.
+// Transactional messages are batched too: the patched client (see
+// third_party/pulsar-client-go/PULSAGA.md) never mixes transactions, or
+// transactional and plain messages, in one batch. A transactional send that
+// fails or times out leaves the client transaction in error: its commit
+// then fails with bus.ErrTxFailed.
 func (b *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Producer, error) {
 	if opts.Topic == "" {
 		return nil, fmt.Errorf("%w: Producer: %w", bus.ErrBadOptions, errNoTopic)
@@ -114,36 +113,7 @@ func (pr *producer) message(msg *bus.OutMessage) (*pulsar.ProducerMessage, pulsa
 		return nil, nil, fmt.Errorf("%w: send to %s: the transaction was not begun on this bus", bus.ErrBadOptions, pr.topic)
 	}
 	pm.Transaction = t.t
-	p, err := pr.txProducer()
-	if err != nil {
-		return nil, nil, err
-	}
-	return pm, p, nil
-}
-
-func (pr *producer) txProducer() (pulsar.Producer, error) {
-	pr.txMu.Lock()
-	defer pr.txMu.Unlock()
-	if pr.txp != nil {
-		return pr.txp, nil
-	}
-	name := ""
-	if pr.opts.Name != "" {
-		name = pr.opts.Name + "-tx"
-	}
-	ctx, cancel := pr.b.opCtx(context.Background())
-	defer cancel()
-	p, err := pr.b.createProducer(ctx, pulsar.ProducerOptions{
-		Topic:           pr.topic,
-		Name:            name,
-		SendTimeout:     pr.sendTimeout,
-		DisableBatching: true,
-	})
-	if err != nil {
-		return nil, wrap(err, "open transactional producer on %s", pr.topic)
-	}
-	pr.txp = p
-	return p, nil
+	return pm, pr.p, nil
 }
 
 // Send sends one message and waits for the broker's receipt.
@@ -192,14 +162,6 @@ func (pr *producer) Flush(ctx context.Context) error {
 	if err := pr.p.FlushWithCtx(ctx); err != nil {
 		return wrap(err, "flush %s", pr.topic)
 	}
-	pr.txMu.Lock()
-	txp := pr.txp
-	pr.txMu.Unlock()
-	if txp != nil {
-		if err := txp.FlushWithCtx(ctx); err != nil {
-			return wrap(err, "flush transactional sends to %s", pr.topic)
-		}
-	}
 	return nil
 }
 
@@ -211,12 +173,5 @@ func (pr *producer) Close() error {
 }
 
 func (pr *producer) closeByBus() {
-	pr.closed.Do(func() {
-		pr.p.Close()
-		pr.txMu.Lock()
-		if pr.txp != nil {
-			pr.txp.Close()
-		}
-		pr.txMu.Unlock()
-	})
+	pr.closed.Do(pr.p.Close)
 }
