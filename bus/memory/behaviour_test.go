@@ -101,14 +101,19 @@ func TestFailoverAssignment(t *testing.T) {
 	}
 	sorted := []string{"a", "b", "c"}
 	seen := map[int]bool{}
-	for name, c := range cs {
-		for {
-			cx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for total := 0; total < 50; {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of 50", total)
+		}
+		for name, c := range cs {
+			cx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 			m, err := c.Receive(cx)
 			cancel()
 			if err != nil {
-				break
+				continue
 			}
+			total++
 			if want := sorted[m.Partition%3]; want != name {
 				t.Fatalf("partition %d delivered to %s, want %s", m.Partition, name, want)
 			}
