@@ -64,7 +64,13 @@ type cluster struct {
 	calls    string
 
 	mu    sync.Mutex
-	procs map[string]*exec.Cmd
+	procs map[string]*proc
+}
+
+// proc is a running component; done closes when it has exited.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -74,21 +80,19 @@ func newCluster(t *testing.T) *cluster {
 	svc, adm := pulsartest.URLs(t)
 	c := &cluster{
 		t: t, svc: svc, adm: adm, ns: fmt.Sprintf("crash-%d", time.Now().UnixNano()), dir: t.TempDir(),
-		procs: map[string]*exec.Cmd{},
+		procs: map[string]*proc{},
 	}
 	c.calls = filepath.Join(c.dir, "calls.jsonl")
 	t.Cleanup(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for name, p := range c.procs {
-			_ = p.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = p.Wait(); close(done) }()
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			select {
-			case <-done:
+			case <-p.done:
 			case <-time.After(15 * time.Second):
-				_ = p.Process.Kill()
-				<-done
+				_ = p.cmd.Process.Kill()
+				<-p.done
 				t.Logf("%s did not stop on SIGTERM within 15s", name)
 			}
 		}
@@ -143,10 +147,11 @@ func (c *cluster) start(name string) {
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
 	c.mu.Lock()
-	c.procs[name] = cmd
+	c.procs[name] = p
 	c.mu.Unlock()
-	go func() { _ = cmd.Wait(); logf.Close() }()
+	go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
 }
 
 // kill sends SIGKILL: no shutdown code runs.
@@ -159,12 +164,10 @@ func (c *cluster) kill(name string) {
 	if p == nil {
 		c.t.Fatalf("kill %s: not running", name)
 	}
-	if err := p.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		c.t.Fatalf("kill %s: %v", name, err)
 	}
-	for p.ProcessState == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
+	<-p.done
 	c.t.Logf("killed %s (kill -9)", name)
 }
 
