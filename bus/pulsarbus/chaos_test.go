@@ -17,7 +17,7 @@ import (
 func TestBrokerStopped(t *testing.T) {
 	const sendTimeout = 2 * time.Second
 	b := newBus(t)
-	ctx := ctxFor(t, 3*time.Minute)
+	ctx := ctxFor(t, time.Minute)
 	topic := topicName(t)
 	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic, SendTimeout: sendTimeout})
 	if err != nil {
@@ -31,7 +31,9 @@ func TestBrokerStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// StopBroker may wait for the tests of other packages to finish.
 	resume := pulsartest.StopBroker(t, 30*time.Second)
+	ctx = ctxFor(t, 2*time.Minute)
 	start := time.Now()
 	_, err = p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("while stopped")})
 	el := time.Since(start)

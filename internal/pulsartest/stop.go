@@ -56,19 +56,21 @@ var held struct {
 	exclusive bool
 }
 
-// lockShared holds the broker lock shared until release is called.
+// lockShared holds the broker lock shared until release is called. Every
+// new user passes the gate, even when this process already holds the lock,
+// so that a waiting StopBroker only waits for the tests already running.
 func lockShared(home string) (release func(), err error) {
+	gate, err := openLock(home, gateLock)
+	if err != nil {
+		return nil, fmt.Errorf("broker lock: %w", err)
+	}
+	defer gate.Close()
+	if err := flock(gate, unix.LOCK_SH); err != nil {
+		return nil, fmt.Errorf("broker gate lock %s: %w", gate.Name(), err)
+	}
 	held.Lock()
 	defer held.Unlock()
 	if held.f == nil {
-		gate, err := openLock(home, gateLock)
-		if err != nil {
-			return nil, fmt.Errorf("broker lock: %w", err)
-		}
-		defer gate.Close()
-		if err := flock(gate, unix.LOCK_SH); err != nil {
-			return nil, fmt.Errorf("broker gate lock %s: %w", gate.Name(), err)
-		}
 		f, err := openLock(home, brokerLock)
 		if err != nil {
 			return nil, fmt.Errorf("broker lock: %w", err)
