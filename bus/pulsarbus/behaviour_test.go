@@ -441,3 +441,77 @@ func TestEnsureTopic(t *testing.T) {
 		})
 	}
 }
+
+// TestCompactionRuns: the compaction threshold EnsureTopic sets makes the
+// broker compact the topic by itself (its compaction monitor runs every
+// brokerServiceCompactionMonitorIntervalInSeconds, 60s on the test broker).
+func TestCompactionRuns(t *testing.T) {
+	t.Parallel()
+	svc, adm := pulsartest.URLs(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	b, err := pulsarbus.New(ctx, pulsarbus.Config{ServiceURL: svc, AdminURL: adm,
+		Namespace: bus.Namespace{Tenant: "public", Namespace: "pulsarbus-test"}, CompactionThresholdBytes: 100}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	topic := topicName(t)
+	if err := b.EnsureTopic(ctx, bus.TopicSpec{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
+	for i := range 40 {
+		if _, err := p.Send(ctx, &bus.OutMessage{Key: fmt.Sprint("k", i%4), Payload: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Compaction turned on after the writes, so that it cannot run halfway
+	// through them.
+	if err := b.EnsureTopic(ctx, bus.TopicSpec{Name: topic, Compacted: true}); err != nil {
+		t.Fatal(err)
+	}
+	path := "/admin/v2/persistent/" + b.Namespace().String() + "/" + topic + "/internalStats"
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		var st struct {
+			CompactedLedger struct {
+				LedgerID int64 `json:"ledgerId"`
+				Entries  int64 `json:"entries"`
+			} `json:"compactedLedger"`
+		}
+		adminGet(t, path, &st)
+		if st.CompactedLedger.LedgerID > 0 && st.CompactedLedger.Entries > 0 {
+			if st.CompactedLedger.Entries != 4 {
+				t.Fatalf("compacted ledger has %d entries, want one per key (4)", st.CompactedLedger.Entries)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker did not compact %s within 3 minutes: %+v", topic, st)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	r, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic, Compacted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []string
+	for {
+		ok, err := r.HasNext(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		m, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, m.Key+"="+string(m.Payload))
+	}
+	if want := []string{"k0=36", "k1=37", "k2=38", "k3=39"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("compacted view %v, want %v", got, want)
+	}
+}

@@ -22,6 +22,9 @@ const (
 	// client's negative-ack tracker (whose tick is a third of it); longer
 	// NackDelays wait in a timer first. Ack timeouts nack with this delay.
 	maxClientNackDelay = 100 * time.Millisecond
+	// maxTracked bounds the per-message redelivery counts and nack causes a
+	// consumer keeps.
+	maxTracked = 100_000
 )
 
 type consumer struct {
@@ -221,6 +224,11 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 	defer c.mu.Unlock()
 	n := int(pm.RedeliveryCount()) + 1
 	if c.countLocally {
+		if len(c.counts) >= maxTracked {
+			// Messages taken over by another consumer are never settled
+			// here; start counting afresh rather than grow for ever.
+			clear(c.counts)
+		}
 		c.counts[key]++
 		n = max(n, c.counts[key])
 	}
@@ -377,6 +385,9 @@ func (c *consumer) Nack(msg *bus.Message, cause error) {
 	}
 	if cause != nil {
 		c.mu.Lock()
+		if len(c.causes) >= maxTracked {
+			clear(c.causes)
+		}
 		c.causes[d.key] = cause.Error()
 		c.mu.Unlock()
 	}
