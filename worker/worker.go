@@ -293,17 +293,32 @@ func (w *Worker) run(ctx context.Context, h Handler, job *Job, log zerolog.Logge
 		hctx, cancel = context.WithDeadline(hctx, job.Deadline)
 		defer cancel()
 	}
-	var out any
-	err := func() (err error) {
+	// The handler runs on its own goroutine so that a handler that ignores
+	// its context cannot hold the worker past ShutdownGrace: when ctx ends
+	// the job is released and whatever the handler returns later is dropped.
+	type outcome struct {
+		out any
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
-				err = Retryable("Panic", fmt.Errorf("handler panicked: %v", p))
+				done <- outcome{err: Retryable("Panic", fmt.Errorf("handler panicked: %v", p))}
 			}
 		}()
-		out, err = h(hctx, job)
-		return err
+		out, err := h(hctx, job)
+		done <- outcome{out: out, err: err}
 	}()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		log.Warn().Msg("job still running at the end of the shutdown grace; released")
+		return nil
+	}
+	out, err := o.out, o.err
 	res.FinishedAt = w.opts.Clock().UTC()
 	if err != nil && ctx.Err() != nil {
 		return nil

@@ -1,0 +1,262 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/worker"
+)
+
+// testLogger logs to t while the test runs and to stderr after it ended
+// (goroutines may still log while they stop).
+func testLogger(t testing.TB) zerolog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	level := zerolog.WarnLevel
+	if os.Getenv("PULSAGA_TEST_LOG") != "" {
+		level = zerolog.DebugLevel
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return os.Stderr.Write(p)
+	}
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// replyTopic is where the commands of these tests ask for their results.
+const replyTopic = "replies"
+
+// command builds a command for service svc.
+func command(svc, id, name string) protocol.Command {
+	return protocol.Command{
+		CommandID: id, ProcessID: "p-" + id, Definition: "def", Version: 1, Step: "step-" + id, Attempt: 1,
+		Service: svc, Command: name, IdempotencyKey: "key-" + id, ReplyTo: replyTopic,
+	}
+}
+
+// send puts raw payloads on a topic.
+func send(t *testing.T, b bus.Bus, topic string, payloads ...[]byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, pl := range payloads {
+		if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: pl}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// envelope encodes a payload in an envelope.
+func envelope(t *testing.T, typ, id string, payload any) []byte {
+	t.Helper()
+	env, err := bus.NewEnvelope(typ, id, "p-"+id, time.Now(), payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := env.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// sendCommands puts commands on their service's job queue.
+func sendCommands(t *testing.T, b bus.Bus, cmds ...protocol.Command) {
+	t.Helper()
+	for _, c := range cmds {
+		send(t, b, worker.JobTopic(c.Service), envelope(t, protocol.TypeCommand, c.CommandID, c))
+	}
+}
+
+// subscribe opens an exclusive consumer on a topic from its start.
+func subscribe(t *testing.T, b bus.Bus, topic string) bus.Consumer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "test", Type: bus.Exclusive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// result is a received result with its envelope.
+type result struct {
+	env *bus.Envelope
+	key string
+	res protocol.Result
+}
+
+// nextResult waits (up to wait) for the next result on c.
+func nextResult(t *testing.T, c bus.Consumer, wait time.Duration) (*result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Ack(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	env, err := bus.DecodeEnvelope(m.Payload)
+	if err != nil {
+		t.Fatalf("result is not an envelope: %v", err)
+	}
+	r := &result{env: env, key: m.Key}
+	if err := env.DecodePayload(&r.res); err != nil {
+		t.Fatalf("result payload: %v", err)
+	}
+	return r, nil
+}
+
+// results collects n results by command id, failing the test if they do
+// not all come within wait.
+func results(t *testing.T, c bus.Consumer, n int, wait time.Duration) map[string]*result {
+	t.Helper()
+	out := map[string]*result{}
+	deadline := time.Now().Add(wait)
+	for len(out) < n {
+		r, err := nextResult(t, c, time.Until(deadline))
+		if err != nil {
+			t.Fatalf("got %d of %d results: %v", len(out), n, err)
+		}
+		if prev, dup := out[r.res.CommandID]; dup {
+			t.Fatalf("two results for %s: %+v and %+v", r.res.CommandID, prev.res, r.res)
+		}
+		out[r.res.CommandID] = r
+	}
+	return out
+}
+
+// noMore checks nothing else arrives on c for a while.
+func noMore(t *testing.T, c bus.Consumer, what string, wait time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	m, err := c.Receive(ctx)
+	if err == nil {
+		t.Fatalf("unexpected %s: %s %v", what, m.Payload, m.Properties)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("receive %s: %v", what, err)
+	}
+}
+
+// deadLetter is a dead-lettered message.
+type deadLetter struct {
+	payload string
+	reason  string
+	origin  string
+}
+
+// nextDeadLetter waits for the next message on a DLQ consumer.
+func nextDeadLetter(t *testing.T, c bus.Consumer, wait time.Duration) deadLetter {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	m, err := c.Receive(ctx)
+	if err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	if err := c.Ack(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	return deadLetter{payload: string(m.Payload), reason: m.Properties[bus.PropDLQReason], origin: m.Properties[bus.PropDLQOriginTopic]}
+}
+
+// running is a worker running in the background.
+type running struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs w until the test ends (or stop is called).
+func start(t *testing.T, w *worker.Worker) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Error("worker did not stop")
+		}
+	})
+	return r
+}
+
+// stop cancels the worker and waits for Run to return (at most wait).
+func (r *running) stop(t *testing.T, wait time.Duration) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		r.done <- err // for the cleanup
+		return err
+	case <-time.After(wait):
+		t.Fatalf("Run did not return within %s of its context ending", wait)
+		return nil
+	}
+}
+
+// newWorker makes a worker on a fresh connection to broker.
+func newWorker(t *testing.T, broker *memory.Broker, opts worker.Options, handlers map[string]worker.Handler) *worker.Worker {
+	t.Helper()
+	b := memory.New(memory.Options{Broker: broker})
+	t.Cleanup(func() { _ = b.Close() })
+	w, err := worker.New(b, opts, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range handlers {
+		w.Handle(name, h)
+	}
+	return w
+}
+
+// waitFor polls cond until it holds, failing after wait.
+func waitFor(t *testing.T, what string, wait time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
