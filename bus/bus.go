@@ -197,6 +197,16 @@ type SubscribeOptions struct {
 	ReceiveQueueSize int
 }
 
+// PartitionOwner is implemented by consumers of a Failover subscription
+// that can tell which partitions they are the active consumer of now. The
+// orchestrator uses it to drop what it holds for partitions it lost and to
+// take over partitions only once their previous owner has let go.
+type PartitionOwner interface {
+	// OwnedPartitions returns the partitions (0 for a topic without
+	// partitions) this consumer is the active consumer of.
+	OwnedPartitions(ctx context.Context) (map[int]bool, error)
+}
+
 // ReaderOptions describe a reader: a cursor over a topic that is not a
 // subscription and keeps no state on the broker.
 type ReaderOptions struct {

@@ -38,6 +38,13 @@ type OrchestratorOptions struct {
 	// SeenLimit is how many recent input ids each process remembers to drop
 	// duplicates (default 128).
 	SeenLimit int
+	// OwnershipPoll is how often the orchestrator asks the broker which
+	// partitions it owns (default 500ms).
+	OwnershipPoll time.Duration
+	// TakeoverGrace is how long after gaining a partition the orchestrator
+	// waits before loading it, so the previous owner has let go (default
+	// 4 × OwnershipPoll).
+	TakeoverGrace time.Duration
 	// TxTimeout is how long the broker keeps a transaction of this
 	// instance open before aborting it by itself: after a crash, the
 	// inputs of its last batch come back after at most this (default 10s).
@@ -47,6 +54,12 @@ type OrchestratorOptions struct {
 }
 
 func (o *OrchestratorOptions) defaults() {
+	if o.OwnershipPoll <= 0 {
+		o.OwnershipPoll = 500 * time.Millisecond
+	}
+	if o.TakeoverGrace <= 0 {
+		o.TakeoverGrace = 4 * o.OwnershipPoll
+	}
 	if o.TxTimeout <= 0 {
 		o.TxTimeout = 10 * time.Second
 	}
@@ -102,6 +115,7 @@ type Orchestrator struct {
 
 	images map[string]*image
 	loaded map[int]bool
+	own    *ownership
 
 	statsMu sync.Mutex
 	drops   map[string]int64
@@ -220,6 +234,10 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	}
 	o.cons = cons
 	defer cons.Close()
+	o.own = newOwnership(cons, o.opts.OwnershipPoll)
+	octx, stopOwn := context.WithCancel(ctx)
+	defer stopOwn()
+	go o.own.run(octx)
 	for {
 		msgs, err := o.receiveBatch(ctx)
 		if err != nil {
@@ -288,11 +306,18 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message) err
 		now: o.opts.Clock().UTC(), isTouch: map[*image]bool{}, records: map[*image][]Record{},
 		status: map[*image]bool{},
 	}
+	o.dropLost()
+	parts := map[int]bool{}
 	for _, m := range msgs {
-		if err := o.ensurePartition(ctx, m.Partition); err != nil {
+		parts[m.Partition] = true
+	}
+	for p := range parts {
+		if err := o.acquire(ctx, p); err != nil {
 			o.nackAll(msgs)
 			return err
 		}
+	}
+	for _, m := range msgs {
 		if o.route(ctx, b, m) {
 			b.acks = append(b.acks, m)
 		}
@@ -305,7 +330,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message) err
 			}
 		}
 	}
-	if err := o.commit(ctx, b); err != nil {
+	if err := o.commit(ctx, b, parts); err != nil {
 		return fmt.Errorf("orchestrator: batch of %d not committed: %w", len(msgs), err)
 	}
 	o.statsMu.Lock()
@@ -600,7 +625,7 @@ func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
 
 // commit writes the batch's effects and acknowledges its inputs in one
 // transaction.
-func (o *Orchestrator) commit(ctx context.Context, b *batch) error {
+func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool) error {
 	tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
 	if err != nil {
 		o.nackAll(b.acks)
@@ -701,10 +726,69 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch) error {
 	if err := errors.Join(ackErrs...); err != nil {
 		return fail(err)
 	}
+	// Last check: every partition of the batch is still ours.
+	for p := range parts {
+		if ok, _ := o.own.owns(p); !ok {
+			return fail(fmt.Errorf("%w: partition %d", ErrPartitionLost, p))
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
 	return nil
+}
+
+// dropLost forgets the partitions this instance no longer owns.
+func (o *Orchestrator) dropLost() {
+	for p := range o.loaded {
+		if ok, _ := o.own.owns(p); ok {
+			continue
+		}
+		n := 0
+		for pid, img := range o.images {
+			if img.snap.Partition == p {
+				delete(o.images, pid)
+				n++
+			}
+		}
+		delete(o.loaded, p)
+		o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
+	}
+}
+
+// acquire makes sure partition p is ours and loaded: it waits for the
+// broker to report it as ours (the messages of p came to this instance, so
+// the view is only behind), then for the takeover grace, then loads it.
+func (o *Orchestrator) acquire(ctx context.Context, p int) error {
+	if o.loaded[p] {
+		return nil
+	}
+	deadline := time.Now().Add(10 * o.opts.OwnershipPoll)
+	for {
+		ok, since := o.own.owns(p)
+		if ok {
+			if wait := time.Until(since.Add(o.opts.TakeoverGrace)); wait > 0 {
+				o.log.Info().Int("partition", p).Dur("wait", wait).Msg("taking a partition over once its previous owner has let go")
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(wait):
+				}
+				o.own.refresh(ctx)
+				continue
+			}
+			return o.ensurePartition(ctx, p)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: the broker does not report partition %d as this instance's", ErrPartitionLost, p)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.opts.OwnershipPoll / 5):
+		}
+		o.own.refresh(ctx)
+	}
 }
 
 func statusOf(img *image) StatusRecord {
