@@ -11,6 +11,56 @@ var failoverTests = []test{
 	{"OwnerCloses", func(t *testing.T, s *suite) { s.failoverTakeover(t, false) }},
 	{"OwnerDies", func(t *testing.T, s *suite) { s.failoverTakeover(t, true) }},
 	{"PartitionOwners", testFailoverPartitions},
+	{"PartitionOwnerDies", testFailoverPartitionOwnerDies},
+}
+
+// testFailoverPartitionOwnerDies: two owners share the partitions; one dies
+// with everything it received unacknowledged; the other takes over its
+// partitions and gets exactly those messages, and none of its own again.
+func testFailoverPartitionOwnerDies(t *testing.T, s *suite) {
+	const n = 40
+	parts := s.o.Partitions + 1
+	topic, sub := unique("failpartdies"), unique("sub")
+	b1, b2 := s.newBus(t), s.bus(t)
+	t.Cleanup(func() { _ = b1.Close() })
+	s.ensure(t, b2, bus.TopicSpec{Name: topic, Partitions: parts})
+	o := bus.SubscribeOptions{Topic: topic, Subscription: sub, Type: bus.Failover}
+	o.ConsumerName = "a"
+	k1 := collect(t, "a", s.subscribe(t, b1, o))
+	o.ConsumerName = "b"
+	k2 := collect(t, "b", s.subscribe(t, b2, o))
+	s.settle()
+	p := s.producer(t, b2, topic)
+	for i := 0; i < n; i++ {
+		key := fmt.Sprintf("proc-%d", i)
+		send(t, p, &bus.OutMessage{Key: key, Payload: payload(key, i)})
+	}
+	orphans := map[string]bool{}
+	acked := map[string]bool{}
+	for i := 0; i < n; i++ {
+		m, k := s.next(t, fmt.Sprintf("message %d of %d", i+1, n), k1, k2)
+		if k == k2 {
+			ack(t, k2.c, m)
+			acked[string(m.Payload)] = true
+		} else {
+			orphans[string(m.Payload)] = true
+		}
+	}
+	if len(orphans) == 0 || len(acked) == 0 {
+		t.Fatalf("consumer a got %d messages and b %d: want both to own partitions", len(orphans), len(acked))
+	}
+	if err := b1.Close(); err != nil {
+		t.Fatalf("close a's connection: %v", err)
+	}
+	for len(orphans) > 0 {
+		m, _ := s.next(t, fmt.Sprintf("takeover: %d messages of the dead owner left", len(orphans)), k2)
+		if !orphans[string(m.Payload)] {
+			t.Fatalf("survivor got %q again (acked %v)", m.Payload, acked[string(m.Payload)])
+		}
+		delete(orphans, string(m.Payload))
+		ack(t, k2.c, m)
+	}
+	s.quiet(t, "after the takeover", k2)
 }
 
 // failoverTakeover: two consumers on two connections, only the owner
