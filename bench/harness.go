@@ -1,0 +1,289 @@
+// Package bench measures pulsaga end to end on a real Pulsar broker: the
+// figures of DESIGN.md §7 (completed sagas per second, end-to-end latency,
+// Pulsar messages per saga, memory per waiting process, restart time with
+// many live processes, timer lateness). The benchmarks are in the _test
+// files and run with `make bench`, next to the raw-Pulsar baseline of
+// bus/pulsarbus; bench/report turns the output into medians and ratios.
+//
+// This file holds the helpers: a watcher of the status topic (when each
+// process reached a status, as a client sees it), the namespace's message
+// counters from the admin API, and percentiles.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Watcher reads the status topic from its start and records, for every
+// process, when this client first saw each of its rows, so waiting for a
+// process costs no polling and the time is what a client observes.
+type Watcher struct {
+	mu      sync.Mutex
+	rows    map[string]engine.StatusRecord
+	seen    map[string]time.Time // first time a row matched the wanted predicate
+	want    func(engine.StatusRecord) bool
+	waiters map[string][]chan struct{}
+	count   int
+	countCh chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+}
+
+// Terminal says whether a row is a finished process.
+func Terminal(r engine.StatusRecord) bool { return r.Status.Terminal() }
+
+// StepIs says whether a row shows a step with that status.
+func StepIs(step string, st workflow.StepStatus) func(engine.StatusRecord) bool {
+	return func(r engine.StatusRecord) bool { return r.Steps[step] == string(st) }
+}
+
+// Watch starts reading the status topic of b; want says which rows count
+// as "reached" (e.g. Terminal).
+func Watch(ctx context.Context, b bus.Bus, topic string, want func(engine.StatusRecord) bool) (*Watcher, error) {
+	return WatchFrom(ctx, b, topic, want, false)
+}
+
+// WatchFrom is Watch from the topic's end when latest (rows written before
+// the call are not read).
+func WatchFrom(ctx context.Context, b bus.Bus, topic string, want func(engine.StatusRecord) bool, latest bool) (*Watcher, error) {
+	rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic, StartLatest: latest})
+	if err != nil {
+		return nil, fmt.Errorf("status reader: %w", err)
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w := &Watcher{
+		rows: map[string]engine.StatusRecord{}, seen: map[string]time.Time{}, want: want,
+		waiters: map[string][]chan struct{}{}, countCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}),
+	}
+	go func() {
+		defer close(w.done)
+		defer rd.Close()
+		for {
+			m, err := rd.Next(rctx)
+			if err != nil {
+				if rctx.Err() == nil {
+					w.mu.Lock()
+					w.err = err
+					w.mu.Unlock()
+				}
+				return
+			}
+			now := time.Now()
+			if len(m.Payload) == 0 {
+				continue
+			}
+			env, err := bus.DecodeEnvelope(m.Payload)
+			if err != nil || env.Type != engine.TypeStatus {
+				continue
+			}
+			var r engine.StatusRecord
+			if env.DecodePayload(&r) != nil {
+				continue
+			}
+			w.mu.Lock()
+			if old, ok := w.rows[r.ProcessID]; !ok || old.Seq <= r.Seq {
+				w.rows[r.ProcessID] = r
+			}
+			if _, ok := w.seen[r.ProcessID]; !ok && w.want(r) {
+				w.seen[r.ProcessID] = now
+				w.count++
+				for _, c := range w.waiters[r.ProcessID] {
+					close(c)
+				}
+				delete(w.waiters, r.ProcessID)
+				select {
+				case w.countCh <- struct{}{}:
+				default:
+				}
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w, nil
+}
+
+// Close stops the reader.
+func (w *Watcher) Close() {
+	w.cancel()
+	<-w.done
+}
+
+// Seen returns when pid's wanted row was first seen.
+func (w *Watcher) Seen(pid string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.seen[pid]
+	return t, ok
+}
+
+// Row returns the latest row of pid.
+func (w *Watcher) Row(pid string) engine.StatusRecord {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rows[pid]
+}
+
+// Wait waits until pid's wanted row is seen and returns when it was.
+func (w *Watcher) Wait(ctx context.Context, pid string) (time.Time, error) {
+	w.mu.Lock()
+	if t, ok := w.seen[pid]; ok {
+		w.mu.Unlock()
+		return t, nil
+	}
+	c := make(chan struct{})
+	w.waiters[pid] = append(w.waiters[pid], c)
+	w.mu.Unlock()
+	select {
+	case <-c:
+		t, _ := w.Seen(pid)
+		return t, nil
+	case <-ctx.Done():
+		return time.Time{}, fmt.Errorf("process %s: %w (last row %+v, reader error %v)", pid, ctx.Err(), w.Row(pid), w.readErr())
+	}
+}
+
+// WaitCount waits until n processes have reached the wanted row.
+func (w *Watcher) WaitCount(ctx context.Context, n int) error {
+	for {
+		w.mu.Lock()
+		c := w.count
+		w.mu.Unlock()
+		if c >= n {
+			return nil
+		}
+		select {
+		case <-w.countCh:
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d processes reached the wanted status: %w (reader error %v)", c, n, ctx.Err(), w.readErr())
+		}
+	}
+}
+
+func (w *Watcher) readErr() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Statuses counts the latest rows by status.
+func (w *Watcher) Statuses() map[workflow.Status]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[workflow.Status]int{}
+	for _, r := range w.rows {
+		out[r.Status]++
+	}
+	return out
+}
+
+// TopicCount is the messages written to one topic (partitions summed).
+type TopicCount struct {
+	Topic    string
+	Messages int64
+	Bytes    int64
+}
+
+// MessagesIn sums the admin API's msgInCounter (messages written, including
+// those of aborted transactions) over every persistent topic of the
+// namespace, partitions summed into their topic; system topics (names
+// starting with "__") are left out.
+func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total int64, by []TopicCount, err error) {
+	base := strings.TrimSuffix(adminURL, "/") + "/admin/v2/persistent/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace)
+	var topics []string
+	if err := getJSON(ctx, base, &topics); err != nil {
+		return 0, nil, fmt.Errorf("list topics of %s: %w", ns, err)
+	}
+	sums := map[string]*TopicCount{}
+	for _, full := range topics {
+		name := full[strings.LastIndex(full, "/")+1:]
+		if strings.HasPrefix(name, "__") {
+			continue
+		}
+		var st struct {
+			MsgInCounter   int64 `json:"msgInCounter"`
+			BytesInCounter int64 `json:"bytesInCounter"`
+		}
+		if err := getJSON(ctx, base+"/"+url.PathEscape(name)+"/stats", &st); err != nil {
+			return 0, nil, fmt.Errorf("stats of %s: %w", full, err)
+		}
+		short := name
+		if i := strings.LastIndex(name, "-partition-"); i > 0 {
+			short = name[:i]
+		}
+		c := sums[short]
+		if c == nil {
+			c = &TopicCount{Topic: short}
+			sums[short] = c
+		}
+		c.Messages += st.MsgInCounter
+		c.Bytes += st.BytesInCounter
+		total += st.MsgInCounter
+	}
+	for _, c := range sums {
+		by = append(by, *c)
+	}
+	sort.Slice(by, func(i, j int) bool { return by[i].Messages > by[j].Messages })
+	return total, by, nil
+}
+
+// DeleteNamespace force-deletes a namespace and its topics (best effort:
+// benchmarks leave nothing behind on a shared broker).
+func DeleteNamespace(ctx context.Context, adminURL string, ns bus.Namespace) error {
+	u := strings.TrimSuffix(adminURL, "/") + "/admin/v2/namespaces/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace) + "?force=true"
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("delete namespace %s: %s", ns, resp.Status)
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// Quantile returns the q-quantile (0..1, nearest rank) of ds, in
+// milliseconds; ds is sorted in place.
+func Quantile(ds []time.Duration, q float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(q*float64(len(ds)) + 0.5)
+	i = min(max(i-1, 0), len(ds)-1)
+	return float64(ds[i]) / float64(time.Millisecond)
+}

@@ -1,0 +1,212 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bench"
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/demo"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/worker"
+)
+
+// Sizes, settable on the command line: go test ./bench -bench . -args -sagas 2000.
+var (
+	flagSagas      = flag.Int("sagas", 1000, "trip sagas started at once by BenchmarkTripThroughput")
+	flagSerial     = flag.Int("serial", 40, "trip sagas run one at a time by BenchmarkTripLatencyUnloaded")
+	flagWaiting    = flag.Int("waiting", 2000, "waiting processes of BenchmarkMemoryPerWaitingProcess")
+	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
+	flagTimerProcs = flag.Int("timerprocs", 400, "processes of BenchmarkTimerLateness (3 sleep timers each)")
+	flagStarters   = flag.Int("starters", 32, "goroutines sending start requests")
+)
+
+// benchEnv is one benchmark iteration's own namespace on the broker.
+type benchEnv struct {
+	svc, admin string
+	ns         bus.Namespace
+}
+
+var nsSeq atomic.Int64
+
+// newEnv gives a fresh namespace, deleted when the benchmark ends.
+func newEnv(b *testing.B, name string) *benchEnv {
+	b.Helper()
+	svc, adm := pulsartest.URLs(b)
+	e := &benchEnv{svc: svc, admin: adm, ns: bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("bench-%s-%d-%d", name, time.Now().UnixNano(), nsSeq.Add(1))}}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := bench.DeleteNamespace(ctx, e.admin, e.ns); err != nil {
+			b.Logf("cleanup: %v", err)
+		}
+	})
+	return e
+}
+
+// bus opens a client on the environment's namespace; the caller closes it.
+func (e *benchEnv) bus(b *testing.B) bus.Bus {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bb, err := pulsarbus.New(ctx, pulsarbus.Config{ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return bb
+}
+
+// messages is the number of messages written to the namespace so far.
+func (e *benchEnv) messages(b *testing.B) (int64, []bench.TopicCount) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, by, err := bench.MessagesIn(ctx, e.admin, e.ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return n, by
+}
+
+// startStack runs the whole engine in this process, as `pulsaga dev
+// --pulsar` does (defaults: one orchestrator, one decider, one timer relay,
+// 4 partitions), with the given workers.
+func startStack(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration)) *engine.Stack {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := engine.StartStack(ctx, bb, engine.StackOptions{Name: "bench", Services: services, ObserveTimer: observe}, zerolog.Nop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
+func stopStack(b *testing.B, st *engine.Stack) {
+	b.Helper()
+	if err := st.Stop(); err != nil {
+		b.Errorf("stack: %v", err)
+	}
+}
+
+func register(b *testing.B, st *engine.Stack, path string) {
+	b.Helper()
+	src, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := st.Registry.Register(ctx, filepath.Base(path), src); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// tripServices are the trip saga's workers with no work: each handler
+// returns at once (demo services without faults or latency).
+func tripServices() map[string]map[string]worker.Handler {
+	return demo.Trip(demo.Faults{}, nil)
+}
+
+// loanServices score every applicant below 700, so loan-approval
+// processes wait for a loan officer's signal.
+func loanServices() map[string]map[string]worker.Handler {
+	ok := func(context.Context, *worker.Job) (any, error) { return map[string]any{"ok": true}, nil }
+	return map[string]map[string]worker.Handler{
+		"credit":        {"ScoreApplicant": func(context.Context, *worker.Job) (any, error) { return map[string]any{"score": 650}, nil }},
+		"loans":         {"ApproveLoan": ok},
+		"notifications": {"SendLetter": ok},
+	}
+}
+
+const (
+	tripFile  = "../testdata/trip-booking.yaml"
+	loanFile  = "../testdata/loan-approval.yaml"
+	sleepFile = "testdata/sleeps.yaml"
+)
+
+var (
+	tripInput = json.RawMessage(`{"customer":"c-1","amount":120}`)
+	loanInput = json.RawMessage(`{"applicant":"a-1","amount":5000}`)
+)
+
+// startAll sends a start request for every pid from flagStarters
+// goroutines and returns when each was sent (sent[i] is when pids[i]'s
+// request was handed to the client).
+func startAll(ctx context.Context, b *testing.B, c *engine.Client, def string, input json.RawMessage, pids []string) []time.Time {
+	b.Helper()
+	sent := make([]time.Time, len(pids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, *flagStarters)
+	for range *flagStarters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(pids) {
+					return
+				}
+				sent[i] = time.Now()
+				if err := c.Start(ctx, engine.StartRequest{ProcessID: pids[i], Definition: def, Input: input}); err != nil {
+					errs <- fmt.Errorf("start %s: %w", pids[i], err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	return sent
+}
+
+func pidsFor(prefix string, n int) []string {
+	pids := make([]string, n)
+	run := time.Now().UnixNano()
+	for i := range pids {
+		pids[i] = fmt.Sprintf("%s-%d-%d", prefix, run, i)
+	}
+	return pids
+}
+
+// heap is the live heap after a full collection.
+func heap() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
