@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Bridge runs commands in services written in any language: as an HTTP
@@ -82,11 +83,17 @@ func (b Bridge) exec(ctx context.Context, job *Job, body []byte) (any, error) {
 	cmd := exec.CommandContext(ctx, b.Exec[0], b.Exec[1:]...)
 	cmd.Stdin = bytes.NewReader(body)
 	cmd.Env = append(os.Environ(), "PULSAGA_COMMAND="+job.Command.Command, "PULSAGA_IDEMPOTENCY_KEY="+job.IdempotencyKey)
+	killGroup(cmd)
+	// Once the program is killed (the attempt's deadline, or shutdown), stop
+	// waiting for output that a leftover child may hold open.
+	cmd.WaitDelay = execWaitDelay
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, Retryable("Timeout", fmt.Errorf("%s stopped: %w", b.Exec[0], ctx.Err()))
 	case err == nil:
 		return jsonOutput(stdout.Bytes()), nil
 	case errors.As(err, &ee) && ee.ExitCode() == 2:
@@ -96,6 +103,9 @@ func (b Bridge) exec(ctx context.Context, job *Job, body []byte) (any, error) {
 	}
 	return nil, Retryable("ExecFailed", err)
 }
+
+// execWaitDelay bounds waiting for a killed program's output to close.
+const execWaitDelay = 2 * time.Second
 
 func jsonOutput(b []byte) any {
 	b = bytes.TrimSpace(b)
