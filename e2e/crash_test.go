@@ -228,6 +228,8 @@ type crashPlan struct {
 	start []string
 	// kill these after the sagas are under way; restart those in restart.
 	kill, restart []string
+	// then, a little later, start join and kill leave.
+	join, leave []string
 }
 
 func TestCrashes(t *testing.T) {
@@ -237,6 +239,9 @@ func TestCrashes(t *testing.T) {
 		{name: "worker", start: []string{"orchestrator-a", "decider", "worker"}, kill: []string{"worker"}, restart: []string{"worker"}},
 		{name: "all together", start: []string{"orchestrator-a", "decider", "worker"}, kill: []string{"orchestrator-a", "decider", "worker"}, restart: []string{"orchestrator-a", "decider", "worker"}},
 		{name: "two orchestrators, one killed", start: []string{"orchestrator-a", "orchestrator-b", "decider", "worker"}, kill: []string{"orchestrator-a"}},
+		// A live owner loses partitions to a newcomer (Failover rebalances by
+		// name), then gets them back when the newcomer dies.
+		{name: "live takeover and back", start: []string{"orchestrator-b", "decider", "worker"}, join: []string{"orchestrator-a"}, leave: []string{"orchestrator-a"}},
 	}
 	for _, plan := range plans {
 		t.Run(plan.name, func(t *testing.T) {
@@ -273,6 +278,15 @@ func runCrash(t *testing.T, plan crashPlan) {
 	time.Sleep(500 * time.Millisecond)
 	for _, name := range plan.restart {
 		c.start(name)
+	}
+	for _, name := range plan.join {
+		c.start(name)
+	}
+	if len(plan.leave) > 0 {
+		time.Sleep(4 * time.Second)
+		for _, name := range plan.leave {
+			c.kill(name)
+		}
 	}
 	rows := map[string]engine.StatusRecord{}
 	for len(rows) < n && ctx.Err() == nil {
