@@ -57,7 +57,7 @@ func (f Faults) FailsRandomly(idempotencyKey string) bool {
 // Directives in a process id steer one saga, for demos and tests:
 // "…-fail-<Command>…" fails that command for good, "…-flaky-<Command>…"
 // fails its first attempt with a retryable error, "…-slow-<Command>…" makes
-// it outlast its 30s timeout once.
+// every attempt of it outlast its timeout.
 func directive(pid, kind, command string) bool {
 	return strings.Contains(pid, "-"+kind+"-"+command)
 }
@@ -145,6 +145,11 @@ func Trip(f Faults, calls *Calls) Services {
 				case <-ctx.Done():
 					return fail(ctx.Err())
 				}
+			}
+			if directive(j.ProcessID, "slow", command) {
+				// Outlast the attempt's deadline: the engine times the attempt out.
+				<-ctx.Done()
+				return fail(ctx.Err())
 			}
 			if f.Command == command || directive(j.ProcessID, "fail", command) {
 				return fail(worker.NonRetryable(refusal(command), fmt.Errorf("%s refused for %s", command, j.ProcessID)))

@@ -65,6 +65,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 type tripScenario struct {
 	name         string
 	pid          string
+	version      int // of trip-booking; 2 has 1s attempt timeouts
 	want         workflow.Status
 	commands     []string // the forward commands that must have succeeded
 	compensation []string // the compensations that must have run, in any order
@@ -84,6 +85,11 @@ func tripScenarios() []tripScenario {
 			commands: []string{"ProcessPayment", "BookFlight"}, compensation: []string{"CancelFlight", "RefundPayment"}, refundLast: true},
 		{name: "notify fails for good", pid: "fail-NotifyCustomer", want: workflow.StatusCompensated,
 			commands: []string{"ProcessPayment", "BookFlight", "BookHotel"}, compensation: []string{"CancelFlight", "CancelHotel", "RefundPayment"}, refundLast: true},
+		// Every hotel attempt outlasts its 1s timeout: after 3 attempts the
+		// step fails; the flight and the payment are compensated (a timed-out
+		// attempt's outcome is unknown, so it is not compensated).
+		{name: "hotel times out", pid: "slow-BookHotel", version: 2, want: workflow.StatusCompensated,
+			commands: []string{"ProcessPayment", "BookFlight"}, compensation: []string{"CancelFlight", "RefundPayment"}, refundLast: true},
 	}
 }
 
@@ -102,19 +108,21 @@ func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics en
 			t.Errorf("stack: %v", err)
 		}
 	}()
-	src, err := os.ReadFile(repoFile(t, "testdata/trip-booking.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := stack.Registry.Register(ctx, "trip-booking.yaml", src); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{"testdata/trip-booking.yaml", "engine/testdata/trip-booking-v2-short-timeouts.yaml"} {
+		src, err := os.ReadFile(repoFile(t, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stack.Registry.Register(ctx, filepath.Base(f), src); err != nil {
+			t.Fatal(err)
+		}
 	}
 	suffix := fmt.Sprintf("%d", time.Now().UnixNano())
 	scenarios := tripScenarios()
 	for i := range scenarios {
 		scenarios[i].pid = fmt.Sprintf("trip-%s-%s", suffix, scenarios[i].pid)
 		input, _ := json.Marshal(map[string]any{"customer": "ann", "amount": 120})
-		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: scenarios[i].pid, Definition: "trip-booking", Input: input}); err != nil {
+		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: scenarios[i].pid, Definition: "trip-booking", Version: max(scenarios[i].version, 1), Input: input}); err != nil {
 			t.Fatal(err)
 		}
 	}
