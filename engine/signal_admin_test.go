@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -111,6 +112,40 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 		}
 		if got := rec.ran(); !sameSet(got, []string{"ScoreApplicant", "ApproveLoan", "SendLetter"}) {
 			t.Fatalf("commands run: %v", got)
+		}
+	})
+	t.Run("start through the start topic, idempotent by id", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		rec := &recorder{}
+		b := newBus(t)
+		s := startStack(ctx, t, b, topics, map[string]map[string]worker.Handler{
+			"credit":        {"ScoreApplicant": rec.handler(map[string]any{"score": 800})},
+			"loans":         {"ApproveLoan": rec.handler(nil)},
+			"notifications": {"SendLetter": rec.handler(nil)},
+		}, "loan-approval.yaml")
+		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: engine.StartTopic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		pid := "loan-start-" + time.Now().Format("150405.000000")
+		for i := 0; i < 2; i++ { // sent twice: one process
+			env, _ := bus.NewEnvelope("start", fmt.Sprintf("ext-%d", i), pid, time.Now(), engine.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":500}`)})
+			payload, _ := env.Encode()
+			if _, err := p.Send(ctx, &bus.OutMessage{Key: pid, Payload: payload}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := p.Send(ctx, &bus.OutMessage{Key: "x", Payload: []byte("not a start")}); err != nil {
+			t.Fatal(err)
+		}
+		row := waitTerminal(ctx, t, s, pid)
+		if row.Status != workflow.StatusCompleted {
+			t.Fatalf("%+v", row)
+		}
+		if got := rec.ran(); !sameSet(got, []string{"ScoreApplicant", "ApproveLoan", "SendLetter"}) {
+			t.Fatalf("commands run: %v (a duplicate start must not run anything twice)", got)
 		}
 	})
 	t.Run("admin cancel during the parallel bookings", func(t *testing.T) {

@@ -90,6 +90,7 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 		d := NewDecider(b, NewRegistry(b, opts.Topics.Definitions, nil), DeciderOptions{Name: fmt.Sprintf("%s-decider-%d", opts.Name, i), Topics: opts.Topics}, log)
 		run("decider", d.Run)
 	}
+	run("start-relay", NewStartRelay(b, opts.Topics, opts.Name+"-start-relay", log).Run)
 	for i := 0; i < opts.Relays; i++ {
 		r := timers.NewRelay(b, timers.RelayOptions{Name: fmt.Sprintf("%s-relay-%d", opts.Name, i), Observe: opts.ObserveTimer}, log)
 		run("timer-relay", r.Run)

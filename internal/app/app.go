@@ -86,7 +86,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 	}, log)
-	fns := []func(context.Context) error{o.Run}
+	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run}
 	if cfg.TimerRelay {
 		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay"}, log).Run)
 	}
