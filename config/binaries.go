@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,11 +88,14 @@ func DefaultDecider() Decider {
 // Validate checks every key.
 func (c *Decider) Validate() error {
 	errs := []error{c.Base.Validate()}
+	if c.Name == "" {
+		errs = append(errs, &FieldError{Key: "name", Value: c.Name, Problem: "must not be empty"})
+	}
 	if c.Concurrency < 1 {
 		errs = append(errs, &FieldError{Key: "concurrency", Value: c.Concurrency, Problem: "must be at least 1"})
 	}
-	if c.Partitions < 1 {
-		errs = append(errs, &FieldError{Key: "partitions", Value: c.Partitions, Problem: "must be at least 1"})
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		errs = append(errs, &FieldError{Key: "partitions", Value: c.Partitions, Problem: "must be between 1 and 1024 (as the orchestrator's)"})
 	}
 	return errors.Join(errs...)
 }
@@ -133,20 +138,36 @@ func DefaultWorker() Worker {
 // Validate checks every key.
 func (c *Worker) Validate() error {
 	errs := []error{c.Base.Validate()}
+	if c.Name == "" {
+		errs = append(errs, &FieldError{Key: "name", Value: c.Name, Problem: "must not be empty"})
+	}
 	switch c.Mode {
 	case "demo":
 	case "bridge":
 		if len(c.Services) != 1 {
 			errs = append(errs, &FieldError{Key: "services", Value: strings.Join(c.Services, ","), Problem: "a bridge serves exactly one service"})
 		}
-		if (c.BridgeURL == "") == (c.BridgeExec == "") {
+		switch {
+		case (c.BridgeURL == "") == (c.BridgeExec == ""):
 			errs = append(errs, &FieldError{Key: "bridge_url", Value: c.BridgeURL, Problem: "set exactly one of bridge_url and bridge_exec"})
+		case c.BridgeURL != "":
+			if err := checkURL(c.BridgeURL, "http", "https"); err != nil {
+				errs = append(errs, &FieldError{Key: "bridge_url", Value: c.BridgeURL, Problem: err.Error()})
+			}
+		case strings.TrimSpace(c.BridgeExec) == "":
+			errs = append(errs, &FieldError{Key: "bridge_exec", Value: c.BridgeExec, Problem: "must name a program"})
 		}
 	default:
 		errs = append(errs, &FieldError{Key: "mode", Value: c.Mode, Problem: "must be demo or bridge"})
 	}
-	if len(c.Services) == 0 {
+	switch {
+	case len(c.Services) == 0:
 		errs = append(errs, &FieldError{Key: "services", Value: "", Problem: "name at least one service"})
+	case slices.ContainsFunc(c.Services, func(s string) bool { return s == "" || strings.ContainsAny(s, "/: ") }):
+		errs = append(errs, &FieldError{Key: "services", Value: strings.Join(c.Services, ","), Problem: "service names must be non-empty, without '/', ':' or spaces"})
+	}
+	if c.Latency < 0 {
+		errs = append(errs, &FieldError{Key: "latency", Value: c.Latency.String(), Problem: "must not be negative"})
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, &FieldError{Key: "concurrency", Value: c.Concurrency, Problem: "must be at least 1"})
@@ -161,10 +182,17 @@ func (c *Worker) Validate() error {
 // key) and loads cfg. Help goes to stdout and returns pflag.ErrHelp.
 func FromArgs(name string, args []string, cfg Validator) error {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	// pflag would print help and parse errors alike to stderr; the caller
+	// reports errors, help goes to stdout.
+	fs.SetOutput(io.Discard)
 	file := fs.String("config", "", "YAML configuration file")
 	AddFlags(fs, cfg)
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+		if errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintf(os.Stdout, "Usage of %s:\n%s", name, fs.FlagUsages())
+			return err
+		}
+		return fmt.Errorf("%s: %w (--help lists the flags)", name, err)
 	}
 	return Load(cfg, *file, fs)
 }
