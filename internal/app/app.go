@@ -31,11 +31,15 @@ func Connect(ctx context.Context, p config.Pulsar, log zerolog.Logger) (*pulsarb
 	}, log)
 }
 
-// Topics are the engine topics for a partition count and history retention.
+// Topics are the engine topics for a partition count and history retention
+// (0: the default; negative, as the configuration's "-1s": forever).
 func Topics(partitions int, historyRetention time.Duration) engine.Topics {
 	t := engine.DefaultTopics()
 	t.Partitions = partitions
-	if historyRetention != 0 {
+	switch {
+	case historyRetention < 0:
+		t.HistoryRetention = -1 // forever, as the bus spells it
+	case historyRetention > 0:
 		t.HistoryRetention = historyRetention
 	}
 	return t
