@@ -50,7 +50,7 @@ type Command struct {
 	// "compensate:" prefix for compensations): pass it to the service.
 	IdempotencyKey string `json:"idempotency_key"`
 	// Deadline is when the engine stops waiting for this attempt (zero: none).
-	Deadline time.Time `json:"deadline,omitempty"`
+	Deadline time.Time `json:"deadline,omitzero"`
 	// ReplyTo is the topic the result goes to, keyed by ProcessID.
 	ReplyTo string `json:"reply_to"`
 }
@@ -89,8 +89,8 @@ type Result struct {
 	// Worker names the worker instance, for operators.
 	Worker string `json:"worker,omitempty"`
 	// StartedAt and FinishedAt time the attempt on the worker.
-	StartedAt  time.Time `json:"started_at,omitempty"`
-	FinishedAt time.Time `json:"finished_at,omitempty"`
+	StartedAt  time.Time `json:"started_at,omitzero"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
 }
 
 // ResultFor starts a Result answering c.
