@@ -59,8 +59,17 @@ dev:
 ## bench: benchmarks on a real broker, with the raw-Pulsar baseline measured in the same run
 bench: pulsar
 	@mkdir -p bench/results
+	@out=bench/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).txt; \
+	echo "== baseline (raw Pulsar, bus, Decide) -> $$out"; \
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m \
-		./bus/pulsarbus/ ./workflow/ | tee bench/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).txt
+		./bus/pulsarbus/ ./workflow/ | tee $$out; \
+	echo "== end to end (bench/): one scenario per run, medians over $(or $(E2E_COUNT),3) runs"; \
+	$(GO) test -run '^$$' -bench 'Trip|Timer|Memory' -benchtime 1x -count $(or $(E2E_COUNT),3) -timeout 60m ./bench/ \
+		-args -sagas $(or $(E2E_SAGAS),300) -serial 20 -timerprocs 100 -waiting 500 | tee -a $$out; \
+	echo "== restart with $(or $(RESTART_PROCS),2000) waiting processes (once)"; \
+	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x -count 1 -timeout 60m ./bench/ \
+		-args -restart $(or $(RESTART_PROCS),2000) | tee -a $$out; \
+	$(GO) run ./bench/report $$out | tee $$out.md
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

@@ -13,6 +13,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -241,10 +242,31 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 	return total, by, nil
 }
 
-// DeleteNamespace force-deletes a namespace and its topics (best effort:
-// benchmarks leave nothing behind on a shared broker).
+// DeleteNamespace deletes a namespace and its topics (best effort:
+// benchmarks leave nothing behind on a shared broker). Brokers commonly
+// refuse forced namespace deletion, so topics go first, one by one.
 func DeleteNamespace(ctx context.Context, adminURL string, ns bus.Namespace) error {
-	u := strings.TrimSuffix(adminURL, "/") + "/admin/v2/namespaces/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace) + "?force=true"
+	root := strings.TrimSuffix(adminURL, "/") + "/admin/v2/"
+	base := root + "persistent/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace)
+	var errs []error
+	var partitioned, topics []string
+	if err := getJSON(ctx, base+"/partitioned", &partitioned); err != nil {
+		errs = append(errs, err)
+	}
+	for _, full := range partitioned {
+		errs = append(errs, del(ctx, base+"/"+url.PathEscape(full[strings.LastIndex(full, "/")+1:])+"/partitions?force=true"))
+	}
+	if err := getJSON(ctx, base, &topics); err != nil {
+		errs = append(errs, err)
+	}
+	for _, full := range topics {
+		errs = append(errs, del(ctx, base+"/"+url.PathEscape(full[strings.LastIndex(full, "/")+1:])+"?force=true"))
+	}
+	errs = append(errs, del(ctx, root+"namespaces/"+url.PathEscape(ns.Tenant)+"/"+url.PathEscape(ns.Namespace)))
+	return errors.Join(errs...)
+}
+
+func del(ctx context.Context, u string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
 	if err != nil {
 		return err
@@ -254,8 +276,8 @@ func DeleteNamespace(ctx context.Context, adminURL string, ns bus.Namespace) err
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("delete namespace %s: %s", ns, resp.Status)
+	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
+		return fmt.Errorf("DELETE %s: %s", u, resp.Status)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,12 +27,14 @@ import (
 
 // Sizes, settable on the command line: go test ./bench -bench . -args -sagas 2000.
 var (
-	flagSagas      = flag.Int("sagas", 1000, "trip sagas started at once by BenchmarkTripThroughput")
-	flagSerial     = flag.Int("serial", 40, "trip sagas run one at a time by BenchmarkTripLatencyUnloaded")
-	flagWaiting    = flag.Int("waiting", 2000, "waiting processes of BenchmarkMemoryPerWaitingProcess")
+	flagSagas      = flag.Int("sagas", 300, "trip sagas started at once by BenchmarkTripThroughput")
+	flagSerial     = flag.Int("serial", 20, "trip sagas run one at a time by BenchmarkTripLatencyUnloaded")
+	flagWaiting    = flag.Int("waiting", 500, "waiting processes of BenchmarkMemoryPerWaitingProcess")
 	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
-	flagTimerProcs = flag.Int("timerprocs", 400, "processes of BenchmarkTimerLateness (3 sleep timers each)")
+	flagTimerProcs = flag.Int("timerprocs", 100, "processes of BenchmarkTimerLateness (3 sleep timers each)")
 	flagStarters   = flag.Int("starters", 32, "goroutines sending start requests")
+	flagDeciders   = flag.Int("deciders", 1, "decider instances of the engine under test (StackOptions.Deciders)")
+	flagFill       = flag.Int("fill-deciders", 2, "decider instances of the engine that creates BenchmarkRestart's processes (only the restarted engine is measured)")
 )
 
 // benchEnv is one benchmark iteration's own namespace on the broker.
@@ -47,6 +50,25 @@ func newEnv(b *testing.B, name string) *benchEnv {
 	b.Helper()
 	svc, adm := pulsartest.URLs(b)
 	e := &benchEnv{svc: svc, admin: adm, ns: bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("bench-%s-%d-%d", name, time.Now().UnixNano(), nsSeq.Add(1))}}
+	if d := os.Getenv("BENCH_DUMP"); d != "" {
+		// Goroutine dumps every 5s while the benchmark runs, to see where the
+		// engine waits (go tool pprof or read as text).
+		stop := make(chan struct{})
+		b.Cleanup(func() { close(stop) })
+		go func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Second):
+				}
+				if f, err := os.Create(fmt.Sprintf("%s/%s-%02d.txt", d, name, i)); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+					_ = f.Close()
+				}
+			}
+		}()
+	}
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
@@ -85,10 +107,19 @@ func (e *benchEnv) messages(b *testing.B) (int64, []bench.TopicCount) {
 // --pulsar` does (defaults: one orchestrator, one decider, one timer relay,
 // 4 partitions), with the given workers.
 func startStack(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration)) *engine.Stack {
+	return startStackN(b, bb, services, observe, *flagDeciders)
+}
+
+func startStackN(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration), deciders int) *engine.Stack {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := engine.StartStack(ctx, bb, engine.StackOptions{Name: "bench", Services: services, ObserveTimer: observe}, zerolog.Nop())
+	log := zerolog.Nop()
+	if os.Getenv("BENCH_LOG") != "" {
+		// The engine's own log on stderr, for looking into a slow run.
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
+	st, err := engine.StartStack(ctx, bb, engine.StackOptions{Name: "bench", Services: services, ObserveTimer: observe, Deciders: deciders}, log)
 	if err != nil {
 		b.Fatal(err)
 	}
