@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/internal/pulsartest"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 )
@@ -104,6 +107,9 @@ func subscribe(t *testing.T, b bus.Bus, topic string) bus.Consumer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if err := b.EnsureTopic(ctx, bus.TopicSpec{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
 	c, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "test", Type: bus.Exclusive})
 	if err != nil {
 		t.Fatal(err)
@@ -239,6 +245,12 @@ func newWorker(t *testing.T, broker *memory.Broker, opts worker.Options, handler
 	t.Helper()
 	b := memory.New(memory.Options{Broker: broker})
 	t.Cleanup(func() { _ = b.Close() })
+	return newWorkerOn(t, b, opts, handlers)
+}
+
+// newWorkerOn makes a worker on a bus connection.
+func newWorkerOn(t *testing.T, b bus.Bus, opts worker.Options, handlers map[string]worker.Handler) *worker.Worker {
+	t.Helper()
 	w, err := worker.New(b, opts, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -259,4 +271,39 @@ func waitFor(t *testing.T, what string, wait time.Duration, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// buses makes connections to one broker: the embedded one, or the test
+// Pulsar broker in a namespace of the test's own.
+type buses struct {
+	name string
+	conn func(t *testing.T) bus.Bus
+}
+
+func memoryBuses() buses {
+	broker := memory.NewBroker()
+	return buses{"memory", func(t *testing.T) bus.Bus {
+		b := memory.New(memory.Options{Broker: broker})
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}}
+}
+
+func pulsarBuses() buses {
+	ns := bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("worker-%d", time.Now().UnixNano())}
+	return buses{"pulsar", func(t *testing.T) bus.Bus {
+		t.Helper()
+		if testing.Short() {
+			t.Skip("needs a Pulsar broker; run without -short (make test)")
+		}
+		svc, adm := pulsartest.URLs(t)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		b, err := pulsarbus.New(ctx, pulsarbus.Config{ServiceURL: svc, AdminURL: adm, Namespace: ns}, testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}}
 }

@@ -444,13 +444,21 @@ func TestConcurrencyLimit(t *testing.T) {
 // lost and never reported failed. A handler that ignores its context does
 // not hold Run past the grace either.
 func TestGracefulShutdown(t *testing.T) {
-	broker := memory.NewBroker()
+	for _, bs := range []buses{memoryBuses(), pulsarBuses()} {
+		t.Run(bs.name, func(t *testing.T) {
+			t.Parallel()
+			testGracefulShutdown(t, bs)
+		})
+	}
+}
+
+func testGracefulShutdown(t *testing.T, bs buses) {
 	finish := make(chan struct{})    // lets the "Fast" jobs of A finish
 	stuckDone := make(chan struct{}) // ends A's handler that ignores ctx, at the end of the test
 	defer close(stuckDone)
 	var startedA atomic.Int32
 	var cancelledA atomic.Int32
-	a := newWorker(t, broker, worker.Options{Service: "svc", Name: "A", Concurrency: 5, ShutdownGrace: 500 * time.Millisecond, NackDelay: 50 * time.Millisecond},
+	a := newWorkerOn(t, bs.conn(t), worker.Options{Service: "svc", Name: "A", Concurrency: 5, ShutdownGrace: 500 * time.Millisecond, NackDelay: 50 * time.Millisecond},
 		map[string]worker.Handler{
 			"Fast": func(ctx context.Context, _ *worker.Job) (any, error) {
 				startedA.Add(1)
@@ -474,10 +482,10 @@ func TestGracefulShutdown(t *testing.T) {
 			},
 		})
 	bEverything := func(context.Context, *worker.Job) (any, error) { return "B", nil }
-	bw := newWorker(t, broker, worker.Options{Service: "svc", Name: "B", Concurrency: 5},
+	bw := newWorkerOn(t, bs.conn(t), worker.Options{Service: "svc", Name: "B", Concurrency: 5},
 		map[string]worker.Handler{"Fast": bEverything, "Slow": bEverything, "Stuck": bEverything})
 
-	b := memory.New(memory.Options{Broker: broker})
+	b := bs.conn(t)
 	replies := subscribe(t, b, replyTopic)
 	ra := start(t, a)
 	sendCommands(t, b, command("svc", "fast-1", "Fast"), command("svc", "fast-2", "Fast"),
@@ -490,9 +498,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := ra.stop(t, wait); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if n := cancelledA.Load(); n != 2 {
-		t.Errorf("%d slow handlers saw their context end, want 2", n)
-	}
+	waitFor(t, "both slow handlers of A to see their context end", wait, func() bool { return cancelledA.Load() == 2 })
 	got := results(t, replies, 5, wait)
 	want := map[string]string{"fast-1": "A", "fast-2": "A", "slow-1": "B", "slow-2": "B", "stuck": "B"}
 	for id, who := range want {
