@@ -515,3 +515,43 @@ func TestCompactionRuns(t *testing.T) {
 		t.Fatalf("compacted view %v, want %v", got, want)
 	}
 }
+
+// TestNackOneOfHeld: on Exclusive and Failover subscriptions the broker
+// answers a nack by redelivering everything unacknowledged (to keep order);
+// the messages the application still holds are not delivered twice.
+func TestNackOneOfHeld(t *testing.T) {
+	t.Parallel()
+	for _, typ := range []bus.SubscriptionType{bus.Exclusive, bus.Failover, bus.Shared} {
+		t.Run(typ.String(), func(t *testing.T) {
+			t.Parallel()
+			b := newBus(t)
+			topic := topicName(t)
+			o := bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: typ, NackDelay: 100 * time.Millisecond}
+			c := mustSubscribe(t, b, o)
+			p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
+			ctx := ctxFor(t, time.Minute)
+			for i := range 3 {
+				if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte(fmt.Sprint(i))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var held []*bus.Message
+			for i := range 3 {
+				held = append(held, receive(t, c, fmt.Sprint("message ", i)))
+			}
+			c.Nack(held[1], errors.New("retry"))
+			again := receive(t, c, "the nacked message")
+			if string(again.Payload) != "1" || again.RedeliveryCount != 1 {
+				t.Fatalf("got %q (redelivery %d), want message 1 again", again.Payload, again.RedeliveryCount)
+			}
+			quiet(t, c, "after the redelivery")
+			for _, m := range []*bus.Message{held[0], held[2], again} {
+				mustAck(t, c, m)
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			quiet(t, mustSubscribe(t, b, o), "on a new consumer")
+		})
+	}
+}

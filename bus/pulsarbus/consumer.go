@@ -215,14 +215,37 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 	}
 }
 
-// track records a received message. It returns false for a message of a
-// redelivered batched entry that was already acknowledged.
+// track records a received message. It returns false for a duplicate: a
+// message the application still holds (Exclusive and Failover subscriptions
+// redeliver everything unacknowledged on a nack, to keep order; a
+// reconnection redelivers too), or a message of a redelivered batched entry
+// that was already acknowledged.
 func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 	id := pm.ID()
 	key := string(id.Serialize())
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := int(pm.RedeliveryCount()) + 1
+	if _, held := c.live[key]; held {
+		return nil, false
+	}
+	d := &delivery{key: key, pm: pm, at: time.Now()}
+	if id.BatchSize() > 1 && id.BatchIdx() >= 0 && int(id.BatchIdx()) < int(id.BatchSize()) {
+		ek := entryKey{partition: id.PartitionIdx(), ledger: id.LedgerID(), entry: id.EntryID()}
+		if _, done := c.done[ek]; done {
+			return nil, false
+		}
+		e := c.entries[ek]
+		if e == nil || len(e.msgs) != int(id.BatchSize()) {
+			e = newEntry(ek, int(id.BatchSize()))
+			c.entries[ek] = e
+		}
+		d.entry, d.idx = e, int(id.BatchIdx())
+		e.msgs[d.idx] = pm
+		if e.state[d.idx] != idxPending {
+			return nil, false
+		}
+	}
+	d.n = int(pm.RedeliveryCount()) + 1
 	if c.countLocally {
 		if len(c.counts) >= maxTracked {
 			// Messages taken over by another consumer are never settled
@@ -230,29 +253,7 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 			clear(c.counts)
 		}
 		c.counts[key]++
-		n = max(n, c.counts[key])
-	}
-	d := &delivery{key: key, pm: pm, at: time.Now(), n: n}
-	if id.BatchSize() > 1 && id.BatchIdx() >= 0 {
-		ek := entryKey{partition: id.PartitionIdx(), ledger: id.LedgerID(), entry: id.EntryID()}
-		if _, done := c.done[ek]; done {
-			return d, false
-		}
-		e := c.entries[ek]
-		if e == nil {
-			e = newEntry(ek, int(id.BatchSize()))
-			c.entries[ek] = e
-		}
-		d.entry, d.idx = e, int(id.BatchIdx())
-		if d.idx >= len(e.msgs) {
-			// Inconsistent batch metadata: treat it as not batched.
-			d.entry = nil
-		} else {
-			e.msgs[d.idx] = pm
-			if e.state[d.idx] != idxPending {
-				return d, false
-			}
-		}
+		d.n = max(d.n, c.counts[key])
 	}
 	c.live[key] = d
 	return d, true
@@ -293,7 +294,7 @@ func (c *consumer) Ack(ctx context.Context, msg *bus.Message) error {
 	}
 	c.forget(d.key)
 	if d.entry != nil {
-		return c.settleEntry(d, idxAcked, nil)
+		return c.settleEntry(d, idxAcked, nil, false)
 	}
 	if err := c.c.Ack(d.pm); err != nil {
 		return wrap(err, "ack %s on %s", d.pm.ID(), c.where())
@@ -316,6 +317,15 @@ func (c *consumer) ackUnknown(msg *bus.Message) error {
 		return fmt.Errorf("%w: ack on %s: message id: %v", bus.ErrBadOptions, c.where(), err)
 	}
 	if id.BatchSize() > 1 {
+		// Acknowledged after its ack timeout, say: record it in its entry
+		// if that is still being acknowledged.
+		ek := entryKey{partition: id.PartitionIdx(), ledger: id.LedgerID(), entry: id.EntryID()}
+		c.mu.Lock()
+		e := c.entries[ek]
+		c.mu.Unlock()
+		if e != nil && id.BatchIdx() >= 0 && int(id.BatchIdx()) < len(e.state) {
+			return c.settleEntry(&delivery{key: string(msg.ID), entry: e, idx: int(id.BatchIdx())}, idxAcked, nil, false)
+		}
 		return nil
 	}
 	if err := c.c.AckID(id); err != nil {
@@ -343,7 +353,7 @@ func (c *consumer) AckTx(ctx context.Context, msg *bus.Message, btx bus.Tx) erro
 		return err
 	}
 	if d.entry != nil {
-		return c.settleEntry(d, idxInTx, t)
+		return c.settleEntry(d, idxInTx, t, false)
 	}
 	if err := c.c.AckWithTxn(d.pm, t.t); err != nil {
 		err = wrap(err, "ack %s on %s in a transaction", d.pm.ID(), c.where())
@@ -469,7 +479,7 @@ func (c *consumer) deadLetter(ctx context.Context, d *delivery, msg *bus.Message
 	}
 	c.forget(d.key)
 	if d.entry != nil {
-		return c.settleEntry(d, idxAcked, nil)
+		return c.settleEntry(d, idxAcked, nil, false)
 	}
 	if err := c.c.Ack(d.pm); err != nil {
 		return wrap(err, "ack dead-lettered %s on %s", d.pm.ID(), c.where())

@@ -86,13 +86,19 @@ func (m entryMessage) ID() pulsar.MessageID { return m.id }
 
 // settleEntry records that d's message is acknowledged (st idxAcked) or
 // acknowledged in t (st idxInTx), and acknowledges the entry on the broker
-// when that completes it.
-func (c *consumer) settleEntry(d *delivery, st idxState, t *tx) error {
+// when that completes it. committed says that the transaction that
+// acknowledged the message committed (idxInTx becomes idxAcked).
+func (c *consumer) settleEntry(d *delivery, st idxState, t *tx, committed bool) error {
 	e := d.entry
 	c.mu.Lock()
 	if c.entries[e.key] != e {
 		c.mu.Unlock()
 		return nil // already acknowledged as a whole
+	}
+	switch cur := e.state[d.idx]; {
+	case cur == idxFinalTx, cur == idxInTx && !(st == idxAcked && committed):
+		c.mu.Unlock()
+		return nil // its transaction decides
 	}
 	complete := e.othersAcked(d.idx)
 	switch {
@@ -138,7 +144,7 @@ func (c *consumer) settleTxEntry(d *delivery, t *tx, committed bool) {
 		c.mu.Unlock()
 	case committed && st == idxInTx:
 		c.mu.Unlock()
-		if err := c.settleEntry(d, idxAcked, nil); err != nil {
+		if err := c.settleEntry(d, idxAcked, nil, true); err != nil {
 			c.log.Warn().Err(err).Msg("acknowledging a batched entry after its transaction committed")
 		}
 	case !committed && (st == idxInTx || st == idxFinalTx):
