@@ -212,8 +212,11 @@ func TestErrorsBecomeFailedResults(t *testing.T) {
 	for i, tc := range tests {
 		handlers[fmt.Sprintf("Cmd%d", i)] = tc.handler
 	}
-	// Concurrency 1: a panic must not take the only runner down.
-	w := newWorker(t, broker, worker.Options{Service: "svc", Concurrency: 1}, handlers)
+	// Concurrency 1: a panic must not take the only runner down. The
+	// worker's clock runs an hour behind, so that the command with a short
+	// deadline is never dropped as expired on a slow machine: it runs, and
+	// its context (real time) ends while it does.
+	w := newWorker(t, broker, worker.Options{Service: "svc", Concurrency: 1, Clock: func() time.Time { return time.Now().Add(-time.Hour) }}, handlers)
 	b := memory.New(memory.Options{Broker: broker})
 	replies := subscribe(t, b, replyTopic)
 	start(t, w)
