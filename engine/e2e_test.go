@@ -156,6 +156,27 @@ func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics en
 			if sc.refundLast && len(comps) > 0 && comps[len(comps)-1] != "RefundPayment" {
 				t.Errorf("the payment was refunded before its dependents were compensated: %v", comps)
 			}
+			// The event stream of this process alone, replayed, gives its state.
+			view, err := engine.ReadProcess(ctx, b, topics, stack.Registry, row)
+			if err != nil {
+				t.Fatalf("read process: %v", err)
+			}
+			for i, r := range view.Records {
+				if r.Seq != int64(i+1) || r.ProcessID != sc.pid {
+					t.Fatalf("record %d: seq %d of %s, want a dense stream of %s", i, r.Seq, r.ProcessID, sc.pid)
+				}
+			}
+			if len(view.Records) < 3 || view.Records[0].Kind != engine.RecordEvent || view.Records[0].Event.Type != workflow.EventStart {
+				t.Fatalf("stream does not start with the start event: %+v", view.Records)
+			}
+			if view.State == nil || view.State.Status != row.Status {
+				t.Fatalf("replayed status %v, the status table says %s", view.State, row.Status)
+			}
+			for _, st := range view.State.Steps {
+				if row.Steps[st.ID] != string(st.Status) {
+					t.Errorf("step %s: replayed %s, status table %s", st.ID, st.Status, row.Steps[st.ID])
+				}
+			}
 		})
 	}
 	if err := stack.Err(); err != nil {

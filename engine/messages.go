@@ -146,6 +146,10 @@ type StatusRecord struct {
 	StartedAt  time.Time         `json:"started_at,omitzero"`
 	UpdatedAt  time.Time         `json:"updated_at,omitzero"`
 	EndedAt    time.Time         `json:"ended_at,omitzero"`
+	// Partition and HistoryIDs locate the process's records on the history
+	// topic, so reading one process costs its own size (ReadProcess).
+	Partition  int             `json:"partition"`
+	HistoryIDs []bus.MessageID `json:"history_ids,omitempty"`
 }
 
 // DefinitionRecord is a registered definition.

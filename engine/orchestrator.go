@@ -693,7 +693,7 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool)
 			return fail(err)
 		}
 		o.snapshots.SendAsync(ctx, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload, Tx: tx}, done(nil))
-		if b.status[img] || img.snap.State == nil {
+		if b.status[img] || img.snap.State == nil || len(b.records[img]) > 0 {
 			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, statusOf(img))
 			if err != nil {
 				return fail(err)
@@ -792,7 +792,10 @@ func (o *Orchestrator) acquire(ctx context.Context, p int) error {
 }
 
 func statusOf(img *image) StatusRecord {
-	r := StatusRecord{ProcessID: img.snap.ProcessID, Definition: img.snap.Definition, Version: img.snap.Version, Seq: img.snap.Seq}
+	r := StatusRecord{
+		ProcessID: img.snap.ProcessID, Definition: img.snap.Definition, Version: img.snap.Version, Seq: img.snap.Seq,
+		Partition: img.snap.Partition, HistoryIDs: img.snap.HistoryIDs,
+	}
 	st := img.snap.State
 	if st == nil {
 		r.Status = workflow.StatusRunning
