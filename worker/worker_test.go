@@ -461,7 +461,7 @@ func testGracefulShutdown(t *testing.T, bs buses) {
 	defer close(stuckDone)
 	var startedA atomic.Int32
 	var cancelledA atomic.Int32
-	a := newWorkerOn(t, bs.conn(t), worker.Options{Service: "svc", Name: "A", Concurrency: 5, ShutdownGrace: 500 * time.Millisecond, NackDelay: 50 * time.Millisecond},
+	a := newWorkerOn(t, bs.conn(t), worker.Options{Service: "svc", Name: "A", Concurrency: 5, ShutdownGrace: 2 * time.Second, NackDelay: 50 * time.Millisecond},
 		map[string]worker.Handler{
 			"Fast": func(ctx context.Context, _ *worker.Job) (any, error) {
 				startedA.Add(1)
