@@ -49,11 +49,16 @@ type OrchestratorOptions struct {
 	// instance open before aborting it by itself: after a crash, the
 	// inputs of its last batch come back after at most this (default 10s).
 	TxTimeout time.Duration
+	// Observer receives measurements for metrics (default NopObserver).
+	Observer Observer
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
 }
 
 func (o *OrchestratorOptions) defaults() {
+	if o.Observer == nil {
+		o.Observer = NopObserver{}
+	}
 	if o.OwnershipPoll <= 0 {
 		o.OwnershipPoll = 500 * time.Millisecond
 	}
@@ -152,6 +157,7 @@ func (o *Orchestrator) drop(reason string, log zerolog.Logger, detail string) {
 	o.statsMu.Lock()
 	o.drops[reason]++
 	o.statsMu.Unlock()
+	o.opts.Observer.Dropped(reason)
 	log.Info().Str("reason", reason).Str("detail", detail).Msg("input dropped")
 }
 
@@ -569,6 +575,18 @@ func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *De
 		log.Error().Str("task_id", res.TaskID).Str("error", res.Error).Msg("decision failed; its events are rejected")
 	} else {
 		d := res.Decision
+		obs := o.opts.Observer
+		obs.DecisionApplied(img.snap.Definition, b.now.Sub(out.IssuedAt))
+		var oldest time.Time
+		for _, p := range img.snap.Pending {
+			if p.Seq <= out.Upto && !p.Event.Time.IsZero() && (oldest.IsZero() || p.Event.Time.Before(oldest)) {
+				oldest = p.Event.Time
+			}
+		}
+		if !oldest.IsZero() && len(d.Commands) > 0 {
+			obs.EventToCommand(img.snap.Definition, b.now.Sub(oldest))
+		}
+		observeDecision(obs, img.snap.Definition, img.snap.State, d.State, d)
 		img.snap.State = d.State
 		rec.Status, rec.Ignored = d.Status, d.Ignored
 		for _, c := range d.Commands {

@@ -28,6 +28,8 @@ type StackOptions struct {
 	WorkerConcurrency int
 	// DecisionTimeout, see OrchestratorOptions.
 	DecisionTimeout time.Duration
+	// Observer receives the orchestrators' measurements.
+	Observer Observer
 	// ObserveTimer receives each fired timer's lateness.
 	ObserveTimer func(kind string, lateness time.Duration)
 }
@@ -81,7 +83,7 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	}
 	for i := 0; i < opts.Orchestrators; i++ {
 		o := NewOrchestrator(b, reg, OrchestratorOptions{
-			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, DecisionTimeout: opts.DecisionTimeout,
+			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer,
 		}, log)
 		s.Orchestrators = append(s.Orchestrators, o)
 		run("orchestrator", o.Run)
