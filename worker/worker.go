@@ -122,7 +122,20 @@ type Error struct {
 	Err       error
 }
 
-func (e *Error) Error() string { return e.Type + ": " + e.Err.Error() }
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return e.Type
+	}
+	return e.Type + ": " + e.Err.Error()
+}
+
+// message is the error's message for a result: its cause, or its type.
+func (e *Error) message() string {
+	if e.Err == nil {
+		return e.Type
+	}
+	return e.Err.Error()
+}
 func (e *Error) Unwrap() error { return e.Err }
 
 // NonRetryable marks err as not worth retrying (a business refusal such as
@@ -343,7 +356,7 @@ func classify(err error, hctx context.Context) *protocol.Error {
 	var we *Error
 	switch {
 	case errors.As(err, &we):
-		return &protocol.Error{Type: we.Type, Message: we.Err.Error(), Retryable: we.Retryable}
+		return &protocol.Error{Type: we.Type, Message: we.message(), Retryable: we.Retryable}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(hctx.Err(), context.DeadlineExceeded):
 		return &protocol.Error{Type: "Timeout", Message: err.Error(), Retryable: true}
 	}

@@ -166,6 +166,28 @@ func TestHandlerContext(t *testing.T) {
 
 type unmarshalable struct{ C chan int }
 
+func TestErrorString(t *testing.T) {
+	cause := errors.New("flight full")
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"with a cause", worker.NonRetryable("NoSeats", cause), "NoSeats: flight full"},
+		{"without a cause", worker.Retryable("Busy", nil), "Busy"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.err.Error(); got != tc.want {
+				t.Errorf("Error() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if !errors.Is(worker.NonRetryable("NoSeats", cause), cause) {
+		t.Error("the cause is not unwrapped")
+	}
+}
+
 // Errors and panics become failed results with the right type and
 // retryable flag; the worker keeps running after a panic.
 func TestErrorsBecomeFailedResults(t *testing.T) {
@@ -190,6 +212,10 @@ func TestErrorsBecomeFailedResults(t *testing.T) {
 			handler: func(context.Context, *worker.Job) (any, error) {
 				return nil, fmt.Errorf("calling the airline: %w", worker.NonRetryable("Refused", errors.New("no")))
 			}},
+		{name: "typed error without a cause", wantType: "NoSeats", retryable: false, wantMsg: "NoSeats",
+			handler: func(context.Context, *worker.Job) (any, error) { return nil, worker.NonRetryable("NoSeats", nil) }},
+		{name: "retryable without a cause", wantType: "Busy", retryable: true, wantMsg: "Busy",
+			handler: func(context.Context, *worker.Job) (any, error) { return nil, worker.Retryable("Busy", nil) }},
 		{name: "plain error is retryable", wantType: "Error", retryable: true, wantMsg: "connection reset",
 			handler: func(context.Context, *worker.Job) (any, error) { return nil, errors.New("connection reset") }},
 		{name: "panic is a retryable Panic", wantType: "Panic", retryable: true, wantMsg: "boom",
