@@ -204,14 +204,14 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			// Delivered MaxDeliveries times already, and not acknowledged
 			// (ack timeout, or a consumer that went away).
 			reason := c.reason(d, d.n-1)
-			msg := toMessage(pm, d.n-1)
+			msg := toMessage(pm, d.key, d.n-1)
 			if err := c.deadLetter(ctx, d, msg, d.n-1, reason); err != nil {
 				c.log.Error().Err(err).Str("id", pm.ID().String()).Msg("dead-lettering a message past MaxDeliveries failed; it will be delivered again")
 				c.clientNack(d)
 			}
 			continue
 		}
-		return toMessage(pm, d.n-1), nil
+		return toMessage(pm, d.key, d.n-1), nil
 	}
 }
 
@@ -562,13 +562,13 @@ func (c *consumer) closeByBus() {
 	c.c.Close()
 }
 
-// toMessage converts a received message.
-func toMessage(pm pulsar.Message, redeliveries int) *bus.Message {
+// toMessage converts a received message; key is its serialized id.
+func toMessage(pm pulsar.Message, key string, redeliveries int) *bus.Message {
 	id := pm.ID()
 	m := &bus.Message{
 		Topic:           pm.Topic(),
 		Partition:       partitionOf(pm.Topic(), id),
-		ID:              id.Serialize(),
+		ID:              []byte(key),
 		Key:             pm.Key(),
 		Payload:         pm.Payload(),
 		PublishTime:     pm.PublishTime(),

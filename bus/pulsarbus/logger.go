@@ -26,7 +26,7 @@ func (z zlog) SubLogger(fields plog.Fields) plog.Logger {
 }
 
 func (z zlog) with(fields plog.Fields) zerolog.Logger {
-	if len(fields) == 0 {
+	if len(fields) == 0 || z.l.GetLevel() > zerolog.ErrorLevel {
 		return z.l
 	}
 	return z.l.With().Fields(map[string]any(fields)).Logger()
@@ -37,10 +37,13 @@ func (z zlog) WithFields(fields plog.Fields) plog.Entry {
 }
 
 func (z zlog) WithField(name string, value any) plog.Entry {
-	return zentry{l: z.l.With().Interface(name, value).Logger()}
+	return zentry(z).WithField(name, value)
 }
 
 func (z zlog) WithError(err error) plog.Entry {
+	if z.l.GetLevel() > zerolog.ErrorLevel {
+		return zentry(z)
+	}
 	return zentry{l: z.l.With().Err(err).Logger()}
 }
 
@@ -63,15 +66,27 @@ func (e zentry) WithFields(fields plog.Fields) plog.Entry {
 }
 
 func (e zentry) WithField(name string, value any) plog.Entry {
+	if e.l.GetLevel() > zerolog.ErrorLevel {
+		return e // nothing will be written: skip building a sub-logger
+	}
 	return zentry{l: e.l.With().Interface(name, value).Logger()}
 }
 
-func (e zentry) Debug(args ...any) { e.l.Debug().Msg(fmt.Sprint(args...)) }
-func (e zentry) Info(args ...any)  { e.l.Debug().Msg(fmt.Sprint(args...)) }
-func (e zentry) Warn(args ...any)  { e.l.Warn().Msg(fmt.Sprint(args...)) }
-func (e zentry) Error(args ...any) { e.l.Error().Msg(fmt.Sprint(args...)) }
+// The client logs protocol commands at Debug on every message: nothing is
+// formatted unless the level is enabled (a disabled zerolog event is nil).
+
+func (e zentry) Debug(args ...any) { print(e.l.Debug(), args) }
+func (e zentry) Info(args ...any)  { print(e.l.Debug(), args) }
+func (e zentry) Warn(args ...any)  { print(e.l.Warn(), args) }
+func (e zentry) Error(args ...any) { print(e.l.Error(), args) }
 
 func (e zentry) Debugf(format string, args ...any) { e.l.Debug().Msgf(format, args...) }
 func (e zentry) Infof(format string, args ...any)  { e.l.Debug().Msgf(format, args...) }
 func (e zentry) Warnf(format string, args ...any)  { e.l.Warn().Msgf(format, args...) }
 func (e zentry) Errorf(format string, args ...any) { e.l.Error().Msgf(format, args...) }
+
+func print(ev *zerolog.Event, args []any) {
+	if ev != nil {
+		ev.Msg(fmt.Sprint(args...))
+	}
+}

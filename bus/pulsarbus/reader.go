@@ -93,7 +93,7 @@ func (r *reader) Next(ctx context.Context) (*bus.Message, error) {
 		}
 		return nil, wrap(err, "read %s", r.topic)
 	}
-	return toMessage(pm, 0), nil
+	return toMessage(pm, string(pm.ID().Serialize()), 0), nil
 }
 
 // HasNext says whether a message is available without blocking for one. It
