@@ -123,6 +123,9 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
+	if e == nil {
+		return "nil *worker.Error"
+	}
 	if e.Err == nil {
 		return e.Type
 	}
@@ -136,7 +139,12 @@ func (e *Error) message() string {
 	}
 	return e.Err.Error()
 }
-func (e *Error) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // NonRetryable marks err as not worth retrying (a business refusal such as
 // "NoSeats"); the step fails for good at once.
@@ -309,20 +317,34 @@ func (w *Worker) run(ctx context.Context, h Handler, job *Job, log zerolog.Logge
 	// The handler runs on its own goroutine so that a handler that ignores
 	// its context cannot hold the worker past ShutdownGrace: when ctx ends
 	// the job is released and whatever the handler returns later is dropped.
+	// What touches the handler's values (its error, its output's JSON) runs
+	// there too, under the same recover: a typed nil error or a panicking
+	// MarshalJSON fails the attempt, not the worker process.
 	type outcome struct {
-		out any
-		err error
+		err    error // as the handler returned it
+		failed *protocol.Error
+		output json.RawMessage
 	}
 	done := make(chan outcome, 1)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error().Interface("panic", p).Bytes("stack", debug.Stack()).Msg("handler panicked")
-				done <- outcome{err: Retryable("Panic", fmt.Errorf("handler panicked: %v", p))}
+				err := fmt.Errorf("handler panicked: %v", p)
+				done <- outcome{err: err, failed: &protocol.Error{Type: "Panic", Message: err.Error(), Retryable: true}}
 			}
 		}()
 		out, err := h(hctx, job)
-		done <- outcome{out: out, err: err}
+		if err != nil {
+			done <- outcome{err: err, failed: classify(err, hctx)}
+			return
+		}
+		b, merr := json.Marshal(out)
+		if merr != nil {
+			done <- outcome{err: merr, failed: &protocol.Error{Type: "BadOutput", Message: "handler output is not JSON: " + merr.Error()}}
+			return
+		}
+		done <- outcome{output: b}
 	}()
 	var o outcome
 	select {
@@ -331,31 +353,23 @@ func (w *Worker) run(ctx context.Context, h Handler, job *Job, log zerolog.Logge
 		log.Warn().Msg("job still running at the end of the shutdown grace; released")
 		return nil
 	}
-	out, err := o.out, o.err
 	res.FinishedAt = w.opts.Clock().UTC()
-	if err != nil && ctx.Err() != nil {
+	if o.err != nil && ctx.Err() != nil {
 		return nil
 	}
-	if err != nil {
-		res.Status = protocol.StatusFailed
-		res.Error = classify(err, hctx)
+	if o.failed != nil {
+		res.Status, res.Error = protocol.StatusFailed, o.failed
 		log.Info().Str("error_type", res.Error.Type).Bool("retryable", res.Error.Retryable).Msg("job failed")
 		return res
 	}
-	b, merr := json.Marshal(out)
-	if merr != nil {
-		res.Status = protocol.StatusFailed
-		res.Error = &protocol.Error{Type: "BadOutput", Message: "handler output is not JSON: " + merr.Error()}
-		return res
-	}
-	res.Status, res.Output = protocol.StatusCompleted, b
+	res.Status, res.Output = protocol.StatusCompleted, o.output
 	return res
 }
 
 func classify(err error, hctx context.Context) *protocol.Error {
 	var we *Error
 	switch {
-	case errors.As(err, &we):
+	case errors.As(err, &we) && we != nil:
 		return &protocol.Error{Type: we.Type, Message: we.message(), Retryable: we.Retryable}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(hctx.Err(), context.DeadlineExceeded):
 		return &protocol.Error{Type: "Timeout", Message: err.Error(), Retryable: true}

@@ -166,6 +166,10 @@ func TestHandlerContext(t *testing.T) {
 
 type unmarshalable struct{ C chan int }
 
+type panicky struct{}
+
+func (panicky) MarshalJSON() ([]byte, error) { panic("marshal boom") }
+
 func TestErrorString(t *testing.T) {
 	cause := errors.New("flight full")
 	tests := []struct {
@@ -216,6 +220,13 @@ func TestErrorsBecomeFailedResults(t *testing.T) {
 			handler: func(context.Context, *worker.Job) (any, error) { return nil, worker.NonRetryable("NoSeats", nil) }},
 		{name: "retryable without a cause", wantType: "Busy", retryable: true, wantMsg: "Busy",
 			handler: func(context.Context, *worker.Job) (any, error) { return nil, worker.Retryable("Busy", nil) }},
+		{name: "typed nil error is a retryable Error", wantType: "Error", retryable: true, wantMsg: "nil *worker.Error",
+			handler: func(context.Context, *worker.Job) (any, error) {
+				var e *worker.Error
+				return nil, e
+			}},
+		{name: "output whose MarshalJSON panics is a retryable Panic", wantType: "Panic", retryable: true, wantMsg: "marshal boom",
+			handler: func(context.Context, *worker.Job) (any, error) { return panicky{}, nil }},
 		{name: "plain error is retryable", wantType: "Error", retryable: true, wantMsg: "connection reset",
 			handler: func(context.Context, *worker.Job) (any, error) { return nil, errors.New("connection reset") }},
 		{name: "panic is a retryable Panic", wantType: "Panic", retryable: true, wantMsg: "boom",
