@@ -28,7 +28,7 @@ const (
 
 // exclusiveWait bounds how long StopBroker waits for the tests of other
 // packages to finish with the broker.
-const exclusiveWait = 8 * time.Minute
+const exclusiveWait = 6 * time.Minute
 
 func openLock(home, name string) (*os.File, error) {
 	if err := os.MkdirAll(home, 0o755); err != nil {
