@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -886,17 +885,4 @@ func (o *Orchestrator) ensurePartition(ctx context.Context, p int) error {
 	o.loaded[p] = true
 	o.log.Info().Int("partition", p).Int("processes", n).Dur("took", time.Since(t0)).Msg("partition loaded")
 	return nil
-}
-
-// helper for tests and admin reads.
-func decodeSnapshot(payload []byte) (*Snapshot, error) {
-	env, err := bus.DecodeEnvelope(payload)
-	if err != nil {
-		return nil, err
-	}
-	var s Snapshot
-	if err := json.Unmarshal(env.Payload, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
 }
