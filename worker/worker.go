@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -293,7 +294,13 @@ func (w *Worker) process(ctx context.Context, cons bus.Consumer, msg *bus.Messag
 		cons.Nack(msg, errors.New("worker shut down before the job finished"))
 		return
 	}
-	if err := w.reply(ctx, &job.Command, res); err != nil {
+	err = w.reply(ctx, &job.Command, res)
+	if errors.Is(err, bus.ErrTooLarge) {
+		// Running the job again would make the same result: say so instead.
+		log.Warn().Err(err).Msg("result too large for the bus; reporting a smaller one")
+		err = w.reply(ctx, &job.Command, shrink(res))
+	}
+	if err != nil {
 		log.Warn().Err(err).Msg("could not publish the result; the command will be delivered again")
 		cons.Nack(msg, err)
 		return
@@ -364,6 +371,26 @@ func (w *Worker) run(ctx context.Context, h Handler, job *Job, log zerolog.Logge
 	}
 	res.Status, res.Output = protocol.StatusCompleted, o.output
 	return res
+}
+
+// maxErrorMessage bounds the error message of a result that was too large.
+const maxErrorMessage = 4 << 10
+
+// shrink makes a result the bus refused as too large small: an output is
+// replaced by a non-retryable OutputTooLarge error, an error message is cut.
+func shrink(res *protocol.Result) *protocol.Result {
+	small := *res
+	if small.Status == protocol.StatusCompleted {
+		small.Status, small.Output = protocol.StatusFailed, nil
+		small.Error = &protocol.Error{Type: "OutputTooLarge", Message: fmt.Sprintf("the output (%d bytes of JSON) is larger than the bus accepts", len(res.Output))}
+		return &small
+	}
+	if small.Error != nil && len(small.Error.Message) > maxErrorMessage {
+		e := *small.Error
+		e.Message = strings.ToValidUTF8(e.Message[:maxErrorMessage], "") + fmt.Sprintf("… (%d bytes cut)", len(e.Message)-maxErrorMessage)
+		small.Error = &e
+	}
+	return &small
 }
 
 func classify(err error, hctx context.Context) *protocol.Error {

@@ -553,3 +553,52 @@ func testGracefulShutdown(t *testing.T, bs buses) {
 	}
 	noMore(t, replies, "result", 300*time.Millisecond)
 }
+
+// A result too large for the broker is not a reason to run the job again
+// and again: an oversized output fails the attempt for good
+// (OutputTooLarge), an oversized error message is cut; the handler runs
+// once.
+func TestOversizedResultPulsar(t *testing.T) {
+	t.Parallel()
+	bs := pulsarBuses()
+	huge := strings.Repeat("x", 6<<20) // over the broker's 5 MB
+	var runs sync.Map
+	count := func(id string) {
+		n, _ := runs.LoadOrStore(id, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+	}
+	w := newWorkerOn(t, bs.conn(t), worker.Options{Service: "svc", NackDelay: 100 * time.Millisecond}, map[string]worker.Handler{
+		"BigOutput": func(_ context.Context, j *worker.Job) (any, error) { count(j.CommandID); return huge, nil },
+		"BigError": func(_ context.Context, j *worker.Job) (any, error) {
+			count(j.CommandID)
+			return nil, worker.NonRetryable("Refused", errors.New(huge))
+		},
+	})
+	b := bs.conn(t)
+	replies := subscribe(t, b, replyTopic)
+	start(t, w)
+	sendCommands(t, b, command("svc", "big-output", "BigOutput"), command("svc", "big-error", "BigError"))
+	got := results(t, replies, 2, time.Minute)
+	tests := []struct {
+		id        string
+		wantType  string
+		retryable bool
+	}{
+		{"big-output", "OutputTooLarge", false},
+		{"big-error", "Refused", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.id, func(t *testing.T) {
+			r := got[tc.id].res
+			if r.Status != protocol.StatusFailed || r.Error == nil || r.Error.Type != tc.wantType || r.Error.Retryable != tc.retryable {
+				t.Fatalf("result %+v (error %+v), want failed %s retryable %v", r, r.Error, tc.wantType, tc.retryable)
+			}
+			if len(r.Error.Message) > 64<<10 {
+				t.Errorf("error message of %d bytes", len(r.Error.Message))
+			}
+			if n, _ := runs.Load(tc.id); n.(*atomic.Int32).Load() != 1 {
+				t.Errorf("handler ran %d times, want once", n.(*atomic.Int32).Load())
+			}
+		})
+	}
+}
