@@ -4,13 +4,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/spf13/pflag"
+	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/internal/app"
@@ -18,18 +13,7 @@ import (
 
 func main() {
 	cfg := config.DefaultWorker()
-	if err := config.FromArgs("worker", os.Args[1:], &cfg); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	log := config.NewLogger(cfg.Log, os.Stderr, "worker")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.RunWorker(ctx, cfg, log); err != nil {
-		log.Error().Err(err).Msg("worker stopped")
-		os.Exit(1)
-	}
+	app.Main("worker", &cfg, &cfg.Log, func(ctx context.Context, log zerolog.Logger) error {
+		return app.RunWorker(ctx, cfg, log)
+	})
 }
