@@ -1,0 +1,528 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// ProcessSummary is a process's row as the API shows it.
+type ProcessSummary struct {
+	ProcessID  string            `json:"process_id"`
+	Definition string            `json:"definition"`
+	Version    int               `json:"version"`
+	Status     workflow.Status   `json:"status"`
+	Steps      map[string]string `json:"steps,omitempty"`
+	LastError  string            `json:"last_error,omitempty"`
+	Seq        int64             `json:"seq"`
+	StartedAt  time.Time         `json:"started_at,omitzero"`
+	UpdatedAt  time.Time         `json:"updated_at,omitzero"`
+	EndedAt    time.Time         `json:"ended_at,omitzero"`
+	// Stuck says why the process needs an operator ("" when it does not).
+	Stuck string `json:"stuck,omitempty"`
+}
+
+// ProcessList is a page of processes.
+type ProcessList struct {
+	Processes []ProcessSummary `json:"processes"`
+	// Total is how many processes match the filter (all pages).
+	Total int `json:"total"`
+	// NextCursor fetches the next page ("" on the last).
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// ProcessDetail is one process: its row, full state, event stream and the
+// shape of its definition (for the step graph).
+type ProcessDetail struct {
+	Process    ProcessSummary  `json:"process"`
+	State      *workflow.State `json:"state,omitempty"`
+	Records    []engine.Record `json:"records"`
+	Definition *DefinitionInfo `json:"definition,omitempty"`
+}
+
+// ActionResult answers an accepted action. Actions are applied by the
+// orchestrator in order with the process's other events; the outcome
+// shows in the process's state and event stream.
+type ActionResult struct {
+	Accepted  bool   `json:"accepted"`
+	ProcessID string `json:"process_id"`
+	Action    string `json:"action"`
+	StepID    string `json:"step_id,omitempty"`
+	RequestID string `json:"request_id"`
+	Actor     string `json:"actor"`
+	// Created is false for a start of an id that exists already.
+	Created *bool `json:"created,omitempty"`
+}
+
+// ListFilter selects processes.
+type ListFilter struct {
+	Statuses      []workflow.Status
+	Definition    string
+	Version       int
+	StartedAfter  time.Time
+	StartedBefore time.Time
+	UpdatedAfter  time.Time
+	UpdatedBefore time.Time
+	// Stuck keeps paused and compensation_failed processes and live ones
+	// without progress for longer than StuckAfter.
+	Stuck      bool
+	StuckAfter time.Duration
+	// Query keeps ids containing it.
+	Query  string
+	Limit  int
+	Cursor string
+}
+
+var allStatuses = []workflow.Status{
+	workflow.StatusRunning, workflow.StatusCompleted, workflow.StatusCompensating, workflow.StatusCompensated,
+	workflow.StatusFailed, workflow.StatusPaused, workflow.StatusCompensationFailed, workflow.StatusTerminated,
+}
+
+// ParseListFilter reads a filter from query parameters (see docs/api.md).
+func ParseListFilter(q url.Values, defaultStuck time.Duration) (ListFilter, error) {
+	f := ListFilter{Definition: q.Get("definition"), Query: q.Get("q"), Cursor: q.Get("cursor"), Limit: 100, StuckAfter: defaultStuck}
+	known := map[string]bool{"status": true, "definition": true, "version": true, "started_after": true, "started_before": true,
+		"updated_after": true, "updated_before": true, "stuck": true, "stuck_after": true, "q": true, "limit": true, "cursor": true}
+	for k := range q {
+		if !known[k] {
+			return f, fmt.Errorf("%w: unknown query parameter %q (have status, definition, version, started_after, started_before, updated_after, updated_before, stuck, stuck_after, q, limit, cursor)", ErrBadRequest, k)
+		}
+	}
+	for _, v := range q["status"] {
+		for _, s := range strings.Split(v, ",") {
+			st := workflow.Status(strings.TrimSpace(s))
+			if !slices.Contains(allStatuses, st) {
+				return f, fmt.Errorf("%w: status %q is not one of %v", ErrBadRequest, s, allStatuses)
+			}
+			f.Statuses = append(f.Statuses, st)
+		}
+	}
+	var err error
+	if v := q.Get("version"); v != "" {
+		if f.Version, err = strconv.Atoi(v); err != nil || f.Version < 1 {
+			return f, fmt.Errorf("%w: version %q is not a positive integer", ErrBadRequest, v)
+		}
+		if f.Definition == "" {
+			return f, fmt.Errorf("%w: version needs definition", ErrBadRequest)
+		}
+	}
+	for _, tf := range []struct {
+		key string
+		dst *time.Time
+	}{{"started_after", &f.StartedAfter}, {"started_before", &f.StartedBefore}, {"updated_after", &f.UpdatedAfter}, {"updated_before", &f.UpdatedBefore}} {
+		if v := q.Get(tf.key); v != "" {
+			if *tf.dst, err = time.Parse(time.RFC3339, v); err != nil {
+				return f, fmt.Errorf("%w: %s %q is not an RFC 3339 time such as 2026-11-25T10:00:00Z", ErrBadRequest, tf.key, v)
+			}
+		}
+	}
+	if v := q.Get("stuck"); v != "" {
+		if f.Stuck, err = strconv.ParseBool(v); err != nil {
+			return f, fmt.Errorf("%w: stuck %q is not true or false", ErrBadRequest, v)
+		}
+	}
+	if v := q.Get("stuck_after"); v != "" {
+		if f.StuckAfter, err = time.ParseDuration(v); err != nil || f.StuckAfter <= 0 {
+			return f, fmt.Errorf("%w: stuck_after %q is not a positive duration such as 10m", ErrBadRequest, v)
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit < 1 || f.Limit > 1000 {
+			return f, fmt.Errorf("%w: limit %q must be between 1 and 1000", ErrBadRequest, v)
+		}
+	}
+	if f.Cursor != "" {
+		if _, _, err := decodeCursor(f.Cursor); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// stuckReason says why a process needs an operator, or "".
+func stuckReason(r engine.StatusRecord, now time.Time, after time.Duration) string {
+	switch {
+	case r.Status == workflow.StatusPaused:
+		return "paused: waiting for an operator to retry, skip or cancel"
+	case r.Status == workflow.StatusCompensationFailed:
+		return "compensation failed: waiting for an operator to retry or skip the compensation"
+	case !r.Status.Terminal() && !r.UpdatedAt.IsZero() && now.Sub(r.UpdatedAt) > after:
+		return fmt.Sprintf("no progress for %s", now.Sub(r.UpdatedAt).Truncate(time.Second))
+	}
+	return ""
+}
+
+func summarize(r engine.StatusRecord, now time.Time, after time.Duration) ProcessSummary {
+	return ProcessSummary{
+		ProcessID: r.ProcessID, Definition: r.Definition, Version: r.Version, Status: r.Status, Steps: r.Steps,
+		LastError: r.LastError, Seq: r.Seq, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, EndedAt: r.EndedAt,
+		Stuck: stuckReason(r, now, after),
+	}
+}
+
+// Cursors are (started_at, process id) of the last row of a page: the list
+// is ordered by start time, newest first, then by id.
+func encodeCursor(r engine.StatusRecord) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(r.StartedAt.UnixNano(), 10) + "|" + r.ProcessID))
+}
+
+func decodeCursor(c string) (int64, string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err == nil {
+		if ts, id, ok := strings.Cut(string(b), "|"); ok {
+			if n, err := strconv.ParseInt(ts, 10, 64); err == nil {
+				return n, id, nil
+			}
+		}
+	}
+	return 0, "", fmt.Errorf("%w: cursor %q is not one this server gave", ErrBadRequest, c)
+}
+
+func before(a, b engine.StatusRecord) bool {
+	if !a.StartedAt.Equal(b.StartedAt) {
+		return a.StartedAt.After(b.StartedAt)
+	}
+	return a.ProcessID < b.ProcessID
+}
+
+// Filter applies f to rows (already in list order) at now.
+func Filter(rows []engine.StatusRecord, f ListFilter, now time.Time) ProcessList {
+	slices.SortFunc(rows, func(a, b engine.StatusRecord) int {
+		if before(a, b) {
+			return -1
+		}
+		if before(b, a) {
+			return 1
+		}
+		return 0
+	})
+	var curTS int64
+	var curID string
+	if f.Cursor != "" {
+		curTS, curID, _ = decodeCursor(f.Cursor)
+	}
+	out := ProcessList{Processes: []ProcessSummary{}}
+	var last engine.StatusRecord
+	for _, r := range rows {
+		if !match(r, f, now) {
+			continue
+		}
+		out.Total++
+		if f.Cursor != "" && !before(engine.StatusRecord{StartedAt: time.Unix(0, curTS), ProcessID: curID}, r) {
+			continue
+		}
+		if len(out.Processes) == f.Limit {
+			out.NextCursor = encodeCursor(last)
+			continue
+		}
+		out.Processes = append(out.Processes, summarize(r, now, f.StuckAfter))
+		last = r
+	}
+	return out
+}
+
+func match(r engine.StatusRecord, f ListFilter, now time.Time) bool {
+	switch {
+	case len(f.Statuses) > 0 && !slices.Contains(f.Statuses, r.Status),
+		f.Definition != "" && r.Definition != f.Definition,
+		f.Version > 0 && r.Version != f.Version,
+		!f.StartedAfter.IsZero() && r.StartedAt.Before(f.StartedAfter),
+		!f.StartedBefore.IsZero() && !r.StartedAt.Before(f.StartedBefore),
+		!f.UpdatedAfter.IsZero() && r.UpdatedAt.Before(f.UpdatedAfter),
+		!f.UpdatedBefore.IsZero() && !r.UpdatedAt.Before(f.UpdatedBefore),
+		f.Query != "" && !strings.Contains(r.ProcessID, f.Query),
+		f.Stuck && stuckReason(r, now, f.StuckAfter) == "":
+		return false
+	}
+	return true
+}
+
+func (s *Server) listProcesses(w http.ResponseWriter, r *http.Request) {
+	f, err := ParseListFilter(r.URL.Query(), s.opts.StuckAfter)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.refresh(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Filter(s.status.List(), f, s.opts.Clock()))
+}
+
+func (s *Server) row(ctx context.Context, pid string) (engine.StatusRecord, error) {
+	if err := s.refresh(ctx); err != nil {
+		return engine.StatusRecord{}, err
+	}
+	row, ok := s.status.Get(pid)
+	if !ok {
+		return row, fmt.Errorf("%w: no process %s", ErrNotFound, pid)
+	}
+	return row, nil
+}
+
+func (s *Server) getProcess(w http.ResponseWriter, r *http.Request) {
+	row, err := s.row(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d := ProcessDetail{Process: summarize(row, s.opts.Clock(), s.opts.StuckAfter), Records: []engine.Record{}}
+	if s.opts.ReadProcess == nil {
+		s.fail(w, r, fmt.Errorf("%w: this server cannot read event streams", ErrUnavailable))
+		return
+	}
+	v, err := s.opts.ReadProcess(r.Context(), row)
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("%w: read process %s: %v", ErrUnavailable, row.ProcessID, err))
+		return
+	}
+	d.State = v.State
+	if v.Records != nil {
+		d.Records = v.Records
+	}
+	if def, err := s.opts.Registry.Get(r.Context(), row.Definition, row.Version); err == nil {
+		info := describe(def)
+		d.Definition = &info
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// ActionRequest is the body of retry, skip, cancel and terminate.
+type ActionRequest struct {
+	// StepID: retry (empty: every failed step) and skip (required).
+	StepID string `json:"step_id,omitempty"`
+	// Output becomes the skipped step's output.
+	Output json.RawMessage `json:"output,omitempty"`
+	// Reason is recorded with the action.
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *Server) action(name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req ActionRequest
+		if r.ContentLength != 0 {
+			if err := decodeBody(w, r, &req); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+		if len(req.Output) > 0 && name != "skip" {
+			s.fail(w, r, fmt.Errorf("%w: output is for skip only", ErrBadRequest))
+			return
+		}
+		if req.StepID != "" && (name == "cancel" || name == "terminate") {
+			s.fail(w, r, fmt.Errorf("%w: %s applies to the whole process; remove step_id", ErrBadRequest, name))
+			return
+		}
+		if name == "skip" && req.StepID == "" {
+			s.fail(w, r, fmt.Errorf("%w: skip needs step_id", ErrBadRequest))
+			return
+		}
+		row, err := s.row(r.Context(), r.PathValue("id"))
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if err := s.allowed(r.Context(), row, name, req.StepID); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		p := PrincipalFrom(r.Context())
+		rid := name + ":" + requestID(r)
+		if err := s.acts.Admin(r.Context(), engine.AdminRequest{
+			ProcessID: row.ProcessID, Action: name, StepID: req.StepID, Output: req.Output, Actor: p.Name, Reason: req.Reason,
+		}, rid); err != nil {
+			s.fail(w, r, fmt.Errorf("%w: send %s: %v", ErrUnavailable, name, err))
+			return
+		}
+		s.log.Info().Str("process_id", row.ProcessID).Str("action", name).Str("step", req.StepID).Str("actor", p.Name).Str("reason", req.Reason).Msg("admin action sent")
+		writeJSON(w, http.StatusAccepted, ActionResult{Accepted: true, ProcessID: row.ProcessID, Action: name, StepID: req.StepID, RequestID: rid, Actor: p.Name})
+	}
+}
+
+// allowed checks, against the process's latest status row, that an action
+// can apply, so the caller hears why not instead of an action the decider
+// ignores. (The decider checks again: the row may be a moment old.)
+func (s *Server) allowed(ctx context.Context, row engine.StatusRecord, action, step string) error {
+	pid, st := row.ProcessID, row.Status
+	if st.Terminal() {
+		return fmt.Errorf("%w: process %s is %s; nothing can change it any more", ErrConflict, pid, st)
+	}
+	stepStatus := workflow.StepStatus(row.Steps[step])
+	if step != "" {
+		if _, ok := row.Steps[step]; !ok {
+			def, err := s.opts.Registry.Get(ctx, row.Definition, row.Version)
+			if err != nil || !slices.ContainsFunc(def.Steps, func(x *workflow.Step) bool { return x.ID == step }) {
+				return fmt.Errorf("%w: process %s (%s v%d) has no step %q", ErrNotFound, pid, row.Definition, row.Version, step)
+			}
+			stepStatus = workflow.StepPending
+		}
+	}
+	hasStep := func(want workflow.StepStatus) bool {
+		for _, v := range row.Steps {
+			if workflow.StepStatus(v) == want {
+				return true
+			}
+		}
+		return false
+	}
+	switch action {
+	case "retry":
+		switch {
+		case st == workflow.StatusPaused && step == "" && hasStep(workflow.StepFailed),
+			st == workflow.StatusPaused && stepStatus == workflow.StepFailed,
+			(st == workflow.StatusCompensationFailed || st == workflow.StatusCompensating) && step == "" && hasStep(workflow.StepCompensationFailed),
+			(st == workflow.StatusCompensationFailed || st == workflow.StatusCompensating) && stepStatus == workflow.StepCompensationFailed:
+			return nil
+		case step != "":
+			return fmt.Errorf("%w: cannot retry step %s of process %s: the step is %s and the process %s (retry applies to a failed step of a paused process or a failed compensation)", ErrConflict, step, pid, stepStatus, st)
+		}
+		return fmt.Errorf("%w: nothing to retry in process %s: it is %s with no failed step or compensation", ErrConflict, pid, st)
+	case "skip":
+		switch {
+		case st == workflow.StatusCompensationFailed && stepStatus == workflow.StepCompensationFailed,
+			st == workflow.StatusPaused && stepStatus == workflow.StepFailed,
+			(st == workflow.StatusRunning || st == workflow.StatusPaused) && stepStatus == workflow.StepWaiting:
+			return nil
+		}
+		return fmt.Errorf("%w: cannot skip step %s of process %s: the step is %s and the process %s (skip applies to a failed step of a paused process, a waiting step, or a failed compensation)", ErrConflict, step, pid, stepStatus, st)
+	case "cancel":
+		if st != workflow.StatusRunning && st != workflow.StatusPaused {
+			return fmt.Errorf("%w: cannot cancel process %s: it is %s (cancel applies to running and paused processes; terminate stops it at once)", ErrConflict, pid, st)
+		}
+	}
+	return nil
+}
+
+// StartBody is the body of a start.
+type StartBody struct {
+	ProcessID  string          `json:"process_id,omitempty"`
+	Definition string          `json:"definition"`
+	Version    int             `json:"version,omitempty"`
+	Input      json.RawMessage `json:"input,omitempty"`
+}
+
+func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
+	var req StartBody
+	if err := decodeBody(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Definition == "" {
+		s.fail(w, r, fmt.Errorf("%w: definition is required", ErrBadRequest))
+		return
+	}
+	if req.Version < 0 {
+		s.fail(w, r, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest))
+		return
+	}
+	if strings.ContainsAny(req.ProcessID, "/ \t\n") || len(req.ProcessID) > 200 {
+		s.fail(w, r, fmt.Errorf("%w: process_id %q must have at most 200 characters, without '/' or spaces", ErrBadRequest, req.ProcessID))
+		return
+	}
+	def, err := s.opts.Registry.Get(r.Context(), req.Definition, req.Version)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := checkInput(def, req.Input); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.ProcessID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		req.ProcessID = def.Name + "-" + hex.EncodeToString(b[:])
+	}
+	if err := s.refresh(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	p := PrincipalFrom(r.Context())
+	_, exists := s.status.Get(req.ProcessID)
+	if err := s.acts.Start(r.Context(), engine.StartRequest{ProcessID: req.ProcessID, Definition: def.Name, Version: def.Version, Input: req.Input, Actor: p.Name}); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: send start: %v", ErrUnavailable, err))
+		return
+	}
+	created := !exists
+	code := http.StatusAccepted
+	if exists {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: "start:" + req.ProcessID, Actor: p.Name, Created: &created})
+}
+
+func checkInput(def *workflow.Definition, in json.RawMessage) error {
+	if len(in) > 0 && !json.Valid(in) {
+		return fmt.Errorf("%w: input is not JSON", ErrBadRequest)
+	}
+	if def.InputSchema == nil {
+		return nil
+	}
+	if len(in) == 0 {
+		in = json.RawMessage("null")
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(in))
+	if err != nil {
+		return fmt.Errorf("%w: input: %v", ErrBadRequest, err)
+	}
+	if err := def.InputSchema.Validate(v); err != nil {
+		return fmt.Errorf("%w: input does not match the input schema of %s v%d: %v", ErrBadRequest, def.Name, def.Version, err)
+	}
+	return nil
+}
+
+// SignalBody is the body of a signal.
+type SignalBody struct {
+	Name string          `json:"name"`
+	Data json.RawMessage `json:"data,omitempty"`
+	// SignalID makes a resent signal count once (default: the
+	// Idempotency-Key, or a fresh id).
+	SignalID string `json:"signal_id,omitempty"`
+}
+
+func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
+	var req SignalBody
+	if err := decodeBody(w, r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Name == "" {
+		s.fail(w, r, fmt.Errorf("%w: name is required", ErrBadRequest))
+		return
+	}
+	row, err := s.row(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if row.Status.Terminal() {
+		s.fail(w, r, fmt.Errorf("%w: process %s is %s; it takes no signals", ErrConflict, row.ProcessID, row.Status))
+		return
+	}
+	if req.SignalID == "" {
+		req.SignalID = requestID(r)
+	}
+	if err := s.acts.Signal(r.Context(), row.ProcessID, req.Name, req.SignalID, req.Data); err != nil {
+		s.fail(w, r, fmt.Errorf("%w: send signal: %v", ErrUnavailable, err))
+		return
+	}
+	p := PrincipalFrom(r.Context())
+	writeJSON(w, http.StatusAccepted, ActionResult{Accepted: true, ProcessID: row.ProcessID, Action: "signal", RequestID: "signal:" + req.SignalID, Actor: p.Name})
+}

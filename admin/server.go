@@ -1,0 +1,189 @@
+// Package admin is pulsaga's operations surface: a JSON HTTP API served by
+// the orchestrator (processes, dead letters, definitions), the web
+// dashboard embedded in the binary, Prometheus metrics and health checks,
+// plus the HTTP client the pulsaga CLI uses (see docs/api.md).
+//
+// Reads come from the compacted status table, so any instance answers
+// them; actions go through the events topic (engine.Client), so they obey
+// one decision at a time per process and are recorded in the process's
+// event stream with who did them and why.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Actions sends what changes processes (engine.Client does).
+type Actions interface {
+	Start(ctx context.Context, req engine.StartRequest) error
+	Signal(ctx context.Context, pid, name, signalID string, data json.RawMessage) error
+	Admin(ctx context.Context, req engine.AdminRequest, requestID string) error
+}
+
+// ProcessView is one process's full state and its whole event stream.
+type ProcessView struct {
+	State   *workflow.State `json:"state,omitempty"`
+	Records []engine.Record `json:"records"`
+}
+
+// ProcessReader reads exactly one process's records (engine.ReadProcess).
+type ProcessReader func(ctx context.Context, row engine.StatusRecord) (*ProcessView, error)
+
+// Options configure a Server.
+type Options struct {
+	// Bus is where the engine's topics live.
+	Bus bus.Bus
+	// Topics are the engine's topics.
+	Topics engine.Topics
+	// Registry holds the definitions.
+	Registry *engine.Registry
+	// Status is the status table (default: a new one on Topics.Status).
+	Status *engine.StatusTable
+	// Actions sends actions (default: an engine.Client on Bus).
+	Actions Actions
+	// ReadProcess reads one process (required for GET of a process).
+	ReadProcess ProcessReader
+	// Tokens authenticate callers; none means no authentication (every
+	// caller is the operator "anonymous"): use it on loopback only.
+	Tokens []Token
+	// StuckAfter is the default "no progress for longer than" threshold of
+	// the stuck filter (default 15m).
+	StuckAfter time.Duration
+	// Ready reports whether the engine behind the server is ready
+	// (default: the status table can be read).
+	Ready func(ctx context.Context) error
+	// Metrics, when set, is served on /metrics.
+	Metrics http.Handler
+	// Clock returns the current time (default time.Now).
+	Clock func() time.Time
+}
+
+// Server serves the API, the dashboard, /metrics, /healthz and /readyz.
+type Server struct {
+	opts   Options
+	log    zerolog.Logger
+	auth   *authenticator
+	status *engine.StatusTable
+	acts   Actions
+	dlq    *dlqStore
+	idem   *idempotency
+	mux    *http.ServeMux
+	owned  []func() error
+}
+
+// ErrBadOptions: the options cannot make a server.
+var ErrBadOptions = errors.New("admin: bad options")
+
+// New makes a server.
+func New(opts Options, log zerolog.Logger) (*Server, error) {
+	if opts.Bus == nil || opts.Registry == nil {
+		return nil, fmt.Errorf("%w: Bus and Registry are required", ErrBadOptions)
+	}
+	if opts.Topics.Events == "" {
+		opts.Topics = engine.DefaultTopics()
+	}
+	if opts.StuckAfter <= 0 {
+		opts.StuckAfter = 15 * time.Minute
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	s := &Server{opts: opts, log: log.With().Str("component", "admin").Logger(), auth: newAuthenticator(opts.Tokens), idem: newIdempotency(1024)}
+	s.status = opts.Status
+	if s.status == nil {
+		s.status = engine.NewStatusTable(opts.Bus, opts.Topics.Status)
+		s.owned = append(s.owned, s.status.Close)
+	}
+	s.acts = opts.Actions
+	if s.acts == nil {
+		c := engine.NewClient(opts.Bus, opts.Topics)
+		s.acts = c
+		s.owned = append(s.owned, c.Close)
+	}
+	s.dlq = newDLQStore(opts.Bus, opts.Registry, opts.Topics)
+	s.owned = append(s.owned, s.dlq.Close)
+	if s.opts.Ready == nil {
+		s.opts.Ready = s.status.Refresh
+	}
+	s.routes()
+	return s, nil
+}
+
+// Handler is the whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Close releases what the server opened itself.
+func (s *Server) Close() error {
+	var errs []error
+	for _, f := range s.owned {
+		errs = append(errs, f())
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) routes() {
+	m := http.NewServeMux()
+	rd, op := RoleRead, RoleOperator
+	m.HandleFunc("GET /api/v1/processes", s.require(rd, s.listProcesses))
+	m.HandleFunc("POST /api/v1/processes", s.require(op, s.idempotent(s.startProcess)))
+	m.HandleFunc("GET /api/v1/processes/{id}", s.require(rd, s.getProcess))
+	for _, a := range []string{"retry", "skip", "cancel", "terminate"} {
+		m.HandleFunc("POST /api/v1/processes/{id}/"+a, s.require(op, s.idempotent(s.action(a))))
+	}
+	m.HandleFunc("POST /api/v1/processes/{id}/signals", s.require(op, s.idempotent(s.signal)))
+	m.HandleFunc("GET /api/v1/dlq", s.require(rd, s.listDLQ))
+	m.HandleFunc("GET /api/v1/dlq/{topic}", s.require(rd, s.inspectDLQ))
+	m.HandleFunc("POST /api/v1/dlq/{topic}/replay", s.require(op, s.idempotent(s.replayDLQ)))
+	m.HandleFunc("POST /api/v1/dlq/{topic}/purge", s.require(op, s.idempotent(s.purgeDLQ)))
+	m.HandleFunc("GET /api/v1/definitions", s.require(rd, s.listDefinitions))
+	m.HandleFunc("POST /api/v1/definitions", s.require(op, s.registerDefinition))
+	m.HandleFunc("POST /api/v1/definitions/validate", s.require(rd, s.validateDefinition))
+	m.HandleFunc("GET /api/v1/definitions/{name}", s.require(rd, s.getDefinition))
+	m.HandleFunc("GET /api/v1/whoami", s.require(rd, func(w http.ResponseWriter, r *http.Request) {
+		p := PrincipalFrom(r.Context())
+		writeJSON(w, http.StatusOK, map[string]string{"name": p.Name, "role": string(p.Role)})
+	}))
+	m.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, fmt.Errorf("%w: no API route %s %s (see docs/api.md)", ErrNotFound, r.Method, r.URL.Path))
+	})
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.opts.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	if s.opts.Metrics != nil {
+		m.Handle("GET /metrics", s.opts.Metrics)
+	}
+	ui, _ := fs.Sub(uiFiles, "ui")
+	m.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(ui)))
+	m.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/ui/", http.StatusFound)
+	})
+	s.mux = m
+}
+
+func (s *Server) refresh(ctx context.Context) error {
+	if err := s.status.Refresh(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}

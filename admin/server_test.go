@@ -1,0 +1,336 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// TestAPI drives the API against a live engine on the embedded bus: one
+// paused process, then requests that must fail with a precise answer, then
+// the actions that take the process to its end.
+func TestAPI(t *testing.T) {
+	h := newHarness(t)
+	h.startPaused("car-1")
+
+	errorCases := []struct {
+		name, method, path, secret, body string
+		want                             int
+		msg                              string
+	}{
+		{"no token", "GET", "/api/v1/processes", "", "", 401, "unauthenticated"},
+		{"wrong token", "GET", "/api/v1/processes", "nope-nope-nope", "", 401, "unauthenticated"},
+		{"read-only token acting", "POST", "/api/v1/processes/car-1/retry", readSecret, `{}`, 403, "token viewer is read-only"},
+		{"read-only token registering", "POST", "/api/v1/definitions", readSecret, "name: x", 403, "forbidden"},
+		{"unknown process", "GET", "/api/v1/processes/nope", readSecret, "", 404, "no process nope"},
+		{"action on unknown process", "POST", "/api/v1/processes/nope/cancel", opSecret, `{}`, 404, "no process nope"},
+		{"unknown status filter", "GET", "/api/v1/processes?status=sleeping", readSecret, "", 400, `status "sleeping" is not one of`},
+		{"unknown filter", "GET", "/api/v1/processes?colour=red", readSecret, "", 400, `unknown query parameter "colour"`},
+		{"bad time", "GET", "/api/v1/processes?started_after=yesterday", readSecret, "", 400, "not an RFC 3339 time"},
+		{"bad limit", "GET", "/api/v1/processes?limit=0", readSecret, "", 400, "limit \"0\" must be between 1 and 1000"},
+		{"bad cursor", "GET", "/api/v1/processes?cursor=xyz", readSecret, "", 400, "cursor \"xyz\" is not one this server gave"},
+		{"version without definition", "GET", "/api/v1/processes?version=2", readSecret, "", 400, "version needs definition"},
+		{"malformed body", "POST", "/api/v1/processes/car-1/retry", opSecret, `{"step_id":`, 400, "body:"},
+		{"unknown body field", "POST", "/api/v1/processes/car-1/retry", opSecret, `{"stepid":"repair"}`, 400, `unknown field "stepid"`},
+		{"skip without step", "POST", "/api/v1/processes/car-1/skip", opSecret, `{}`, 400, "skip needs step_id"},
+		{"skip of an unknown step", "POST", "/api/v1/processes/car-1/skip", opSecret, `{"step_id":"paint"}`, 404, `has no step "paint"`},
+		{"skip of a completed step", "POST", "/api/v1/processes/car-1/skip", opSecret, `{"step_id":"inspect"}`, 409, "cannot skip step inspect of process car-1: the step is completed and the process paused"},
+		{"retry of a completed step", "POST", "/api/v1/processes/car-1/retry", opSecret, `{"step_id":"polish"}`, 409, "cannot retry step polish"},
+		{"output on cancel", "POST", "/api/v1/processes/car-1/cancel", opSecret, `{"output":1}`, 400, "output is for skip only"},
+		{"step on terminate", "POST", "/api/v1/processes/car-1/terminate", opSecret, `{"step_id":"repair"}`, 400, "remove step_id"},
+		{"bad idempotency key", "POST", "/api/v1/processes/car-1/cancel", opSecret, `{}`, 400, "Idempotency-Key must be"},
+		{"start of an unknown definition", "POST", "/api/v1/processes", opSecret, `{"definition":"nope"}`, 404, "unknown definition"},
+		{"start without definition", "POST", "/api/v1/processes", opSecret, `{"process_id":"x"}`, 400, "definition is required"},
+		{"start with input against the schema", "POST", "/api/v1/processes", opSecret, `{"definition":"repair","input":{"ticket":7}}`, 400, "does not match the input schema"},
+		{"start with a slashed id", "POST", "/api/v1/processes", opSecret, `{"definition":"repair","process_id":"a/b"}`, 400, "without '/'"},
+		{"signal without name", "POST", "/api/v1/processes/car-1/signals", opSecret, `{}`, 400, "name is required"},
+		{"invalid definition", "POST", "/api/v1/definitions/validate?file=x.yaml", readSecret, "name: x\nversion: 1\nsteps: []\nbogus: 1\n", 422, "x.yaml:4:1"},
+		{"unknown definition", "GET", "/api/v1/definitions/nope", readSecret, "", 404, "unknown definition"},
+		{"not a DLQ topic", "GET", "/api/v1/dlq/events", readSecret, "", 400, "is not a dead-letter topic"},
+		{"unknown route", "GET", "/api/v1/nothing", readSecret, "", 404, "no API route"},
+	}
+	for _, tc := range errorCases {
+		t.Run(tc.name, func(t *testing.T) {
+			var hdr []string
+			if tc.name == "bad idempotency key" {
+				hdr = []string{IdempotencyHeader, "has spaces in it"}
+			}
+			code, body, _ := h.do(tc.method, tc.path, tc.secret, tc.body, hdr...)
+			msg := string(body)
+			if code >= 400 && !strings.HasPrefix(tc.path, "/api/v1/definitions/validate") {
+				msg = decode[ErrorBody](t, body).Error.Message
+			}
+			if code != tc.want || !strings.Contains(msg, tc.msg) {
+				t.Errorf("%s %s: %d %s\nwant %d with %q", tc.method, tc.path, code, body, tc.want, tc.msg)
+			}
+		})
+	}
+
+	t.Run("list filters", func(t *testing.T) {
+		h.startPaused("car-2")
+		tests := []struct {
+			name, query string
+			want        []string
+		}{
+			{"all", "", []string{"car-2", "car-1"}},
+			{"paused", "?status=paused", []string{"car-2", "car-1"}},
+			{"running or completed", "?status=running,completed", nil},
+			{"definition", "?definition=repair&version=1", []string{"car-2", "car-1"}},
+			{"other version", "?definition=repair&version=2", nil},
+			{"stuck", "?stuck=true", []string{"car-2", "car-1"}},
+			{"search", "?q=r-1", []string{"car-1"}},
+			{"started in the future", "?started_after=2999-01-01T00:00:00Z", nil},
+			{"updated before now", "?updated_before=2999-01-01T00:00:00Z", []string{"car-2", "car-1"}},
+			{"first page", "?limit=1", []string{"car-2"}},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				code, body, _ := h.do("GET", "/api/v1/processes"+tc.query, readSecret, "")
+				if code != 200 {
+					t.Fatalf("%d %s", code, body)
+				}
+				l := decode[ProcessList](t, body)
+				var got []string
+				for _, p := range l.Processes {
+					got = append(got, p.ProcessID)
+				}
+				if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+					t.Errorf("got %v, want %v", got, tc.want)
+				}
+			})
+		}
+		code, body, _ := h.do("GET", "/api/v1/processes?limit=1", readSecret, "")
+		l := decode[ProcessList](t, body)
+		if code != 200 || l.Total != 2 || l.NextCursor == "" || l.Processes[0].Stuck == "" {
+			t.Fatalf("first page: %d %s", code, body)
+		}
+		_, body, _ = h.do("GET", "/api/v1/processes?limit=1&cursor="+l.NextCursor, readSecret, "")
+		l = decode[ProcessList](t, body)
+		if len(l.Processes) != 1 || l.Processes[0].ProcessID != "car-1" || l.NextCursor != "" {
+			t.Fatalf("second page: %s", body)
+		}
+	})
+
+	t.Run("get", func(t *testing.T) {
+		code, body, _ := h.do("GET", "/api/v1/processes/car-1", readSecret, "")
+		if code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		d := decode[ProcessDetail](t, body)
+		if d.Process.Status != workflow.StatusPaused || d.State == nil || len(d.Records) == 0 || d.Definition == nil || len(d.Definition.Steps) != 5 {
+			t.Fatalf("detail: %s", body)
+		}
+		if !strings.Contains(d.Process.LastError, "NoParts") {
+			t.Errorf("last error %q lacks the failure", d.Process.LastError)
+		}
+	})
+
+	t.Run("retry once with an idempotency key", func(t *testing.T) {
+		hdr := []string{IdempotencyHeader, "retry-car-1"}
+		code, body, _ := h.do("POST", "/api/v1/processes/car-1/retry", opSecret, `{"step_id":"repair","reason":"part arrived"}`, hdr...)
+		if code != http.StatusAccepted {
+			t.Fatalf("retry: %d %s", code, body)
+		}
+		first := decode[ActionResult](t, body)
+		if first.Actor != "alice" || first.RequestID != "retry:retry-car-1" {
+			t.Errorf("result %+v", first)
+		}
+		// The client did not hear the answer and sends it again.
+		code, body2, resp := h.do("POST", "/api/v1/processes/car-1/retry", opSecret, `{"step_id":"repair","reason":"part arrived"}`, hdr...)
+		if code != http.StatusAccepted || string(body2) != string(body) || resp.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("replayed retry: %d %s", code, body2)
+		}
+		h.waitStep("car-1", "approval", workflow.StepWaiting)
+		// Another instance (no memory of the key) sends it too: the
+		// orchestrator drops the duplicate envelope.
+		if err := h.stack.Client.Admin(context.Background(), engine.AdminRequest{ProcessID: "car-1", Action: "retry", StepID: "repair", Actor: "alice"}, first.RequestID); err != nil {
+			t.Fatal(err)
+		}
+		code, body, _ = h.do("POST", "/api/v1/processes/car-1/signals", opSecret, `{"name":"approve","data":{"ok":true}}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("signal: %d %s", code, body)
+		}
+		h.waitStatus("car-1", workflow.StatusCompleted)
+		_, body, _ = h.do("GET", "/api/v1/processes/car-1", readSecret, "")
+		d := decode[ProcessDetail](t, body)
+		retries := 0
+		for _, r := range d.Records {
+			if r.Event != nil && r.Event.Type == workflow.EventRetry {
+				retries++
+				if r.Event.Actor != "alice" || r.Event.Reason != "part arrived" {
+					t.Errorf("retry recorded as by %q for %q", r.Event.Actor, r.Event.Reason)
+				}
+			}
+		}
+		if retries != 1 {
+			t.Errorf("%d retry events in the stream, want 1", retries)
+		}
+		if got := strings.Join(h.garage.ran("car-1"), ","); got != "Inspect,Repair,Polish,Repair,Deliver" && got != "Inspect,Polish,Repair,Repair,Deliver" {
+			t.Errorf("commands run: %s", got)
+		}
+		code, body, _ = h.do("POST", "/api/v1/processes/car-1/cancel", opSecret, `{}`)
+		if code != 409 || !strings.Contains(string(body), "process car-1 is completed") {
+			t.Errorf("cancel of a completed process: %d %s", code, body)
+		}
+	})
+
+	t.Run("skip with an output, then cancel", func(t *testing.T) {
+		code, body, _ := h.do("POST", "/api/v1/processes/car-2/skip", opSecret, `{"step_id":"repair","output":{"by":"hand"},"reason":"fixed by hand"}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("skip: %d %s", code, body)
+		}
+		h.waitStep("car-2", "approval", workflow.StepWaiting)
+		code, body, _ = h.do("POST", "/api/v1/processes/car-2/cancel", opSecret, `{"reason":"customer left"}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("cancel: %d %s", code, body)
+		}
+		h.waitStatus("car-2", workflow.StatusCompensated)
+	})
+
+	t.Run("start twice, then terminate", func(t *testing.T) {
+		code, body, _ := h.do("POST", "/api/v1/processes", opSecret, `{"process_id":"car-3","definition":"repair","input":{}}`)
+		if code != http.StatusAccepted || !strings.Contains(string(body), `"created": true`) {
+			t.Fatalf("start: %d %s", code, body)
+		}
+		h.waitStatus("car-3", workflow.StatusPaused)
+		code, body, _ = h.do("POST", "/api/v1/processes", opSecret, `{"process_id":"car-3","definition":"repair","input":{}}`)
+		if code != http.StatusOK || !strings.Contains(string(body), `"created": false`) {
+			t.Fatalf("second start: %d %s", code, body)
+		}
+		code, body, _ = h.do("POST", "/api/v1/processes/car-3/terminate", opSecret, `{"reason":"test"}`)
+		if code != http.StatusAccepted {
+			t.Fatalf("terminate: %d %s", code, body)
+		}
+		h.waitStatus("car-3", workflow.StatusTerminated)
+	})
+
+	t.Run("definitions", func(t *testing.T) {
+		src := "name: wash\nversion: 1\nsteps:\n  - id: soap\n    service: garage\n    command: Polish\n"
+		code, body, _ := h.do("POST", "/api/v1/definitions/validate", readSecret, src)
+		if code != 200 || !strings.Contains(string(body), `"valid": true`) {
+			t.Fatalf("validate: %d %s", code, body)
+		}
+		code, body, _ = h.do("POST", "/api/v1/definitions?file=wash.yaml", opSecret, src)
+		if code != 201 {
+			t.Fatalf("register: %d %s", code, body)
+		}
+		code, body, _ = h.do("POST", "/api/v1/definitions?file=wash.yaml", opSecret, src+"description: changed\n")
+		if code != 409 || !strings.Contains(string(body), "bump version") {
+			t.Fatalf("register another source as the same version: %d %s", code, body)
+		}
+		code, body, _ = h.do("GET", "/api/v1/definitions", readSecret, "")
+		if code != 200 || !strings.Contains(string(body), `"name": "wash"`) || !strings.Contains(string(body), `"name": "repair"`) {
+			t.Fatalf("list: %d %s", code, body)
+		}
+		code, body, _ = h.do("GET", "/api/v1/definitions/repair?version=1", readSecret, "")
+		info := decode[DefinitionInfo](t, body)
+		if code != 200 || len(info.Steps) != 5 || !strings.Contains(info.Source, "name: repair") {
+			t.Fatalf("get: %d %s", code, body)
+		}
+	})
+
+	t.Run("health", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/readyz"} {
+			if code, body, _ := h.do("GET", p, "", ""); code != 200 {
+				t.Errorf("%s: %d %s", p, code, body)
+			}
+		}
+	})
+}
+
+// TestDeadLetters lists, inspects, replays and purges dead letters.
+func TestDeadLetters(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	// Garbage on the events topic: the orchestrator dead-letters it.
+	p, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: h.topics.Events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "junk", Payload: []byte("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	// A start that was dead-lettered (say, its definition was registered
+	// too late): replaying it starts the process.
+	start, err := bus.NewEnvelope("start", "start:car-9", "car-9", time.Now(), engine.StartRequest{ProcessID: "car-9", Definition: "repair", Input: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := start.Encode()
+	dp, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: "events-orchestrator-DLQ"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	if _, err := dp.Send(ctx, &bus.OutMessage{Key: "car-9", Payload: payload, Properties: map[string]string{
+		bus.PropDLQReason: "cannot start car-9: unknown definition", bus.PropDLQOriginTopic: h.bus.Namespace().Partition(h.topics.Events, 1),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	const dlq = "/api/v1/dlq/events-orchestrator-DLQ"
+	var letters struct {
+		Count    int          `json:"count"`
+		Messages []DeadLetter `json:"messages"`
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for letters.Count < 2 && time.Now().Before(deadline) {
+		code, body, _ := h.do("GET", dlq, readSecret, "")
+		if code != 200 {
+			t.Fatalf("inspect: %d %s", code, body)
+		}
+		letters = decode[struct {
+			Count    int          `json:"count"`
+			Messages []DeadLetter `json:"messages"`
+		}](t, body)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if letters.Count != 2 {
+		t.Fatalf("%d dead letters, want 2", letters.Count)
+	}
+	var junk, car string
+	for _, m := range letters.Messages {
+		switch m.Key {
+		case "junk":
+			junk = m.ID
+			if m.Reason == "" || string(m.Payload) != `"not json"` {
+				t.Errorf("junk letter %+v", m)
+			}
+		case "car-9":
+			car = m.ID
+		}
+	}
+	code, body, _ := h.do("GET", "/api/v1/dlq", readSecret, "")
+	if code != 200 || !strings.Contains(string(body), `"topic": "events-orchestrator-DLQ",
+      "count": 2`) || !strings.Contains(string(body), "jobs.garage-workers-DLQ") {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	code, body, _ = h.do("POST", dlq+"/replay", readSecret, `{}`)
+	if code != 403 {
+		t.Fatalf("replay with a read-only token: %d %s", code, body)
+	}
+	code, body, _ = h.do("POST", dlq+"/replay", opSecret, `{"ids":["`+car+`","bogus"],"reason":"definition registered"}`)
+	if code != 200 || !strings.Contains(string(body), car) || !strings.Contains(string(body), `"skipped": [
+    "bogus"`) {
+		t.Fatalf("replay: %d %s", code, body)
+	}
+	h.waitStatus("car-9", workflow.StatusPaused)
+	code, body, _ = h.do("POST", dlq+"/purge", opSecret, `{"reason":"garbage"}`)
+	if code != 200 || !strings.Contains(string(body), junk) {
+		t.Fatalf("purge: %d %s", code, body)
+	}
+	code, body, _ = h.do("GET", dlq, readSecret, "")
+	if code != 200 || !strings.Contains(string(body), `"count": 0`) {
+		t.Fatalf("after purge: %d %s", code, body)
+	}
+	code, body, _ = h.do("POST", dlq+"/replay", opSecret, `{"ids":["`+car+`"]}`)
+	if code != 200 || !strings.Contains(string(body), `"done": []`) {
+		t.Fatalf("second replay: %d %s", code, body)
+	}
+}
