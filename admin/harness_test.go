@@ -107,7 +107,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	srv, err := New(Options{
-		Bus: b, Topics: topics, Registry: stack.Registry, ReadProcess: scanReader(b, topics),
+		Bus: b, Topics: topics, Registry: stack.Registry,
 		Tokens: []Token{{Name: "viewer", Role: RoleRead, Secret: readSecret}, {Name: "alice", Role: RoleOperator, Secret: opSecret}},
 	}, testLogger(t))
 	if err != nil {
@@ -184,62 +184,6 @@ func (h *harness) waitStep(pid, step string, want workflow.StepStatus) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	h.t.Fatalf("step %s of %s is %q, want %s", step, pid, row.Steps[step], want)
-}
-
-// scanReader reads a process from its partition of the snapshots and
-// history topics by scanning them: fine for tests; production uses
-// engine.ReadProcess, which reads exactly the process's records.
-func scanReader(b bus.Bus, topics engine.Topics) ProcessReader {
-	return func(ctx context.Context, row engine.StatusRecord) (*ProcessView, error) {
-		v := &ProcessView{}
-		scan := func(topic string, compacted bool, each func(env *bus.Envelope) error) error {
-			rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: b.Namespace().Partition(topic, row.Partition), Compacted: compacted})
-			if err != nil {
-				return err
-			}
-			defer rd.Close()
-			for {
-				more, err := rd.HasNext(ctx)
-				if err != nil || !more {
-					return err
-				}
-				m, err := rd.Next(ctx)
-				if err != nil {
-					return err
-				}
-				if m.Key != row.ProcessID || len(m.Payload) == 0 {
-					continue
-				}
-				env, err := bus.DecodeEnvelope(m.Payload)
-				if err != nil {
-					return err
-				}
-				if err := each(env); err != nil {
-					return err
-				}
-			}
-		}
-		err := scan(topics.Snapshots, true, func(env *bus.Envelope) error {
-			var s engine.Snapshot
-			if err := env.DecodePayload(&s); err != nil {
-				return err
-			}
-			v.State = s.State
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		err = scan(topics.History, false, func(env *bus.Envelope) error {
-			var r engine.Record
-			if err := env.DecodePayload(&r); err != nil {
-				return err
-			}
-			v.Records = append(v.Records, r)
-			return nil
-		})
-		return v, err
-	}
 }
 
 func decode[T any](t *testing.T, b []byte) T {

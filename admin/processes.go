@@ -49,10 +49,12 @@ type ProcessList struct {
 // ProcessDetail is one process: its row, full state, event stream and the
 // shape of its definition (for the step graph).
 type ProcessDetail struct {
-	Process    ProcessSummary  `json:"process"`
-	State      *workflow.State `json:"state,omitempty"`
-	Records    []engine.Record `json:"records"`
-	Definition *DefinitionInfo `json:"definition,omitempty"`
+	Process ProcessSummary  `json:"process"`
+	State   *workflow.State `json:"state,omitempty"`
+	Records []engine.Record `json:"records"`
+	// Pending are accepted events not yet folded into State.
+	Pending    []workflow.Event `json:"pending,omitempty"`
+	Definition *DefinitionInfo  `json:"definition,omitempty"`
 }
 
 // ActionResult answers an accepted action. Actions are applied by the
@@ -283,16 +285,12 @@ func (s *Server) getProcess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := ProcessDetail{Process: summarize(row, s.opts.Clock(), s.opts.StuckAfter), Records: []engine.Record{}}
-	if s.opts.ReadProcess == nil {
-		s.fail(w, r, fmt.Errorf("%w: this server cannot read event streams", ErrUnavailable))
-		return
-	}
 	v, err := s.opts.ReadProcess(r.Context(), row)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("%w: read process %s: %v", ErrUnavailable, row.ProcessID, err))
 		return
 	}
-	d.State = v.State
+	d.State, d.Pending = v.State, v.Pending
 	if v.Records != nil {
 		d.Records = v.Records
 	}

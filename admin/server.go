@@ -22,7 +22,6 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/engine"
-	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // Actions sends what changes processes (engine.Client does).
@@ -32,14 +31,9 @@ type Actions interface {
 	Admin(ctx context.Context, req engine.AdminRequest, requestID string) error
 }
 
-// ProcessView is one process's full state and its whole event stream.
-type ProcessView struct {
-	State   *workflow.State `json:"state,omitempty"`
-	Records []engine.Record `json:"records"`
-}
-
-// ProcessReader reads exactly one process's records (engine.ReadProcess).
-type ProcessReader func(ctx context.Context, row engine.StatusRecord) (*ProcessView, error)
+// ProcessReader reads exactly one process's records and state
+// (default: engine.ReadProcess).
+type ProcessReader func(ctx context.Context, row engine.StatusRecord) (*engine.ProcessView, error)
 
 // Options configure a Server.
 type Options struct {
@@ -53,7 +47,7 @@ type Options struct {
 	Status *engine.StatusTable
 	// Actions sends actions (default: an engine.Client on Bus).
 	Actions Actions
-	// ReadProcess reads one process (required for GET of a process).
+	// ReadProcess reads one process (default engine.ReadProcess).
 	ReadProcess ProcessReader
 	// Tokens authenticate callers; none means no authentication (every
 	// caller is the operator "anonymous"): use it on loopback only.
@@ -114,6 +108,11 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 	}
 	s.dlq = newDLQStore(opts.Bus, opts.Registry, opts.Topics)
 	s.owned = append(s.owned, s.dlq.Close)
+	if s.opts.ReadProcess == nil {
+		s.opts.ReadProcess = func(ctx context.Context, row engine.StatusRecord) (*engine.ProcessView, error) {
+			return engine.ReadProcess(ctx, opts.Bus, opts.Topics, opts.Registry, row)
+		}
+	}
 	if s.opts.Ready == nil {
 		s.opts.Ready = s.status.Refresh
 	}
