@@ -126,3 +126,50 @@ func TestProcessPinnedToItsVersion(t *testing.T) {
 		t.Fatalf("a new start takes the latest version: got %d", row.Version)
 	}
 }
+
+// A finished process is forgotten once its retention has passed: its
+// status row and image go, and later events for it are dropped as unknown.
+func TestRetentionOfFinishedProcesses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	ok := func(ctx context.Context, j *worker.Job) (any, error) { return map[string]any{"payment_id": "P"}, nil }
+	s, err := engine.StartStack(ctx, b, engine.StackOptions{Retention: time.Second, Services: map[string]map[string]worker.Handler{
+		"payments": {"ProcessPayment": ok}, "flights": {"BookFlight": ok}, "hotels": {"BookHotel": ok}, "notifications": {"NotifyCustomer": ok},
+	}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if _, err := s.Registry.RegisterPath(ctx, repoFile(t, "testdata/trip-booking.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: "short-lived", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if row := waitTerminal(ctx, t, s, "short-lived"); row.Status != workflow.StatusCompleted {
+		t.Fatalf("%+v", row)
+	}
+	for ctx.Err() == nil {
+		if err := s.Status.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := s.Status.Get("short-lived"); !ok {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the finished process was never forgotten")
+	}
+	if err := s.Client.Signal(ctx, "short-lived", "late", "late-1", nil); err != nil {
+		t.Fatal(err)
+	}
+	for s.Orchestrators[0].Drops()[engine.DropUnknownProcess] == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("a signal to the expired process was not dropped as unknown: %v", s.Orchestrators[0].Drops())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

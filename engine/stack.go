@@ -28,6 +28,8 @@ type StackOptions struct {
 	WorkerConcurrency int
 	// DecisionTimeout, see OrchestratorOptions.
 	DecisionTimeout time.Duration
+	// Retention, see OrchestratorOptions (default 24h).
+	Retention time.Duration
 	// Observer receives the orchestrators' measurements.
 	Observer Observer
 	// ObserveTimer receives each fired timer's lateness.
@@ -83,7 +85,7 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	}
 	for i := 0; i < opts.Orchestrators; i++ {
 		o := NewOrchestrator(b, reg, OrchestratorOptions{
-			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer,
+			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer, Retention: opts.Retention,
 		}, log)
 		s.Orchestrators = append(s.Orchestrators, o)
 		run("orchestrator", o.Run)
