@@ -65,12 +65,15 @@ func (b Bridge) http(ctx context.Context, job *Job, body []byte) (any, error) {
 		return nil, Retryable("Unavailable", err)
 	}
 	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, maxOutput+1))
 	if err != nil {
 		return nil, Retryable("Unavailable", err)
 	}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		if len(out) > maxOutput {
+			return nil, NonRetryable("OutputTooLarge", fmt.Errorf("%s answered with over %d bytes", b.URL, maxOutput))
+		}
 		return jsonOutput(out), nil
 	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return nil, Retryable(errType(out, fmt.Sprintf("HTTP%d", resp.StatusCode)), fmt.Errorf("%s: %s", resp.Status, errMessage(out)))
@@ -87,13 +90,15 @@ func (b Bridge) exec(ctx context.Context, job *Job, body []byte) (any, error) {
 	// Once the program is killed (the attempt's deadline, or shutdown), stop
 	// waiting for output that a leftover child may hold open.
 	cmd.WaitDelay = execWaitDelay
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stdout, stderr := &capped{max: maxOutput}, &capped{max: maxStderr}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {
 	case err != nil && ctx.Err() != nil:
 		return nil, Retryable("Timeout", fmt.Errorf("%s stopped: %w", b.Exec[0], ctx.Err()))
+	case err == nil && stdout.over:
+		return nil, NonRetryable("OutputTooLarge", fmt.Errorf("%s wrote over %d bytes", b.Exec[0], maxOutput))
 	case err == nil:
 		return jsonOutput(stdout.Bytes()), nil
 	case errors.As(err, &ee) && ee.ExitCode() == 2:
@@ -106,6 +111,35 @@ func (b Bridge) exec(ctx context.Context, job *Job, body []byte) (any, error) {
 
 // execWaitDelay bounds waiting for a killed program's output to close.
 const execWaitDelay = 2 * time.Second
+
+// Limits on what a service answers: an output (HTTP body, stdout) over
+// maxOutput fails the attempt for good; stderr is cut at maxStderr.
+const (
+	maxOutput = 4 << 20
+	maxStderr = 64 << 10
+)
+
+// capped keeps the first max bytes written to it and notes whether more
+// came; it never fails a write, so the program is not stopped by a pipe
+// error. (The buffer is a field, not embedded: an embedded bytes.Buffer's
+// ReadFrom would let io.Copy bypass Write.)
+type capped struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room < len(p) {
+		c.over = true
+		c.buf.Write(p[:max(room, 0)])
+		return len(p), nil
+	}
+	return c.buf.Write(p)
+}
+
+func (c *capped) Bytes() []byte  { return c.buf.Bytes() }
+func (c *capped) String() string { return c.buf.String() }
 
 func jsonOutput(b []byte) any {
 	b = bytes.TrimSpace(b)

@@ -105,6 +105,21 @@ func TestBridgeHTTP(t *testing.T) {
 	}
 }
 
+// A 2xx body over the bridge's limit is not cut into a wrong output: the
+// attempt fails for good.
+func TestBridgeHTTPOversizedBody(t *testing.T) {
+	big := `["` + strings.Repeat("x", 5<<20) + `"]`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, big)
+	}))
+	defer srv.Close()
+	out, err := worker.Bridge{URL: srv.URL}.Handle(context.Background(), bridgeJob())
+	if err == nil {
+		t.Fatalf("a %d-byte body gave an output of %T", len(big), out)
+	}
+	wantErr(t, err, "OutputTooLarge", false, "bytes")
+}
+
 func TestBridgeHTTPUnreachable(t *testing.T) {
 	// A port nobody listens on: take a free one and close it.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -140,12 +155,17 @@ func TestBridgeExec(t *testing.T) {
 		{name: "exit 2 is a non-retryable Refused with stderr", script: `echo 'no rooms left' >&2; exit 2`, errType: "Refused", errMsg: "no rooms left"},
 		{name: "exit 1 is retryable", script: `echo 'db down' >&2; exit 1`, errType: "ExecFailed", retryable: true, errMsg: "db down"},
 		{name: "exit 3 is retryable", script: `exit 3`, errType: "ExecFailed", retryable: true, errMsg: "exit 3"},
+		{name: "stdout over the limit fails for good", script: `head -c 5000000 /dev/zero | tr '\0' x`, errType: "OutputTooLarge", errMsg: "over 4194304 bytes"},
+		{name: "a flood on stderr is cut", script: `head -c 5000000 /dev/zero | tr '\0' e >&2; exit 2`, errType: "Refused", errMsg: "eee"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := worker.Bridge{Exec: []string{"sh", "-c", tc.script}}.Handle(context.Background(), bridgeJob())
 			if tc.errType != "" {
 				wantErr(t, err, tc.errType, tc.retryable, tc.errMsg)
+				if len(err.Error()) > 100<<10 {
+					t.Errorf("error of %d bytes", len(err.Error()))
+				}
 				return
 			}
 			if err != nil {
