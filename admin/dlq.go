@@ -218,22 +218,20 @@ func (s *Server) checkDLQTopic(ctx context.Context, topic string) error {
 	return nil
 }
 
-func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// DeadLetterCounts reads every dead-letter topic of the installation.
+func (s *Server) DeadLetterCounts(ctx context.Context) ([]DLQInfo, error) {
 	names, err := s.dlq.topicsList(ctx)
 	if err == nil {
 		err = s.dlq.refresh(ctx)
 	}
 	if err != nil {
-		s.fail(w, r, fmt.Errorf("%w: %v", ErrUnavailable, err))
-		return
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	out := []DLQInfo{}
 	for _, t := range names {
 		msgs, err := s.dlq.read(ctx, t)
 		if err != nil {
-			s.fail(w, r, fmt.Errorf("%w: read %s: %v", ErrUnavailable, t, err))
-			return
+			return nil, fmt.Errorf("%w: read %s: %v", ErrUnavailable, t, err)
 		}
 		info := DLQInfo{Topic: t}
 		for _, m := range msgs {
@@ -244,6 +242,15 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		out = append(out, info)
+	}
+	return out, nil
+}
+
+func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) {
+	out, err := s.DeadLetterCounts(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"topics": out})
 }

@@ -88,8 +88,12 @@ func newHarness(t *testing.T) *harness {
 	topics := engine.DefaultTopics()
 	topics.Partitions = 2
 	g := &garage{tries: map[string]int{}, runs: map[string][]string{}}
+	status := engine.NewStatusTable(b, topics.Status)
+	t.Cleanup(func() { _ = status.Close() })
+	metrics := NewMetrics(status)
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{
 		Topics: topics, Services: map[string]map[string]worker.Handler{"garage": g.handlers()},
+		Observer: metrics, ObserveTimer: metrics.ObserveTimer,
 	}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +111,7 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	srv, err := New(Options{
-		Bus: b, Topics: topics, Registry: stack.Registry,
+		Bus: b, Topics: topics, Registry: stack.Registry, Metrics: metrics,
 		Tokens: []Token{{Name: "viewer", Role: RoleRead, Secret: readSecret}, {Name: "alice", Role: RoleOperator, Secret: opSecret}},
 	}, testLogger(t))
 	if err != nil {

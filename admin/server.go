@@ -58,8 +58,9 @@ type Options struct {
 	// Ready reports whether the engine behind the server is ready
 	// (default: the status table can be read).
 	Ready func(ctx context.Context) error
-	// Metrics, when set, is served on /metrics.
-	Metrics http.Handler
+	// Metrics, when set, is served on /metrics (with the dead-letter
+	// counts added).
+	Metrics *Metrics
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
 }
@@ -116,6 +117,11 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 	if s.opts.Ready == nil {
 		s.opts.Ready = s.status.Refresh
 	}
+	if opts.Metrics != nil {
+		if err := opts.Metrics.reg.Register(&dlqCollector{list: s.DeadLetterCounts, every: 15 * time.Second}); err != nil {
+			return nil, fmt.Errorf("%w: metrics: %v", ErrBadOptions, err)
+		}
+	}
 	s.routes()
 	return s, nil
 }
@@ -170,7 +176,7 @@ func (s *Server) routes() {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if s.opts.Metrics != nil {
-		m.Handle("GET /metrics", s.opts.Metrics)
+		m.Handle("GET /metrics", s.opts.Metrics.Handler())
 	}
 	ui, _ := fs.Sub(uiFiles, "ui")
 	m.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(ui)))

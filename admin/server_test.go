@@ -235,6 +235,30 @@ func TestAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics", func(t *testing.T) {
+		code, body, _ := h.do("GET", "/metrics", "", "")
+		if code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		for _, want := range []string{
+			`pulsaga_processes{definition="repair",status="completed"} 1`,
+			`pulsaga_processes{definition="repair",status="compensated"} 1`,
+			`pulsaga_processes{definition="repair",status="terminated"} 1`,
+			`pulsaga_steps_failed_total{definition="repair",step="repair"} 3`,
+			`pulsaga_step_retries_total{definition="repair",step="repair"} 1`,
+			`pulsaga_steps_completed_total{definition="repair",step="deliver"} 1`,
+			`pulsaga_commands_sent_total{definition="repair",kind="retry"} 1`,
+			`pulsaga_process_transitions_total{definition="repair",status="paused"} 3`,
+			`pulsaga_dead_letters{topic="jobs.garage-workers-DLQ"} 0`,
+			"pulsaga_decision_latency_seconds_count",
+			"pulsaga_event_to_command_latency_seconds_count",
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+
 	t.Run("health", func(t *testing.T) {
 		for _, p := range []string{"/healthz", "/readyz"} {
 			if code, body, _ := h.do("GET", p, "", ""); code != 200 {

@@ -1,0 +1,178 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Metrics are pulsaga's Prometheus metrics. It is an engine.Observer (give
+// it to the orchestrator) and ObserveTimer is a timer relay's Observe
+// hook; processes by status are read from the status table at each scrape.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	decisionLatency, eventToCommand, timerLateness *prometheus.HistogramVec
+	stepsStarted, stepsCompleted, stepsFailed      *prometheus.CounterVec
+	stepRetries, commands, processes, dropped      *prometheus.CounterVec
+}
+
+var _ engine.Observer = (*Metrics)(nil)
+
+// latencyBuckets span 1 ms to about 16 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
+
+// NewMetrics registers the metrics. status, when set, gives the
+// pulsaga_processes gauge; a Server given these metrics adds the
+// pulsaga_dead_letters gauge.
+func NewMetrics(status *engine.StatusTable) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry()}
+	hist := func(name, help string, label string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "pulsaga", Name: name, Help: help, Buckets: latencyBuckets}, []string{label})
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pulsaga", Name: name, Help: help}, labels)
+	}
+	m.decisionLatency = hist("decision_latency_seconds", "Time from issuing a decision task to applying its result.", "definition")
+	m.eventToCommand = hist("event_to_command_latency_seconds", "Time from the oldest event a decision folded to the decision's commands being sent.", "definition")
+	m.timerLateness = hist("timer_lateness_seconds", "How late timers fired, by kind.", "kind")
+	m.stepsStarted = counter("steps_started_total", "Steps that started.", "definition", "step")
+	m.stepsCompleted = counter("steps_completed_total", "Steps that completed.", "definition", "step")
+	m.stepsFailed = counter("steps_failed_total", "Steps that failed for good.", "definition", "step")
+	m.stepRetries = counter("step_retries_total", "Attempts after the first of a step's command (backoff retries and admin retries).", "definition", "step")
+	m.commands = counter("commands_sent_total", "Commands sent to workers, by kind (first, retry, compensation).", "definition", "kind")
+	m.processes = counter("process_transitions_total", "Processes entering a status.", "definition", "status")
+	m.dropped = counter("inputs_dropped_total", "Inputs the orchestrator dropped or dead-lettered, by reason.", "reason")
+	m.reg.MustRegister(m.decisionLatency, m.eventToCommand, m.timerLateness, m.stepsStarted, m.stepsCompleted, m.stepsFailed,
+		m.stepRetries, m.commands, m.processes, m.dropped,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if status != nil {
+		m.reg.MustRegister(&statusCollector{status: status})
+	}
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry is where the metrics are registered (to add more).
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// DecisionApplied implements engine.Observer.
+func (m *Metrics) DecisionApplied(def string, d time.Duration) {
+	m.decisionLatency.WithLabelValues(def).Observe(d.Seconds())
+}
+
+// EventToCommand implements engine.Observer.
+func (m *Metrics) EventToCommand(def string, d time.Duration) {
+	m.eventToCommand.WithLabelValues(def).Observe(d.Seconds())
+}
+
+// StepChanged implements engine.Observer.
+func (m *Metrics) StepChanged(def, step string, from, to workflow.StepStatus) {
+	switch to {
+	case workflow.StepRunning, workflow.StepWaiting:
+		if from == workflow.StepPending {
+			m.stepsStarted.WithLabelValues(def, step).Inc()
+		}
+	case workflow.StepCompleted:
+		m.stepsCompleted.WithLabelValues(def, step).Inc()
+	case workflow.StepFailed:
+		m.stepsFailed.WithLabelValues(def, step).Inc()
+	}
+}
+
+// CommandSent implements engine.Observer.
+func (m *Metrics) CommandSent(def, step string, attempt int, compensation bool) {
+	switch {
+	case compensation:
+		m.commands.WithLabelValues(def, "compensation").Inc()
+	case attempt > 1:
+		m.commands.WithLabelValues(def, "retry").Inc()
+		m.stepRetries.WithLabelValues(def, step).Inc()
+	default:
+		m.commands.WithLabelValues(def, "first").Inc()
+	}
+}
+
+// ProcessChanged implements engine.Observer.
+func (m *Metrics) ProcessChanged(def string, _, to workflow.Status) {
+	m.processes.WithLabelValues(def, string(to)).Inc()
+}
+
+// Dropped implements engine.Observer.
+func (m *Metrics) Dropped(reason string) { m.dropped.WithLabelValues(reason).Inc() }
+
+// ObserveTimer is a timer relay's Observe hook.
+func (m *Metrics) ObserveTimer(kind string, lateness time.Duration) {
+	m.timerLateness.WithLabelValues(kind).Observe(max(lateness, 0).Seconds())
+}
+
+// statusCollector counts processes by definition and status from the
+// status table at each scrape.
+type statusCollector struct{ status *engine.StatusTable }
+
+var processesDesc = prometheus.NewDesc("pulsaga_processes", "Processes in the status table, by definition and status.", []string{"definition", "status"}, nil)
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- processesDesc }
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.status.Refresh(ctx); err != nil {
+		ch <- prometheus.NewInvalidMetric(processesDesc, err)
+		return
+	}
+	type key struct{ def, status string }
+	n := map[key]int{}
+	for _, r := range c.status.List() {
+		n[key{r.Definition, string(r.Status)}]++
+	}
+	for k, v := range n {
+		ch <- prometheus.MustNewConstMetric(processesDesc, prometheus.GaugeValue, float64(v), k.def, k.status)
+	}
+}
+
+// dlqCollector reports the dead letters not handled yet, per topic; the
+// topics are read at most once per every.
+type dlqCollector struct {
+	list  func(context.Context) ([]DLQInfo, error)
+	every time.Duration
+
+	mu   sync.Mutex
+	at   time.Time
+	last []DLQInfo
+	err  error
+}
+
+var deadLettersDesc = prometheus.NewDesc("pulsaga_dead_letters", "Dead letters not replayed or purged, by dead-letter topic.", []string{"topic"}, nil)
+
+func (c *dlqCollector) Describe(ch chan<- *prometheus.Desc) { ch <- deadLettersDesc }
+
+func (c *dlqCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= c.every {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c.last, c.err = c.list(ctx)
+		cancel()
+		c.at = time.Now()
+	}
+	if c.err != nil {
+		ch <- prometheus.NewInvalidMetric(deadLettersDesc, c.err)
+		return
+	}
+	for _, d := range c.last {
+		ch <- prometheus.MustNewConstMetric(deadLettersDesc, prometheus.GaugeValue, float64(d.Count), d.Topic)
+	}
+}
