@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -33,6 +34,17 @@ type Orchestrator struct {
 	HistoryRetention time.Duration `mapstructure:"history_retention" usage:"how long event streams are kept"`
 	// TimerRelay runs a timer relay in the orchestrator process.
 	TimerRelay bool `mapstructure:"timer_relay" usage:"run a timer relay in this process"`
+	// AdminListen is the address of the admin API, the dashboard, /metrics,
+	// /healthz and /readyz, such as 127.0.0.1:8088 (default empty: none, so
+	// several orchestrators can share a host without choosing ports).
+	AdminListen string `mapstructure:"admin_listen" usage:"address of the admin API, dashboard and metrics (empty: off)"`
+	// AdminTokens are the API's bearer tokens, each name:role:secret with
+	// role read or operator. Without tokens the API needs none, so it must
+	// then listen on a loopback address.
+	AdminTokens []string `mapstructure:"admin_tokens" usage:"admin API bearer tokens, name:role:secret (role read or operator)"`
+	// AdminStuckAfter is the default threshold of the "stuck" filter: a live
+	// process without progress for longer is stuck.
+	AdminStuckAfter time.Duration `mapstructure:"admin_stuck_after" usage:"a live process without progress for longer is stuck"`
 }
 
 // DefaultOrchestrator is the default orchestrator configuration.
@@ -41,6 +53,7 @@ func DefaultOrchestrator() Orchestrator {
 	return Orchestrator{
 		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256,
 		DecisionTimeout: 30 * time.Second, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
+		AdminStuckAfter: 15 * time.Minute,
 	}
 }
 
@@ -64,6 +77,42 @@ func (c *Orchestrator) Validate() error {
 	errs = append(errs, positive("decision_timeout", c.DecisionTimeout), positive("retention", c.Retention))
 	if c.HistoryRetention == 0 || c.HistoryRetention < -time.Second {
 		errs = append(errs, &FieldError{Key: "history_retention", Value: c.HistoryRetention.String(), Problem: "must be positive, or -1s for forever"})
+	}
+	errs = append(errs, positive("admin_stuck_after", c.AdminStuckAfter), c.validateAdmin())
+	return errors.Join(errs...)
+}
+
+func (c *Orchestrator) validateAdmin() error {
+	if c.AdminListen == "" {
+		return nil
+	}
+	var errs []error
+	host, _, err := net.SplitHostPort(c.AdminListen)
+	if err != nil {
+		return &FieldError{Key: "admin_listen", Value: c.AdminListen, Problem: "must be host:port, such as 127.0.0.1:8088 or :8088"}
+	}
+	names := map[string]bool{}
+	for _, t := range c.AdminTokens {
+		name, rest, _ := strings.Cut(t, ":")
+		role, secret, ok := strings.Cut(rest, ":")
+		shown := name + ":" + role + ":***"
+		switch {
+		case !ok || name == "":
+			errs = append(errs, &FieldError{Key: "admin_tokens", Value: shown, Problem: "each token must be name:role:secret"})
+		case role != "read" && role != "operator":
+			errs = append(errs, &FieldError{Key: "admin_tokens", Value: shown, Problem: "role must be read or operator"})
+		case len(secret) < 8:
+			errs = append(errs, &FieldError{Key: "admin_tokens", Value: shown, Problem: "secret must have at least 8 characters"})
+		case names[name]:
+			errs = append(errs, &FieldError{Key: "admin_tokens", Value: shown, Problem: "token names must be unique (they are recorded as the actor)"})
+		}
+		names[name] = true
+	}
+	if len(c.AdminTokens) == 0 {
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			errs = append(errs, &FieldError{Key: "admin_tokens", Value: "", Problem: fmt.Sprintf("are required when admin_listen (%s) is not a loopback address", c.AdminListen)})
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -87,12 +87,18 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 			log.Info().Str("definition", d.Name).Int("version", d.Version).Msg("definition registered")
 		}
 	}
+	adm, err := newAdmin(cfg, b, topics, reg, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
+		Observer: adm.metrics,
 	}, log)
-	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run}
+	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run}
 	if cfg.TimerRelay {
-		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay"}, log).Run)
+		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
 	}
 	log.Info().Str("instance", cfg.Name).Int("partitions", cfg.Partitions).Msg("orchestrator running")
 	return group(ctx, fns...)

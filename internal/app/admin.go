@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/admin"
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/config"
+	"github.com/pulsaga/pulsaga/engine"
+)
+
+// adminParts are the orchestrator binary's operations surface: the
+// metrics it observes with and, when admin_listen is set, the HTTP server
+// of the admin API, dashboard, /metrics, /healthz and /readyz.
+type adminParts struct {
+	metrics *admin.Metrics
+	status  *engine.StatusTable
+	srv     *admin.Server
+	ln      net.Listener
+	log     zerolog.Logger
+}
+
+// newAdmin prepares the admin server of an orchestrator; its listener is
+// open when it returns, so a taken port fails the start at once.
+func newAdmin(cfg config.Orchestrator, b bus.Bus, topics engine.Topics, reg *engine.Registry, log zerolog.Logger) (*adminParts, error) {
+	a := &adminParts{status: engine.NewStatusTable(b, topics.Status), log: log}
+	a.metrics = admin.NewMetrics(a.status)
+	if cfg.AdminListen == "" {
+		return a, nil
+	}
+	var tokens []admin.Token
+	for _, s := range cfg.AdminTokens {
+		t, err := admin.ParseToken(s)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("%w: admin_tokens: %v", config.ErrInvalid, err)
+		}
+		tokens = append(tokens, t)
+	}
+	srv, err := admin.New(admin.Options{
+		Bus: b, Topics: topics, Registry: reg, Status: a.status, Tokens: tokens, StuckAfter: cfg.AdminStuckAfter, Metrics: a.metrics,
+	}, log)
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	a.srv = srv
+	if a.ln, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("admin_listen %s: %w", cfg.AdminListen, err)
+	}
+	if len(tokens) == 0 {
+		log.Warn().Str("listen", a.ln.Addr().String()).Msg("admin API without tokens: every local caller is an operator")
+	}
+	return a, nil
+}
+
+// run serves until ctx ends, then shuts down gracefully.
+func (a *adminParts) run(ctx context.Context) error {
+	if a.srv == nil {
+		<-ctx.Done()
+		return nil
+	}
+	hs := &http.Server{Handler: a.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(a.ln) }()
+	a.log.Info().Str("listen", a.ln.Addr().String()).Msg("admin API, dashboard and metrics serving")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Addr is where the server listens ("" when off).
+func (a *adminParts) Addr() string {
+	if a.ln == nil {
+		return ""
+	}
+	return a.ln.Addr().String()
+}
+
+// Close releases the server's readers and producers.
+func (a *adminParts) Close() {
+	if a.srv != nil {
+		_ = a.srv.Close()
+	}
+	if a.ln != nil {
+		_ = a.ln.Close()
+	}
+	_ = a.status.Close()
+}

@@ -1,0 +1,101 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/config"
+	"github.com/pulsaga/pulsaga/engine"
+)
+
+// The orchestrator's admin server: listens where configured, answers with
+// the configured tokens, serves metrics and health, stops with its context.
+func TestAdminServer(t *testing.T) {
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	topics := engine.DefaultTopics()
+	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry(b, topics.Definitions, nil)
+	defer reg.Close()
+	cfg := config.DefaultOrchestrator()
+	cfg.AdminListen, cfg.AdminTokens = "127.0.0.1:0", []string{"ops:operator:0123456789"}
+	a, err := newAdmin(cfg, b, topics, reg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+
+	taken := cfg
+	taken.AdminListen = a.Addr()
+	if _, err := newAdmin(taken, b, topics, reg, zerolog.Nop()); err == nil || !strings.Contains(err.Error(), "admin_listen "+a.Addr()) {
+		t.Errorf("a taken port: %v", err)
+	}
+	bad := cfg
+	bad.AdminTokens = []string{"ops:root:0123456789"}
+	if _, err := newAdmin(bad, b, topics, reg, zerolog.Nop()); !errors.Is(err, config.ErrInvalid) {
+		t.Errorf("a bad token: %v", err)
+	}
+
+	rctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.run(rctx) }()
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+a.Addr()+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	tests := []struct {
+		name, path, token string
+		code              int
+		body              string
+	}{
+		{"health", "/healthz", "", 200, "ok"},
+		{"ready", "/readyz", "", 200, "ready"},
+		{"metrics", "/metrics", "", 200, "go_goroutines"},
+		{"api needs the token", "/api/v1/processes", "", 401, "unauthenticated"},
+		{"api with the token", "/api/v1/whoami", "0123456789", 200, `"name": "ops"`},
+		{"dashboard", "/ui/", "", 200, "<title>pulsaga"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(tc.path, tc.token)
+			if code != tc.code || !strings.Contains(body, tc.body) {
+				t.Errorf("GET %s: %d %s", tc.path, code, body)
+			}
+		})
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the admin server did not stop with its context")
+	}
+	if c, err := net.DialTimeout("tcp", a.Addr(), time.Second); err == nil {
+		c.Close()
+		t.Error("still listening after stop")
+	}
+}
