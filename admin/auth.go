@@ -113,7 +113,7 @@ func (s *Server) require(need Role, h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		if !p.Role.allows(need) {
-			s.fail(w, r, fmt.Errorf("%w: token %s is %s-only; this needs the %s role", ErrForbidden, p.Name, p.Role, need))
+			s.fail(w, r, fmt.Errorf("%w: this token (%s) is %s-only; this needs the %s role", ErrForbidden, p.Name, p.Role, need))
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))

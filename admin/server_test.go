@@ -26,7 +26,7 @@ func TestAPI(t *testing.T) {
 	}{
 		{"no token", "GET", "/api/v1/processes", "", "", 401, "unauthenticated"},
 		{"wrong token", "GET", "/api/v1/processes", "nope-nope-nope", "", 401, "unauthenticated"},
-		{"read-only token acting", "POST", "/api/v1/processes/car-1/retry", readSecret, `{}`, 403, "token viewer is read-only"},
+		{"read-only token acting", "POST", "/api/v1/processes/car-1/retry", readSecret, `{}`, 403, "this token (viewer) is read-only"},
 		{"read-only token registering", "POST", "/api/v1/definitions", readSecret, "name: x", 403, "forbidden"},
 		{"unknown process", "GET", "/api/v1/processes/nope", readSecret, "", 404, "no process nope"},
 		{"action on unknown process", "POST", "/api/v1/processes/nope/cancel", opSecret, `{}`, 404, "no process nope"},

@@ -26,6 +26,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	addAPIFlags(root)
 	for _, c := range subcommands {
 		root.AddCommand(c())
 	}

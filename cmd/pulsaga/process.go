@@ -92,6 +92,9 @@ func newStartCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if usesAPI(cmd) {
+				return startViaAPI(cmd, args[0], id, version, in)
+			}
 			if id == "" {
 				id = fmt.Sprintf("%s-%d", args[0], time.Now().UnixNano())
 			}
@@ -131,6 +134,9 @@ func newSignalCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if usesAPI(cmd) {
+				return signalViaAPI(cmd, args[0], args[1], signalID, d)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			c, done, err := f.client(ctx)
@@ -154,6 +160,9 @@ func newRegisterCommand() *cobra.Command {
 		Short: "Validate and register definitions (versioned; a process keeps the version it started with)",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if usesAPI(cmd) {
+				return registerViaAPI(cmd, args)
+			}
 			if err := f.pulsar.Validate("pulsar"); err != nil {
 				return err
 			}
