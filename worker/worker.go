@@ -140,6 +140,7 @@ func (e *Error) message() string {
 	}
 	return e.Err.Error()
 }
+
 func (e *Error) Unwrap() error {
 	if e == nil {
 		return nil
