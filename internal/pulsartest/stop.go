@@ -27,8 +27,9 @@ const (
 )
 
 // exclusiveWait bounds how long StopBroker waits for the tests of other
-// packages to finish with the broker.
-const exclusiveWait = 6 * time.Minute
+// packages to finish with the broker (less when the test binary's -timeout
+// is nearer).
+const exclusiveWait = 10 * time.Minute
 
 func openLock(home, name string) (*os.File, error) {
 	if err := os.MkdirAll(home, 0o755); err != nil {
@@ -96,33 +97,38 @@ func lockShared(home string) (release func(), err error) {
 	}, nil
 }
 
+// gateHold is how long StopBroker keeps new users out while it waits for
+// the running ones; then it lets them in for gatePause and tries again, so
+// that a long test elsewhere does not hold every other test up for minutes.
+const (
+	gateHold  = 30 * time.Second
+	gatePause = 2 * time.Second
+)
+
 // lockExclusive holds the gate and then the broker lock exclusively,
 // waiting at most d; this process's shared hold, if any, is converted (so
 // the caller must not run in parallel with other broker tests of its
 // binary). release returns to the shared hold, or none.
 func lockExclusive(home string, d time.Duration) (release func(), err error) {
 	deadline := time.Now().Add(d)
-	wait := func(f *os.File) error {
+	// try takes f exclusively, polling until until.
+	try := func(f *os.File, until time.Time) (bool, error) {
 		for {
 			err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 			if err == nil {
-				return nil
+				return true, nil
 			}
 			if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
-				return fmt.Errorf("lock %s: %w", f.Name(), err)
+				return false, fmt.Errorf("lock %s: %w", f.Name(), err)
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("other tests kept using the broker (lock %s) for more than %s", f.Name(), d)
+			if time.Now().After(until) {
+				return false, nil
 			}
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	gate, err := openLock(home, gateLock)
 	if err != nil {
-		return nil, err
-	}
-	if err := wait(gate); err != nil {
-		gate.Close()
 		return nil, err
 	}
 	held.Lock()
@@ -133,13 +139,37 @@ func lockExclusive(home string, d time.Duration) (release func(), err error) {
 			return nil, err
 		}
 	}
-	if err := wait(held.f); err != nil {
+	fail := func(err error) (func(), error) {
 		if held.users == 0 {
 			held.f.Close()
 			held.f = nil
 		}
 		gate.Close()
 		return nil, err
+	}
+	for {
+		ok, err := try(gate, deadline)
+		if err != nil {
+			return fail(err)
+		}
+		if ok {
+			until := time.Now().Add(gateHold)
+			if until.After(deadline) {
+				until = deadline
+			}
+			ok, err = try(held.f, until)
+			if err != nil {
+				return fail(err)
+			}
+			if ok {
+				break
+			}
+			_ = unix.Flock(int(gate.Fd()), unix.LOCK_UN)
+		}
+		if time.Now().After(deadline) {
+			return fail(fmt.Errorf("other tests kept using the broker (lock %s) for more than %s", held.f.Name(), d))
+		}
+		time.Sleep(gatePause)
 	}
 	held.exclusive = true
 	return func() {
@@ -198,7 +228,15 @@ func StopBroker(t testing.TB, d time.Duration) (resume func()) {
 	if lockHome == "" {
 		lockHome = filepath.Join(os.TempDir(), "pulsaga-pulsartest")
 	}
-	release, err := lockExclusive(lockHome, exclusiveWait)
+	wait := exclusiveWait
+	if tt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		// Leave the rest of the test binary time to run before go test's
+		// -timeout.
+		if dl, ok := tt.Deadline(); ok {
+			wait = max(min(wait, time.Until(dl)-4*time.Minute), 30*time.Second)
+		}
+	}
+	release, err := lockExclusive(lockHome, wait)
 	if err != nil {
 		t.Fatalf("pulsartest: stop broker: %v", err)
 	}
