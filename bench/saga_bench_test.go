@@ -217,7 +217,7 @@ func BenchmarkMemoryPerWaitingProcess(b *testing.B) {
 		st := startStack(b, bb, loanServices(), nil)
 		register(b, st, loanFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, bench.StepIs("review", workflow.StepWaiting))
+		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, waitingOrDone)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -229,9 +229,8 @@ func BenchmarkMemoryPerWaitingProcess(b *testing.B) {
 		h0 := heap()
 		n := *flagWaiting
 		b.StartTimer()
-		startAll(ctx, b, st.Client, "loan-approval", loanInput, pidsFor("loan", n))
-		if err := w.WaitCount(ctx, len(warm)+n); err != nil {
-			b.Fatal(err)
+		if failed := fill(ctx, b, st.Client, w, pidsFor("loan", n), len(warm)); len(failed) > 0 {
+			b.Fatalf("%d of %d processes failed instead of waiting, e.g. %s: %+v", len(failed), n, failed[0], w.Row(failed[0]))
 		}
 		b.StopTimer()
 		// The watcher's own table is not the engine's: drop it first.
@@ -263,15 +262,14 @@ func BenchmarkRestart(b *testing.B) {
 		st := startStackN(b, bb, loanServices(), nil, *flagFill)
 		register(b, st, loanFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, bench.StepIs("review", workflow.StepWaiting))
+		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, waitingOrDone)
 		if err != nil {
 			b.Fatal(err)
 		}
 		pids := pidsFor("loan", n)
 		t0 := time.Now()
-		startAll(ctx, b, st.Client, "loan-approval", loanInput, pids)
-		if err := w.WaitCount(ctx, n); err != nil {
-			b.Fatal(err)
+		if failed := fill(ctx, b, st.Client, w, pids, 0); len(failed) > 0 {
+			b.Fatalf("%d of %d processes failed instead of waiting, e.g. %s: %+v", len(failed), n, failed[0], w.Row(failed[0]))
 		}
 		created := time.Since(t0)
 		w.Close()

@@ -23,6 +23,7 @@ import (
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
 	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // Sizes, settable on the command line: go test ./bench -bench . -args -sagas 2000.
@@ -33,6 +34,7 @@ var (
 	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
 	flagTimerProcs = flag.Int("timerprocs", 100, "processes of BenchmarkTimerLateness (3 sleep timers each)")
 	flagStarters   = flag.Int("starters", 32, "goroutines sending start requests")
+	flagWave       = flag.Int("wave", 200, "waiting processes are created this many at a time (so the fill does not overload the engine into decision and attempt timeouts)")
 	flagDeciders   = flag.Int("deciders", 1, "decider instances of the engine under test (StackOptions.Deciders)")
 	flagFill       = flag.Int("fill-deciders", 2, "decider instances of the engine that creates BenchmarkRestart's processes (only the restarted engine is measured)")
 )
@@ -206,6 +208,34 @@ func startAll(ctx context.Context, b *testing.B, c *engine.Client, def string, i
 		b.Fatal(err)
 	}
 	return sent
+}
+
+// fill creates waiting processes wave by wave: each wave of -wave starts
+// is sent once the previous one has settled (every process waiting or
+// finished), so no decision waits in a queue for longer than its timeout.
+// It returns the processes that did not reach the wait (they failed).
+func fill(ctx context.Context, b *testing.B, c *engine.Client, w *bench.Watcher, pids []string, settledBefore int) []string {
+	b.Helper()
+	for i := 0; i < len(pids); i += *flagWave {
+		j := min(i+*flagWave, len(pids))
+		startAll(ctx, b, c, "loan-approval", loanInput, pids[i:j])
+		if err := w.WaitCount(ctx, settledBefore+j); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var failed []string
+	for _, pid := range pids {
+		if r := w.Row(pid); r.Status.Terminal() {
+			failed = append(failed, pid)
+		}
+	}
+	return failed
+}
+
+// waitingOrDone is a loan process waiting for its signal, or finished
+// (which the benchmark then reports as a failure).
+func waitingOrDone(r engine.StatusRecord) bool {
+	return r.Steps["review"] == string(workflow.StepWaiting) || r.Status.Terminal()
 }
 
 func pidsFor(prefix string, n int) []string {
