@@ -287,7 +287,7 @@ func BenchmarkRestart(b *testing.B) {
 		b.StartTimer()
 		t1 := time.Now()
 		bb2 := e.bus(b)
-		st2 := startStack(b, bb2, loanServices(), nil)
+		st2 := startStackLog(b, bb2, loanServices(), nil, *flagDeciders, engineLog("restart"))
 		up := time.Since(t1)
 		w2, err := bench.WatchFrom(ctx, bb2, engine.DefaultTopics().Status, bench.Terminal, true)
 		if err != nil {

@@ -113,14 +113,23 @@ func startStack(b *testing.B, bb bus.Bus, services map[string]map[string]worker.
 }
 
 func startStackN(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration), deciders int) *engine.Stack {
+	return startStackLog(b, bb, services, observe, deciders, engineLog("all"))
+}
+
+// engineLog is the engine's own log on stderr when BENCH_LOG is "all" or
+// names the phase ("restart": only the restarted engine), for looking into
+// a slow run; zerolog.Nop() otherwise.
+func engineLog(phase string) zerolog.Logger {
+	if v := os.Getenv("BENCH_LOG"); v == "all" || v == phase {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
+	}
+	return zerolog.Nop()
+}
+
+func startStackLog(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration), deciders int, log zerolog.Logger) *engine.Stack {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	log := zerolog.Nop()
-	if os.Getenv("BENCH_LOG") != "" {
-		// The engine's own log on stderr, for looking into a slow run.
-		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	}
 	st, err := engine.StartStack(ctx, bb, engine.StackOptions{Name: "bench", Services: services, ObserveTimer: observe, Deciders: deciders}, log)
 	if err != nil {
 		b.Fatal(err)
