@@ -203,8 +203,12 @@ func (c *Worker) Validate() error {
 			if err := checkURL(c.BridgeURL, "http", "https"); err != nil {
 				errs = append(errs, &FieldError{Key: "bridge_url", Value: c.BridgeURL, Problem: err.Error()})
 			}
-		case strings.TrimSpace(c.BridgeExec) == "":
-			errs = append(errs, &FieldError{Key: "bridge_exec", Value: c.BridgeExec, Problem: "must name a program"})
+		default:
+			if args, err := SplitArgs(c.BridgeExec); err != nil {
+				errs = append(errs, &FieldError{Key: "bridge_exec", Value: c.BridgeExec, Problem: err.Error()})
+			} else if len(args) == 0 {
+				errs = append(errs, &FieldError{Key: "bridge_exec", Value: c.BridgeExec, Problem: "must name a program"})
+			}
 		}
 	default:
 		errs = append(errs, &FieldError{Key: "mode", Value: c.Mode, Problem: "must be demo or bridge"})
@@ -225,6 +229,62 @@ func (c *Worker) Validate() error {
 		errs = append(errs, &FieldError{Key: "fail_probability", Value: c.FailProbability, Problem: "must be between 0 and 1"})
 	}
 	return errors.Join(errs...)
+}
+
+// SplitArgs splits a command line into words as a POSIX shell does, without
+// expanding anything: words are separated by blanks; single quotes keep
+// everything up to the next single quote; double quotes keep everything
+// but a backslash escapes \, " and $ in them; a backslash outside quotes
+// keeps the next character.
+func SplitArgs(s string) ([]string, error) {
+	var args []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch == ' ' || ch == '\t' || ch == '\n':
+			if inWord {
+				args, inWord = append(args, cur.String()), false
+				cur.Reset()
+			}
+		case ch == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return nil, errors.New("unterminated ' quote")
+			}
+			cur.WriteString(s[i+1 : i+1+end])
+			i, inWord = i+1+end, true
+		case ch == '"':
+			inWord = true
+			for i++; ; i++ {
+				if i >= len(s) {
+					return nil, errors.New(`unterminated " quote`)
+				}
+				if s[i] == '"' {
+					break
+				}
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte(`\"$`, s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+		case ch == '\\':
+			if i+1 >= len(s) {
+				return nil, errors.New("a backslash ends the line")
+			}
+			i++
+			cur.WriteByte(s[i])
+			inWord = true
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+		}
+	}
+	if inWord {
+		args = append(args, cur.String())
+	}
+	return args, nil
 }
 
 // FromArgs parses a binary's command line (--config FILE plus one flag per

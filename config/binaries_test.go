@@ -166,6 +166,8 @@ func TestWorkerValidate(t *testing.T) {
 		{"bridge URL without a scheme", func(c *Worker) { bridge(c); c.BridgeURL = "localhost:9000" }, []string{"bridge_url"}},
 		{"bridge URL of another scheme", func(c *Worker) { bridge(c); c.BridgeURL = "ftp://x/run" }, []string{"bridge_url"}},
 		{"bridge program of blanks", func(c *Worker) { bridge(c); c.BridgeExec = "   " }, []string{"bridge_exec"}},
+		{"bridge program with an open quote", func(c *Worker) { bridge(c); c.BridgeExec = `python3 "my service.py` }, []string{"bridge_exec"}},
+		{"bridge program with quoted words", func(c *Worker) { bridge(c); c.BridgeExec = `python3 "/srv/my service.py" --name 'a b'` }, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -302,5 +304,40 @@ func TestFromArgsHelp(t *testing.T) {
 		if !strings.Contains(string(out), flag) {
 			t.Errorf("help does not list %s:\n%s", flag, out)
 		}
+	}
+}
+
+func TestSplitArgs(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    []string
+		wantErr string
+	}{
+		{in: "prog", want: []string{"prog"}},
+		{in: "  python3\tsvc.py  --fast \n", want: []string{"python3", "svc.py", "--fast"}},
+		{in: `python3 "/srv/my service.py"`, want: []string{"python3", "/srv/my service.py"}},
+		{in: `sh -c 'echo "$PULSAGA_COMMAND"; exit 2'`, want: []string{"sh", "-c", `echo "$PULSAGA_COMMAND"; exit 2`}},
+		{in: `a"b c"'d e'f`, want: []string{"ab cd ef"}},
+		{in: `say "a \"quoted\" \$word \n"`, want: []string{"say", `a "quoted" $word \n`}},
+		{in: `a\ b c`, want: []string{"a b", "c"}},
+		{in: `'' ""`, want: []string{"", ""}},
+		{in: "", want: nil},
+		{in: `say 'oops`, wantErr: "unterminated ' quote"},
+		{in: `say "oops`, wantErr: `unterminated " quote`},
+		{in: `say oops\`, wantErr: "backslash ends the line"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := SplitArgs(tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("SplitArgs(%q) = %q, %v; want error %q", tc.in, got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("SplitArgs(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -147,7 +146,12 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 			services[s] = h
 		}
 	case "bridge":
-		br := worker.Bridge{URL: cfg.BridgeURL, Exec: strings.Fields(cfg.BridgeExec)}
+		br := worker.Bridge{URL: cfg.BridgeURL}
+		if cfg.BridgeExec != "" {
+			if br.Exec, err = config.SplitArgs(cfg.BridgeExec); err != nil {
+				return fmt.Errorf("%w: bridge_exec: %v", config.ErrInvalid, err)
+			}
+		}
 		services[cfg.Services[0]] = map[string]worker.Handler{worker.AnyCommand: br.Handle}
 	}
 	var fns []func(context.Context) error

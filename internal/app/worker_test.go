@@ -32,7 +32,7 @@ func TestRunWorkerBridge(t *testing.T) {
 		_, _ = io.WriteString(w, `{"via":"http","command":"`+c.Command+`"}`)
 	}))
 	defer srv.Close()
-	script := filepath.Join(t.TempDir(), "service.sh")
+	script := filepath.Join(t.TempDir(), "my service.sh") // a blank in the path, quoted in bridge_exec
 	if err := os.WriteFile(script, []byte(`printf '"exec-%s"' "$PULSAGA_COMMAND"`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestRunWorkerBridge(t *testing.T) {
 		want    string
 	}{
 		{"http", "hotels", func(c *config.Worker) { c.BridgeURL = srv.URL }, `{"via":"http","command":"BookHotel"}`},
-		{"exec", "flights", func(c *config.Worker) { c.BridgeExec = "sh " + script }, `"exec-BookHotel"`},
+		{"exec", "flights", func(c *config.Worker) { c.BridgeExec = `sh "` + script + `"` }, `"exec-BookHotel"`},
 	}
 	b := connect(t, pc)
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
