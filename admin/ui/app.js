@@ -208,8 +208,9 @@ function listPage() {
     if (listState.q) q.set("q", listState.q);
     if (listState.stuck) q.set("stuck", "true");
     if (listState.cursor) q.set("cursor", listState.cursor);
+    const seq = page.seq = (page.seq || 0) + 1; // typing sends several; keep the latest answer
     const data = await api("GET", "/api/v1/processes?" + q);
-    if (current !== page || !changed(page, [data, listState.cursors.length])) return;
+    if (current !== page || seq !== page.seq || !changed(page, [data, listState.cursors.length])) return;
     if (!mounted) { view.replaceChildren(h("h1", {}, "Processes"), form, h("div", { class: "panel" }, body)); mounted = true; }
     const rows = data.processes.map(p => h("tr", {
       class: "row", "data-id": p.process_id, onclick: () => { location.hash = "#/p/" + encodeURIComponent(p.process_id); },
