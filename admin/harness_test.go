@@ -81,10 +81,16 @@ func testLogger(t *testing.T) zerolog.Logger {
 // in front of it.
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	b := memory.New(memory.Options{})
 	t.Cleanup(func() { _ = b.Close() })
+	return newHarnessOn(t, b)
+}
+
+// newHarnessOn is newHarness on the bus b.
+func newHarnessOn(t *testing.T, b bus.Bus) *harness {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	topics := engine.DefaultTopics()
 	topics.Partitions = 2
 	g := &garage{tries: map[string]int{}, runs: map[string][]string{}}

@@ -1,0 +1,69 @@
+package admin
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// TestAPIOnPulsar runs the reads and actions of the API on a real broker:
+// the status table, engine.ReadProcess, dead-letter topics that do not
+// exist yet, a retry that takes a paused saga further.
+func TestAPIOnPulsar(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs a Pulsar broker; run without -short (make test)")
+	}
+	t.Parallel()
+	svc, adm := pulsartest.URLs(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := pulsarbus.New(ctx, pulsarbus.Config{ServiceURL: svc, AdminURL: adm,
+		Namespace: bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("admin-%d", time.Now().UnixNano())}}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	h := newHarnessOn(t, b)
+	h.startPaused("car-1")
+
+	code, body, _ := h.do("GET", "/api/v1/processes/car-1", readSecret, "")
+	d := decode[ProcessDetail](t, body)
+	if code != 200 || d.State == nil || len(d.Records) == 0 || d.Process.Status != workflow.StatusPaused {
+		t.Fatalf("get: %d %s", code, body)
+	}
+	code, body, _ = h.do("GET", "/api/v1/processes?stuck=true", readSecret, "")
+	if code != 200 || !strings.Contains(string(body), `"process_id": "car-1"`) {
+		t.Fatalf("list: %d %s", code, body)
+	}
+	code, body, _ = h.do("GET", "/api/v1/dlq", readSecret, "")
+	if code != 200 || !strings.Contains(string(body), `"topic": "jobs.garage-workers-DLQ"`) {
+		t.Fatalf("dead letters: %d %s", code, body)
+	}
+	code, body, _ = h.do("POST", "/api/v1/processes/car-1/retry", opSecret, `{"reason":"part arrived"}`, IdempotencyHeader, "k1")
+	if code != 202 {
+		t.Fatalf("retry: %d %s", code, body)
+	}
+	h.waitStep("car-1", "approval", workflow.StepWaiting)
+	code, body, _ = h.do("GET", "/api/v1/processes/car-1", readSecret, "")
+	d = decode[ProcessDetail](t, body)
+	retries := 0
+	for _, r := range d.Records {
+		if r.Event != nil && r.Event.Type == workflow.EventRetry && r.Event.Actor == "alice" {
+			retries++
+		}
+	}
+	if code != 200 || retries != 1 {
+		t.Fatalf("after retry: %d retry records by alice; %s", retries, body)
+	}
+	code, body, _ = h.do("GET", "/metrics", "", "")
+	if code != 200 || !strings.Contains(string(body), `pulsaga_processes{definition="repair",status="running"} 1`) {
+		t.Errorf("metrics: %d %s", code, body)
+	}
+}
