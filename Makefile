@@ -73,7 +73,7 @@ bench: pulsar
 	echo "== restart with $(or $(RESTART_PROCS),2000) waiting processes (once)"; \
 	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x -count 1 -timeout 60m ./bench/ \
 		-args -restart $(or $(RESTART_PROCS),2000) | tee -a $$out; \
-	$(GO) run ./bench/report $$out | tee $$out.md
+	$(GO) run ./bench/report $$out > $$out.md; rc=$$?; cat $$out.md; exit $$rc
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
