@@ -126,8 +126,27 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 	return s, nil
 }
 
-// Handler is the whole HTTP surface.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler is the whole HTTP surface, with security headers and an access
+// log (debug level).
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "no-referrer")
+		hd.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		s.mux.ServeHTTP(sw, r)
+		s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.code).Dur("took", time.Since(start)).Msg("admin request")
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.WriteHeader(code) }
 
 // Close releases what the server opened itself.
 func (s *Server) Close() error {

@@ -266,6 +266,18 @@ func TestAPI(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("dashboard files with security headers", func(t *testing.T) {
+		for _, p := range []string{"/ui/", "/ui/app.js", "/ui/style.css"} {
+			code, body, hdr := h.do("GET", p, "", "")
+			if code != 200 || len(body) == 0 || !strings.Contains(hdr.Get("Content-Security-Policy"), "default-src 'self'") || hdr.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("%s: %d %v", p, code, hdr)
+			}
+		}
+		if code, _, hdr := h.do("GET", "/", "", ""); code != 200 || hdr.Get("Content-Type") != "text/html; charset=utf-8" {
+			t.Errorf("/ does not lead to the dashboard: %d %v", code, hdr)
+		}
+	})
 }
 
 // TestDeadLetters lists, inspects, replays and purges dead letters.

@@ -68,7 +68,7 @@ func (a *adminParts) run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	hs := &http.Server{Handler: a.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	hs := &http.Server{Handler: a.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(a.ln) }()
 	a.log.Info().Str("listen", a.ln.Addr().String()).Msg("admin API, dashboard and metrics serving")
