@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 15m
 BENCH_COUNT  ?= 5
 BENCH_TIME   ?= 3s
 
-.PHONY: all build test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz demo dev clean
+.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz demo dev clean
 
 all: build
 
@@ -24,7 +24,7 @@ build:
 # Tests that stop the shared broker (SIGSTOP) run on their own, after the rest,
 # so that no other test sees the broker frozen.
 CHAOS_TESTS := TestBrokerStopped
-test: pulsar
+test: pulsar chromium
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '^($(CHAOS_TESTS))$$' $(PKGS)
 	$(GO) test -race -count=1 -timeout 5m -run '^($(CHAOS_TESTS))$$' ./bus/pulsarbus/
@@ -40,6 +40,10 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## chromium: the headless browser of the dashboard test (installed when missing)
+chromium:
+	@scripts/ensure-chromium.sh
 
 ## pulsar: start (or reuse) a Pulsar standalone on loopback and wait until it is ready
 pulsar:
