@@ -56,6 +56,7 @@ every status change. Without --pulsar everything runs on the embedded in-process
 	f.BoolVar(&opts.ExitWhenDone, "exit-when-done", false, "exit once every started saga has finished")
 	f.Float64Var(&opts.Faults.Probability, "fail-probability", 0, "chance of a retryable failure per attempt")
 	f.DurationVar(&opts.Faults.Latency, "latency", 0, "latency added to every job")
+	f.StringVar(&opts.AdminListen, "listen", "127.0.0.1:8090", "serve the dashboard, the API and the metrics here (empty: off)")
 	f.BoolVar(&onPulsar, "pulsar", false, "run on Pulsar (PULSAR_URL / PULSAR_ADMIN_URL, default the local broker)")
 	f.StringVar(&pulsarCfg.Namespace, "namespace", "pulsaga-dev", "Pulsar namespace (with --pulsar)")
 	f.StringVar(&logCfg.Level, "log-level", logCfg.Level, "log level")

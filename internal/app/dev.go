@@ -31,6 +31,9 @@ type DevOptions struct {
 	ExitWhenDone bool
 	// Faults inject failures into the demo services.
 	Faults demo.Faults
+	// AdminListen, when set, serves the admin API, the dashboard and the
+	// metrics there (no tokens: keep it on loopback).
+	AdminListen string
 }
 
 // scenarios cycles through outcomes, steered by the process id (package demo).
@@ -52,11 +55,31 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 	}
 	defer b.Close()
 	calls := demo.NewCalls()
-	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Services: demo.Trip(opts.Faults, calls)}, log)
+	topics := engine.DefaultTopics()
+	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
+		return err
+	}
+	reg := engine.NewRegistry(b, topics.Definitions, nil)
+	defer reg.Close()
+	adm, err := newAdmin(config.Orchestrator{AdminListen: opts.AdminListen}, b, topics, reg, log)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	stack, err := engine.StartStack(ctx, b, engine.StackOptions{
+		Topics: topics, Services: demo.Trip(opts.Faults, calls), Observer: adm.metrics, ObserveTimer: adm.metrics.ObserveTimer,
+	}, log)
 	if err != nil {
 		return err
 	}
 	defer stack.Stop()
+	actx, stopAdmin := context.WithCancel(ctx)
+	defer stopAdmin()
+	go func() {
+		if err := adm.run(actx); err != nil {
+			log.Error().Err(err).Msg("admin server stopped")
+		}
+	}()
 	defs, err := stack.Registry.RegisterPath(ctx, opts.Definitions)
 	if err != nil {
 		return err
@@ -64,6 +87,9 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 	fmt.Fprintf(out, "pulsaga dev on %s: orchestrator, decider, timer relay and the demo services (payments, flights, hotels, notifications)\n", where)
 	for _, d := range defs {
 		fmt.Fprintf(out, "  registered %s v%d (%d steps)\n", d.Name, d.Version, len(d.Steps))
+	}
+	if addr := adm.Addr(); addr != "" {
+		fmt.Fprintf(out, "  dashboard http://%s/ui/  ·  API http://%s/api/v1  ·  metrics http://%s/metrics\n", addr, addr, addr)
 	}
 	run := time.Now().Format("150405")
 	var pids []string
