@@ -52,9 +52,21 @@ type consumer struct {
 	done     map[entryKey]struct{}
 	doneRing []entryKey
 	doneNext int
-	timers   map[*time.Timer]struct{}
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// acked, ackedRing and ackedNext remember the last doneEntries messages
+	// acknowledged (plainly or by a committed transaction): a copy that
+	// arrives later is a duplicate (a Key_Shared subscription may redeliver
+	// a message acknowledged in an aborted transaction by itself, besides
+	// the bus's nack), and is acknowledged again instead of delivered.
+	acked     map[string]struct{}
+	ackedRing []string
+	ackedNext int
+	// reack and reackEntries are duplicates to acknowledge again (in case
+	// the first acknowledgement was lost), outside c.mu.
+	reack        []pulsar.Message
+	reackEntries []entryKey
+	timers       map[*time.Timer]struct{}
+	stop         chan struct{}
+	wg           sync.WaitGroup
 }
 
 // delivery is one received message.
@@ -116,7 +128,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		b: b, opts: opts, topic: topic,
 		countLocally: st == pulsar.Exclusive || st == pulsar.Failover,
 		live:         map[string]*delivery{}, counts: map[string]int{}, causes: map[string]string{},
-		entries: map[entryKey]*entry{}, done: map[entryKey]struct{}{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
+		entries: map[entryKey]*entry{}, done: map[entryKey]struct{}{}, acked: map[string]struct{}{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
 		log: b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
 	}
 	c.dlqTopic = opts.DeadLetterTopic
@@ -197,6 +209,7 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			return nil, wrap(err, "receive from %s", c.where())
 		}
 		d, deliver := c.track(pm)
+		c.reackDuplicates()
 		if !deliver {
 			continue
 		}
@@ -228,10 +241,15 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 	if _, held := c.live[key]; held {
 		return nil, false
 	}
+	if _, done := c.acked[key]; done {
+		c.reack = append(c.reack, pm)
+		return nil, false
+	}
 	d := &delivery{key: key, pm: pm, at: time.Now()}
 	if id.BatchSize() > 1 && id.BatchIdx() >= 0 && int(id.BatchIdx()) < int(id.BatchSize()) {
 		ek := entryKey{partition: id.PartitionIdx(), ledger: id.LedgerID(), entry: id.EntryID()}
 		if _, done := c.done[ek]; done {
+			c.reackEntries = append(c.reackEntries, ek)
 			return nil, false
 		}
 		e := c.entries[ek]
@@ -296,10 +314,39 @@ func (c *consumer) Ack(ctx context.Context, msg *bus.Message) error {
 	if d.entry != nil {
 		return c.settleEntry(d, idxAcked, nil, false)
 	}
+	c.rememberAcked(d.key)
 	if err := c.c.Ack(d.pm); err != nil {
 		return wrap(err, "ack %s on %s", d.pm.ID(), c.where())
 	}
 	return nil
+}
+
+// rememberAcked records an acknowledged message (see consumer.acked).
+func (c *consumer) rememberAcked(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.ackedRing) < doneEntries {
+		c.ackedRing = append(c.ackedRing, key)
+	} else {
+		delete(c.acked, c.ackedRing[c.ackedNext])
+		c.ackedRing[c.ackedNext] = key
+		c.ackedNext = (c.ackedNext + 1) % doneEntries
+	}
+	c.acked[key] = struct{}{}
+}
+
+// reackDuplicates acknowledges again the duplicates track dropped.
+func (c *consumer) reackDuplicates() {
+	c.mu.Lock()
+	msgs, entries := c.reack, c.reackEntries
+	c.reack, c.reackEntries = nil, nil
+	c.mu.Unlock()
+	for _, m := range msgs {
+		_ = c.c.Ack(m)
+	}
+	for _, k := range entries {
+		_ = c.c.AckID((&entry{key: k}).id())
+	}
 }
 
 // ackUnknown acknowledges a message this consumer does not hold (acked
@@ -328,6 +375,7 @@ func (c *consumer) ackUnknown(msg *bus.Message) error {
 		}
 		return nil
 	}
+	c.rememberAcked(string(msg.ID))
 	if err := c.c.AckID(id); err != nil {
 		return wrap(err, "ack %s on %s", id, c.where())
 	}
@@ -376,6 +424,9 @@ func (c *consumer) restore(d *delivery) {
 func (c *consumer) txSettled(d *delivery, t *tx, committed bool) {
 	if committed {
 		c.forget(d.key)
+		if d.entry == nil {
+			c.rememberAcked(d.key)
+		}
 	}
 	if d.entry != nil {
 		c.settleTxEntry(d, t, committed)
@@ -481,6 +532,7 @@ func (c *consumer) deadLetter(ctx context.Context, d *delivery, msg *bus.Message
 	if d.entry != nil {
 		return c.settleEntry(d, idxAcked, nil, false)
 	}
+	c.rememberAcked(d.key)
 	if err := c.c.Ack(d.pm); err != nil {
 		return wrap(err, "ack dead-lettered %s on %s", d.pm.ID(), c.where())
 	}
