@@ -4,7 +4,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -44,24 +43,39 @@ func Topics(partitions int, historyRetention time.Duration) engine.Topics {
 	return t
 }
 
-// group runs functions until the first fails or ctx is done.
-func group(ctx context.Context, fns ...func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// group runs components until ctx is done. A component that fails (the
+// broker went away, a transaction could not be opened, ...) is logged and
+// started again after a backoff (1s doubling to 30s): a binary survives a
+// broker restart instead of exiting. Configuration errors are found before
+// the components start.
+func group(ctx context.Context, log zerolog.Logger, fns ...func(context.Context) error) error {
 	var wg sync.WaitGroup
-	errs := make([]error, len(fns))
-	for i, f := range fns {
+	for _, f := range fns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				errs[i] = err
-				cancel()
+			backoff := time.Second
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				err := f(ctx)
+				if ctx.Err() != nil {
+					return
+				}
+				if time.Since(t0) > time.Minute {
+					backoff = time.Second // it ran fine for a while
+				}
+				log.Error().Err(err).Dur("restart_in", backoff).Msg("component failed; restarting it")
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 30*time.Second)
 			}
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // RunOrchestrator runs an orchestrator (and a timer relay) until ctx ends.
@@ -100,7 +114,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
 	}
 	log.Info().Str("instance", cfg.Name).Int("partitions", cfg.Partitions).Msg("orchestrator running")
-	return group(ctx, fns...)
+	return group(ctx, log, fns...)
 }
 
 // RunDecider runs a decider until ctx ends.
@@ -115,7 +129,7 @@ func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) err
 	defer reg.Close()
 	d := engine.NewDecider(b, reg, engine.DeciderOptions{Name: cfg.Name, Topics: topics, Concurrency: cfg.Concurrency}, log)
 	log.Info().Str("instance", cfg.Name).Msg("decider running")
-	return d.Run(ctx)
+	return group(ctx, log, d.Run)
 }
 
 // RunWorker runs demo services or a bridge until ctx ends.
@@ -166,5 +180,5 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 		fns = append(fns, w.Run)
 		log.Info().Str("service", svc).Str("mode", cfg.Mode).Msg("worker running")
 	}
-	return group(ctx, fns...)
+	return group(ctx, log, fns...)
 }
