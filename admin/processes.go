@@ -493,6 +493,8 @@ type SignalBody struct {
 	// SignalID makes a resent signal count once (default: the
 	// Idempotency-Key, or a fresh id).
 	SignalID string `json:"signal_id,omitempty"`
+	// Reason is recorded in the stream with the token's name as the actor.
+	Reason string `json:"reason,omitempty"`
 }
 
 func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
@@ -517,10 +519,10 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
 	if req.SignalID == "" {
 		req.SignalID = requestID(r)
 	}
-	if err := s.acts.Signal(r.Context(), row.ProcessID, req.Name, req.SignalID, req.Data); err != nil {
+	p := PrincipalFrom(r.Context())
+	if err := s.acts.SignalAs(r.Context(), row.ProcessID, req.Name, req.SignalID, req.Data, p.Name, req.Reason); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: send signal: %v", ErrUnavailable, err))
 		return
 	}
-	p := PrincipalFrom(r.Context())
 	writeJSON(w, http.StatusAccepted, ActionResult{Accepted: true, ProcessID: row.ProcessID, Action: "signal", RequestID: "signal:" + req.SignalID, Actor: p.Name})
 }

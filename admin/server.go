@@ -27,7 +27,7 @@ import (
 // Actions sends what changes processes (engine.Client does).
 type Actions interface {
 	Start(ctx context.Context, req engine.StartRequest) error
-	Signal(ctx context.Context, pid, name, signalID string, data json.RawMessage) error
+	SignalAs(ctx context.Context, pid, name, signalID string, data json.RawMessage, actor, reason string) error
 	Admin(ctx context.Context, req engine.AdminRequest, requestID string) error
 }
 

@@ -67,10 +67,15 @@ func (c *Client) Start(ctx context.Context, req StartRequest) error {
 
 // Signal delivers a signal; signalID makes a retried send count once.
 func (c *Client) Signal(ctx context.Context, pid, name, signalID string, data json.RawMessage) error {
+	return c.SignalAs(ctx, pid, name, signalID, data, "", "")
+}
+
+// SignalAs delivers a signal recorded with who sent it and why.
+func (c *Client) SignalAs(ctx context.Context, pid, name, signalID string, data json.RawMessage, actor, reason string) error {
 	if signalID == "" {
 		signalID = fmt.Sprintf("%s-%d", name, c.clock().UnixNano())
 	}
-	return c.send(ctx, protocol.TypeSignal, "signal:"+signalID, pid, protocol.Signal{ProcessID: pid, Name: name, Data: data, SignalID: signalID})
+	return c.send(ctx, protocol.TypeSignal, "signal:"+signalID, pid, protocol.Signal{ProcessID: pid, Name: name, Data: data, SignalID: signalID, Actor: actor, Reason: reason})
 }
 
 // Admin sends an operator's action; requestID makes a retried request

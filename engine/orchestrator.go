@@ -461,7 +461,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		if err := env.DecodePayload(&s); err != nil {
 			return deadLetter(err.Error())
 		}
-		ev.Type, ev.Signal, ev.Data = workflow.EventSignal, s.Name, s.Data
+		ev.Type, ev.Signal, ev.Data, ev.Actor, ev.Reason = workflow.EventSignal, s.Name, s.Data, s.Actor, s.Reason
 	case protocol.TypeAdminAction:
 		var a AdminRequest
 		if err := env.DecodePayload(&a); err != nil {

@@ -89,7 +89,8 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		rec := &recorder{}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		b := newBus(t)
+		s := startStack(ctx, t, b, topics, map[string]map[string]worker.Handler{
 			"credit":        {"ScoreApplicant": rec.handler(map[string]any{"score": 610})},
 			"loans":         {"ApproveLoan": rec.handler(map[string]any{"loan_id": "L1"})},
 			"notifications": {"SendLetter": rec.handler(nil)},
@@ -103,10 +104,23 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 		if err := s.Client.Signal(ctx, pid, "unrelated", "", json.RawMessage(`{}`)); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Client.Signal(ctx, pid, "loan_decision", "decision-1", json.RawMessage(`{"approved":true,"officer":"bob"}`)); err != nil {
+		if err := s.Client.SignalAs(ctx, pid, "loan_decision", "decision-1", json.RawMessage(`{"approved":true,"officer":"bob"}`), "ops:bob", "reviewed the file"); err != nil {
 			t.Fatal(err)
 		}
 		row := waitTerminal(ctx, t, s, pid)
+		view, err := engine.ReadProcess(ctx, b, topics, s.Registry, row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recorded := false
+		for _, r := range view.Records {
+			if r.Event != nil && r.Event.Type == workflow.EventSignal && r.Event.Signal == "loan_decision" {
+				recorded = r.Event.Actor == "ops:bob" && r.Event.Reason == "reviewed the file"
+			}
+		}
+		if !recorded {
+			t.Errorf("the signal is not recorded in the stream with who sent it and why: %+v", view.Records)
+		}
 		if row.Status != workflow.StatusCompleted || row.Steps["approve"] != string(workflow.StepCompleted) || row.Steps["auto_approve"] != string(workflow.StepSkipped) {
 			t.Fatalf("after the signal: %+v", row)
 		}

@@ -169,4 +169,7 @@ type Signal struct {
 	Data      json.RawMessage `json:"data,omitempty"`
 	// SignalID deduplicates retried sends.
 	SignalID string `json:"signal_id"`
+	// Actor and Reason say who sent it and why (recorded in the stream).
+	Actor  string `json:"actor,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }

@@ -167,9 +167,9 @@ func startViaAPI(cmd *cobra.Command, def, id string, version int, input json.Raw
 	})
 }
 
-func signalViaAPI(cmd *cobra.Command, pid, name, signalID string, data json.RawMessage) error {
+func signalViaAPI(cmd *cobra.Command, pid, name, signalID, reason string, data json.RawMessage) error {
 	return apiRun(cmd, func(ctx context.Context, c *admin.Client) error {
-		res, err := c.Signal(ctx, pid, admin.SignalBody{Name: name, Data: data, SignalID: signalID}, admin.NewKey())
+		res, err := c.Signal(ctx, pid, admin.SignalBody{Name: name, Data: data, SignalID: signalID, Reason: reason}, admin.NewKey())
 		if err != nil {
 			return err
 		}

@@ -124,6 +124,7 @@ func newSignalCommand() *cobra.Command {
 		f        brokerFlags
 		data     string
 		signalID string
+		reason   string
 	)
 	cmd := &cobra.Command{
 		Use:   "signal PROCESS NAME",
@@ -135,7 +136,7 @@ func newSignalCommand() *cobra.Command {
 				return err
 			}
 			if usesAPI(cmd) {
-				return signalViaAPI(cmd, args[0], args[1], signalID, d)
+				return signalViaAPI(cmd, args[0], args[1], signalID, reason, d)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
@@ -144,12 +145,13 @@ func newSignalCommand() *cobra.Command {
 				return err
 			}
 			defer done()
-			return c.Signal(ctx, args[0], args[1], signalID, d)
+			return c.SignalAs(ctx, args[0], args[1], signalID, d, actor(), reason)
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&data, "data", "", "signal data JSON, or @file")
 	cmd.Flags().StringVar(&signalID, "signal-id", "", "id that makes a resent signal count once (default: generated)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the process's event stream)")
 	return cmd
 }
 
