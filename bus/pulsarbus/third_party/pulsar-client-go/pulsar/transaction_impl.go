@@ -178,17 +178,17 @@ func (txn *transaction) registerProducerTopic(topic string) error {
 	if err := txn.verifyOpen(); err != nil {
 		return err
 	}
-	_, ok := txn.registerPartitions[topic]
-	if !ok {
-		txn.mu.Lock()
-		defer txn.mu.Unlock()
-		if _, ok = txn.registerPartitions[topic]; !ok {
-			err := txn.tcClient.addPublishPartitionToTxn(&txn.txnID, []string{topic})
-			if err != nil {
-				return err
-			}
-			txn.registerPartitions[topic] = true
+	// pulsaga patch: read the map under the lock too; the unlocked check was a
+	// concurrent map read and write (a fatal error) when several partition
+	// producers or consumers register with one transaction at once.
+	txn.mu.Lock()
+	defer txn.mu.Unlock()
+	if !txn.registerPartitions[topic] {
+		err := txn.tcClient.addPublishPartitionToTxn(&txn.txnID, []string{topic})
+		if err != nil {
+			return err
 		}
+		txn.registerPartitions[topic] = true
 	}
 	return nil
 }
@@ -201,17 +201,15 @@ func (txn *transaction) registerAckTopic(topic string, subName string) error {
 		topic:        topic,
 		subscription: subName,
 	}
-	_, ok := txn.registerAckSubscriptions[sub]
-	if !ok {
-		txn.mu.Lock()
-		defer txn.mu.Unlock()
-		if _, ok = txn.registerAckSubscriptions[sub]; !ok {
-			err := txn.tcClient.addSubscriptionToTxn(&txn.txnID, topic, subName)
-			if err != nil {
-				return err
-			}
-			txn.registerAckSubscriptions[sub] = true
+	// pulsaga patch: under the lock, see registerProducerTopic.
+	txn.mu.Lock()
+	defer txn.mu.Unlock()
+	if !txn.registerAckSubscriptions[sub] {
+		err := txn.tcClient.addSubscriptionToTxn(&txn.txnID, topic, subName)
+		if err != nil {
+			return err
 		}
+		txn.registerAckSubscriptions[sub] = true
 	}
 	return nil
 }
