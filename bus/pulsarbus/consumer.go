@@ -218,7 +218,12 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			// (ack timeout, or a consumer that went away).
 			reason := c.reason(d, d.n-1)
 			msg := toMessage(pm, d.key, d.n-1)
-			if err := c.deadLetter(ctx, d, msg, d.n-1, reason); err != nil {
+			// Dead-lettering is not bounded by the caller's receive deadline
+			// (opening the DLQ producer can take seconds on a busy broker).
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.b.cfg.OperationTimeout)
+			err := c.deadLetter(dctx, d, msg, d.n-1, reason)
+			cancel()
+			if err != nil {
 				c.log.Error().Err(err).Str("id", pm.ID().String()).Msg("dead-lettering a message past MaxDeliveries failed; it will be delivered again")
 				c.clientNack(d)
 			}
