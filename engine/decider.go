@@ -29,7 +29,9 @@ type DeciderOptions struct {
 	// TxTimeout bounds a decision's transaction (default 10s), see
 	// OrchestratorOptions.TxTimeout.
 	TxTimeout time.Duration
-	// Clock is used for message timestamps only; decisions use the task's Now.
+	// Clock stamps messages, and dates a decision whose task waited in the
+	// queue: a decision is made at max(task.Now, Clock()), recorded in the
+	// result, so attempt timeouts count from when the command is sent.
 	Clock func() time.Time
 }
 
@@ -125,13 +127,18 @@ func (d *Decider) handle(ctx context.Context, cons bus.Consumer, m *bus.Message)
 		return cons.DeadLetter(ctx, m, "decision task needs task_id, process_id and reply_to")
 	}
 	log := d.log.With().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Logger()
-	res := DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name}
+	now := task.Now
+	if c := d.opts.Clock().UTC(); c.After(now) {
+		now = c
+	}
+	task.Now = now
+	res := DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
 	var tx bus.Tx
 	var out []outMsg
 	def, err := d.reg.Get(ctx, task.Definition, task.Version)
 	if err != nil {
 		res.Error = err.Error()
-	} else if dec, err := workflow.Decide(def, task.State, task.Events, task.Now); err != nil {
+	} else if dec, err := workflow.Decide(def, task.State, task.Events, now); err != nil {
 		res.Error = err.Error()
 	} else {
 		res.Decision = &dec

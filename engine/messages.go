@@ -67,8 +67,14 @@ type DecisionResult struct {
 	Decision  *workflow.Decision `json:"decision,omitempty"`
 	// Error says why no decision could be made (the events are then
 	// recorded as rejected).
-	Error   string `json:"error,omitempty"`
-	Decider string `json:"decider,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Now is the time the decision was made at: the task's Now or, when the
+	// task waited in the queue, the decider's clock (never earlier than the
+	// task's Now). Attempt timeouts and deadlines count from it, so a
+	// command decided late is not born already timed out; the orchestrator
+	// records it with the decision so a replay decides identically.
+	Now     time.Time `json:"now,omitzero"`
+	Decider string    `json:"decider,omitempty"`
 }
 
 // Record kinds in a process's event stream.

@@ -569,6 +569,11 @@ func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *De
 		return
 	}
 	rec := Record{Kind: RecordDecision, TaskID: out.TaskID, Upto: out.Upto, Now: out.Now, EnvelopeID: envID}
+	if res.Now.After(out.Now) {
+		// The decider decided later than the task was issued (it waited in
+		// the queue); replay must decide at the same time.
+		rec.Now = res.Now
+	}
 	if res.Error != "" || res.Decision == nil || res.Decision.State == nil {
 		rec.Kind, rec.Error = RecordRejected, res.Error
 		log.Error().Str("task_id", res.TaskID).Str("error", res.Error).Msg("decision failed; its events are rejected")
