@@ -120,6 +120,7 @@ type Orchestrator struct {
 	images map[string]*image
 	loaded map[int]bool
 	own    *ownership
+	ready  readiness
 
 	statsMu sync.Mutex
 	drops   map[string]int64
@@ -135,7 +136,7 @@ type image struct {
 func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zerolog.Logger) *Orchestrator {
 	opts.defaults()
 	return &Orchestrator{
-		bus: b, reg: reg, opts: opts,
+		bus: b, reg: reg, opts: opts, ready: readiness{grace: opts.TakeoverGrace},
 		log:    log.With().Str("component", "orchestrator").Str("instance", opts.Name).Logger(),
 		images: map[string]*image{}, loaded: map[int]bool{}, drops: map[string]int64{},
 	}
@@ -239,7 +240,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	}
 	o.cons = cons
 	defer cons.Close()
-	o.own = newOwnership(cons, o.opts.OwnershipPoll)
+	o.own = newOwnership(cons, o.opts.OwnershipPoll, o.opts.Topics.Partitions)
+	o.ready.subscribed(o.own)
+	defer o.ready.unsubscribed()
 	octx, stopOwn := context.WithCancel(ctx)
 	defer stopOwn()
 	go o.own.run(octx)
@@ -774,6 +777,7 @@ func (o *Orchestrator) dropLost() {
 			}
 		}
 		delete(o.loaded, p)
+		o.ready.setLoaded(p, false)
 		o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
 	}
 }
@@ -888,6 +892,7 @@ func (o *Orchestrator) ensurePartition(ctx context.Context, p int) error {
 		n++
 	}
 	o.loaded[p] = true
+	o.ready.setLoaded(p, true)
 	o.log.Info().Int("partition", p).Int("processes", n).Dur("took", time.Since(t0)).Msg("partition loaded")
 	return nil
 }

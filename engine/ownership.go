@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ var ErrPartitionLost = errors.New("partition ownership lost")
 type ownership struct {
 	owner bus.PartitionOwner // nil: the bus cannot tell; this instance owns what it receives
 	poll  time.Duration
+	parts int // partitions of the events topic (0: not partitioned)
 
 	mu    sync.Mutex
 	view  map[int]bool
@@ -37,8 +39,8 @@ type ownership struct {
 	err   error
 }
 
-func newOwnership(c bus.Consumer, poll time.Duration) *ownership {
-	o := &ownership{poll: poll, since: map[int]time.Time{}}
+func newOwnership(c bus.Consumer, poll time.Duration, parts int) *ownership {
+	o := &ownership{poll: poll, parts: parts, since: map[int]time.Time{}}
 	if po, ok := c.(bus.PartitionOwner); ok {
 		o.owner = po
 	}
@@ -101,4 +103,35 @@ func (w *ownership) owns(p int) (bool, time.Time) {
 	}
 	since, ok := w.since[p]
 	return ok && w.view[p], since
+}
+
+// errOwnershipUnknown: the broker has not said yet which partitions are
+// this instance's (no answer yet, or the last question failed).
+var errOwnershipUnknown = errors.New("partition ownership not known yet")
+
+// owned returns the partitions this instance owns and since when. Without
+// a PartitionOwner every partition of the topic is ours since forever.
+func (w *ownership) owned() (map[int]time.Time, error) {
+	if w.owner == nil {
+		out := map[int]time.Time{}
+		for p := range max(w.parts, 1) {
+			out[p] = time.Time{}
+		}
+		return out, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return nil, fmt.Errorf("%w: %w", errOwnershipUnknown, w.err)
+	}
+	if w.view == nil {
+		return nil, errOwnershipUnknown
+	}
+	out := make(map[int]time.Time, len(w.since))
+	for p, t := range w.since {
+		if w.view[p] {
+			out[p] = t
+		}
+	}
+	return out, nil
 }
