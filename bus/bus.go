@@ -21,6 +21,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -278,6 +279,48 @@ type Bus interface {
 	BeginTx(ctx context.Context, timeout time.Duration) (Tx, error)
 	// Close closes every producer, consumer and reader of this bus.
 	Close() error
+}
+
+// DeadLetterSuffix ends the name of every dead-letter topic: the default
+// dead-letter topic of a subscription is "<topic>-<subscription>-DLQ".
+const DeadLetterSuffix = "-DLQ"
+
+// DeadLetterTopic is the default dead-letter topic of a subscription on
+// topic (a partition's name counts as its topic's): the short name, in the
+// same namespace as the topic.
+func DeadLetterTopic(topic, subscription string) string {
+	return ShortName(BaseTopic(topic)) + "-" + subscription + DeadLetterSuffix
+}
+
+// IsDeadLetterTopic says whether a topic's name (full or short) marks it
+// as a dead-letter topic.
+func IsDeadLetterTopic(topic string) bool {
+	return strings.HasSuffix(ShortName(topic), DeadLetterSuffix)
+}
+
+// Backlogs is implemented by buses that can do what an operator's tool
+// does with a broker: list the topics of the namespace, and show and
+// remove the backlog of a durable subscription (the messages it has not
+// acknowledged) without consuming it. The admin API keeps the dead letters
+// still to be handled as the backlog of its own subscription on each
+// dead-letter topic: replaying or purging one removes exactly that message
+// from the backlog, whatever its place in it.
+//
+// Backlogs work on topics without partitions (dead-letter topics are).
+type Backlogs interface {
+	// Topics lists the topics of the bus's namespace: short names, a
+	// partitioned topic once (without a partition suffix), sorted.
+	Topics(ctx context.Context) ([]string, error)
+	// Backlog returns up to limit messages of the subscription's backlog,
+	// oldest first, and how many the backlog holds. The subscription is
+	// created at the earliest message when it does not exist yet (so
+	// nothing is lost by looking late). limit 0 only counts.
+	Backlog(ctx context.Context, topic, subscription string, limit int) ([]*Message, int, error)
+	// Acknowledge removes the messages with these ids from the
+	// subscription's backlog: individually, so messages before and after
+	// them stay. With tx the removal takes effect when tx commits (and not
+	// at all if it aborts). An id already removed is not an error.
+	Acknowledge(ctx context.Context, topic, subscription string, tx Tx, ids ...MessageID) error
 }
 
 // Errors shared by the implementations. They are wrapped with %w; test them
