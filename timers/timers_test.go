@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -368,13 +369,7 @@ func TestTimersFirePulsar(t *testing.T) {
 // time, not before.
 func TestLongTimerHops(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		newBus func(t *testing.T) bus.Bus
-	}{
-		{"memory", func(*testing.T) bus.Bus { return memory.New(memory.Options{}) }},
-		{"pulsar", pulsarBus},
-	} {
+	for _, tc := range buses {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			const maxHop = 300 * time.Millisecond
@@ -455,13 +450,7 @@ func timerMessages(t *testing.T, b bus.Bus, timerID string) []hop {
 // timers sent around them.
 func TestBadTimersAreDeadLettered(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		newBus func(t *testing.T) bus.Bus
-	}{
-		{"memory", func(*testing.T) bus.Bus { return memory.New(memory.Options{}) }},
-		{"pulsar", pulsarBus},
-	} {
+	for _, tc := range buses {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			b := tc.newBus(t)
@@ -560,4 +549,241 @@ func testBadTimers(t *testing.T, b bus.Bus) {
 	if m, err := dlq.Receive(ctx); err == nil {
 		t.Errorf("unexpected dead letter %q (%s)", m.Payload, m.Properties[bus.PropDLQReason])
 	}
+}
+
+// busCase is a bus the relay is tested on.
+type busCase struct {
+	name   string
+	newBus func(t *testing.T) bus.Bus
+}
+
+var buses = []busCase{
+	{"memory", func(*testing.T) bus.Bus { return memory.New(memory.Options{}) }},
+	{"pulsar", pulsarBus},
+}
+
+// A burst of timers due at the same instant, with long timers whose hop
+// lands in the same instant mixed in, is relayed in batches by parallel
+// loops: every timer fires exactly once, on its target, keyed by its
+// process, never early, and every hop is re-armed.
+func TestBurstRelayedOnce(t *testing.T) {
+	t.Parallel()
+	for _, tc := range buses {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const (
+				n      = 200
+				long   = 10
+				maxHop = 1500 * time.Millisecond
+			)
+			b := tc.newBus(t)
+			target := subscribe(t, b, "fired")
+			var obs observed
+			relay(t, b, timers.RelayOptions{Name: "relay-1", MaxHop: maxHop, BatchSize: 32, Loops: 2, Observe: obs.observe})
+			warmUp(t, b, target)
+			due := time.Now().Add(maxHop) // where the long timers' first hop lands too
+			want := map[string]protocol.Timer{}
+			var ts []protocol.Timer
+			for i := range n + long {
+				tm := protocol.Timer{TimerID: fmt.Sprintf("t-%d", i), ProcessID: fmt.Sprintf("p-%d", i%13), Kind: "sleep", FireAt: due, Target: "fired"}
+				if i >= n {
+					tm.TimerID, tm.Kind, tm.FireAt = fmt.Sprintf("long-%d", i), "deadline", due.Add(time.Second)
+				}
+				want[tm.TimerID] = tm
+				ts = append(ts, tm)
+			}
+			arm(t, b, maxHop, ts...)
+			deadline := time.Now().Add(wait)
+			for len(want) > 0 {
+				f, err := nextFired(t, target, time.Until(deadline))
+				if err != nil {
+					t.Fatalf("%d of %d timers never fired: %v", len(want), n+long, err)
+				}
+				tm, ok := want[f.ev.TimerID]
+				if !ok {
+					t.Fatalf("timer %s fired twice or was never armed", f.ev.TimerID)
+				}
+				delete(want, tm.TimerID)
+				checkFired(t, f, tm)
+				if strings.HasPrefix(tm.TimerID, "long-") && f.ev.Hops < 1 {
+					t.Errorf("long timer %s fired after %d hops, want at least 1", tm.TimerID, f.ev.Hops)
+				}
+			}
+			if f, err := nextFired(t, target, 500*time.Millisecond); err == nil {
+				t.Fatalf("timer %s fired again", f.ev.TimerID)
+			}
+			waitFor(t, "Observe to see every timer", func() bool { return obs.count() == n+long+1 })
+		})
+	}
+}
+
+// A timer whose send to its target fails is nacked on its own and relayed
+// when it comes back, after the nack delay; the rest of its batch is relayed
+// once. A timer relayed but not acknowledged comes back and is relayed again
+// as the same event (same envelope id), which is what makes it harmless.
+func TestFailuresRedeliverOnlyTheirTimer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range buses {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fb := &failingBus{Bus: tc.newBus(t), target: "fired",
+				sendFailures: map[string]int{"send-fails-1": 1, "send-fails-2": 2},
+				ackFailures:  map[string]int{"ack-fails": 1},
+				sends:        map[string][]time.Time{},
+			}
+			target := subscribe(t, fb, "fired")
+			relay(t, fb, timers.RelayOptions{Name: "relay-1"})
+			warmUp(t, fb, target)
+			due := time.Now().Add(time.Second)
+			want := map[string]protocol.Timer{}
+			var ts []protocol.Timer
+			for i := range 20 {
+				tm := protocol.Timer{TimerID: fmt.Sprintf("t-%d", i), ProcessID: fmt.Sprintf("p-%d", i), Kind: "sleep", FireAt: due, Target: "fired"}
+				switch i {
+				case 5:
+					tm.TimerID = "send-fails-1"
+				case 10:
+					tm.TimerID = "send-fails-2"
+				case 15:
+					tm.TimerID = "ack-fails"
+				}
+				want[tm.TimerID] = tm
+				ts = append(ts, tm)
+			}
+			arm(t, fb, 0, ts...)
+			seen := map[string][]*fired{}
+			deadline := time.Now().Add(wait)
+			for got := 0; got < len(ts)+1; got++ { // ack-fails comes twice
+				f, err := nextFired(t, target, time.Until(deadline))
+				if err != nil {
+					t.Fatalf("%d of %d fired events: %v (so far: %v)", got, len(ts)+1, err, slices.Sorted(maps.Keys(seen)))
+				}
+				tm, ok := want[f.ev.TimerID]
+				if !ok {
+					t.Fatalf("unexpected fired timer %+v", f.ev)
+				}
+				checkFired(t, f, tm)
+				seen[tm.TimerID] = append(seen[tm.TimerID], f)
+			}
+			if f, err := nextFired(t, target, 700*time.Millisecond); err == nil {
+				t.Fatalf("timer %s fired again", f.ev.TimerID)
+			}
+			for id := range want {
+				fs := seen[id]
+				wantEvents := 1
+				if id == "ack-fails" {
+					wantEvents = 2
+				}
+				if len(fs) != wantEvents {
+					t.Errorf("timer %s: %d fired events on the target, want %d", id, len(fs), wantEvents)
+					continue
+				}
+				if fs[0].env.ID != fs[len(fs)-1].env.ID {
+					t.Errorf("timer %s relayed again under another envelope id: %s, then %s", id, fs[0].env.ID, fs[len(fs)-1].env.ID)
+				}
+			}
+			fb.mu.Lock()
+			defer fb.mu.Unlock()
+			for id := range want {
+				attempts := fb.sends[id]
+				wantSends := 1 + map[string]int{"send-fails-1": 1, "send-fails-2": 2, "ack-fails": 1}[id]
+				if len(attempts) != wantSends {
+					t.Errorf("timer %s: %d sends to the target, want %d", id, len(attempts), wantSends)
+					continue
+				}
+				for i := 1; i < len(attempts); i++ {
+					// The subscription's nack delay (1s) is a minimum.
+					if gap := attempts[i].Sub(attempts[i-1]); gap < 900*time.Millisecond {
+						t.Errorf("timer %s: send %d came %v after the failed one, before the nack delay", id, i+1, gap)
+					}
+				}
+			}
+		})
+	}
+}
+
+// errInjected is the failure failingBus makes up.
+var errInjected = fmt.Errorf("%w: injected by the test", bus.ErrUnavailable)
+
+// failingBus fails the first sends to target of the fired events of the
+// timers in sendFailures, and the first acknowledgements on the timers
+// topic of the timers in ackFailures, as many times as the maps say.
+type failingBus struct {
+	bus.Bus
+	target string
+
+	mu           sync.Mutex
+	sendFailures map[string]int
+	ackFailures  map[string]int
+	sends        map[string][]time.Time // timer id → when each send to target was tried
+}
+
+func (f *failingBus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Producer, error) {
+	p, err := f.Bus.Producer(ctx, opts)
+	if err != nil || opts.Topic != f.target {
+		return p, err
+	}
+	return &failingProducer{Producer: p, f: f}, nil
+}
+
+func (f *failingBus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Consumer, error) {
+	c, err := f.Bus.Subscribe(ctx, opts)
+	if err != nil || opts.Topic != timers.Topic {
+		return c, err
+	}
+	return &failingConsumer{Consumer: c, f: f}, nil
+}
+
+// fail counts down the failures left for a payload's timer.
+func (f *failingBus) fail(payload []byte, left map[string]int, record bool) error {
+	env, err := bus.DecodeEnvelope(payload)
+	if err != nil {
+		return nil
+	}
+	var tm protocol.Timer // a timer, or the timer of a timer.fired event
+	if err := env.DecodePayload(&tm); err != nil {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if record {
+		f.sends[tm.TimerID] = append(f.sends[tm.TimerID], time.Now())
+	}
+	if left[tm.TimerID] > 0 {
+		left[tm.TimerID]--
+		return errInjected
+	}
+	return nil
+}
+
+type failingProducer struct {
+	bus.Producer
+	f *failingBus
+}
+
+func (p *failingProducer) Send(ctx context.Context, msg *bus.OutMessage) (bus.MessageID, error) {
+	if err := p.f.fail(msg.Payload, p.f.sendFailures, true); err != nil {
+		return nil, err
+	}
+	return p.Producer.Send(ctx, msg)
+}
+
+func (p *failingProducer) SendAsync(ctx context.Context, msg *bus.OutMessage, done func(bus.MessageID, error)) {
+	if err := p.f.fail(msg.Payload, p.f.sendFailures, true); err != nil {
+		done(nil, err)
+		return
+	}
+	p.Producer.SendAsync(ctx, msg, done)
+}
+
+type failingConsumer struct {
+	bus.Consumer
+	f *failingBus
+}
+
+func (c *failingConsumer) Ack(ctx context.Context, msg *bus.Message) error {
+	if err := c.f.fail(msg.Payload, c.f.ackFailures, false); err != nil {
+		return err
+	}
+	return c.Consumer.Ack(ctx, msg)
 }
