@@ -122,8 +122,18 @@ type Decider struct {
 	Base `mapstructure:",squash"`
 	// Name identifies the instance.
 	Name string `mapstructure:"name" usage:"instance name"`
-	// Concurrency is the number of decisions made at once.
-	Concurrency int `mapstructure:"concurrency" usage:"decisions made at once"`
+	// Concurrency is the number of batch loops: batches of decision tasks
+	// decided and committed at once, each in a transaction of its own.
+	Concurrency int `mapstructure:"concurrency" usage:"batches of decisions made and committed at once"`
+	// MaxBatch bounds the decision tasks of one batch: their commands,
+	// timers and results are sent, and the tasks acknowledged, in one
+	// transaction.
+	MaxBatch int `mapstructure:"max_batch" usage:"decision tasks per transaction at most"`
+	// BatchWait is how long a batch waits for one more task once it has
+	// one: a batch grows while tasks keep arriving within batch_wait of each
+	// other, up to max_batch. Longer batches mean fewer transactions and a
+	// little more latency.
+	BatchWait time.Duration `mapstructure:"batch_wait" usage:"how long a batch waits for one more decision task"`
 	// Partitions must match the orchestrator's.
 	Partitions int `mapstructure:"partitions" usage:"partitions of the process-keyed topics (as the orchestrator)"`
 }
@@ -131,7 +141,7 @@ type Decider struct {
 // DefaultDecider is the default decider configuration.
 func DefaultDecider() Decider {
 	host, _ := os.Hostname()
-	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, Partitions: 4}
+	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, MaxBatch: 64, BatchWait: 3 * time.Millisecond, Partitions: 4}
 }
 
 // Validate checks every key.
@@ -142,6 +152,12 @@ func (c *Decider) Validate() error {
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, &FieldError{Key: "concurrency", Value: c.Concurrency, Problem: "must be at least 1"})
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 1000 {
+		errs = append(errs, &FieldError{Key: "max_batch", Value: c.MaxBatch, Problem: "must be between 1 and 1000"})
+	}
+	if c.BatchWait <= 0 || c.BatchWait > time.Second {
+		errs = append(errs, &FieldError{Key: "batch_wait", Value: c.BatchWait.String(), Problem: "must be positive and at most 1s (every decision may wait this long)"})
 	}
 	if c.Partitions < 1 || c.Partitions > 1024 {
 		errs = append(errs, &FieldError{Key: "partitions", Value: c.Partitions, Problem: "must be between 1 and 1024 (as the orchestrator's)"})

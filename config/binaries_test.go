@@ -117,6 +117,13 @@ func TestDeciderValidate(t *testing.T) {
 		{"one of everything", func(c *Decider) { c.Concurrency, c.Partitions = 1, 1 }, nil},
 		{"no name", func(c *Decider) { c.Name = "" }, []string{"name"}},
 		{"zero concurrency", func(c *Decider) { c.Concurrency = 0 }, []string{"concurrency"}},
+		{"batches of one, no wait to speak of", func(c *Decider) { c.MaxBatch, c.BatchWait = 1, time.Microsecond }, nil},
+		{"largest batch, longest wait", func(c *Decider) { c.MaxBatch, c.BatchWait = 1000, time.Second }, nil},
+		{"zero max batch", func(c *Decider) { c.MaxBatch = 0 }, []string{"max_batch"}},
+		{"max batch too large", func(c *Decider) { c.MaxBatch = 1001 }, []string{"max_batch"}},
+		{"zero batch wait", func(c *Decider) { c.BatchWait = 0 }, []string{"batch_wait"}},
+		{"negative batch wait", func(c *Decider) { c.BatchWait = -time.Millisecond }, []string{"batch_wait"}},
+		{"batch wait too long", func(c *Decider) { c.BatchWait = 2 * time.Second }, []string{"batch_wait"}},
 		{"zero partitions", func(c *Decider) { c.Partitions = 0 }, []string{"partitions"}},
 		{"too many partitions (as the orchestrator)", func(c *Decider) { c.Partitions = 2000 }, []string{"partitions"}},
 		{"bad namespace", func(c *Decider) { c.Pulsar.Namespace = "a/b" }, []string{"pulsar.namespace"}},
@@ -210,13 +217,22 @@ func TestFromArgs(t *testing.T) {
 				}
 			}},
 		{name: "decider environment", binary: "decider",
-			env: map[string]string{"PULSAGA_CONCURRENCY": "9", "PULSAGA_NAME": "d-1", "PULSAGA_PULSAR_NAMESPACE": "prod"},
+			env: map[string]string{"PULSAGA_CONCURRENCY": "9", "PULSAGA_NAME": "d-1", "PULSAGA_PULSAR_NAMESPACE": "prod", "PULSAGA_MAX_BATCH": "32"},
 			check: func(t *testing.T, cfg Validator) {
 				c := cfg.(*Decider)
-				if c.Concurrency != 9 || c.Name != "d-1" || c.Pulsar.Namespace != "prod" {
+				if c.Concurrency != 9 || c.Name != "d-1" || c.Pulsar.Namespace != "prod" || c.MaxBatch != 32 {
 					t.Errorf("environment not applied: %+v", c)
 				}
 			}},
+		{name: "decider batch flags", binary: "decider", args: []string{"--max-batch=128", "--batch-wait=10ms"},
+			check: func(t *testing.T, cfg Validator) {
+				c := cfg.(*Decider)
+				if c.MaxBatch != 128 || c.BatchWait != 10*time.Millisecond {
+					t.Errorf("flags not applied: %+v", c)
+				}
+			}},
+		{name: "decider batch wait out of range", binary: "decider", args: []string{"--batch-wait=5s"},
+			wantErr: []string{"batch_wait", "--batch-wait", "PULSAGA_BATCH_WAIT"}},
 		{name: "worker services as a comma list in the environment", binary: "worker",
 			env: map[string]string{"PULSAGA_SERVICES": "payments,hotels"},
 			check: func(t *testing.T, cfg Validator) {

@@ -5,15 +5,13 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/protocol"
-	"github.com/pulsaga/pulsaga/timers"
 	"github.com/pulsaga/pulsaga/worker"
-	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // DeciderOptions configure a decider.
@@ -22,11 +20,19 @@ type DeciderOptions struct {
 	Name string
 	// Topics are the engine's topics.
 	Topics Topics
-	// Concurrency is the number of tasks decided at once (default 4).
+	// Concurrency is the number of batch loops: batches of tasks decided
+	// and committed at once, each in its own transaction (default 4).
 	Concurrency int
+	// MaxBatch bounds the tasks of one batch, i.e. of one transaction
+	// (default 64).
+	MaxBatch int
+	// BatchWait is how long a loop that has a task waits for one more
+	// before it decides its batch (default 3ms): a batch grows while tasks
+	// keep arriving within BatchWait of each other, up to MaxBatch.
+	BatchWait time.Duration
 	// MaxDeliveries dead-letters a task that keeps failing (default 5).
 	MaxDeliveries int
-	// TxTimeout bounds a decision's transaction (default 10s), see
+	// TxTimeout bounds a batch's transaction (default 10s), see
 	// OrchestratorOptions.TxTimeout.
 	TxTimeout time.Duration
 	// Clock stamps messages, and dates a decision whose task waited in the
@@ -35,12 +41,64 @@ type DeciderOptions struct {
 	Clock func() time.Time
 }
 
-// Decider is stateless: it takes decision tasks, runs workflow.Decide, and
-// emits the commands, the timers and the decision result in one
-// transaction with the acknowledgement of the task. A task delivered twice
-// (a decider died before committing, or the orchestrator re-issued it)
-// yields the same command ids; the orchestrator accepts only the first
-// result.
+func (o *DeciderOptions) defaults() {
+	if o.Name == "" {
+		o.Name = "decider"
+	}
+	if o.Topics.Events == "" {
+		o.Topics = DefaultTopics()
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 4
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 64
+	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 3 * time.Millisecond
+	}
+	if o.MaxDeliveries <= 0 {
+		o.MaxDeliveries = 5
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.TxTimeout <= 0 {
+		o.TxTimeout = 10 * time.Second
+	}
+}
+
+// DeciderStats count what a decider did since it was created.
+type DeciderStats struct {
+	// Transactions is the number of transactions committed, Tasks the
+	// decision tasks they acknowledged (answered, or duplicates of a task
+	// answered in the same transaction).
+	Transactions, Tasks int64
+	// Decided counts the tasks answered with a decision, Errors those
+	// answered with an error (unknown definition, a decision that failed).
+	Decided, Errors int64
+	// FailedTransactions counts transactions that did not commit; every
+	// task of theirs was nacked and comes again.
+	FailedTransactions int64
+	// DeadLettered counts tasks moved to the dead-letter topic (undecodable
+	// or invalid), Nacked the tasks nacked on their own (a transient
+	// failure before their transaction: definitions unreadable, a producer
+	// that could not be opened, a dead-letter that failed).
+	DeadLettered, Nacked int64
+}
+
+// Decider is stateless: it takes decision tasks in batches, runs
+// workflow.Decide for each, and emits the commands, the timers and the
+// decision results of the whole batch in one transaction with the
+// acknowledgements of its tasks. A task delivered twice (a decider died
+// before committing, its batch's transaction failed, or the orchestrator
+// re-issued it) yields the same command ids; the orchestrator accepts only
+// the first result.
+//
+// A task is never dropped for its age: one the orchestrator has re-issued
+// meanwhile is decided in its batch like any other (nothing waits for it),
+// and whichever answer reaches the orchestrator first is taken. Copies of
+// one task in one batch are answered once.
 type Decider struct {
 	bus  bus.Bus
 	reg  *Registry
@@ -49,30 +107,26 @@ type Decider struct {
 
 	mu        sync.Mutex
 	producers map[string]bus.Producer
+
+	stats struct {
+		transactions, tasks, decided, errors, failed, deadLettered, nacked atomic.Int64
+	}
 }
 
 // NewDecider creates a decider; Run starts it.
 func NewDecider(b bus.Bus, reg *Registry, opts DeciderOptions, log zerolog.Logger) *Decider {
-	if opts.Name == "" {
-		opts.Name = "decider"
-	}
-	if opts.Topics.Events == "" {
-		opts.Topics = DefaultTopics()
-	}
-	if opts.Concurrency <= 0 {
-		opts.Concurrency = 4
-	}
-	if opts.MaxDeliveries <= 0 {
-		opts.MaxDeliveries = 5
-	}
-	if opts.Clock == nil {
-		opts.Clock = time.Now
-	}
-	if opts.TxTimeout <= 0 {
-		opts.TxTimeout = 10 * time.Second
-	}
+	opts.defaults()
 	return &Decider{bus: b, reg: reg, opts: opts, producers: map[string]bus.Producer{},
 		log: log.With().Str("component", "decider").Str("instance", opts.Name).Logger()}
+}
+
+// Stats returns the decider's counters.
+func (d *Decider) Stats() DeciderStats {
+	s := &d.stats
+	return DeciderStats{
+		Transactions: s.transactions.Load(), Tasks: s.tasks.Load(), Decided: s.decided.Load(), Errors: s.errors.Load(),
+		FailedTransactions: s.failed.Load(), DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(),
+	}
 }
 
 // Run decides until ctx is done.
@@ -82,7 +136,9 @@ func (d *Decider) Run(ctx context.Context) error {
 	}
 	cons, err := d.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: d.opts.Topics.Decisions, Subscription: "deciders", Type: bus.Shared, ConsumerName: d.opts.Name,
-		MaxDeliveries: d.opts.MaxDeliveries, NackDelay: 500 * time.Millisecond, ReceiveQueueSize: 4 * d.opts.Concurrency,
+		MaxDeliveries: d.opts.MaxDeliveries, NackDelay: 500 * time.Millisecond,
+		// Enough prefetched for every loop to fill a batch.
+		ReceiveQueueSize: d.opts.Concurrency * d.opts.MaxBatch,
 	})
 	if err != nil {
 		return fmt.Errorf("decider: %w", err)
@@ -90,156 +146,44 @@ func (d *Decider) Run(ctx context.Context) error {
 	defer cons.Close()
 	defer d.closeProducers()
 	var wg sync.WaitGroup
-	for i := 0; i < d.opts.Concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range d.opts.Concurrency {
+		wg.Go(func() {
 			for {
-				m, err := cons.Receive(ctx)
+				msgs, err := d.receiveBatch(ctx, cons)
 				if err != nil {
 					return
 				}
-				if err := d.handle(ctx, cons, m); err != nil {
-					d.log.Warn().Err(err).Str("key", m.Key).Msg("decision not emitted; the task will come again")
-					cons.Nack(m, err)
-				}
+				d.handleBatch(ctx, cons, msgs)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return nil
 }
 
-func (d *Decider) handle(ctx context.Context, cons bus.Consumer, m *bus.Message) error {
-	env, err := bus.DecodeOrDeadLetter(ctx, cons, m)
-	if err != nil {
-		d.log.Warn().Err(err).Msg("undecodable decision task")
-		return nil
-	}
-	if env.Type != TypeDecisionTask {
-		return cons.DeadLetter(ctx, m, fmt.Sprintf("unexpected message type %q on the decisions topic", env.Type))
-	}
-	var task DecisionTask
-	if err := env.DecodePayload(&task); err != nil {
-		return cons.DeadLetter(ctx, m, err.Error())
-	}
-	if task.ReplyTo == "" || task.TaskID == "" || task.ProcessID == "" {
-		return cons.DeadLetter(ctx, m, "decision task needs task_id, process_id and reply_to")
-	}
-	log := d.log.With().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Logger()
-	now := task.Now
-	if c := d.opts.Clock().UTC(); c.After(now) {
-		now = c
-	}
-	task.Now = now
-	res := DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
-	var tx bus.Tx
-	var out []outMsg
-	def, err := d.reg.Get(ctx, task.Definition, task.Version)
-	if err != nil {
-		res.Error = err.Error()
-	} else if dec, err := workflow.Decide(def, task.State, task.Events, now); err != nil {
-		res.Error = err.Error()
-	} else {
-		res.Decision = &dec
-		if out, err = d.effects(ctx, &task, &dec); err != nil {
-			return err
-		}
-	}
-	if res.Error != "" {
-		log.Error().Str("error", res.Error).Msg("no decision possible")
-	}
-	payload, err := encode(TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, d.opts.Clock(), res)
-	if err != nil {
-		return err
-	}
-	reply, err := d.producer(ctx, task.ReplyTo)
-	if err != nil {
-		return err
-	}
-	out = append(out, outMsg{reply, &bus.OutMessage{Key: task.ProcessID, Payload: payload}})
-	if tx, err = d.bus.BeginTx(ctx, d.opts.TxTimeout); err != nil {
-		return err
-	}
-	if err := sendAll(ctx, out, tx); err != nil {
-		_ = tx.Abort(context.WithoutCancel(ctx))
-		return err
-	}
-	if err := cons.AckTx(ctx, m, tx); err != nil {
-		_ = tx.Abort(context.WithoutCancel(ctx))
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	if res.Decision != nil {
-		log.Debug().Int("commands", len(res.Decision.Commands)).Int("timers", len(res.Decision.Timers)).Str("status", string(res.Decision.Status)).Msg("decided")
-	}
-	return nil
-}
-
-// effects turns a decision into messages: commands on the job queues
-// (delayed when they are retries) and timers.
-func (d *Decider) effects(ctx context.Context, task *DecisionTask, dec *workflow.Decision) ([]outMsg, error) {
-	var out []outMsg
-	for _, c := range dec.Commands {
-		cmd := protocol.Command{
-			CommandID: c.ID, ProcessID: c.ProcessID, Definition: task.Definition, Version: task.Version,
-			Step: c.StepID, Item: c.Item, Attempt: c.Attempt, Service: c.Service, Command: c.Command,
-			Compensation: c.Compensation, Input: c.Input, IdempotencyKey: c.IdempotencyKey,
-			Deadline: c.Deadline, ReplyTo: task.ReplyTo,
-		}
-		payload, err := encode(protocol.TypeCommand, c.ID, c.ProcessID, task.Now, cmd)
-		if err != nil {
-			return nil, err
-		}
-		p, err := d.producer(ctx, worker.JobTopic(c.Service))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, outMsg{p, &bus.OutMessage{Key: c.ProcessID, Payload: payload, DeliverAt: c.NotBefore}})
-	}
-	tp, err := d.producer(ctx, timers.Topic)
+// receiveBatch waits for a task, then takes more while they keep coming
+// within BatchWait of each other, up to MaxBatch.
+func (d *Decider) receiveBatch(ctx context.Context, cons bus.Consumer) ([]*bus.Message, error) {
+	m, err := cons.Receive(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range dec.Timers {
-		msg, err := timers.Message(protocol.Timer{
-			TimerID: t.ID, ProcessID: t.ProcessID, Kind: string(t.Kind), Step: t.StepID, FireAt: t.FireAt, Target: task.ReplyTo,
-		}, task.Now, timers.DefaultMaxHop)
+	msgs := []*bus.Message{m}
+	for len(msgs) < d.opts.MaxBatch {
+		wctx, cancel := context.WithTimeout(ctx, d.opts.BatchWait)
+		m, err := cons.Receive(wctx)
+		cancel()
 		if err != nil {
-			return nil, err
-		}
-		out = append(out, outMsg{tp, msg})
-	}
-	return out, nil
-}
-
-func sendAll(ctx context.Context, out []outMsg, tx bus.Tx) error {
-	var mu sync.Mutex
-	var first error
-	used := map[bus.Producer]bool{}
-	for _, m := range out {
-		m.msg.Tx = tx
-		used[m.p] = true
-		m.p.SendAsync(ctx, m.msg, func(_ bus.MessageID, err error) {
-			if err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
+			if ctx.Err() != nil {
+				// Shutting down: closing the consumer gives back what was
+				// received.
+				return nil, ctx.Err()
 			}
-		})
-	}
-	for p := range used {
-		if err := p.Flush(ctx); err != nil {
-			return err
+			break
 		}
+		msgs = append(msgs, m)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return first
+	return msgs, nil
 }
 
 func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, error) {

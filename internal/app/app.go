@@ -127,7 +127,9 @@ func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) err
 	topics := Topics(cfg.Partitions, 0)
 	reg := engine.NewRegistry(b, topics.Definitions, nil)
 	defer reg.Close()
-	d := engine.NewDecider(b, reg, engine.DeciderOptions{Name: cfg.Name, Topics: topics, Concurrency: cfg.Concurrency}, log)
+	d := engine.NewDecider(b, reg, engine.DeciderOptions{
+		Name: cfg.Name, Topics: topics, Concurrency: cfg.Concurrency, MaxBatch: cfg.MaxBatch, BatchWait: cfg.BatchWait,
+	}, log)
 	log.Info().Str("instance", cfg.Name).Msg("decider running")
 	return group(ctx, log, d.Run)
 }

@@ -1,0 +1,348 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/timers"
+	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// taskBatch is what one transaction of a decider carries: the tasks it
+// acknowledges and the messages it sends.
+type taskBatch struct {
+	acks            []*bus.Message
+	out             []emit
+	decided, errors int
+}
+
+// emit is a message to send with a producer.
+type emit struct {
+	p   bus.Producer
+	msg *bus.OutMessage
+}
+
+// handleBatch decides the tasks of msgs and commits them. A task that
+// cannot be decoded or is invalid is dead-lettered, and one that meets a
+// transient failure before the transaction (definitions unreadable, a
+// producer that cannot be opened) is nacked: neither holds the others
+// back. The fresh tasks go into one transaction; a task delivered before
+// goes into a transaction of its own, so that a task whose messages make
+// every transaction fail cannot take healthy tasks with it to
+// MaxDeliveries. If a transaction fails, all its tasks are nacked and come
+// again; deciding them again yields the same command ids.
+func (d *Decider) handleBatch(ctx context.Context, cons bus.Consumer, msgs []*bus.Message) {
+	start := time.Now()
+	clock := d.opts.Clock().UTC()
+	fresh := &taskBatch{}
+	batches := []*taskBatch{fresh}
+	answered := map[string]bool{} // task ids answered in fresh
+	for _, m := range msgs {
+		task := d.accept(ctx, cons, m)
+		if task == nil {
+			continue
+		}
+		b := fresh
+		switch {
+		case m.RedeliveryCount > 0:
+			b = &taskBatch{}
+			batches = append(batches, b)
+		case answered[task.TaskID]:
+			// A copy of a task (re-issued while the first still waited):
+			// one answer serves both.
+			fresh.acks = append(fresh.acks, m)
+			continue
+		}
+		out, res, err := d.decide(ctx, task, clock)
+		if err != nil {
+			d.log.Warn().Err(err).Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Msg("decision not emitted; the task will come again")
+			cons.Nack(m, err)
+			d.stats.nacked.Add(1)
+			continue
+		}
+		b.acks = append(b.acks, m)
+		b.out = append(b.out, out...)
+		if res.Error != "" {
+			b.errors++
+		} else {
+			b.decided++
+		}
+		if b == fresh {
+			answered[task.TaskID] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for _, b := range batches {
+		if len(b.acks) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			if err := d.commit(ctx, cons, b); err != nil {
+				d.log.Warn().Err(err).Int("tasks", len(b.acks)).Msg("batch not committed; its tasks will come again")
+				return
+			}
+			d.log.Debug().Int("tasks", len(b.acks)).Int("messages", len(b.out)).Dur("took", time.Since(start)).Msg("batch committed")
+		})
+	}
+	wg.Wait()
+}
+
+// accept decodes and checks a task; it dead-letters what is not a valid
+// task and returns nil then.
+func (d *Decider) accept(ctx context.Context, cons bus.Consumer, m *bus.Message) *DecisionTask {
+	env, err := bus.DecodeEnvelope(m.Payload)
+	if err != nil {
+		reason := err.Error()
+		var de *bus.DecodeError
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		d.deadLetter(ctx, cons, m, reason)
+		return nil
+	}
+	if env.Type != TypeDecisionTask {
+		d.deadLetter(ctx, cons, m, fmt.Sprintf("unexpected message type %q on the decisions topic", env.Type))
+		return nil
+	}
+	var task DecisionTask
+	if err := env.DecodePayload(&task); err != nil {
+		d.deadLetter(ctx, cons, m, err.Error())
+		return nil
+	}
+	if task.ReplyTo == "" || task.TaskID == "" || task.ProcessID == "" {
+		d.deadLetter(ctx, cons, m, "decision task needs task_id, process_id and reply_to")
+		return nil
+	}
+	return &task
+}
+
+// deadLetter moves m to the dead-letter topic with reason, or nacks it when
+// that fails (it comes again; nothing is lost).
+func (d *Decider) deadLetter(ctx context.Context, cons bus.Consumer, m *bus.Message, reason string) {
+	if err := cons.DeadLetter(ctx, m, reason); err != nil {
+		d.log.Warn().Err(err).Str("reason", reason).Msg("dead-lettering a bad decision task failed; it will come again")
+		cons.Nack(m, errors.New(reason))
+		d.stats.nacked.Add(1)
+		return
+	}
+	d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
+	d.stats.deadLettered.Add(1)
+}
+
+// decide makes task's decision at max(task.Now, clock) and returns the
+// messages it sends: its commands, its timers and its result. A task that
+// cannot be decided (unknown definition, Decide failing) is answered with
+// an error result; an error means nothing can be answered now.
+func (d *Decider) decide(ctx context.Context, task *DecisionTask, clock time.Time) ([]emit, *DecisionResult, error) {
+	now := task.Now
+	if clock.After(now) {
+		now = clock
+	}
+	task.Now = now
+	res := &DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
+	var out []emit
+	def, err := d.reg.Get(ctx, task.Definition, task.Version)
+	switch {
+	case errors.Is(err, ErrUnknownDefinition):
+		res.Error = err.Error()
+	case err != nil:
+		return nil, nil, err // the definitions could not be read: try again later
+	default:
+		dec, err := workflow.Decide(def, task.State, task.Events, now)
+		if err != nil {
+			res.Error = err.Error()
+			break
+		}
+		res.Decision = &dec
+		if out, err = d.effects(ctx, task, &dec); err != nil {
+			return nil, nil, err
+		}
+	}
+	if res.Error != "" {
+		d.log.Error().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Str("error", res.Error).Msg("no decision possible")
+	}
+	payload, err := encode(TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, clock, res)
+	if err != nil {
+		return nil, nil, err
+	}
+	reply, err := d.producer(ctx, task.ReplyTo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(out, emit{reply, &bus.OutMessage{Key: task.ProcessID, Payload: payload}}), res, nil
+}
+
+// effects turns a decision into messages: commands on the job queues
+// (delayed when they are retries) and timers.
+func (d *Decider) effects(ctx context.Context, task *DecisionTask, dec *workflow.Decision) ([]emit, error) {
+	out := make([]emit, 0, len(dec.Commands)+len(dec.Timers)+1)
+	for _, c := range dec.Commands {
+		cmd := protocol.Command{
+			CommandID: c.ID, ProcessID: c.ProcessID, Definition: task.Definition, Version: task.Version,
+			Step: c.StepID, Item: c.Item, Attempt: c.Attempt, Service: c.Service, Command: c.Command,
+			Compensation: c.Compensation, Input: c.Input, IdempotencyKey: c.IdempotencyKey,
+			Deadline: c.Deadline, ReplyTo: task.ReplyTo,
+		}
+		payload, err := encode(protocol.TypeCommand, c.ID, c.ProcessID, task.Now, cmd)
+		if err != nil {
+			return nil, err
+		}
+		p, err := d.producer(ctx, worker.JobTopic(c.Service))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, emit{p, &bus.OutMessage{Key: c.ProcessID, Payload: payload, DeliverAt: c.NotBefore}})
+	}
+	if len(dec.Timers) == 0 {
+		return out, nil
+	}
+	tp, err := d.producer(ctx, timers.Topic)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range dec.Timers {
+		msg, err := timers.Message(protocol.Timer{
+			TimerID: t.ID, ProcessID: t.ProcessID, Kind: string(t.Kind), Step: t.StepID, FireAt: t.FireAt, Target: task.ReplyTo,
+		}, task.Now, timers.DefaultMaxHop)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, emit{tp, msg})
+	}
+	return out, nil
+}
+
+// commit sends b's messages and acknowledges its tasks in one transaction.
+// If anything fails, every task of b is nacked.
+func (d *Decider) commit(ctx context.Context, cons bus.Consumer, b *taskBatch) error {
+	tx, err := d.bus.BeginTx(ctx, d.opts.TxTimeout)
+	if err != nil {
+		d.nackBatch(cons, b, err)
+		return err
+	}
+	if err := sendAndAck(ctx, cons, b, tx); err != nil {
+		_ = tx.Abort(context.WithoutCancel(ctx))
+		d.nackBatch(cons, b, err)
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		d.nackBatch(cons, b, err)
+		return err
+	}
+	d.stats.transactions.Add(1)
+	d.stats.tasks.Add(int64(len(b.acks)))
+	d.stats.decided.Add(int64(b.decided))
+	d.stats.errors.Add(int64(b.errors))
+	return nil
+}
+
+// nackBatch gives the tasks of a batch whose transaction failed back. Those
+// the transaction acknowledged come back by its abort already; nacking
+// them is then a no-op.
+func (d *Decider) nackBatch(cons bus.Consumer, b *taskBatch, err error) {
+	d.stats.failed.Add(1)
+	cause := fmt.Errorf("decider: the transaction of a batch of %d tasks failed: %w", len(b.acks), err)
+	for _, m := range b.acks {
+		cons.Nack(m, cause)
+	}
+}
+
+// sendAndAck sends b's messages and acknowledges its tasks in tx, at once
+// where order does not matter, so that the broker round trips of the
+// transaction (each first send to a topic partition, and each
+// acknowledgement, registers with the transaction coordinator) overlap:
+// the messages of one producer and key are sent in order from one
+// goroutine, every other group and every acknowledgement from its own.
+func sendAndAck(ctx context.Context, cons bus.Consumer, b *taskBatch, tx bus.Tx) error {
+	type groupKey struct {
+		p   bus.Producer
+		key string
+	}
+	type group struct {
+		p    bus.Producer
+		msgs []*bus.OutMessage
+	}
+	index := map[groupKey]int{}
+	var groups []*group
+	var producers []bus.Producer
+	for _, e := range b.out {
+		k := groupKey{e.p, e.msg.Key}
+		i, ok := index[k]
+		if !ok {
+			i = len(groups)
+			index[k] = i
+			groups = append(groups, &group{p: e.p})
+		}
+		if !ok && !slices.Contains(producers, e.p) {
+			producers = append(producers, e.p)
+		}
+		e.msg.Tx = tx
+		groups[i].msgs = append(groups[i].msgs, e.msg)
+	}
+	var mu sync.Mutex
+	var first error
+	failed := 0
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first == nil {
+			first = err
+		}
+		failed++
+	}
+	var sent sync.WaitGroup // one per message, done by its callback
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		sent.Add(len(g.msgs))
+		wg.Go(func() {
+			for _, m := range g.msgs {
+				g.p.SendAsync(ctx, m, func(_ bus.MessageID, err error) {
+					if err != nil {
+						fail(err)
+					}
+					sent.Done()
+				})
+			}
+		})
+	}
+	for _, m := range b.acks {
+		wg.Go(func() {
+			if err := cons.AckTx(ctx, m, tx); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, p := range producers {
+		wg.Go(func() {
+			if err := p.Flush(ctx); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	// A send's outcome is known once its callback has run.
+	done := make(chan struct{})
+	go func() {
+		sent.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if first != nil {
+		return fmt.Errorf("%d of %d sends and acknowledgements failed, the first: %w", failed, len(b.out)+len(b.acks), first)
+	}
+	return nil
+}
