@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -14,16 +13,21 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/engine"
-	"github.com/pulsaga/pulsaga/timers"
-	"github.com/pulsaga/pulsaga/worker"
 )
 
-// HandledTopic is the compacted topic where the admin API records which
-// dead letters were replayed or purged (key: DLQ topic + "|" + message
-// id). Dead-letter topics themselves are never rewritten: they keep every
-// message for the namespace's retention, as an audit trail, and the API
-// hides the handled ones.
+// DLQSubscription is the admin API's durable subscription on every
+// dead-letter topic: its backlog is the dead letters still to be handled.
+// Replaying or purging a dead letter acknowledges exactly that message on
+// it (bus.Backlogs), so it leaves the topic's backlog for good and the
+// broker deletes it with the rest of the topic's acknowledged data (after
+// the namespace's retention). Nothing else consumes dead-letter topics.
+const DLQSubscription = "pulsaga-admin"
+
+// HandledTopic is the compacted audit log of the dead letters replayed or
+// purged (key: DLQ topic + "|" + message id; value: DLQHandled, who did it,
+// when and why). A record is written in the same transaction that removes
+// the dead letter (and, for a replay, republishes it), so the log and the
+// topics never disagree.
 const HandledTopic = "dlq-handled"
 
 // PropReplayedFrom marks a replayed message with where it was dead-lettered.
@@ -50,8 +54,6 @@ type DLQInfo struct {
 	Topic string `json:"topic"`
 	// Count is the dead letters not replayed or purged yet.
 	Count int `json:"count"`
-	// Handled is the dead letters replayed or purged.
-	Handled int `json:"handled"`
 }
 
 // DLQHandled records a replayed or purged dead letter.
@@ -64,135 +66,55 @@ type DLQHandled struct {
 	At     time.Time `json:"at"`
 }
 
+// dlqScan bounds the dead letters one request reads or handles; "all" on a
+// larger topic is done in several requests (each answers what it did).
+const dlqScan = 10000
+
+// dlqChunk is how many dead letters one transaction handles.
+const dlqChunk = 100
+
 type dlqStore struct {
-	bus    bus.Bus
-	reg    *engine.Registry
-	topics engine.Topics
+	bus bus.Bus
 
-	mu      sync.Mutex
-	reader  bus.Reader
-	handled map[string]DLQHandled
-	prod    bus.Producer
+	mu    sync.Mutex // one action at a time per instance
+	audit bus.Producer
 }
 
-func newDLQStore(b bus.Bus, reg *engine.Registry, t engine.Topics) *dlqStore {
-	return &dlqStore{bus: b, reg: reg, topics: t, handled: map[string]DLQHandled{}}
-}
+func newDLQStore(b bus.Bus) *dlqStore { return &dlqStore{bus: b} }
 
-func handledKey(topic, id string) string { return topic + "|" + id }
-
-// DLQTopics are the dead-letter topics of an installation: those of the
-// engine's subscriptions and of every service a registered definition uses.
-func DLQTopics(t engine.Topics, services []string) []string {
-	out := []string{
-		t.Events + "-orchestrator-DLQ", engine.StartTopic + "-start-relay-DLQ",
-		t.Decisions + "-deciders-DLQ", timers.Topic + "-timer-relay-DLQ",
+func (d *dlqStore) backlogs() (bus.Backlogs, error) {
+	bl, ok := d.bus.(bus.Backlogs)
+	if !ok {
+		return nil, fmt.Errorf("%w: the bus (%T) cannot list topics or backlogs", ErrUnavailable, d.bus)
 	}
-	for _, s := range services {
-		out = append(out, worker.JobTopic(s)+"-workers-DLQ")
-	}
-	return out
+	return bl, nil
 }
 
-func (d *dlqStore) topicsList(ctx context.Context) ([]string, error) {
-	recs, err := d.reg.List(ctx)
+// topics lists the dead-letter topics of the namespace, from the broker.
+func (d *dlqStore) topics(ctx context.Context) ([]string, error) {
+	bl, err := d.backlogs()
 	if err != nil {
 		return nil, err
 	}
-	set := map[string]bool{}
-	for _, rec := range recs {
-		def, err := d.reg.Get(ctx, rec.Name, rec.Version)
-		if err != nil {
-			continue
-		}
-		for _, st := range def.Steps {
-			if st.Service != "" {
-				set[st.Service] = true
-			}
-		}
+	all, err := bl.Topics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list topics: %v", ErrUnavailable, err)
 	}
-	return DLQTopics(d.topics, slices.Sorted(maps.Keys(set))), nil
+	return slices.DeleteFunc(all, func(t string) bool { return !bus.IsDeadLetterTopic(t) }), nil
 }
 
-func (d *dlqStore) refresh(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.reader == nil {
+func (d *dlqStore) auditProducer(ctx context.Context) (bus.Producer, error) {
+	if d.audit == nil {
 		if err := d.bus.EnsureTopic(ctx, bus.TopicSpec{Name: HandledTopic, Compacted: true, RetentionTime: -1, RetentionSizeMB: -1}); err != nil {
-			return err
+			return nil, err
 		}
-		rd, err := d.bus.Reader(ctx, bus.ReaderOptions{Topic: HandledTopic, Compacted: true})
-		if err != nil {
-			return err
-		}
-		d.reader = rd
-	}
-	for {
-		more, err := d.reader.HasNext(ctx)
-		if err != nil || !more {
-			return err
-		}
-		m, err := d.reader.Next(ctx)
-		if err != nil {
-			return err
-		}
-		var h DLQHandled
-		if json.Unmarshal(m.Payload, &h) == nil && h.Topic != "" {
-			d.handled[handledKey(h.Topic, h.ID)] = h
-		}
-	}
-}
-
-func (d *dlqStore) isHandled(topic, id string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	_, ok := d.handled[handledKey(topic, id)]
-	return ok
-}
-
-func (d *dlqStore) mark(ctx context.Context, h DLQHandled) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.prod == nil {
 		p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: HandledTopic})
 		if err != nil {
-			return err
-		}
-		d.prod = p
-	}
-	b, err := json.Marshal(h)
-	if err != nil {
-		return err
-	}
-	if _, err := d.prod.Send(ctx, &bus.OutMessage{Key: handledKey(h.Topic, h.ID), Payload: b}); err != nil {
-		return err
-	}
-	d.handled[handledKey(h.Topic, h.ID)] = h
-	return nil
-}
-
-// read returns every message of a DLQ topic, with the raw messages.
-func (d *dlqStore) read(ctx context.Context, topic string) ([]*bus.Message, error) {
-	rd, err := d.bus.Reader(ctx, bus.ReaderOptions{Topic: topic})
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	var out []*bus.Message
-	for {
-		more, err := rd.HasNext(ctx)
-		if err != nil {
 			return nil, err
 		}
-		if !more {
-			return out, nil
-		}
-		m, err := rd.Next(ctx)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
+		d.audit = p
 	}
+	return d.audit, nil
 }
 
 func deadLetterOf(m *bus.Message) DeadLetter {
@@ -211,37 +133,41 @@ func deadLetterOf(m *bus.Message) DeadLetter {
 	return dl
 }
 
+// checkDLQTopic checks that topic names an existing dead-letter topic.
 func (s *Server) checkDLQTopic(ctx context.Context, topic string) error {
-	if !strings.HasSuffix(topic, "-DLQ") || strings.ContainsAny(topic, "/:") {
-		return fmt.Errorf("%w: %q is not a dead-letter topic (short names ending in -DLQ, see GET /api/v1/dlq)", ErrBadRequest, topic)
+	if !bus.IsDeadLetterTopic(topic) || strings.ContainsAny(topic, "/:") {
+		return fmt.Errorf("%w: %q is not a dead-letter topic (short names ending in %s, see GET /api/v1/dlq)", ErrBadRequest, topic, bus.DeadLetterSuffix)
+	}
+	names, err := s.dlq.topics(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(names, topic) {
+		return fmt.Errorf("%w: no dead-letter topic %s in namespace %s (GET /api/v1/dlq lists them)", ErrNotFound, topic, s.opts.Bus.Namespace())
 	}
 	return nil
 }
 
-// DeadLetterCounts reads every dead-letter topic of the installation.
+// DeadLetterCounts lists every dead-letter topic of the namespace, as the
+// broker has them, with the dead letters each still holds. Listing also
+// creates the admin subscription on a new dead-letter topic, so its
+// messages are kept until they are replayed or purged.
 func (s *Server) DeadLetterCounts(ctx context.Context) ([]DLQInfo, error) {
-	names, err := s.dlq.topicsList(ctx)
-	if err == nil {
-		err = s.dlq.refresh(ctx)
-	}
+	bl, err := s.dlq.backlogs()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, err
+	}
+	names, err := s.dlq.topics(ctx)
+	if err != nil {
+		return nil, err
 	}
 	out := []DLQInfo{}
 	for _, t := range names {
-		msgs, err := s.dlq.read(ctx, t)
+		_, n, err := bl.Backlog(ctx, t, DLQSubscription, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%w: read %s: %v", ErrUnavailable, t, err)
+			return nil, fmt.Errorf("%w: count the dead letters of %s: %v", ErrUnavailable, t, err)
 		}
-		info := DLQInfo{Topic: t}
-		for _, m := range msgs {
-			if s.dlq.isHandled(t, bus.FormatMessageID(m.ID)) {
-				info.Handled++
-			} else {
-				info.Count++
-			}
-		}
-		out = append(out, info)
+		out = append(out, DLQInfo{Topic: t, Count: n})
 	}
 	return out, nil
 }
@@ -255,24 +181,22 @@ func (s *Server) listDLQ(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"topics": out})
 }
 
-// pending returns the dead letters of topic not handled yet.
-func (s *Server) pending(ctx context.Context, topic string) ([]*bus.Message, error) {
-	if err := s.dlq.refresh(ctx); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	msgs, err := s.dlq.read(ctx, topic)
+// pending returns up to limit dead letters of topic not handled yet and how
+// many there are.
+func (s *Server) pending(ctx context.Context, topic string, limit int) ([]*bus.Message, int, error) {
+	bl, err := s.dlq.backlogs()
 	if err != nil {
-		return nil, fmt.Errorf("%w: read %s: %v", ErrUnavailable, topic, err)
+		return nil, 0, err
 	}
-	return slices.DeleteFunc(msgs, func(m *bus.Message) bool { return s.dlq.isHandled(topic, bus.FormatMessageID(m.ID)) }), nil
+	msgs, n, err := bl.Backlog(ctx, topic, DLQSubscription, limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: read %s: %v", ErrUnavailable, topic, err)
+	}
+	return msgs, n, nil
 }
 
 func (s *Server) inspectDLQ(w http.ResponseWriter, r *http.Request) {
 	topic := r.PathValue("topic")
-	if err := s.checkDLQTopic(r.Context(), topic); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	limit := 100
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -282,20 +206,24 @@ func (s *Server) inspectDLQ(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	msgs, err := s.pending(r.Context(), topic)
+	if err := s.checkDLQTopic(r.Context(), topic); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	msgs, n, err := s.pending(r.Context(), topic, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	out := []DeadLetter{}
-	for _, m := range msgs[:min(limit, len(msgs))] {
+	for _, m := range msgs {
 		out = append(out, deadLetterOf(m))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"topic": topic, "count": len(msgs), "messages": out})
+	writeJSON(w, http.StatusOK, map[string]any{"topic": topic, "count": n, "messages": out})
 }
 
 // DLQActionBody selects dead letters: the ids given, or every pending one
-// when ids is empty.
+// when ids is empty (at most 10,000 per request).
 type DLQActionBody struct {
 	IDs    []string `json:"ids,omitempty"`
 	Reason string   `json:"reason,omitempty"`
@@ -306,16 +234,22 @@ type DLQActionResult struct {
 	Topic  string   `json:"topic"`
 	Action string   `json:"action"`
 	Done   []string `json:"done"`
-	// Skipped are ids that were handled already (or are not in the topic).
+	// Skipped are ids that are not in the topic's backlog: replayed or
+	// purged already, or unknown.
 	Skipped []string `json:"skipped,omitempty"`
+	// Remaining counts the dead letters still in the topic afterwards.
+	Remaining int `json:"remaining"`
 }
 
-func (s *Server) dlqAction(w http.ResponseWriter, r *http.Request, action string, apply func(ctx context.Context, m *bus.Message) error) {
+// dlqAction replays or purges dead letters. Each chunk of them is handled
+// in one transaction: the acknowledgements that remove them from the
+// topic's backlog, the audit records and, for a replay, the republished
+// messages commit together or not at all. So a retried request (say its
+// answer was lost) finds the dead letters it handled gone and skips them:
+// nothing is ever replayed twice, whichever instance answers.
+func (s *Server) dlqAction(w http.ResponseWriter, r *http.Request, action string, apply func(ctx context.Context, m *bus.Message, tx bus.Tx) error) {
+	ctx := r.Context()
 	topic := r.PathValue("topic")
-	if err := s.checkDLQTopic(r.Context(), topic); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	var body DLQActionBody
 	if r.ContentLength != 0 {
 		if err := decodeBody(w, r, &body); err != nil {
@@ -323,7 +257,19 @@ func (s *Server) dlqAction(w http.ResponseWriter, r *http.Request, action string
 			return
 		}
 	}
-	msgs, err := s.pending(r.Context(), topic)
+	for _, id := range body.IDs {
+		if _, err := bus.ParseMessageID(id); err != nil {
+			s.fail(w, r, fmt.Errorf("%w: id %q is not a dead-letter id (see GET /api/v1/dlq/%s)", ErrBadRequest, id, topic))
+			return
+		}
+	}
+	if err := s.checkDLQTopic(ctx, topic); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.dlq.mu.Lock()
+	defer s.dlq.mu.Unlock()
+	msgs, _, err := s.pending(ctx, topic, dlqScan)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -344,25 +290,69 @@ func (s *Server) dlqAction(w http.ResponseWriter, r *http.Request, action string
 			}
 		}
 	}
-	p := PrincipalFrom(r.Context())
-	for _, m := range msgs {
-		id := bus.FormatMessageID(m.ID)
-		if apply != nil {
-			if err := apply(r.Context(), m); err != nil {
-				s.fail(w, r, fmt.Errorf("%w: %s %s of %s (done before it: %v): %v", ErrUnavailable, action, id, topic, res.Done, err))
-				return
-			}
-		}
-		if err := s.dlq.mark(r.Context(), DLQHandled{Topic: topic, ID: id, Action: action, Actor: p.Name, Reason: body.Reason, At: s.opts.Clock().UTC()}); err != nil {
-			s.fail(w, r, fmt.Errorf("%w: record %s of %s: %v", ErrUnavailable, action, id, err))
+	p := PrincipalFrom(ctx)
+	for chunk := range slices.Chunk(msgs, dlqChunk) {
+		ids, err := s.dlqChunk(ctx, topic, action, chunk, DLQHandled{Topic: topic, Action: action, Actor: p.Name, Reason: body.Reason, At: s.opts.Clock().UTC()}, apply)
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("%w: %s dead letters of %s (done before it: %v): %v", ErrUnavailable, action, topic, res.Done, err))
 			return
 		}
-		res.Done = append(res.Done, id)
+		res.Done = append(res.Done, ids...)
 	}
 	sort.Strings(res.Skipped)
+	if _, res.Remaining, err = s.pending(ctx, topic, 0); err != nil {
+		res.Remaining = -1
+	}
 	s.log.Info().Str("topic", topic).Str("action", action).Int("messages", len(res.Done)).Str("actor", p.Name).Str("reason", body.Reason).Msg("dead letters handled")
 	writeJSON(w, http.StatusOK, res)
 }
+
+// dlqChunk handles some dead letters in one transaction.
+func (s *Server) dlqChunk(ctx context.Context, topic, action string, msgs []*bus.Message, rec DLQHandled, apply func(context.Context, *bus.Message, bus.Tx) error) ([]string, error) {
+	bl, err := s.dlq.backlogs()
+	if err != nil {
+		return nil, err
+	}
+	audit, err := s.dlq.auditProducer(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open the audit log %s: %w", HandledTopic, err)
+	}
+	tx, err := s.opts.Bus.BeginTx(ctx, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	ids, done := make([]bus.MessageID, 0, len(msgs)), make([]string, 0, len(msgs))
+	err = func() error {
+		for _, m := range msgs {
+			id := bus.FormatMessageID(m.ID)
+			if apply != nil {
+				if err := apply(ctx, m, tx); err != nil {
+					return fmt.Errorf("%s %s: %w", action, id, err)
+				}
+			}
+			rec.ID = id
+			b, err := json.Marshal(rec)
+			if err != nil {
+				return err
+			}
+			if _, err := audit.Send(ctx, &bus.OutMessage{Key: handledKey(topic, id), Payload: b, Tx: tx}); err != nil {
+				return fmt.Errorf("record %s of %s: %w", action, id, err)
+			}
+			ids, done = append(ids, m.ID), append(done, id)
+		}
+		if err := bl.Acknowledge(ctx, topic, DLQSubscription, tx, ids...); err != nil {
+			return fmt.Errorf("remove from %s: %w", topic, err)
+		}
+		return tx.Commit(ctx)
+	}()
+	if err != nil {
+		_ = tx.Abort(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return done, nil
+}
+
+func handledKey(topic, id string) string { return topic + "|" + id }
 
 func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
 	producers := map[string]bus.Producer{}
@@ -371,7 +361,7 @@ func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
 			_ = p.Close()
 		}
 	}()
-	s.dlqAction(w, r, "replay", func(ctx context.Context, m *bus.Message) error {
+	s.dlqAction(w, r, "replay", func(ctx context.Context, m *bus.Message, tx bus.Tx) error {
 		origin := m.Properties[bus.PropDLQOriginTopic]
 		if origin == "" {
 			return fmt.Errorf("%w: message has no %s property", ErrConflict, bus.PropDLQOriginTopic)
@@ -394,7 +384,7 @@ func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		props[PropReplayedFrom] = r.PathValue("topic") + "|" + bus.FormatMessageID(m.ID)
-		_, err := p.Send(ctx, &bus.OutMessage{Key: m.Key, Payload: m.Payload, Properties: props})
+		_, err := p.Send(ctx, &bus.OutMessage{Key: m.Key, Payload: m.Payload, Properties: props, Tx: tx})
 		return err
 	})
 }
@@ -403,17 +393,13 @@ func (s *Server) purgeDLQ(w http.ResponseWriter, r *http.Request) {
 	s.dlqAction(w, r, "purge", nil)
 }
 
-// Close releases the reader and producer.
+// Close releases the audit producer.
 func (d *dlqStore) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.reader != nil {
-		_ = d.reader.Close()
-		d.reader = nil
-	}
-	if d.prod != nil {
-		_ = d.prod.Close()
-		d.prod = nil
+	if d.audit != nil {
+		_ = d.audit.Close()
+		d.audit = nil
 	}
 	return nil
 }

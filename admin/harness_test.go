@@ -96,7 +96,7 @@ func newHarnessOn(t *testing.T, b bus.Bus) *harness {
 	g := &garage{tries: map[string]int{}, runs: map[string][]string{}}
 	status := engine.NewStatusTable(b, topics.Status)
 	t.Cleanup(func() { _ = status.Close() })
-	metrics := NewMetrics(status)
+	metrics := NewMetrics(status, "test-1")
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{
 		Topics: topics, Services: map[string]map[string]worker.Handler{"garage": g.handlers()},
 		Observer: metrics, ObserveTimer: metrics.ObserveTimer,

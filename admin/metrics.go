@@ -17,6 +17,21 @@ import (
 // Metrics are pulsaga's Prometheus metrics. It is an engine.Observer (give
 // it to the orchestrator) and ObserveTimer is a timer relay's Observe
 // hook; processes by status are read from the status table at each scrape.
+//
+// Two kinds of series, so that several instances can be scraped and summed
+// (docs/operations.md):
+//
+//   - per instance: what this process observed (steps, commands,
+//     transitions, latencies, drops, timer lateness, Go runtime and
+//     process). Each is observed by exactly one instance (the owner of the
+//     process's partition, the relay that fired the timer), so summing over
+//     instances counts each once. They carry the label
+//     pulsaga_instance=<instance name>, so series of different instances
+//     never merge, even behind one scrape target.
+//   - global: read from shared state, the same on every instance
+//     (pulsaga_processes from the status table, pulsaga_dead_letters from
+//     the broker). They carry no instance label of their own; aggregate
+//     them with max, never sum.
 type Metrics struct {
 	reg *prometheus.Registry
 
@@ -30,10 +45,14 @@ var _ engine.Observer = (*Metrics)(nil)
 // latencyBuckets span 1 ms to about 16 s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
 
-// NewMetrics registers the metrics. status, when set, gives the
-// pulsaga_processes gauge; a Server given these metrics adds the
+// InstanceLabel names the instance on per-instance series.
+const InstanceLabel = "pulsaga_instance"
+
+// NewMetrics registers the metrics of the instance named instance (the
+// orchestrator's name; "" leaves the label off). status, when set, gives
+// the pulsaga_processes gauge; a Server given these metrics adds the
 // pulsaga_dead_letters gauge.
-func NewMetrics(status *engine.StatusTable) *Metrics {
+func NewMetrics(status *engine.StatusTable, instance string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry()}
 	hist := func(name, help string, label string) *prometheus.HistogramVec {
 		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "pulsaga", Name: name, Help: help, Buckets: latencyBuckets}, []string{label})
@@ -41,17 +60,21 @@ func NewMetrics(status *engine.StatusTable) *Metrics {
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "pulsaga", Name: name, Help: help}, labels)
 	}
-	m.decisionLatency = hist("decision_latency_seconds", "Time from issuing a decision task to applying its result.", "definition")
-	m.eventToCommand = hist("event_to_command_latency_seconds", "Time from the oldest event a decision folded to the decision's commands being sent.", "definition")
-	m.timerLateness = hist("timer_lateness_seconds", "How late timers fired, by kind.", "kind")
-	m.stepsStarted = counter("steps_started_total", "Steps that started.", "definition", "step")
-	m.stepsCompleted = counter("steps_completed_total", "Steps that completed.", "definition", "step")
-	m.stepsFailed = counter("steps_failed_total", "Steps that failed for good.", "definition", "step")
-	m.stepRetries = counter("step_retries_total", "Attempts after the first of a step's command (backoff retries and admin retries).", "definition", "step")
-	m.commands = counter("commands_sent_total", "Commands sent to workers, by kind (first, retry, compensation).", "definition", "kind")
-	m.processes = counter("process_transitions_total", "Processes entering a status.", "definition", "status")
-	m.dropped = counter("inputs_dropped_total", "Inputs the orchestrator dropped or dead-lettered, by reason.", "reason")
-	m.reg.MustRegister(m.decisionLatency, m.eventToCommand, m.timerLateness, m.stepsStarted, m.stepsCompleted, m.stepsFailed,
+	m.decisionLatency = hist("decision_latency_seconds", "Time from issuing a decision task to applying its result (per instance).", "definition")
+	m.eventToCommand = hist("event_to_command_latency_seconds", "Time from the oldest event a decision folded to the decision's commands being sent (per instance).", "definition")
+	m.timerLateness = hist("timer_lateness_seconds", "How late timers fired, by kind (per instance: the relay that fired them).", "kind")
+	m.stepsStarted = counter("steps_started_total", "Steps that started (per instance).", "definition", "step")
+	m.stepsCompleted = counter("steps_completed_total", "Steps that completed (per instance).", "definition", "step")
+	m.stepsFailed = counter("steps_failed_total", "Steps that failed for good (per instance).", "definition", "step")
+	m.stepRetries = counter("step_retries_total", "Attempts after the first of a step's command: backoff retries and admin retries (per instance).", "definition", "step")
+	m.commands = counter("commands_sent_total", "Commands sent to workers, by kind: first, retry, compensation (per instance).", "definition", "kind")
+	m.processes = counter("process_transitions_total", "Processes entering a status (per instance).", "definition", "status")
+	m.dropped = counter("inputs_dropped_total", "Inputs the orchestrator dropped or dead-lettered, by reason (per instance).", "reason")
+	var own prometheus.Registerer = m.reg
+	if instance != "" {
+		own = prometheus.WrapRegistererWith(prometheus.Labels{InstanceLabel: instance}, m.reg)
+	}
+	own.MustRegister(m.decisionLatency, m.eventToCommand, m.timerLateness, m.stepsStarted, m.stepsCompleted, m.stepsFailed,
 		m.stepRetries, m.commands, m.processes, m.dropped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if status != nil {
@@ -122,7 +145,7 @@ func (m *Metrics) ObserveTimer(kind string, lateness time.Duration) {
 // status table at each scrape.
 type statusCollector struct{ status *engine.StatusTable }
 
-var processesDesc = prometheus.NewDesc("pulsaga_processes", "Processes in the status table, by definition and status.", []string{"definition", "status"}, nil)
+var processesDesc = prometheus.NewDesc("pulsaga_processes", "Processes in the status table, by definition and status (global: the same on every instance; aggregate with max).", []string{"definition", "status"}, nil)
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- processesDesc }
 
@@ -155,7 +178,7 @@ type dlqCollector struct {
 	err  error
 }
 
-var deadLettersDesc = prometheus.NewDesc("pulsaga_dead_letters", "Dead letters not replayed or purged, by dead-letter topic.", []string{"topic"}, nil)
+var deadLettersDesc = prometheus.NewDesc("pulsaga_dead_letters", "Dead letters not replayed or purged, by dead-letter topic (global: the same on every instance; aggregate with max).", []string{"topic"}, nil)
 
 func (c *dlqCollector) Describe(ch chan<- *prometheus.Desc) { ch <- deadLettersDesc }
 

@@ -1,11 +1,19 @@
 package admin
 
 import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -37,11 +45,75 @@ func TestMetricsObserver(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			m := NewMetrics(nil)
+			m := NewMetrics(nil, "")
 			tc.do(m)
 			if got := tc.check(m); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// Two instances scraped side by side: per-instance series are told apart by
+// pulsaga_instance and sum to what both observed; the global gauge is the
+// same on both and has no instance label (so max, not sum, is its total).
+func TestMetricsAcrossInstances(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b := memory.New(memory.Options{})
+	defer b.Close()
+	topics := engine.DefaultTopics()
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topics.Status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range []workflow.Status{workflow.StatusRunning, workflow.StatusRunning, workflow.StatusPaused} {
+		pid := fmt.Sprintf("p%d", i)
+		env, err := bus.NewEnvelope(engine.TypeStatus, "status:"+pid, pid, time.Now(), engine.StatusRecord{ProcessID: pid, Definition: "d", Status: st, Seq: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, _ := env.Encode()
+		if _, err := p.Send(ctx, &bus.OutMessage{Key: pid, Payload: payload}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var scrapes []string
+	for i, name := range []string{"orch-a", "orch-b"} {
+		status := engine.NewStatusTable(b, topics.Status)
+		defer status.Close()
+		m := NewMetrics(status, name)
+		for range i + 1 {
+			m.StepChanged("d", "s", workflow.StepRunning, workflow.StepCompleted)
+		}
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		scrapes = append(scrapes, rec.Body.String())
+	}
+	sum := 0.0
+	for i, body := range scrapes {
+		name := []string{"orch-a", "orch-b"}[i]
+		for _, want := range []string{
+			fmt.Sprintf(`pulsaga_steps_completed_total{definition="d",pulsaga_instance="%s",step="s"} %d`, name, i+1),
+			`pulsaga_processes{definition="d",status="running"} 2`,
+			`pulsaga_processes{definition="d",status="paused"} 1`,
+			fmt.Sprintf(`go_goroutines{pulsaga_instance="%s"}`, name),
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: no %s in\n%s", name, want, body)
+			}
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "pulsaga_processes{") && strings.Contains(line, InstanceLabel) {
+				t.Errorf("%s: a global gauge carries the instance: %s", name, line)
+			}
+			if v, ok := strings.CutPrefix(line, fmt.Sprintf(`pulsaga_steps_completed_total{definition="d",pulsaga_instance="%s",step="s"} `, name)); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f
+			}
+		}
+	}
+	if sum != 3 {
+		t.Errorf("steps completed summed over instances: %v, want 3", sum)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -55,8 +56,11 @@ type Options struct {
 	// StuckAfter is the default "no progress for longer than" threshold of
 	// the stuck filter (default 15m).
 	StuckAfter time.Duration
-	// Ready reports whether the engine behind the server is ready
-	// (default: the status table can be read).
+	// Ready, when set, is one more readiness check of /readyz, named
+	// "orchestrator": on an instance that runs an orchestrator, its Ready
+	// (subscribed, and every partition it owns loaded). /readyz always
+	// checks that the broker answers and that the status table is caught
+	// up with the status topic.
 	Ready func(ctx context.Context) error
 	// Metrics, when set, is served on /metrics (with the dead-letter
 	// counts added).
@@ -107,15 +111,12 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 		s.acts = c
 		s.owned = append(s.owned, c.Close)
 	}
-	s.dlq = newDLQStore(opts.Bus, opts.Registry, opts.Topics)
+	s.dlq = newDLQStore(opts.Bus)
 	s.owned = append(s.owned, s.dlq.Close)
 	if s.opts.ReadProcess == nil {
 		s.opts.ReadProcess = func(ctx context.Context, row engine.StatusRecord) (*engine.ProcessView, error) {
 			return engine.ReadProcess(ctx, opts.Bus, opts.Topics, opts.Registry, row)
 		}
-	}
-	if s.opts.Ready == nil {
-		s.opts.Ready = s.status.Refresh
 	}
 	if opts.Metrics != nil {
 		if err := opts.Metrics.reg.Register(&dlqCollector{list: s.DeadLetterCounts, every: 15 * time.Second}); err != nil {
@@ -185,15 +186,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		defer cancel()
-		if err := s.opts.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
+	m.HandleFunc("GET /readyz", s.readyz)
 	if s.opts.Metrics != nil {
 		m.Handle("GET /metrics", s.opts.Metrics.Handler())
 	}
@@ -203,6 +196,67 @@ func (s *Server) routes() {
 		http.Redirect(w, r, "/ui/", http.StatusFound)
 	})
 	s.mux = m
+}
+
+// Readiness is the answer of /readyz.
+type Readiness struct {
+	// Status is "ready" or "not ready".
+	Status string `json:"status"`
+	// Checks are "ok" or what is wrong, by name: "bus" (the broker
+	// answers), "status_table" (caught up with the status topic) and, on an
+	// instance running an orchestrator, "orchestrator".
+	Checks map[string]string `json:"checks"`
+}
+
+// readyTimeout bounds each readiness check.
+const readyTimeout = 5 * time.Second
+
+// Ready runs the readiness checks (all of them, at once).
+func (s *Server) Ready(ctx context.Context) Readiness {
+	checks := map[string]func(context.Context) error{
+		"bus": func(ctx context.Context) error {
+			if bl, ok := s.opts.Bus.(bus.Backlogs); ok {
+				_, err := bl.Topics(ctx)
+				return err
+			}
+			return nil
+		},
+		"status_table": s.status.Refresh,
+	}
+	if s.opts.Ready != nil {
+		checks["orchestrator"] = s.opts.Ready
+	}
+	out := Readiness{Status: "ready", Checks: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, check := range checks {
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, readyTimeout)
+			defer cancel()
+			res := "ok"
+			if err := check(cctx); err != nil {
+				res = err.Error()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			out.Checks[name] = res
+			if res != "ok" {
+				out.Status = "not ready"
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	res := s.Ready(r.Context())
+	code := http.StatusOK
+	if res.Status != "ready" {
+		code = http.StatusServiceUnavailable
+		s.log.Warn().Interface("checks", res.Checks).Msg("not ready")
+	}
+	writeJSON(w, code, res)
 }
 
 func (s *Server) refresh(ctx context.Context) error {

@@ -2,7 +2,10 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -244,12 +247,11 @@ func TestAPI(t *testing.T) {
 			`pulsaga_processes{definition="repair",status="completed"} 1`,
 			`pulsaga_processes{definition="repair",status="compensated"} 1`,
 			`pulsaga_processes{definition="repair",status="terminated"} 1`,
-			`pulsaga_steps_failed_total{definition="repair",step="repair"} 3`,
-			`pulsaga_step_retries_total{definition="repair",step="repair"} 1`,
-			`pulsaga_steps_completed_total{definition="repair",step="deliver"} 1`,
-			`pulsaga_commands_sent_total{definition="repair",kind="retry"} 1`,
-			`pulsaga_process_transitions_total{definition="repair",status="paused"} 3`,
-			`pulsaga_dead_letters{topic="jobs.garage-workers-DLQ"} 0`,
+			`pulsaga_steps_failed_total{definition="repair",pulsaga_instance="test-1",step="repair"} 3`,
+			`pulsaga_step_retries_total{definition="repair",pulsaga_instance="test-1",step="repair"} 1`,
+			`pulsaga_steps_completed_total{definition="repair",pulsaga_instance="test-1",step="deliver"} 1`,
+			`pulsaga_commands_sent_total{definition="repair",kind="retry",pulsaga_instance="test-1"} 1`,
+			`pulsaga_process_transitions_total{definition="repair",pulsaga_instance="test-1",status="paused"} 3`,
 			"pulsaga_decision_latency_seconds_count",
 			"pulsaga_event_to_command_latency_seconds_count",
 		} {
@@ -282,7 +284,15 @@ func TestAPI(t *testing.T) {
 
 // TestDeadLetters lists, inspects, replays and purges dead letters.
 func TestDeadLetters(t *testing.T) {
-	h := newHarness(t)
+	testDeadLetters(t, newHarness(t))
+}
+
+// testDeadLetters runs the dead-letter API on h's bus: topics listed from
+// the broker (one of a service that exists only at run time), replay of
+// one, purge of one and of all, each taking the message out of the topic's
+// backlog for good, retried requests applying once, an audit record of
+// each with who and why.
+func testDeadLetters(t *testing.T, h *harness) {
 	ctx := context.Background()
 	// Garbage on the events topic: the orchestrator dead-letters it.
 	p, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: h.topics.Events})
@@ -300,32 +310,41 @@ func TestDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	payload, _ := start.Encode()
-	dp, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: "events-orchestrator-DLQ"})
-	if err != nil {
-		t.Fatal(err)
+	dead := func(topic, key string, payload []byte, props map[string]string) {
+		t.Helper()
+		dp, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dp.Close()
+		if _, err := dp.Send(ctx, &bus.OutMessage{Key: key, Payload: payload, Properties: props}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	defer dp.Close()
-	if _, err := dp.Send(ctx, &bus.OutMessage{Key: "car-9", Payload: payload, Properties: map[string]string{
+	dead("events-orchestrator-DLQ", "car-9", payload, map[string]string{
 		bus.PropDLQReason: "cannot start car-9: unknown definition", bus.PropDLQOriginTopic: h.bus.Namespace().Partition(h.topics.Events, 1),
-	}}); err != nil {
-		t.Fatal(err)
+	})
+	// The job queue of a service no definition names yet.
+	paint := bus.DeadLetterTopic("jobs.paint", "workers")
+	for i := range 2 {
+		dead(paint, fmt.Sprintf("bike-%d", i), []byte(`{"colour":"red"}`), map[string]string{bus.PropDLQReason: "no worker understands it", bus.PropDLQOriginTopic: "jobs.paint"})
 	}
+
 	const dlq = "/api/v1/dlq/events-orchestrator-DLQ"
-	var letters struct {
+	type inspected struct {
 		Count    int          `json:"count"`
 		Messages []DeadLetter `json:"messages"`
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	var letters inspected
+	deadline := time.Now().Add(30 * time.Second)
 	for letters.Count < 2 && time.Now().Before(deadline) {
 		code, body, _ := h.do("GET", dlq, readSecret, "")
-		if code != 200 {
+		if code == 200 {
+			letters = decode[inspected](t, body)
+		} else if code != 404 { // not dead-lettered yet
 			t.Fatalf("inspect: %d %s", code, body)
 		}
-		letters = decode[struct {
-			Count    int          `json:"count"`
-			Messages []DeadLetter `json:"messages"`
-		}](t, body)
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	if letters.Count != 2 {
 		t.Fatalf("%d dead letters, want 2", letters.Count)
@@ -343,30 +362,95 @@ func TestDeadLetters(t *testing.T) {
 		}
 	}
 	code, body, _ := h.do("GET", "/api/v1/dlq", readSecret, "")
-	if code != 200 || !strings.Contains(string(body), `"topic": "events-orchestrator-DLQ",
-      "count": 2`) || !strings.Contains(string(body), "jobs.garage-workers-DLQ") {
+	list := decode[struct {
+		Topics []DLQInfo `json:"topics"`
+	}](t, body)
+	if code != 200 || !slices.Contains(list.Topics, DLQInfo{Topic: "events-orchestrator-DLQ", Count: 2}) || !slices.Contains(list.Topics, DLQInfo{Topic: paint, Count: 2}) {
 		t.Fatalf("list: %d %s", code, body)
+	}
+	for _, ti := range list.Topics {
+		if !strings.HasSuffix(ti.Topic, "-DLQ") {
+			t.Errorf("list: %s is not a dead-letter topic", ti.Topic)
+		}
+	}
+	if code, body, _ := h.do("GET", "/api/v1/dlq/jobs.nothing-workers-DLQ", readSecret, ""); code != 404 || !strings.Contains(string(body), "no dead-letter topic jobs.nothing-workers-DLQ") {
+		t.Errorf("a dead-letter topic that does not exist: %d %s", code, body)
 	}
 	code, body, _ = h.do("POST", dlq+"/replay", readSecret, `{}`)
 	if code != 403 {
 		t.Fatalf("replay with a read-only token: %d %s", code, body)
 	}
-	code, body, _ = h.do("POST", dlq+"/replay", opSecret, `{"ids":["`+car+`","bogus"],"reason":"definition registered"}`)
-	if code != 200 || !strings.Contains(string(body), car) || !strings.Contains(string(body), `"skipped": [
-    "bogus"`) {
+	if code, body, _ := h.do("POST", dlq+"/replay", opSecret, `{"ids":["not base64!"]}`); code != 400 || !strings.Contains(string(body), "is not a dead-letter id") {
+		t.Errorf("replay of a malformed id: %d %s", code, body)
+	}
+	code, body, _ = h.do("POST", dlq+"/replay", opSecret, `{"ids":["`+car+`","Ym9ndXM="],"reason":"definition registered"}`)
+	res := decode[DLQActionResult](t, body)
+	if code != 200 || !slices.Equal(res.Done, []string{car}) || !slices.Equal(res.Skipped, []string{"Ym9ndXM="}) || res.Remaining != 1 {
 		t.Fatalf("replay: %d %s", code, body)
 	}
 	h.waitStatus("car-9", workflow.StatusPaused)
-	code, body, _ = h.do("POST", dlq+"/purge", opSecret, `{"reason":"garbage"}`)
-	if code != 200 || !strings.Contains(string(body), junk) {
+	// The same replay again (no idempotency key): the message is gone from
+	// the topic, nothing is sent twice.
+	code, body, _ = h.do("POST", dlq+"/replay", opSecret, `{"ids":["`+car+`"]}`)
+	if res := decode[DLQActionResult](t, body); code != 200 || len(res.Done) != 0 || !slices.Equal(res.Skipped, []string{car}) {
+		t.Fatalf("second replay: %d %s", code, body)
+	}
+	// Purge one message by id.
+	code, body, _ = h.do("POST", dlq+"/purge", opSecret, `{"ids":["`+junk+`"],"reason":"garbage"}`, IdempotencyHeader, "purge-junk")
+	if res := decode[DLQActionResult](t, body); code != 200 || !slices.Equal(res.Done, []string{junk}) || res.Remaining != 0 {
 		t.Fatalf("purge: %d %s", code, body)
 	}
+	if code, body, hdr := h.do("POST", dlq+"/purge", opSecret, `{"ids":["`+junk+`"],"reason":"garbage"}`, IdempotencyHeader, "purge-junk"); code != 200 || hdr.Get("Idempotent-Replayed") != "true" || !strings.Contains(string(body), junk) {
+		t.Errorf("retried purge: %d %v %s", code, hdr, body)
+	}
 	code, body, _ = h.do("GET", dlq, readSecret, "")
-	if code != 200 || !strings.Contains(string(body), `"count": 0`) {
+	if letters := decode[inspected](t, body); code != 200 || letters.Count != 0 || len(letters.Messages) != 0 {
 		t.Fatalf("after purge: %d %s", code, body)
 	}
-	code, body, _ = h.do("POST", dlq+"/replay", opSecret, `{"ids":["`+car+`"]}`)
-	if code != 200 || !strings.Contains(string(body), `"done": []`) {
-		t.Fatalf("second replay: %d %s", code, body)
+	// Purge all of a topic.
+	code, body, _ = h.do("POST", "/api/v1/dlq/"+paint+"/purge", opSecret, `{"reason":"paint service retired"}`)
+	if res := decode[DLQActionResult](t, body); code != 200 || len(res.Done) != 2 || res.Remaining != 0 {
+		t.Fatalf("purge all: %d %s", code, body)
+	}
+	// Gone from the dead-letter topics' backlogs, not hidden: the bus says so.
+	bl := h.bus.(bus.Backlogs)
+	for _, topic := range []string{"events-orchestrator-DLQ", paint} {
+		if _, n, err := bl.Backlog(ctx, topic, DLQSubscription, 0); err != nil || n != 0 {
+			t.Errorf("backlog of %s after purge: %d, %v", topic, n, err)
+		}
+	}
+	// Each action is in the audit log, with who and why.
+	rd, err := h.bus.Reader(ctx, bus.ReaderOptions{Topic: HandledTopic, Compacted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	got := map[string]DLQHandled{}
+	for {
+		more, err := rd.HasNext(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !more {
+			break
+		}
+		m, err := rd.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec DLQHandled
+		if err := json.Unmarshal(m.Payload, &rec); err != nil {
+			t.Fatalf("audit record %s: %v", m.Payload, err)
+		}
+		got[rec.Topic+" "+rec.Action+" "+rec.ID] = rec
+	}
+	if r := got["events-orchestrator-DLQ replay "+car]; r.Actor != "alice" || r.Reason != "definition registered" || r.Topic != "events-orchestrator-DLQ" {
+		t.Errorf("audit of the replay: %+v", r)
+	}
+	if r := got["events-orchestrator-DLQ purge "+junk]; r.Actor != "alice" || r.Reason != "garbage" {
+		t.Errorf("audit of the purge: %+v", r)
+	}
+	if len(got) != 4 {
+		t.Errorf("%d audit records, want 4: %v", len(got), got)
 	}
 }

@@ -403,7 +403,7 @@ func deciderFailedTransaction(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	}
 	fb := &txFailBus{Bus: b, fail: 1}
 	d := engine.NewDecider(fb, engine.NewRegistry(b, topics.Definitions, nil), engine.DeciderOptions{
-		Topics: topics, Concurrency: 1, MaxBatch: n, BatchWait: 10 * time.Second,
+		Topics: topics, Concurrency: 1, MaxBatch: n, BatchWait: 3 * time.Second,
 	}, log)
 	run(d.Run)
 

@@ -495,16 +495,17 @@ function dlqPage() {
     if (page.topic) m = await api("GET", "/api/v1/dlq/" + encodeURIComponent(page.topic));
     if (current !== page || !changed(page, [list, page.topic, m])) return;
     const topics = h("table", { id: "dlq-topics" },
-      h("thead", {}, h("tr", {}, ["Topic", "Pending", "Handled"].map(x => h("th", {}, x)))),
+      h("thead", {}, h("tr", {}, ["Topic", "Pending"].map(x => h("th", {}, x)))),
       h("tbody", {}, list.topics.map(t => h("tr", { class: "row", "data-topic": t.topic, onclick: () => { page.topic = t.topic; refresh(); } },
-        h("td", { class: "mono" }, t.topic), h("td", {}, t.count), h("td", { class: "muted" }, t.handled)))));
+        h("td", { class: "mono" }, t.topic), h("td", {}, t.count)))));
+    if (!list.topics.length) topics.append(h("tbody", {}, h("tr", {}, h("td", { colspan: 2, class: "muted" }, "No dead-letter topic: nothing was ever dead-lettered."))));
     const parts = [h("h1", {}, "Dead letters"), h("div", { class: "panel" }, topics)];
     if (page.topic) {
       const act = (action, ids) => {
         const label = ids ? `${action} ${ids.length} message` : `${action} all ${m.count}`;
         if (!window.confirm(`${label} of ${page.topic}?`)) return;
         api("POST", `/api/v1/dlq/${encodeURIComponent(page.topic)}/${action}`, { ids }, newKey())
-          .then(r => { toast(`${action}: ${r.done.length} done`); refresh(); })
+          .then(r => { toast(`${action}: ${r.done.length} done, ${r.remaining} left` + (r.skipped ? `; ${r.skipped.length} already handled` : "")); refresh(); })
           .catch(e => toast(e.message, true));
       };
       parts.push(h("h2", {}, page.topic, " ",
@@ -515,7 +516,8 @@ function dlqPage() {
         h("tbody", {}, m.messages.length ? m.messages.map(x => h("tr", { "data-id": x.id },
           h("td", { class: "mono" }, x.id), h("td", { class: "mono" }, x.key || "–"), h("td", { class: "mono" }, x.origin_topic || "–"),
           h("td", {}, ago(x.dead_lettered_at)), h("td", {}, x.reason), h("td", { class: "mono detail" }, h("pre", {}, JSON.stringify(x.payload))),
-          h("td", {}, h("button", { class: "ghost replay", onclick: () => act("replay", [x.id]) }, "Replay")))) :
+          h("td", {}, h("button", { class: "ghost replay", onclick: () => act("replay", [x.id]) }, "Replay"), " ",
+            h("button", { class: "ghost danger purge", onclick: () => act("purge", [x.id]) }, "Purge")))) :
           h("tr", {}, h("td", { colspan: 7, class: "muted" }, "Nothing pending."))))));
     }
     view.replaceChildren(...parts);

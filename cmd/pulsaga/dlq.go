@@ -30,9 +30,12 @@ func newDLQCommand() *cobra.Command {
 					return err
 				}
 				return emit(cmd, topics, func(w io.Writer) {
-					fmt.Fprintln(w, "TOPIC\tPENDING\tHANDLED")
+					fmt.Fprintln(w, "TOPIC\tPENDING")
 					for _, t := range topics {
-						fmt.Fprintf(w, "%s\t%d\t%d\n", t.Topic, t.Count, t.Handled)
+						fmt.Fprintf(w, "%s\t%d\n", t.Topic, t.Count)
+					}
+					if len(topics) == 0 {
+						fmt.Fprintln(w, "(no dead-letter topic: nothing was ever dead-lettered in this namespace)")
 					}
 				})
 			})
@@ -75,7 +78,7 @@ func newDLQActionCommand(action string) *cobra.Command {
 	)
 	short := map[string]string{
 		"replay": "Republish dead letters to the topic they came from (--id, or --all)",
-		"purge":  "Mark dead letters handled without replaying them (--id, or --all)",
+		"purge":  "Delete dead letters from the topic without replaying them (--id, or --all)",
 	}[action]
 	cmd := &cobra.Command{
 		Use:               action + " TOPIC",
@@ -94,9 +97,9 @@ func newDLQActionCommand(action string) *cobra.Command {
 				}
 				return emit(cmd, res, func(w io.Writer) {
 					verb := map[string]string{"replay": "replayed", "purge": "purged"}[action]
-					fmt.Fprintf(w, "%s %d dead letter(s) of %s\n", verb, len(res.Done), res.Topic)
+					fmt.Fprintf(w, "%s %d dead letter(s) of %s; %d left\n", verb, len(res.Done), res.Topic, res.Remaining)
 					if len(res.Skipped) > 0 {
-						fmt.Fprintf(w, "not pending (handled already or unknown): %s\n", strings.Join(res.Skipped, ", "))
+						fmt.Fprintf(w, "not in the topic (replayed or purged already, or unknown): %s\n", strings.Join(res.Skipped, ", "))
 					}
 				})
 			})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,13 +27,42 @@ type adminParts struct {
 	srv     *admin.Server
 	ln      net.Listener
 	log     zerolog.Logger
+
+	mu    sync.Mutex
+	orchs []readier
+}
+
+// readier is what /readyz asks an orchestrator (engine.Orchestrator.Ready).
+type readier interface{ Ready() error }
+
+// watch makes o's readiness part of /readyz. Until an orchestrator is
+// watched the instance is not ready.
+func (a *adminParts) watch(o readier) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.orchs = append(a.orchs, o)
+}
+
+// orchestratorsReady is the "orchestrator" check of /readyz.
+func (a *adminParts) orchestratorsReady(context.Context) error {
+	a.mu.Lock()
+	orchs := slices.Clone(a.orchs)
+	a.mu.Unlock()
+	if len(orchs) == 0 {
+		return fmt.Errorf("%w: no orchestrator started yet", engine.ErrNotReady)
+	}
+	var errs []error
+	for _, o := range orchs {
+		errs = append(errs, o.Ready())
+	}
+	return errors.Join(errs...)
 }
 
 // newAdmin prepares the admin server of an orchestrator; its listener is
 // open when it returns, so a taken port fails the start at once.
 func newAdmin(cfg config.Orchestrator, b bus.Bus, topics engine.Topics, reg *engine.Registry, log zerolog.Logger) (*adminParts, error) {
 	a := &adminParts{status: engine.NewStatusTable(b, topics.Status), log: log}
-	a.metrics = admin.NewMetrics(a.status)
+	a.metrics = admin.NewMetrics(a.status, cfg.Name)
 	if cfg.AdminListen == "" {
 		return a, nil
 	}
@@ -46,6 +77,7 @@ func newAdmin(cfg config.Orchestrator, b bus.Bus, topics engine.Topics, reg *eng
 	}
 	srv, err := admin.New(admin.Options{
 		Bus: b, Topics: topics, Registry: reg, Status: a.status, Tokens: tokens, StuckAfter: cfg.AdminStuckAfter, Metrics: a.metrics,
+		Ready: a.orchestratorsReady,
 	}, log)
 	if err != nil {
 		a.Close()

@@ -3,10 +3,12 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -71,7 +73,7 @@ func TestAdminServer(t *testing.T) {
 		body              string
 	}{
 		{"health", "/healthz", "", 200, "ok"},
-		{"ready", "/readyz", "", 200, "ready"},
+		{"not ready before an orchestrator runs", "/readyz", "", 503, "no orchestrator started yet"},
 		{"metrics", "/metrics", "", 200, "go_goroutines"},
 		{"api needs the token", "/api/v1/processes", "", 401, "unauthenticated"},
 		{"api with the token", "/api/v1/whoami", "0123456789", 200, `"name": "ops"`},
@@ -85,6 +87,43 @@ func TestAdminServer(t *testing.T) {
 			}
 		})
 	}
+
+	// Readiness follows the orchestrator, liveness does not.
+	orch := &fakeOrchestrator{err: fmt.Errorf("%w: partitions [2] of the events topic are owned but not loaded yet", engine.ErrNotReady)}
+	a.watch(orch)
+	ready := []struct {
+		name      string
+		err       error
+		code      int
+		body      string
+		healthzOK bool
+	}{
+		{"a partition still loading", orch.err, 503, `"orchestrator": "orchestrator not ready: partitions [2]`, true},
+		{"everything loaded", nil, 200, `"status": "ready"`, true},
+	}
+	for _, tc := range ready {
+		t.Run(tc.name, func(t *testing.T) {
+			orch.set(tc.err)
+			code, body := get("/readyz", "")
+			if code != tc.code || !strings.Contains(body, tc.body) || !strings.Contains(body, `"status_table": "ok"`) || !strings.Contains(body, `"bus": "ok"`) {
+				t.Errorf("GET /readyz: %d %s", code, body)
+			}
+			if code, body := get("/healthz", ""); code != 200 {
+				t.Errorf("GET /healthz: %d %s", code, body)
+			}
+		})
+	}
+	t.Run("the broker gone", func(t *testing.T) {
+		b.Close()
+		code, body := get("/readyz", "")
+		if code != 503 || !strings.Contains(body, `"status": "not ready"`) || strings.Contains(body, `"bus": "ok"`) || strings.Contains(body, `"status_table": "ok"`) {
+			t.Errorf("GET /readyz: %d %s", code, body)
+		}
+		if code, body := get("/healthz", ""); code != 200 {
+			t.Errorf("GET /healthz (liveness only): %d %s", code, body)
+		}
+	})
+
 	stop()
 	select {
 	case err := <-done:
@@ -98,4 +137,21 @@ func TestAdminServer(t *testing.T) {
 		c.Close()
 		t.Error("still listening after stop")
 	}
+}
+
+type fakeOrchestrator struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *fakeOrchestrator) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.err = err
+}
+
+func (f *fakeOrchestrator) Ready() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }

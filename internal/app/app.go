@@ -109,6 +109,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 		Observer: adm.metrics,
 	}, log)
+	adm.watch(o)
 	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run}
 	if cfg.TimerRelay {
 		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)

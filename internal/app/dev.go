@@ -73,6 +73,9 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 		return err
 	}
 	defer stack.Stop()
+	for _, o := range stack.Orchestrators {
+		adm.watch(o)
+	}
 	actx, stopAdmin := context.WithCancel(ctx)
 	defer stopAdmin()
 	go func() {
