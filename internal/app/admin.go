@@ -103,6 +103,9 @@ func (a *adminParts) run(ctx context.Context) error {
 	hs := &http.Server{Handler: a.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(a.ln) }()
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go a.watchDeadLetters(wctx, dlqWatchEvery)
 	a.log.Info().Str("listen", a.ln.Addr().String()).Msg("admin API, dashboard and metrics serving")
 	select {
 	case err := <-errc:
@@ -115,6 +118,30 @@ func (a *adminParts) run(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// dlqWatchEvery is how often the admin server lists the dead-letter topics.
+const dlqWatchEvery = 30 * time.Second
+
+// watchDeadLetters lists the dead-letter topics now and then until ctx
+// ends: listing puts the admin API's subscription on a new dead-letter
+// topic, so its messages are kept until an operator replays or purges them
+// instead of only for the namespace's retention.
+func (a *adminParts) watchDeadLetters(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, every)
+		if _, err := a.srv.DeadLetterCounts(lctx); err != nil && ctx.Err() == nil {
+			a.log.Warn().Err(err).Msg("cannot list the dead-letter topics")
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Addr is where the server listens ("" when off).
