@@ -181,13 +181,26 @@ func TestDashboard(t *testing.T) {
 	}}); err != nil {
 		t.Fatal(err)
 	}
+	// And garbage after it, purged from the same page.
+	if _, err := dp.Send(ctx, &bus.OutMessage{Key: "junk", Payload: []byte("not json"), Properties: map[string]string{
+		bus.PropDLQReason: "undecodable", bus.PropDLQOriginTopic: h.topics.Events,
+	}}); err != nil {
+		t.Fatal(err)
+	}
 	step("replay a dead letter",
 		chromedp.Navigate(base+"#/dlq"),
 		chromedp.Click(css(`#dlq-topics tr[data-topic="events-orchestrator-DLQ"]`)),
-		chromedp.WaitVisible(css(`#dlq-messages button.replay`)),
+		chromedp.WaitVisible(css(`#dlq-messages tbody tr:nth-child(2) button.purge`)),
 		shot("dashboard-dlq.png"),
-		chromedp.Click(css(`#dlq-messages button.replay`)),
-		chromedp.WaitNotPresent(css(`#dlq-messages button.replay`)),
+		chromedp.Click(css(`#dlq-messages tbody tr:first-child button.replay`)),
+		chromedp.WaitNotPresent(css(`#dlq-messages tbody tr:nth-child(2)`)),
 	)
 	h.waitStatus("car-8", workflow.StatusPaused)
+	step("purge a dead letter",
+		chromedp.Click(css(`#dlq-messages tbody tr:first-child button.purge`)),
+		chromedp.WaitNotPresent(css(`#dlq-messages button.purge`)),
+	)
+	if _, n, err := h.bus.(bus.Backlogs).Backlog(ctx, "events-orchestrator-DLQ", DLQSubscription, 0); err != nil || n != 0 {
+		t.Errorf("dead letters left after replay and purge: %d, %v", n, err)
+	}
 }
