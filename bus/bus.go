@@ -314,7 +314,9 @@ type Backlogs interface {
 	// Backlog returns up to limit messages of the subscription's backlog,
 	// oldest first, and how many the backlog holds. The subscription is
 	// created at the earliest message when it does not exist yet (so
-	// nothing is lost by looking late). limit 0 only counts.
+	// nothing is lost by looking late). limit 0 only counts. The count is
+	// exact when it is at most limit; beyond, a broker may also count the
+	// traces of transactions written to the topic.
 	Backlog(ctx context.Context, topic, subscription string, limit int) ([]*Message, int, error)
 	// Acknowledge removes the messages with these ids from the
 	// subscription's backlog: individually, so messages before and after

@@ -212,7 +212,12 @@ func isStatus(err error, code int) bool {
 //     missing (admin API); its size is the subscription's msgBacklog (topic
 //     stats); its messages are read with a reader from the cursor's
 //     mark-delete position, leaving out the individually deleted ranges of
-//     the cursor (internal stats), which is exactly the backlog.
+//     the cursor (internal stats), which is exactly the backlog. The size
+//     is exact when the whole backlog is read; otherwise (limit reached,
+//     or 0) it is the broker's msgBacklog, which also counts transaction
+//     markers and messages of aborted transactions written to the topic
+//     (dead-letter topics get neither: dead-lettering is not
+//     transactional).
 //   - Acknowledge: the admin REST API can only move a cursor (skip N from
 //     the head, clear the whole backlog, reset, expire) and none of those
 //     removes one message in the middle, which replaying or purging one dead
@@ -330,7 +335,10 @@ func (b *Bus) Backlog(ctx context.Context, topic, sub string, limit int) ([]*bus
 			return nil, 0, err
 		}
 		if !more {
-			break
+			// The whole backlog was read: its size is exact (msgBacklog
+			// also counts the markers of transactions and the messages of
+			// aborted ones).
+			return out, len(out), nil
 		}
 		m, err := rd.Next(ctx)
 		if err != nil {
@@ -346,7 +354,7 @@ func (b *Bus) Backlog(ctx context.Context, topic, sub string, limit int) ([]*bus
 		}
 		out = append(out, m)
 	}
-	return out, total, nil
+	return out, max(total, len(out)), nil
 }
 
 // Acknowledge implements bus.Backlogs.
