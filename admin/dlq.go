@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -293,6 +294,12 @@ func (s *Server) dlqAction(w http.ResponseWriter, r *http.Request, action string
 	p := PrincipalFrom(ctx)
 	for chunk := range slices.Chunk(msgs, dlqChunk) {
 		ids, err := s.dlqChunk(ctx, topic, action, chunk, DLQHandled{Topic: topic, Action: action, Actor: p.Name, Reason: body.Reason, At: s.opts.Clock().UTC()}, apply)
+		if errors.Is(err, bus.ErrTxFailed) {
+			// Another request removed one of them meanwhile (or the
+			// transaction failed): nothing of this chunk was applied.
+			s.fail(w, r, fmt.Errorf("%w: %s dead letters of %s: nothing of this part was applied, because another request handled some of them meanwhile or the transaction failed; run it again to handle what is left (done before it: %v): %v", ErrConflict, action, topic, res.Done, err))
+			return
+		}
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("%w: %s dead letters of %s (done before it: %v): %v", ErrUnavailable, action, topic, res.Done, err))
 			return

@@ -3,8 +3,10 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -452,5 +454,60 @@ func testDeadLetters(t *testing.T, h *harness) {
 	}
 	if len(got) != 4 {
 		t.Errorf("%d audit records, want 4: %v", len(got), got)
+	}
+}
+
+// Two instances replaying the same dead letter at once: both read it, the
+// first removes it; the second's transaction fails and sends nothing.
+func TestDeadLetterReplayRaceAppliesOnce(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	topic := bus.DeadLetterTopic("jobs.paint", "workers")
+	dp, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	if _, err := dp.Send(ctx, &bus.OutMessage{Key: "bike-1", Payload: []byte(`{}`), Properties: map[string]string{bus.PropDLQOriginTopic: "jobs.paint"}}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _, err := h.srv.pending(ctx, topic, 10)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("pending: %d, %v", len(msgs), err)
+	}
+	// The other instance's replay, seen by this one after it read the
+	// message.
+	other, err := New(Options{Bus: h.bus, Topics: h.topics, Registry: h.stack.Registry}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	hs := httptest.NewServer(other.Handler())
+	defer hs.Close()
+	resp, err := http.Post(hs.URL+"/api/v1/dlq/"+topic+"/replay", "application/json", strings.NewReader(`{}`))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("replay on the other instance: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	sent := 0
+	_, err = h.srv.dlqChunk(ctx, topic, "replay", msgs, DLQHandled{Topic: topic, Action: "replay", Actor: "alice"}, func(ctx context.Context, m *bus.Message, tx bus.Tx) error {
+		sent++
+		p, err := h.bus.Producer(ctx, bus.ProducerOptions{Topic: "jobs.paint"})
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		_, err = p.Send(ctx, &bus.OutMessage{Key: m.Key, Payload: m.Payload, Tx: tx})
+		return err
+	})
+	if !errors.Is(err, bus.ErrTxFailed) || sent != 1 {
+		t.Fatalf("the late replay: %v (sent in its transaction: %d)", err, sent)
+	}
+	// jobs.paint holds the one replay that committed.
+	if _, n, err := h.bus.(bus.Backlogs).Backlog(ctx, "jobs.paint", "watch", 10); err != nil || n != 1 {
+		t.Errorf("replays on jobs.paint: %d, %v", n, err)
+	}
+	if code, _ := statusOf(fmt.Errorf("%w: x", ErrConflict)); code != http.StatusConflict {
+		t.Errorf("conflict answers %d", code)
 	}
 }

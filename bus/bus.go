@@ -321,7 +321,11 @@ type Backlogs interface {
 	// Acknowledge removes the messages with these ids from the
 	// subscription's backlog: individually, so messages before and after
 	// them stay. With tx the removal takes effect when tx commits (and not
-	// at all if it aborts). An id already removed is not an error.
+	// at all if it aborts). Without tx, an id already removed is not an
+	// error. With tx it is an error wrapping ErrTxFailed (so is an id that
+	// another open transaction removes): someone else handled that message,
+	// so the transaction's other effects (say, the message replayed
+	// elsewhere) must not commit; abort it.
 	Acknowledge(ctx context.Context, topic, subscription string, tx Tx, ids ...MessageID) error
 }
 

@@ -198,6 +198,19 @@ func testBacklogTx(t *testing.T, s *suite) {
 	move(true)
 	s.backlogIs(t, bl, dlq, sub, string(payload("d", 0)), string(payload("d", 2)))
 	s.backlogIs(t, bl, target, "watch", string(payload("d", 1)))
+
+	// Removing it again in a transaction fails the transaction: someone
+	// else handled the message, so what goes with it must not commit.
+	ctx := s.ctx(t)
+	tx, err := b.BeginTx(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bl.Acknowledge(ctx, dlq, sub, tx, msgs[1].ID); !errors.Is(err, bus.ErrTxFailed) {
+		t.Errorf("acknowledging a removed message in a transaction: %v, want bus.ErrTxFailed", err)
+	}
+	_ = tx.Abort(ctx)
+	s.backlogIs(t, bl, dlq, sub, string(payload("d", 0)), string(payload("d", 2)))
 }
 
 func testBacklogBadOptions(t *testing.T, s *suite) {

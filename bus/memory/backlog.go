@@ -146,6 +146,9 @@ func (x *Bus) Acknowledge(ctx context.Context, topic, subscription string, t bus
 				bus.ErrBadOptions, bus.FormatMessageID(id), window, s.name)
 		}
 		_, st := cur.find(idx)
+		if st == nil && tr != nil {
+			return fmt.Errorf("%w: message %s is not in the backlog of %s on %s (acknowledged already)", bus.ErrTxFailed, bus.FormatMessageID(id), s.name, s.topicName)
+		}
 		if st == nil {
 			continue // acknowledged already (or never there)
 		}

@@ -397,6 +397,12 @@ func (b *Bus) Acknowledge(ctx context.Context, topic, sub string, t bus.Tx, ids 
 		}()
 		select {
 		case err := <-done:
+			if err != nil && txn != nil && !errors.Is(err, bus.ErrTxFailed) {
+				// The broker refuses a transactional acknowledgement of a
+				// message acknowledged already, or pending in another
+				// transaction (TransactionConflict).
+				return fmt.Errorf("pulsarbus: acknowledge %v on %s of %s in transaction %v: %w: %w", id, sub, full, txn.GetTxnID(), bus.ErrTxFailed, err)
+			}
 			if err != nil {
 				return wrap(err, "acknowledge %v on %s of %s", id, sub, full)
 			}
