@@ -14,6 +14,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pulsaga/pulsaga/admin"
+	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/engine"
@@ -154,4 +156,68 @@ func (f *fakeOrchestrator) Ready() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.err
+}
+
+// backlogSpy records which backlogs were looked at.
+type backlogSpy struct {
+	*memory.Bus
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (b *backlogSpy) Backlog(ctx context.Context, topic, sub string, limit int) ([]*bus.Message, int, error) {
+	b.mu.Lock()
+	b.seen[topic+" "+sub] = true
+	b.mu.Unlock()
+	return b.Bus.Backlog(ctx, topic, sub, limit)
+}
+
+func (b *backlogSpy) saw(key string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.seen[key]
+}
+
+// The admin server lists the dead-letter topics by itself, so a new one
+// gets the admin subscription (and keeps its messages) without anybody
+// opening the dashboard.
+func TestAdminWatchesDeadLetters(t *testing.T) {
+	b := &backlogSpy{Bus: memory.New(memory.Options{}), seen: map[string]bool{}}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	topics := engine.DefaultTopics()
+	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
+		t.Fatal(err)
+	}
+	reg := engine.NewRegistry(b, topics.Definitions, nil)
+	defer reg.Close()
+	dlq := bus.DeadLetterTopic("jobs.paint", "workers")
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: dlq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Send(ctx, &bus.OutMessage{Payload: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.DefaultOrchestrator()
+	cfg.AdminListen = "127.0.0.1:0"
+	a, err := newAdmin(cfg, b, topics, reg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = a.run(rctx) }()
+	for !b.saw(dlq + " " + admin.DLQSubscription) {
+		if ctx.Err() != nil {
+			t.Fatalf("the admin server never looked at %s", dlq)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, n, err := b.Bus.Backlog(ctx, dlq, admin.DLQSubscription, 0); err != nil || n != 1 {
+		t.Errorf("backlog of %s: %d, %v", dlq, n, err)
+	}
 }
