@@ -28,6 +28,15 @@ type Orchestrator struct {
 	BatchSize int `mapstructure:"batch_size" usage:"events per transaction at most"`
 	// DecisionTimeout re-issues a decision nobody answered.
 	DecisionTimeout time.Duration `mapstructure:"decision_timeout" usage:"re-issue a decision task after this long"`
+	// MaxOutstanding bounds the decision tasks this instance has in flight
+	// (issued, not yet answered). A process that needs a decision when every
+	// slot is taken waits in a FIFO queue in the orchestrator, gathering its
+	// new events, and gets one task with all of them when a slot frees; its
+	// decision timeout counts from then. Keep it below what the deciders
+	// answer within decision_timeout (about 15–40 decisions per second per
+	// decider on a busy two-core machine), or tasks wait in the deciders'
+	// queue until they time out and are issued again. Default 512.
+	MaxOutstanding int `mapstructure:"max_outstanding" usage:"decision tasks in flight at most (more wait in the orchestrator)"`
 	// Retention keeps finished processes (image and status) this long.
 	Retention time.Duration `mapstructure:"retention" usage:"how long finished processes are kept"`
 	// HistoryRetention keeps event streams this long (-1s: forever).
@@ -52,7 +61,7 @@ func DefaultOrchestrator() Orchestrator {
 	host, _ := os.Hostname()
 	return Orchestrator{
 		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256,
-		DecisionTimeout: 30 * time.Second, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
+		DecisionTimeout: 30 * time.Second, MaxOutstanding: 512, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
 		AdminStuckAfter: 15 * time.Minute,
 	}
 }
@@ -68,6 +77,9 @@ func (c *Orchestrator) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		errs = append(errs, &FieldError{Key: "batch_size", Value: c.BatchSize, Problem: "must be at least 1"})
+	}
+	if c.MaxOutstanding < 1 {
+		errs = append(errs, &FieldError{Key: "max_outstanding", Value: c.MaxOutstanding, Problem: "must be at least 1"})
 	}
 	if c.Definitions != "" {
 		if _, err := os.Stat(c.Definitions); err != nil {

@@ -83,6 +83,8 @@ func TestOrchestratorValidate(t *testing.T) {
 		{"zero partitions", func(c *Orchestrator) { c.Partitions = 0 }, []string{"partitions"}},
 		{"too many partitions", func(c *Orchestrator) { c.Partitions = 1025 }, []string{"partitions"}},
 		{"zero batch", func(c *Orchestrator) { c.BatchSize = 0 }, []string{"batch_size"}},
+		{"no decision in flight", func(c *Orchestrator) { c.MaxOutstanding = 0 }, []string{"max_outstanding"}},
+		{"one decision in flight", func(c *Orchestrator) { c.MaxOutstanding = 1 }, nil},
 		{"missing definitions", func(c *Orchestrator) { c.Definitions = filepath.Join(t.TempDir(), "nope.yaml") }, []string{"definitions"}},
 		{"zero decision timeout", func(c *Orchestrator) { c.DecisionTimeout = 0 }, []string{"decision_timeout"}},
 		{"negative retention", func(c *Orchestrator) { c.Retention = -time.Hour }, []string{"retention"}},

@@ -25,6 +25,15 @@ type Observer interface {
 	Dropped(reason string)
 }
 
+// DecisionQueueObserver is an Observer that also wants the decision
+// backpressure gauges (OrchestratorOptions.MaxOutstanding): the orchestrator
+// calls DecisionQueue whenever the counts change, from its loop.
+type DecisionQueueObserver interface {
+	// DecisionQueue: decisions in flight (issued, not yet answered) and
+	// processes waiting for a free slot.
+	DecisionQueue(outstanding, queued int)
+}
+
 // NopObserver observes nothing.
 type NopObserver struct{}
 

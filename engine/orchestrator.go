@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -44,6 +43,13 @@ type OrchestratorOptions struct {
 	// waits before loading it, so the previous owner has let go (default
 	// 4 × OwnershipPoll).
 	TakeoverGrace time.Duration
+	// MaxOutstanding bounds the decisions in flight (issued, not yet
+	// answered) of this instance (default DefaultMaxOutstanding). A process
+	// with pending events and no free slot waits in a FIFO queue and gets
+	// one task with all its pending events when a slot frees, so decision
+	// tasks never wait in the deciders' queue for longer than the decision
+	// timeout just because too many were issued at once.
+	MaxOutstanding int
 	// TxTimeout is how long the broker keeps a transaction of this
 	// instance open before aborting it by itself: after a crash, the
 	// inputs of its last batch come back after at most this (default 10s).
@@ -88,6 +94,9 @@ func (o *OrchestratorOptions) defaults() {
 	if o.SeenLimit <= 0 {
 		o.SeenLimit = 128
 	}
+	if o.MaxOutstanding <= 0 {
+		o.MaxOutstanding = DefaultMaxOutstanding
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -104,10 +113,21 @@ const (
 	DropDeadLettered   = "dead_lettered"
 )
 
+// DefaultMaxOutstanding is the default OrchestratorOptions.MaxOutstanding:
+// about what one decider answers within the default decision timeout on a
+// busy two-core machine, so a task issued at once is answered before it is
+// re-issued.
+const DefaultMaxOutstanding = 512
+
 // Orchestrator owns processes partition by partition (a Failover
 // subscription on the events topic), appends accepted events to their
 // streams, keeps their memory images, and asks the deciders for one
-// decision at a time per process.
+// decision at a time per process, with at most MaxOutstanding decisions in
+// flight.
+//
+// One goroutine (the loop of serve) owns the images, the loaded partitions
+// and the decision slots; partitions are loaded by goroutines of their own
+// and handed over to the loop whole (orchestrator_load.go).
 type Orchestrator struct {
 	bus  bus.Bus
 	reg  *Registry
@@ -118,13 +138,16 @@ type Orchestrator struct {
 	history, snapshots, status, decisions, timerTopic bus.Producer
 
 	images map[string]*image
-	loaded map[int]bool
 	own    *ownership
+	parts  partitions
+	slots  *slots
 	ready  readiness
 
-	statsMu sync.Mutex
-	drops   map[string]int64
-	batches int64
+	statsMu     sync.Mutex
+	drops       map[string]int64
+	batches     int64
+	outstanding int
+	queued      int
 }
 
 type image struct {
@@ -138,7 +161,7 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 	return &Orchestrator{
 		bus: b, reg: reg, opts: opts, ready: readiness{grace: opts.TakeoverGrace},
 		log:    log.With().Str("component", "orchestrator").Str("instance", opts.Name).Logger(),
-		images: map[string]*image{}, loaded: map[int]bool{}, drops: map[string]int64{},
+		images: map[string]*image{}, slots: newSlots(opts.MaxOutstanding), drops: map[string]int64{},
 	}
 }
 
@@ -228,56 +251,6 @@ func (o *Orchestrator) closeProducers() {
 	}
 }
 
-// serve runs one subscription until an error.
-func (o *Orchestrator) serve(ctx context.Context) error {
-	o.images, o.loaded = map[string]*image{}, map[int]bool{}
-	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: o.opts.Topics.Events, Subscription: "orchestrator", Type: bus.Failover,
-		ConsumerName: o.opts.Name, ReceiveQueueSize: 2 * o.opts.BatchSize,
-	})
-	if err != nil {
-		return err
-	}
-	o.cons = cons
-	defer cons.Close()
-	o.own = newOwnership(cons, o.opts.OwnershipPoll, o.opts.Topics.Partitions)
-	o.ready.subscribed(o.own)
-	defer o.ready.unsubscribed()
-	octx, stopOwn := context.WithCancel(ctx)
-	defer stopOwn()
-	go o.own.run(octx)
-	for {
-		msgs, err := o.receiveBatch(ctx)
-		if err != nil {
-			return err
-		}
-		if err := o.handleBatch(ctx, msgs); err != nil {
-			return err
-		}
-	}
-}
-
-func (o *Orchestrator) receiveBatch(ctx context.Context) ([]*bus.Message, error) {
-	m, err := o.cons.Receive(ctx)
-	if err != nil {
-		return nil, err
-	}
-	msgs := []*bus.Message{m}
-	for len(msgs) < o.opts.BatchSize {
-		wctx, cancel := context.WithTimeout(ctx, o.opts.BatchWait)
-		m, err := o.cons.Receive(wctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			break
-		}
-		msgs = append(msgs, m)
-	}
-	return msgs, nil
-}
-
 // batch collects the effects of one batch of events, committed together.
 type batch struct {
 	now     time.Time
@@ -309,21 +282,13 @@ func (b *batch) record(img *image, r Record) {
 	b.touch(img)
 }
 
+// handleBatch applies msgs (all of loaded partitions) and issues the
+// decisions that have a free slot, in one transaction. msgs may be empty
+// when only queued processes are to be issued.
 func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message) error {
 	b := &batch{
 		now: o.opts.Clock().UTC(), isTouch: map[*image]bool{}, records: map[*image][]Record{},
 		status: map[*image]bool{},
-	}
-	o.dropLost()
-	parts := map[int]bool{}
-	for _, m := range msgs {
-		parts[m.Partition] = true
-	}
-	for p := range parts {
-		if err := o.acquire(ctx, p); err != nil {
-			o.nackAll(msgs)
-			return err
-		}
 	}
 	for _, m := range msgs {
 		if o.route(ctx, b, m) {
@@ -331,12 +296,23 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message) err
 		}
 	}
 	for _, img := range b.touched {
-		if img.snap.Outstanding == nil && len(img.snap.Pending) > 0 && (img.snap.State == nil || !img.snap.State.Status.Terminal()) {
-			if err := o.issue(b, img); err != nil {
-				o.nackAll(msgs)
-				return err
-			}
+		if needsDecision(img) {
+			o.slots.enqueue(img.snap.ProcessID)
 		}
+	}
+	if err := o.issueQueued(b); err != nil {
+		o.nackAll(msgs)
+		return err
+	}
+	if len(b.touched) == 0 && len(b.out) == 0 && len(b.acks) == 0 {
+		return nil
+	}
+	parts := map[int]bool{}
+	for _, m := range msgs {
+		parts[m.Partition] = true
+	}
+	for _, img := range b.touched {
+		parts[img.snap.Partition] = true
 	}
 	if err := o.commit(ctx, b, parts); err != nil {
 		return fmt.Errorf("orchestrator: batch of %d not committed: %w", len(msgs), err)
@@ -624,6 +600,7 @@ func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *De
 	}
 	img.snap.Pending = keep
 	img.snap.Outstanding = nil
+	o.slots.release(img.snap.ProcessID)
 	b.record(img, rec)
 	if img.snap.State != nil && img.snap.State.Status.Terminal() {
 		for _, p := range img.snap.Pending {
@@ -648,175 +625,6 @@ func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
 	log.Info().Msg("finished process expired")
 }
 
-// commit writes the batch's effects and acknowledges its inputs in one
-// transaction.
-func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool) error {
-	tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
-	if err != nil {
-		o.nackAll(b.acks)
-		return err
-	}
-	fail := func(err error) error {
-		_ = tx.Abort(context.WithoutCancel(ctx))
-		return err
-	}
-	var mu sync.Mutex
-	var sendErr error
-	done := func(set func(bus.MessageID)) func(bus.MessageID, error) {
-		return func(id bus.MessageID, err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && sendErr == nil {
-				sendErr = err
-			}
-			if err == nil && set != nil {
-				set(id)
-			}
-		}
-	}
-	// 1. history records, whose positions go into the snapshots.
-	sort.SliceStable(b.touched, func(i, j int) bool { return b.touched[i].snap.ProcessID < b.touched[j].snap.ProcessID })
-	for _, img := range b.touched {
-		recs := b.records[img]
-		base := len(img.snap.HistoryIDs)
-		img.snap.HistoryIDs = append(img.snap.HistoryIDs, make([]bus.MessageID, len(recs))...)
-		for i := range recs {
-			payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", recs[i].ProcessID, recs[i].Seq), recs[i].ProcessID, b.now, recs[i])
-			if err != nil {
-				return fail(err)
-			}
-			slot := base + i
-			ids := img.snap.HistoryIDs
-			o.history.SendAsync(ctx, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload, Tx: tx}, done(func(id bus.MessageID) { ids[slot] = id }))
-		}
-	}
-	// 2. decision tasks and timers.
-	for _, m := range b.out {
-		m.msg.Tx = tx
-		m.p.SendAsync(ctx, m.msg, done(nil))
-	}
-	if err := o.history.Flush(ctx); err != nil {
-		return fail(err)
-	}
-	mu.Lock()
-	err = sendErr
-	mu.Unlock()
-	if err != nil {
-		return fail(err)
-	}
-	// 3. snapshots and status rows.
-	deleted := map[*image]bool{}
-	for _, img := range b.deleted {
-		deleted[img] = true
-	}
-	for _, img := range b.touched {
-		if deleted[img] {
-			continue
-		}
-		payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, img.snap)
-		if err != nil {
-			return fail(err)
-		}
-		o.snapshots.SendAsync(ctx, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload, Tx: tx}, done(nil))
-		if b.status[img] || img.snap.State == nil || len(b.records[img]) > 0 {
-			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, statusOf(img))
-			if err != nil {
-				return fail(err)
-			}
-			o.status.SendAsync(ctx, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload, Tx: tx}, done(nil))
-		}
-	}
-	for _, p := range []bus.Producer{o.snapshots, o.status, o.decisions, o.timerTopic} {
-		if err := p.Flush(ctx); err != nil {
-			return fail(err)
-		}
-	}
-	mu.Lock()
-	err = sendErr
-	mu.Unlock()
-	if err != nil {
-		return fail(err)
-	}
-	// 4. the inputs, acknowledged concurrently (each is a broker round trip).
-	var wg sync.WaitGroup
-	ackErrs := make([]error, len(b.acks))
-	for i, m := range b.acks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ackErrs[i] = o.cons.AckTx(ctx, m, tx)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(ackErrs...); err != nil {
-		return fail(err)
-	}
-	// Last check: every partition of the batch is still ours.
-	for p := range parts {
-		if ok, _ := o.own.owns(p); !ok {
-			return fail(fmt.Errorf("%w: partition %d", ErrPartitionLost, p))
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
-	}
-	return nil
-}
-
-// dropLost forgets the partitions this instance no longer owns.
-func (o *Orchestrator) dropLost() {
-	for p := range o.loaded {
-		if ok, _ := o.own.owns(p); ok {
-			continue
-		}
-		n := 0
-		for pid, img := range o.images {
-			if img.snap.Partition == p {
-				delete(o.images, pid)
-				n++
-			}
-		}
-		delete(o.loaded, p)
-		o.ready.setLoaded(p, false)
-		o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
-	}
-}
-
-// acquire makes sure partition p is ours and loaded: it waits for the
-// broker to report it as ours (the messages of p came to this instance, so
-// the view is only behind), then for the takeover grace, then loads it.
-func (o *Orchestrator) acquire(ctx context.Context, p int) error {
-	if o.loaded[p] {
-		return nil
-	}
-	deadline := time.Now().Add(10 * o.opts.OwnershipPoll)
-	for {
-		ok, since := o.own.owns(p)
-		if ok {
-			if wait := time.Until(since.Add(o.opts.TakeoverGrace)); wait > 0 {
-				o.log.Info().Int("partition", p).Dur("wait", wait).Msg("taking a partition over once its previous owner has let go")
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(wait):
-				}
-				o.own.refresh(ctx)
-				continue
-			}
-			return o.ensurePartition(ctx, p)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: the broker does not report partition %d as this instance's", ErrPartitionLost, p)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(o.opts.OwnershipPoll / 5):
-		}
-		o.own.refresh(ctx)
-	}
-}
-
 func statusOf(img *image) StatusRecord {
 	r := StatusRecord{
 		ProcessID: img.snap.ProcessID, Definition: img.snap.Definition, Version: img.snap.Version, Seq: img.snap.Seq,
@@ -838,61 +646,4 @@ func statusOf(img *image) StatusRecord {
 		r.LastError = st.Failure.StepID + ": " + st.Failure.Error.Type + ": " + st.Failure.Error.Message
 	}
 	return r
-}
-
-// ensurePartition loads the memory images of a partition the first time
-// this instance handles it (after start-up or a restart of the
-// subscription): the latest snapshot of each of its processes.
-func (o *Orchestrator) ensurePartition(ctx context.Context, p int) error {
-	if o.loaded[p] {
-		return nil
-	}
-	t0 := time.Now()
-	topic := o.opts.Topics.Snapshots
-	if o.opts.Topics.Partitions > 0 {
-		topic = o.bus.Namespace().Partition(topic, p)
-	}
-	rd, err := o.bus.Reader(ctx, bus.ReaderOptions{Topic: topic, Compacted: true})
-	if err != nil {
-		return fmt.Errorf("load partition %d: %w", p, err)
-	}
-	defer rd.Close()
-	n := 0
-	for {
-		more, err := rd.HasNext(ctx)
-		if err != nil {
-			return fmt.Errorf("load partition %d: %w", p, err)
-		}
-		if !more {
-			break
-		}
-		m, err := rd.Next(ctx)
-		if err != nil {
-			return fmt.Errorf("load partition %d: %w", p, err)
-		}
-		if len(m.Payload) == 0 {
-			delete(o.images, m.Key)
-			continue
-		}
-		env, err := bus.DecodeEnvelope(m.Payload)
-		if err != nil || env.Type != TypeSnapshot {
-			o.log.Error().Str("key", m.Key).Msg("undecodable snapshot skipped")
-			continue
-		}
-		var s Snapshot
-		if err := env.DecodePayload(&s); err != nil {
-			o.log.Error().Err(err).Str("key", m.Key).Msg("undecodable snapshot skipped")
-			continue
-		}
-		def, err := o.reg.Get(ctx, s.Definition, s.Version)
-		if err != nil {
-			return fmt.Errorf("load process %s: %w", s.ProcessID, err)
-		}
-		o.images[s.ProcessID] = &image{snap: s, def: def}
-		n++
-	}
-	o.loaded[p] = true
-	o.ready.setLoaded(p, true)
-	o.log.Info().Int("partition", p).Int("processes", n).Dur("took", time.Since(t0)).Msg("partition loaded")
-	return nil
 }

@@ -78,6 +78,7 @@ func (w *ownership) run(ctx context.Context) {
 	if w.owner == nil {
 		return
 	}
+	w.refresh(ctx) // at once: loading a partition waits for the view, then the grace
 	t := time.NewTicker(w.poll)
 	defer t.Stop()
 	for {

@@ -107,7 +107,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	defer adm.Close()
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
-		Observer: adm.metrics,
+		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics,
 	}, log)
 	adm.watch(o)
 	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run}

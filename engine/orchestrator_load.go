@@ -1,0 +1,430 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Partitions are loaded eagerly and concurrently. As soon as the broker
+// reports a partition of the events topic as this instance's (and the
+// takeover grace has passed, see ownership.go), a goroutine reads that
+// partition's compacted snapshots into images of its own and hands them to
+// the loop through a channel; the loop installs them whole, so it never sees
+// a half-loaded partition. Meanwhile the loop goes on with the batches of
+// the partitions already loaded: a received message of a partition that is
+// not loaded yet waits (is parked) until its partition is, in order.
+
+// loadRetry is how long a failed partition load waits before it is tried
+// again.
+const loadRetry = time.Second
+
+// partitions is the loop's view of the partitions: what is loaded, being
+// loaded, and the messages waiting for their partition.
+type partitions struct {
+	loaded  map[int]bool
+	loading map[int]*loadJob
+	retryAt map[int]time.Time
+	parked  map[int][]*bus.Message
+	nParked int
+	// unowned says since when messages of a partition the broker does not
+	// report as ours have been waiting.
+	unowned map[int]time.Time
+	next    int // the partition a batch starts taking from (round robin)
+}
+
+func newPartitions() partitions {
+	return partitions{
+		loaded: map[int]bool{}, loading: map[int]*loadJob{}, retryAt: map[int]time.Time{},
+		parked: map[int][]*bus.Message{}, unowned: map[int]time.Time{},
+	}
+}
+
+type loadJob struct {
+	cancel context.CancelFunc
+}
+
+type loadResult struct {
+	p      int
+	job    *loadJob
+	images map[string]*image
+	took   time.Duration
+	err    error
+}
+
+type received struct {
+	msgs []*bus.Message
+	err  error
+}
+
+// serve runs one subscription until an error.
+func (o *Orchestrator) serve(ctx context.Context) error {
+	o.images, o.parts, o.slots = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding)
+	defer o.publishQueue()
+	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
+		Topic: o.opts.Topics.Events, Subscription: "orchestrator", Type: bus.Failover,
+		ConsumerName: o.opts.Name, ReceiveQueueSize: 2 * o.opts.BatchSize,
+	})
+	if err != nil {
+		return err
+	}
+	o.cons = cons
+	defer cons.Close()
+	o.own = newOwnership(cons, o.opts.OwnershipPoll, o.opts.Topics.Partitions)
+	o.ready.subscribed(o.own)
+	defer o.ready.unsubscribed()
+
+	sctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after stop: loads and the receiver end with sctx
+	defer stop()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		o.own.run(sctx)
+	}()
+	in := make(chan received)
+	go func() {
+		defer wg.Done()
+		o.receive(sctx, in)
+	}()
+	loads := make(chan loadResult)
+	tick := time.NewTicker(max(o.opts.OwnershipPoll/4, time.Millisecond))
+	defer tick.Stop()
+	for {
+		inCh := in
+		if o.parts.nParked >= 8*o.opts.BatchSize {
+			inCh = nil // enough waits for partitions still loading: stop receiving
+		}
+		var r received
+		var gotMsgs bool
+		if o.hasWork() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case r = <-inCh:
+				gotMsgs = true
+			case res := <-loads:
+				o.install(res)
+			default:
+			}
+		} else {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case r = <-inCh:
+				gotMsgs = true
+			case res := <-loads:
+				o.install(res)
+			case <-tick.C:
+			}
+		}
+		if gotMsgs {
+			if r.err != nil {
+				return r.err
+			}
+			for _, m := range r.msgs {
+				o.park(m)
+			}
+		}
+		o.reconcile(sctx, loads, &wg)
+		if o.hasWork() {
+			if err := o.handleBatch(ctx, o.takeBatch()); err != nil {
+				return err
+			}
+		}
+		o.publishQueue()
+	}
+}
+
+// receive hands batches of received messages to the loop: up to BatchSize,
+// gathered for at most BatchWait once the first has arrived.
+func (o *Orchestrator) receive(ctx context.Context, in chan<- received) {
+	for {
+		msgs, err := o.receiveBatch(ctx)
+		select {
+		case in <- received{msgs, err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (o *Orchestrator) receiveBatch(ctx context.Context) ([]*bus.Message, error) {
+	m, err := o.cons.Receive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	msgs := []*bus.Message{m}
+	for len(msgs) < o.opts.BatchSize {
+		wctx, cancel := context.WithTimeout(ctx, o.opts.BatchWait)
+		m, err := o.cons.Receive(wctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			break
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// park keeps a received message until its partition can take it.
+func (o *Orchestrator) park(m *bus.Message) {
+	o.parts.parked[m.Partition] = append(o.parts.parked[m.Partition], m)
+	o.parts.nParked++
+}
+
+// hasWork: messages of loaded partitions wait, or queued processes can be
+// issued.
+func (o *Orchestrator) hasWork() bool {
+	for p, msgs := range o.parts.parked {
+		if len(msgs) > 0 && o.parts.loaded[p] {
+			return true
+		}
+	}
+	return o.slots.waiting() && o.slots.free()
+}
+
+// takeBatch takes up to BatchSize parked messages of loaded partitions, in
+// order within each partition, starting from a different partition each
+// time so that no partition waits behind a busy one.
+func (o *Orchestrator) takeBatch() []*bus.Message {
+	ps := make([]int, 0, len(o.parts.parked))
+	for p, msgs := range o.parts.parked {
+		if len(msgs) > 0 && o.parts.loaded[p] {
+			ps = append(ps, p)
+		}
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	slices.Sort(ps)
+	start, _ := slices.BinarySearch(ps, o.parts.next)
+	o.parts.next = ps[(start)%len(ps)] + 1
+	var out []*bus.Message
+	for i := range ps {
+		p := ps[(start+i)%len(ps)]
+		msgs := o.parts.parked[p]
+		n := min(len(msgs), o.opts.BatchSize-len(out))
+		out = append(out, msgs[:n]...)
+		if n == len(msgs) {
+			delete(o.parts.parked, p)
+		} else {
+			o.parts.parked[p] = msgs[n:]
+		}
+		o.parts.nParked -= n
+		if len(out) == o.opts.BatchSize {
+			break
+		}
+	}
+	return out
+}
+
+// reconcile brings the loop in line with the broker's view of ownership:
+// it drops the partitions lost, starts loading the partitions gained once
+// their takeover grace has passed, and gives back messages of partitions
+// that are not ours.
+func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, wg *sync.WaitGroup) {
+	owned, err := o.own.owned()
+	if err != nil {
+		// Unknown view: keep everything; a batch does not commit on it.
+		return
+	}
+	for p := range o.parts.loaded {
+		if _, ok := owned[p]; !ok {
+			o.lose(p)
+		}
+	}
+	for p, job := range o.parts.loading {
+		if _, ok := owned[p]; !ok {
+			job.cancel()
+			delete(o.parts.loading, p)
+			o.giveBack(p, "lost while loading")
+			o.log.Info().Int("partition", p).Msg("partition lost while it was being loaded")
+		}
+	}
+	now := time.Now()
+	for p, since := range owned {
+		if o.parts.loaded[p] || o.parts.loading[p] != nil || now.Before(o.parts.retryAt[p]) {
+			continue
+		}
+		if wait := since.Add(o.opts.TakeoverGrace).Sub(now); wait > 0 {
+			continue
+		}
+		o.startLoad(ctx, p, loads, wg)
+	}
+	for p := range o.parts.parked {
+		if _, ok := owned[p]; ok {
+			delete(o.parts.unowned, p)
+			continue
+		}
+		// The broker does not report p as ours: it may be behind (the
+		// messages came to us, so we were the active consumer), or p went
+		// to another instance and the broker gives them to it.
+		first, ok := o.parts.unowned[p]
+		if !ok {
+			o.parts.unowned[p] = now
+			continue
+		}
+		if now.Sub(first) > 10*o.opts.OwnershipPoll {
+			o.giveBack(p, "the broker does not report the partition as this instance's")
+		}
+	}
+}
+
+// giveBack nacks the parked messages of p, so that they come again to
+// whoever owns p (this instance too, should it get p back).
+func (o *Orchestrator) giveBack(p int, why string) {
+	msgs := o.parts.parked[p]
+	delete(o.parts.parked, p)
+	delete(o.parts.unowned, p)
+	o.parts.nParked -= len(msgs)
+	cause := fmt.Errorf("%w: partition %d: %s", ErrPartitionLost, p, why)
+	for _, m := range msgs {
+		o.cons.Nack(m, cause)
+	}
+	if len(msgs) > 0 {
+		o.log.Info().Int("partition", p).Int("messages", len(msgs)).Str("why", why).Msg("messages given back")
+	}
+}
+
+// lose forgets a partition this instance no longer owns.
+func (o *Orchestrator) lose(p int) {
+	n := 0
+	for pid, img := range o.images {
+		if img.snap.Partition == p {
+			delete(o.images, pid)
+			n++
+		}
+	}
+	o.slots.forget(func(pid string) bool { return o.images[pid] != nil })
+	delete(o.parts.loaded, p)
+	o.ready.setLoaded(p, false)
+	o.giveBack(p, "partition lost")
+	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
+}
+
+// startLoad loads partition p in a goroutine of its own.
+func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadResult, wg *sync.WaitGroup) {
+	lctx, cancel := context.WithCancel(ctx)
+	job := &loadJob{cancel: cancel}
+	o.parts.loading[p] = job
+	o.log.Info().Int("partition", p).Msg("loading partition")
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		t0 := time.Now()
+		images, err := o.loadPartition(lctx, p)
+		select {
+		case loads <- loadResult{p: p, job: job, images: images, took: time.Since(t0), err: err}:
+		case <-lctx.Done():
+		}
+	}()
+}
+
+// install hands a loaded partition over to the loop: its images, the
+// decisions in flight, and the processes waiting for one (in the order of
+// their oldest pending event).
+func (o *Orchestrator) install(res loadResult) {
+	if o.parts.loading[res.p] != res.job {
+		return // cancelled: the partition was lost meanwhile
+	}
+	delete(o.parts.loading, res.p)
+	if res.err != nil {
+		o.parts.retryAt[res.p] = time.Now().Add(loadRetry)
+		o.log.Error().Err(res.err).Int("partition", res.p).Dur("retry_in", loadRetry).Msg("partition not loaded")
+		return
+	}
+	var waiting []*image
+	for pid, img := range res.images {
+		o.images[pid] = img
+		switch {
+		case img.snap.Outstanding != nil:
+			o.slots.take(pid)
+		case needsDecision(img):
+			waiting = append(waiting, img)
+		}
+	}
+	slices.SortFunc(waiting, func(a, b *image) int {
+		if c := a.snap.Pending[0].Event.Time.Compare(b.snap.Pending[0].Event.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.snap.ProcessID, b.snap.ProcessID)
+	})
+	for _, img := range waiting {
+		o.slots.enqueue(img.snap.ProcessID)
+	}
+	o.parts.loaded[res.p] = true
+	delete(o.parts.retryAt, res.p)
+	o.ready.setLoaded(res.p, true)
+	o.log.Info().Int("partition", res.p).Int("processes", len(res.images)).Int("queued", len(waiting)).
+		Dur("took", res.took).Msg("partition loaded")
+}
+
+// loadPartition reads the memory images of partition p: the latest
+// snapshot of each of its processes. It runs outside the loop and touches
+// nothing of it.
+func (o *Orchestrator) loadPartition(ctx context.Context, p int) (map[string]*image, error) {
+	topic := o.opts.Topics.Snapshots
+	if o.opts.Topics.Partitions > 0 {
+		topic = o.bus.Namespace().Partition(topic, p)
+	}
+	rd, err := o.bus.Reader(ctx, bus.ReaderOptions{Topic: topic, Compacted: true})
+	if err != nil {
+		return nil, fmt.Errorf("load partition %d: %w", p, err)
+	}
+	defer rd.Close()
+	images := map[string]*image{}
+	defs := map[string]*workflow.Definition{} // immutable per name and version
+	for {
+		more, err := rd.HasNext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		}
+		if !more {
+			break
+		}
+		m, err := rd.Next(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		}
+		if len(m.Payload) == 0 {
+			delete(images, m.Key)
+			continue
+		}
+		env, err := bus.DecodeEnvelope(m.Payload)
+		if err != nil || env.Type != TypeSnapshot {
+			o.log.Error().Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
+			continue
+		}
+		var s Snapshot
+		if err := env.DecodePayload(&s); err != nil {
+			o.log.Error().Err(err).Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
+			continue
+		}
+		key := DefinitionKey(s.Definition, s.Version)
+		def := defs[key]
+		if def == nil {
+			def, err = o.reg.Get(ctx, s.Definition, s.Version)
+			if err != nil {
+				return nil, fmt.Errorf("load process %s: %w", s.ProcessID, err)
+			}
+			defs[key] = def
+		}
+		images[s.ProcessID] = &image{snap: s, def: def}
+	}
+	return images, nil
+}

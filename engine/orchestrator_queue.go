@@ -1,0 +1,127 @@
+package engine
+
+// Backpressure: at most MaxOutstanding decisions in flight per instance.
+//
+// A process needs a decision when it has pending events, no decision
+// outstanding and is not finished. It then takes a free slot at once or
+// waits in a FIFO queue; while it waits, its new events are appended to its
+// pending events, so when its turn comes it gets one task with all of them.
+// A slot is taken when the task is issued (its decision timeout counts from
+// then, not from when the process joined the queue) and freed when its
+// result is applied (or rejected), or when the process's partition is lost.
+// A re-issue after a decision timeout keeps its slot.
+//
+// The queue is not stored: a process's pending events are in its snapshot,
+// so loading a partition queues again every process that has pending events
+// and no outstanding decision, and counts those with one as in flight.
+
+// slots are the decision slots and the queue of processes waiting for one.
+// They belong to the orchestrator's loop.
+type slots struct {
+	max      int
+	inflight map[string]bool
+	queue    []string
+	head     int
+	queued   map[string]bool
+}
+
+func newSlots(max int) *slots {
+	return &slots{max: max, inflight: map[string]bool{}, queued: map[string]bool{}}
+}
+
+// enqueue puts pid at the back of the queue unless it is queued already.
+func (s *slots) enqueue(pid string) {
+	if s.queued[pid] {
+		return
+	}
+	s.queued[pid] = true
+	s.queue = append(s.queue, pid)
+}
+
+// pop takes the process at the front of the queue.
+func (s *slots) pop() (string, bool) {
+	if s.head == len(s.queue) {
+		return "", false
+	}
+	pid := s.queue[s.head]
+	s.queue[s.head] = ""
+	s.head++
+	if s.head == len(s.queue) {
+		s.queue, s.head = s.queue[:0], 0
+	} else if s.head >= 1024 && s.head*2 >= len(s.queue) {
+		s.queue, s.head = append([]string(nil), s.queue[s.head:]...), 0
+	}
+	delete(s.queued, pid)
+	return pid, true
+}
+
+func (s *slots) free() bool         { return len(s.inflight) < s.max }
+func (s *slots) waiting() bool      { return len(s.queued) > 0 }
+func (s *slots) take(pid string)    { s.inflight[pid] = true }
+func (s *slots) release(pid string) { delete(s.inflight, pid) }
+
+// forget drops the processes keep says no to from the slots and the queue
+// (their partition was lost).
+func (s *slots) forget(keep func(pid string) bool) {
+	for pid := range s.inflight {
+		if !keep(pid) {
+			delete(s.inflight, pid)
+		}
+	}
+	q := make([]string, 0, len(s.queue)-s.head)
+	for _, pid := range s.queue[s.head:] {
+		if keep(pid) {
+			q = append(q, pid)
+		} else {
+			delete(s.queued, pid)
+		}
+	}
+	s.queue, s.head = q, 0
+}
+
+// needsDecision: pending events, no decision outstanding, not finished.
+func needsDecision(img *image) bool {
+	return img.snap.Outstanding == nil && len(img.snap.Pending) > 0 &&
+		(img.snap.State == nil || !img.snap.State.Status.Terminal())
+}
+
+// issueQueued issues tasks to queued processes while slots are free.
+func (o *Orchestrator) issueQueued(b *batch) error {
+	for o.slots.free() {
+		pid, ok := o.slots.pop()
+		if !ok {
+			return nil
+		}
+		img := o.images[pid]
+		if img == nil || !needsDecision(img) {
+			continue // gone, or issued already
+		}
+		if err := o.issue(b, img); err != nil {
+			return err
+		}
+		o.slots.take(pid)
+	}
+	return nil
+}
+
+// DecisionQueue returns the decisions in flight (issued, not yet answered)
+// and the processes waiting for a slot, as of the last batch. It is safe to
+// call from any goroutine.
+func (o *Orchestrator) DecisionQueue() (outstanding, queued int) {
+	o.statsMu.Lock()
+	defer o.statsMu.Unlock()
+	return o.outstanding, o.queued
+}
+
+// publishQueue makes the loop's slot counts visible to DecisionQueue and
+// the observer.
+func (o *Orchestrator) publishQueue() {
+	out, q := len(o.slots.inflight), len(o.slots.queued)
+	o.statsMu.Lock()
+	changed := out != o.outstanding || q != o.queued
+	o.outstanding, o.queued = out, q
+	o.statsMu.Unlock()
+	if qo, ok := o.opts.Observer.(DecisionQueueObserver); ok && changed {
+		qo.DecisionQueue(out, q)
+	}
+}
