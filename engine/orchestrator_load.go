@@ -30,6 +30,10 @@ const loadRetry = time.Second
 type partitions struct {
 	loaded  map[int]bool
 	loading map[int]*loadJob
+	// since is when the broker began reporting each loaded (or loading)
+	// partition as ours: a partition lost and regained between two looks
+	// has a later one, and is loaded afresh.
+	since   map[int]time.Time
 	retryAt map[int]time.Time
 	parked  map[int][]*bus.Message
 	nParked int
@@ -41,7 +45,7 @@ type partitions struct {
 
 func newPartitions() partitions {
 	return partitions{
-		loaded: map[int]bool{}, loading: map[int]*loadJob{}, retryAt: map[int]time.Time{},
+		loaded: map[int]bool{}, loading: map[int]*loadJob{}, since: map[int]time.Time{}, retryAt: map[int]time.Time{},
 		parked: map[int][]*bus.Message{}, unowned: map[int]time.Time{},
 	}
 }
@@ -243,14 +247,15 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 		return
 	}
 	for p := range o.parts.loaded {
-		if _, ok := owned[p]; !ok {
+		if since, ok := owned[p]; !ok || !since.Equal(o.parts.since[p]) {
 			o.lose(p)
 		}
 	}
 	for p, job := range o.parts.loading {
-		if _, ok := owned[p]; !ok {
+		if since, ok := owned[p]; !ok || !since.Equal(o.parts.since[p]) {
 			job.cancel()
 			delete(o.parts.loading, p)
+			delete(o.parts.since, p)
 			o.giveBack(p, "lost while loading")
 			o.log.Info().Int("partition", p).Msg("partition lost while it was being loaded")
 		}
@@ -263,6 +268,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 		if wait := since.Add(o.opts.TakeoverGrace).Sub(now); wait > 0 {
 			continue
 		}
+		o.parts.since[p] = since
 		o.startLoad(ctx, p, loads, wg)
 	}
 	for p := range o.parts.parked {
@@ -311,6 +317,7 @@ func (o *Orchestrator) lose(p int) {
 	}
 	o.slots.forget(func(pid string) bool { return o.images[pid] != nil })
 	delete(o.parts.loaded, p)
+	delete(o.parts.since, p)
 	o.ready.setLoaded(p, false)
 	o.giveBack(p, "partition lost")
 	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
@@ -344,6 +351,7 @@ func (o *Orchestrator) install(res loadResult) {
 	}
 	delete(o.parts.loading, res.p)
 	if res.err != nil {
+		delete(o.parts.since, res.p)
 		o.parts.retryAt[res.p] = time.Now().Add(loadRetry)
 		o.log.Error().Err(res.err).Int("partition", res.p).Dur("retry_in", loadRetry).Msg("partition not loaded")
 		return
