@@ -232,14 +232,14 @@ func (r *rawRelay) forward(ctx context.Context, msgs []any, tx bool) error {
 		}
 	}
 	var wg sync.WaitGroup
-	var sendErr atomic.Value
+	var sendErr firstErr
 	for _, x := range msgs {
 		m := x.(pulsar.Message)
 		wg.Add(1)
 		r.out.SendAsync(ctx, &pulsar.ProducerMessage{Key: m.Key(), Payload: m.Payload(), Transaction: txn},
 			func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
 				if err != nil {
-					sendErr.Store(err)
+					sendErr.set(err)
 				}
 				wg.Done()
 			})
@@ -257,7 +257,7 @@ func (r *rawRelay) forward(ctx context.Context, msgs []any, tx bool) error {
 		return err
 	}
 	wg.Wait()
-	if err, _ := sendErr.Load().(error); err != nil {
+	if err := sendErr.get(); err != nil {
 		return err
 	}
 	if tx {
@@ -372,13 +372,13 @@ func (r *busRelay) forward(ctx context.Context, msgs []any, withTx bool) error {
 		}
 	}
 	var wg sync.WaitGroup
-	var sendErr atomic.Value
+	var sendErr firstErr
 	for _, x := range msgs {
 		m := x.(*bus.Message)
 		wg.Add(1)
 		r.out.SendAsync(ctx, &bus.OutMessage{Key: m.Key, Payload: m.Payload, Tx: tx}, func(_ bus.MessageID, err error) {
 			if err != nil {
-				sendErr.Store(err)
+				sendErr.set(err)
 			}
 			wg.Done()
 		})
@@ -396,7 +396,7 @@ func (r *busRelay) forward(ctx context.Context, msgs []any, withTx bool) error {
 		return err
 	}
 	wg.Wait()
-	if err, _ := sendErr.Load().(error); err != nil {
+	if err := sendErr.get(); err != nil {
 		return err
 	}
 	if withTx {
@@ -417,4 +417,354 @@ func (r *busRelay) close() {
 	r.stop()
 	r.wg.Wait()
 	_ = r.b.Close()
+}
+
+// BenchmarkConcurrentTx measures what the engine's transactions look like
+// when many are open at once: benchConcTx goroutines each run transactions
+// that acknowledge benchTxAcks input messages (a Shared subscription on a
+// topic of benchTxParts partitions) and send one message to every partition
+// of an output topic of benchTxParts partitions, the sends and the
+// acknowledgements of one transaction issued from their own goroutines (so
+// one transaction registers several partitions and subscriptions at once),
+// then flush and commit. txns/s counts committed transactions; latency is a
+// transaction's begin to its commit.
+func BenchmarkConcurrentTx(b *testing.B) {
+	b.Run("Raw", func(b *testing.B) { runConcurrentTxBench(b, openRawTx) })
+	b.Run("Bus", func(b *testing.B) { runConcurrentTxBench(b, openBusTx) })
+}
+
+const (
+	benchConcTx  = 8
+	benchTxParts = 4
+	benchTxAcks  = 4
+)
+
+// txBench is what one implementation (raw client or bus) provides to
+// BenchmarkConcurrentTx.
+type txBench interface {
+	// fill sends n input messages and waits until the broker has them.
+	fill(ctx context.Context, n int) error
+	// receive receives one input message.
+	receive(ctx context.Context) (any, error)
+	// txn runs one transaction: acknowledge msgs and send one message with
+	// each of keys, concurrently, then flush and commit.
+	txn(ctx context.Context, msgs []any, keys []string) error
+	close()
+}
+
+// partitionKeys returns one key per partition of a topic of n partitions,
+// as the client's default router (Java String.hashCode modulo n) spreads them.
+func partitionKeys(n int) []string {
+	keys := make([]string, n)
+	found := 0
+	for i := 0; found < n; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		var h uint32
+		for j := 0; j < len(k); j++ {
+			h = 31*h + uint32(k[j])
+		}
+		if p := int(h % uint32(n)); keys[p] == "" {
+			keys[p] = k
+			found++
+		}
+	}
+	return keys
+}
+
+// concurrentTxTopics creates the partitioned input and output topics.
+func concurrentTxTopics(b *testing.B) (in, out string) {
+	bb := newBus(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	in = "persistent://public/pulsarbus-test/" + unique("bench-ctx-in")
+	out = "persistent://public/pulsarbus-test/" + unique("bench-ctx-out")
+	for _, t := range []string{in, out} {
+		if err := bb.EnsureTopic(ctx, bus.TopicSpec{Name: t, Partitions: benchTxParts}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return in, out
+}
+
+func runConcurrentTxBench(b *testing.B, open func(b *testing.B) txBench) {
+	r := open(b)
+	defer r.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	if err := r.fill(ctx, b.N*benchTxAcks); err != nil {
+		b.Fatal(err)
+	}
+	keys := partitionKeys(benchTxParts)
+	in := make(chan any, benchConcTx*benchTxAcks)
+	go func() {
+		defer close(in)
+		for i := 0; i < b.N*benchTxAcks; i++ {
+			m, err := r.receive(ctx)
+			if err != nil {
+				return
+			}
+			in <- m
+		}
+	}()
+	var next atomic.Int64
+	lats := make([][]time.Duration, benchConcTx)
+	errs := make(chan error, benchConcTx)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range benchConcTx {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				msgs := make([]any, 0, benchTxAcks)
+				for range benchTxAcks {
+					m, ok := <-in
+					if !ok {
+						errs <- fmt.Errorf("input closed after %d transactions", next.Load())
+						return
+					}
+					msgs = append(msgs, m)
+				}
+				t0 := time.Now()
+				if err := r.txn(ctx, msgs, keys); err != nil {
+					errs <- err
+					return
+				}
+				lats[w] = append(lats[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+	var lat []time.Duration
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))]) / float64(time.Millisecond) }
+	b.ReportMetric(float64(b.N)/el.Seconds(), "txns/s")
+	b.ReportMetric(q(0.5), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+// --- plain pulsar-client-go ---
+
+type rawTx struct {
+	client pulsar.Client
+	in     pulsar.Producer
+	out    pulsar.Producer
+	c      pulsar.Consumer
+}
+
+func openRawTx(b *testing.B) txBench {
+	in, out := concurrentTxTopics(b)
+	svc, _ := pulsartest.URLs(b)
+	client, err := pulsar.NewClient(pulsar.ClientOptions{URL: svc, EnableTransaction: true, OperationTimeout: 30 * time.Second,
+		Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &rawTx{client: client}
+	po := func(topic string) pulsar.Producer {
+		p, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxPublishDelay: time.Millisecond,
+			BatcherBuilderType: pulsar.KeyBasedBatchBuilder})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	if r.c, err = client.Subscribe(pulsar.ConsumerOptions{Topic: in, SubscriptionName: "bench", Type: pulsar.Shared}); err != nil {
+		b.Fatal(err)
+	}
+	r.in, r.out = po(in), po(out)
+	return r
+}
+
+func (r *rawTx) fill(ctx context.Context, n int) error {
+	var wg sync.WaitGroup
+	var sendErr firstErr
+	for i := range n {
+		wg.Add(1)
+		r.in.SendAsync(ctx, &pulsar.ProducerMessage{Key: fmt.Sprintf("in-%d", i), Payload: make([]byte, benchPayload)},
+			func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+				if err != nil {
+					sendErr.set(err)
+				}
+				wg.Done()
+			})
+	}
+	if err := r.in.FlushWithCtx(ctx); err != nil {
+		return err
+	}
+	wg.Wait()
+	return sendErr.get()
+}
+
+func (r *rawTx) receive(ctx context.Context) (any, error) { return r.c.Receive(ctx) }
+
+func (r *rawTx) txn(ctx context.Context, msgs []any, keys []string) error {
+	txn, err := r.client.NewTransaction(time.Minute)
+	if err != nil {
+		return err
+	}
+	var issued, sent sync.WaitGroup
+	var opErr firstErr
+	for _, k := range keys {
+		issued.Add(1)
+		sent.Add(1)
+		go func() {
+			defer issued.Done()
+			r.out.SendAsync(ctx, &pulsar.ProducerMessage{Key: k, Payload: make([]byte, benchPayload), Transaction: txn},
+				func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+					if err != nil {
+						opErr.set(err)
+					}
+					sent.Done()
+				})
+		}()
+	}
+	for _, x := range msgs {
+		issued.Add(1)
+		go func() {
+			defer issued.Done()
+			if err := r.c.AckWithTxn(x.(pulsar.Message), txn); err != nil {
+				opErr.set(err)
+			}
+		}()
+	}
+	issued.Wait()
+	if err := r.out.FlushWithCtx(ctx); err != nil {
+		return err
+	}
+	sent.Wait()
+	if err := opErr.get(); err != nil {
+		return err
+	}
+	return txn.Commit(ctx)
+}
+
+func (r *rawTx) close() {
+	r.in.Close()
+	r.out.Close()
+	r.c.Close()
+	r.client.Close()
+}
+
+// --- through bus.Bus ---
+
+type busTx struct {
+	b       bus.Bus
+	in, out bus.Producer
+	c       bus.Consumer
+}
+
+func openBusTx(b *testing.B) txBench {
+	in, out := concurrentTxTopics(b)
+	bb := newBus(b)
+	ctx := context.Background()
+	r := &busTx{b: bb}
+	var err error
+	if r.c, err = bb.Subscribe(ctx, bus.SubscribeOptions{Topic: in, Subscription: "bench", Type: bus.Shared}); err != nil {
+		b.Fatal(err)
+	}
+	if r.in, err = bb.Producer(ctx, bus.ProducerOptions{Topic: in}); err != nil {
+		b.Fatal(err)
+	}
+	if r.out, err = bb.Producer(ctx, bus.ProducerOptions{Topic: out}); err != nil {
+		b.Fatal(err)
+	}
+	return r
+}
+
+func (r *busTx) fill(ctx context.Context, n int) error {
+	var wg sync.WaitGroup
+	var sendErr firstErr
+	for i := range n {
+		wg.Add(1)
+		r.in.SendAsync(ctx, &bus.OutMessage{Key: fmt.Sprintf("in-%d", i), Payload: make([]byte, benchPayload)},
+			func(_ bus.MessageID, err error) {
+				if err != nil {
+					sendErr.set(err)
+				}
+				wg.Done()
+			})
+	}
+	if err := r.in.Flush(ctx); err != nil {
+		return err
+	}
+	wg.Wait()
+	return sendErr.get()
+}
+
+func (r *busTx) receive(ctx context.Context) (any, error) { return r.c.Receive(ctx) }
+
+func (r *busTx) txn(ctx context.Context, msgs []any, keys []string) error {
+	tx, err := r.b.BeginTx(ctx, time.Minute)
+	if err != nil {
+		return err
+	}
+	var issued, sent sync.WaitGroup
+	var opErr firstErr
+	for _, k := range keys {
+		issued.Add(1)
+		sent.Add(1)
+		go func() {
+			defer issued.Done()
+			r.out.SendAsync(ctx, &bus.OutMessage{Key: k, Payload: make([]byte, benchPayload), Tx: tx}, func(_ bus.MessageID, err error) {
+				if err != nil {
+					opErr.set(err)
+				}
+				sent.Done()
+			})
+		}()
+	}
+	for _, x := range msgs {
+		issued.Add(1)
+		go func() {
+			defer issued.Done()
+			if err := r.c.AckTx(ctx, x.(*bus.Message), tx); err != nil {
+				opErr.set(err)
+			}
+		}()
+	}
+	issued.Wait()
+	if err := r.out.Flush(ctx); err != nil {
+		return err
+	}
+	sent.Wait()
+	if err := opErr.get(); err != nil {
+		_ = tx.Abort(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (r *busTx) close() { _ = r.b.Close() }
+
+// firstErr keeps the first error stored (atomic.Value panics on errors of
+// different types).
+type firstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstErr) set(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstErr) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }

@@ -16,6 +16,22 @@ import (
 // it: when it aborts (or fails to commit) they are nacked so they come back,
 // which the Go client does not do by itself; acknowledgements of batched
 // messages are settled by their consumer when the outcome is known.
+//
+// Concurrent use: Producer.Send/SendAsync and Consumer.AckTx with one
+// transaction may be called from several goroutines at once, on one or
+// several producers and consumers. The first send to each topic-partition
+// and the first acknowledgement on each (partition, subscription) of a
+// transaction registers it with the transaction coordinator, a broker round
+// trip made inside that call (SendAsync included); the patched client (see
+// third_party/pulsar-client-go/PULSAGA.md) makes the registrations of
+// different partitions overlap and pipelines the coordinator's requests, so
+// a caller that sends a transaction's first message to each partition, and
+// its acknowledgements, from goroutines of their own pays about one round
+// trip instead of one per partition. Messages of one key keep their order
+// only when sent from one goroutine. Commit and Abort must not be called
+// before every send and acknowledgement of the transaction has returned
+// (SendAsync: after Flush or the done callbacks); a send or acknowledgement
+// after them fails with bus.ErrTxFailed.
 type tx struct {
 	b *Bus
 	t pulsar.Transaction

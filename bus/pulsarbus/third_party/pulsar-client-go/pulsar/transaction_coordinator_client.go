@@ -129,20 +129,62 @@ func (t *transactionHandler) runEventsLoop() {
 		case <-t.closeCh:
 			return
 		case req := <-t.requestCh:
-			switch r := req.(type) {
-			case *newTxnOp:
-				t.newTransaction(r)
-			case *addPublishPartitionOp:
-				t.addPublishPartitionToTxn(r)
-			case *addSubscriptionOp:
-				t.addSubscriptionToTxn(r)
-			case *endTxnOp:
-				t.endTxn(r)
-			}
+			// pulsaga patch: each request's round trip runs in its own
+			// goroutine, so requests to one coordinator are pipelined (the
+			// connection matches responses by request id), as in the Java
+			// client; upstream ran them one at a time, which serialized every
+			// transaction operation of the process through this loop. While
+			// the loop reconnects it takes no request: callers and requests
+			// put back by checkRetriableError wait on requestCh meanwhile.
+			go t.handleRequest(req)
 		case <-t.connectClosedCh:
 			t.reconnectToBroker()
 		}
 	}
+}
+
+func (t *transactionHandler) handleRequest(req any) {
+	switch r := req.(type) {
+	case *newTxnOp:
+		t.newTransaction(r)
+	case *addPublishPartitionOp:
+		t.addPublishPartitionToTxn(r)
+	case *addSubscriptionOp:
+		t.addSubscriptionToTxn(r)
+	case *endTxnOp:
+		t.endTxn(r)
+	}
+}
+
+// errTxnHandlerClosed fails requests to a transaction handler that was
+// closed (pulsaga patch: upstream left their callers blocked for ever).
+var errTxnHandlerClosed = newError(AlreadyClosedError, "transaction coordinator client is closed")
+
+// submit hands op to the handler's loop, or fails it once the handler is
+// closed (pulsaga patch).
+func (t *transactionHandler) submit(op any) {
+	select {
+	case t.requestCh <- op:
+	case <-t.closeCh:
+		errCh := requestErrCh(op)
+		errCh <- errTxnHandlerClosed
+		close(errCh)
+	}
+}
+
+// requestErrCh is the response channel of a request (pulsaga patch).
+func requestErrCh(op any) chan error {
+	switch r := op.(type) {
+	case *newTxnOp:
+		return r.errCh
+	case *addPublishPartitionOp:
+		return r.errCh
+	case *addSubscriptionOp:
+		return r.errCh
+	case *endTxnOp:
+		return r.errCh
+	}
+	return nil
 }
 
 func (t *transactionHandler) reconnectToBroker() {
@@ -184,10 +226,10 @@ func (t *transactionHandler) reconnectToBroker() {
 
 func (t *transactionHandler) checkRetriableError(err error, op any) bool {
 	if err != nil && errors.Is(err, internal.ErrConnectionClosed) {
-		// We are in the EventLoop here, so we need to insert the request back to the requestCh asynchronously.
-		go func() {
-			t.requestCh <- op
-		}()
+		// The request was not sent: put it back, to be sent again once the
+		// events loop has reconnected (pulsaga patch: or fail it if the
+		// handler closes meanwhile).
+		go t.submit(op)
 		return true
 	}
 	return false
@@ -379,10 +421,15 @@ func (tc *transactionCoordinatorClient) newTransaction(timeout time.Duration) (*
 	defer tc.semaphore.Release()
 	op := &newTxnOp{
 		timeout: timeout,
-		errCh:   make(chan error),
+		errCh:   make(chan error, 1), // pulsaga patch: buffered, see submit
 	}
-	tc.handlers[tc.nextTCNumber()].requestCh <- op
-	return op.txnID, <-op.errCh
+	// pulsaga patch: submit (fails when closed); the id is read after the
+	// response (upstream read it in the same return statement).
+	tc.handlers[tc.nextTCNumber()].submit(op)
+	if err := <-op.errCh; err != nil {
+		return nil, err
+	}
+	return op.txnID, nil
 }
 
 // addPublishPartitionToTxn register the partitions which published messages with the transactionImpl.
@@ -395,9 +442,9 @@ func (tc *transactionCoordinatorClient) addPublishPartitionToTxn(id *TxnID, part
 	op := &addPublishPartitionOp{
 		id:         id,
 		partitions: partitions,
-		errCh:      make(chan error),
+		errCh:      make(chan error, 1), // pulsaga patch: buffered, see submit
 	}
-	tc.handlers[id.MostSigBits].requestCh <- op
+	tc.handlers[id.MostSigBits].submit(op) // pulsaga patch: fails when closed
 	return <-op.errCh
 }
 
@@ -412,9 +459,9 @@ func (tc *transactionCoordinatorClient) addSubscriptionToTxn(id *TxnID, topic st
 		id:           id,
 		topic:        topic,
 		subscription: subscription,
-		errCh:        make(chan error),
+		errCh:        make(chan error, 1), // pulsaga patch: buffered, see submit
 	}
-	tc.handlers[id.MostSigBits].requestCh <- op
+	tc.handlers[id.MostSigBits].submit(op) // pulsaga patch: fails when closed
 	return <-op.errCh
 }
 
@@ -427,9 +474,9 @@ func (tc *transactionCoordinatorClient) endTxn(id *TxnID, action pb.TxnAction) e
 	op := &endTxnOp{
 		id:     id,
 		action: action,
-		errCh:  make(chan error),
+		errCh:  make(chan error, 1), // pulsaga patch: buffered, see submit
 	}
-	tc.handlers[id.MostSigBits].requestCh <- op
+	tc.handlers[id.MostSigBits].submit(op) // pulsaga patch: fails when closed
 	return <-op.errCh
 }
 

@@ -39,8 +39,8 @@ type transaction struct {
 	txnID                    TxnID
 	state                    atomic.Int32
 	tcClient                 *transactionCoordinatorClient
-	registerPartitions       map[string]bool
-	registerAckSubscriptions map[subscription]bool
+	registerPartitions       map[string]*registration       // pulsaga patch: single flight
+	registerAckSubscriptions map[subscription]*registration // pulsaga patch: single flight
 	// opsFlow It has two effects:
 	// 1. Wait all the operations of sending and acking messages with the transaction complete
 	// by reading msg from the chan.
@@ -64,8 +64,8 @@ type transaction struct {
 func newTransaction(id TxnID, tcClient *transactionCoordinatorClient, timeout time.Duration) *transaction {
 	transaction := &transaction{
 		txnID:                    id,
-		registerPartitions:       make(map[string]bool),
-		registerAckSubscriptions: make(map[subscription]bool),
+		registerPartitions:       make(map[string]*registration),
+		registerAckSubscriptions: make(map[subscription]*registration),
 		opsFlow:                  make(chan bool, 1),
 		opTimeout:                tcClient.client.operationTimeout,
 		tcClient:                 tcClient,
@@ -178,19 +178,10 @@ func (txn *transaction) registerProducerTopic(topic string) error {
 	if err := txn.verifyOpen(); err != nil {
 		return err
 	}
-	// pulsaga patch: read the map under the lock too; the unlocked check was a
-	// concurrent map read and write (a fatal error) when several partition
-	// producers or consumers register with one transaction at once.
-	txn.mu.Lock()
-	defer txn.mu.Unlock()
-	if !txn.registerPartitions[topic] {
-		err := txn.tcClient.addPublishPartitionToTxn(&txn.txnID, []string{topic})
-		if err != nil {
-			return err
-		}
-		txn.registerPartitions[topic] = true
-	}
-	return nil
+	// pulsaga patch: single flight per partition, see registerOnce.
+	return registerOnce(txn, txn.registerPartitions, topic, func() error {
+		return txn.tcClient.addPublishPartitionToTxn(&txn.txnID, []string{topic})
+	})
 }
 
 func (txn *transaction) registerAckTopic(topic string, subName string) error {
@@ -201,17 +192,46 @@ func (txn *transaction) registerAckTopic(topic string, subName string) error {
 		topic:        topic,
 		subscription: subName,
 	}
-	// pulsaga patch: under the lock, see registerProducerTopic.
+	// pulsaga patch: single flight per subscription, see registerOnce.
+	return registerOnce(txn, txn.registerAckSubscriptions, sub, func() error {
+		return txn.tcClient.addSubscriptionToTxn(&txn.txnID, topic, subName)
+	})
+}
+
+// registration is one partition or subscription being registered with a
+// transaction (pulsaga patch); done is closed when err is set.
+type registration struct {
+	done chan struct{}
+	err  error
+}
+
+// registerOnce registers key with the transaction once (pulsaga patch).
+// Registrations of different keys overlap: the map is read and written under
+// txn.mu, but the coordinator round trip is made outside it (upstream held
+// txn.mu across it, so the partitions and subscriptions of one transaction
+// registered one after the other). A caller for a key being registered waits
+// for that registration's outcome; a failure is returned to every waiter and
+// forgotten, so the next caller tries again.
+func registerOnce[K comparable](txn *transaction, m map[K]*registration, key K, register func() error) error {
 	txn.mu.Lock()
-	defer txn.mu.Unlock()
-	if !txn.registerAckSubscriptions[sub] {
-		err := txn.tcClient.addSubscriptionToTxn(&txn.txnID, topic, subName)
-		if err != nil {
-			return err
-		}
-		txn.registerAckSubscriptions[sub] = true
+	r, ok := m[key]
+	if !ok {
+		r = &registration{done: make(chan struct{})}
+		m[key] = r
 	}
-	return nil
+	txn.mu.Unlock()
+	if ok {
+		<-r.done
+		return r.err
+	}
+	r.err = register()
+	if r.err != nil {
+		txn.mu.Lock()
+		delete(m, key)
+		txn.mu.Unlock()
+	}
+	close(r.done)
+	return r.err
 }
 
 func (txn *transaction) GetTxnID() TxnID {

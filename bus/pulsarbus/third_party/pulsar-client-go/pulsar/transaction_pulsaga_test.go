@@ -1,0 +1,143 @@
+// Licensed to the Apache Software Foundation (ASF) under one
+// or more contributor license agreements.  See the NOTICE file
+// distributed with this work for additional information
+// regarding copyright ownership.  The ASF licenses this file
+// to you under the Apache License, Version 2.0 (the
+// "License"); you may not use this file except in compliance
+// with the License.  You may obtain a copy of the License at
+//
+//   http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing,
+// software distributed under the License is distributed on an
+// "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+// KIND, either express or implied.  See the License for the
+// specific language governing permissions and limitations
+// under the License.
+
+package pulsar
+
+// pulsaga patch: tests of the single-flight registration (registerOnce) and
+// of a closed transaction handler; they need no broker.
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRegisterOnceOverlapsDifferentKeys(t *testing.T) {
+	txn := &transaction{}
+	m := map[string]*registration{}
+	var inFlight, maxInFlight atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for _, key := range []string{"p-0", "p-1", "p-2", "p-3"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- registerOnce(txn, m, key, func() error {
+				n := inFlight.Add(1)
+				for {
+					old := maxInFlight.Load()
+					if n <= old || maxInFlight.CompareAndSwap(old, n) {
+						break
+					}
+				}
+				<-release
+				inFlight.Add(-1)
+				return nil
+			})
+		}()
+	}
+	deadline := time.After(10 * time.Second)
+	for maxInFlight.Load() < 4 {
+		select {
+		case <-deadline:
+			t.Fatalf("registrations of 4 different partitions never overlapped (at most %d in flight)", maxInFlight.Load())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRegisterOnceSameKey(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name      string
+		result    error
+		wantCalls int32 // calls after a second round of callers
+	}{
+		{name: "success is registered once", result: nil, wantCalls: 1},
+		{name: "failure reaches every waiter and is retried", result: boom, wantCalls: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			txn := &transaction{}
+			m := map[subscription]*registration{}
+			key := subscription{topic: "t", subscription: "s"}
+			var calls atomic.Int32
+			started := make(chan struct{})
+			release := make(chan struct{})
+			register := func() error {
+				if calls.Add(1) == 1 {
+					close(started)
+					<-release
+				}
+				return tt.result
+			}
+			const callers = 5
+			errs := make(chan error, callers)
+			go func() { errs <- registerOnce(txn, m, key, register) }()
+			<-started
+			for range callers - 1 {
+				go func() { errs <- registerOnce(txn, m, key, register) }()
+			}
+			// The waiters must be waiting on the first registration, not
+			// registering themselves.
+			time.Sleep(50 * time.Millisecond)
+			if n := calls.Load(); n != 1 {
+				t.Fatalf("%d registrations in flight for one subscription, want 1", n)
+			}
+			close(release)
+			for range callers {
+				if err := <-errs; !errors.Is(err, tt.result) {
+					t.Fatalf("a caller got %v, want %v", err, tt.result)
+				}
+			}
+			_ = registerOnce(txn, m, key, register)
+			if n := calls.Load(); n != tt.wantCalls {
+				t.Fatalf("%d registrations after a later call, want %d", n, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestClosedTransactionHandlerFailsRequests(t *testing.T) {
+	h := &transactionHandler{closeCh: make(chan any), requestCh: make(chan any)}
+	h.close()
+	op := &endTxnOp{errCh: make(chan error, 1)}
+	done := make(chan error, 1)
+	go func() {
+		h.submit(op)
+		done <- <-op.errCh
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errTxnHandlerClosed) {
+			t.Fatalf("got %v, want %v", err, errTxnHandlerClosed)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a request to a closed handler blocked")
+	}
+}
