@@ -253,6 +253,7 @@ func testAckTimeout(t *testing.T, s *suite) {
 
 var deadLetterTests = []test{
 	{"AfterMaxDeliveries", testDLQMax},
+	{"AfterMaxDeliveriesToDyingConsumers", testDLQConsumersDie},
 	{"AfterMaxDeliveriesWithoutCause", testDLQNoCause},
 	{"Explicit", testDLQExplicit},
 	{"CustomTopic", testDLQCustomTopic},
@@ -379,4 +380,53 @@ func testDLQCustomTopic(t *testing.T, s *suite) {
 		t.Fatalf("dead letter: %v", err)
 	}
 	checkDLQ(t, s.receive(t, dlq, "the dead letter on the custom topic"), m, sub, "custom", 0)
+}
+
+// testDLQConsumersDie: a message whose consumer dies holding it, every
+// time (a command that crashes its worker), counts those deliveries too:
+// the next consumer sees RedeliveryCount 1, 2, ..., and after MaxDeliveries
+// of them it is dead-lettered instead of delivered again. (Pulsar's own
+// redelivery count stays 0 here: the broker gives a closed consumer's
+// unacknowledged messages back without counting them.)
+func testDLQConsumersDie(t *testing.T, s *suite) {
+	const max = 3
+	for _, typ := range []bus.SubscriptionType{bus.Shared, bus.KeyShared, bus.Failover} {
+		t.Run(typ.String(), func(t *testing.T) {
+			topic, sub := unique("dlqdies"), unique("sub")
+			b := s.bus(t)
+			dlq := s.dlqConsumer(t, b, topic, sub)
+			o := bus.SubscribeOptions{Topic: topic, Subscription: sub, Type: typ, MaxDeliveries: max, ConsumerName: "worker"}
+			p := s.producer(t, b, topic)
+			id := send(t, p, &bus.OutMessage{Key: "poison", Payload: []byte("kills its worker")})
+			var first *bus.Message
+			for i := 0; i < max; i++ {
+				worker := s.newBus(t) // a worker process
+				c, err := worker.Subscribe(s.ctx(t), o)
+				if err != nil {
+					_ = worker.Close()
+					t.Fatalf("worker %d: subscribe: %v", i+1, err)
+				}
+				m := s.receive(t, c, fmt.Sprintf("delivery %d", i+1))
+				if first == nil {
+					first = m
+				}
+				if !bytes.Equal(m.ID, id) {
+					_ = worker.Close()
+					t.Fatalf("delivery %d is another message %q", i+1, m.Payload)
+				}
+				if m.RedeliveryCount != i {
+					_ = worker.Close()
+					t.Fatalf("delivery %d: RedeliveryCount %d, want %d", i+1, m.RedeliveryCount, i)
+				}
+				if err := worker.Close(); err != nil { // the worker dies holding it
+					t.Fatalf("worker %d: close: %v", i+1, err)
+				}
+			}
+			c := s.subscribe(t, s.bus(t), o)
+			s.none(t, c, "a message delivered MaxDeliveries times to consumers that died")
+			d := s.receive(t, dlq, "the dead letter")
+			ack(t, dlq, d)
+			checkDLQ(t, d, first, sub, fmt.Sprintf("not acknowledged after %d deliveries", max), max)
+		})
+	}
 }

@@ -40,6 +40,9 @@ type consumer struct {
 	// nackWait is how long a nack waits before it reaches the client
 	// (NackDelay minus the client's own delay).
 	nackWait time.Duration
+	// dl records deliveries durably when MaxDeliveries is set (see
+	// deliveries.go); nil otherwise.
+	dl *deliveryLog
 
 	mu      sync.Mutex
 	closed  bool
@@ -149,6 +152,13 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		NackPrecisionBit:            &precision,
 		ReceiverQueueSize:           opts.ReceiveQueueSize,
 	}
+	if opts.MaxDeliveries > 0 {
+		dl, err := b.openDeliveryLog(ctx, deliveriesTopic(topic, opts.Subscription), c.log)
+		if err != nil {
+			return nil, fmt.Errorf("pulsarbus: subscribe %s to %s: delivery records: %w", opts.Subscription, topic, err)
+		}
+		c.dl = dl
+	}
 	type res struct {
 		c   pulsar.Consumer
 		err error
@@ -161,6 +171,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			c.closeDeliveryLog()
 			return nil, wrap(r.err, "subscribe %s to %s (%s)", opts.Subscription, topic, opts.Type)
 		}
 		c.c = r.c
@@ -170,10 +181,12 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 				r.c.Close()
 			}
 		}()
+		c.closeDeliveryLog()
 		return nil, fmt.Errorf("pulsarbus: subscribe %s to %s: %w", opts.Subscription, topic, ctx.Err())
 	}
 	if err := b.register(c); err != nil {
 		c.c.Close()
+		c.closeDeliveryLog()
 		return nil, fmt.Errorf("pulsarbus: subscribe %s to %s: %w", opts.Subscription, topic, err)
 	}
 	if opts.AckTimeout > 0 {
@@ -213,6 +226,7 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 		if !deliver {
 			continue
 		}
+		c.recordDelivery(ctx, d)
 		if c.opts.MaxDeliveries > 0 && d.n > c.opts.MaxDeliveries {
 			// Delivered MaxDeliveries times already, and not acknowledged
 			// (ack timeout, or a consumer that went away).
@@ -304,6 +318,9 @@ func (c *consumer) forget(key string) {
 	delete(c.counts, key)
 	delete(c.causes, key)
 	c.mu.Unlock()
+	if c.dl != nil {
+		c.dl.settled(key)
+	}
 }
 
 // Ack acknowledges a message.
@@ -381,6 +398,9 @@ func (c *consumer) ackUnknown(msg *bus.Message) error {
 		return nil
 	}
 	c.rememberAcked(string(msg.ID))
+	if c.dl != nil {
+		c.dl.settled(string(msg.ID))
+	}
 	if err := c.c.AckID(id); err != nil {
 		return wrap(err, "ack %s on %s", id, c.where())
 	}
@@ -617,6 +637,13 @@ func (c *consumer) closeByBus() {
 	c.mu.Unlock()
 	c.wg.Wait()
 	c.c.Close()
+	c.closeDeliveryLog()
+}
+
+func (c *consumer) closeDeliveryLog() {
+	if c.dl != nil {
+		c.dl.close()
+	}
 }
 
 // toMessage converts a received message; key is its serialized id.
