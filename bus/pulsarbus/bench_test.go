@@ -768,3 +768,62 @@ func (f *firstErr) get() error {
 	defer f.mu.Unlock()
 	return f.err
 }
+
+// BenchmarkDeliveryRecords measures what MaxDeliveries costs a consumer: a
+// Shared subscription's backlog of b.N messages is received and acknowledged
+// by benchConcTx goroutines, without MaxDeliveries (Plain) and with it
+// (MaxDeliveries: every delivery is recorded before Receive returns it, and
+// every acknowledgement writes a tombstone; see deliveries.go).
+func BenchmarkDeliveryRecords(b *testing.B) {
+	for _, m := range []struct {
+		name string
+		max  int
+	}{{"Plain", 0}, {"MaxDeliveries", 5}} {
+		b.Run(m.name, func(b *testing.B) {
+			bb := newBus(b)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+			defer cancel()
+			topic := unique("bench-records")
+			c, err := bb.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "bench", Type: bus.Shared, MaxDeliveries: m.max})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p, err := bb.Producer(ctx, bus.ProducerOptions{Topic: topic})
+			if err != nil {
+				b.Fatal(err)
+			}
+			fill := &busTx{in: p}
+			if err := fill.fill(ctx, b.N); err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Int64
+			var errs firstErr
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for range benchConcTx {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for next.Add(1) <= int64(b.N) {
+						msg, err := c.Receive(ctx)
+						if err == nil {
+							err = c.Ack(ctx, msg)
+						}
+						if err != nil {
+							errs.set(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(start)
+			b.StopTimer()
+			if err := errs.get(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
+		})
+	}
+}

@@ -36,7 +36,10 @@ import (
 //
 // The cost is one write per delivery on such subscriptions, waited for
 // before Receive returns (concurrent receives share the producer's
-// batches), and one tombstone per settled message, not waited for. The
+// batches), and one tombstone per settled message, not waited for: a
+// broker round trip added to every Receive (BenchmarkDeliveryRecords: 8
+// goroutines receiving and acknowledging a Shared backlog, 1.2k msgs/s with
+// MaxDeliveries against 9.6k without, on a loaded 2-core machine). The
 // records are kept 24 hours (retention of the topic before compaction);
 // compaction keeps the latest record of unsettled messages.
 const (
