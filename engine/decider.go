@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -129,6 +130,12 @@ func (d *Decider) Stats() DeciderStats {
 	}
 }
 
+// receivers is how many goroutines receive tasks for the batch loops: a
+// Receive can cost a broker round trip (pulsarbus records each delivery of
+// a subscription with MaxDeliveries before returning it), so a batch is
+// gathered from several receives at once.
+func (d *Decider) receivers() int { return min(d.opts.MaxBatch, 16) }
+
 // Run decides until ctx is done.
 func (d *Decider) Run(ctx context.Context) error {
 	if err := EnsureTopics(ctx, d.bus, d.opts.Topics); err != nil {
@@ -145,45 +152,82 @@ func (d *Decider) Run(ctx context.Context) error {
 	}
 	defer cons.Close()
 	defer d.closeProducers()
-	var wg sync.WaitGroup
-	for range d.opts.Concurrency {
-		wg.Go(func() {
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	tasks := make(chan *bus.Message, d.opts.MaxBatch)
+	var failed error
+	var failOnce sync.Once
+	var receivers, loops sync.WaitGroup
+	for range d.receivers() {
+		receivers.Go(func() {
 			for {
-				msgs, err := d.receiveBatch(ctx, cons)
-				if err != nil {
+				m, err := cons.Receive(rctx)
+				switch {
+				case rctx.Err() != nil:
+					return
+				case errors.Is(err, bus.ErrClosed):
+					failOnce.Do(func() { failed = fmt.Errorf("decider: %w", err) })
+					stop()
+					return
+				case err != nil:
+					d.log.Warn().Err(err).Msg("receiving decision tasks failed; trying again")
+					select {
+					case <-rctx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					continue
+				}
+				select {
+				case tasks <- m:
+				case <-rctx.Done():
+					return // closing the consumer gives it back
+				}
+			}
+		})
+	}
+	for range d.opts.Concurrency {
+		loops.Go(func() {
+			for {
+				msgs := d.gather(rctx, tasks)
+				if msgs == nil {
 					return
 				}
 				d.handleBatch(ctx, cons, msgs)
 			}
 		})
 	}
-	wg.Wait()
-	return nil
+	loops.Wait()
+	stop()
+	receivers.Wait()
+	return failed
 }
 
-// receiveBatch waits for a task, then takes more while they keep coming
-// within BatchWait of each other, up to MaxBatch.
-func (d *Decider) receiveBatch(ctx context.Context, cons bus.Consumer) ([]*bus.Message, error) {
-	m, err := cons.Receive(ctx)
-	if err != nil {
-		return nil, err
-	}
-	msgs := []*bus.Message{m}
-	for len(msgs) < d.opts.MaxBatch {
-		wctx, cancel := context.WithTimeout(ctx, d.opts.BatchWait)
-		m, err := cons.Receive(wctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				// Shutting down: closing the consumer gives back what was
-				// received.
-				return nil, ctx.Err()
-			}
-			break
-		}
+// gather waits for a task, then takes more while they keep coming within
+// BatchWait of each other, up to MaxBatch. It returns nil when ctx is done
+// (closing the consumer gives back what was received).
+func (d *Decider) gather(ctx context.Context, tasks <-chan *bus.Message) []*bus.Message {
+	var msgs []*bus.Message
+	select {
+	case <-ctx.Done():
+		return nil
+	case m := <-tasks:
 		msgs = append(msgs, m)
 	}
-	return msgs, nil
+	linger := time.NewTimer(d.opts.BatchWait)
+	defer linger.Stop()
+	for len(msgs) < d.opts.MaxBatch {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-tasks:
+			msgs = append(msgs, m)
+			linger.Reset(d.opts.BatchWait)
+		case <-linger.C:
+			return msgs
+		}
+	}
+	return msgs
 }
 
 func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, error) {
