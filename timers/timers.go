@@ -107,7 +107,8 @@ type RelayOptions struct {
 	// (default 5ms).
 	BatchWait time.Duration
 	// Loops is how many batches may be on their way at once, each taken by
-	// its own consumer of the subscription (default 1).
+	// its own consumer of the subscription (default 4: the broker hands a
+	// burst of due timers out faster to several consumers than to one).
 	Loops int
 	// Observe, when set, is called with each fired timer's lateness.
 	Observe func(kind string, lateness time.Duration)
@@ -119,6 +120,7 @@ type RelayOptions struct {
 const (
 	DefaultBatchSize = 100
 	DefaultBatchWait = 5 * time.Millisecond
+	DefaultLoops     = 4
 )
 
 // Relay moves fired timers to their target topics.
@@ -146,7 +148,7 @@ func NewRelay(b bus.Bus, opts RelayOptions, log zerolog.Logger) *Relay {
 		opts.BatchWait = DefaultBatchWait
 	}
 	if opts.Loops <= 0 {
-		opts.Loops = 1
+		opts.Loops = DefaultLoops
 	}
 	if opts.Clock == nil {
 		opts.Clock = time.Now
