@@ -33,10 +33,10 @@
 //     after MaxDeliveries failed deliveries it is dead-lettered.
 //   - A timer the relay sent but did not acknowledge — the relay stopped or
 //     crashed between the two, or the acknowledgement was lost — is delivered
-//     again and relayed again. The target then sees the same timer.fired
-//     event twice (the same envelope id, "fired:<timer id>"), and ignores the
-//     second because the timer is no longer pending; a re-armed hop sent
-//     twice fires twice, with the same outcome.
+//     again and relayed again. The target then gets a second timer.fired
+//     event for it with the same envelope id ("fired:<timer id>"; only
+//     FiredAt differs) and ignores it because the timer is no longer
+//     pending; a re-armed hop sent twice fires twice, with the same outcome.
 //   - A timer is relayed to its target only when the relay's clock has
 //     reached its FireAt; one delivered before (a hop, or a broker that
 //     delivers early) is re-armed instead.
