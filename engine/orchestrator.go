@@ -134,8 +134,12 @@ type Orchestrator struct {
 	opts OrchestratorOptions
 	log  zerolog.Logger
 
-	cons                                              bus.Consumer
-	history, snapshots, status, decisions, timerTopic bus.Producer
+	cons                          bus.Consumer
+	status, decisions, timerTopic bus.Producer
+	// history and snapshots have a producer per partition (index
+	// Snapshot.Partition; one when the topics are not partitioned): a batch
+	// writes each partition from a goroutine of its own, see commit.
+	history, snapshots []bus.Producer
 
 	images map[string]*image
 	own    *ownership
@@ -234,8 +238,15 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
 		return p
 	}
-	o.history, o.snapshots, o.status = open(t.History), open(t.Snapshots), open(t.Status)
-	o.decisions, o.timerTopic = open(t.Decisions), open(timers.Topic)
+	o.history, o.snapshots = nil, nil
+	for p := range max(t.Partitions, 1) {
+		history, snapshots := t.History, t.Snapshots
+		if t.Partitions > 0 {
+			history, snapshots = o.bus.Namespace().Partition(history, p), o.bus.Namespace().Partition(snapshots, p)
+		}
+		o.history, o.snapshots = append(o.history, open(history)), append(o.snapshots, open(snapshots))
+	}
+	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(timers.Topic)
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)
@@ -244,11 +255,21 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 }
 
 func (o *Orchestrator) closeProducers() {
-	for _, p := range []bus.Producer{o.history, o.snapshots, o.status, o.decisions, o.timerTopic} {
+	all := append([]bus.Producer{o.status, o.decisions, o.timerTopic}, o.history...)
+	for _, p := range append(all, o.snapshots...) {
 		if p != nil {
 			_ = p.Close()
 		}
 	}
+}
+
+// partitionOf is the index of img's producer in o.history and o.snapshots:
+// the partition Pulsar routes its key to, as for its events.
+func (o *Orchestrator) partitionOf(img *image) int {
+	if o.opts.Topics.Partitions == 0 {
+		return 0
+	}
+	return img.snap.Partition
 }
 
 // batch collects the effects of one batch of events, committed together.
@@ -618,7 +639,7 @@ func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
 	}
 	pid := img.snap.ProcessID
 	b.out = append(b.out,
-		outMsg{o.snapshots, &bus.OutMessage{Key: pid}}, // empty payload: deleted from the compacted view
+		outMsg{o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: pid}}, // empty payload: deleted from the compacted view
 		outMsg{o.status, &bus.OutMessage{Key: pid}},
 	)
 	b.deleted = append(b.deleted, img)

@@ -10,9 +10,6 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 )
 
-// maxSenders bounds the goroutines that send one batch's messages.
-const maxSenders = 64
-
 // commit writes the batch's effects and acknowledges its inputs in one
 // transaction.
 //
@@ -20,10 +17,10 @@ const maxSenders = 64
 // that partition with the transaction coordinator, a broker round trip, in
 // the sending goroutine. Sending everything from one loop paid those round
 // trips one after the other (up to 11 per batch: history and snapshots per
-// partition, status, decisions, timers). So the sends are spread over
-// goroutines, one group of messages per producer and key (a key's messages
-// keep their order in their group; the order between keys does not matter),
-// and the acknowledgements run concurrently with them: registrations
+// partition, status, decisions, timers). So each topic-partition has a
+// producer of its own (history and snapshots are written per partition, to
+// the partition their key routes to) and a goroutine of its own in a batch,
+// and the acknowledgements run concurrently with the sends: registrations
 // overlap as far as the client lets them. Snapshots and status rows carry
 // the positions of their process's history records, so they go out once
 // every history send has its id.
@@ -64,7 +61,7 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool)
 				return fail(err)
 			}
 			slot := base + i
-			s.add(o.history, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, func(id bus.MessageID) { ids[slot] = id })
+			s.add(o.history[o.partitionOf(img)], &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, func(id bus.MessageID) { ids[slot] = id })
 		}
 	}
 	for _, m := range b.out {
@@ -88,7 +85,7 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool)
 		if err != nil {
 			return fail(err)
 		}
-		s.add(o.snapshots, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, nil)
+		s.add(o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, nil)
 		if b.status[img] || img.snap.State == nil || len(b.records[img]) > 0 {
 			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, statusOf(img))
 			if err != nil {
@@ -114,71 +111,78 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool)
 	return tx.Commit(ctx)
 }
 
-// sender sends messages in one transaction from several goroutines: one
-// group per producer and key, whose messages go out in order from one
-// goroutine.
+// sender sends messages in one transaction from a goroutine per producer.
+// A producer's messages go out grouped by key, each key's in the order they
+// were added: producer batching is per key, and broker deduplication needs
+// the batches of one producer to carry disjoint, increasing sequence ids; if
+// two keys' messages were interleaved (say by a goroutine per key), a batch
+// could start below the last sequence id of the previous one and the broker
+// would refuse it ("cannot determine whether the message is a duplicate") or
+// drop it as a duplicate.
 type sender struct {
-	tx     bus.Tx
-	groups []*sendGroup
-	index  map[groupKey]*sendGroup
+	tx        bus.Tx
+	producers []*sendQueue
+	index     map[bus.Producer]*sendQueue
 
 	mu  sync.Mutex
 	err error
 }
 
-type groupKey struct {
-	p   bus.Producer
-	key string
+type sendQueue struct {
+	p      bus.Producer
+	keys   []string
+	groups map[string]*sendGroup
+	n      int
 }
 
 type sendGroup struct {
-	p    bus.Producer
 	msgs []*bus.OutMessage
 	sets []func(bus.MessageID)
 }
 
 func newSender(tx bus.Tx) *sender {
-	return &sender{tx: tx, index: map[groupKey]*sendGroup{}}
+	return &sender{tx: tx, index: map[bus.Producer]*sendQueue{}}
 }
 
 // add queues msg; set, when not nil, receives its id once it is sent.
 func (s *sender) add(p bus.Producer, msg *bus.OutMessage, set func(bus.MessageID)) {
-	k := groupKey{p, msg.Key}
-	g := s.index[k]
+	q := s.index[p]
+	if q == nil {
+		q = &sendQueue{p: p, groups: map[string]*sendGroup{}}
+		s.index[p] = q
+		s.producers = append(s.producers, q)
+	}
+	g := q.groups[msg.Key]
 	if g == nil {
-		g = &sendGroup{p: p}
-		s.index[k] = g
-		s.groups = append(s.groups, g)
+		g = &sendGroup{}
+		q.groups[msg.Key] = g
+		q.keys = append(q.keys, msg.Key)
 	}
 	msg.Tx = s.tx
 	g.msgs = append(g.msgs, msg)
 	g.sets = append(g.sets, set)
+	q.n++
 }
 
-// send sends every group, flushes the producers and waits until every
-// message is sent or failed; it returns the first failure.
+// send sends every queued message, flushes the producers and waits until
+// every message is sent or failed; it returns the first failure.
 func (s *sender) send(ctx context.Context) error {
-	if len(s.groups) == 0 {
+	if len(s.producers) == 0 {
 		return nil
 	}
 	var sent sync.WaitGroup // one per message, done by its callback
-	queue := make(chan *sendGroup, len(s.groups))
-	producers := map[bus.Producer]bool{}
-	for _, g := range s.groups {
-		queue <- g
-		producers[g.p] = true
-		sent.Add(len(g.msgs))
-	}
-	close(queue)
-	var workers sync.WaitGroup
-	for range min(len(s.groups), maxSenders) {
-		workers.Add(1)
+	var producers sync.WaitGroup
+	flushErrs := make([]error, len(s.producers))
+	for i, q := range s.producers {
+		sent.Add(q.n)
+		producers.Add(1)
 		go func() {
-			defer workers.Done()
-			for g := range queue {
-				for i, m := range g.msgs {
-					set := g.sets[i]
-					g.p.SendAsync(ctx, m, func(id bus.MessageID, err error) {
+			defer producers.Done()
+			for _, k := range q.keys {
+				g := q.groups[k]
+				for j, m := range g.msgs {
+					set := g.sets[j]
+					q.p.SendAsync(ctx, m, func(id bus.MessageID, err error) {
 						defer sent.Done()
 						s.mu.Lock()
 						defer s.mu.Unlock()
@@ -191,26 +195,12 @@ func (s *sender) send(ctx context.Context) error {
 					})
 				}
 			}
+			// Everything is queued: send now rather than after the
+			// batching delay.
+			flushErrs[i] = q.p.Flush(ctx)
 		}()
 	}
-	workers.Wait()
-	// Every message is queued: flush the producers (at once rather than
-	// after their batching delay), concurrently.
-	flushErrs := make([]error, 0, len(producers))
-	var fmu sync.Mutex
-	var flushes sync.WaitGroup
-	for p := range producers {
-		flushes.Add(1)
-		go func() {
-			defer flushes.Done()
-			if err := p.Flush(ctx); err != nil {
-				fmu.Lock()
-				flushErrs = append(flushErrs, err)
-				fmu.Unlock()
-			}
-		}()
-	}
-	flushes.Wait()
+	producers.Wait()
 	if err := errors.Join(flushErrs...); err != nil {
 		return err
 	}
