@@ -182,8 +182,25 @@ type SubscribeOptions struct {
 	InitialPosition InitialPosition
 	// MaxDeliveries, when above zero, dead-letters a message on its
 	// MaxDeliveries-th delivery failing (nacked or not acknowledged): it is
-	// published to DeadLetterTopic with the reason and acknowledged.
+	// published to DeadLetterTopic with the reason and acknowledged. A
+	// delivery to a consumer that closes or dies holding the message counts
+	// only with CountDeliveriesDurably (always on bus/memory).
 	MaxDeliveries int
+	// CountDeliveriesDurably makes MaxDeliveries count the deliveries to
+	// consumers that close or die holding a message (a command that crashes
+	// its worker process), not only nacks and ack timeouts. Use it where a
+	// message can kill its consumer: job queues running user code. Without
+	// it such a message is redelivered for ever on Pulsar, whose redelivery
+	// count does not see a consumer that goes away.
+	//
+	// The cost on pulsarbus is a write per delivery to a compacted
+	// "<topic>-<subscription>-deliveries" topic that Receive waits for (a
+	// broker round trip per Receive: about 8 times fewer messages received
+	// per second by 8 goroutines, BenchmarkDeliveryRecords), a tombstone per
+	// settled message (not waited for), and a reader of that topic per
+	// consumer. The bus/memory bus always counts such deliveries and ignores
+	// the option. It has no effect without MaxDeliveries.
+	CountDeliveriesDurably bool
 	// DeadLetterTopic receives dead-lettered messages. Default:
 	// "<topic>-<subscription>-DLQ" in the same namespace.
 	DeadLetterTopic string

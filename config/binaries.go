@@ -189,6 +189,10 @@ type Worker struct {
 	Services []string `mapstructure:"services" usage:"services to serve"`
 	// Concurrency is the jobs run at once per service.
 	Concurrency int `mapstructure:"concurrency" usage:"jobs run at once per service"`
+	// DurableDeliveryCount counts the deliveries to instances that crash or
+	// stop holding a command toward max deliveries (worker.Options
+	// DisableDurableDeliveryCount when false).
+	DurableDeliveryCount bool `mapstructure:"durable_delivery_count" usage:"count deliveries to instances that crash holding a command (a broker round trip per command)"`
 	// FailProbability injects retryable failures (demo).
 	FailProbability float64 `mapstructure:"fail_probability" usage:"chance of a retryable failure per attempt (demo)"`
 	// FailCommand fails one command for good (demo).
@@ -209,7 +213,7 @@ type Worker struct {
 func DefaultWorker() Worker {
 	host, _ := os.Hostname()
 	return Worker{Base: DefaultBase(), Name: "worker-" + host, Mode: "demo",
-		Services: []string{"payments", "flights", "hotels", "notifications"}, Concurrency: 16}
+		Services: []string{"payments", "flights", "hotels", "notifications"}, Concurrency: 16, DurableDeliveryCount: true}
 }
 
 // Validate checks every key.

@@ -48,8 +48,20 @@ type Options struct {
 	// instances, not failed (default 10s).
 	ShutdownGrace time.Duration
 	// MaxDeliveries dead-letters a command delivered that many times without
-	// being acknowledged (default 10).
+	// being acknowledged (default 10). A delivery to an instance that crashes
+	// or stops holding the command counts too (a command that kills its
+	// worker is dead-lettered, not redelivered for ever), unless
+	// DisableDurableDeliveryCount is set.
 	MaxDeliveries int
+	// DisableDurableDeliveryCount stops counting the deliveries to instances
+	// that crash or stop holding a command (bus.SubscribeOptions
+	// CountDeliveriesDurably off): MaxDeliveries then counts only failed
+	// and timed-out attempts. It saves a broker round trip per command
+	// received (a write to the "jobs.<service>-<subscription>-deliveries"
+	// topic, waited for before the handler runs) and a tombstone per
+	// command settled. Set it only when handlers cannot crash their process
+	// (a panic is recovered and counts as a failure either way).
+	DisableDurableDeliveryCount bool
 	// NackDelay is how long a released command waits before redelivery
 	// (default 1s).
 	NackDelay time.Duration
@@ -195,7 +207,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	cons, err := w.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: JobTopic(w.opts.Service), Subscription: w.opts.Subscription, Type: bus.Shared,
 		ConsumerName: w.opts.Name, MaxDeliveries: w.opts.MaxDeliveries, NackDelay: w.opts.NackDelay,
-		ReceiveQueueSize: w.opts.Concurrency,
+		CountDeliveriesDurably: !w.opts.DisableDurableDeliveryCount, ReceiveQueueSize: w.opts.Concurrency,
 	})
 	if err != nil {
 		return fmt.Errorf("worker %s: subscribe: %w", w.opts.Service, err)

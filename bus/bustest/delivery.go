@@ -387,7 +387,8 @@ func testDLQCustomTopic(t *testing.T, s *suite) {
 // the next consumer sees RedeliveryCount 1, 2, ..., and after MaxDeliveries
 // of them it is dead-lettered instead of delivered again. (Pulsar's own
 // redelivery count stays 0 here: the broker gives a closed consumer's
-// unacknowledged messages back without counting them.)
+// unacknowledged messages back without counting them; the count is the
+// bus's, with CountDeliveriesDurably.)
 func testDLQConsumersDie(t *testing.T, s *suite) {
 	const max = 3
 	for _, typ := range []bus.SubscriptionType{bus.Shared, bus.KeyShared, bus.Failover} {
@@ -395,7 +396,7 @@ func testDLQConsumersDie(t *testing.T, s *suite) {
 			topic, sub := unique("dlqdies"), unique("sub")
 			b := s.bus(t)
 			dlq := s.dlqConsumer(t, b, topic, sub)
-			o := bus.SubscribeOptions{Topic: topic, Subscription: sub, Type: typ, MaxDeliveries: max, ConsumerName: "worker"}
+			o := bus.SubscribeOptions{Topic: topic, Subscription: sub, Type: typ, MaxDeliveries: max, ConsumerName: "worker", CountDeliveriesDurably: true}
 			p := s.producer(t, b, topic)
 			id := send(t, p, &bus.OutMessage{Key: "poison", Payload: []byte("kills its worker")})
 			var first *bus.Message

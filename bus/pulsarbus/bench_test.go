@@ -771,20 +771,24 @@ func (f *firstErr) get() error {
 
 // BenchmarkDeliveryRecords measures what MaxDeliveries costs a consumer: a
 // Shared subscription's backlog of b.N messages is received and acknowledged
-// by benchConcTx goroutines, without MaxDeliveries (Plain) and with it
-// (MaxDeliveries: every delivery is recorded before Receive returns it, and
-// every acknowledgement writes a tombstone; see deliveries.go).
+// by benchConcTx goroutines, without MaxDeliveries (Plain), with it
+// (MaxDeliveries: counted by the broker and this process) and with it
+// counted durably (Durable, CountDeliveriesDurably: every delivery is
+// recorded before Receive returns it, and every acknowledgement writes a
+// tombstone; see deliveries.go).
 func BenchmarkDeliveryRecords(b *testing.B) {
 	for _, m := range []struct {
-		name string
-		max  int
-	}{{"Plain", 0}, {"MaxDeliveries", 5}} {
+		name    string
+		max     int
+		durable bool
+	}{{"Plain", 0, false}, {"MaxDeliveries", 5, false}, {"Durable", 5, true}} {
 		b.Run(m.name, func(b *testing.B) {
 			bb := newBus(b)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 			defer cancel()
 			topic := unique("bench-records")
-			c, err := bb.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "bench", Type: bus.Shared, MaxDeliveries: m.max})
+			c, err := bb.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "bench", Type: bus.Shared,
+				MaxDeliveries: m.max, CountDeliveriesDurably: m.durable})
 			if err != nil {
 				b.Fatal(err)
 			}

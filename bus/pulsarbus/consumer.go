@@ -40,8 +40,8 @@ type consumer struct {
 	// nackWait is how long a nack waits before it reaches the client
 	// (NackDelay minus the client's own delay).
 	nackWait time.Duration
-	// dl records deliveries durably when MaxDeliveries is set (see
-	// deliveries.go); nil otherwise.
+	// dl records deliveries durably when MaxDeliveries and
+	// CountDeliveriesDurably are set (see deliveries.go); nil otherwise.
 	dl *deliveryLog
 
 	mu      sync.Mutex
@@ -152,7 +152,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		NackPrecisionBit:            &precision,
 		ReceiverQueueSize:           opts.ReceiveQueueSize,
 	}
-	if opts.MaxDeliveries > 0 {
+	if opts.MaxDeliveries > 0 && opts.CountDeliveriesDurably {
 		dl, err := b.openDeliveryLog(ctx, deliveriesTopic(topic, opts.Subscription), c.log)
 		if err != nil {
 			return nil, fmt.Errorf("pulsarbus: subscribe %s to %s: delivery records: %w", opts.Subscription, topic, err)

@@ -13,7 +13,11 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 )
 
-// Deliveries of a subscription with MaxDeliveries are counted durably.
+// Deliveries of a subscription with MaxDeliveries are counted durably when
+// its consumers ask for it (bus.SubscribeOptions.CountDeliveriesDurably; the
+// worker SDK does for job queues, the engine's own subscriptions do not:
+// their consumers recover from bad input and panics themselves, so nothing
+// they receive can kill them).
 //
 // Pulsar's redelivery count does not see a consumer that closes or dies
 // holding a message: the broker gives the messages a closed consumer had
@@ -24,8 +28,8 @@ import (
 // before the close: the next consumer always saw count 0). A command that
 // kills its worker would then never reach MaxDeliveries.
 //
-// So a consumer with MaxDeliveries above zero records each delivery before
-// Receive returns it: key = message id, value = the delivery number, on a
+// So a consumer with MaxDeliveries and CountDeliveriesDurably records each
+// delivery before Receive returns it: key = message id, value = the delivery number, on a
 // compacted topic "<topic>-<subscription>-deliveries" beside the dead-letter
 // topic. Every consumer of the subscription reads that topic (its compacted
 // view at subscribe, then its tail), so a delivery's number is the largest of
@@ -39,8 +43,17 @@ import (
 // batches), and one tombstone per settled message, not waited for: a
 // broker round trip added to every Receive (BenchmarkDeliveryRecords: 8
 // goroutines receiving and acknowledging a Shared backlog, 1.2k msgs/s with
-// MaxDeliveries against 9.6k without, on a loaded 2-core machine). The
-// records are kept 24 hours (retention of the topic before compaction);
+// the records against 9.6k without, on a loaded 2-core machine).
+//
+// The record is waited for, not sent in the background: a message that
+// kills its consumer typically does so within a millisecond of being
+// handed out, before a background send (batched for up to 1ms) leaves the
+// process, so every such crash would go uncounted and the message would
+// never reach MaxDeliveries, which is the very case this exists for. A
+// consumer that has the record acknowledged before it hands the message
+// out counts every delivery it makes.
+//
+// The records are kept 24 hours (retention of the topic before compaction);
 // compaction keeps the latest record of unsettled messages.
 const (
 	deliveriesSuffix    = "-deliveries"
