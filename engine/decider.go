@@ -130,10 +130,10 @@ func (d *Decider) Stats() DeciderStats {
 	}
 }
 
-// receivers is how many goroutines receive tasks for the batch loops: a
-// Receive can cost a broker round trip (pulsarbus records each delivery of
-// a subscription with MaxDeliveries before returning it), so a batch is
-// gathered from several receives at once.
+// receivers is how many goroutines receive tasks for the batch loops, so
+// that a batch is not gathered one Receive at a time when a Receive costs a
+// broker round trip (pulsarbus with SubscribeOptions.CountDeliveriesDurably,
+// which the decider does not set, or a consumer whose prefetch ran dry).
 func (d *Decider) receivers() int { return min(d.opts.MaxBatch, 16) }
 
 // Run decides until ctx is done.
