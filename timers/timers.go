@@ -18,7 +18,8 @@
 // # Batches and delivery guarantees
 //
 // The relay works in batches: it takes the due timers that are available
-// (up to BatchSize; after the first it lingers BatchWait for more), sends
+// (up to BatchSize, received by several goroutines at once; after the first
+// it lingers BatchWait for more), sends
 // them all without waiting for each (SendAsync, then Flush) — each fired
 // timer to its target topic keyed by its process id, each re-armed hop back
 // to the timers topic — and only once a send has succeeded acknowledges that
@@ -227,40 +228,79 @@ func (r *Relay) loop(ctx context.Context, name string) error {
 			_ = p.Close()
 		}
 	}()
-	for {
-		msgs, err := l.receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
+	// Several receives at once feed the batches: a Receive can cost a
+	// broker round trip (pulsarbus records each delivery of a subscription
+	// with MaxDeliveries before returning it).
+	rctx, stop := context.WithCancel(ctx)
+	in := make(chan *bus.Message, r.opts.BatchSize)
+	failed := make(chan error, 1)
+	var receivers sync.WaitGroup
+	defer func() {
+		stop()
+		receivers.Wait() // before the consumer closes, which gives back what they hold
+	}()
+	for range r.receivers() {
+		receivers.Go(func() {
+			for {
+				m, err := cons.Receive(rctx)
+				if err != nil {
+					if rctx.Err() == nil {
+						select {
+						case failed <- err:
+						default:
+						}
+						stop()
+					}
+					return
+				}
+				select {
+				case in <- m:
+				case <-rctx.Done():
+					return
+				}
 			}
-			return fmt.Errorf("timer relay: receive: %w", err)
+		})
+	}
+	for {
+		msgs := l.gather(rctx, in)
+		if msgs == nil {
+			select {
+			case err := <-failed:
+				return fmt.Errorf("timer relay: receive: %w", err)
+			default:
+				return nil // stopping: what was received is delivered again
+			}
 		}
-		l.relay(ctx, msgs)
+		l.relay(rctx, msgs)
 	}
 }
 
-// receive waits for a timer, then takes those that come within BatchWait,
-// up to BatchSize.
-func (l *loop) receive(ctx context.Context) ([]*bus.Message, error) {
-	m, err := l.cons.Receive(ctx)
-	if err != nil {
-		return nil, err
-	}
-	msgs := []*bus.Message{m}
-	lctx, cancel := context.WithTimeout(ctx, l.r.opts.BatchWait)
-	defer cancel()
-	for len(msgs) < l.r.opts.BatchSize {
-		m, err := l.cons.Receive(lctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				// Stopping: what was taken is delivered again.
-				return nil, ctx.Err()
-			}
-			break // the linger ran out, or an error the next Receive reports
-		}
+// receivers is how many goroutines of a loop receive timers at once.
+func (r *Relay) receivers() int { return min(r.opts.BatchSize, 16) }
+
+// gather waits for a timer, then takes those that come within BatchWait,
+// up to BatchSize. It returns nil when ctx is done.
+func (l *loop) gather(ctx context.Context, in <-chan *bus.Message) []*bus.Message {
+	var msgs []*bus.Message
+	select {
+	case <-ctx.Done():
+		return nil
+	case m := <-in:
 		msgs = append(msgs, m)
 	}
-	return msgs, nil
+	linger := time.NewTimer(l.r.opts.BatchWait)
+	defer linger.Stop()
+	for len(msgs) < l.r.opts.BatchSize {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-in:
+			msgs = append(msgs, m)
+		case <-linger.C:
+			return msgs
+		}
+	}
+	return msgs
 }
 
 // pending is a timer of a batch on its way: out is sent with p, then msg is
