@@ -108,8 +108,7 @@ type RelayOptions struct {
 	// (default 5ms).
 	BatchWait time.Duration
 	// Loops is how many batches may be on their way at once, each taken by
-	// its own consumer of the subscription (default 4: the broker hands a
-	// burst of due timers out faster to several consumers than to one).
+	// its own consumer of the subscription (default 4).
 	Loops int
 	// Observe, when set, is called with each fired timer's lateness.
 	Observe func(kind string, lateness time.Duration)
