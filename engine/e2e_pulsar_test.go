@@ -53,11 +53,14 @@ func TestTripScenariosPulsar(t *testing.T) {
 func TestManyConcurrentSagasPulsar(t *testing.T) {
 	t.Parallel()
 	// 300 in the default suite; PULSAGA_MANY_SAGAS=1000 for the full run.
-	// Above a few hundred at once on a loaded 2-core machine, decisions
-	// queue for longer than the 30s attempt timeouts, which count from the
-	// decision task's issue time, so attempts time out before they are sent
-	// (the overload problem in docs/benchmarks.md) and the predicted outcome
-	// no longer holds.
+	// The orchestrator now bounds the decisions in flight (MaxOutstanding)
+	// and a decision counts attempt timeouts from the decider's clock, but on
+	// 2025-11-25 both 1,000 and 300 still failed: the batched decider sends
+	// several processes' messages interleaved on one producer, the broker's
+	// deduplication refuses such batches ("cannot determine whether the
+	// message is a duplicate"), pulsar-client-go then closes the connection
+	// and every transaction on it fails; and under -race the client's
+	// reconnect paths report data races. Raise n once both are fixed.
 	n := 300
 	if v, err := strconv.Atoi(os.Getenv("PULSAGA_MANY_SAGAS")); err == nil && v > 0 {
 		n = v
