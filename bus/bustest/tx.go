@@ -16,6 +16,7 @@ var txTests = []test{
 	{"Timeout", func(t *testing.T, s *suite) { s.tx(t, "timeout") }},
 	{"CommitPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, true) }},
 	{"AbortPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, false) }},
+	{"ConcurrentSenders", func(t *testing.T, s *suite) { s.txConcurrentSenders(t) }},
 }
 
 // txPartitioned sends a batch with SendAsync to every partition of a topic

@@ -93,6 +93,11 @@ func init() {
 type partitionProducer struct {
 	lastSequenceID int64
 
+	// pulsaga patch: enqueueMu makes "take the next sequence id" and "hand
+	// the request to the event loop" one step, so requests reach the broker
+	// in sequence-id order when SendAsync is called from several goroutines.
+	enqueueMu sync.Mutex
+
 	state  uAtomic.Int32
 	client *client
 	topic  string
@@ -1367,6 +1372,17 @@ func (p *partitionProducer) internalSendAsync(
 		sr.done(nil, err)
 		return
 	}
+
+	// pulsaga patch: without batching, updateMetaData takes the message's
+	// sequence id here, in the caller's goroutine. Two goroutines could take
+	// ids 5 and 6 and enqueue 6 first; with broker deduplication on, the
+	// broker then refuses 5 ("cannot determine whether the message is a
+	// duplicate", the client closes the connection) or, once 6 is
+	// persisted, acknowledges 5 as a duplicate without storing it — a
+	// message silently lost, inside a transaction that commits. Taking the
+	// id and enqueueing under one lock keeps ids in send order.
+	p.enqueueMu.Lock()
+	defer p.enqueueMu.Unlock()
 
 	p.updateMetaData(sr)
 
