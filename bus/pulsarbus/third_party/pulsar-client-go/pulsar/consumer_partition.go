@@ -162,7 +162,10 @@ type partitionConsumer struct {
 	maxQueueSize    int32
 	queueCh         chan []*message
 	startMessageID  atomicMessageID
-	lastDequeuedMsg *trackingMessageID
+	// pulsaga patch: atomic; a reader's Next stores it from the caller's
+	// goroutine while the event loop reads it on reconnect (a data race
+	// under -race, clearReceiverQueue vs setLastDequeuedMsg).
+	lastDequeuedMsg atomic.Pointer[trackingMessageID]
 
 	// This is used to track the seeking message id during the seek operation.
 	// It will be set to nil after seek completes and reconnected.
@@ -1035,7 +1038,7 @@ func (pc *partitionConsumer) requestSeek(msgID *messageID) error {
 	//    we can safely clear the messages in the queue (at this point, it won't contain messages after the seek).
 	// 2. The startMessageID is reset to ensure accurate judgment when calling hasNext next time.
 	//    Since the messages in the queue are cleared here reconnection won't reset startMessageId.
-	pc.lastDequeuedMsg = nil
+	pc.lastDequeuedMsg.Store(nil)
 	pc.seekMessageID.set(toTrackingMessageID(msgID))
 	pc.clearQueueAndGetNextMessage()
 	return nil
@@ -1109,7 +1112,7 @@ func (pc *partitionConsumer) internalSeekByTime(seek *seekByTimeRequest) {
 		seek.err = err
 		return
 	}
-	pc.lastDequeuedMsg = nil
+	pc.lastDequeuedMsg.Store(nil)
 	pc.hasSoughtByTime.Store(true)
 	pc.clearQueueAndGetNextMessage()
 }
@@ -2257,10 +2260,10 @@ func (pc *partitionConsumer) clearReceiverQueue() *trackingMessageID {
 
 	if nextMessageInQueue != nil {
 		return getPreviousMessage(nextMessageInQueue)
-	} else if pc.lastDequeuedMsg != nil {
+	} else if last := pc.lastDequeuedMsg.Load(); last != nil {
 		// If the queue was empty we need to restart from the message just after the last one that has been dequeued
 		// in the past
-		return pc.lastDequeuedMsg
+		return last
 	}
 	// No message was received or dequeued by this consumer. Next message would still be the startMessageId
 	return pc.startMessageID.get()
@@ -2421,7 +2424,7 @@ func (pc *partitionConsumer) hasNext() bool {
 	// If a seek by time has been performed, then the `startMessageId` becomes irrelevant.
 	// We need to compare `markDeletePosition` and `lastMessageId`,
 	// and then reset `startMessageID` to `markDeletePosition`.
-	if pc.lastDequeuedMsg == nil && pc.hasSoughtByTime.CompareAndSwap(true, false) {
+	if pc.lastDequeuedMsg.Load() == nil && pc.hasSoughtByTime.CompareAndSwap(true, false) {
 		res, err := pc.getLastMessageIDAndMarkDeletePosition()
 		if err != nil {
 			pc.log.WithError(err).Error("Failed to get last message id")
@@ -2450,8 +2453,8 @@ func (pc *partitionConsumer) hasNext() bool {
 }
 
 func (pc *partitionConsumer) hasMoreMessages() bool {
-	if pc.lastDequeuedMsg != nil {
-		return pc.lastMessageInBroker.isEntryIDValid() && pc.lastMessageInBroker.greater(pc.lastDequeuedMsg.messageID)
+	if last := pc.lastDequeuedMsg.Load(); last != nil {
+		return pc.lastMessageInBroker.isEntryIDValid() && pc.lastMessageInBroker.greater(last.messageID)
 	}
 
 	if pc.options.startMessageIDInclusive {
