@@ -350,11 +350,20 @@ func (p *partitionProducer) grabCnx(assignedBrokerURL string) error {
 		return err
 	}
 
-	p.producerName = res.Response.ProducerSuccess.GetProducerName()
+	// pulsaga patch: on a reconnect the broker gives back the name this
+	// producer asked for; write the field only when it changes, and make the
+	// encryptor once. The event loop reads both while a reconnect runs in
+	// another goroutine (genMetadata keeps a pointer to producerName): data
+	// races reported by -race whenever a connection was closed.
+	if name := res.Response.ProducerSuccess.GetProducerName(); name != p.producerName {
+		p.producerName = name
+	}
 	nextTopicEpoch := res.Response.ProducerSuccess.GetTopicEpoch()
 	p.topicEpoch = &nextTopicEpoch
 
-	if p.options.Encryption != nil {
+	if p.encryptor != nil {
+		// made at the first connection
+	} else if p.options.Encryption != nil {
 		p.encryptor = internalcrypto.NewProducerEncryptor(p.options.Encryption.Keys,
 			p.options.Encryption.KeyReader,
 			p.options.Encryption.MessageCrypto,
