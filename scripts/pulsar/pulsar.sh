@@ -31,15 +31,24 @@ service_url=${PULSAR_URL:-pulsar://127.0.0.1:$broker_port}
 log() { printf 'pulsar: %s\n' "$*" >&2; }
 die() { printf 'pulsar: error: %s\n' "$*" >&2; exit 1; }
 
-# ready: the admin API answers and the transaction coordinator is assigned and ready.
+# ready: the admin API answers and every transaction coordinator is assigned and ready.
 admin_up() { curl -sf -m 3 "$admin_url/admin/v2/clusters" >/dev/null 2>&1; }
-txn_ready() {
-	# The coordinator's topic must exist and be owned by this broker (a lookup assigns it);
-	# the coordinator itself loads when the first client connects to it.
+# coordinators: how many transaction coordinators the broker has (partitions of the
+# coordinators' assignment topic; 0 before it exists).
+coordinators() {
 	curl -sf -m 5 "$admin_url/admin/v2/persistent/pulsar/system/transaction_coordinator_assign/partitions" 2>/dev/null |
-		grep -q '"partitions":[1-9]' || return 1
-	curl -sf -m 10 "$admin_url/lookup/v2/topic/persistent/pulsar/system/transaction_coordinator_assign-partition-0" 2>/dev/null |
-		grep -q brokerUrl
+		sed -n 's/.*"partitions":\([0-9][0-9]*\).*/\1/p'
+}
+txn_ready() {
+	# Each coordinator's partition must be owned by this broker (a lookup assigns it);
+	# a coordinator itself loads when the first client connects to it.
+	local n i
+	n=$(coordinators)
+	[[ -n $n && $n -ge 1 ]] || return 1
+	for ((i = 0; i < n; i++)); do
+		curl -sf -m 10 "$admin_url/lookup/v2/topic/persistent/pulsar/system/transaction_coordinator_assign-partition-$i" 2>/dev/null |
+			grep -q brokerUrl || return 1
+	done
 }
 ready() { admin_up && txn_ready; }
 
