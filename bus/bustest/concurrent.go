@@ -11,10 +11,13 @@ import (
 
 // txConcurrentSenders sends from many goroutines at once on one producer,
 // for several transactions at the same time, as the engine's decider and
-// orchestrator do, then commits every transaction: each message must arrive
-// exactly once. (On Pulsar with broker deduplication on, a client that hands
-// its sends to the broker out of sequence-id order gets messages refused or
-// silently dropped as "duplicates".)
+// orchestrator do, mixing immediate and delayed messages (the decider's
+// first attempts and retries on one job queue), then commits every
+// transaction: each message must arrive exactly once, in order per key.
+// (On Pulsar with broker deduplication on, a client that hands its sends to
+// the broker out of sequence-id order gets messages refused or silently
+// dropped as "duplicates".) The subscription is Exclusive, which does not
+// hold delayed messages back, so the test needs no waiting.
 func (s *suite) txConcurrentSenders(t *testing.T) {
 	const (
 		txs     = 4
@@ -46,7 +49,11 @@ func (s *suite) txConcurrentSenders(t *testing.T) {
 					var done sync.WaitGroup
 					for i := 0; i < each; i++ {
 						done.Add(1)
-						p.SendAsync(s.ctx(t), &bus.OutMessage{Key: key, Payload: payload(key, i), Tx: tx}, func(_ bus.MessageID, err error) {
+						m := &bus.OutMessage{Key: key, Payload: payload(key, i), Tx: tx}
+						if i%3 == 2 {
+							m.DeliverAt = time.Now().Add(50 * time.Millisecond)
+						}
+						p.SendAsync(s.ctx(t), m, func(_ bus.MessageID, err error) {
 							if err != nil {
 								errs <- fmt.Errorf("send %s/%d: %w", key, i, err)
 							}

@@ -93,11 +93,6 @@ func init() {
 type partitionProducer struct {
 	lastSequenceID int64
 
-	// pulsaga patch: enqueueMu makes "take the next sequence id" and "hand
-	// the request to the event loop" one step, so requests reach the broker
-	// in sequence-id order when SendAsync is called from several goroutines.
-	enqueueMu sync.Mutex
-
 	state  uAtomic.Int32
 	client *client
 	topic  string
@@ -654,6 +649,19 @@ func (p *partitionProducer) internalSend(sr *sendRequest) {
 			p.internalFlushCurrentBatch()
 		}
 		return
+	}
+
+	// pulsaga patch: a message that is not batched (delayed, or batching
+	// off) must reach the broker after the batch being built, which has a
+	// lower sequence id, and its own id is taken here, in send order.
+	// Before, a delayed message could overtake the open batch: with broker
+	// deduplication on, the broker then refused the batch ("Cannot
+	// determine whether the message is a duplicate at this time", and the
+	// client closed the connection) or, once the delayed message was
+	// persisted, acknowledged the batch as a duplicate without storing it.
+	p.internalFlushCurrentBatch()
+	if sr.seqInLoop {
+		sr.mm.SequenceId = proto.Uint64(internal.GetAndAdd(p.sequenceIDGenerator, 1))
 	}
 
 	if sr.totalChunks <= 1 {
@@ -1272,9 +1280,18 @@ func (p *partitionProducer) updateMetaData(sr *sendRequest) {
 		deliverAt.UnixNano() < 0
 
 	if !sr.sendAsBatch {
-		// update sequence id for metadata, make the size of msgMetadata more accurate
-		// batch sending will update sequence ID in the BatchBuilder
-		p.updateMetadataSeqID(sr.mm, sr.msg)
+		// pulsaga patch: a message sent on its own gets its sequence id in
+		// the event loop (internalSend), not here in the caller's goroutine,
+		// where it raced with other callers and with the batches the event
+		// loop numbers. Until then the id is a placeholder of the largest
+		// size, so the metadata size used for chunking is not
+		// underestimated.
+		if sr.msg.SequenceID != nil {
+			p.updateMetadataSeqID(sr.mm, sr.msg)
+		} else {
+			sr.mm.SequenceId = proto.Uint64(math.MaxUint64)
+			sr.seqInLoop = true
+		}
 	}
 
 	sr.deliverAt = deliverAt
@@ -1381,17 +1398,6 @@ func (p *partitionProducer) internalSendAsync(
 		sr.done(nil, err)
 		return
 	}
-
-	// pulsaga patch: without batching, updateMetaData takes the message's
-	// sequence id here, in the caller's goroutine. Two goroutines could take
-	// ids 5 and 6 and enqueue 6 first; with broker deduplication on, the
-	// broker then refuses 5 ("cannot determine whether the message is a
-	// duplicate", the client closes the connection) or, once 6 is
-	// persisted, acknowledges 5 as a duplicate without storing it — a
-	// message silently lost, inside a transaction that commits. Taking the
-	// id and enqueueing under one lock keeps ids in send order.
-	p.enqueueMu.Lock()
-	defer p.enqueueMu.Unlock()
 
 	p.updateMetaData(sr)
 
@@ -1660,6 +1666,7 @@ type sendRequest struct {
 	// convey settable state
 
 	sendAsBatch         bool
+	seqInLoop           bool // pulsaga patch: sequence id taken in internalSend
 	transaction         *transaction
 	schema              Schema
 	schemaVersion       []byte
