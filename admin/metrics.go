@@ -147,15 +147,24 @@ type statusCollector struct{ status *engine.StatusTable }
 
 var processesDesc = prometheus.NewDesc("pulsaga_processes", "Processes in the status table, by definition and status (global: the same on every instance; aggregate with max).", []string{"definition", "status"}, nil)
 
-func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) { ch <- processesDesc }
+var statusUpDesc = prometheus.NewDesc("pulsaga_status_table_up", "1 when this scrape read the status table up to date, 0 when it could not (pulsaga_processes then shows the last rows read).", nil, nil)
 
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- processesDesc
+	ch <- statusUpDesc
+}
+
+// Collect refreshes the status table; when the broker does not answer in
+// time the scrape still succeeds, with the rows read before and
+// pulsaga_status_table_up 0, rather than failing every other metric with it.
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	up := 1.0
 	if err := c.status.Refresh(ctx); err != nil {
-		ch <- prometheus.NewInvalidMetric(processesDesc, err)
-		return
+		up = 0
 	}
+	ch <- prometheus.MustNewConstMetric(statusUpDesc, prometheus.GaugeValue, up)
 	type key struct{ def, status string }
 	n := map[key]int{}
 	for _, r := range c.status.List() {

@@ -117,3 +117,58 @@ func TestMetricsAcrossInstances(t *testing.T) {
 		t.Errorf("steps completed summed over instances: %v, want 3", sum)
 	}
 }
+
+// TestMetricsWhenStatusTableUnreadable: a broker that does not answer
+// makes pulsaga_status_table_up 0 and keeps the last rows read, and every
+// other metric is still served.
+func TestMetricsWhenStatusTableUnreadable(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New(memory.Options{})
+	topics := engine.DefaultTopics()
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topics.Status})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := bus.NewEnvelope(engine.TypeStatus, "status:p1", "p1", time.Now(), engine.StatusRecord{ProcessID: "p1", Definition: "d", Status: workflow.StatusRunning, Seq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := env.Encode()
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "p1", Payload: payload}); err != nil {
+		t.Fatal(err)
+	}
+	status := engine.NewStatusTable(b, topics.Status)
+	defer status.Close()
+	m := NewMetrics(status, "orch-a")
+	m.StepChanged("d", "s", workflow.StepRunning, workflow.StepCompleted)
+	scrape := func() (int, string) {
+		rec := httptest.NewRecorder()
+		m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		return rec.Code, rec.Body.String()
+	}
+	for _, tc := range []struct {
+		name  string
+		close bool
+		up    string
+	}{
+		{"broker answers", false, "pulsaga_status_table_up 1"},
+		{"broker gone", true, "pulsaga_status_table_up 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.close {
+				_ = status.Close() // the table's reader is gone ...
+				_ = b.Close()      // ... and the bus cannot open another
+			}
+			code, body := scrape()
+			for _, want := range []string{
+				tc.up,
+				`pulsaga_processes{definition="d",status="running"} 1`,
+				`pulsaga_steps_completed_total{definition="d",pulsaga_instance="orch-a",step="s"} 1`,
+			} {
+				if code != 200 || !strings.Contains(body, want) {
+					t.Errorf("%d: no %s in\n%s", code, want, body)
+				}
+			}
+		})
+	}
+}

@@ -78,8 +78,19 @@ func TestAPIOnPulsar(t *testing.T) {
 	if code != 200 || retries != 1 {
 		t.Fatalf("after retry: %d retry records by alice; %s", retries, body)
 	}
-	code, body, _ = h.do("GET", "/metrics", "", "")
-	if code != 200 || !strings.Contains(string(body), `pulsaga_processes{definition="repair",status="running"} 1`) {
-		t.Errorf("metrics: %d %s", code, body)
+	// The gauge reads the status table at each scrape; a scrape while the
+	// broker is slow shows the rows read before (pulsaga_status_table_up 0),
+	// so wait for an up-to-date one.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body, _ = h.do("GET", "/metrics", "", "")
+		if code == 200 && strings.Contains(string(body), "pulsaga_status_table_up 1") &&
+			strings.Contains(string(body), `pulsaga_processes{definition="repair",status="running"} 1`) {
+			break
+		}
+		if code != 200 || time.Now().After(deadline) {
+			t.Fatalf("metrics: %d %s", code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
