@@ -44,12 +44,18 @@ type consumer struct {
 	// CountDeliveriesDurably are set (see deliveries.go); nil otherwise.
 	dl *deliveryLog
 
-	mu      sync.Mutex
-	closed  bool
-	live    map[string]*delivery // received, not yet settled, by message id
-	counts  map[string]int       // deliveries seen, when counting locally
-	causes  map[string]string    // last nack cause, for the dead-letter reason
-	entries map[entryKey]*entry  // batched entries being acknowledged
+	mu     sync.Mutex
+	closed bool
+	live   map[string]*delivery // received, not yet settled, by message id
+	// inTx holds the messages acknowledged in a transaction that has not
+	// ended. A copy arriving meanwhile is not delivered: when an
+	// acknowledging transaction aborts, the broker redelivers its messages
+	// and this consumer nacks them too, so a second copy could reach the
+	// application while the first is being acknowledged again.
+	inTx    map[string]struct{}
+	counts  map[string]int      // deliveries seen, when counting locally
+	causes  map[string]string   // last nack cause, for the dead-letter reason
+	entries map[entryKey]*entry // batched entries being acknowledged
 	// done, doneRing and doneNext remember the last doneEntries entries
 	// acknowledged as a whole (see entryDone).
 	done     map[entryKey]struct{}
@@ -130,7 +136,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 	c := &consumer{
 		b: b, opts: opts, topic: topic,
 		countLocally: st == pulsar.Exclusive || st == pulsar.Failover,
-		live:         map[string]*delivery{}, counts: map[string]int{}, causes: map[string]string{},
+		live:         map[string]*delivery{}, inTx: map[string]struct{}{}, counts: map[string]int{}, causes: map[string]string{},
 		entries: map[entryKey]*entry{}, done: map[entryKey]struct{}{}, acked: map[string]struct{}{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
 		log: b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
 	}
@@ -260,6 +266,9 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 	if _, held := c.live[key]; held {
 		return nil, false
 	}
+	if _, pending := c.inTx[key]; pending {
+		return nil, false
+	}
 	if _, done := c.acked[key]; done {
 		c.reack = append(c.reack, pm)
 		return nil, false
@@ -291,6 +300,11 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 		}
 		c.counts[key]++
 		d.n = max(d.n, c.counts[key])
+	}
+	if c.dl != nil {
+		// The durable count too, before d is visible in live: a Nack of
+		// an earlier copy of this message takes d from live at once.
+		d.n = max(d.n, c.dl.recorded(key)+1)
 	}
 	c.live[key] = d
 	return d, true
@@ -425,6 +439,9 @@ func (c *consumer) AckTx(ctx context.Context, msg *bus.Message, btx bus.Tx) erro
 		c.restore(d)
 		return err
 	}
+	c.mu.Lock()
+	c.inTx[d.key] = struct{}{}
+	c.mu.Unlock()
 	if d.entry != nil {
 		return c.settleEntry(d, idxInTx, t, false)
 	}
@@ -447,6 +464,9 @@ func (c *consumer) restore(d *delivery) {
 
 // txSettled is called by a transaction that acknowledged d once it ends.
 func (c *consumer) txSettled(d *delivery, t *tx, committed bool) {
+	c.mu.Lock()
+	delete(c.inTx, d.key)
+	c.mu.Unlock()
 	if committed {
 		c.forget(d.key)
 		if d.entry == nil {

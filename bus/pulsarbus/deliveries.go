@@ -211,7 +211,7 @@ func (c *consumer) recordDelivery(ctx context.Context, d *delivery) {
 	if c.dl == nil {
 		return
 	}
-	d.n = max(d.n, c.dl.recorded(d.key)+1)
+	// d.n already counts the recorded deliveries (track).
 	if d.n > c.opts.MaxDeliveries {
 		return // dead-lettered by Receive, not delivered
 	}

@@ -159,9 +159,9 @@ type partitionConsumer struct {
 	availablePermits *availablePermits
 
 	// the size of the queue channel for buffering messages
-	maxQueueSize    int32
-	queueCh         chan []*message
-	startMessageID  atomicMessageID
+	maxQueueSize   int32
+	queueCh        chan []*message
+	startMessageID atomicMessageID
 	// pulsaga patch: atomic; a reader's Next stores it from the caller's
 	// goroutine while the event loop reads it on reconnect (a data race
 	// under -race, clearReceiverQueue vs setLastDequeuedMsg).
