@@ -293,7 +293,9 @@ func TestDeliverAt(t *testing.T) {
 	topic := topicName(t)
 	c := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Shared})
 	p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
-	at := time.Now().Add(300 * time.Millisecond).Round(time.Millisecond)
+	// Far enough ahead that the undelayed message, sent after it, arrives
+	// first even on a loaded machine (300 ms was not, once).
+	at := time.Now().Add(2 * time.Second).Round(time.Millisecond)
 	ctx := ctxFor(t, time.Minute)
 	if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("later"), DeliverAt: at}); err != nil {
 		t.Fatal(err)
