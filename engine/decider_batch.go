@@ -329,15 +329,8 @@ func sendAndAck(ctx context.Context, cons bus.Consumer, b *taskBatch, tx bus.Tx)
 	}
 	wg.Wait()
 	// A send's outcome is known once its callback has run.
-	done := make(chan struct{})
-	go func() {
-		sent.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := waitCtx(ctx, &sent); err != nil {
+		return err
 	}
 	mu.Lock()
 	defer mu.Unlock()

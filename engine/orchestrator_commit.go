@@ -204,17 +204,27 @@ func (s *sender) send(ctx context.Context) error {
 	if err := errors.Join(flushErrs...); err != nil {
 		return err
 	}
-	done := make(chan struct{})
-	go func() {
-		sent.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := waitCtx(ctx, &sent); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// waitCtx waits for wg, or returns ctx's error first: a send's outcome is
+// known once its callback has run, and a callback may never come when the
+// context ends.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
