@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,33 +11,30 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// DeciderOptions configure a decider.
+// DeciderOptions configure a decider (the remote decider mode,
+// OrchestratorOptions.Decider = DeciderRemote).
 type DeciderOptions struct {
 	// Name identifies the instance (default "decider").
 	Name string
 	// Topics are the engine's topics.
 	Topics Topics
-	// Concurrency is the number of batch loops: batches of tasks decided
-	// and committed at once, each in its own transaction (default 4).
+	// Concurrency is the number of goroutines deciding (default 4).
 	Concurrency int
-	// MaxBatch bounds the tasks of one batch, i.e. of one transaction
-	// (default 64).
+	// MaxBatch bounds the tasks decided whose answers the broker has not
+	// confirmed yet (default 64): a task is acknowledged once its answer is
+	// sent.
 	MaxBatch int
-	// BatchWait is how long a loop that has a task waits for one more
-	// before it decides its batch (default 3ms): a batch grows while tasks
-	// keep arriving within BatchWait of each other, up to MaxBatch.
+	// BatchWait is how long answers wait to be sent together (producer
+	// batching, default 1ms).
 	BatchWait time.Duration
 	// MaxDeliveries dead-letters a task that keeps failing (default 5).
 	MaxDeliveries int
-	// TxTimeout bounds a batch's transaction (default 10s), see
-	// OrchestratorOptions.TxTimeout.
-	TxTimeout time.Duration
-	// Clock stamps messages, and dates a decision whose task waited in the
-	// queue: a decision is made at max(task.Now, Clock()), recorded in the
-	// result, so attempt timeouts count from when the command is sent.
+	// Clock dates a decision whose task waited in the queue: a decision is
+	// made at max(task.Now, Clock()), recorded in the result, so attempt
+	// timeouts count from when the command is sent.
 	Clock func() time.Time
 }
 
@@ -56,7 +52,7 @@ func (o *DeciderOptions) defaults() {
 		o.MaxBatch = 64
 	}
 	if o.BatchWait <= 0 {
-		o.BatchWait = 3 * time.Millisecond
+		o.BatchWait = time.Millisecond
 	}
 	if o.MaxDeliveries <= 0 {
 		o.MaxDeliveries = 5
@@ -64,42 +60,32 @@ func (o *DeciderOptions) defaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	if o.TxTimeout <= 0 {
-		o.TxTimeout = 10 * time.Second
-	}
 }
 
 // DeciderStats count what a decider did since it was created.
 type DeciderStats struct {
-	// Transactions is the number of transactions committed, Tasks the
-	// decision tasks they acknowledged (answered, or duplicates of a task
-	// answered in the same transaction).
-	Transactions, Tasks int64
-	// Decided counts the tasks answered with a decision, Errors those
-	// answered with an error (unknown definition, a decision that failed).
-	Decided, Errors int64
-	// FailedTransactions counts transactions that did not commit; every
-	// task of theirs was nacked and comes again.
-	FailedTransactions int64
+	// Tasks counts the tasks answered (their answer sent and the task
+	// acknowledged): Decided with a decision, Errors with an error (unknown
+	// definition, a decision that failed).
+	Tasks, Decided, Errors int64
 	// DeadLettered counts tasks moved to the dead-letter topic (undecodable
-	// or invalid), Nacked the tasks nacked on their own (a transient
-	// failure before their transaction: definitions unreadable, a producer
-	// that could not be opened, a dead-letter that failed).
+	// or invalid), Nacked the tasks given back to come again (definitions
+	// unreadable, an answer that could not be sent).
 	DeadLettered, Nacked int64
 }
 
-// Decider is stateless: it takes decision tasks in batches, runs
-// workflow.Decide for each, and emits the commands, the timers and the
-// decision results of the whole batch in one transaction with the
-// acknowledgements of its tasks. A task delivered twice (a decider died
-// before committing, its batch's transaction failed, or the orchestrator
-// re-issued it) yields the same command ids; the orchestrator accepts only
-// the first result.
+// Decider is stateless: it takes decision tasks, runs workflow.Decide for
+// each and sends the decision back to the task's reply topic (the events
+// topic), keyed by process id; the task is acknowledged once the answer is
+// sent. The decider emits nothing else: the orchestrator carries out a
+// decision's effects (commands, timers, records) in its own transaction
+// when the answer arrives, with the code of the inline mode.
 //
-// A task is never dropped for its age: one the orchestrator has re-issued
-// meanwhile is decided in its batch like any other (nothing waits for it),
-// and whichever answer reaches the orchestrator first is taken. Copies of
-// one task in one batch are answered once.
+// A task delivered twice (a decider died between answering and
+// acknowledging, or the orchestrator re-issued it after its decision
+// timeout) is answered twice; the orchestrator applies the first answer to
+// the outstanding task and drops the other as stale, so no transaction is
+// needed here.
 type Decider struct {
 	bus  bus.Bus
 	reg  *Registry
@@ -110,7 +96,7 @@ type Decider struct {
 	producers map[string]bus.Producer
 
 	stats struct {
-		transactions, tasks, decided, errors, failed, deadLettered, nacked atomic.Int64
+		tasks, decided, errors, deadLettered, nacked atomic.Int64
 	}
 }
 
@@ -125,16 +111,10 @@ func NewDecider(b bus.Bus, reg *Registry, opts DeciderOptions, log zerolog.Logge
 func (d *Decider) Stats() DeciderStats {
 	s := &d.stats
 	return DeciderStats{
-		Transactions: s.transactions.Load(), Tasks: s.tasks.Load(), Decided: s.decided.Load(), Errors: s.errors.Load(),
-		FailedTransactions: s.failed.Load(), DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(),
+		Tasks: s.tasks.Load(), Decided: s.decided.Load(), Errors: s.errors.Load(),
+		DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(),
 	}
 }
-
-// receivers is how many goroutines receive tasks for the batch loops, so
-// that a batch is not gathered one Receive at a time when a Receive costs a
-// broker round trip (pulsarbus with SubscribeOptions.CountDeliveriesDurably,
-// which the decider does not set, or a consumer whose prefetch ran dry).
-func (d *Decider) receivers() int { return min(d.opts.MaxBatch, 16) }
 
 // Run decides until ctx is done.
 func (d *Decider) Run(ctx context.Context) error {
@@ -144,8 +124,7 @@ func (d *Decider) Run(ctx context.Context) error {
 	cons, err := d.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: d.opts.Topics.Decisions, Subscription: "deciders", Type: bus.Shared, ConsumerName: d.opts.Name,
 		MaxDeliveries: d.opts.MaxDeliveries, NackDelay: 500 * time.Millisecond,
-		// Enough prefetched for every loop to fill a batch.
-		ReceiveQueueSize: d.opts.Concurrency * d.opts.MaxBatch,
+		ReceiveQueueSize: 2 * d.opts.MaxBatch,
 	})
 	if err != nil {
 		return fmt.Errorf("decider: %w", err)
@@ -154,22 +133,31 @@ func (d *Decider) Run(ctx context.Context) error {
 	defer d.closeProducers()
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
-	tasks := make(chan *bus.Message, d.opts.MaxBatch)
+	inflight := make(chan struct{}, d.opts.MaxBatch)
+	var answers sync.WaitGroup // answers sent, not yet confirmed
 	var failed error
 	var failOnce sync.Once
-	var receivers, loops sync.WaitGroup
-	for range d.receivers() {
-		receivers.Go(func() {
+	var loops sync.WaitGroup
+	for range d.opts.Concurrency {
+		loops.Go(func() {
 			for {
+				select {
+				case inflight <- struct{}{}:
+				case <-rctx.Done():
+					return
+				}
 				m, err := cons.Receive(rctx)
 				switch {
 				case rctx.Err() != nil:
+					<-inflight
 					return
 				case errors.Is(err, bus.ErrClosed):
+					<-inflight
 					failOnce.Do(func() { failed = fmt.Errorf("decider: %w", err) })
 					stop()
 					return
 				case err != nil:
+					<-inflight
 					d.log.Warn().Err(err).Msg("receiving decision tasks failed; trying again")
 					select {
 					case <-rctx.Done():
@@ -178,56 +166,136 @@ func (d *Decider) Run(ctx context.Context) error {
 					}
 					continue
 				}
-				select {
-				case tasks <- m:
-				case <-rctx.Done():
-					return // closing the consumer gives it back
-				}
-			}
-		})
-	}
-	for range d.opts.Concurrency {
-		loops.Go(func() {
-			for {
-				msgs := d.gather(rctx, tasks)
-				if msgs == nil {
-					return
-				}
-				d.handleBatch(ctx, cons, msgs)
+				answers.Add(1)
+				d.handle(ctx, cons, m, func() {
+					<-inflight
+					answers.Done()
+				})
 			}
 		})
 	}
 	loops.Wait()
-	stop()
-	receivers.Wait()
+	answers.Wait() // every answer sent is acknowledged or given back
 	return failed
 }
 
-// gather waits for a task, then takes more while they keep coming within
-// BatchWait of each other, up to MaxBatch. It returns nil when ctx is done
-// (closing the consumer gives back what was received).
-func (d *Decider) gather(ctx context.Context, tasks <-chan *bus.Message) []*bus.Message {
-	var msgs []*bus.Message
-	select {
-	case <-ctx.Done():
-		return nil
-	case m := <-tasks:
-		msgs = append(msgs, m)
+// handle decides one task and sends its answer; done is called once the
+// task is acknowledged, dead-lettered or given back.
+func (d *Decider) handle(ctx context.Context, cons bus.Consumer, m *bus.Message, done func()) {
+	task := d.accept(ctx, cons, m)
+	if task == nil {
+		done()
+		return
 	}
-	linger := time.NewTimer(d.opts.BatchWait)
-	defer linger.Stop()
-	for len(msgs) < d.opts.MaxBatch {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-tasks:
-			msgs = append(msgs, m)
-			linger.Reset(d.opts.BatchWait)
-		case <-linger.C:
-			return msgs
+	giveBack := func(err error) {
+		d.log.Warn().Err(err).Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Msg("decision not answered; the task will come again")
+		cons.Nack(m, err)
+		d.stats.nacked.Add(1)
+		done()
+	}
+	res, err := d.decide(ctx, task, d.opts.Clock().UTC())
+	if err != nil {
+		giveBack(err)
+		return
+	}
+	payload, err := encode(TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, d.opts.Clock().UTC(), res)
+	if err != nil {
+		giveBack(err)
+		return
+	}
+	p, err := d.producer(ctx, task.ReplyTo)
+	if err != nil {
+		giveBack(err)
+		return
+	}
+	p.SendAsync(ctx, &bus.OutMessage{Key: task.ProcessID, Payload: payload}, func(_ bus.MessageID, err error) {
+		if err != nil {
+			giveBack(err)
+			return
 		}
+		if err := cons.Ack(context.WithoutCancel(ctx), m); err != nil {
+			// Delivered again: answered twice, the second dropped as stale.
+			d.log.Warn().Err(err).Str("task_id", task.TaskID).Msg("acknowledging an answered task failed")
+		}
+		d.stats.tasks.Add(1)
+		if res.Error != "" {
+			d.stats.errors.Add(1)
+		} else {
+			d.stats.decided.Add(1)
+		}
+		done()
+	})
+}
+
+// accept decodes and checks a task; it dead-letters what is not a valid
+// task and returns nil then.
+func (d *Decider) accept(ctx context.Context, cons bus.Consumer, m *bus.Message) *DecisionTask {
+	env, err := bus.DecodeEnvelope(m.Payload)
+	if err != nil {
+		reason := err.Error()
+		var de *bus.DecodeError
+		if errors.As(err, &de) {
+			reason = de.Reason
+		}
+		d.deadLetter(ctx, cons, m, reason)
+		return nil
 	}
-	return msgs
+	if env.Type != TypeDecisionTask {
+		d.deadLetter(ctx, cons, m, fmt.Sprintf("unexpected message type %q on the decisions topic", env.Type))
+		return nil
+	}
+	var task DecisionTask
+	if err := env.DecodePayload(&task); err != nil {
+		d.deadLetter(ctx, cons, m, err.Error())
+		return nil
+	}
+	if task.ReplyTo == "" || task.TaskID == "" || task.ProcessID == "" {
+		d.deadLetter(ctx, cons, m, "decision task needs task_id, process_id and reply_to")
+		return nil
+	}
+	return &task
+}
+
+// deadLetter moves m to the dead-letter topic with reason, or nacks it when
+// that fails (it comes again; nothing is lost).
+func (d *Decider) deadLetter(ctx context.Context, cons bus.Consumer, m *bus.Message, reason string) {
+	if err := cons.DeadLetter(ctx, m, reason); err != nil {
+		d.log.Warn().Err(err).Str("reason", reason).Msg("dead-lettering a bad decision task failed; it will come again")
+		cons.Nack(m, errors.New(reason))
+		d.stats.nacked.Add(1)
+		return
+	}
+	d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
+	d.stats.deadLettered.Add(1)
+}
+
+// decide makes task's decision at max(task.Now, clock). A task that cannot
+// be decided (unknown definition, Decide failing) is answered with an
+// error; an error means nothing can be answered now.
+func (d *Decider) decide(ctx context.Context, task *DecisionTask, clock time.Time) (*DecisionResult, error) {
+	now := task.Now
+	if clock.After(now) {
+		now = clock
+	}
+	res := &DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
+	def, err := d.reg.Get(ctx, task.Definition, task.Version)
+	switch {
+	case errors.Is(err, ErrUnknownDefinition):
+		res.Error = err.Error()
+	case err != nil:
+		return nil, err // the definitions could not be read: try again later
+	default:
+		dec, err := workflow.Decide(def, task.State, task.Events, now)
+		if err != nil {
+			res.Error = err.Error()
+			break
+		}
+		res.Decision = &dec
+	}
+	if res.Error != "" {
+		d.log.Error().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Str("error", res.Error).Msg("no decision possible")
+	}
+	return res, nil
 }
 
 func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, error) {
@@ -236,14 +304,7 @@ func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, err
 	if p, ok := d.producers[topic]; ok {
 		return p, nil
 	}
-	// The engine's own topics exist (EnsureTopics); a job queue is created
-	// on first use.
-	if svc, ok := strings.CutPrefix(topic, "jobs."); ok {
-		if err := d.bus.EnsureTopic(ctx, worker.JobTopicSpec(svc)); err != nil {
-			return nil, err
-		}
-	}
-	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic, BatchingMaxDelay: d.opts.BatchWait})
 	if err != nil {
 		return nil, fmt.Errorf("decider: producer for %s: %w", topic, err)
 	}

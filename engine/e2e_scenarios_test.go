@@ -108,13 +108,13 @@ func scenarioPID(name string) string {
 	return fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 }
 
-func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engine.Topics) {
+func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineCfg) {
 	t.Run("compensation fails for good then an admin retries it", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		log := &runLog{}
 		var hotelFixed atomic.Bool
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"payments": {"ProcessPayment": log.handler(map[string]any{"payment_id": "P1"}, nil), "RefundPayment": log.handler(nil, nil)},
 			"flights":  {"BookFlight": log.handler(map[string]any{"booking": "F1"}, nil), "CancelFlight": log.handler(nil, nil)},
 			"hotels": {"BookHotel": log.handler(map[string]any{"booking": "H1"}, nil), "CancelHotel": log.handler(nil, func(*worker.Job) error {
@@ -178,7 +178,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		log := &runLog{}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"etl": {
 				"Extract": log.handler(map[string]any{"rows": 3}, nil),
 				"Transform": log.handler(nil, func(*worker.Job) error {
@@ -251,7 +251,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 			}
 			return nil
 		}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"inventory": {
 				"ReserveStock": func(ctx context.Context, j *worker.Job) (any, error) {
 					var in struct{ SKU string }
@@ -307,7 +307,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		log := &runLog{}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"orders": {"Prepare": log.handler(map[string]any{"id": "O1"}, nil), "Unprepare": log.handler(nil, nil), "Finish": log.handler(nil, nil)},
 		})
 		registerScenario(ctx, t, s, "scenario-wait-timeout.yaml")
@@ -359,12 +359,12 @@ func waitFinal(ctx context.Context, t *testing.T, s *engine.Stack, pid string) e
 }
 
 func TestMoreScenariosMemory(t *testing.T) {
-	moreScenarios(t, memoryBuses(t), engine.DefaultTopics())
+	inModes(t, engine.DefaultTopics(), func(t *testing.T, cfg engineCfg) { moreScenarios(t, memoryBuses(t), cfg) })
 }
 
 func TestMoreScenariosPulsar(t *testing.T) {
 	t.Parallel()
 	topics := engine.DefaultTopics()
 	topics.Partitions = 2
-	moreScenarios(t, pulsarBuses(t), topics)
+	inModes(t, topics, func(t *testing.T, cfg engineCfg) { moreScenarios(t, pulsarBuses(t), cfg) })
 }

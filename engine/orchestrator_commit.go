@@ -4,65 +4,168 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 
 	"github.com/pulsaga/pulsaga/bus"
 )
 
-// commit writes the batch's effects and acknowledges its inputs in one
-// transaction.
+// The commit pipeline. The loop builds batch N+1 while batch N commits:
+// a batch that has something to write becomes a flight, sent from a
+// goroutine of its own in its own transaction and committed by one
+// committer goroutine, in order. At most MaxInFlight flights are on their
+// way. A process touched by a flight is busy until that flight commits: its
+// new inputs wait (in order), so per-process order and exactly-once state
+// hold without any process appearing in two uncommitted batches. A flight
+// that fails aborts the flights after it, and the loop starts over
+// (re-subscribes: every input not acknowledged by a committed transaction
+// comes again, and the partitions are loaded again).
+//
+// Flights send one after another (a flight's sends start once the previous
+// flight's have all been confirmed), because producer batching is per key
+// and broker deduplication needs the batches of one producer to carry
+// increasing sequence ids (see sender); what overlaps is building, sending
+// and committing.
+
+// flight is a batch on its way.
+type flight struct {
+	b    *batch
+	jobs []*procJob
+	tx   bus.Tx
+	// sent receives the outcome of the sends and acknowledgements.
+	sent chan error
+	// sendsDone closes when this flight no longer sends (its successor may).
+	sendsDone chan struct{}
+}
+
+// procJob is what a flight writes for one process: copies taken by the
+// loop, so the flight's goroutine reads nothing the loop changes.
+type procJob struct {
+	img     *image
+	records []Record
+	// row and snap are written with the position of the history entry
+	// appended (row only when there are records; snap may be nil).
+	row  StatusRecord
+	snap *Snapshot
+	// id is the position of the history entry once sent.
+	id bus.MessageID
+}
+
+type flightResult struct {
+	f   *flight
+	err error
+}
+
+// launch sends b in a new transaction from a goroutine of its own, after
+// the previous flight's sends.
+func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, prev <-chan struct{}, wg *sync.WaitGroup) *flight {
+	f := &flight{b: b, jobs: jobs, sent: make(chan error, 1), sendsDone: make(chan struct{})}
+	wg.Go(func() {
+		defer close(f.sendsDone)
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			f.sent <- ctx.Err()
+			return
+		}
+		// Begun only now: a transaction open while its predecessors send
+		// could reach its timeout under load and fail the batch.
+		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
+		if err != nil {
+			f.sent <- err
+			return
+		}
+		f.tx = tx
+		f.sent <- o.send(ctx, f)
+	})
+	return f
+}
+
+// committer commits the flights in the order they were launched; after a
+// failure it aborts every later one. It reports each outcome to results.
+func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, results chan<- flightResult) {
+	var failed error
+	settle := func(f *flight) {
+		err := <-f.sent
+		switch {
+		case err == nil && failed != nil:
+			err = fmt.Errorf("aborted after an earlier batch failed: %w", failed)
+		case err == nil:
+			// Last check: every partition of the batch is still ours.
+			for p := range f.b.parts {
+				if ok, _ := o.own.owns(p); !ok {
+					err = fmt.Errorf("%w: partition %d", ErrPartitionLost, p)
+					break
+				}
+			}
+			if err == nil {
+				err = f.tx.Commit(ctx)
+			}
+		}
+		if err != nil {
+			if f.tx != nil {
+				_ = f.tx.Abort(context.WithoutCancel(ctx))
+			}
+			if failed == nil {
+				failed = err
+			}
+		}
+		results <- flightResult{f, err}
+	}
+	for {
+		select {
+		case f := <-flights:
+			settle(f)
+		case <-ctx.Done():
+			for {
+				select {
+				case f := <-flights:
+					if failed == nil {
+						failed = ctx.Err()
+					}
+					settle(f)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// send writes a flight's records, messages, snapshots and status rows and
+// acknowledges its inputs, in its transaction.
 //
 // In a transaction, the first message to each topic-partition registers
 // that partition with the transaction coordinator, a broker round trip, in
-// the sending goroutine. Sending everything from one loop paid those round
-// trips one after the other (up to 11 per batch: history and snapshots per
-// partition, status, decisions, timers). So each topic-partition has a
-// producer of its own (history and snapshots are written per partition, to
-// the partition their key routes to) and a goroutine of its own in a batch,
-// and the acknowledgements run concurrently with the sends: registrations
-// overlap as far as the client lets them. Snapshots and status rows carry
-// the positions of their process's history records, so they go out once
-// every history send has its id.
-func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool) error {
-	tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
-	if err != nil {
-		o.nackAll(b.acks)
-		return err
-	}
-	// 0. the inputs, acknowledged concurrently (each is a broker round trip).
+// the sending goroutine; so each topic-partition has a producer of its own
+// and a goroutine of its own in a flight, and the acknowledgements run
+// concurrently with the sends. Snapshots and status rows carry the
+// positions of their process's history records, so they go out once every
+// history send has its id.
+func (o *Orchestrator) send(ctx context.Context, f *flight) error {
+	b, tx := f.b, f.tx
 	var acks sync.WaitGroup
 	ackErrs := make([]error, len(b.acks))
 	for i, m := range b.acks {
-		acks.Add(1)
-		go func() {
-			defer acks.Done()
-			ackErrs[i] = o.cons.AckTx(ctx, m, tx)
-		}()
+		acks.Go(func() { ackErrs[i] = o.cons.AckTx(ctx, m, tx) })
 	}
 	fail := func(err error) error {
 		acks.Wait()
-		_ = tx.Abort(context.WithoutCancel(ctx))
 		return err
 	}
 
-	// 1. history records, whose positions go into the snapshots, with the
-	// decision tasks, timers and tombstones.
+	// 1. history entries, whose positions go into the snapshots and rows,
+	// with the commands, timers, tasks, checkpoints and tombstones.
 	s := newSender(tx)
-	sort.SliceStable(b.touched, func(i, j int) bool { return b.touched[i].snap.ProcessID < b.touched[j].snap.ProcessID })
-	for _, img := range b.touched {
-		recs := b.records[img]
-		base := len(img.snap.HistoryIDs)
-		img.snap.HistoryIDs = append(img.snap.HistoryIDs, make([]bus.MessageID, len(recs))...)
-		ids := img.snap.HistoryIDs
-		for i := range recs {
-			payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", recs[i].ProcessID, recs[i].Seq), recs[i].ProcessID, b.now, recs[i])
-			if err != nil {
-				return fail(err)
-			}
-			slot := base + i
-			s.add(o.history[o.partitionOf(img)], &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, func(id bus.MessageID) { ids[slot] = id })
+	for _, j := range f.jobs {
+		if len(j.records) == 0 {
+			continue
 		}
+		payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", j.img.pid, j.records[0].Seq), j.img.pid, b.now,
+			HistoryEntry{ProcessID: j.img.pid, Records: j.records})
+		if err != nil {
+			return fail(err)
+		}
+		s.add(o.history[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, func(id bus.MessageID) { j.id = id })
 	}
 	for _, m := range b.out {
 		s.add(m.p, m.msg, nil)
@@ -72,43 +175,34 @@ func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool)
 	}
 
 	// 2. snapshots and status rows.
-	deleted := map[*image]bool{}
-	for _, img := range b.deleted {
-		deleted[img] = true
-	}
 	s = newSender(tx)
-	for _, img := range b.touched {
-		if deleted[img] {
-			continue
-		}
-		payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, img.snap)
-		if err != nil {
-			return fail(err)
-		}
-		s.add(o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, nil)
-		if b.status[img] || img.snap.State == nil || len(b.records[img]) > 0 {
-			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, statusOf(img))
+	for _, j := range f.jobs {
+		if j.snap != nil {
+			if j.id != nil {
+				j.snap.HistoryIDs = append(j.snap.HistoryIDs, j.id)
+			}
+			payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", j.snap.ProcessID, j.snap.Seq), j.snap.ProcessID, b.now, j.snap)
 			if err != nil {
 				return fail(err)
 			}
-			s.add(o.status, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, nil)
+			s.add(o.snapshots[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
+		}
+		if j.id != nil {
+			// The row carries the positions of the process's history, so
+			// it is written whenever records are.
+			j.row.HistoryIDs = append(j.row.HistoryIDs, j.id)
+			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", j.row.ProcessID, j.row.Seq), j.row.ProcessID, b.now, j.row)
+			if err != nil {
+				return fail(err)
+			}
+			s.add(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 	}
 	if err := s.send(ctx); err != nil {
 		return fail(err)
 	}
-
 	acks.Wait()
-	if err := errors.Join(ackErrs...); err != nil {
-		return fail(err)
-	}
-	// Last check: every partition of the batch is still ours.
-	for p := range parts {
-		if ok, _ := o.own.owns(p); !ok {
-			return fail(fmt.Errorf("%w: partition %d", ErrPartitionLost, p))
-		}
-	}
-	return tx.Commit(ctx)
+	return errors.Join(ackErrs...)
 }
 
 // sender sends messages in one transaction from a goroutine per producer.
