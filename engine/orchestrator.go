@@ -203,10 +203,10 @@ type Orchestrator struct {
 	uncovered map[*image]struct{}
 	tails     map[int]*tail
 	sweep     []*image
-	own        *ownership
-	parts      partitions
-	slots      *slots
-	ready      readiness
+	own       *ownership
+	parts     partitions
+	slots     *slots
+	ready     readiness
 
 	statsMu     sync.Mutex
 	drops       map[string]int64

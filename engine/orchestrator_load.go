@@ -459,7 +459,7 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 	}
 	defer rd.Close()
 	l := &loaded{images: map[string]*image{}}
-	gone := map[string]bool{} // tombstoned: expired, not to be brought back by the replay
+	gone := map[string]bool{}                 // tombstoned: expired, not to be brought back by the replay
 	defs := map[string]*workflow.Definition{} // immutable per name and version
 	def := func(name string, version int) (*workflow.Definition, error) {
 		key := DefinitionKey(name, version)
@@ -590,4 +590,3 @@ type loaded struct {
 	last     bus.MessageID
 	replayed int
 }
-
