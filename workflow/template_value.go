@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/expr-lang/expr"
 )
 
 // CompileTemplate compiles a JSON-like value — maps, lists, strings with
@@ -110,4 +112,55 @@ func templateOf(v any, path string, scope exprScope, errs *[]error) *Template {
 		}
 	}
 	return t
+}
+
+// EvalString evaluates a string template strictly: every expression must
+// yield a value (null fails), and the result must be a string. It is for
+// identifiers built from data, where "order-" from a missing field would
+// silently merge unrelated things.
+func (t *Template) EvalString(env any) (string, error) {
+	if t == nil {
+		return "", fmt.Errorf("no template")
+	}
+	switch t.kind {
+	case tmplInterp:
+		for _, p := range t.parts {
+			if p.prog == nil {
+				continue
+			}
+			v, err := expr.Run(p.prog, env)
+			if err != nil {
+				return "", fmt.Errorf("%s: expression %q: %w", t.Pos, p.src, err)
+			}
+			if v == nil {
+				return "", fmt.Errorf("expression %q yields null", p.src)
+			}
+		}
+	case tmplExpr:
+	case tmplConst:
+		if s, ok := t.constant.(string); ok {
+			return s, nil
+		}
+		return "", fmt.Errorf("not a string")
+	default:
+		return "", fmt.Errorf("must be a string, not a map or a list")
+	}
+	v, err := t.Eval(env)
+	if err != nil {
+		return "", err
+	}
+	s, ok := v.(string)
+	if !ok {
+		if v == nil {
+			return "", fmt.Errorf("expression %q yields null", t.src)
+		}
+		if _, isNum := v.(float64); isNum {
+			return stringify(v), nil
+		}
+		if _, isInt := v.(int); isInt {
+			return stringify(v), nil
+		}
+		return "", fmt.Errorf("must yield a string, got %T", v)
+	}
+	return s, nil
 }
