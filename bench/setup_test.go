@@ -364,4 +364,3 @@ func numCPU() int { return runtime.NumCPU() }
 
 // ms is a duration in milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-

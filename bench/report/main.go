@@ -307,7 +307,9 @@ func (r *results) print(w io.Writer, quick bool) bool {
 			return r.get(bestName, unit)
 		}
 	}
-	rawf := func(mode, unit string) func() (float64, bool) { return func() (float64, bool) { return r.raw(mode, unit) } }
+	rawf := func(mode, unit string) func() (float64, bool) {
+		return func() (float64, bool) { return r.raw(mode, unit) }
+	}
 	mul := func(a, b func() (float64, bool)) func() (float64, bool) {
 		return func() (float64, bool) {
 			x, ok1 := a()
