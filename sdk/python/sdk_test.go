@@ -26,6 +26,7 @@ import (
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
 	"github.com/pulsaga/pulsaga/internal/pyenv"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -77,7 +78,7 @@ func TestCarRental(t *testing.T) {
 	}
 	t.Cleanup(func() { deleteNamespace(t, admURL, "public/"+ns) })
 	t.Cleanup(func() { _ = b.Close() })
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 1
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Name: "pysdk"}, log)
 	if err != nil {
@@ -115,7 +116,7 @@ func TestCarRental(t *testing.T) {
 	want := map[string]workflow.Status{"alice": workflow.StatusCompleted, "declined": workflow.StatusCompensated, "flaky": workflow.StatusCompleted}
 	for customer := range want {
 		in, _ := json.Marshal(map[string]string{"customer": customer, "car": "fiat"})
-		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: "rent-" + customer, Definition: "car-rental", Input: in}); err != nil {
+		if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: "rent-" + customer, Definition: "car-rental", Input: in}); err != nil {
 			t.Fatal(err)
 		}
 	}
