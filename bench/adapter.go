@@ -32,13 +32,13 @@ type Row struct {
 }
 
 // StatusTopic is the engine's status topic (short name, in the namespace).
-func StatusTopic() string { return engine.DefaultTopics().Status }
+func StatusTopic() string { return protocol.StatusTopic }
 
 // TimersTopic is the topic timers are armed on.
-func TimersTopic() string { return "timers" }
+func TimersTopic() string { return protocol.TimersTopic }
 
 // StartsTopic is the topic other systems publish start requests to.
-func StartsTopic() string { return engine.StartTopic }
+func StartsTopic() string { return protocol.StartsTopic }
 
 // decodeStatus decodes a status-topic message; ok is false for anything
 // that is not a status row (tombstones included).
@@ -61,11 +61,11 @@ func decodeStatus(m *bus.Message) (Row, bool) {
 type Client struct{ c *engine.Client }
 
 // NewClient is a Go client of the engine on b.
-func NewClient(b bus.Bus) *Client { return &Client{c: engine.NewClient(b, engine.DefaultTopics())} }
+func NewClient(b bus.Bus) *Client { return &Client{c: engine.NewClient(b, protocol.DefaultTopics())} }
 
 // Start starts a process.
 func (c *Client) Start(ctx context.Context, pid, def string, input json.RawMessage) error {
-	return c.c.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: def, Input: input})
+	return c.c.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: def, Input: input})
 }
 
 // Signal sends a signal to a process.
@@ -79,7 +79,7 @@ func (c *Client) Close() error { return c.c.Close() }
 // StartMessage is a start request as another system publishes it on the
 // starts topic (docs/protocol.md).
 func StartMessage(pid, def string, input json.RawMessage) (*bus.OutMessage, error) {
-	env, err := bus.NewEnvelope(protocol.TypeStart, "start:"+pid, pid, time.Now(), engine.StartRequest{ProcessID: pid, Definition: def, Input: input})
+	env, err := bus.NewEnvelope(protocol.TypeStart, protocol.StartEnvelopeID(pid), pid, time.Now(), protocol.StartRequest{ProcessID: pid, Definition: def, Input: input})
 	if err != nil {
 		return nil, err
 	}
@@ -92,8 +92,8 @@ func StartMessage(pid, def string, input json.RawMessage) (*bus.OutMessage, erro
 
 // Decider modes of the engine: where workflow.Decide runs.
 const (
-	InProcess = "inprocess" // inside the orchestrator's batch
-	Remote    = "remote"    // cmd/decider, over the decisions topic
+	Inline = "inline" // inside the orchestrator's batch (the default)
+	Remote = "remote" // cmd/decider, over the decisions topic
 )
 
 // DeciderModes are the modes this engine has. The engine at 5578a3e has
