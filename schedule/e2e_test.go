@@ -13,6 +13,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/schedule"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -58,7 +59,7 @@ type harness struct {
 	stack  *engine.Stack
 	table  *schedule.Table
 	client *schedule.Client
-	topics engine.Topics
+	topics protocol.Topics
 	newBus func(*testing.T) bus.Bus
 }
 
@@ -136,7 +137,7 @@ func tickOf(t *testing.T, name, pid string) time.Time {
 func runSchedules(t *testing.T, newBus func(*testing.T) bus.Bus) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	b := newBus(t)
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics}, testLogger(t))

@@ -22,7 +22,7 @@ type Options struct {
 	Name string
 	// Topics are the engine's topics: starts and cancels go to Events, the
 	// overlap policy reads Status.
-	Topics engine.Topics
+	Topics protocol.Topics
 	// Registry checks that a schedule's definition exists at each tick.
 	Registry *engine.Registry
 	// TxTimeout bounds the transaction of one message (default 30s).
@@ -44,9 +44,7 @@ func NewScheduler(b bus.Bus, opts Options, log zerolog.Logger) *Scheduler {
 	if opts.Name == "" {
 		opts.Name = "scheduler"
 	}
-	if opts.Topics.Events == "" {
-		opts.Topics = engine.DefaultTopics()
-	}
+	opts.Topics = opts.Topics.WithDefaults()
 	if opts.TxTimeout <= 0 {
 		opts.TxTimeout = 30 * time.Second
 	}
@@ -85,7 +83,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	for _, p := range []struct {
 		dst   *bus.Producer
 		topic string
-	}{{&r.records, RecordsTopic}, {&r.events, s.opts.Topics.Events}, {&r.timers, timers.Topic}} {
+	}{{&r.records, RecordsTopic}, {&r.events, s.opts.Topics.Events}, {&r.timers, s.opts.Topics.Timers}} {
 		if *p.dst, err = s.bus.Producer(ctx, bus.ProducerOptions{Topic: p.topic}); err != nil {
 			return fmt.Errorf("scheduler: %w", err)
 		}
@@ -261,7 +259,7 @@ func (r *run) commit(ctx context.Context, m *bus.Message, name string, eff Effec
 	actor := "schedule:" + name
 	for _, st := range eff.Stops {
 		b, err := envelope(protocol.TypeAdminAction, "admin:"+actor+":"+st.ProcessID+":"+st.Action, st.ProcessID,
-			engine.AdminRequest{ProcessID: st.ProcessID, Action: st.Action, Actor: actor, Reason: st.Reason})
+			protocol.AdminRequest{ProcessID: st.ProcessID, Action: st.Action, Actor: actor, Reason: st.Reason})
 		if err != nil {
 			return err
 		}
@@ -270,8 +268,8 @@ func (r *run) commit(ctx context.Context, m *bus.Message, name string, eff Effec
 	if len(eff.Starts) > 0 {
 		spec := eff.Record.Spec
 		for _, st := range eff.Starts {
-			b, err := envelope(protocol.TypeStart, "start:"+st.ProcessID, st.ProcessID,
-				engine.StartRequest{ProcessID: st.ProcessID, Definition: spec.Definition, Version: spec.Version, Input: st.Input, Actor: actor})
+			b, err := envelope(protocol.TypeStart, protocol.StartEnvelopeID(st.ProcessID), st.ProcessID,
+				protocol.StartRequest{ProcessID: st.ProcessID, Definition: spec.Definition, Version: spec.Version, Input: st.Input, Actor: actor})
 			if err != nil {
 				return err
 			}

@@ -8,17 +8,18 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // Topic names (short, resolved in the bus's namespace).
 const (
 	// RecordsTopic holds one record per schedule (compacted).
-	RecordsTopic = "schedules"
+	RecordsTopic = protocol.SchedulesTopic
 	// EventsTopic carries control requests and fired ticks to the active
 	// scheduler (one Failover subscription).
-	EventsTopic = "schedule-events"
+	EventsTopic = protocol.ScheduleEventsTopic
 	// Subscription is the schedulers' subscription on EventsTopic.
-	Subscription = "scheduler"
+	Subscription = protocol.SchedulerSubscription
 )
 
 // Envelope types.

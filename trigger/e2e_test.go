@@ -12,6 +12,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/trigger"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -57,7 +58,7 @@ func TestTriggersPulsar(t *testing.T) {
 func runTriggers(t *testing.T, newBus func(*testing.T) bus.Bus) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	b := newBus(t)
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics}, testLogger(t))

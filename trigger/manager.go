@@ -21,7 +21,7 @@ type Options struct {
 	// Name identifies the instance (consumer names).
 	Name string
 	// Topics are the engine's topics: start requests go to Events.
-	Topics engine.Topics
+	Topics protocol.Topics
 	// Registry holds the definitions whose triggers run.
 	Registry *engine.Registry
 	// Every is how often the registry is read for new or changed
@@ -31,7 +31,9 @@ type Options struct {
 
 // Subscription is the subscription of a trigger on its topic: shared by
 // every orchestrator, kept across versions of the definition.
-func Subscription(definition, id string) string { return "pulsaga-trigger-" + definition + "-" + id }
+func Subscription(definition, id string) string {
+	return protocol.TriggerSubscriptionPrefix + definition + "-" + id
+}
 
 // Info describes a running trigger.
 type Info struct {
@@ -71,9 +73,7 @@ func NewManager(b bus.Bus, opts Options, log zerolog.Logger) *Manager {
 	if opts.Name == "" {
 		opts.Name = "triggers"
 	}
-	if opts.Topics.Events == "" {
-		opts.Topics = engine.DefaultTopics()
-	}
+	opts.Topics = opts.Topics.WithDefaults()
 	if opts.Every <= 0 {
 		opts.Every = 5 * time.Second
 	}
@@ -301,8 +301,8 @@ func (m *Manager) consume(ctx context.Context, c *consumer, def *workflow.Defini
 			m.count(c, func(i *Info) { i.Ignored++ })
 			continue
 		}
-		env, err := bus.NewEnvelope(protocol.TypeStart, "start:"+st.ProcessID, st.ProcessID, time.Now(),
-			engine.StartRequest{ProcessID: st.ProcessID, Definition: def.Name, Version: def.Version, Input: st.Input, Actor: actor})
+		env, err := bus.NewEnvelope(protocol.TypeStart, protocol.StartEnvelopeID(st.ProcessID), st.ProcessID, time.Now(),
+			protocol.StartRequest{ProcessID: st.ProcessID, Definition: def.Name, Version: def.Version, Input: st.Input, Actor: actor})
 		var payload []byte
 		if err == nil {
 			payload, err = env.Encode()
