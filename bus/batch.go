@@ -136,15 +136,17 @@ func (b *Batch) Ack(c Consumer, m *Message) {
 // it is Send and Ack; without one, m is acknowledged as soon as msg is sent
 // and nacked if that send fails, whatever becomes of the batch's other
 // messages (the relays' way: each input stands alone).
-func (b *Batch) Forward(p Producer, msg *OutMessage, c Consumer, m *Message) {
+//
+// onSent, when not nil, receives the message's id once it is sent.
+func (b *Batch) Forward(p Producer, msg *OutMessage, c Consumer, m *Message, onSent func(MessageID)) {
 	if b.tx != nil {
-		b.Send(p, msg, nil)
+		b.Send(p, msg, onSent)
 		b.Ack(c, m)
 		return
 	}
 	f := &forward{in: input{c, m}}
 	b.fwds = append(b.fwds, f)
-	b.queued = append(b.queued, queuedSend{p: p, msg: msg, fwd: f})
+	b.queued = append(b.queued, queuedSend{p: p, msg: msg, onSent: onSent, fwd: f})
 }
 
 // Len is how many messages and acknowledgements the batch holds.

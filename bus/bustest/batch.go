@@ -159,7 +159,7 @@ func testBatchForward(t *testing.T, s *suite) {
 		if i == 2 {
 			msg.Payload = make([]byte, bus.MaxPayloadBytes+1)
 		}
-		batch.Forward(p, msg, c, m)
+		batch.Forward(p, msg, c, m, nil)
 	}
 	if err := batch.Commit(s.ctx(t)); !errors.Is(err, bus.ErrTooLarge) {
 		t.Fatalf("Commit: got %v, want the oversized send's error", err)
