@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -20,15 +21,16 @@ type DeciderOptions struct {
 	// Name identifies the instance (default "decider").
 	Name string
 	// Topics are the engine's topics.
-	Topics Topics
-	// Concurrency is the number of goroutines deciding (default 4).
+	Topics protocol.Topics
+	// Concurrency is the number of batches whose answers are on their way
+	// at once (default 4).
 	Concurrency int
-	// MaxBatch bounds the tasks decided whose answers the broker has not
-	// confirmed yet (default 64): a task is acknowledged once its answer is
+	// MaxBatch bounds the tasks of one batch (default 64): a batch's
+	// answers are sent together, each task acknowledged once its answer is
 	// sent.
 	MaxBatch int
-	// BatchWait is how long answers wait to be sent together (producer
-	// batching, default 1ms).
+	// BatchWait is how long a batch waits for more tasks after its first
+	// (default 3ms).
 	BatchWait time.Duration
 	// MaxDeliveries dead-letters a task that keeps failing (default 5).
 	MaxDeliveries int
@@ -43,7 +45,7 @@ func (o *DeciderOptions) defaults() {
 		o.Name = "decider"
 	}
 	if o.Topics.Events == "" {
-		o.Topics = DefaultTopics()
+		o.Topics = protocol.DefaultTopics()
 	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
@@ -52,7 +54,7 @@ func (o *DeciderOptions) defaults() {
 		o.MaxBatch = 64
 	}
 	if o.BatchWait <= 0 {
-		o.BatchWait = time.Millisecond
+		o.BatchWait = 3 * time.Millisecond
 	}
 	if o.MaxDeliveries <= 0 {
 		o.MaxDeliveries = 5
@@ -116,13 +118,17 @@ func (d *Decider) Stats() DeciderStats {
 	}
 }
 
-// Run decides until ctx is done.
+// Run decides until ctx is done: bus.Consume takes the tasks in batches
+// (decoding, checking and dead-lettering what is not a valid task), and
+// each batch's answers are sent by a bus.Batch that acknowledges every task
+// once its own answer is sent (and gives it back if that send fails), with
+// up to Concurrency batches on their way.
 func (d *Decider) Run(ctx context.Context) error {
 	if err := EnsureTopics(ctx, d.bus, d.opts.Topics); err != nil {
 		return err
 	}
 	cons, err := d.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: d.opts.Topics.Decisions, Subscription: "deciders", Type: bus.Shared, ConsumerName: d.opts.Name,
+		Topic: d.opts.Topics.Decisions, Subscription: protocol.DeciderSubscription, Type: bus.Shared, ConsumerName: d.opts.Name,
 		MaxDeliveries: d.opts.MaxDeliveries, NackDelay: 500 * time.Millisecond,
 		ReceiveQueueSize: 2 * d.opts.MaxBatch,
 	})
@@ -131,153 +137,88 @@ func (d *Decider) Run(ctx context.Context) error {
 	}
 	defer cons.Close()
 	defer d.closeProducers()
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	inflight := make(chan struct{}, d.opts.MaxBatch)
-	var answers sync.WaitGroup // answers sent, not yet confirmed
-	var failed error
-	var failOnce sync.Once
-	var loops sync.WaitGroup
-	for range d.opts.Concurrency {
-		loops.Go(func() {
-			for {
-				select {
-				case inflight <- struct{}{}:
-				case <-rctx.Done():
-					return
+	slots := make(chan struct{}, d.opts.Concurrency)
+	var inflight sync.WaitGroup
+	defer inflight.Wait() // before the consumer closes: every answer sent is acknowledged or given back
+	err = bus.Consume(ctx, cons, bus.ConsumeOptions{
+		BatchSize: d.opts.MaxBatch, BatchWait: d.opts.BatchWait, Types: []string{protocol.TypeDecisionTask},
+		OnDrop: func(m *bus.Message, reason string, err error) {
+			if err != nil {
+				d.stats.nacked.Add(1)
+				d.log.Warn().Err(err).Str("reason", reason).Msg("dead-lettering a bad decision task failed; it will come again")
+				return
+			}
+			d.stats.deadLettered.Add(1)
+			d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
+		},
+	}, bus.JSON[protocol.DecisionTask], func(ctx context.Context, tasks []bus.Inbound[protocol.DecisionTask]) error {
+		b := bus.NewBatch(bus.BatchOptions{})
+		clock := d.opts.Clock().UTC()
+		var forwarded int64
+		var sent atomic.Int64
+		for _, in := range tasks {
+			task := in.Value
+			res, err := d.decide(ctx, &task, clock)
+			var p bus.Producer
+			var payload []byte
+			if err == nil {
+				payload, err = encode(protocol.TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, clock, res)
+			}
+			if err == nil {
+				p, err = d.producer(ctx, task.ReplyTo)
+			}
+			if err != nil {
+				d.log.Warn().Err(err).Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Msg("decision not answered; the task will come again")
+				cons.Nack(in.Message, err)
+				d.stats.nacked.Add(1)
+				continue
+			}
+			failed := res.Error != ""
+			forwarded++
+			b.Forward(p, &bus.OutMessage{Key: task.ProcessID, Payload: payload}, cons, in.Message, func(bus.MessageID) {
+				sent.Add(1)
+				d.stats.tasks.Add(1)
+				if failed {
+					d.stats.errors.Add(1)
+				} else {
+					d.stats.decided.Add(1)
 				}
-				m, err := cons.Receive(rctx)
-				switch {
-				case rctx.Err() != nil:
-					<-inflight
-					return
-				case errors.Is(err, bus.ErrClosed):
-					<-inflight
-					failOnce.Do(func() { failed = fmt.Errorf("decider: %w", err) })
-					stop()
-					return
-				case err != nil:
-					<-inflight
-					d.log.Warn().Err(err).Msg("receiving decision tasks failed; trying again")
-					select {
-					case <-rctx.Done():
-						return
-					case <-time.After(100 * time.Millisecond):
-					}
-					continue
-				}
-				answers.Add(1)
-				d.handle(ctx, cons, m, func() {
-					<-inflight
-					answers.Done()
-				})
+			})
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = b.Abort(context.WithoutCancel(ctx), ctx.Err())
+			return nil
+		}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			if err := b.Commit(ctx); err != nil {
+				// The tasks whose answer was not sent are given back.
+				d.stats.nacked.Add(forwarded - sent.Load())
+				d.log.Warn().Err(err).Msg("answers not sent; their tasks will come again")
 			}
 		})
-	}
-	loops.Wait()
-	answers.Wait() // every answer sent is acknowledged or given back
-	return failed
-}
-
-// handle decides one task and sends its answer; done is called once the
-// task is acknowledged, dead-lettered or given back.
-func (d *Decider) handle(ctx context.Context, cons bus.Consumer, m *bus.Message, done func()) {
-	task := d.accept(ctx, cons, m)
-	if task == nil {
-		done()
-		return
-	}
-	giveBack := func(err error) {
-		d.log.Warn().Err(err).Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Msg("decision not answered; the task will come again")
-		cons.Nack(m, err)
-		d.stats.nacked.Add(1)
-		done()
-	}
-	res, err := d.decide(ctx, task, d.opts.Clock().UTC())
-	if err != nil {
-		giveBack(err)
-		return
-	}
-	payload, err := encode(TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, d.opts.Clock().UTC(), res)
-	if err != nil {
-		giveBack(err)
-		return
-	}
-	p, err := d.producer(ctx, task.ReplyTo)
-	if err != nil {
-		giveBack(err)
-		return
-	}
-	p.SendAsync(ctx, &bus.OutMessage{Key: task.ProcessID, Payload: payload}, func(_ bus.MessageID, err error) {
-		if err != nil {
-			giveBack(err)
-			return
-		}
-		if err := cons.Ack(context.WithoutCancel(ctx), m); err != nil {
-			// Delivered again: answered twice, the second dropped as stale.
-			d.log.Warn().Err(err).Str("task_id", task.TaskID).Msg("acknowledging an answered task failed")
-		}
-		d.stats.tasks.Add(1)
-		if res.Error != "" {
-			d.stats.errors.Add(1)
-		} else {
-			d.stats.decided.Add(1)
-		}
-		done()
+		return nil
 	})
-}
-
-// accept decodes and checks a task; it dead-letters what is not a valid
-// task and returns nil then.
-func (d *Decider) accept(ctx context.Context, cons bus.Consumer, m *bus.Message) *DecisionTask {
-	env, err := bus.DecodeEnvelope(m.Payload)
-	if err != nil {
-		reason := err.Error()
-		var de *bus.DecodeError
-		if errors.As(err, &de) {
-			reason = de.Reason
-		}
-		d.deadLetter(ctx, cons, m, reason)
-		return nil
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("decider: %w", err)
 	}
-	if env.Type != TypeDecisionTask {
-		d.deadLetter(ctx, cons, m, fmt.Sprintf("unexpected message type %q on the decisions topic", env.Type))
-		return nil
-	}
-	var task DecisionTask
-	if err := env.DecodePayload(&task); err != nil {
-		d.deadLetter(ctx, cons, m, err.Error())
-		return nil
-	}
-	if task.ReplyTo == "" || task.TaskID == "" || task.ProcessID == "" {
-		d.deadLetter(ctx, cons, m, "decision task needs task_id, process_id and reply_to")
-		return nil
-	}
-	return &task
-}
-
-// deadLetter moves m to the dead-letter topic with reason, or nacks it when
-// that fails (it comes again; nothing is lost).
-func (d *Decider) deadLetter(ctx context.Context, cons bus.Consumer, m *bus.Message, reason string) {
-	if err := cons.DeadLetter(ctx, m, reason); err != nil {
-		d.log.Warn().Err(err).Str("reason", reason).Msg("dead-lettering a bad decision task failed; it will come again")
-		cons.Nack(m, errors.New(reason))
-		d.stats.nacked.Add(1)
-		return
-	}
-	d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
-	d.stats.deadLettered.Add(1)
+	return nil
 }
 
 // decide makes task's decision at max(task.Now, clock). A task that cannot
 // be decided (unknown definition, Decide failing) is answered with an
 // error; an error means nothing can be answered now.
-func (d *Decider) decide(ctx context.Context, task *DecisionTask, clock time.Time) (*DecisionResult, error) {
+func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock time.Time) (*protocol.DecisionResult, error) {
 	now := task.Now
 	if clock.After(now) {
 		now = clock
 	}
-	res := &DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
+	res := &protocol.DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
 	def, err := d.reg.Get(ctx, task.Definition, task.Version)
 	switch {
 	case errors.Is(err, ErrUnknownDefinition):
@@ -304,7 +245,7 @@ func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, err
 	if p, ok := d.producers[topic]; ok {
 		return p, nil
 	}
-	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic, BatchingMaxDelay: d.opts.BatchWait})
+	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
 	if err != nil {
 		return nil, fmt.Errorf("decider: producer for %s: %w", topic, err)
 	}

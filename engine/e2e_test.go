@@ -19,6 +19,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -123,12 +124,12 @@ func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engin
 	for i := range scenarios {
 		scenarios[i].pid = fmt.Sprintf("trip-%s-%s", suffix, scenarios[i].pid)
 		input, _ := json.Marshal(map[string]any{"customer": "ann", "amount": 120})
-		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: scenarios[i].pid, Definition: "trip-booking", Version: max(scenarios[i].version, 1), Input: input}); err != nil {
+		if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: scenarios[i].pid, Definition: "trip-booking", Version: max(scenarios[i].version, 1), Input: input}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A second start with the same id changes nothing.
-	if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: scenarios[0].pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"bob","amount":1}`)}); err != nil {
+	if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: scenarios[0].pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"bob","amount":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, sc := range scenarios {
@@ -213,7 +214,7 @@ func waitTerminal(ctx context.Context, t *testing.T, s *engine.Stack, pid string
 }
 
 func TestTripScenariosMemory(t *testing.T) {
-	inModes(t, engine.DefaultTopics(), func(t *testing.T, cfg engineCfg) {
+	inModes(t, protocol.DefaultTopics(), func(t *testing.T, cfg engineCfg) {
 		broker := memory.NewBroker()
 		runTripScenarios(t, func(t *testing.T) bus.Bus {
 			b := memory.New(memory.Options{Broker: broker})

@@ -38,11 +38,11 @@ type input struct {
 	// when the sender produced it (envelope time)
 	sent time.Time
 
-	start   StartRequest    // inStart
-	event   workflow.Event  // inEvent
-	fireAt  time.Time       // inWake, inDecisionTimeout
-	timerID string          // inWake, inDecisionTimeout
-	result  *DecisionResult // inDecision
+	start   protocol.StartRequest    // inStart
+	event   workflow.Event           // inEvent
+	fireAt  time.Time                // inWake, inDecisionTimeout
+	timerID string                   // inWake, inDecisionTimeout
+	result  *protocol.DecisionResult // inDecision
 }
 
 // Timer kinds the orchestrator sets for itself.
@@ -65,7 +65,7 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 	ev := workflow.Event{V: workflow.EventVersion, ProcessID: env.ProcessID, Time: env.Time}
 	switch env.Type {
 	case protocol.TypeStart:
-		var req StartRequest
+		var req protocol.StartRequest
 		if err := env.DecodePayload(&req); err != nil {
 			return in, err
 		}
@@ -78,8 +78,8 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 		req.ProcessID = env.ProcessID
 		in.kind, in.start = inStart, req
 		return in, nil
-	case TypeDecisionResult:
-		var res DecisionResult
+	case protocol.TypeDecisionResult:
+		var res protocol.DecisionResult
 		if err := env.DecodePayload(&res); err != nil {
 			return in, err
 		}
@@ -121,10 +121,10 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 			}
 			in.kind, in.fireAt, in.timerID = inWake, t.FireAt, t.TimerID
 			return in, nil
-		case TimerDecisionTimeout:
+		case protocol.TimerDecisionTimeout:
 			in.kind, in.fireAt, in.timerID = inDecisionTimeout, t.FireAt, t.TimerID
 			return in, nil
-		case TimerRetention:
+		case protocol.TimerRetention:
 			in.kind = inRetention
 			return in, nil
 		}
@@ -138,7 +138,7 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 		}
 		ev.Type, ev.Signal, ev.Data, ev.Actor, ev.Reason = workflow.EventSignal, s.Name, s.Data, s.Actor, s.Reason
 	case protocol.TypeAdminAction:
-		var a AdminRequest
+		var a protocol.AdminRequest
 		if err := env.DecodePayload(&a); err != nil {
 			return in, err
 		}

@@ -75,6 +75,13 @@ func (img *image) needsDecision() bool {
 
 func (img *image) wasSeen(id string) bool { return slices.Contains(img.seen, id) }
 
+// taskOut is a decision task to send and the number of times it was
+// issued (a re-issue is identical but for its envelope id).
+type taskOut struct {
+	task  protocol.DecisionTask
+	issue int
+}
+
 // drop is an input dropped, with the reason (counted by the orchestrator).
 type drop struct{ reason, detail string }
 
@@ -88,7 +95,7 @@ type effects struct {
 	arm []time.Time
 	// tasks and decisionTimers (remote mode): decision tasks to send and
 	// their timeouts.
-	tasks          []DecisionTask
+	tasks          []taskOut
 	decisionTimers []protocol.Timer
 	// issued and released: a remote decision slot was taken or given back.
 	issued, released bool
@@ -280,7 +287,7 @@ func (m *machine) decide(img *image, now time.Time, fx *effects) {
 	for i, p := range img.pending {
 		evs[i] = p.Event
 	}
-	res := DecisionResult{TaskID: taskID(img.pid, upto), ProcessID: img.pid, Now: now}
+	res := protocol.DecisionResult{TaskID: taskID(img.pid, upto), ProcessID: img.pid, Now: now}
 	d, err := workflow.Decide(img.def, img.state, evs, now)
 	if err != nil {
 		res.Error = err.Error()
@@ -309,12 +316,12 @@ func (m *machine) sendTask(img *image, now time.Time, fx *effects) {
 			evs = append(evs, p.Event)
 		}
 	}
-	fx.tasks = append(fx.tasks, DecisionTask{
+	fx.tasks = append(fx.tasks, taskOut{protocol.DecisionTask{
 		TaskID: out.TaskID, ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version,
-		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo, Issue: out.Issued,
-	})
+		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo,
+	}, out.Issued})
 	fx.decisionTimers = append(fx.decisionTimers, protocol.Timer{
-		TimerID: decisionTimerID(out), ProcessID: img.pid, Kind: TimerDecisionTimeout, Step: out.TaskID,
+		TimerID: decisionTimerID(out), ProcessID: img.pid, Kind: protocol.TimerDecisionTimeout, Step: out.TaskID,
 		FireAt: now.Add(m.decisionTimeout),
 	})
 }
@@ -354,7 +361,7 @@ func (m *machine) applyResult(img *image, in input, now time.Time, fx *effects) 
 
 // apply records a decision (or its failure) and takes its effects: the
 // events up to upto are folded at decidedAt.
-func (m *machine) apply(img *image, upto int64, decidedAt, issuedAt time.Time, res *DecisionResult, envID string, now time.Time, fx *effects) {
+func (m *machine) apply(img *image, upto int64, decidedAt, issuedAt time.Time, res *protocol.DecisionResult, envID string, now time.Time, fx *effects) {
 	rec := Record{Kind: RecordDecision, TaskID: res.TaskID, Upto: upto, Now: decidedAt, EnvelopeID: envID}
 	d := res.Decision
 	switch {

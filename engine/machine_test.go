@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -50,7 +51,7 @@ type mstep struct {
 const pid = "p1"
 
 func startIn(data string) input {
-	return input{kind: inStart, envID: "start:" + pid, pid: pid, start: StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(data)}}
+	return input{kind: inStart, envID: "start:" + pid, pid: pid, start: protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(data)}}
 }
 
 func eventIn(envID string, ev workflow.Event) input {
@@ -135,7 +136,7 @@ func TestMachine(t *testing.T) {
 		}},
 		{name: "remote: one task at a time, stale answers, re-issue", def: trip, remote: true, steps: []mstep{
 			{name: "start", in: startIn(tripInput), records: []string{"event:start"}, tasks: 1},
-			{name: "a stale answer", at: time.Second, in: input{kind: inDecision, envID: "d", pid: pid, result: &DecisionResult{TaskID: pid + "/7"}},
+			{name: "a stale answer", at: time.Second, in: input{kind: inDecision, envID: "d", pid: pid, result: &protocol.DecisionResult{TaskID: pid + "/7"}},
 				drops: []string{DropStaleDecision}},
 			{name: "the decision timeout: same task again", at: 30 * time.Second,
 				in: input{kind: inDecisionTimeout, envID: "dt", pid: pid, timerID: "decision:" + pid + "/1#1"}, tasks: 1},
@@ -162,7 +163,7 @@ func TestMachine(t *testing.T) {
 			m := &machine{remote: tc.remote, seenLimit: 4, decisionTimeout: 30 * time.Second, replyTo: "events", maxMessage: tc.max, obs: NopObserver{}}
 			var img *image
 			var all []Record
-			var lastTask *DecisionTask
+			var lastTask *protocol.DecisionTask
 			for _, st := range tc.steps {
 				now := t0.Add(st.at)
 				fx := &effects{}
@@ -176,7 +177,7 @@ func TestMachine(t *testing.T) {
 						t.Fatal(err)
 					}
 					m.accept(img, input{kind: inDecision, envID: "decision:" + lastTask.TaskID, pid: pid,
-						result: &DecisionResult{TaskID: lastTask.TaskID, ProcessID: pid, Decision: &d, Now: now}}, now, fx)
+						result: &protocol.DecisionResult{TaskID: lastTask.TaskID, ProcessID: pid, Decision: &d, Now: now}}, now, fx)
 				case img == nil:
 					if st.in.kind != inStart {
 						t.Fatalf("%s: the first input must be a start", st.name)
@@ -195,7 +196,7 @@ func TestMachine(t *testing.T) {
 				all = append(all, fx.records...)
 				checkEffects(t, st, fx)
 				if n := len(fx.tasks); n > 0 {
-					lastTask = &fx.tasks[n-1]
+					lastTask = &fx.tasks[n-1].task
 				}
 			}
 			// A replay of the records ends where the live image is.

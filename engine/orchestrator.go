@@ -9,8 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/timers"
-	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // OrchestratorOptions configure an orchestrator.
@@ -19,7 +18,7 @@ type OrchestratorOptions struct {
 	// so it must be unique and stable (default "orchestrator").
 	Name string
 	// Topics are the engine's topics.
-	Topics Topics
+	Topics protocol.Topics
 	// Decider is where decisions are made: DeciderInline (default) inside
 	// the batch that received the events, or DeciderRemote by cmd/decider
 	// over the decisions topic. Both apply a decision with the same code
@@ -38,8 +37,9 @@ type OrchestratorOptions struct {
 	// restart replays stays short.
 	SnapshotAfter time.Duration
 	// MaxInFlight bounds the batches on their way at once: built and
-	// sending, or committing (default 4). The loop builds batch N+1 while
-	// batch N commits; batches commit in order.
+	// sending, or committing (default 2: the loop builds batch N+1 while
+	// batch N commits; batches commit in order). More overlap more, but
+	// each transaction then stays open longer on a loaded machine.
 	MaxInFlight int
 	// DecisionTimeout re-issues a remote decision task that got no answer
 	// (default 30s; remote mode only).
@@ -95,9 +95,7 @@ func (o *OrchestratorOptions) defaults() {
 	if o.Name == "" {
 		o.Name = "orchestrator"
 	}
-	if o.Topics.Events == "" {
-		o.Topics = DefaultTopics()
-	}
+	o.Topics = o.Topics.WithDefaults()
 	if o.BatchSize <= 0 {
 		o.BatchSize = 256
 	}
@@ -105,7 +103,7 @@ func (o *OrchestratorOptions) defaults() {
 		o.BatchWait = 2 * time.Millisecond
 	}
 	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 4
+		o.MaxInFlight = 2
 	}
 	if o.SnapshotEvery <= 0 {
 		o.SnapshotEvery = 64
@@ -250,8 +248,8 @@ func (o *Orchestrator) drop(reason string, log zerolog.Logger, detail string) {
 }
 
 // EnsureTopics creates the engine's topics with their policies.
-func EnsureTopics(ctx context.Context, b bus.Bus, t Topics) error {
-	specs := append(t.Specs(), timers.TopicSpec())
+func EnsureTopics(ctx context.Context, b bus.Bus, t protocol.Topics) error {
+	specs := t.Specs()
 	for _, s := range specs {
 		if err := b.EnsureTopic(ctx, s); err != nil {
 			return fmt.Errorf("ensure topic %s: %w", s.Name, err)
@@ -310,7 +308,7 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 		}
 		o.history, o.snapshots = append(o.history, open(history)), append(o.snapshots, open(snapshots))
 	}
-	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(timers.Topic)
+	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(t.Timers)
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)
@@ -337,10 +335,10 @@ func (o *Orchestrator) jobProducer(ctx context.Context, service string) (bus.Pro
 	if p := o.jobs[service]; p != nil {
 		return p, nil
 	}
-	if err := o.bus.EnsureTopic(ctx, worker.JobTopicSpec(service)); err != nil {
+	if err := o.bus.EnsureTopic(ctx, protocol.JobTopicSpec(service)); err != nil {
 		return nil, fmt.Errorf("orchestrator: job queue of %s: %w", service, err)
 	}
-	p, err := o.bus.Producer(ctx, bus.ProducerOptions{Topic: worker.JobTopic(service)})
+	p, err := o.bus.Producer(ctx, bus.ProducerOptions{Topic: protocol.JobTopic(service)})
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: job queue of %s: %w", service, err)
 	}

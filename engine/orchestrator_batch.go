@@ -260,15 +260,14 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 				return err
 			}
 		}
-		for i := range fx.tasks {
-			t := &fx.tasks[i]
-			payload, err := encode(TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.TaskID, t.Issue), img.pid, b.now, t)
+		for _, t := range fx.tasks {
+			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, t.task)
 			if err != nil {
 				return err
 			}
 			b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.pid, Payload: payload}})
-			if t.Issue > 1 {
-				log.Warn().Str("task_id", t.TaskID).Int("issued", t.Issue).Msg("decision timed out; re-issuing it")
+			if t.issue > 1 {
+				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision timed out; re-issuing it")
 			}
 		}
 		for _, t := range fx.decisionTimers {
@@ -285,7 +284,7 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 		if fx.finished {
 			log.Info().Str("status", string(img.state.Status)).Msg("process finished")
 			if err := o.setTimer(b, protocol.Timer{
-				TimerID: "retention:" + img.pid, ProcessID: img.pid, Kind: TimerRetention, FireAt: b.now.Add(o.opts.Retention),
+				TimerID: "retention:" + img.pid, ProcessID: img.pid, Kind: protocol.TimerRetention, FireAt: b.now.Add(o.opts.Retention),
 			}); err != nil {
 				return err
 			}

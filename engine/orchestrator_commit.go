@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -21,16 +20,20 @@ import (
 // comes again, and the partitions are loaded again).
 //
 // Flights send one after another (a flight's sends start once the previous
-// flight's have all been confirmed), because producer batching is per key
-// and broker deduplication needs the batches of one producer to carry
-// increasing sequence ids (see sender); what overlaps is building, sending
-// and committing.
+// flight's have all been confirmed): a process's messages keep their order
+// across batches, and a partition's history positions increase with the
+// batch number (the checkpoints rely on it). What overlaps is building,
+// sending and committing. (bus.Pipeline is not used: a flight sends in two
+// rounds, the second carrying the positions the first got, and Pipeline
+// wants a batch handed over before the next one begins, which would hold
+// the loop for the first round.)
 
 // flight is a batch on its way.
 type flight struct {
 	b    *batch
 	jobs []*procJob
-	tx   bus.Tx
+	// s sends and acknowledges in the flight's transaction.
+	s *bus.Batch
 	// sent receives the outcome of the sends and acknowledgements.
 	sent chan error
 	// sendsDone closes when this flight no longer sends (its successor may).
@@ -74,7 +77,10 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, pr
 			f.sent <- err
 			return
 		}
-		f.tx = tx
+		// One lane: a producer's messages go out in the order queued, so
+		// the first history entry of a partition in a batch has the
+		// batch's lowest position there (the checkpoint needs it).
+		f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
 		f.sent <- o.send(ctx, f)
 	})
 	return f
@@ -98,12 +104,12 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 				}
 			}
 			if err == nil {
-				err = f.tx.Commit(ctx)
+				err = f.s.Commit(ctx)
 			}
 		}
 		if err != nil {
-			if f.tx != nil {
-				_ = f.tx.Abort(context.WithoutCancel(ctx))
+			if f.s != nil {
+				_ = f.s.Abort(context.WithoutCancel(ctx), err)
 			}
 			if failed == nil {
 				failed = err
@@ -132,30 +138,17 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 }
 
 // send writes a flight's records, messages, snapshots and status rows and
-// acknowledges its inputs, in its transaction.
-//
-// In a transaction, the first message to each topic-partition registers
-// that partition with the transaction coordinator, a broker round trip, in
-// the sending goroutine; so each topic-partition has a producer of its own
-// and a goroutine of its own in a flight, and the acknowledgements run
-// concurrently with the sends. Snapshots and status rows carry the
-// positions of their process's history records, so they go out once every
-// history send has its id.
+// acknowledges its inputs, in its transaction, with bus.Batch (a goroutine
+// per producer, the acknowledgements concurrently). Snapshots and status
+// rows carry the positions of their process's history entries, so they go
+// out in a second round, once every history send has its id.
 func (o *Orchestrator) send(ctx context.Context, f *flight) error {
-	b, tx := f.b, f.tx
-	var acks sync.WaitGroup
-	ackErrs := make([]error, len(b.acks))
-	for i, m := range b.acks {
-		acks.Go(func() { ackErrs[i] = o.cons.AckTx(ctx, m, tx) })
+	b, s := f.b, f.s
+	for _, m := range b.acks {
+		s.Ack(o.cons, m)
 	}
-	fail := func(err error) error {
-		acks.Wait()
-		return err
-	}
-
 	// 1. history entries, whose positions go into the snapshots and rows,
 	// with the commands, timers, tasks, checkpoints and tombstones.
-	s := newSender(tx)
 	for _, j := range f.jobs {
 		if len(j.records) == 0 {
 			continue
@@ -163,19 +156,17 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 		payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", j.img.pid, j.records[0].Seq), j.img.pid, b.now,
 			HistoryEntry{ProcessID: j.img.pid, Records: j.records})
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		s.add(o.history[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, func(id bus.MessageID) { j.id = id })
+		s.Send(o.history[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, func(id bus.MessageID) { j.id = id })
 	}
 	for _, m := range b.out {
-		s.add(m.p, m.msg, nil)
+		s.Send(m.p, m.msg, nil)
 	}
-	if err := s.send(ctx); err != nil {
-		return fail(err)
+	if err := s.Wait(ctx); err != nil {
+		return err
 	}
-
 	// 2. snapshots and status rows.
-	s = newSender(tx)
 	for _, j := range f.jobs {
 		if j.snap != nil {
 			if j.id != nil {
@@ -183,9 +174,9 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			}
 			payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", j.snap.ProcessID, j.snap.Seq), j.snap.ProcessID, b.now, j.snap)
 			if err != nil {
-				return fail(err)
+				return err
 			}
-			s.add(o.snapshots[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
+			s.Send(o.snapshots[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 		if j.id != nil {
 			// The row carries the positions of the process's history, so
@@ -193,132 +184,10 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			j.row.HistoryIDs = append(j.row.HistoryIDs, j.id)
 			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", j.row.ProcessID, j.row.Seq), j.row.ProcessID, b.now, j.row)
 			if err != nil {
-				return fail(err)
+				return err
 			}
-			s.add(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
+			s.Send(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 	}
-	if err := s.send(ctx); err != nil {
-		return fail(err)
-	}
-	acks.Wait()
-	return errors.Join(ackErrs...)
-}
-
-// sender sends messages in one transaction from a goroutine per producer.
-// A producer's messages go out grouped by key, each key's in the order they
-// were added: producer batching is per key, and broker deduplication needs
-// the batches of one producer to carry disjoint, increasing sequence ids; if
-// two keys' messages were interleaved (say by a goroutine per key), a batch
-// could start below the last sequence id of the previous one and the broker
-// would refuse it ("cannot determine whether the message is a duplicate") or
-// drop it as a duplicate.
-type sender struct {
-	tx        bus.Tx
-	producers []*sendQueue
-	index     map[bus.Producer]*sendQueue
-
-	mu  sync.Mutex
-	err error
-}
-
-type sendQueue struct {
-	p      bus.Producer
-	keys   []string
-	groups map[string]*sendGroup
-	n      int
-}
-
-type sendGroup struct {
-	msgs []*bus.OutMessage
-	sets []func(bus.MessageID)
-}
-
-func newSender(tx bus.Tx) *sender {
-	return &sender{tx: tx, index: map[bus.Producer]*sendQueue{}}
-}
-
-// add queues msg; set, when not nil, receives its id once it is sent.
-func (s *sender) add(p bus.Producer, msg *bus.OutMessage, set func(bus.MessageID)) {
-	q := s.index[p]
-	if q == nil {
-		q = &sendQueue{p: p, groups: map[string]*sendGroup{}}
-		s.index[p] = q
-		s.producers = append(s.producers, q)
-	}
-	g := q.groups[msg.Key]
-	if g == nil {
-		g = &sendGroup{}
-		q.groups[msg.Key] = g
-		q.keys = append(q.keys, msg.Key)
-	}
-	msg.Tx = s.tx
-	g.msgs = append(g.msgs, msg)
-	g.sets = append(g.sets, set)
-	q.n++
-}
-
-// send sends every queued message, flushes the producers and waits until
-// every message is sent or failed; it returns the first failure.
-func (s *sender) send(ctx context.Context) error {
-	if len(s.producers) == 0 {
-		return nil
-	}
-	var sent sync.WaitGroup // one per message, done by its callback
-	var producers sync.WaitGroup
-	flushErrs := make([]error, len(s.producers))
-	for i, q := range s.producers {
-		sent.Add(q.n)
-		producers.Add(1)
-		go func() {
-			defer producers.Done()
-			for _, k := range q.keys {
-				g := q.groups[k]
-				for j, m := range g.msgs {
-					set := g.sets[j]
-					q.p.SendAsync(ctx, m, func(id bus.MessageID, err error) {
-						defer sent.Done()
-						s.mu.Lock()
-						defer s.mu.Unlock()
-						if err != nil && s.err == nil {
-							s.err = err
-						}
-						if err == nil && set != nil {
-							set(id)
-						}
-					})
-				}
-			}
-			// Everything is queued: send now rather than after the
-			// batching delay.
-			flushErrs[i] = q.p.Flush(ctx)
-		}()
-	}
-	producers.Wait()
-	if err := errors.Join(flushErrs...); err != nil {
-		return err
-	}
-	if err := waitCtx(ctx, &sent); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
-// waitCtx waits for wg, or returns ctx's error first: a send's outcome is
-// known once its callback has run, and a callback may never come when the
-// context ends.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.Wait(ctx)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -49,7 +50,7 @@ func (r *recorder) ran() []string {
 // engineCfg is what the end-to-end tests vary: the topics and the decider
 // mode (every end-to-end test runs in both).
 type engineCfg struct {
-	topics  engine.Topics
+	topics  protocol.Topics
 	decider string
 }
 
@@ -57,7 +58,7 @@ type engineCfg struct {
 var deciderModes = []string{engine.DeciderInline, engine.DeciderRemote}
 
 // inModes runs f once per decider mode, as subtests.
-func inModes(t *testing.T, topics engine.Topics, f func(t *testing.T, cfg engineCfg)) {
+func inModes(t *testing.T, topics protocol.Topics, f func(t *testing.T, cfg engineCfg)) {
 	for _, mode := range deciderModes {
 		t.Run(mode, func(t *testing.T) { f(t, engineCfg{topics: topics, decider: mode}) })
 	}
@@ -114,7 +115,7 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineC
 			"notifications": {"SendLetter": rec.handler(nil)},
 		}, "loan-approval.yaml")
 		pid := "loan-" + time.Now().Format("150405.000000")
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":25000}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":25000}`)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStep(ctx, t, s, pid, "review", string(workflow.StepWaiting))
@@ -156,14 +157,14 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineC
 			"loans":         {"ApproveLoan": rec.handler(nil)},
 			"notifications": {"SendLetter": rec.handler(nil)},
 		}, "loan-approval.yaml")
-		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: engine.StartTopic})
+		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: protocol.StartsTopic})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer p.Close()
 		pid := "loan-start-" + time.Now().Format("150405.000000")
 		for i := 0; i < 2; i++ { // sent twice: one process
-			env, _ := bus.NewEnvelope("start", fmt.Sprintf("ext-%d", i), pid, time.Now(), engine.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":500}`)})
+			env, _ := bus.NewEnvelope("start", fmt.Sprintf("ext-%d", i), pid, time.Now(), protocol.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":500}`)})
 			payload, _ := env.Encode()
 			if _, err := p.Send(ctx, &bus.OutMessage{Key: pid, Payload: payload}); err != nil {
 				t.Fatal(err)
@@ -200,15 +201,15 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineC
 			"notifications": {"NotifyCustomer": rec.handler(nil)},
 		}, "trip-booking.yaml")
 		pid := "trip-cancel-" + time.Now().Format("150405.000000")
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"ann","amount":10}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"ann","amount":10}`)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStep(ctx, t, s, pid, "flight", string(workflow.StepCompleted))
-		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
+		if err := s.Client.Admin(ctx, protocol.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
 			t.Fatal(err)
 		}
 		// The same request resent must not apply twice.
-		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
+		if err := s.Client.Admin(ctx, protocol.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
 			t.Fatal(err)
 		}
 		for ctx.Err() == nil { // cancelled while the hotel booking is in flight
@@ -243,12 +244,12 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineC
 }
 
 func TestSignalAndAdminMemory(t *testing.T) {
-	inModes(t, engine.DefaultTopics(), func(t *testing.T, cfg engineCfg) { signalAndAdmin(t, memoryBuses(t), cfg) })
+	inModes(t, protocol.DefaultTopics(), func(t *testing.T, cfg engineCfg) { signalAndAdmin(t, memoryBuses(t), cfg) })
 }
 
 func TestSignalAndAdminPulsar(t *testing.T) {
 	t.Parallel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	inModes(t, topics, func(t *testing.T, cfg engineCfg) { signalAndAdmin(t, pulsarBuses(t), cfg) })
 }

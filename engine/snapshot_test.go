@@ -9,6 +9,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -35,7 +36,7 @@ func TestRestartFromSnapshotsAndTail(t *testing.T) {
 	broker := memory.NewBroker()
 	b1 := memory.New(memory.Options{Broker: broker})
 	t.Cleanup(func() { _ = b1.Close() })
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	r := newTripRig(ctx, t, b1, topics)
 	if _, err := r.reg.Register(ctx, "waits.yaml", []byte(waitingYAML)); err != nil {
@@ -45,7 +46,7 @@ func TestRestartFromSnapshotsAndTail(t *testing.T) {
 	stopFirst := runComponent(ctx, t, "first orchestrator", first.Run)
 	start := func(pids []string) {
 		for _, pid := range pids {
-			if err := r.client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "waits"}); err != nil {
+			if err := r.client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "waits"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -101,17 +102,17 @@ func pidsOf(prefix string, n int) []string {
 
 // countSnapshots counts the process snapshots (not checkpoints) on every
 // partition of the snapshots topic.
-func countSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics) int {
+func countSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) int {
 	n, _ := scanSnapshots(ctx, t, b, topics)
 	return n
 }
 
-func countCheckpoints(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics) int {
+func countCheckpoints(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) int {
 	_, n := scanSnapshots(ctx, t, b, topics)
 	return n
 }
 
-func scanSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics) (snaps, checkpoints int) {
+func scanSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) (snaps, checkpoints int) {
 	t.Helper()
 	keys, cps := map[string]bool{}, map[int]bool{}
 	for p := range topics.Partitions {
