@@ -96,9 +96,10 @@ const (
 	Remote = "remote" // cmd/decider, over the decisions topic
 )
 
-// DeciderModes are the modes this engine has. The engine at 5578a3e has
-// only the remote decider (the orchestrator always sends decision tasks).
-func DeciderModes() []string { return []string{Remote} }
+// DeciderModes are the modes this engine has: the orchestrator's config
+// key `decider` (PULSAGA_DECIDER) chooses; remote needs cmd/decider beside
+// it. (The engine at 5578a3e had only the remote decider.)
+func DeciderModes() []string { return []string{Inline, Remote} }
 
 // EngineConfig is what the harness sets of the engine's binaries.
 type EngineConfig struct {
@@ -128,8 +129,12 @@ func (c EngineConfig) base() []string {
 // OrchestratorEnv is cmd/orchestrator's environment (it runs the timer
 // relay and the start relay as well, and serves the admin API).
 func OrchestratorEnv(c EngineConfig) []string {
+	mode := c.DeciderMode
+	if mode == "" {
+		mode = Inline
+	}
 	return append(c.base(), "PULSAGA_NAME="+c.Name+"-orchestrator", "PULSAGA_DEFINITIONS="+c.Definitions,
-		"PULSAGA_ADMIN_LISTEN="+c.AdminListen, "PULSAGA_TIMER_RELAY=true")
+		"PULSAGA_ADMIN_LISTEN="+c.AdminListen, "PULSAGA_TIMER_RELAY=true", "PULSAGA_DECIDER="+mode)
 }
 
 // NeedsDecider says whether a mode runs cmd/decider.

@@ -154,6 +154,14 @@ func (m *machine) accept(img *image, in input, now time.Time, fx *effects) {
 			fx.drop(DropTerminal, string(in.event.Type))
 		default:
 			m.acceptEvent(img, in.envID, in.event, now, fx)
+			if img.outstanding != nil && (in.event.Type == workflow.EventTerminate || in.event.Type == workflow.EventCancel) {
+				// Terminate and cancel act even while a remote decision is
+				// outstanding: that task is abandoned (its answer will be
+				// stale) and a new one folds every pending event, this one
+				// included.
+				img.outstanding = nil
+				fx.released = true
+			}
 		}
 	}
 }

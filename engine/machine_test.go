@@ -152,6 +152,14 @@ func TestMachine(t *testing.T) {
 			{name: "answered: the duplicate is ignored", at: 36 * time.Second, answer: true, records: []string{"decision:running"},
 				drops: []string{"duplicate_result"}},
 		}},
+		{name: "remote: terminate acts while a decision is outstanding", def: trip, remote: true, steps: []mstep{
+			{name: "start", in: startIn(tripInput), records: []string{"event:start"}, tasks: 1},
+			{name: "terminate: the outstanding task is abandoned for a new one", at: time.Second,
+				in: eventIn("admin:t1", workflow.Event{Type: workflow.EventTerminate, Actor: "ops"}), records: []string{"event:terminate"}, tasks: 1},
+			{name: "answered: terminated, no command sent", at: 2 * time.Second, answer: true, records: []string{"decision:terminated"}, finished: true},
+			{name: "the abandoned task's answer is stale", at: 3 * time.Second,
+				in: input{kind: inDecision, envID: "late", pid: pid, result: &protocol.DecisionResult{TaskID: pid + "/1"}}, drops: []string{DropStaleDecision}},
+		}},
 		{name: "a command too large for a message fails the process", def: trip, max: 64 << 10, steps: []mstep{
 			{name: "start with a 100 KB input", in: startIn(`{"customer":"` + strings.Repeat("c", 100<<10) + `","amount":1}`),
 				records: []string{"event:start", "failed"}, finished: true},

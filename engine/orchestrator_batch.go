@@ -275,11 +275,12 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 				return err
 			}
 		}
+		if fx.released && !fx.issued {
+			// (released then issued again in one batch: the slot is kept)
+			o.slots.release(img.pid)
+		}
 		if fx.issued {
 			o.slots.take(img.pid)
-		}
-		if fx.released {
-			o.slots.release(img.pid)
 		}
 		if fx.finished {
 			log.Info().Str("status", string(img.state.Status)).Msg("process finished")

@@ -101,13 +101,43 @@ func Replay(def *workflow.Definition, records []Record) (*workflow.State, []work
 }
 
 func decodeHistory(payload []byte) (*HistoryEntry, bool) {
+	e, err := DecodeHistory(payload)
+	return e, err == nil
+}
+
+// DecodeHistory decodes a message of the history topic: the records one
+// batch appended to one process's stream.
+func DecodeHistory(payload []byte) (*HistoryEntry, error) {
 	env, err := bus.DecodeEnvelope(payload)
-	if err != nil || env.Type != TypeHistory {
-		return nil, false
+	if err != nil {
+		return nil, err
+	}
+	if env.Type != TypeHistory {
+		return nil, fmt.Errorf("%w: a %q message on the history topic", bus.ErrUndecodable, env.Type)
 	}
 	var e HistoryEntry
-	if env.DecodePayload(&e) != nil {
-		return nil, false
+	if err := env.DecodePayload(&e); err != nil {
+		return nil, err
 	}
-	return &e, true
+	return &e, nil
+}
+
+// DecodeStatus decodes a message of the status topic (a process's row); an
+// empty payload is a tombstone: (nil, nil).
+func DecodeStatus(payload []byte) (*StatusRecord, error) {
+	if len(payload) == 0 {
+		return nil, nil
+	}
+	env, err := bus.DecodeEnvelope(payload)
+	if err != nil {
+		return nil, err
+	}
+	if env.Type != TypeStatus {
+		return nil, fmt.Errorf("%w: a %q message on the status topic", bus.ErrUndecodable, env.Type)
+	}
+	var r StatusRecord
+	if err := env.DecodePayload(&r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }
