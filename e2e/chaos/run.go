@@ -84,8 +84,8 @@ type BrokerConfig struct {
 // minutes once the broker is up).
 func DefaultConfig() Config {
 	return Config{
-		Broker:   BrokerConfig{Port: 6651, HTTPPort: 8081, BookiePort: 3182},
-		Sagas:    400, Duration: 100 * time.Second, Drain: 100 * time.Second, Seed: 1, Mix: DefaultMix(),
+		Broker: BrokerConfig{Port: 6651, HTTPPort: 8081, BookiePort: 3182},
+		Sagas:  400, Duration: 100 * time.Second, Drain: 100 * time.Second, Seed: 1, Mix: DefaultMix(),
 		Partitions: 4, Orchestrators: 2, Deciders: 2, Services: 3, DeciderMode: "external",
 		KillMin: 3 * time.Second, KillMax: 5 * time.Second, RestartMin: time.Second, RestartMax: 6 * time.Second,
 		BrokerRestartAt: 0.3, FreezeAt: 0.65, FreezeFor: 40 * time.Second, Latency: 100 * time.Millisecond,
@@ -329,7 +329,9 @@ func (r *run) chaos(ctx context.Context) (*Report, error) {
 	bg(r.startSagas)
 	bg(r.killer)
 	if r.cfg.BrokerRestartAt >= 0 {
-		bg(func(ctx context.Context) { r.restartBroker(ctx, time.Duration(float64(r.cfg.Duration)*r.cfg.BrokerRestartAt)) })
+		bg(func(ctx context.Context) {
+			r.restartBroker(ctx, time.Duration(float64(r.cfg.Duration)*r.cfg.BrokerRestartAt))
+		})
 	}
 	if r.cfg.FreezeAt >= 0 {
 		bg(func(ctx context.Context) { r.freezeOwner(ctx, time.Duration(float64(r.cfg.Duration)*r.cfg.FreezeAt)) })
