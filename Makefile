@@ -21,7 +21,7 @@ E2E_BURST      ?= 500
 E2E_WAITING    ?= 300
 RESTART_PROCS  ?= 500
 
-.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz demo dev clean
+.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz demo dev clean chaos chaos-short chaos-frozen
 
 all: build
 
@@ -90,6 +90,27 @@ bench: pulsar
 		-args -restart $(RESTART_PROCS) | tee -a $$out; \
 	echo "== make bench took $$(( $$(date +%s) - t0 ))s"; \
 	$(GO) run ./bench/report $$out > $$out.md; rc=$$?; cat $$out.md; exit $$rc
+
+## chaos: the chaos kit's long run (e2e/chaos, docs/reliability.md): the real binaries on a private
+## broker it starts fresh, kills and restarts (CHAOS_PULSAR_HOME, default .pulsar-chaos; ports
+## CHAOS_PULSAR_PORT/HTTP_PORT/BOOKIE_PORT, default 6651/8081/3182), thousands of sagas with known
+## outcomes, kill -9 every few seconds, a frozen owner; then every saga checked. Exit 1 on any finding.
+CHAOS_SAGAS    ?= 2500
+CHAOS_DURATION ?= 10m
+CHAOS_DRAIN    ?= 5m
+CHAOS_SEED     ?= 1
+CHAOS_ARGS     ?=
+chaos:
+	$(GO) run ./e2e/chaos/cmd/chaos -sagas $(CHAOS_SAGAS) -duration $(CHAOS_DURATION) -drain $(CHAOS_DRAIN) \
+		-seed $(CHAOS_SEED) $(CHAOS_ARGS)
+
+## chaos-short: the kit's short run (about 3 minutes once its broker is up), as a test
+chaos-short:
+	$(GO) test -tags chaos -count=1 -timeout 20m -run '^TestChaosShort$$' ./e2e/chaos/
+
+## chaos-frozen: an owner frozen (SIGSTOP) past its takeover, then resumed: nothing it writes may take effect
+chaos-frozen:
+	$(GO) test -tags chaos -count=1 -timeout 20m -run '^TestFrozenOwner$$' ./e2e/chaos/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

@@ -74,6 +74,19 @@ func (r *run) check(ctx context.Context, status *statusWatch) (*Report, error) {
 	r.mu.Unlock()
 	rep.Components = r.cluster.stats()
 	rep.Takeovers, rep.TakeoverMisses = r.takeovers(kills, freezes, rep.historyTimes)
+	if r.cfg.FreezeTakeover {
+		rep.FrozenProgress = frozenProgress(freezes, rep.historyTimes)
+		if len(freezes) == 0 {
+			rep.FrozenProblems = append(rep.FrozenProblems, "no owner was frozen")
+		}
+		for _, f := range freezes {
+			for _, p := range f.owned {
+				if _, ok := rep.FrozenProgress[p]; !ok {
+					rep.FrozenProblems = append(rep.FrozenProblems, fmt.Sprintf("partition %d made no progress while its owner %s was frozen for %s: nobody took it over", p, f.name, f.until.Sub(f.at).Round(time.Second)))
+				}
+			}
+		}
+	}
 	rep.Elapsed = time.Since(r.t0)
 	return rep, nil
 }
@@ -274,6 +287,23 @@ func (r *run) checkDeadLetters(ctx context.Context, rep *Report) error {
 	}
 	sort.Strings(rep.DeadLetters)
 	return nil
+}
+
+// frozenProgress is, for each partition of a frozen owner, the first
+// commit on it while its owner was frozen (only another instance can have
+// made it), as time since the freeze.
+func frozenProgress(freezes []freezeEvent, times map[int][]time.Time) map[int]time.Duration {
+	out := map[int]time.Duration{}
+	for _, f := range freezes {
+		for _, p := range f.owned {
+			ts := times[p]
+			i := sort.Search(len(ts), func(i int) bool { return ts[i].After(f.at) })
+			if i < len(ts) && ts[i].Before(f.until) {
+				out[p] = ts[i].Sub(f.at)
+			}
+		}
+	}
+	return out
 }
 
 // takeovers measures, for each orchestrator killed (or frozen) while it

@@ -7,26 +7,37 @@ import (
 	"strconv"
 )
 
+// BrokerFromEnv is def with the settings of CHAOS_PULSAR_HOME (default
+// <repo>/.pulsar-chaos), CHAOS_PULSAR_PORT, CHAOS_PULSAR_HTTP_PORT and
+// CHAOS_PULSAR_BOOKIE_PORT when set.
+func BrokerFromEnv(def BrokerConfig) BrokerConfig {
+	b := def
+	b.Home = os.Getenv("CHAOS_PULSAR_HOME")
+	if b.Home == "" {
+		b.Home = filepath.Join(repoRoot(), ".pulsar-chaos")
+	}
+	port := func(env string, p *int) {
+		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
+			*p = v
+		}
+	}
+	port("CHAOS_PULSAR_PORT", &b.Port)
+	port("CHAOS_PULSAR_HTTP_PORT", &b.HTTPPort)
+	port("CHAOS_PULSAR_BOOKIE_PORT", &b.BookiePort)
+	return b
+}
+
 // Flags registers the run's settings on fs (defaults from cfg; the
 // broker's from CHAOS_PULSAR_HOME, CHAOS_PULSAR_PORT,
 // CHAOS_PULSAR_HTTP_PORT and CHAOS_PULSAR_BOOKIE_PORT when set, else
 // <repo>/.pulsar-chaos and 6651/8081/3182).
 func Flags(fs *flag.FlagSet, cfg *Config) {
-	home := os.Getenv("CHAOS_PULSAR_HOME")
-	if home == "" {
-		home = filepath.Join(repoRoot(), ".pulsar-chaos")
-	}
-	port := func(env string, def int) int {
-		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
-			return v
-		}
-		return def
-	}
+	b := BrokerFromEnv(cfg.Broker)
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "run folder: binaries, logs, ledger (default: a new temporary folder)")
-	fs.StringVar(&cfg.Broker.Home, "broker-home", home, "private broker's folder (its data is wiped at start)")
-	fs.IntVar(&cfg.Broker.Port, "broker-port", port("CHAOS_PULSAR_PORT", cfg.Broker.Port), "private broker's port")
-	fs.IntVar(&cfg.Broker.HTTPPort, "broker-http-port", port("CHAOS_PULSAR_HTTP_PORT", cfg.Broker.HTTPPort), "private broker's admin port")
-	fs.IntVar(&cfg.Broker.BookiePort, "broker-bookie-port", port("CHAOS_PULSAR_BOOKIE_PORT", cfg.Broker.BookiePort), "private broker's bookie port")
+	fs.StringVar(&cfg.Broker.Home, "broker-home", b.Home, "private broker's folder (its data is wiped at start)")
+	fs.IntVar(&cfg.Broker.Port, "broker-port", b.Port, "private broker's port")
+	fs.IntVar(&cfg.Broker.HTTPPort, "broker-http-port", b.HTTPPort, "private broker's admin port")
+	fs.IntVar(&cfg.Broker.BookiePort, "broker-bookie-port", b.BookiePort, "private broker's bookie port")
 	fs.IntVar(&cfg.Sagas, "sagas", cfg.Sagas, "sagas started over the chaos phase")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "chaos phase: starts, kills, freeze, broker restart")
 	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "most time after the chaos phase for the sagas to settle")

@@ -47,6 +47,11 @@ type Report struct {
 
 	Takeovers      []Takeover
 	TakeoverMisses []string
+	// FrozenProgress is, by partition of a frozen owner, how long after the
+	// freeze the first commit came while it was still frozen
+	// (Config.FreezeTakeover); FrozenProblems says what was missing.
+	FrozenProgress map[int]time.Duration
+	FrozenProblems []string
 
 	historyTimes map[int][]time.Time
 }
@@ -93,6 +98,7 @@ func (r *Report) Problems() []string {
 	if n := len(r.DeadLetters); n > 0 {
 		p = append(p, fmt.Sprintf("%d messages dead-lettered", n))
 	}
+	p = append(p, r.FrozenProblems...)
 	if r.Undecodable > 0 {
 		p = append(p, fmt.Sprintf("%d history records did not decode", r.Undecodable))
 	}
@@ -199,6 +205,9 @@ func (r *Report) Write(w io.Writer, limit int) {
 		if t.Event == "freeze" {
 			fmt.Fprintf(w, "after the freeze of %s, partition %d's next commit came %s later\n", t.Name, t.Partition, ms(t.After))
 		}
+	}
+	for p, d := range r.FrozenProgress {
+		fmt.Fprintf(w, "while its owner was frozen, partition %d was taken over: first commit %s after the freeze\n", p, ms(d))
 	}
 	section(w, "takeovers without a commit", r.TakeoverMisses, limit)
 	probs := r.Problems()

@@ -54,6 +54,8 @@ type Config struct {
 	Orchestrators, Deciders, Services int
 	// DeciderMode is "external" (cmd/decider instances) or "inprocess".
 	DeciderMode string
+	// NoKills turns the kill -9 of components off (the frozen-owner test).
+	NoKills bool
 	// KillMin and KillMax bound the time between two kill -9.
 	KillMin, KillMax time.Duration
 	// RestartMin and RestartMax bound how long a killed component stays
@@ -66,6 +68,11 @@ type Config struct {
 	// partitions is frozen (SIGSTOP) for FreezeFor; negative: never.
 	FreezeAt  float64
 	FreezeFor time.Duration
+	// FreezeTakeover requires the frozen owner's partitions to make
+	// progress while it is frozen: another instance must take them over
+	// (FreezeFor must then outlast the broker's detection of the frozen
+	// connection, about twice its keepAliveIntervalSeconds).
+	FreezeTakeover bool
 	// Latency is the most a service attempt waits before acting.
 	Latency time.Duration
 	// Race builds the binaries with the race detector.
@@ -90,6 +97,20 @@ func DefaultConfig() Config {
 		KillMin: 3 * time.Second, KillMax: 5 * time.Second, RestartMin: time.Second, RestartMax: 6 * time.Second,
 		BrokerRestartAt: 0.3, FreezeAt: 0.65, FreezeFor: 40 * time.Second, Latency: 100 * time.Millisecond,
 	}
+}
+
+// FrozenOwnerConfig is the frozen-owner test: no kills, no broker
+// restart, sagas without crash or lost faults, and one owner frozen for
+// 75s — longer than the broker takes to notice (keepAliveIntervalSeconds
+// 30: a ping unanswered for 30 to 60s closes the connection), so that the
+// standby takes over while the old owner sleeps.
+func FrozenOwnerConfig() Config {
+	c := DefaultConfig()
+	c.Sagas, c.Duration, c.Drain = 300, 150*time.Second, 120*time.Second
+	c.NoKills, c.BrokerRestartAt = true, -1
+	c.FreezeAt, c.FreezeFor, c.FreezeTakeover = 0.2, 75*time.Second, true
+	c.Mix = Mix{TripShare: 0.6, Clean: 0.6, Failing: 0.3}
+	return c
 }
 
 // Validate checks the configuration.
@@ -327,7 +348,9 @@ func (r *run) chaos(ctx context.Context) (*Report, error) {
 	go status.run(ctx)
 	go r.watchOwners(ctx)
 	bg(r.startSagas)
-	bg(r.killer)
+	if !r.cfg.NoKills {
+		bg(r.killer)
+	}
 	if r.cfg.BrokerRestartAt >= 0 {
 		bg(func(ctx context.Context) {
 			r.restartBroker(ctx, time.Duration(float64(r.cfg.Duration)*r.cfg.BrokerRestartAt))
