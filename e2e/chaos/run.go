@@ -24,6 +24,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -191,7 +192,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}()
 	r.logf("broker ready in %s", time.Since(r.t0).Round(time.Second))
 	r.ns = bus.Namespace{Tenant: "public", Namespace: "chaos"}
-	r.topics = engine.DefaultTopics()
+	r.topics = protocol.DefaultTopics()
 	r.topics.Partitions = cfg.Partitions
 	if r.bus, err = r.connect(ctx); err != nil {
 		return nil, err
@@ -218,7 +219,7 @@ type run struct {
 	rng     *rand.Rand
 	broker  *pulsartest.Private
 	ns      bus.Namespace
-	topics  engine.Topics
+	topics  protocol.Topics
 	bus     *pulsarbus.Bus
 	sagas   []Saga
 	cluster *cluster
@@ -419,7 +420,7 @@ func (r *run) startSagas(ctx context.Context) {
 		for {
 			// Sagas not started within the chaos phase are started after it.
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			err := client.Start(sctx, engine.StartRequest{ProcessID: s.ID, Definition: s.Definition, Input: s.Input, Actor: "chaos"})
+			err := client.Start(sctx, protocol.StartRequest{ProcessID: s.ID, Definition: s.Definition, Input: s.Input, Actor: "chaos"})
 			cancel()
 			if err == nil {
 				break
@@ -469,7 +470,7 @@ func (r *run) watchOwners(ctx context.Context) {
 	topic := r.ns.Topic(r.topics.Events)
 	for ctx.Err() == nil {
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		owners, err := r.broker.ActiveConsumers(qctx, topic, "orchestrator")
+		owners, err := r.broker.ActiveConsumers(qctx, topic, protocol.OrchestratorSubscription)
 		cancel()
 		if err == nil {
 			r.mu.Lock()

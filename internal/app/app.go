@@ -16,7 +16,10 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/schedule"
 	"github.com/pulsaga/pulsaga/timers"
+	"github.com/pulsaga/pulsaga/trigger"
 	"github.com/pulsaga/pulsaga/worker"
 )
 
@@ -31,8 +34,8 @@ func Connect(ctx context.Context, p config.Pulsar, log zerolog.Logger) (*pulsarb
 
 // Topics are the engine topics for a partition count and history retention
 // (0: the default; negative, as the configuration's "-1s": forever).
-func Topics(partitions int, historyRetention time.Duration) engine.Topics {
-	t := engine.DefaultTopics()
+func Topics(partitions int, historyRetention time.Duration) protocol.Topics {
+	t := protocol.DefaultTopics()
 	t.Partitions = partitions
 	switch {
 	case historyRetention < 0:
@@ -100,19 +103,22 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 			log.Info().Str("definition", d.Name).Int("version", d.Version).Msg("definition registered")
 		}
 	}
+	triggers := trigger.NewManager(b, trigger.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log)
 	adm, err := newAdmin(cfg, b, topics, reg, log)
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
+	adm.showTriggers(triggers.Triggers)
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics,
 	}, log)
 	adm.watch(o)
-	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run}
+	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run,
+		schedule.NewScheduler(b, schedule.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log).Run, triggers.Run}
 	if cfg.TimerRelay {
-		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
+		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Topic: topics.Timers, Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
 	}
 	log.Info().Str("instance", cfg.Name).Int("partitions", cfg.Partitions).Msg("orchestrator running")
 	return group(ctx, log, fns...)
