@@ -44,10 +44,10 @@ type Broker struct {
 	// released is closed and replaced whenever a producer lets go of a
 	// partition (AccessWaitForExclusive waits for it).
 	released chan struct{}
-	topics map[string]*topic // by full name (without partition suffix)
-	subs   map[string]*subscription
-	nextTx int64
-	now    func() time.Time
+	topics   map[string]*topic // by full name (without partition suffix)
+	subs     map[string]*subscription
+	nextTx   int64
+	now      func() time.Time
 }
 
 // NewBroker returns an empty broker.
@@ -55,8 +55,8 @@ func NewBroker() *Broker {
 	return &Broker{
 		released: make(chan struct{}),
 		topics:   make(map[string]*topic),
-		subs:   make(map[string]*subscription),
-		now:    time.Now,
+		subs:     make(map[string]*subscription),
+		now:      time.Now,
 	}
 }
 
