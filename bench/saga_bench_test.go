@@ -153,7 +153,8 @@ func startPerf(b *testing.B, en *bench.Engine, mode string, inflight int) *exec.
 		b.Fatal(err)
 	}
 	out := filepath.Join(*flagPerf, fmt.Sprintf("orchestrator-%s-%d-%s.perf.data", mode, inflight, time.Now().Format("150405")))
-	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(en.Orchestrator.PID), "-o", out)
+	// cpu-clock: virtual machines often have no hardware cycle counter.
+	cmd := exec.Command("perf", "record", "-e", "cpu-clock", "-F", "499", "-g", "-p", strconv.Itoa(en.Orchestrator.PID), "-o", out)
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("perf: %v", err)
 	}
