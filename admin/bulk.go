@@ -500,7 +500,7 @@ type bulkStore struct {
 
 	mu sync.Mutex
 	p  bus.Producer // BulkTopic, opened on first use
-	t bus.Producer // BulkJobsTopic
+	t  bus.Producer // BulkJobsTopic
 }
 
 func newBulkStore(b bus.Bus) *bulkStore {
