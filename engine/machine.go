@@ -496,6 +496,12 @@ func (img *image) fold(r Record, d *workflow.Decision) error {
 			}
 		}
 		img.pending = keep
+		if img.outstanding != nil && img.outstanding.Upto <= r.Upto {
+			// A replay past a snapshot taken while a remote decision was
+			// outstanding: this record is its answer (live, applyResult
+			// has cleared it already).
+			img.outstanding = nil
+		}
 		switch r.Kind {
 		case RecordDecision:
 			if d == nil { // a replay: decide again, take the timers recorded

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,6 +172,8 @@ func TestMachine(t *testing.T) {
 			m := &machine{remote: tc.remote, seenLimit: 4, decisionTimeout: 30 * time.Second, replyTo: "events", maxMessage: tc.max, obs: NopObserver{}}
 			var img *image
 			var all []Record
+			var snaps []*image // the image after each step, as a snapshot would hold it
+			var marks []int    // len(all) then
 			var lastTask *protocol.DecisionTask
 			for _, st := range tc.steps {
 				now := t0.Add(st.at)
@@ -203,8 +206,24 @@ func TestMachine(t *testing.T) {
 				}
 				all = append(all, fx.records...)
 				checkEffects(t, st, fx)
+				snaps, marks = append(snaps, img.copyForTest()), append(marks, len(all))
 				if n := len(fx.tasks); n > 0 {
 					lastTask = &fx.tasks[n-1].task
+				}
+			}
+			// A replay from any point where the live image could have been
+			// snapshotted ends where the live image is: here, from the
+			// image as it was after each step (outstanding included).
+			for k := range snaps {
+				re := snaps[k]
+				for _, r := range all[marks[k]:] {
+					if err := re.fold(r, nil); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if re.seq != img.seq || (re.outstanding == nil) != (img.outstanding == nil) ||
+					!reflect.DeepEqual(stateJSON(t, re.state), stateJSON(t, img.state)) {
+					t.Errorf("replay from after step %d: seq %d outstanding %v, live: seq %d outstanding %v", k, re.seq, re.outstanding, img.seq, img.outstanding)
 				}
 			}
 			// A replay of the records ends where the live image is.
@@ -284,4 +303,16 @@ func checkEffects(t *testing.T, st mstep, fx *effects) {
 			t.Errorf("%s: records numbered %d after %d", st.name, r.Seq, fx.records[i-1].Seq)
 		}
 	}
+}
+
+// copyForTest is a copy of the image as a snapshot holds it.
+func (img *image) copyForTest() *image {
+	c := *img
+	c.pending = slices.Clone(img.pending)
+	c.seen, c.armed = slices.Clone(img.seen), slices.Clone(img.armed)
+	if img.outstanding != nil {
+		o := *img.outstanding
+		c.outstanding = &o
+	}
+	return &c
 }

@@ -68,9 +68,10 @@ type OrchestratorOptions struct {
 	// TxTimeout is how long the broker keeps a transaction of this
 	// instance open before aborting it by itself: after a crash, the
 	// inputs of its last batches come back after at most this (default
-	// 30s: a batch of 256 inputs on a heavily loaded two-core machine was
-	// seen to need more than 10s to send, and a batch whose transaction
-	// times out fails and makes the orchestrator start over).
+	// 10s). Longer delays a takeover (results held by a dead owner's open
+	// transaction come back only then, and attempt timeouts may fire
+	// meanwhile); shorter fails batches that take longer to send (seen at
+	// load 25 on two cores with -race: a 256-input batch needed > 10s).
 	TxTimeout time.Duration
 	// MaxMessageBytes is the largest message the broker accepts (default
 	// bus.MaxPayloadBytes): a decision whose command or state would not fit
@@ -93,7 +94,7 @@ func (o *OrchestratorOptions) defaults() {
 		o.TakeoverGrace = 4 * o.OwnershipPoll
 	}
 	if o.TxTimeout <= 0 {
-		o.TxTimeout = 30 * time.Second
+		o.TxTimeout = 10 * time.Second
 	}
 	if o.Name == "" {
 		o.Name = "orchestrator"
