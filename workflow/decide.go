@@ -736,7 +736,7 @@ func (d *decider) finish(st Status) {
 	s := d.s
 	s.Status = st
 	s.EndedAt = d.now
-	s.Signals = nil // no wait will take them
+	s.Signals = nil          // no wait will take them
 	kids := d.liveChildren() // call.go
 	for _, t := range s.Timers {
 		d.cancelTimerID(t.ID)
