@@ -1138,6 +1138,7 @@ func (d *decider) compensate() bool {
 		}
 	}
 	allDone := true
+	blocked := d.compensationsBlocked()
 	for k := range d.def.Steps {
 		ss := s.Steps[k]
 		if ss.Compensations == nil {
@@ -1148,14 +1149,7 @@ func (d *decider) compensate() bool {
 		}
 		// a step's compensation starts after those of the steps that
 		// depend on it
-		ready := true
-		for _, dep := range d.def.dependents[k] {
-			if !d.compDone(dep) {
-				ready = false
-				break
-			}
-		}
-		if !ready {
+		if blocked[k] {
 			continue
 		}
 		for i, c := range ss.Compensations {

@@ -46,16 +46,17 @@ func LoadFile(path string) (*Definition, error) {
 // positions. On failure the error is a ValidationErrors holding every
 // problem of the file, in file order; it wraps ErrInvalidDefinition.
 func Load(file string, data []byte) (*Definition, error) {
-	l := &loader{file: file, anchors: map[string]ast.Node{}}
+	l := &loader{file: file, anchors: map[string]ast.Node{}, exprRefs: map[string][]ref{}}
 	def := l.load(data)
 	if len(l.errs) == 0 && def != nil {
-		def.Output.collectOutputs(def.index)
+		refsOf := func(src string) []ref { return l.exprRefs[src] }
+		def.Output.collectOutputs(def.index, refsOf)
 		for _, st := range def.Steps {
 			for _, t := range []*Template{st.Input, st.When, st.ForEach, st.Until} {
-				t.collectOutputs(def.index)
+				t.collectOutputs(def.index, refsOf)
 			}
 			if st.Compensate != nil {
-				st.Compensate.Input.collectOutputs(def.index)
+				st.Compensate.Input.collectOutputs(def.index, refsOf)
 			}
 		}
 	}
@@ -78,9 +79,12 @@ type loader struct {
 	anchors map[string]ast.Node
 	refs    []ownedRef
 	steps   []*rawStep
-	aliases int  // alias expansions so far
-	depth   int  // nesting of value/template
-	tooDeep bool // reported once
+	exprs   exprCompiler
+	// exprRefs are the references of each expression compiled, by source.
+	exprRefs map[string][]ref
+	aliases  int  // alias expansions so far
+	depth    int  // nesting of value/template
+	tooDeep  bool // reported once
 }
 
 // ownedRef is an expression reference with where it stands.
@@ -675,7 +679,7 @@ func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, w
 }
 
 func (l *loader) compile(src string, p Position, path string, scope exprScope, owner int, where string, selfOK bool) (*vm.Program, bool) {
-	prog, err := compileExpr(src, scope)
+	prog, refs, problems, err := l.exprs.compile(src, scope)
 	if err != nil {
 		msg := firstLine(err.Error())
 		hint := "see docs/language.md#expressions"
@@ -689,7 +693,7 @@ func (l *loader) compile(src string, p Position, path string, scope exprScope, o
 		l.errorAt(p, path, hint, "invalid expression %q: %s", src, msg)
 		return nil, false
 	}
-	refs, problems := exprRefs(src)
+	l.exprRefs[src] = refs
 	for _, pr := range problems {
 		l.errorAt(p, path, "", "expression %q: %s", src, pr)
 	}
