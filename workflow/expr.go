@@ -162,6 +162,16 @@ func exprOptions(scope exprScope) []expr.Option {
 // the cost of loading a large definition). Not safe for concurrent use.
 type exprCompiler struct {
 	cfg [2]*conf.Config // by scope.item
+	// done holds what each expression compiled to, by scope and source: a
+	// definition repeats expressions (steps.payment.output.id in every
+	// step), and a program is immutable, so one serves every use.
+	done [2]map[string]compiled
+}
+
+type compiled struct {
+	prog     *vm.Program
+	refs     []ref
+	problems []string
 }
 
 func (c *exprCompiler) config(scope exprScope) *conf.Config {
@@ -186,6 +196,24 @@ func (c *exprCompiler) config(scope exprScope) *conf.Config {
 // compile compiles an expression and lists its steps.<id>.<field>
 // references (and the uses it cannot check, as exprRefs does).
 func (c *exprCompiler) compile(src string, scope exprScope) (*vm.Program, []ref, []string, error) {
+	i := 0
+	if scope.item {
+		i = 1
+	}
+	if x, ok := c.done[i][src]; ok {
+		return x.prog, x.refs, x.problems, nil
+	}
+	prog, refs, problems, err := c.compileNew(src, scope)
+	if err == nil {
+		if c.done[i] == nil {
+			c.done[i] = map[string]compiled{}
+		}
+		c.done[i][src] = compiled{prog, refs, problems}
+	}
+	return prog, refs, problems, err
+}
+
+func (c *exprCompiler) compileNew(src string, scope exprScope) (*vm.Program, []ref, []string, error) {
 	cfg := c.config(scope)
 	tree, err := parser.ParseWithConfig(src, cfg)
 	if err != nil {
