@@ -49,6 +49,10 @@ func LoadFile(path string) (*Definition, error) {
 // positions. On failure the error is a ValidationErrors holding every
 // problem of the file, in file order; it wraps ErrInvalidDefinition.
 func Load(file string, data []byte) (*Definition, error) {
+	if len(data) > MaxDefinitionBytes {
+		err := &LimitError{Limit: "max_definition_bytes", What: "the definition", Size: len(data), Max: MaxDefinitionBytes}
+		return nil, ValidationErrors{{Pos: Position{File: file, Line: 1, Col: 1}, Message: err.Error(), Hint: "split it into several workflows (call one from another)"}}
+	}
 	l := &loader{file: file, exprRefs: map[string][]ref{}}
 	def := l.load(data)
 	if len(l.errs) == 0 && def != nil {
@@ -208,6 +212,11 @@ func (l *loader) definition(n *yaml.Node) *Definition {
 	} else if items, ok := l.seq(f.val, "steps", "steps"); ok {
 		if len(items) == 0 {
 			l.errorAt(f.keyPos, "steps", "add at least one step", "the workflow has no steps")
+		}
+		if len(items) > MaxSteps {
+			err := &LimitError{Limit: "max_steps", What: "the number of steps", Size: len(items), Max: MaxSteps}
+			l.errorAt(f.keyPos, "steps", "split the workflow into several (call one from another)", "%v", err)
+			items = nil
 		}
 		for i, it := range items {
 			l.step(def, it, i)
@@ -470,6 +479,10 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 				st.ForEach = l.template(f.val, join(path, "for_each"), exprScope{}, st.index, "for_each", false)
 				if st.ForEach != nil && st.ForEach.kind != tmplExpr && st.ForEach.kind != tmplList {
 					l.errorAt(f.valPos, join(path, "for_each"), "write for_each: ${{ input.items }} or a list", "for_each must be one expression or a list")
+				}
+				if st.ForEach != nil && st.ForEach.kind == tmplList && len(st.ForEach.vals) > MaxForEachItems {
+					err := &LimitError{Limit: "max_for_each_items", What: "the for_each list", Size: len(st.ForEach.vals), Max: MaxForEachItems}
+					l.errorAt(f.valPos, join(path, "for_each"), "start a process per batch of items", "%v", err)
 				}
 			}
 		}
