@@ -84,6 +84,8 @@ type Definition struct {
 
 	Steps  []*Step
 	Output *Template
+	// Triggers start processes of this definition from Pulsar topics.
+	Triggers []*Trigger
 
 	index map[string]int
 	// dependents are the steps that need each step directly (indexes, in

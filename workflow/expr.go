@@ -118,6 +118,9 @@ type ref struct {
 // exprScope is what an expression may refer to where it stands.
 type exprScope struct {
 	item bool // inside a for_each step
+	// env, when set, replaces the workflow environment: the expressions
+	// of triggers and schedules see other names (CompileTemplate).
+	env map[string]any
 }
 
 // Env is the environment an expression is evaluated in.
@@ -146,6 +149,9 @@ func exprOptions(scope exprScope) []expr.Option {
 	var env any = Env{}
 	if scope.item {
 		env = ItemEnv{}
+	}
+	if scope.env != nil {
+		env = scope.env
 	}
 	return []expr.Option{
 		expr.Env(env),
@@ -179,7 +185,7 @@ func (c *exprCompiler) config(scope exprScope) *conf.Config {
 	if scope.item {
 		i = 1
 	}
-	if c.cfg[i] == nil {
+	if scope.env != nil || c.cfg[i] == nil {
 		cfg := conf.CreateNew()
 		for _, op := range exprOptions(scope) {
 			op(cfg)
@@ -188,6 +194,9 @@ func (c *exprCompiler) config(scope exprScope) *conf.Config {
 			delete(cfg.Builtins, name)
 		}
 		cfg.Check()
+		if scope.env != nil {
+			return cfg // an environment of its own: not shared
+		}
 		c.cfg[i] = cfg
 	}
 	return c.cfg[i]
@@ -196,6 +205,9 @@ func (c *exprCompiler) config(scope exprScope) *conf.Config {
 // compile compiles an expression and lists its steps.<id>.<field>
 // references (and the uses it cannot check, as exprRefs does).
 func (c *exprCompiler) compile(src string, scope exprScope) (*vm.Program, []ref, []string, error) {
+	if scope.env != nil {
+		return c.compileNew(src, scope)
+	}
 	i := 0
 	if scope.item {
 		i = 1
