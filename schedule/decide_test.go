@@ -320,3 +320,17 @@ func TestTickCronDST(t *testing.T) {
 		t.Fatalf("ticks %v", ticks)
 	}
 }
+
+func TestTickCronFallBack(t *testing.T) {
+	// 02:30 happens twice in Paris on 2027-10-31 (clocks fall back at
+	// 03:00 CEST): one tick that day, as documented
+	r := mustPut(t, Spec{Name: "s", Definition: "d", Cron: "30 2 * * *", Timezone: "Europe/Paris"}, time.Date(2027, 10, 30, 12, 0, 0, 0, time.UTC))
+	var ticks []time.Time
+	for range 3 {
+		ticks = append(ticks, r.State.ArmedAt)
+		r = Tick(r, r.State.ArmedID, r.State.ArmedAt, r.State.ArmedAt, Observed{}).Record
+	}
+	if !ticks[0].Equal(time.Date(2027, 10, 31, 0, 30, 0, 0, time.UTC)) || !ticks[1].Equal(time.Date(2027, 11, 1, 1, 30, 0, 0, time.UTC)) {
+		t.Fatalf("ticks %v", ticks)
+	}
+}

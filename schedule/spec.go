@@ -245,7 +245,13 @@ func (s *Spec) Next(t time.Time) time.Time {
 			loc = l
 		}
 	}
-	return sched.Next(t.In(loc)).UTC()
+	local := t.In(loc)
+	n := sched.Next(local)
+	// When clocks fall back a wall-clock time happens twice: tick once.
+	if !n.IsZero() && n.Format("2006-01-02 15:04") == local.Format("2006-01-02 15:04") {
+		n = sched.Next(n)
+	}
+	return n.UTC()
 }
 
 // ProcessID is the id of the process started by the tick at t.
