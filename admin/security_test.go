@@ -74,7 +74,7 @@ func TestCrossSiteRefusedWithoutTokens(t *testing.T) {
 		{"DNS rebinding: a foreign Host", "GET", "/api/v1/processes", "", []string{"Host", "evil.example:" + strings.Split(self, ":")[2]}, 403, `is not this server's: without tokens the API answers only to a loopback address or localhost, 127.0.0.1`},
 		{"DNS rebinding on the dashboard", "GET", "/ui/", "", []string{"Host", "attacker.example"}, 403, "is not this server's"},
 		{"the CLI: JSON, no Origin", "GET", "/api/v1/processes/car-1", "", nil, 200, `"process_id": "car-1"`},
-		{"the dashboard: its own origin", "POST", "/api/v1/processes/car-1/signals", `{"name":"approve"}`, []string{"Content-Type", "application/json", "Origin", self}, 409, `does not wait for signal \"approve\" yet (step approval has not started); it waits for no signal now`},
+		{"the dashboard: its own origin", "POST", "/api/v1/processes/car-1/signals", `{"name":"approve"}`, []string{"Content-Type", "application/json", "Origin", self}, 202, `"action": "signal"`},
 		{"a client header instead of JSON", "POST", "/api/v1/processes/car-1/terminate", "", []string{RequestHeader, "1"}, 202, `"action": "terminate"`},
 		{"localhost by name", "GET", "/healthz", "", []string{"Host", "localhost:1234"}, 200, "ok"},
 		{"IPv6 loopback", "GET", "/healthz", "", []string{"Host", "[::1]:1234"}, 200, "ok"},

@@ -64,7 +64,7 @@ func TestAPI(t *testing.T) {
 		{"action with a bad id", "POST", "/api/v1/processes/%2Dx/terminate", opSecret, `{}`, 400, `"-" at the start`},
 		{"start input over the limit", "POST", "/api/v1/processes", opSecret, `{"definition":"repair","input":"` + strings.Repeat("x", workflow.MaxPayloadBytes) + `"}`, 413, "the input is 262146 bytes, over the limit max_payload_bytes = 262144 bytes"},
 		{"signal data over the limit", "POST", "/api/v1/processes/car-1/signals", opSecret, `{"name":"approve","data":"` + strings.Repeat("x", workflow.MaxPayloadBytes) + `"}`, 413, "over the limit max_payload_bytes"},
-		{"signal nobody waits for", "POST", "/api/v1/processes/car-1/signals", opSecret, `{"name":"aprove"}`, 409, `process car-1 (repair v1) has no step that waits for signal "aprove"; it waits for no signal now`},
+		{"signal nobody waits for", "POST", "/api/v1/processes/car-1/signals", opSecret, `{"name":"aprove"}`, 409, `process car-1 (repair v1) has no step that waits for signal "aprove"; it takes approve (step approval pending)`},
 		{"signal without name", "POST", "/api/v1/processes/car-1/signals", opSecret, `{}`, 400, "name is required"},
 		{"invalid definition", "POST", "/api/v1/definitions/validate?file=x.yaml", readSecret, "name: x\nversion: 1\nsteps: []\nbogus: 1\n", 422, "x.yaml:4:1"},
 		{"unknown definition", "GET", "/api/v1/definitions/nope", readSecret, "", 404, "unknown definition"},

@@ -219,6 +219,9 @@ func StateSize(s *State) int {
 		n += 96 + len(s.Admin.StepID) + len(s.Admin.Actor) + len(s.Admin.Reason)
 	}
 	n += len(s.Timers) * (timerOverhead + len(s.ProcessID))
+	for _, sg := range s.Signals {
+		n += 96 + len(sg.Signal) + len(sg.StepID) + len(sg.Data) + len(sg.Actor)
+	}
 	for _, ss := range s.Steps {
 		if ss == nil {
 			continue
@@ -268,6 +271,7 @@ func (d *decider) checkStateLimit() {
 	s.Failure = &Failure{Error: limitInfo(err), At: d.now}
 	d.finish(StatusFailed)
 	s.Output = nil
+	s.Signals = nil
 	for _, ss := range s.Steps {
 		if ss == nil {
 			continue

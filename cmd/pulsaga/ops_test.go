@@ -146,7 +146,6 @@ func TestOperationsCommands(t *testing.T) {
 		{name: "start of an existing id", args: append(op, "start", "repair", "--id", "car-1", "--input", `{"ticket":"T-1"}`), out: []string{"car-1 exists already (repair v1, paused, started ", "with the same input: nothing started"}},
 		{name: "start of an existing id with another input", args: append(op, "start", "repair", "--id", "car-1", "--input", `{"ticket":"T-9"}`), err: "process car-1 exists already (repair v1, paused) with another input than this start's"},
 		{name: "signal nobody waits for", args: append(op, "signal", "car-1", "aprove"), err: `process car-1 (repair v1) has no step that waits for signal "aprove"`},
-		{name: "signal not waited for yet", args: append(op, "signal", "car-1", "approve"), err: `does not wait for signal "approve" yet (step approval has not started)`},
 		{name: "retry", args: append(op, "retry", "car-1", "--step", "repair", "--reason", "part arrived"), out: []string{"car-1: retry of step repair accepted", "by alice"}},
 	}
 	for _, tc := range tests {
@@ -203,5 +202,8 @@ func TestOperationsCommands(t *testing.T) {
 	waitFor(t, stack, "car-1", workflow.StatusCompleted)
 	if _, _, err := runCLI("cancel", "car-1"); err == nil || !strings.Contains(err.Error(), "process car-1 is completed") {
 		t.Errorf("cancel of a completed process: %v", err)
+	}
+	if _, _, err := runCLI("signal", "car-1", "approve"); err == nil || !strings.Contains(err.Error(), "process car-1 is completed; it takes no signals") {
+		t.Errorf("signal to a completed process: %v", err)
 	}
 }
