@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -216,6 +217,7 @@ func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
 	cfg := bench.EngineConfig{
 		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
 		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
+		DeciderSwitch: len(engineModes(b)) > 1,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -308,16 +310,34 @@ func waitingOrDone(r bench.Row) bool {
 	return r.Steps["review"] == "waiting" || r.Terminal
 }
 
-// modes are the decider modes to measure, the default first.
-func modes() []string {
+// modes are the decider modes to measure, the default first: -modes, or
+// every mode the engine's orchestrator offers.
+func modes(b *testing.B) []string {
+	b.Helper()
+	have := engineModes(b)
 	switch *flagModes {
 	case "":
+		return have
 	case "default":
-		return bench.DeciderModes()[:1]
-	default:
-		return strings.Split(*flagModes, ",")
+		return have[:1]
 	}
-	return bench.DeciderModes()
+	want := strings.Split(*flagModes, ",")
+	for _, m := range want {
+		if !slices.Contains(have, m) {
+			b.Fatalf("-modes %s: this engine has the decider modes %v", *flagModes, have)
+		}
+	}
+	return want
+}
+
+// engineModes are the decider modes the engine's orchestrator offers.
+func engineModes(b *testing.B) []string {
+	b.Helper()
+	have, err := bench.DeciderModes(engineBins(b)["orchestrator"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return have
 }
 
 func sizes(s string) []int {
