@@ -34,7 +34,7 @@ var (
 	flagInflight   = flag.String("inflight", "1000,2000", "closed loop: trip sagas kept in flight, one run per size, in the default decider mode")
 	flagOtherSizes = flag.String("other-inflight", "1000", "closed loop: sizes run in the other decider modes")
 	flagModes      = flag.String("modes", "", "decider modes to measure, comma-separated, the first taken as the default mode; \"default\": the engine's default mode only (default: every mode the engine has, its default first)")
-	flagWindow     = flag.Duration("window", 20*time.Second, "closed loop: length of the measuring window (after a warm-up of one generation: as many sagas seen as are in flight)")
+	flagWindow     = flag.Duration("window", 20*time.Second, "closed loop: the measuring window opens after a warm-up of one generation (as many sagas completed as are in flight) and lasts at least this long and at least one more generation")
 	flagOpenRate   = flag.Float64("open-max", 0, "open loop: the measured maximum in sagas/s (make bench passes the closed loop's median); 0 reads -open-max-file")
 	flagOpenFile   = flag.String("open-max-file", "", "open loop: file holding the measured maximum in sagas/s")
 	flagOpenSteps  = flag.String("open-steps", "25,50,75,100", "open loop: arrival rates in % of the measured maximum")
