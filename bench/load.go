@@ -123,11 +123,11 @@ type ClosedLoop struct {
 	Window      time.Duration
 	WindowCount int // default InFlight
 	Total       int
-	Prefix   string // process ids are Prefix-<run>-<n>
-	Start    StartFunc
-	OnWindow func(open bool) error
-	Alive    func() error // checked every second; an error stops the run
-	Drain    time.Duration
+	Prefix      string // process ids are Prefix-<run>-<n>
+	Start       StartFunc
+	OnWindow    func(open bool) error
+	Alive       func() error // checked every second; an error stops the run
+	Drain       time.Duration
 
 	t *tracker
 }
