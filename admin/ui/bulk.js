@@ -176,7 +176,7 @@ function bulkJobPage(id) {
     const handled = j.done + j.failed + j.skipped;
     const elapsed = j.started_at ? ((j.finished_at ? new Date(j.finished_at) : Date.now()) - new Date(j.started_at)) / 1000 : 0;
     const eta = !j.finished_at && j.rate ? Math.ceil(j.remaining / j.rate) : 0;
-    const stop = h("button", { class: "danger", id: "bulk-stop", disabled: ["completed", "cancelled"].includes(j.state), "data-needs-role": "operator",
+    const stop = h("button", { class: "danger", id: "bulk-stop", disabled: ["completed", "cancelled"].includes(j.state) || !mayAct(), "data-needs-role": "operator",
       onclick: () => {
         const reason = window.prompt(`Stop ${j.id}? The processes acted on stay so; the ${j.remaining} others are left alone. Reason:`, "");
         if (reason === null) return;
