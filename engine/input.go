@@ -144,9 +144,9 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 		}
 		ev.Type, ev.StepID, ev.Output, ev.Actor, ev.Reason = workflow.EventType(a.Action), a.StepID, a.Output, a.Actor, a.Reason
 		switch ev.Type {
-		case workflow.EventRetry, workflow.EventSkip, workflow.EventCancel, workflow.EventTerminate:
+		case workflow.EventRetry, workflow.EventSkip, workflow.EventCancel, workflow.EventTerminate, workflow.EventCompensate:
 		default:
-			return in, fmt.Errorf("unknown admin action %q (want retry, skip, cancel or terminate)", a.Action)
+			return in, fmt.Errorf("unknown admin action %q (want retry, skip, cancel, terminate or compensate)", a.Action)
 		}
 	default:
 		return in, fmt.Errorf("unknown message type %q on the events topic", env.Type)

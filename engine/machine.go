@@ -68,9 +68,10 @@ type image struct {
 
 func (img *image) terminal() bool { return img.state != nil && img.state.Status.Terminal() }
 
-// needsDecision: pending events, no decision outstanding, not finished.
+// needsDecision: pending events, no decision outstanding, not finished
+// (a completed process may be re-opened by a parent's compensate).
 func (img *image) needsDecision() bool {
-	return img.outstanding == nil && len(img.pending) > 0 && !img.terminal()
+	return img.outstanding == nil && len(img.pending) > 0 && (!img.terminal() || img.state.Status == workflow.StatusCompleted)
 }
 
 func (img *image) wasSeen(id string) bool { return slices.Contains(img.seen, id) }
@@ -125,7 +126,7 @@ func (m *machine) start(def *workflow.Definition, partition int, in input, now t
 	img := &image{pid: in.pid, def: def, partition: partition, createdAt: now}
 	ev := workflow.Event{
 		V: workflow.EventVersion, Type: workflow.EventStart, ProcessID: in.pid, Input: in.start.Input,
-		Actor: in.start.Actor, Time: in.sent,
+		Actor: in.start.Actor, Time: in.sent, Parent: in.start.Parent,
 	}
 	m.acceptEvent(img, in.envID, ev, now, fx)
 	r := &fx.records[len(fx.records)-1]
@@ -150,7 +151,8 @@ func (m *machine) accept(img *image, in input, now time.Time, fx *effects) {
 		switch {
 		case img.wasSeen(in.envID):
 			fx.drop(DropDuplicate, in.envID)
-		case img.terminal():
+		case img.terminal() && !(in.event.Type == workflow.EventCompensate && img.state.Status == workflow.StatusCompleted):
+			// (a parent compensates a completed child: call steps)
 			fx.drop(DropTerminal, string(in.event.Type))
 		default:
 			m.acceptEvent(img, in.envID, in.event, now, fx)
