@@ -253,13 +253,33 @@ func (r *results) print(w io.Writer, quick bool) bool {
 			row(what, "", num(p50)+" / "+num(p99), "")
 		}
 	}
-	for _, ent := range []string{"client", "topic", "http", "cli-api", "cli"} {
-		what := fmt.Sprintf("starts/s through %s", ent)
-		if v, found := r.get(starts, ent+"-starts/s"); found {
-			row(what, "≥ 1000", num(v), judge(v >= 1000))
-		} else {
-			missing(what, "≥ 1000", !quick)
+	// The start path, entrance by entrance: each is judged on its fastest
+	// way in (a batch call where the entrance offers one).
+	for _, g := range []struct {
+		what string
+		ents []string
+	}{
+		{"events topic (Go client)", []string{"client", "client-many"}},
+		{"starts topic", []string{"topic"}},
+		{"HTTP API", []string{"http", "http-batch"}},
+		{"CLI", []string{"cli", "cli-api", "cli-from", "cli-from-api"}},
+	} {
+		best, bestEnt := 0.0, ""
+		var each []string
+		for _, ent := range g.ents {
+			if v, found := r.get(starts, ent+"-starts/s"); found {
+				each = append(each, fmt.Sprintf("%s %s", ent, num(v)))
+				if v > best {
+					best, bestEnt = v, ent
+				}
+			}
 		}
+		what := "starts/s through the " + g.what
+		if bestEnt == "" {
+			missing(what, "≥ 1000", !quick)
+			continue
+		}
+		row(what, "≥ 1000", fmt.Sprintf("%s (%s)", num(best), strings.Join(each, ", ")), judge(best >= 1000))
 	}
 	if v, found := r.get(memory, "bytes/process"); found {
 		n, _ := r.get(memory, "processes")
