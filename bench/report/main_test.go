@@ -80,3 +80,21 @@ func TestPrint(t *testing.T) {
 		})
 	}
 }
+
+func TestByPackage(t *testing.T) {
+	in := `# comment
+    22.82%  [kernel.kallsyms]  [k] finish_task_switch.isra.0
+     3.10%  orchestrator       [.] encoding/json.appendCompact
+     1.41%  orchestrator       [.] encoding/json.stateInString
+     0.85%  orchestrator       [.] github.com/apache/pulsar-client-go/pulsar.(*partitionProducer).internalFlushCurrentBatch
+     0.50%  orchestrator       [.] runtime.selectgo
+     0.10%  libc.so.6          [.] 0x0000000000012345
+`
+	var sb strings.Builder
+	byPackage(strings.NewReader(in), &sb)
+	for _, want := range []string{"| kernel | 22.8 |", "| encoding/json | 4.5 |", "| github.com/apache/pulsar-client-go/pulsar | 0.8 |", "| runtime | 0.5 |", "| libc.so.6 | 0.1 |"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("missing %q in\n%s", want, sb.String())
+		}
+	}
+}
