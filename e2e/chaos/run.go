@@ -104,14 +104,14 @@ func DefaultConfig() Config {
 
 // FrozenOwnerConfig is the frozen-owner test: no kills, no broker
 // restart, sagas without crash or lost faults, and one owner frozen for
-// 75s — longer than the broker takes to notice (keepAliveIntervalSeconds
+// 90s — longer than the broker takes to notice (keepAliveIntervalSeconds
 // 30: a ping unanswered for 30 to 60s closes the connection), so that the
 // standby takes over while the old owner sleeps.
 func FrozenOwnerConfig() Config {
 	c := DefaultConfig()
-	c.Sagas, c.Duration, c.Drain = 300, 150*time.Second, 120*time.Second
+	c.Sagas, c.Duration, c.Drain = 300, 180*time.Second, 240*time.Second
 	c.NoKills, c.BrokerRestartAt = true, -1
-	c.FreezeAt, c.FreezeFor, c.FreezeTakeover = 0.2, 75*time.Second, true
+	c.FreezeAt, c.FreezeFor, c.FreezeTakeover = 0.25, 90*time.Second, true
 	c.Mix = Mix{TripShare: 0.6, Clean: 0.6, Failing: 0.3}
 	return c
 }
@@ -203,8 +203,17 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return nil, err
 	}
 	defer func() { _ = r.bus.Close() }()
-	if err := engine.EnsureTopics(ctx, r.bus, r.topics); err != nil {
-		return nil, err
+	// A broker just started on a busy machine answers its admin API slowly.
+	for try := 1; ; try++ {
+		err := engine.EnsureTopics(ctx, r.bus, r.topics)
+		if err == nil {
+			break
+		}
+		if try == 10 || ctx.Err() != nil {
+			return nil, err
+		}
+		r.logf("creating the topics: %v; again", err)
+		time.Sleep(5 * time.Second)
 	}
 	r.sagas = make([]Saga, cfg.Sagas)
 	for i := range r.sagas {
@@ -315,7 +324,7 @@ func (r *run) resolveMode(ctx context.Context) error {
 func (r *run) connect(ctx context.Context) (*pulsarbus.Bus, error) {
 	return pulsarbus.New(ctx, pulsarbus.Config{
 		ServiceURL: r.broker.ServiceURL, AdminURL: r.broker.AdminURL, Namespace: r.ns,
-		ConnectionTimeout: 5 * time.Second, OperationTimeout: 10 * time.Second,
+		ConnectionTimeout: 10 * time.Second, OperationTimeout: 30 * time.Second,
 	}, zerolog.Nop())
 }
 
