@@ -102,21 +102,32 @@ func (r LoopResult) Rate() float64 {
 
 // ClosedLoop keeps InFlight processes running: each one seen at its
 // wanted row lets the next start. It first runs until Warmup processes
-// have been seen, then measures for Window (OnWindow is called when the
-// window opens and when it closes, to read counters), then stops starting
-// and waits for the processes in flight. With Total > 0 it stops after
-// Total starts instead, and the window is the whole run.
+// have been seen, then measures over a window (OnWindow is called when the
+// window opens and when it closes, to read counters) that lasts at least
+// Window and until WindowCount processes were seen in it, then stops
+// starting and returns without waiting for the processes in flight.
+//
+// Why a count as well as a time: processes started together move through
+// the engine together, and a closed loop keeps them in step for many
+// generations (they complete in waves one latency apart), so a window of
+// fixed length shorter than a few latencies measures a crest or a trough.
+// A window of at least one whole generation (WindowCount = InFlight)
+// averages over the waves.
+//
+// With Total > 0 it stops after Total starts instead, waits until all are
+// seen, and the window is the whole run.
 type ClosedLoop struct {
-	InFlight int
-	Senders  int // goroutines sending start requests (default min(InFlight, 64))
-	Warmup   int
-	Window   time.Duration
-	Total    int
-	Prefix   string // process ids are Prefix-<run>-<n>
-	Start    StartFunc
-	OnWindow func(open bool) error
-	Alive    func() error // checked every second; an error stops the run
-	Drain    time.Duration
+	InFlight    int
+	Senders     int // goroutines sending start requests (default min(InFlight, 64))
+	Warmup      int
+	Window      time.Duration
+	WindowCount int // default InFlight
+	Total       int
+	Prefix      string // process ids are Prefix-<run>-<n>
+	Start       StartFunc
+	OnWindow    func(open bool) error
+	Alive       func() error // checked every second; an error stops the run
+	Drain       time.Duration
 
 	t *tracker
 }
@@ -273,7 +284,12 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		open := time.Now()
 		winOpen.Store(open.UnixNano())
 		end := open.Add(l.Window)
-		if err := wait(func() bool { return !time.Now().Before(end) }, "window", l.Window+time.Minute); err != nil {
+		count := int64(l.WindowCount)
+		if count <= 0 {
+			count = int64(l.InFlight)
+		}
+		done0 := t.done.Load()
+		if err := wait(func() bool { return !time.Now().Before(end) && t.done.Load()-done0 >= count }, "window", l.Window+l.Drain); err != nil {
 			return fail(err)
 		}
 		winClose.Store(time.Now().UnixNano())
@@ -285,6 +301,13 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		}
 		stopSending()
 		wg.Wait()
+		t.mu.Lock()
+		res.Latencies = t.lat
+		res.InWindow = len(t.lat)
+		t.mu.Unlock()
+		res.Started, res.Done = int(started.Load()), int(t.done.Load())
+		res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
+		return res, nil
 	} else {
 		total := int64(l.Total)
 		if err := wait(func() bool { return started.Load()+int64(len(errc)) >= total || sctx.Err() != nil }, "sending", l.Drain); err != nil {
@@ -303,9 +326,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 	t.mu.Unlock()
 	res.Started, res.Done = int(n), int(t.done.Load())
 	res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
-	if l.Window <= 0 {
-		res.Window = res.Last.Sub(res.First)
-	}
+	res.Window = res.Last.Sub(res.First)
 	return res, nil
 }
 
@@ -456,5 +477,114 @@ schedule:
 	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
 	res.Last = time.Unix(0, t.last.Load())
 	res.Window = res.Last.Sub(begin)
+	return res, nil
+}
+
+// Burst sends N start requests through an entrance as fast as it takes
+// them: Senders goroutines each sending batches of up to Batch process ids
+// (StartBatch; Batch 1 for entrances that take one request at a time), and
+// waits until every process has been seen. Its window is the first request
+// to the last process seen.
+type Burst struct {
+	N, Batch, Senders int
+	Prefix            string
+	StartBatch        func(ctx context.Context, pids []string) error
+	Alive             func() error
+	Drain             time.Duration // how long to wait for the processes after the last request
+
+	t *tracker
+}
+
+// Seen is the OnSeen of the Watcher this burst reads.
+func (l *Burst) Seen(r Row, at time.Time) {
+	trackers.Lock()
+	t := l.t
+	trackers.Unlock()
+	if t != nil {
+		t.Seen(r, at)
+	}
+}
+
+// Run sends the burst.
+func (l *Burst) Run(ctx context.Context) (LoopResult, error) {
+	if l.N <= 0 || l.StartBatch == nil {
+		return LoopResult{}, errors.New("burst: N and StartBatch are required")
+	}
+	batch, senders := max(l.Batch, 1), max(l.Senders, 1)
+	if l.Drain <= 0 {
+		l.Drain = 10 * time.Minute
+	}
+	t := newTracker(l.N)
+	trackers.Lock()
+	l.t = t
+	trackers.Unlock()
+	run := time.Now().UnixNano()
+	var batches [][]string
+	for i := 0; i < l.N; i += batch {
+		var b []string
+		for j := i; j < min(i+batch, l.N); j++ {
+			b = append(b, fmt.Sprintf("%s-%d-%d", l.Prefix, run, j))
+		}
+		batches = append(batches, b)
+	}
+	work := make(chan []string, len(batches))
+	for _, b := range batches {
+		work <- b
+	}
+	close(work)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, senders)
+	var wg sync.WaitGroup
+	first := time.Now()
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				now := time.Now()
+				for _, pid := range b {
+					t.add(pid, now)
+				}
+				if err := l.StartBatch(sctx, b); err != nil {
+					errc <- fmt.Errorf("start %s…: %w", b[0], err)
+					stop()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := LoopResult{Started: l.N, First: first}
+	select {
+	case err := <-errc:
+		return res, err
+	default:
+	}
+	deadline := time.Now().Add(l.Drain)
+	for t.done.Load() < int64(l.N) {
+		if err := t.failure(); err != nil {
+			return res, err
+		}
+		if l.Alive != nil {
+			if err := l.Alive(); err != nil {
+				return res, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("burst: %d of %d processes seen %s after the last request", t.done.Load(), l.N, l.Drain)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.mu.Lock()
+	res.Latencies = t.lat
+	t.mu.Unlock()
+	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
+	res.Last = time.Unix(0, t.last.Load())
+	res.Window = res.Last.Sub(first)
 	return res, nil
 }

@@ -7,10 +7,6 @@ import (
 	"time"
 )
 
-// MaxForEachItems bounds the fan-out of one for_each step; a longer list
-// fails the step (ExpressionError).
-const MaxForEachItems = 10000
-
 // Decision is the outcome of folding events into a state.
 type Decision struct {
 	// State is the new state (a copy; the input state is never modified).
@@ -74,11 +70,14 @@ func Decide(def *Definition, st *State, events []Event, now time.Time) (Decision
 	}
 	d := &decider{def: def, s: s, now: now, before: s.Status}
 	for i := range events {
-		d.apply(i, &events[i])
+		if ev, ok := d.withinLimits(i, &events[i]); ok {
+			d.apply(i, ev)
+		}
 	}
 	if s.Status != StatusNew && !s.Status.Terminal() {
 		d.advance()
 	}
+	d.checkStateLimit()
 	if s.Status != d.before || len(d.cmds) > 0 || len(d.timers) > 0 {
 		s.UpdatedAt = now
 	}
@@ -104,6 +103,10 @@ type decider struct {
 	ignored []Ignored
 	env     *Env
 	envOut  []bool
+	// cmdBytes is the estimated size of cmds; full says that the next
+	// command would take it over MaxDecisionBytes (see limits.go).
+	cmdBytes int
+	full     bool
 }
 
 func (d *decider) ignore(i int, ev *Event, r IgnoreReason, format string, args ...any) {
@@ -124,6 +127,10 @@ func (d *decider) apply(i int, ev *Event) {
 	}
 	if s.Status == StatusNew {
 		d.ignore(i, ev, IgnoreNotStarted, "process has not started")
+		return
+	}
+	if ev.Type == EventCompensate { // call.go: a parent compensates this child
+		d.compensateCompleted(i, ev)
 		return
 	}
 	if s.Status.Terminal() {
@@ -165,6 +172,7 @@ func (d *decider) start(ev *Event) {
 	s.Workflow = d.def.Name
 	s.Version = d.def.Version
 	s.Input = ev.Input
+	s.Parent = ev.Parent // call.go
 	if len(s.Input) == 0 {
 		s.Input = json.RawMessage("null")
 	}
@@ -174,6 +182,9 @@ func (d *decider) start(ev *Event) {
 		s.Steps[i] = &StepState{ID: step.ID, Status: StepPending}
 	}
 	s.Status = StatusRunning
+	if d.startOverLimit() {
+		return
+	}
 	if err := d.def.ValidateInput(s.Input); err != nil {
 		s.Failure = &Failure{Error: &ErrorInfo{Type: ErrTypeInvalidInput, Message: err.Error()}, At: d.now}
 		d.finish(StatusFailed)
@@ -468,6 +479,7 @@ func (d *decider) timerFired(i int, ev *Event) {
 		at := &run.Attempts[t.Attempt-1]
 		at.Outcome = OutcomeTimedOut
 		at.EndedAt = d.now
+		d.stopTimedOutChild(k, idx, t.Attempt, t.Compensation) // call.go
 		timeout := step.Timeout
 		if t.Compensation {
 			timeout = step.Compensate.Timeout
@@ -487,6 +499,7 @@ func (d *decider) timerFired(i int, ev *Event) {
 					at.Outcome = OutcomeAbandoned
 					at.EndedAt = d.now
 					d.cancelAttemptTimer(cmdRef{step: step.ID, item: itemIdx(step, ri), attempt: r.Attempt})
+					d.stopTimedOutChild(k, ri, r.Attempt, false) // call.go
 				}
 				r.Status = RunFailed
 				r.Error = e
@@ -696,6 +709,7 @@ func (d *decider) adminSkip(i int, ev *Event) {
 // flight.
 func (d *decider) startCompensating() {
 	s := d.s
+	d.stopChildren(d.liveChildren(), CmdCancelChild) // call.go
 	s.Status = StatusCompensating
 	d.cancelTimersOfKind(TimerWorkflowTimeout)
 	for k, step := range d.def.Steps {
@@ -728,7 +742,8 @@ func (d *decider) finish(st Status) {
 	s := d.s
 	s.Status = st
 	s.EndedAt = d.now
-	s.Signals = nil // no wait will take them
+	s.Signals = nil          // no wait will take them
+	kids := d.liveChildren() // call.go
 	for _, t := range s.Timers {
 		d.cancelTimerID(t.ID)
 	}
@@ -752,7 +767,9 @@ func (d *decider) finish(st Status) {
 			}
 		}
 		d.cmds = nil
+		d.stopChildren(kids, CmdTerminateChild) // call.go: the parent ended, its children stop
 	}
+	d.releaseChildren() // call.go
 	// Whatever was still in flight is abandoned: its results will be
 	// ignored.
 	for _, ss := range s.Steps {
@@ -993,7 +1010,7 @@ func (d *decider) startStep(k int) {
 			return
 		}
 		if len(items) > MaxForEachItems {
-			d.exprFailed(k, "for_each", fmt.Errorf("for_each yields %d items, more than %d", len(items), MaxForEachItems))
+			d.limitFailed(k, &LimitError{Limit: "max_for_each_items", What: "the for_each list of step " + step.ID, Size: len(items), Max: MaxForEachItems})
 			return
 		}
 		ss.Items = make([]json.RawMessage, len(items))
@@ -1028,7 +1045,7 @@ func (d *decider) startStep(k int) {
 func (d *decider) dispatchRuns(k int, retriesOnly bool) bool {
 	step := d.def.Steps[k]
 	ss := d.s.Steps[k]
-	if step.Kind != KindTask || ss.Status != StepRunning {
+	if (step.Kind != KindTask && step.Kind != KindCall) || ss.Status != StepRunning || d.full {
 		return false
 	}
 	inflight := 0
@@ -1070,12 +1087,25 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	item := itemIdx(step, idx)
 	var input json.RawMessage
-	v, err := tmpl.Eval(d.envFor(tmpl, k, item))
-	if err == nil {
-		input, err = json.Marshal(v)
+	var err error
+	if step.Kind == KindCall { // call.go: a command the engine carries out
+		service, command = EngineService, CmdStartChild
+		if comp {
+			command = CmdCompensateChild
+		}
+		input, err = d.callInput(k, idx, comp, run.Attempt+1)
+	} else {
+		var v any
+		v, err = tmpl.Eval(d.envFor(tmpl, k, item))
+		if err == nil {
+			input, err = json.Marshal(v)
+		}
 	}
 	if err != nil {
 		e := &ErrorInfo{Type: ErrTypeExpression, Message: "input: " + err.Error(), Retryable: ptr(false)}
+		if de, ok := err.(*callDepthError); ok {
+			e = &ErrorInfo{Type: ErrTypeCallDepth, Message: de.Error(), Retryable: ptr(false)}
+		}
 		run.Error = e
 		if comp {
 			run.Status = RunFailed
@@ -1099,6 +1129,10 @@ func (d *decider) send(k, idx int, comp bool) bool {
 		ID: id, ProcessID: d.s.ProcessID, StepID: step.ID, Attempt: n, Item: itemPtr(step, idx),
 		Service: service, Command: command, Input: input, IdempotencyKey: id, Compensation: comp,
 		Timeout: timeout, NotBefore: notBefore,
+	}
+	if !d.commandFits(k, idx, comp, &cmd) {
+		run.Attempt--
+		return false
 	}
 	if timeout > 0 {
 		cmd.Deadline = start.Add(timeout)
@@ -1145,6 +1179,7 @@ func (d *decider) compensate() bool {
 		}
 	}
 	allDone := true
+	blocked := d.compensationsBlocked()
 	for k := range d.def.Steps {
 		ss := s.Steps[k]
 		if ss.Compensations == nil {
@@ -1155,19 +1190,15 @@ func (d *decider) compensate() bool {
 		}
 		// a step's compensation starts after those of the steps that
 		// depend on it
-		ready := true
-		for _, dep := range d.def.dependents[k] {
-			if !d.compDone(dep) {
-				ready = false
-				break
-			}
-		}
-		if !ready {
+		if blocked[k] {
 			continue
 		}
 		for i, c := range ss.Compensations {
 			if c == nil || (c.Status != RunPending && c.Status != RunRetrying) {
 				continue
+			}
+			if d.full {
+				break // the decision is full: the rest waits for the next one
 			}
 			if ss.Status != StepCompensating {
 				ss.Status = StepCompensating
