@@ -99,8 +99,9 @@ func newEnv(b *testing.B, name string) *benchEnv {
 	return e
 }
 
-// bus opens a client on the environment's namespace (creating it); the
-// caller closes it.
+// bus opens a client on the environment's namespace (creating it),
+// closed when the benchmark ends, after what was started on it later (the
+// cleanups run last-in first-out).
 func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -109,6 +110,7 @@ func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = bb.Close() })
 	return bb
 }
 
