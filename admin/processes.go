@@ -418,44 +418,23 @@ type StartBody struct {
 }
 
 func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
-	var req StartBody
-	if err := decodeBody(w, r, &req); err != nil {
+	var body StartBody
+	if err := decodeBody(w, r, &body); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if req.Definition == "" {
-		s.fail(w, r, fmt.Errorf("%w: definition is required", ErrBadRequest))
-		return
-	}
-	if req.Version < 0 {
-		s.fail(w, r, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest))
-		return
-	}
-	if strings.ContainsAny(req.ProcessID, "/ \t\n") || len(req.ProcessID) > 200 {
-		s.fail(w, r, fmt.Errorf("%w: process_id %q must have at most 200 characters, without '/' or spaces", ErrBadRequest, req.ProcessID))
-		return
-	}
-	def, err := s.opts.Registry.Get(r.Context(), req.Definition, req.Version)
+	p := PrincipalFrom(r.Context())
+	req, err := s.startRequest(r.Context(), body, p)
 	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if err := checkInput(def, req.Input); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if req.ProcessID == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		req.ProcessID = def.Name + "-" + hex.EncodeToString(b[:])
 	}
 	if err := s.refresh(r.Context()); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	p := PrincipalFrom(r.Context())
 	_, exists := s.status.Get(req.ProcessID)
-	if err := s.acts.Start(r.Context(), protocol.StartRequest{ProcessID: req.ProcessID, Definition: def.Name, Version: def.Version, Input: req.Input, Actor: p.Name}); err != nil {
+	if err := s.acts.Start(r.Context(), req); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: send start: %v", ErrUnavailable, err))
 		return
 	}
@@ -464,7 +443,35 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 	if exists {
 		code = http.StatusOK
 	}
-	writeJSON(w, code, ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: "start:" + req.ProcessID, Actor: p.Name, Created: &created})
+	writeJSON(w, code, ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: protocol.StartEnvelopeID(req.ProcessID), Actor: p.Name, Created: &created})
+}
+
+// startRequest checks a start body (definition registered, input valid
+// against its schema, process id usable) and makes the request to send; a
+// missing process id is generated.
+func (s *Server) startRequest(ctx context.Context, body StartBody, p Principal) (protocol.StartRequest, error) {
+	if body.Definition == "" {
+		return protocol.StartRequest{}, fmt.Errorf("%w: definition is required", ErrBadRequest)
+	}
+	if body.Version < 0 {
+		return protocol.StartRequest{}, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest)
+	}
+	if strings.ContainsAny(body.ProcessID, "/ \t\n") || len(body.ProcessID) > 200 {
+		return protocol.StartRequest{}, fmt.Errorf("%w: process_id %q must have at most 200 characters, without '/' or spaces", ErrBadRequest, body.ProcessID)
+	}
+	def, err := s.opts.Registry.Get(ctx, body.Definition, body.Version)
+	if err != nil {
+		return protocol.StartRequest{}, err
+	}
+	if err := checkInput(def, body.Input); err != nil {
+		return protocol.StartRequest{}, err
+	}
+	if body.ProcessID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		body.ProcessID = def.Name + "-" + hex.EncodeToString(b[:])
+	}
+	return protocol.StartRequest{ProcessID: body.ProcessID, Definition: def.Name, Version: def.Version, Input: body.Input, Actor: p.Name}, nil
 }
 
 func checkInput(def *workflow.Definition, in json.RawMessage) error {
