@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,6 +37,9 @@ type ProcessSummary struct {
 	EndedAt    time.Time         `json:"ended_at,omitzero"`
 	// Stuck says why the process needs an operator ("" when it does not).
 	Stuck string `json:"stuck,omitempty"`
+	// ErrorType is the type of the error that failed a step ("" when none),
+	// such as NoSeats or Timeout.
+	ErrorType string `json:"error_type,omitempty"`
 }
 
 // ProcessList is a page of processes.
@@ -70,6 +74,9 @@ type ActionResult struct {
 	Actor     string `json:"actor"`
 	// Created is false for a start of an id that exists already.
 	Created *bool `json:"created,omitempty"`
+	// Existing is the process that has the id already (Created false):
+	// nothing was started.
+	Existing *ProcessSummary `json:"existing,omitempty"`
 }
 
 // ListFilter selects processes.
@@ -85,10 +92,21 @@ type ListFilter struct {
 	// without progress for longer than StuckAfter.
 	Stuck      bool
 	StuckAfter time.Duration
+	// Step keeps processes in which that step has started (any status but
+	// pending); StepStatus (with Step) keeps those where it has that status.
+	Step       string
+	StepStatus workflow.StepStatus
+	// ErrorType keeps processes whose last step failure has that type.
+	ErrorType string
 	// Query keeps ids containing it.
 	Query  string
 	Limit  int
 	Cursor string
+}
+
+var allStepStatuses = []workflow.StepStatus{
+	workflow.StepPending, workflow.StepRunning, workflow.StepWaiting, workflow.StepCompleted, workflow.StepSkipped, workflow.StepFailed,
+	workflow.StepCancelled, workflow.StepCompensating, workflow.StepCompensated, workflow.StepCompensationFailed,
 }
 
 var allStatuses = []workflow.Status{
@@ -98,12 +116,22 @@ var allStatuses = []workflow.Status{
 
 // ParseListFilter reads a filter from query parameters (see docs/api.md).
 func ParseListFilter(q url.Values, defaultStuck time.Duration) (ListFilter, error) {
-	f := ListFilter{Definition: q.Get("definition"), Query: q.Get("q"), Cursor: q.Get("cursor"), Limit: 100, StuckAfter: defaultStuck}
+	f := ListFilter{Definition: q.Get("definition"), Query: q.Get("q"), Cursor: q.Get("cursor"), Limit: 100, StuckAfter: defaultStuck,
+		Step: q.Get("step"), StepStatus: workflow.StepStatus(q.Get("step_status")), ErrorType: q.Get("error_type")}
 	known := map[string]bool{"status": true, "definition": true, "version": true, "started_after": true, "started_before": true,
-		"updated_after": true, "updated_before": true, "stuck": true, "stuck_after": true, "q": true, "limit": true, "cursor": true}
+		"updated_after": true, "updated_before": true, "stuck": true, "stuck_after": true, "step": true, "step_status": true,
+		"error_type": true, "q": true, "limit": true, "cursor": true}
 	for k := range q {
 		if !known[k] {
-			return f, fmt.Errorf("%w: unknown query parameter %q (have status, definition, version, started_after, started_before, updated_after, updated_before, stuck, stuck_after, q, limit, cursor)", ErrBadRequest, k)
+			return f, fmt.Errorf("%w: unknown query parameter %q (have status, definition, version, started_after, started_before, updated_after, updated_before, stuck, stuck_after, step, step_status, error_type, q, limit, cursor)", ErrBadRequest, k)
+		}
+	}
+	if f.StepStatus != "" {
+		if f.Step == "" {
+			return f, fmt.Errorf("%w: step_status needs step", ErrBadRequest)
+		}
+		if !slices.Contains(allStepStatuses, f.StepStatus) {
+			return f, fmt.Errorf("%w: step_status %q is not one of %v", ErrBadRequest, f.StepStatus, allStepStatuses)
 		}
 	}
 	for _, v := range q["status"] {
@@ -174,8 +202,19 @@ func summarize(r engine.StatusRecord, now time.Time, after time.Duration) Proces
 	return ProcessSummary{
 		ProcessID: r.ProcessID, Definition: r.Definition, Version: r.Version, Status: r.Status, Steps: r.Steps,
 		LastError: r.LastError, Seq: r.Seq, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, EndedAt: r.EndedAt,
-		Stuck: stuckReason(r, now, after),
+		Stuck: stuckReason(r, now, after), ErrorType: errorType(r),
 	}
+}
+
+// errorType is the type of a process's last step failure: the status row's
+// last error reads "<step>: <type>: <message>".
+func errorType(r engine.StatusRecord) string {
+	_, rest, ok := strings.Cut(r.LastError, ": ")
+	if !ok {
+		return ""
+	}
+	typ, _, _ := strings.Cut(rest, ": ")
+	return typ
 }
 
 // Cursors are (started_at, process id) of the last row of a page: the list
@@ -249,8 +288,15 @@ func match(r engine.StatusRecord, f ListFilter, now time.Time) bool {
 		!f.UpdatedAfter.IsZero() && r.UpdatedAt.Before(f.UpdatedAfter),
 		!f.UpdatedBefore.IsZero() && !r.UpdatedAt.Before(f.UpdatedBefore),
 		f.Query != "" && !strings.Contains(r.ProcessID, f.Query),
+		f.ErrorType != "" && errorType(r) != f.ErrorType,
 		f.Stuck && stuckReason(r, now, f.StuckAfter) == "":
 		return false
+	}
+	if f.Step != "" {
+		st, ok := r.Steps[f.Step]
+		if !ok || workflow.StepStatus(st) == workflow.StepPending || (f.StepStatus != "" && workflow.StepStatus(st) != f.StepStatus) {
+			return false
+		}
 	}
 	return true
 }
@@ -268,7 +314,28 @@ func (s *Server) listProcesses(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Filter(s.status.List(), f, s.opts.Clock()))
 }
 
+// processID is the {id} of a request's path, checked against the rule of
+// process ids (a bad one can name no process).
+func processID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := workflow.CheckProcessID(id); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return id, nil
+}
+
+// checkPayload answers 413 for data over max_payload_bytes.
+func checkPayload(what string, data json.RawMessage) error {
+	if err := workflow.CheckPayload(what, data); err != nil {
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	}
+	return nil
+}
+
 func (s *Server) row(ctx context.Context, pid string) (engine.StatusRecord, error) {
+	if err := workflow.CheckProcessID(pid); err != nil {
+		return engine.StatusRecord{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	if err := s.refresh(ctx); err != nil {
 		return engine.StatusRecord{}, err
 	}
@@ -333,6 +400,10 @@ func (s *Server) action(name string) http.HandlerFunc {
 			s.fail(w, r, fmt.Errorf("%w: skip needs step_id", ErrBadRequest))
 			return
 		}
+		if err := checkPayload("the output", req.Output); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		row, err := s.row(r.Context(), r.PathValue("id"))
 		if err != nil {
 			s.fail(w, r, err)
@@ -359,14 +430,23 @@ func (s *Server) action(name string) http.HandlerFunc {
 // can apply, so the caller hears why not instead of an action the decider
 // ignores. (The decider checks again: the row may be a moment old.)
 func (s *Server) allowed(ctx context.Context, row engine.StatusRecord, action, step string) error {
+	return actionApplies(ctx, s.opts.Registry, row, action, step)
+}
+
+// actionApplies checks that an action (retry, skip, cancel, terminate or
+// signal) can apply to a process as its status row shows it.
+func actionApplies(ctx context.Context, reg *engine.Registry, row engine.StatusRecord, action, step string) error {
 	pid, st := row.ProcessID, row.Status
+	if action == "signal" && st.Terminal() {
+		return fmt.Errorf("%w: process %s is %s; it takes no signals", ErrConflict, pid, st)
+	}
 	if st.Terminal() {
 		return fmt.Errorf("%w: process %s is %s; nothing can change it any more", ErrConflict, pid, st)
 	}
 	stepStatus := workflow.StepStatus(row.Steps[step])
 	if step != "" {
 		if _, ok := row.Steps[step]; !ok {
-			def, err := s.opts.Registry.Get(ctx, row.Definition, row.Version)
+			def, err := reg.Get(ctx, row.Definition, row.Version)
 			if err != nil || !slices.ContainsFunc(def.Steps, func(x *workflow.Step) bool { return x.ID == step }) {
 				return fmt.Errorf("%w: process %s (%s v%d) has no step %q", ErrNotFound, pid, row.Definition, row.Version, step)
 			}
@@ -423,8 +503,7 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	p := PrincipalFrom(r.Context())
-	req, err := s.startRequest(r.Context(), body, p)
+	req, def, err := s.startRequest(r.Context(), body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -433,45 +512,100 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	_, exists := s.status.Get(req.ProcessID)
+	p := PrincipalFrom(r.Context())
+	req.Actor = p.Name
+	res := ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: protocol.StartEnvelopeID(req.ProcessID), Actor: p.Name}
+	if row, exists := s.status.Get(req.ProcessID); exists {
+		// Starting an existing id changes nothing: say so, and whether
+		// this start asks for something else than the process has.
+		created := false
+		res.Created = &created
+		sum := summarize(row, s.opts.Clock(), s.opts.StuckAfter)
+		res.Existing = &sum
+		if err := ExistingStart(r.Context(), row, def, req.Input, s.opts.ReadProcess); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
 	if err := s.acts.Start(r.Context(), req); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: send start: %v", ErrUnavailable, err))
 		return
 	}
-	created := !exists
-	code := http.StatusAccepted
-	if exists {
-		code = http.StatusOK
-	}
-	writeJSON(w, code, ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: protocol.StartEnvelopeID(req.ProcessID), Actor: p.Name, Created: &created})
+	created := true
+	res.Created = &created
+	writeJSON(w, http.StatusAccepted, res)
 }
 
-// startRequest checks a start body (definition registered, input valid
-// against its schema, process id usable) and makes the request to send; a
-// missing process id is generated.
-func (s *Server) startRequest(ctx context.Context, body StartBody, p Principal) (protocol.StartRequest, error) {
+// startRequest checks a start body (process id usable, input within the
+// payload limit, definition registered, input valid against its schema)
+// and makes the request to send, with its definition; a missing process id
+// is generated. The actor is the caller's to set.
+func (s *Server) startRequest(ctx context.Context, body StartBody) (protocol.StartRequest, *workflow.Definition, error) {
 	if body.Definition == "" {
-		return protocol.StartRequest{}, fmt.Errorf("%w: definition is required", ErrBadRequest)
+		return protocol.StartRequest{}, nil, fmt.Errorf("%w: definition is required", ErrBadRequest)
 	}
 	if body.Version < 0 {
-		return protocol.StartRequest{}, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest)
+		return protocol.StartRequest{}, nil, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest)
 	}
-	if strings.ContainsAny(body.ProcessID, "/ \t\n") || len(body.ProcessID) > 200 {
-		return protocol.StartRequest{}, fmt.Errorf("%w: process_id %q must have at most 200 characters, without '/' or spaces", ErrBadRequest, body.ProcessID)
+	if body.ProcessID != "" {
+		if err := workflow.CheckProcessID(body.ProcessID); err != nil {
+			return protocol.StartRequest{}, nil, fmt.Errorf("%w: process_id: %w", ErrBadRequest, err)
+		}
+	}
+	if err := checkPayload("the input", body.Input); err != nil {
+		return protocol.StartRequest{}, nil, err
 	}
 	def, err := s.opts.Registry.Get(ctx, body.Definition, body.Version)
 	if err != nil {
-		return protocol.StartRequest{}, err
+		return protocol.StartRequest{}, nil, err
 	}
 	if err := checkInput(def, body.Input); err != nil {
-		return protocol.StartRequest{}, err
+		return protocol.StartRequest{}, nil, err
 	}
 	if body.ProcessID == "" {
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		body.ProcessID = def.Name + "-" + hex.EncodeToString(b[:])
 	}
-	return protocol.StartRequest{ProcessID: body.ProcessID, Definition: def.Name, Version: def.Version, Input: body.Input, Actor: p.Name}, nil
+	return protocol.StartRequest{ProcessID: body.ProcessID, Definition: def.Name, Version: def.Version, Input: body.Input}, def, nil
+}
+
+// ExistingStart checks a start of an id that exists already (row) against
+// the process: a start of another definition, or with another input, is a
+// conflict (the process keeps its own); the same start again is
+// idempotent (nil). The CLI's direct mode uses it too.
+func ExistingStart(ctx context.Context, row engine.StatusRecord, def *workflow.Definition, input json.RawMessage, read ProcessReader) error {
+	pid := row.ProcessID
+	if row.Definition != def.Name {
+		return fmt.Errorf("%w: process %s exists already, of definition %s v%d (%s); a process id names one process: choose another id", ErrConflict, pid, row.Definition, row.Version, row.Status)
+	}
+	v, err := read(ctx, row)
+	if err != nil || v.State == nil {
+		return nil // cannot compare: the start stays idempotent
+	}
+	if !sameJSON(v.State.Input, input) {
+		return fmt.Errorf("%w: process %s exists already (%s v%d, %s) with another input than this start's; it keeps its own (a start of an existing id with the same input changes nothing: choose another id to start another process)", ErrConflict, pid, row.Definition, row.Version, row.Status)
+	}
+	return nil
+}
+
+// sameJSON compares two JSON values (absent and null are the same).
+func sameJSON(a, b json.RawMessage) bool {
+	decode := func(m json.RawMessage) (any, bool) {
+		if len(bytes.TrimSpace(m)) == 0 {
+			return nil, true
+		}
+		d := json.NewDecoder(bytes.NewReader(m))
+		d.UseNumber()
+		var v any
+		err := d.Decode(&v)
+		return v, err == nil
+	}
+	va, oka := decode(a)
+	vb, okb := decode(b)
+	return oka && okb && reflect.DeepEqual(va, vb)
 }
 
 func checkInput(def *workflow.Definition, in json.RawMessage) error {
@@ -515,13 +649,18 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: name is required", ErrBadRequest))
 		return
 	}
+	if err := checkPayload("the data", req.Data); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	row, err := s.row(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if row.Status.Terminal() {
-		s.fail(w, r, fmt.Errorf("%w: process %s is %s; it takes no signals", ErrConflict, row.ProcessID, row.Status))
+	def, _ := s.opts.Registry.Get(r.Context(), row.Definition, row.Version)
+	if err := CheckSignal(def, row, req.Name); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if req.SignalID == "" {

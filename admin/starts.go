@@ -45,9 +45,10 @@ type BatchStartResult struct {
 }
 
 // startBatch starts many processes with one request: each start is checked
-// as a single start is; the valid ones are sent together (one round trip to
-// the broker for all), and the answer lists every start's outcome in
-// order. A start that fails does not hold back the others; the status is
+// as a single start is (a start of an existing id is accepted without
+// being sent when it asks for the same process, a conflict otherwise); the
+// others are sent together (one round trip to the broker for all), and the
+// answer lists every start's outcome in order. A start that fails does not hold back the others; the status is
 // 200 when at least one was accepted or all were refused for their own
 // reasons, 503 when the engine could take none.
 func (s *Server) startBatch(w http.ResponseWriter, r *http.Request) {
@@ -66,11 +67,15 @@ func (s *Server) startBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	p := PrincipalFrom(r.Context())
 	res := BatchStartResult{Actor: p.Name, Results: make([]BatchStartItem, len(body.Starts))}
+	if err := s.refresh(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	var reqs []protocol.StartRequest
 	var slots []int // index in Results of each request
 	seen := map[string]int{}
 	for i, b := range body.Starts {
-		req, err := s.startRequest(r.Context(), b, p)
+		req, def, err := s.startRequest(r.Context(), b)
 		if err == nil {
 			if j, dup := seen[req.ProcessID]; dup {
 				err = fmt.Errorf("%w: process_id %s is also start #%d of this batch", ErrBadRequest, req.ProcessID, j+1)
@@ -82,19 +87,24 @@ func (s *Server) startBatch(w http.ResponseWriter, r *http.Request) {
 		}
 		seen[req.ProcessID] = i
 		res.Results[i].ProcessID = req.ProcessID
+		if row, exists := s.status.Get(req.ProcessID); exists {
+			// As a single start: the same start again changes nothing,
+			// another one is a conflict; neither is sent.
+			if err := ExistingStart(r.Context(), row, def, req.Input, s.opts.ReadProcess); err != nil {
+				res.Results[i].Error = detail(err)
+				continue
+			}
+			created := false
+			res.Results[i].Accepted, res.Results[i].Created = true, &created
+			continue
+		}
+		req.Actor = p.Name
 		reqs = append(reqs, req)
 		slots = append(slots, i)
+		created := true
+		res.Results[i].Created = &created
 	}
 	if len(reqs) > 0 {
-		if err := s.refresh(r.Context()); err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		for _, i := range slots {
-			_, exists := s.status.Get(res.Results[i].ProcessID)
-			created := !exists
-			res.Results[i].Created = &created
-		}
 		err := s.acts.StartMany(r.Context(), reqs)
 		var se *engine.StartErrors
 		if err != nil && !errors.As(err, &se) {

@@ -16,7 +16,7 @@ func TestBatchStart(t *testing.T) {
 		`{"process_id":"car-1","definition":"repair","input":{"ticket":"T-1"}}`,
 		`{"process_id":"car-2","definition":"repair","input":{"ticket":7}}`,     // against the schema
 		`{"process_id":"car-3","definition":"nope"}`,                            // unknown definition
-		`{"process_id":"car-0","definition":"repair","input":{"ticket":"T-0"}}`, // exists: accepted, not created
+		`{"process_id":"car-0","definition":"repair","input":{"ticket":"T-1"}}`, // exists, same start: accepted, not created
 		`{"definition":"repair","input":{"ticket":"T-4"}}`,                      // id generated
 		`{"process_id":"car-1","definition":"repair","input":{"ticket":"T-1"}}`, // twice in one batch
 		`{"process_id":"a b","definition":"repair"}`,                            // bad id
@@ -39,7 +39,7 @@ func TestBatchStart(t *testing.T) {
 		{true, false, "", ""},
 		{true, true, "", ""},
 		{false, false, "bad_request", "also start #1 of this batch"},
-		{false, false, "bad_request", "without '/' or spaces"},
+		{false, false, "bad_request", "process_id: invalid process id"},
 	}
 	if len(res.Results) != len(wants) || res.Accepted != 3 || res.Failed != 4 || res.Actor != "alice" {
 		t.Fatalf("result %+v", res)
@@ -60,6 +60,11 @@ func TestBatchStart(t *testing.T) {
 				t.Fatalf("error %+v, want %s with %q", got.Error, w.errCode, w.msg)
 			}
 		})
+	}
+	// An existing id started with another input is a conflict.
+	code, body, _ = h.do("POST", "/api/v1/processes/batch", opSecret, `{"starts":[{"process_id":"car-0","definition":"repair","input":{"ticket":"T-9"}}]}`)
+	if res := decode[BatchStartResult](t, body); code != http.StatusOK || res.Failed != 1 || res.Results[0].Error == nil || res.Results[0].Error.Code != "conflict" {
+		t.Fatalf("conflicting start of an existing id: %d %s", code, body)
 	}
 	// The accepted ones run (the repair saga pauses at its first attempt).
 	h.waitStatus("car-1", workflow.StatusPaused)

@@ -16,6 +16,8 @@ import (
 	"github.com/pulsaga/pulsaga/admin"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/workflow"
+	"github.com/spf13/cobra"
 )
 
 // startMany streams start requests from a file or stdin, one JSON object
@@ -198,27 +200,64 @@ func (s *startMany) summary() error {
 	return nil
 }
 
-// direct sends a batch straight to Pulsar with the engine's client.
-func (s *startMany) direct(c *engine.Client) func(ctx context.Context, batch []startLine) error {
+// direct sends a batch straight to Pulsar with the engine's client, after
+// the checks a server makes: the process id, the input's size, the
+// definition registered; a start of an existing id is accepted without
+// being sent when it asks for the same process (its input), refused
+// otherwise.
+func (s *startMany) direct(d *direct) func(ctx context.Context, batch []startLine) error {
 	return func(ctx context.Context, batch []startLine) error {
-		reqs := make([]protocol.StartRequest, len(batch))
+		if err := d.status.Refresh(ctx); err != nil {
+			return fmt.Errorf("read the status table: %w", err)
+		}
+		outs := make([]startOutcome, len(batch))
+		var reqs []protocol.StartRequest
+		var slots []int // index in outs of each request
 		for i, l := range batch {
 			id := l.body.ProcessID
 			if id == "" {
 				id = generatedID(l.body.Definition)
 			}
-			reqs[i] = protocol.StartRequest{ProcessID: id, Definition: l.body.Definition, Version: l.body.Version, Input: l.body.Input, Actor: actor()}
-		}
-		err := c.StartMany(ctx, reqs)
-		var se *engine.StartErrors
-		if err != nil && !errors.As(err, &se) {
-			return err
-		}
-		for i, l := range batch {
-			o := startOutcome{Line: l.n, ProcessID: reqs[i].ProcessID, Accepted: true}
-			if se != nil && se.Errs[i] != nil {
-				o.Accepted, o.Error = false, se.Errs[i].Error()
+			outs[i] = startOutcome{Line: l.n, ProcessID: id}
+			err := checkID(id)
+			if err == nil {
+				err = workflow.CheckPayload("the input", l.body.Input)
 			}
+			var def *workflow.Definition
+			if err == nil {
+				def, err = d.reg.Get(ctx, l.body.Definition, l.body.Version)
+			}
+			if err == nil {
+				if row, exists := d.status.Get(id); exists {
+					if err = admin.ExistingStart(ctx, row, def, l.body.Input, d.read); err == nil {
+						created := false
+						outs[i].Accepted, outs[i].Created = true, &created
+						continue
+					}
+				}
+			}
+			if err != nil {
+				outs[i].Error = err.Error()
+				continue
+			}
+			reqs = append(reqs, protocol.StartRequest{ProcessID: id, Definition: def.Name, Version: def.Version, Input: l.body.Input, Actor: actor()})
+			slots = append(slots, i)
+		}
+		if len(reqs) > 0 {
+			err := d.client.StartMany(ctx, reqs)
+			var se *engine.StartErrors
+			if err != nil && !errors.As(err, &se) {
+				return err
+			}
+			for k, i := range slots {
+				if se != nil && se.Errs[k] != nil {
+					outs[i].Error = se.Errs[k].Error()
+					continue
+				}
+				outs[i].Accepted = true
+			}
+		}
+		for _, o := range outs {
 			s.report(o)
 		}
 		return nil
@@ -226,7 +265,7 @@ func (s *startMany) direct(c *engine.Client) func(ctx context.Context, batch []s
 }
 
 // viaAPI sends a batch through the admin API.
-func (s *startMany) viaAPI(c *admin.Client) func(ctx context.Context, batch []startLine) error {
+func (s *startMany) viaAPI(cmd *cobra.Command, c *admin.Client) func(ctx context.Context, batch []startLine) error {
 	return func(ctx context.Context, batch []startLine) error {
 		bodies := make([]admin.StartBody, len(batch))
 		for i, l := range batch {
@@ -234,7 +273,7 @@ func (s *startMany) viaAPI(c *admin.Client) func(ctx context.Context, batch []st
 		}
 		res, err := c.StartBatch(ctx, bodies, admin.NewKey())
 		if err != nil {
-			return explain(err)
+			return explain(cmd, err)
 		}
 		for i, l := range batch {
 			r := res.Results[i]
