@@ -69,6 +69,7 @@ func tripClosed(b *testing.B, mode string, inflight int) {
 			if open {
 				s0 = e.snapshot(b, en.PIDs())
 				perf = startPerf(b, en, mode, inflight)
+				startPprof(b, en, mode, inflight)
 			} else {
 				s1 = e.snapshot(b, en.PIDs())
 				stopPerf(b, perf)
@@ -162,15 +163,36 @@ func startPerf(b *testing.B, en *bench.Engine, mode string, inflight int) *exec.
 	return cmd
 }
 
+// startPprof fetches a CPU profile of the orchestrator from its admin
+// listener's /debug/pprof (-pprof DIR; the orchestrator serves it when
+// configured to, see bench.PprofEnv) for the window's minimum length, in
+// the background; an engine without the endpoint is noted and skipped.
+func startPprof(b *testing.B, en *bench.Engine, mode string, inflight int) {
+	if *flagPprof == "" {
+		return
+	}
+	if err := os.MkdirAll(*flagPprof, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(*flagPprof, fmt.Sprintf("orchestrator-%s-%d-%s.pprof", mode, inflight, time.Now().Format("150405")))
+	go func() {
+		if err := bench.FetchCPUProfile(en.API, *flagWindow, out); err != nil {
+			fmt.Fprintf(os.Stderr, "pprof of the orchestrator: %v\n", err)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "pprof of the orchestrator: %s (go tool pprof -top %s %s)\n", out, engineBinsPath("orchestrator"), out)
+	}()
+}
+
 func stopPerf(b *testing.B, cmd *exec.Cmd) {
 	if cmd == nil {
 		return
 	}
 	_ = cmd.Process.Signal(os.Interrupt)
 	_ = cmd.Wait() // ends by the signal
-	// A flat profile beside it: the functions over 0.5 % of the samples.
+	// A flat profile beside it (go run ./bench/report -perf FILE.txt sums it by package).
 	data := cmd.Args[len(cmd.Args)-1]
-	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym", "-g", "none", "--percent-limit", "0.5").Output()
+	out, err := exec.Command("perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym", "-g", "none", "--percent-limit", "0").Output()
 	if err != nil {
 		b.Logf("perf report: %v", err)
 		return
