@@ -152,7 +152,8 @@ func (c Config) explainRefusal(err error) string {
 		return "the broker's certificate is signed by an authority this client does not trust: set pulsar.tls_trust_certs_file to its CA's PEM file"
 	case strings.Contains(msg, "certificate is valid for") || strings.Contains(msg, "doesn't contain any IP SANs"):
 		return "the broker's certificate does not name the host of the URL: use a host name its certificate names (hostname verification cannot be turned off short of tls_allow_insecure)"
-	case strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "malformed HTTP response"):
+	case strings.Contains(msg, "first record does not look like a TLS handshake") || strings.Contains(msg, "malformed HTTP response") ||
+		strings.Contains(msg, "server gave HTTP response to HTTPS client"):
 		return "TLS and plain text are mixed up: pulsar+ssl:// and https:// need the broker's TLS ports, pulsar:// and http:// its plain ones"
 	}
 	return ""

@@ -33,8 +33,10 @@ type Private struct {
 	// ServiceURL and AdminURL reach it.
 	ServiceURL, AdminURL string
 
-	script string
-	log    io.Writer
+	script    string
+	log       io.Writer
+	confExtra string
+	tokenFile string
 }
 
 // PrivateOptions describe a private broker.
@@ -52,6 +54,13 @@ type PrivateOptions struct {
 	Fresh bool
 	// Log receives the script's output (default: discarded).
 	Log io.Writer
+	// ConfExtra, when set, is a file of key=value lines that replace or
+	// add to the keys of the broker's standalone.conf (authentication, TLS
+	// ports: PULSAGA_PULSAR_CONF_EXTRA of pulsar.sh).
+	ConfExtra string
+	// AdminTokenFile holds the token the readiness checks send to a broker
+	// that wants one.
+	AdminTokenFile string
 }
 
 // StartPrivate starts a private broker and waits until it is ready (admin
@@ -73,6 +82,7 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 		ServiceURL: fmt.Sprintf("pulsar://127.0.0.1:%d", opts.Port),
 		AdminURL:   fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort),
 		script:     filepath.Join(root, "scripts", "pulsar", "pulsar.sh"), log: opts.Log,
+		confExtra: opts.ConfExtra, tokenFile: opts.AdminTokenFile,
 	}
 	if p.log == nil {
 		p.log = io.Discard
@@ -116,10 +126,17 @@ func (p *Private) env() []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "PULSAR_URL", "PULSAR_ADMIN_URL", "PULSAGA_PULSAR_HOME", "PULSAGA_PULSAR_PORT",
-			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT":
+			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_CONF_EXTRA",
+			"PULSAGA_PULSAR_ADMIN_TOKEN_FILE":
 			continue
 		}
 		env = append(env, kv)
+	}
+	if p.confExtra != "" {
+		env = append(env, "PULSAGA_PULSAR_CONF_EXTRA="+p.confExtra)
+	}
+	if p.tokenFile != "" {
+		env = append(env, "PULSAGA_PULSAR_ADMIN_TOKEN_FILE="+p.tokenFile)
 	}
 	return append(env, "PULSAGA_PULSAR_HOME="+p.Home,
 		"PULSAGA_PULSAR_PORT="+strconv.Itoa(p.Port),
@@ -145,7 +162,7 @@ func (p *Private) Start(ctx context.Context) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("pulsartest: private broker start failed (%v):\n%s", err, strings.TrimSpace(out.String()))
 	}
-	return waitReady(ctx, p.ServiceURL, p.AdminURL)
+	return waitReadyAs(ctx, p.ServiceURL, p.AdminURL, p.tokenFile)
 }
 
 func portBusy(port int) bool {
