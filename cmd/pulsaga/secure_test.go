@@ -139,6 +139,55 @@ func TestSecureBroker(t *testing.T) {
 		}
 	})
 
+	// Issue #10, problem 2: one message of maxMessageSize bytes (5,242,988
+	// framed) made the dev broker refuse every write (NotEnoughBookies) for
+	// about ten minutes. This broker runs the dev broker's configuration.
+	t.Run("a message of the broker's maximum size does no harm", func(t *testing.T) {
+		cfg := with(plainURL, plainAdmin, pulsarbus.Auth{TokenFile: tokenFile}, pulsarbus.TLS{})
+		b, err := pulsarbus.New(ctx, cfg, zerolog.Nop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		topic := fmt.Sprintf("largest-%d", time.Now().UnixNano())
+		if err := b.EnsureTopic(ctx, bus.TopicSpec{Name: topic}); err != nil {
+			t.Fatal(err)
+		}
+		cons, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Exclusive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cons.Close()
+		sctx, scancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer scancel()
+		if err := pulsartest.SendLargest(sctx, plainURL, tokenFile, ns.Topic(topic)); err != nil {
+			t.Fatalf("the largest message the broker takes: %v", err)
+		}
+		// and the broker still writes, at once
+		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer wcancel()
+		for i := range 3 {
+			if _, err := p.Send(wctx, &bus.OutMessage{Key: "small", Payload: []byte(fmt.Sprint(i))}); err != nil {
+				t.Fatalf("a small message after the largest: %v", err)
+			}
+		}
+		for i := range 4 {
+			m, err := cons.Receive(wctx)
+			if err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			if i == 0 && len(m.Payload) < pulsartest.BrokerMaxMessageSize-1024 {
+				t.Errorf("first message: %d bytes", len(m.Payload))
+			}
+			_ = cons.Ack(wctx, m)
+		}
+	})
+
 	// The binaries and the CLI, configured through the environment only.
 	t.Setenv("PULSAGA_PULSAR_URL", tlsURL)
 	t.Setenv("PULSAGA_PULSAR_ADMIN_URL", tlsAdmin)
