@@ -33,10 +33,11 @@ type Private struct {
 	// ServiceURL and AdminURL reach it.
 	ServiceURL, AdminURL string
 
-	script    string
-	log       io.Writer
-	confExtra string
-	tokenFile string
+	script       string
+	log          io.Writer
+	startTimeout time.Duration
+	confExtra    string
+	tokenFile    string
 }
 
 // PrivateOptions describe a private broker.
@@ -54,6 +55,9 @@ type PrivateOptions struct {
 	Fresh bool
 	// Log receives the script's output (default: discarded).
 	Log io.Writer
+	// StartTimeout bounds each start (default 10 minutes: a standalone
+	// on a busy two-core machine has taken more than four).
+	StartTimeout time.Duration
 	// ConfExtra, when set, is a file of key=value lines that replace or
 	// add to the keys of the broker's standalone.conf (authentication, TLS
 	// ports: PULSAGA_PULSAR_CONF_EXTRA of pulsar.sh).
@@ -82,7 +86,10 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 		ServiceURL: fmt.Sprintf("pulsar://127.0.0.1:%d", opts.Port),
 		AdminURL:   fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort),
 		script:     filepath.Join(root, "scripts", "pulsar", "pulsar.sh"), log: opts.Log,
-		confExtra: opts.ConfExtra, tokenFile: opts.AdminTokenFile,
+		startTimeout: opts.StartTimeout, confExtra: opts.ConfExtra, tokenFile: opts.AdminTokenFile,
+	}
+	if p.startTimeout <= 0 {
+		p.startTimeout = 10 * time.Minute
 	}
 	if p.log == nil {
 		p.log = io.Discard
@@ -103,6 +110,7 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 	}
 	p.linkJars(root)
 	if err := p.Start(ctx); err != nil {
+		_ = p.Kill() // a broker still starting when we gave up
 		return nil, err
 	}
 	return p, nil
@@ -126,8 +134,8 @@ func (p *Private) env() []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "PULSAR_URL", "PULSAR_ADMIN_URL", "PULSAGA_PULSAR_HOME", "PULSAGA_PULSAR_PORT",
-			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_CONF_EXTRA",
-			"PULSAGA_PULSAR_ADMIN_TOKEN_FILE":
+			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_START_TIMEOUT",
+			"PULSAGA_PULSAR_CONF_EXTRA", "PULSAGA_PULSAR_ADMIN_TOKEN_FILE":
 			continue
 		}
 		env = append(env, kv)
@@ -141,7 +149,8 @@ func (p *Private) env() []string {
 	return append(env, "PULSAGA_PULSAR_HOME="+p.Home,
 		"PULSAGA_PULSAR_PORT="+strconv.Itoa(p.Port),
 		"PULSAGA_PULSAR_HTTP_PORT="+strconv.Itoa(p.HTTPPort),
-		"PULSAGA_PULSAR_BOOKIE_PORT="+strconv.Itoa(p.BookiePort))
+		"PULSAGA_PULSAR_BOOKIE_PORT="+strconv.Itoa(p.BookiePort),
+		"PULSAGA_PULSAR_START_TIMEOUT="+strconv.Itoa(int(p.startTimeout.Seconds())))
 }
 
 // Start starts the broker on its data (after Kill or Stop) and waits until
