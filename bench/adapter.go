@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -68,6 +69,15 @@ func NewClient(b bus.Bus) *Client { return &Client{c: engine.NewClient(b, protoc
 // Start starts a process.
 func (c *Client) Start(ctx context.Context, pid, def string, input json.RawMessage) error {
 	return c.c.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: def, Input: input})
+}
+
+// ErrNotOffered: this engine has no such entrance.
+var ErrNotOffered = errors.New("not offered by this engine")
+
+// StartMany starts processes with one call of the client (engine.Client.
+// StartMany); this engine has none yet.
+func (c *Client) StartMany(ctx context.Context, pids []string, def string, input json.RawMessage) error {
+	return ErrNotOffered
 }
 
 // Signal sends a signal to a process.
@@ -169,6 +179,56 @@ const HTTPStartPath = "/api/v1/processes"
 // HTTPStartBody is the JSON body of a start through the admin API.
 func HTTPStartBody(pid, def string, input json.RawMessage) ([]byte, error) {
 	return json.Marshal(map[string]any{"process_id": pid, "definition": def, "input": input})
+}
+
+// HTTPBatchStartPath is the admin API's batch start (up to 1,000 a request).
+const HTTPBatchStartPath = "/api/v1/processes/batch"
+
+// HTTPBatchStartBody is the JSON body of a batch start.
+func HTTPBatchStartBody(pids []string, def string, input json.RawMessage) ([]byte, error) {
+	starts := make([]map[string]any, len(pids))
+	for i, pid := range pids {
+		starts[i] = map[string]any{"process_id": pid, "definition": def, "input": input}
+	}
+	return json.Marshal(map[string]any{"starts": starts})
+}
+
+// CheckHTTPBatchStart checks a batch start's answer: every start accepted.
+func CheckHTTPBatchStart(body []byte, n int) error {
+	var res struct {
+		Accepted int `json:"accepted"`
+		Failed   int `json:"failed"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return fmt.Errorf("batch start answer: %w: %s", err, body)
+	}
+	if res.Accepted != n || res.Failed != 0 {
+		return fmt.Errorf("batch start: %d of %d accepted, %d failed: %.500s", res.Accepted, n, res.Failed, body)
+	}
+	return nil
+}
+
+// StartLines are start requests as `pulsaga start --from` reads them, one
+// JSON object per line.
+func StartLines(pids []string, def string, input json.RawMessage) []byte {
+	var b bytes.Buffer
+	for _, pid := range pids {
+		line, _ := json.Marshal(map[string]any{"process_id": pid, "definition": def, "input": input})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// CLIStartFromArgs are the arguments of `pulsaga start --from FILE`.
+func CLIStartFromArgs(c EngineConfig, server, file, def string) []string {
+	args := []string{"start", "--from", file}
+	if server != "" {
+		args = append(args, "--server", server)
+	} else {
+		args = append(args, "--pulsar-namespace", c.Namespace.Namespace, "--partitions", strconv.Itoa(c.Partitions))
+	}
+	return append(args, def)
 }
 
 // CLIStartArgs are the arguments of `pulsaga start` for one process; server

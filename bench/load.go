@@ -479,3 +479,112 @@ schedule:
 	res.Window = res.Last.Sub(begin)
 	return res, nil
 }
+
+// Burst sends N start requests through an entrance as fast as it takes
+// them: Senders goroutines each sending batches of up to Batch process ids
+// (StartBatch; Batch 1 for entrances that take one request at a time), and
+// waits until every process has been seen. Its window is the first request
+// to the last process seen.
+type Burst struct {
+	N, Batch, Senders int
+	Prefix            string
+	StartBatch        func(ctx context.Context, pids []string) error
+	Alive             func() error
+	Drain             time.Duration // how long to wait for the processes after the last request
+
+	t *tracker
+}
+
+// Seen is the OnSeen of the Watcher this burst reads.
+func (l *Burst) Seen(r Row, at time.Time) {
+	trackers.Lock()
+	t := l.t
+	trackers.Unlock()
+	if t != nil {
+		t.Seen(r, at)
+	}
+}
+
+// Run sends the burst.
+func (l *Burst) Run(ctx context.Context) (LoopResult, error) {
+	if l.N <= 0 || l.StartBatch == nil {
+		return LoopResult{}, errors.New("burst: N and StartBatch are required")
+	}
+	batch, senders := max(l.Batch, 1), max(l.Senders, 1)
+	if l.Drain <= 0 {
+		l.Drain = 10 * time.Minute
+	}
+	t := newTracker(l.N)
+	trackers.Lock()
+	l.t = t
+	trackers.Unlock()
+	run := time.Now().UnixNano()
+	var batches [][]string
+	for i := 0; i < l.N; i += batch {
+		var b []string
+		for j := i; j < min(i+batch, l.N); j++ {
+			b = append(b, fmt.Sprintf("%s-%d-%d", l.Prefix, run, j))
+		}
+		batches = append(batches, b)
+	}
+	work := make(chan []string, len(batches))
+	for _, b := range batches {
+		work <- b
+	}
+	close(work)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, senders)
+	var wg sync.WaitGroup
+	first := time.Now()
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				now := time.Now()
+				for _, pid := range b {
+					t.add(pid, now)
+				}
+				if err := l.StartBatch(sctx, b); err != nil {
+					errc <- fmt.Errorf("start %s…: %w", b[0], err)
+					stop()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := LoopResult{Started: l.N, First: first}
+	select {
+	case err := <-errc:
+		return res, err
+	default:
+	}
+	deadline := time.Now().Add(l.Drain)
+	for t.done.Load() < int64(l.N) {
+		if err := t.failure(); err != nil {
+			return res, err
+		}
+		if l.Alive != nil {
+			if err := l.Alive(); err != nil {
+				return res, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("burst: %d of %d processes seen %s after the last request", t.done.Load(), l.N, l.Drain)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.mu.Lock()
+	res.Latencies = t.lat
+	t.mu.Unlock()
+	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
+	res.Last = time.Unix(0, t.last.Load())
+	res.Window = res.Last.Sub(first)
+	return res, nil
+}

@@ -42,7 +42,7 @@ var (
 	flagSerial     = flag.Int("serial", 20, "trip sagas run one at a time by BenchmarkTripUnloaded")
 	flagStarts     = flag.Int("starts", 3000, "BenchmarkStarts: start requests per entrance (client, topic, http)")
 	flagStartsCLI  = flag.Int("starts-cli", 60, "BenchmarkStarts: start requests through the CLI (one pulsaga process each)")
-	flagEntrances  = flag.String("entrances", "client,topic,http,cli-api,cli", "BenchmarkStarts: entrances measured")
+	flagEntrances  = flag.String("entrances", "client,client-many,topic,http,http-batch,cli,cli-api,cli-from,cli-from-api", "BenchmarkStarts: entrances measured (those the engine does not offer are skipped)")
 	flagWaiting    = flag.Int("waiting", 2000, "waiting processes of BenchmarkMemoryPerWaitingProcess")
 	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
 	flagRestartIn  = flag.Int("restart-inflight", 2000, "BenchmarkRestart: processes being created at once while filling")

@@ -129,6 +129,10 @@ func (d *decider) apply(i int, ev *Event) {
 		d.ignore(i, ev, IgnoreNotStarted, "process has not started")
 		return
 	}
+	if ev.Type == EventCompensate { // call.go: a parent compensates this child
+		d.compensateCompleted(i, ev)
+		return
+	}
 	if s.Status.Terminal() {
 		d.ignore(i, ev, IgnoreTerminal, "process is %s", s.Status)
 		return
@@ -168,6 +172,7 @@ func (d *decider) start(ev *Event) {
 	s.Workflow = d.def.Name
 	s.Version = d.def.Version
 	s.Input = ev.Input
+	s.Parent = ev.Parent // call.go
 	if len(s.Input) == 0 {
 		s.Input = json.RawMessage("null")
 	}
@@ -474,6 +479,7 @@ func (d *decider) timerFired(i int, ev *Event) {
 		at := &run.Attempts[t.Attempt-1]
 		at.Outcome = OutcomeTimedOut
 		at.EndedAt = d.now
+		d.stopTimedOutChild(k, idx, t.Attempt, t.Compensation) // call.go
 		timeout := step.Timeout
 		if t.Compensation {
 			timeout = step.Compensate.Timeout
@@ -493,6 +499,7 @@ func (d *decider) timerFired(i int, ev *Event) {
 					at.Outcome = OutcomeAbandoned
 					at.EndedAt = d.now
 					d.cancelAttemptTimer(cmdRef{step: step.ID, item: itemIdx(step, ri), attempt: r.Attempt})
+					d.stopTimedOutChild(k, ri, r.Attempt, false) // call.go
 				}
 				r.Status = RunFailed
 				r.Error = e
@@ -702,6 +709,7 @@ func (d *decider) adminSkip(i int, ev *Event) {
 // flight.
 func (d *decider) startCompensating() {
 	s := d.s
+	d.stopChildren(d.liveChildren(), CmdCancelChild) // call.go
 	s.Status = StatusCompensating
 	d.cancelTimersOfKind(TimerWorkflowTimeout)
 	for k, step := range d.def.Steps {
@@ -734,7 +742,8 @@ func (d *decider) finish(st Status) {
 	s := d.s
 	s.Status = st
 	s.EndedAt = d.now
-	s.Signals = nil // no wait will take them
+	s.Signals = nil          // no wait will take them
+	kids := d.liveChildren() // call.go
 	for _, t := range s.Timers {
 		d.cancelTimerID(t.ID)
 	}
@@ -758,7 +767,9 @@ func (d *decider) finish(st Status) {
 			}
 		}
 		d.cmds = nil
+		d.stopChildren(kids, CmdTerminateChild) // call.go: the parent ended, its children stop
 	}
+	d.releaseChildren() // call.go
 	// Whatever was still in flight is abandoned: its results will be
 	// ignored.
 	for _, ss := range s.Steps {
@@ -1034,7 +1045,7 @@ func (d *decider) startStep(k int) {
 func (d *decider) dispatchRuns(k int, retriesOnly bool) bool {
 	step := d.def.Steps[k]
 	ss := d.s.Steps[k]
-	if step.Kind != KindTask || ss.Status != StepRunning || d.full {
+	if (step.Kind != KindTask && step.Kind != KindCall) || ss.Status != StepRunning || d.full {
 		return false
 	}
 	inflight := 0
@@ -1076,12 +1087,25 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	item := itemIdx(step, idx)
 	var input json.RawMessage
-	v, err := tmpl.Eval(d.envFor(tmpl, k, item))
-	if err == nil {
-		input, err = json.Marshal(v)
+	var err error
+	if step.Kind == KindCall { // call.go: a command the engine carries out
+		service, command = EngineService, CmdStartChild
+		if comp {
+			command = CmdCompensateChild
+		}
+		input, err = d.callInput(k, idx, comp, run.Attempt+1)
+	} else {
+		var v any
+		v, err = tmpl.Eval(d.envFor(tmpl, k, item))
+		if err == nil {
+			input, err = json.Marshal(v)
+		}
 	}
 	if err != nil {
 		e := &ErrorInfo{Type: ErrTypeExpression, Message: "input: " + err.Error(), Retryable: ptr(false)}
+		if de, ok := err.(*callDepthError); ok {
+			e = &ErrorInfo{Type: ErrTypeCallDepth, Message: de.Error(), Retryable: ptr(false)}
+		}
 		run.Error = e
 		if comp {
 			run.Status = RunFailed

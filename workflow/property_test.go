@@ -160,7 +160,11 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		b, _ := json.Marshal(batch)
 		t.Fatalf("%s: "+format+"\nbatch: %s", append(append([]any{label}, args...), b)...)
 	}
-	if prev.Status.Terminal() {
+	reopened := false // a parent compensates a completed child (call.go)
+	for _, ev := range batch {
+		reopened = reopened || (ev.Type == EventCompensate && prev.Status == StatusCompleted)
+	}
+	if prev.Status.Terminal() && !reopened {
 		if st.Status != prev.Status {
 			fail("terminal status %s became %s", prev.Status, st.Status)
 		}
@@ -175,6 +179,12 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		step, ok := def.Step(c.StepID)
 		if !ok {
 			fail("command for unknown step %s", c.StepID)
+		}
+		if c.Service == EngineService && (c.Command == CmdCancelChild || c.Command == CmdTerminateChild || c.Command == CmdReleaseChild) {
+			if step.Kind != KindCall {
+				fail("child command %s of a %s step", c.ID, step.Kind)
+			}
+			continue // stopping or releasing a child is how a parent stops or ends
 		}
 		if c.IdempotencyKey == "" || c.ProcessID != st.ProcessID {
 			fail("command %s lacks identity", c.ID)

@@ -95,6 +95,8 @@ type State struct {
 	Failure *Failure `json:"failure,omitempty"`
 	// Admin is the last admin action that changed the status.
 	Admin *AdminAction `json:"admin,omitempty"`
+	// Parent names the call step that started this process (call.go).
+	Parent *ParentRef `json:"parent,omitempty"`
 	// Signals are kept for wait steps not reached yet (signals.go).
 	Signals []BufferedSignal `json:"signals,omitempty"`
 
