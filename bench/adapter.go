@@ -108,19 +108,30 @@ const (
 	Remote = "remote" // cmd/decider, over the decisions topic
 )
 
-// DeciderModes are the modes the engine's orchestrator binary offers, its
-// default first, read from its --help: with a --decider flag, inline (the
-// default) and remote; without (the engine before issue #9), remote only
-// (that orchestrator always sends decision tasks to cmd/decider).
-func DeciderModes(orchestratorBin string) ([]string, error) {
+// Info is what the harness reads of the engine's orchestrator binary from
+// its --help.
+type Info struct {
+	// Modes are the decider modes it offers, its default first: with a
+	// --decider flag, inline (the default) and remote; without (the engine
+	// before issue #9), remote only (that orchestrator always sends decision
+	// tasks to cmd/decider).
+	Modes []string
+	// Pprof: it can serve /debug/pprof on its admin listener (a
+	// --debug-pprof flag).
+	Pprof bool
+}
+
+// Probe reads Info from the orchestrator binary.
+func Probe(orchestratorBin string) (Info, error) {
 	out, err := exec.Command(orchestratorBin, "--help").CombinedOutput()
 	if !bytes.Contains(out, []byte("--pulsar-url")) {
-		return nil, fmt.Errorf("%s --help: %v: %s", orchestratorBin, err, out)
+		return Info{}, fmt.Errorf("%s --help: %v: %s", orchestratorBin, err, out)
 	}
+	info := Info{Modes: []string{Remote}, Pprof: bytes.Contains(out, []byte("--debug-pprof"))}
 	if bytes.Contains(out, []byte("--decider ")) {
-		return []string{Inline, Remote}, nil
+		info.Modes = []string{Inline, Remote}
 	}
-	return []string{Remote}, nil
+	return info, nil
 }
 
 // EngineConfig is what the harness sets of the engine's binaries.
@@ -133,9 +144,11 @@ type EngineConfig struct {
 	AdminListen          string // host:port of the orchestrator's admin API
 	DeciderMode          string
 	// DeciderSwitch says whether the orchestrator has the decider key
-	// (DeciderModes found a --decider flag).
+	// (Probe found a --decider flag).
 	DeciderSwitch bool
-	LogLevel      string
+	// Pprof turns on the orchestrator's /debug/pprof (Probe found it).
+	Pprof    bool
+	LogLevel string
 }
 
 func (c EngineConfig) base() []string {
@@ -158,6 +171,9 @@ func OrchestratorEnv(c EngineConfig) []string {
 		"PULSAGA_ADMIN_LISTEN="+c.AdminListen, "PULSAGA_TIMER_RELAY=true")
 	if c.DeciderSwitch {
 		env = append(env, "PULSAGA_DECIDER="+c.DeciderMode)
+	}
+	if c.Pprof {
+		env = append(env, "PULSAGA_DEBUG_PPROF=true")
 	}
 	return env
 }

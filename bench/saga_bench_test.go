@@ -69,6 +69,7 @@ func tripClosed(b *testing.B, mode string, inflight int) {
 			if open {
 				s0 = e.snapshot(b, en.PIDs())
 				perf = startPerf(b, en, mode, inflight)
+				startPprof(b, en, mode, inflight)
 			} else {
 				s1 = e.snapshot(b, en.PIDs())
 				stopPerf(b, perf)
@@ -160,6 +161,27 @@ func startPerf(b *testing.B, en *bench.Engine, mode string, inflight int) *exec.
 	}
 	b.Logf("perf record of the orchestrator into %s", out)
 	return cmd
+}
+
+// startPprof fetches a CPU profile of the orchestrator from its admin
+// listener's /debug/pprof (-pprof DIR; the orchestrator serves it when
+// configured to, see bench.PprofEnv) for the window's minimum length, in
+// the background; an engine without the endpoint is noted and skipped.
+func startPprof(b *testing.B, en *bench.Engine, mode string, inflight int) {
+	if *flagPprof == "" {
+		return
+	}
+	if err := os.MkdirAll(*flagPprof, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(*flagPprof, fmt.Sprintf("orchestrator-%s-%d-%s.pprof", mode, inflight, time.Now().Format("150405")))
+	go func() {
+		if err := bench.FetchCPUProfile(en.API, *flagWindow, out); err != nil {
+			fmt.Fprintf(os.Stderr, "pprof of the orchestrator: %v\n", err)
+			return
+		}
+		fmt.Fprintf(os.Stderr, "pprof of the orchestrator: %s (go tool pprof -top %s %s)\n", out, engineBinsPath("orchestrator"), out)
+	}()
 }
 
 func stopPerf(b *testing.B, cmd *exec.Cmd) {

@@ -54,6 +54,7 @@ var (
 	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
 	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
 	flagPerf       = flag.String("perf", "", "record a CPU profile of the orchestrator (perf record -g) during each closed-loop window into this folder")
+	flagPprof      = flag.String("pprof", "", "fetch a CPU profile of the orchestrator from its /debug/pprof during each closed-loop window into this folder")
 )
 
 // benchEnv is one benchmark iteration's own namespace on the broker.
@@ -217,7 +218,7 @@ func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
 	cfg := bench.EngineConfig{
 		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
 		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
-		DeciderSwitch: len(engineModes(b)) > 1,
+		DeciderSwitch: len(engineModes(b)) > 1, Pprof: engineInfo(b).Pprof,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -331,13 +332,23 @@ func modes(b *testing.B) []string {
 }
 
 // engineModes are the decider modes the engine's orchestrator offers.
-func engineModes(b *testing.B) []string {
+func engineModes(b *testing.B) []string { return engineInfo(b).Modes }
+
+var (
+	infoOnce sync.Once
+	info     bench.Info
+	infoErr  error
+)
+
+// engineInfo is what the orchestrator binary says of itself.
+func engineInfo(b *testing.B) bench.Info {
 	b.Helper()
-	have, err := bench.DeciderModes(engineBins(b)["orchestrator"])
-	if err != nil {
-		b.Fatal(err)
+	bins := engineBins(b)
+	infoOnce.Do(func() { info, infoErr = bench.Probe(bins["orchestrator"]) })
+	if infoErr != nil {
+		b.Fatal(infoErr)
 	}
-	return have
+	return info
 }
 
 func sizes(s string) []int {

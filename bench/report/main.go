@@ -287,9 +287,13 @@ func (r *results) print(w io.Writer, quick bool) bool {
 		}
 		row(what, "≥ 1000", fmt.Sprintf("%s (%s)", num(best), strings.Join(each, ", ")), judge(best >= 1000))
 	}
+	if v, found := r.get(restart, "heap-bytes/process"); found {
+		n, _ := r.get(restart, "processes")
+		row(fmt.Sprintf("orchestrator binary's live heap per waiting process (bytes, %.0f processes, once)", n), "≤ 2048", num(v), judge(v <= 2048))
+	}
 	if v, found := r.get(memory, "bytes/process"); found {
 		n, _ := r.get(memory, "processes")
-		row(fmt.Sprintf("orchestrator memory per waiting process (bytes, %.0f processes)", n), "≤ 2048", num(v), judge(v <= 2048))
+		row(fmt.Sprintf("engine in the benchmark's process: live heap per waiting process (bytes, %.0f processes)", n), "≤ 2048", num(v), judge(v <= 2048))
 	} else {
 		missing("orchestrator memory per waiting process (bytes)", "≤ 2048", !quick)
 	}
