@@ -31,6 +31,7 @@ type Row struct {
 	Terminal  bool
 	Completed bool
 	Steps     map[string]string // step id → step status
+	LastError string            // "<step>: <type>: <message>" of the last failure
 	Seq       int64
 }
 
@@ -57,7 +58,7 @@ func decodeStatus(m *bus.Message) (Row, bool) {
 	if env.DecodePayload(&r) != nil {
 		return Row{}, false
 	}
-	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, Seq: r.Seq}, true
+	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, LastError: r.LastError, Seq: r.Seq}, true
 }
 
 // Client is the engine's Go client as the benchmarks use it.

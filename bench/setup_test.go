@@ -90,17 +90,25 @@ func newEnv(b *testing.B, name string) *benchEnv {
 		}()
 	}
 	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := bench.DeleteNamespace(ctx, e.admin, e.ns); err != nil {
-			b.Logf("cleanup: %v", err)
+		// The broker may refuse to delete a topic for a moment after its
+		// last client left (compaction of the compacted topics): try again.
+		for try := 0; ; try++ {
+			pulsartest.DeleteNamespace(b, e.admin, e.ns.String())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			left, err := bench.NamespaceExists(ctx, e.admin, e.ns)
+			cancel()
+			if err != nil || !left || try == 3 {
+				return
+			}
+			time.Sleep(5 * time.Second)
 		}
 	})
 	return e
 }
 
-// bus opens a client on the environment's namespace (creating it); the
-// caller closes it.
+// bus opens a client on the environment's namespace (creating it),
+// closed when the benchmark ends, after what was started on it later (the
+// cleanups run last-in first-out).
 func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -109,6 +117,7 @@ func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = bb.Close() })
 	return bb
 }
 
