@@ -30,6 +30,7 @@ func Build(ctx context.Context, root, dir string) (map[string]string, error) {
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build of the engine binaries: %w\n%s", err, out)
 	}
