@@ -80,6 +80,11 @@ type Config struct {
 	Latency time.Duration
 	// Race builds the binaries with the race detector.
 	Race bool
+	// EngineBin, when set, is a folder holding orchestrator and decider
+	// binaries to run instead of building this tree's (to try a branch:
+	// git archive it, build it there). The chaos service is always built
+	// from this tree.
+	EngineBin string
 	// Progress receives a line every few seconds (default: discarded).
 	Progress io.Writer
 }
@@ -290,7 +295,21 @@ func (r *run) build(ctx context.Context) error {
 	if r.cfg.Race {
 		args = append(args, "-race")
 	}
-	args = append(args, "./cmd/orchestrator", "./cmd/decider", "./e2e/chaos/cmd/chaos-service")
+	if r.cfg.EngineBin == "" {
+		args = append(args, "./cmd/orchestrator", "./cmd/decider")
+	} else {
+		for _, b := range []string{"orchestrator", "decider"} {
+			raw, err := os.ReadFile(filepath.Join(r.cfg.EngineBin, b))
+			if err != nil {
+				return fmt.Errorf("chaos: engine binaries: %w", err)
+			}
+			if err := os.WriteFile(r.path("bin", b), raw, 0o755); err != nil {
+				return err
+			}
+		}
+		r.logf("engine binaries from %s", r.cfg.EngineBin)
+	}
+	args = append(args, "./e2e/chaos/cmd/chaos-service")
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = repoRoot()
 	out, err := cmd.CombinedOutput()
