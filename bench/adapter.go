@@ -31,6 +31,7 @@ type Row struct {
 	Terminal  bool
 	Completed bool
 	Steps     map[string]string // step id → step status
+	LastError string            // "<step>: <type>: <message>" of the last failure
 	Seq       int64
 }
 
@@ -57,7 +58,7 @@ func decodeStatus(m *bus.Message) (Row, bool) {
 	if env.DecodePayload(&r) != nil {
 		return Row{}, false
 	}
-	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, Seq: r.Seq}, true
+	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, LastError: r.LastError, Seq: r.Seq}, true
 }
 
 // Client is the engine's Go client as the benchmarks use it.
@@ -293,5 +294,8 @@ func (e *InProcessEngine) Err() error { return e.st.Err() }
 // Stop stops the engine.
 func (e *InProcessEngine) Stop() error { return e.st.Stop() }
 
-// TimerSleep is the kind of a sleep step's timer (ObserveTimer).
-const TimerSleep = string(workflow.TimerSleep)
+// SleepTimer says whether a fired timer (ObserveTimer's kind) is the one
+// of a sleep step: the sleep timer itself, or, in an engine that keeps one
+// physical timer per process, its "wake" timer (a process of sleeps only
+// has no other deadline).
+func SleepTimer(kind string) bool { return kind == string(workflow.TimerSleep) || kind == "wake" }

@@ -109,7 +109,6 @@ func BenchmarkMemoryPerWaitingProcess(b *testing.B) {
 		if err := en.Stop(); err != nil {
 			b.Errorf("engine: %v", err)
 		}
-		_ = bb.Close()
 	}
 }
 
@@ -123,7 +122,7 @@ func BenchmarkTimerLateness(b *testing.B) {
 		var mu sync.Mutex
 		var late []time.Duration
 		en := startInProcess(b, bb, nil, func(kind string, d time.Duration) {
-			if kind == bench.TimerSleep {
+			if bench.SleepTimer(kind) {
 				mu.Lock()
 				late = append(late, d)
 				mu.Unlock()
@@ -148,7 +147,6 @@ func BenchmarkTimerLateness(b *testing.B) {
 		if err := en.Stop(); err != nil {
 			b.Errorf("engine: %v", err)
 		}
-		_ = bb.Close()
 		mu.Lock()
 		got := append([]time.Duration(nil), late...)
 		mu.Unlock()

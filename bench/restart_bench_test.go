@@ -33,7 +33,6 @@ func restart(b *testing.B, mode string) {
 	b.StopTimer()
 	e := newEnv(b, "restart")
 	bb := e.bus(b)
-	defer bb.Close()
 	stopWorkers := runWorkers(b, bb, loanServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)

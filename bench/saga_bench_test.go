@@ -52,7 +52,6 @@ func tripClosed(b *testing.B, mode string, inflight int) {
 	b.StopTimer()
 	e := newEnv(b, "trip")
 	bb := e.bus(b)
-	defer bb.Close()
 	stopWorkers := runWorkers(b, bb, tripServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
@@ -64,7 +63,7 @@ func tripClosed(b *testing.B, mode string, inflight int) {
 	var perf *exec.Cmd
 	loop := &bench.ClosedLoop{
 		InFlight: inflight, Senders: *flagStarters, Warmup: inflight, Window: *flagWindow, Prefix: "trip",
-		Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive,
+		Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive, KeepGoing: true,
 		OnWindow: func(open bool) error {
 			if open {
 				s0 = e.snapshot(b, en.PIDs())
@@ -94,6 +93,10 @@ func tripClosed(b *testing.B, mode string, inflight int) {
 		b.Fatalf("no saga completed within the %s window", win.Wall)
 	}
 	reportSagaWindow(b, win, done, res)
+	b.ReportMetric(float64(res.Failed), "failed-sagas")
+	if res.Failed > 0 {
+		b.Logf("%d sagas did not complete: %s", res.Failed, res.Why())
+	}
 	b.Logf("decider %s, %d in flight: %d sagas completed in the %s window (%d in all), %.1f sagas/s, p50 %.0fms p99 %.0fms; load %s",
 		mode, inflight, done, res.Window.Round(time.Millisecond), res.Done, res.Rate(), bench.Quantile(res.Latencies, 0.5), bench.Quantile(res.Latencies, 0.99), bench.LoadAvg())
 	b.Logf("per saga by topic: %s", win.PerUnit(done))
@@ -235,7 +238,6 @@ func tripOpen(b *testing.B, mode string, max float64) {
 	b.StopTimer()
 	e := newEnv(b, "open")
 	bb := e.bus(b)
-	defer bb.Close()
 	stopWorkers := runWorkers(b, bb, tripServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
@@ -261,10 +263,11 @@ func tripOpen(b *testing.B, mode string, max float64) {
 		b.Fatalf("warm-up: %v", err)
 	}
 	b.StartTimer()
+	failed := 0
 	for _, pct := range sizes(*flagOpenSteps) {
 		rate := max * float64(pct) / 100
 		l := &bench.OpenLoop{Rate: rate, Duration: *flagOpenDur, Senders: 128, Prefix: fmt.Sprintf("open%d", pct), Seed: uint64(pct),
-			Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive, Drain: 5 * time.Minute}
+			Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive, Drain: 5 * time.Minute, KeepGoing: true}
 		f := l.Seen
 		cur.Store(&f)
 		res, err := l.Run(ctx)
@@ -274,11 +277,16 @@ func tripOpen(b *testing.B, mode string, max float64) {
 		p50, p99 := bench.Quantile(res.Latencies, 0.5), bench.Quantile(res.Latencies, 0.99)
 		b.ReportMetric(p50, fmt.Sprintf("p50-ms@%d%%", pct))
 		b.ReportMetric(p99, fmt.Sprintf("p99-ms@%d%%", pct))
-		b.ReportMetric(float64(res.Done)/res.Window.Seconds(), fmt.Sprintf("sagas/s@%d%%", pct))
+		b.ReportMetric(float64(res.InWindow)/res.Window.Seconds(), fmt.Sprintf("sagas/s@%d%%", pct))
+		failed += res.Failed
+		if res.Failed > 0 {
+			b.Logf("%d%%: %d sagas did not complete: %s", pct, res.Failed, res.Why())
+		}
 		b.Logf("%d%% of %.1f: %.1f arrivals/s for %s, %d sagas, completed at %.1f/s, p50 %.0fms p99 %.0fms max %.0fms; load %s",
-			pct, max, rate, *flagOpenDur, res.Done, float64(res.Done)/res.Window.Seconds(), p50, p99, bench.Quantile(res.Latencies, 1), bench.LoadAvg())
+			pct, max, rate, *flagOpenDur, res.Done, float64(res.InWindow)/res.Window.Seconds(), p50, p99, bench.Quantile(res.Latencies, 1), bench.LoadAvg())
 	}
 	b.StopTimer()
+	b.ReportMetric(float64(failed), "failed-sagas")
 	w.Close()
 	stopWorkers()
 	stopEngine(b, en)
@@ -300,7 +308,6 @@ func tripUnloaded(b *testing.B, mode string) {
 	b.StopTimer()
 	e := newEnv(b, "serial")
 	bb := e.bus(b)
-	defer bb.Close()
 	stopWorkers := runWorkers(b, bb, tripServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)

@@ -48,7 +48,6 @@ func starts(b *testing.B, mode string) {
 	b.StopTimer()
 	e := newEnv(b, "starts")
 	bb := e.bus(b)
-	defer bb.Close()
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
 	defer c.Close()

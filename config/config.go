@@ -140,14 +140,17 @@ func checkURL(raw string, schemes ...string) error {
 
 // Base holds the sections every binary shares.
 type Base struct {
-	Pulsar Pulsar `mapstructure:"pulsar"`
-	Log    Log    `mapstructure:"log"`
+	Pulsar  Pulsar  `mapstructure:"pulsar"`
+	Log     Log     `mapstructure:"log"`
+	Tracing Tracing `mapstructure:"tracing"`
 }
 
 // DefaultBase is the defaults of the shared sections.
-func DefaultBase() Base { return Base{Pulsar: DefaultPulsar(), Log: DefaultLog()} }
+func DefaultBase() Base {
+	return Base{Pulsar: DefaultPulsar(), Log: DefaultLog(), Tracing: DefaultTracing()}
+}
 
 // Validate checks both sections.
 func (b Base) Validate() error {
-	return errors.Join(b.Pulsar.Validate("pulsar"), b.Log.Validate("log"))
+	return errors.Join(b.Pulsar.Validate("pulsar"), b.Log.Validate("log"), b.Tracing.Validate("tracing"))
 }

@@ -152,6 +152,17 @@ func (r *results) print(w io.Writer, quick bool) bool {
 		}
 		fmt.Fprintln(w)
 	}
+	// Sagas that did not complete (compensated, failed…) in a run that
+	// measured throughput or latency make the run a failed one.
+	for _, name := range r.order {
+		for _, v := range r.res[name]["failed-sagas"] {
+			if v > 0 {
+				ok = false
+				fmt.Fprintf(w, "**%s: %.0f sagas did not complete in a run (its log says why); its figures count only the completed ones.**\n\n", strings.TrimPrefix(name, "bench."), v)
+				break
+			}
+		}
+	}
 	fmt.Fprintln(w, "| benchmark | runs | medians |")
 	fmt.Fprintln(w, "| --- | --- | --- |")
 	for _, name := range r.order {

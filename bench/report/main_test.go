@@ -58,6 +58,10 @@ func TestPrint(t *testing.T) {
 			},
 		},
 		{
+			name: "sagas that did not complete fail the report", input: sample + "BenchmarkTrip/decider=inline/inflight=1000-2 	1	1 ns/op	2000 sagas/s	3 failed-sagas\n", quick: true, wantOK: false,
+			want: []string{"**BenchmarkTrip/decider=inline/inflight=1000: 3 sagas did not complete in a run"},
+		},
+		{
 			name: "a failure fails the report", input: sample + "--- FAIL: BenchmarkTrip/decider=inline/inflight=1000\n", quick: true, wantOK: false,
 			want: []string{"**The benchmark output holds a failure"},
 		},
