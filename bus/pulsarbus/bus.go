@@ -60,7 +60,6 @@ type Bus struct {
 	// rest is the admin REST client of EndTransactions (txend.go).
 	restOnce sync.Once
 	rest     *rest.Client
-	restErr  error
 	// listTx replaces the listing of open transactions in tests.
 	listTx func(context.Context) ([]txMetadata, error)
 }

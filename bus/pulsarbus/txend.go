@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/apache/pulsar-client-go/pulsaradmin"
-	adminauth "github.com/apache/pulsar-client-go/pulsaradmin/pkg/admin/auth"
 	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/rest"
 	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/utils"
 
@@ -298,22 +296,12 @@ func parseTxnID(s string) (int64, int64, error) {
 }
 
 // restClient is a client of the admin REST API for the endpoints the
-// pulsaradmin package does not wrap.
+// pulsaradmin package does not wrap, with the bus's credentials and TLS.
 func (b *Bus) restClient() (*rest.Client, error) {
 	b.restOnce.Do(func() {
-		cfg := &pulsaradmin.Config{WebServiceURL: b.cfg.AdminURL}
-		var provider adminauth.Provider
-		provider, b.restErr = adminauth.GetAuthProvider(cfg)
-		if b.restErr != nil {
-			b.restErr = fmt.Errorf("pulsarbus: admin client for %s: %w", b.cfg.AdminURL, b.restErr)
-			return
-		}
-		b.rest = &rest.Client{
-			ServiceURL: b.cfg.AdminURL, VersionInfo: "pulsaga",
-			HTTPClient: &http.Client{Transport: provider},
-		}
+		b.rest = &rest.Client{ServiceURL: b.cfg.AdminURL, VersionInfo: "pulsaga", HTTPClient: b.AdminHTTP()}
 	})
-	return b.rest, b.restErr
+	return b.rest, nil
 }
 
 // txMatcher selects the transactions of a scope.
