@@ -14,6 +14,7 @@ const (
 	TypeHistory    = "history"
 	TypeSnapshot   = "snapshot"
 	TypeCheckpoint = "checkpoint"
+	TypeFence      = "fence"
 	TypeStatus     = "status"
 	TypeDefinition = "definition"
 )
@@ -67,6 +68,20 @@ type HistoryEntry struct {
 // CheckpointKey is the key of a partition's checkpoint on the snapshots
 // topic (process ids cannot start with '~').
 const CheckpointKey = "~checkpoint"
+
+// FenceKey is the key of a partition's fence messages on the snapshots
+// topic (compacted: only the last is kept).
+const FenceKey = "~fence"
+
+// Fence is written to a partition's snapshots by a batch that acknowledges
+// inputs of the partition, or touches its processes, without writing its
+// streams otherwise: a batch must write through the partition's term (the
+// fencing producers, see ownership.go) so that it fails as a whole if
+// another instance took the partition over meanwhile. Loading skips it.
+type Fence struct {
+	Partition int    `json:"partition"`
+	Owner     string `json:"owner"`
+}
 
 // Checkpoint says where the replay of a history partition starts: every
 // record before Start is covered by a snapshot (or belongs to a process
