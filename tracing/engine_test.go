@@ -36,7 +36,9 @@ func TestEngineTraces(t *testing.T) {
 	ok := func(_ context.Context, _ *worker.Job) (any, error) { return map[string]bool{"ok": true}, nil }
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: protocol.DefaultTopics(), Tracer: tr, Services: map[string]map[string]worker.Handler{
 		"payments": {"Charge": ok, "Refund": ok},
-		"shipping": {"Ship": func(context.Context, *worker.Job) (any, error) { return nil, worker.NonRetryable("NoStock", errors.New("sold out")) }},
+		"shipping": {"Ship": func(context.Context, *worker.Job) (any, error) {
+			return nil, worker.NonRetryable("NoStock", errors.New("sold out"))
+		}},
 	}}, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
