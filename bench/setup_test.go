@@ -54,6 +54,7 @@ var (
 	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
 	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
 	flagPerf       = flag.String("perf", "", "record a CPU profile of the orchestrator (perf record -g) during each closed-loop window into this folder")
+	flagEngineLog  = flag.String("engine-log-level", "warn", "log level of the engine's processes (their logs: -logdir); info logs every process started and finished")
 	flagPprof      = flag.String("pprof", "", "fetch a CPU profile of the orchestrator from its /debug/pprof during each closed-loop window into this folder")
 )
 
@@ -232,7 +233,7 @@ func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
 	bins := engineBins(b)
 	cfg := bench.EngineConfig{
 		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
-		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
+		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode, LogLevel: *flagEngineLog,
 		DeciderSwitch: len(engineModes(b)) > 1, Pprof: engineInfo(b).Pprof,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
