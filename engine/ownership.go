@@ -55,8 +55,8 @@ var ErrPartitionLost = errors.New("partition ownership lost")
 // ownership tracks which partitions of the events topic this instance is
 // the active Failover consumer of, as the broker says (bus.PartitionOwner).
 type ownership struct {
-	owner  bus.PartitionOwner      // nil: the bus cannot tell; this instance owns what it receives
-	notify <-chan struct{}         // nil without a bus.OwnershipNotifier
+	owner  bus.PartitionOwner // nil: the bus cannot tell; this instance owns what it receives
+	notify <-chan struct{}    // nil without a bus.OwnershipNotifier
 	poll   time.Duration
 	parts  int // partitions of the events topic (0: not partitioned)
 	// changed wakes the orchestrator's loop after a refresh.
