@@ -340,7 +340,12 @@ func (o *Orchestrator) commandMessage(img *image, c *workflow.Command, now time.
 		Compensation: c.Compensation, Input: c.Input, IdempotencyKey: c.IdempotencyKey,
 		Deadline: c.Deadline, ReplyTo: o.m.replyTo,
 	}
-	payload, err := encode(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
+	env, err := bus.NewEnvelope(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
+	if err != nil {
+		return nil, err
+	}
+	env.Traceparent = o.m.commandTraceparent(c)
+	payload, err := env.Encode()
 	if err != nil {
 		return nil, err
 	}
