@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
 )
@@ -38,6 +39,10 @@ type flight struct {
 	sent chan error
 	// sendsDone closes when this flight no longer sends (its successor may).
 	sendsDone chan struct{}
+	// began is when its transaction began (zero if it did not); round1,
+	// round2 and committed when its two rounds of sends and its commit
+	// ended (for the debug log).
+	began, round1, round2, committed time.Time
 }
 
 // procJob is what a flight writes for one process: copies taken by the
@@ -56,6 +61,8 @@ type procJob struct {
 type flightResult struct {
 	f   *flight
 	err error
+	// took is how long the flight's transaction was open.
+	took time.Duration
 }
 
 // launch sends b in a new transaction from a goroutine of its own, after
@@ -72,6 +79,7 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, pr
 		}
 		// Begun only now: a transaction open while its predecessors send
 		// could reach its timeout under load and fail the batch.
+		f.began = time.Now()
 		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
 		if err != nil {
 			f.sent <- err
@@ -105,6 +113,7 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 			}
 			if err == nil {
 				err = f.s.Commit(ctx)
+				f.committed = time.Now()
 			}
 		}
 		if err != nil {
@@ -115,7 +124,11 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 				failed = err
 			}
 		}
-		results <- flightResult{f, err}
+		var took time.Duration
+		if !f.began.IsZero() {
+			took = time.Since(f.began)
+		}
+		results <- flightResult{f, err, took}
 	}
 	for {
 		select {
@@ -166,6 +179,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 	if err := s.Wait(ctx); err != nil {
 		return err
 	}
+	f.round1 = time.Now()
 	// 2. snapshots and status rows.
 	for _, j := range f.jobs {
 		if j.snap != nil {
@@ -189,5 +203,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			s.Send(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 	}
-	return s.Wait(ctx)
+	err := s.Wait(ctx)
+	f.round2 = time.Now()
+	return err
 }
