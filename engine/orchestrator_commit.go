@@ -39,8 +39,10 @@ type flight struct {
 	sent chan error
 	// sendsDone closes when this flight no longer sends (its successor may).
 	sendsDone chan struct{}
-	// began is when its transaction began (zero if it did not).
-	began time.Time
+	// began is when its transaction began (zero if it did not); round1,
+	// round2 and committed when its two rounds of sends and its commit
+	// ended (for the debug log).
+	began, round1, round2, committed time.Time
 }
 
 // procJob is what a flight writes for one process: copies taken by the
@@ -113,6 +115,7 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 			}
 			if err == nil {
 				err = f.s.Commit(ctx)
+				f.committed = time.Now()
 			}
 		}
 		if err != nil {
@@ -178,6 +181,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 	if err := s.Wait(ctx); err != nil {
 		return err
 	}
+	f.round1 = time.Now()
 	// 2. snapshots and status rows.
 	for _, j := range f.jobs {
 		if j.snap != nil {
@@ -201,5 +205,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			s.Send(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 	}
-	return s.Wait(ctx)
+	err := s.Wait(ctx)
+	f.round2 = time.Now()
+	return err
 }
