@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -163,7 +164,15 @@ func waitTerminal(ctx context.Context, t *testing.T, status *engine.StatusTable,
 // readTopic reads every message of topic (all partitions) up to its end.
 func readTopic(ctx context.Context, t *testing.T, b bus.Bus, topic string, each func(*bus.Message)) {
 	t.Helper()
+	// Opening a reader is a round trip to the broker bounded by the bus's
+	// operation timeout; a loaded machine may miss it once: try again
+	// within the test's time.
 	rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic})
+	for err != nil && ctx.Err() == nil && (bus.Retryable(err) || errors.Is(err, context.DeadlineExceeded)) {
+		t.Logf("open a reader on %s: %v; trying again", topic, err)
+		time.Sleep(time.Second)
+		rd, err = b.Reader(ctx, bus.ReaderOptions{Topic: topic})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

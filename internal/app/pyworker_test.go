@@ -45,30 +45,6 @@ func TestPlainPythonWorker(t *testing.T) {
 		background(t, name, func(ctx context.Context) error { return app.RunOrchestrator(ctx, cfg, testLogger(t)) })
 	}
 
-	script, err := filepath.Abs("../../testdata/python/plain_worker.py")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := p.Tenant + "/" + p.Namespace
-	logFile := filepath.Join(t.TempDir(), "handled.jsonl")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := exec.CommandContext(ctx, python, script, "work", "--url", svc, "--namespace", ns, "--log", logFile)
-	w.Cancel = func() error { return w.Process.Signal(os.Interrupt) }
-	w.WaitDelay = 10 * time.Second
-	stdout, err := w.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Stderr = &pyLog{t: t}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = w.Wait() })
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || strings.TrimSpace(line) != "ready" {
-		t.Fatalf("the Python worker did not start: %q %v", line, err)
-	}
-
 	// The Python client starts the processes too (its hash, its keys).
 	var ids []string
 	want := map[string]workflow.Status{}
@@ -102,6 +78,46 @@ func TestPlainPythonWorker(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	// The worker subscribes once the orchestrators have made the namespace
+	// and its topics (they register the definition after that).
+	script, err := filepath.Abs("../../testdata/python/plain_worker.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := p.Tenant + "/" + p.Namespace
+	logFile := filepath.Join(t.TempDir(), "handled.jsonl")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := exec.CommandContext(ctx, python, script, "work", "--url", svc, "--namespace", ns, "--log", logFile)
+	w.Cancel = func() error { return w.Process.Signal(os.Interrupt) }
+	w.WaitDelay = 10 * time.Second
+	stdout, err := w.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Stderr = &pyLog{t: t}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	scanned := make(chan struct{})
+	t.Cleanup(func() { cancel(); _ = w.Wait(); <-scanned })
+	// The client's own log lines (ConsoleLogger writes to stdout) may come
+	// before "ready".
+	lines := bufio.NewScanner(stdout)
+	for lines.Scan() && strings.TrimSpace(lines.Text()) != "ready" {
+		t.Logf("python: %s", lines.Text())
+	}
+	if lines.Err() != nil || strings.TrimSpace(lines.Text()) != "ready" {
+		close(scanned)
+		t.Fatalf("the Python worker did not start: %q %v", lines.Text(), lines.Err())
+	}
+	go func() {
+		defer close(scanned)
+		for lines.Scan() {
+			t.Logf("python: %s", lines.Text())
+		}
+	}()
+
 	// Half the processes are started by the Python client (its hash, its
 	// keys), half by the Go client: a process started from Go gets its
 	// results from Python, on whatever partition Python's hash picks.
