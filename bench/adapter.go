@@ -72,9 +72,13 @@ func (c *Client) Start(ctx context.Context, pid, def string, input json.RawMessa
 var ErrNotOffered = errors.New("not offered by this engine")
 
 // StartMany starts processes with one call of the client (engine.Client.
-// StartMany); this engine has none yet.
+// StartMany: checked, then sent together).
 func (c *Client) StartMany(ctx context.Context, pids []string, def string, input json.RawMessage) error {
-	return ErrNotOffered
+	reqs := make([]protocol.StartRequest, len(pids))
+	for i, pid := range pids {
+		reqs[i] = protocol.StartRequest{ProcessID: pid, Definition: def, Input: input}
+	}
+	return c.c.StartMany(ctx, reqs)
 }
 
 // Signal sends a signal to a process.
