@@ -50,12 +50,8 @@ func decodeStatus(m *bus.Message) (Row, bool) {
 	if len(m.Payload) == 0 {
 		return Row{}, false
 	}
-	env, err := bus.DecodeEnvelope(m.Payload)
-	if err != nil || env.Type != engine.TypeStatus {
-		return Row{}, false
-	}
-	var r engine.StatusRecord
-	if env.DecodePayload(&r) != nil {
+	r, err := engine.DecodeStatus(m.Payload)
+	if err != nil || r == nil {
 		return Row{}, false
 	}
 	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, LastError: r.LastError, Seq: r.Seq}, true

@@ -14,7 +14,6 @@ const (
 	TypeHistory    = "history"
 	TypeSnapshot   = "snapshot"
 	TypeCheckpoint = "checkpoint"
-	TypeFence      = "fence"
 	TypeStatus     = "status"
 	TypeDefinition = "definition"
 )
@@ -70,18 +69,13 @@ type HistoryEntry struct {
 const CheckpointKey = "~checkpoint"
 
 // FenceKey is the key of a partition's fence messages on the snapshots
-// topic (compacted: only the last is kept).
+// topic: written by a batch that acknowledges inputs of the partition, or
+// touches its processes, without writing its streams otherwise, because a
+// batch must write through the partition's term (the fencing producers,
+// see ownership.go) so that it fails as a whole if another instance took
+// the partition over meanwhile. Its payload is empty (a tombstone: the
+// compacted view keeps nothing of it); loading skips it.
 const FenceKey = "~fence"
-
-// Fence is written to a partition's snapshots by a batch that acknowledges
-// inputs of the partition, or touches its processes, without writing its
-// streams otherwise: a batch must write through the partition's term (the
-// fencing producers, see ownership.go) so that it fails as a whole if
-// another instance took the partition over meanwhile. Loading skips it.
-type Fence struct {
-	Partition int    `json:"partition"`
-	Owner     string `json:"owner"`
-}
 
 // Checkpoint says where the replay of a history partition starts: every
 // record before Start is covered by a snapshot (or belongs to a process

@@ -168,8 +168,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 		if len(j.records) == 0 {
 			continue
 		}
-		payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", j.img.pid, j.records[0].Seq), j.img.pid, b.now,
-			HistoryEntry{ProcessID: j.img.pid, Records: j.records})
+		payload, err := encodeHistory(&HistoryEntry{ProcessID: j.img.pid, Records: j.records})
 		if err != nil {
 			return err
 		}
@@ -188,7 +187,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			if j.id != nil {
 				j.snap.HistoryIDs = append(j.snap.HistoryIDs, j.id)
 			}
-			payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", j.snap.ProcessID, j.snap.Seq), j.snap.ProcessID, b.now, j.snap)
+			payload, err := encodeSnapshot(j.snap)
 			if err != nil {
 				return err
 			}
@@ -198,7 +197,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			// The row carries the positions of the process's history, so
 			// it is written whenever records are.
 			j.row.HistoryIDs = append(j.row.HistoryIDs, j.id)
-			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", j.row.ProcessID, j.row.Seq), j.row.ProcessID, b.now, j.row)
+			payload, err := encodeStatus(&j.row)
 			if err != nil {
 				return err
 			}

@@ -75,6 +75,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
 	o.busy, o.inflight = map[string]int{}, 0
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
+	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
 	defer o.endTerms()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
@@ -119,6 +120,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
+			o.freezeIdle(now)
+			o.sweepRetention(now)
+			o.publishImages()
 			lastSweep = now
 		}
 		inCh := in
@@ -174,7 +178,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			// quarter kept for snapshots, timers and queued decisions
 			// when those wait.
 			limit := o.adapt.limit()
-			extra := min(len(o.sweep)+len(o.recovering)+len(o.slots.queued), limit/4)
+			extra := min(len(o.sweep)+len(o.recovering)+len(o.expiring)+len(o.slots.queued), limit/4)
 			msgs := o.takeBatch(limit - extra)
 			launched, err := o.handleBatch(ctx, msgs, limit-len(msgs), p)
 			if err != nil {
@@ -239,7 +243,7 @@ func (o *Orchestrator) hasWork() bool {
 			return true
 		}
 	}
-	return len(o.recovering) > 0 || len(o.sweep) > 0 || (o.slots.waiting() && o.slots.free())
+	return len(o.recovering) > 0 || len(o.sweep) > 0 || len(o.expiring) > 0 || (o.slots.waiting() && o.slots.free())
 }
 
 // takeBatch takes up to limit parked messages of loaded partitions, in
@@ -426,7 +430,15 @@ func (o *Orchestrator) install(res loadResult) {
 	t.last, t.written, t.writtenAt = res.l.last, res.l.checkpoint, time.Time{}
 	for pid, img := range res.l.images {
 		o.images[pid] = img
+		o.warm[img] = struct{}{}
 		img.touched = now
+		if img.terminal() {
+			end := img.state.EndedAt
+			if end.IsZero() {
+				end = now
+			}
+			o.retention.add(img, end.Add(o.opts.Retention))
+		}
 		if img.seq > img.covered {
 			img.since = o.batchNo
 			o.uncovered[img] = struct{}{}
@@ -513,37 +525,28 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		if err != nil {
 			return nil, fmt.Errorf("load partition %d: %w", p, err)
 		}
+		if m.Key == FenceKey {
+			continue // a batch's mark of its term (ownership.go), nothing to load
+		}
 		if len(m.Payload) == 0 {
 			delete(l.images, m.Key)
 			gone[m.Key] = true
 			continue
 		}
-		env, err := bus.DecodeEnvelope(m.Payload)
-		if err == nil && env.Type == TypeFence {
-			continue
-		}
-		if err == nil && env.Type == TypeCheckpoint {
-			var c Checkpoint
-			if err := env.DecodePayload(&c); err != nil {
-				return nil, fmt.Errorf("load partition %d: undecodable checkpoint: %w", p, err)
-			}
-			cp = &c
-			continue
-		}
-		if err != nil || env.Type != TypeSnapshot {
-			o.log.Error().Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
-			continue
-		}
-		var s Snapshot
-		if err := env.DecodePayload(&s); err != nil {
+		s, c, err := decodeSnapshotsMessage(m.Payload)
+		if err != nil {
 			o.log.Error().Err(err).Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
+			continue
+		}
+		if c != nil {
+			cp = c
 			continue
 		}
 		d, err := def(s.Definition, s.Version)
 		if err != nil {
 			return nil, fmt.Errorf("load process %s: %w", s.ProcessID, err)
 		}
-		img := imageOf(s, d)
+		img := imageOf(*s, d)
 		img.covered = img.seq
 		l.images[s.ProcessID] = img
 		delete(gone, s.ProcessID)

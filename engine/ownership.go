@@ -37,7 +37,7 @@ import (
 //
 // Every batch that acknowledges inputs of p, or touches a process of p,
 // writes to p's term at least once (its history entries, snapshots or
-// checkpoint; otherwise a small fence message, see fenceMessage), so a
+// checkpoint; otherwise a small fence message, see fences), so a
 // batch of a deposed owner fails as a whole: not one of its effects — not
 // even an acknowledgement of an input it dropped — takes effect. A term
 // whose producer is fenced is over: the flight fails, the orchestrator

@@ -89,42 +89,53 @@ func (m entryMessage) ID() pulsar.MessageID { return m.id }
 // when that completes it. committed says that the transaction that
 // acknowledged the message committed (idxInTx becomes idxAcked).
 func (c *consumer) settleEntry(d *delivery, st idxState, t *tx, committed bool) error {
+	id, err := c.markEntry(d, st, t, committed)
+	if err != nil || id == nil {
+		return err
+	}
+	if err := c.c.AckWithTxn(entryMessage{Message: d.pm, id: id}, t.t); err != nil {
+		err = wrap(err, "ack entry %s on %s in a transaction", id, c.where())
+		if !errors.Is(err, bus.ErrTxFailed) {
+			err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// markEntry is settleEntry but for the acknowledgement in t of an entry
+// that d's message completes: it returns that entry's id for the caller to
+// acknowledge in t (nil when there is none to make).
+func (c *consumer) markEntry(d *delivery, st idxState, t *tx, committed bool) (pulsar.MessageID, error) {
 	e := d.entry
 	c.mu.Lock()
 	if c.entries[e.key] != e {
 		c.mu.Unlock()
-		return nil // already acknowledged as a whole
+		return nil, nil // already acknowledged as a whole
 	}
 	switch cur := e.state[d.idx]; {
 	case cur == idxFinalTx, cur == idxInTx && !(st == idxAcked && committed):
 		c.mu.Unlock()
-		return nil // its transaction decides
+		return nil, nil // its transaction decides
 	}
 	complete := e.othersAcked(d.idx)
 	switch {
 	case !complete:
 		e.state[d.idx] = st
 		c.mu.Unlock()
-		return nil
+		return nil, nil
 	case st == idxAcked:
 		e.state[d.idx] = idxAcked
 		c.entryDone(e.key)
 		c.mu.Unlock()
 		if err := c.c.AckID(e.id()); err != nil {
-			return wrap(err, "ack entry %s on %s", e.id(), c.where())
+			return nil, wrap(err, "ack entry %s on %s", e.id(), c.where())
 		}
-		return nil
+		return nil, nil
 	default:
 		e.state[d.idx] = idxFinalTx
 		c.mu.Unlock()
-		if err := c.c.AckWithTxn(entryMessage{Message: d.pm, id: e.id()}, t.t); err != nil {
-			err = wrap(err, "ack entry %s on %s in a transaction", e.id(), c.where())
-			if !errors.Is(err, bus.ErrTxFailed) {
-				err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
-			}
-			return err
-		}
-		return nil
+		return e.id(), nil
 	}
 }
 
