@@ -45,7 +45,8 @@ const maxStateBytes = 64 << 20
 
 var (
 	zenc = sync.OnceValue(func() *zstd.Encoder {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true),
+			zstd.WithWindowSize(1<<17)) // states are small: a small window keeps the encoder's own memory small
 		if err != nil {
 			panic(fmt.Sprintf("engine: zstd encoder: %v", err))
 		}

@@ -73,6 +73,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
 	o.busy, o.inflight = map[string]int{}, 0
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
+	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: o.opts.Topics.Events, Subscription: protocol.OrchestratorSubscription, Type: bus.Failover,
@@ -116,6 +117,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
+			o.freezeIdle(now)
+			o.sweepRetention(now)
+			o.publishImages()
 			lastSweep = now
 		}
 		inCh := in
@@ -170,7 +174,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			// quarter kept for snapshots, timers and queued decisions
 			// when those wait.
 			limit := o.adapt.limit()
-			extra := min(len(o.sweep)+len(o.recovering)+len(o.slots.queued), limit/4)
+			extra := min(len(o.sweep)+len(o.recovering)+len(o.expiring)+len(o.slots.queued), limit/4)
 			msgs := o.takeBatch(limit - extra)
 			launched, err := o.handleBatch(ctx, msgs, limit-len(msgs), p)
 			if err != nil {
@@ -235,7 +239,7 @@ func (o *Orchestrator) hasWork() bool {
 			return true
 		}
 	}
-	return len(o.recovering) > 0 || len(o.sweep) > 0 || (o.slots.waiting() && o.slots.free())
+	return len(o.recovering) > 0 || len(o.sweep) > 0 || len(o.expiring) > 0 || (o.slots.waiting() && o.slots.free())
 }
 
 // takeBatch takes up to limit parked messages of loaded partitions, in
@@ -414,7 +418,15 @@ func (o *Orchestrator) install(res loadResult) {
 	t.last, t.written, t.writtenAt = res.l.last, res.l.checkpoint, time.Time{}
 	for pid, img := range res.l.images {
 		o.images[pid] = img
+		o.warm[img] = struct{}{}
 		img.touched = now
+		if img.terminal() {
+			end := img.state.EndedAt
+			if end.IsZero() {
+				end = now
+			}
+			o.retention.add(img, end.Add(o.opts.Retention))
+		}
 		if img.seq > img.covered {
 			img.since = o.batchNo
 			o.uncovered[img] = struct{}{}
