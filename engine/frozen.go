@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"time"
+
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // Idle images are kept encoded. A process that waits (for a signal, a
@@ -20,8 +22,9 @@ import (
 type frozenImage struct {
 	// snap is the image's snapshot encoding.
 	snap []byte
-	// ended: the process had finished when it was frozen.
-	ended bool
+	// ended: the process had finished when it was frozen, at endedAt.
+	ended   bool
+	endedAt time.Time
 }
 
 // freezeBatch bounds the images frozen per sweep (a second), so that a
@@ -59,6 +62,9 @@ func (o *Orchestrator) freeze(img *image) error {
 		return err
 	}
 	img.frozen = &frozenImage{snap: b, ended: img.terminal()}
+	if img.frozen.ended {
+		img.frozen.endedAt = img.state.EndedAt
+	}
 	img.state, img.pending, img.outstanding, img.seen, img.armed, img.historyIDs = nil, nil, nil, nil, nil, nil
 	delete(o.warm, img)
 	return nil
@@ -70,19 +76,59 @@ func (o *Orchestrator) live(img *image) bool {
 	if img.frozen == nil {
 		return true
 	}
+	if err := img.thaw(); err != nil {
+		o.log.Error().Err(err).Str("process_id", img.pid).Msg("frozen image cannot be thawed")
+		return false
+	}
+	o.warm[img] = struct{}{}
+	return true
+}
+
+// thaw decodes a frozen image's fields.
+func (img *image) thaw() error {
 	s, err := DecodeSnapshot(img.frozen.snap)
 	if err == nil && (s.ProcessID != img.pid || s.Seq != img.seq) {
 		err = fmt.Errorf("the encoding holds %s at %d", s.ProcessID, s.Seq)
 	}
 	if err != nil {
-		o.log.Error().Err(err).Str("process_id", img.pid).Msg("frozen image cannot be thawed")
-		return false
+		return err
 	}
 	img.state, img.pending, img.outstanding, img.seen, img.armed, img.historyIDs =
 		s.State, s.Pending, s.Outstanding, s.Seen, s.Armed, s.HistoryIDs
 	img.frozen = nil
-	o.warm[img] = struct{}{}
-	return true
+	return nil
+}
+
+// loadFrozen is the image of a snapshot read at load, kept encoded when it
+// can be (nil: decode it whole): a process that waits, with a physical
+// timer still to come for its earliest deadline, or finished.
+func loadFrozen(payload []byte, def func(string, int) (*workflow.Definition, error), now time.Time) (*image, error) {
+	h, ok := peekSnapshot(payload)
+	if !ok || h.busy {
+		return nil, nil
+	}
+	ended := h.status.Terminal()
+	if !ended && !h.nextDeadline.IsZero() {
+		covered := false // the rule of image.timersToRecover
+		for _, a := range h.armed {
+			if a.After(now) && !a.After(h.nextDeadline) {
+				covered = true
+			}
+		}
+		if !covered {
+			return nil, nil
+		}
+	}
+	d, err := def(h.definition, h.version)
+	if err != nil {
+		return nil, fmt.Errorf("load process %s: %w", h.pid, err)
+	}
+	img := &image{pid: h.pid, def: d, partition: h.partition, createdAt: h.createdAt, seq: h.seq, covered: h.seq,
+		frozen: &frozenImage{snap: payload, ended: ended}}
+	if ended {
+		img.frozen.endedAt = h.endedAt
+	}
+	return img, nil
 }
 
 // ImageCounts are the processes an orchestrator holds in memory: Images in

@@ -430,8 +430,14 @@ func (o *Orchestrator) install(res loadResult) {
 	t.last, t.written, t.writtenAt = res.l.last, res.l.checkpoint, time.Time{}
 	for pid, img := range res.l.images {
 		o.images[pid] = img
-		o.warm[img] = struct{}{}
 		img.touched = now
+		if img.frozen != nil {
+			if img.frozen.ended {
+				o.retention.add(img, img.frozen.endedAt.Add(o.opts.Retention))
+			}
+			continue // waits, its timer armed (loadFrozen)
+		}
+		o.warm[img] = struct{}{}
 		if img.terminal() {
 			end := img.state.EndedAt
 			if end.IsZero() {
@@ -533,6 +539,13 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 			gone[m.Key] = true
 			continue
 		}
+		if img, err := loadFrozen(m.Payload, def, o.opts.Clock()); err != nil {
+			return nil, err
+		} else if img != nil {
+			l.images[img.pid] = img
+			delete(gone, img.pid)
+			continue
+		}
 		s, c, err := decodeSnapshotsMessage(m.Payload)
 		if err != nil {
 			o.log.Error().Err(err).Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
@@ -599,6 +612,11 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		}
 		if last := e.Records[len(e.Records)-1].Seq; last <= img.seq {
 			continue // covered by its snapshot
+		}
+		if img.frozen != nil {
+			if err := img.thaw(); err != nil {
+				return nil, fmt.Errorf("load process %s: %w", img.pid, err)
+			}
 		}
 		for _, r := range e.Records {
 			if r.Seq <= img.seq {

@@ -78,6 +78,17 @@ func TestRestartFromSnapshotsAndTail(t *testing.T) {
 	runWorkers(ctx, t, b2, r.log)
 	client := engine.NewClient(b2, topics)
 	defer client.Close()
+	// The snapshotted processes wait, their timers armed: they are loaded
+	// encoded (frozen.go), the replayed ones decoded.
+	for c := second.Images(); c.Images < len(early)+len(late); c = second.Images() {
+		if ctx.Err() != nil {
+			t.Fatalf("images after the load: %+v", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := second.Images(); c.Frozen < len(early) {
+		t.Errorf("images after the load: %+v, want the %d snapshotted ones frozen", c, len(early))
+	}
 	all := append(append([]string(nil), early...), late...)
 	for _, pid := range all {
 		if err := client.Signal(ctx, pid, "go", "go-"+pid, nil); err != nil {
