@@ -20,10 +20,10 @@ import (
 // Keys of each mapping of the language.
 var (
 	workflowKeys   = []string{"name", "version", "description", "input", "defaults", "on_failure", "timeout", "steps", "output"}
-	defaultsKeys   = []string{"retry", "timeout"}
+	defaultsKeys   = []string{"retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	retryKeys      = []string{"max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "jitter", "non_retryable"}
-	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure"}
-	compensateKeys = []string{"service", "command", "input", "retry", "timeout"}
+	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure"}
+	compensateKeys = []string{"service", "command", "input", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	waitKeys       = []string{"signal", "timeout"}
 )
 
@@ -168,6 +168,7 @@ func (l *loader) definition(n ast.Node) *Definition {
 			if tf := dfields["timeout"]; tf != nil && tf.val != nil {
 				def.Timeout, _ = l.duration(tf, "defaults.timeout", "defaults.timeout")
 			}
+			l.progressTimeouts(dfields, "defaults", def.Timeout, &def.ScheduleTimeout, &def.HeartbeatTimeout)
 		}
 	}
 	if f := fields["on_failure"]; f != nil && f.val != nil {
@@ -334,7 +335,8 @@ func (l *loader) step(def *Definition, n ast.Node, i int) {
 	if !ok {
 		return
 	}
-	st := &Step{Pos: l.pos(n), index: len(def.Steps), Retry: def.Retry, Timeout: def.Timeout, OnFailure: def.OnFailure}
+	st := &Step{Pos: l.pos(n), index: len(def.Steps), Retry: def.Retry, Timeout: def.Timeout, OnFailure: def.OnFailure,
+		ScheduleTimeout: def.ScheduleTimeout, HeartbeatTimeout: def.HeartbeatTimeout}
 	rs := &rawStep{step: st, idPos: st.Pos}
 
 	if f := fields["id"]; f == nil || f.val == nil {
@@ -390,7 +392,7 @@ func (l *loader) step(def *Definition, n ast.Node, i int) {
 	}
 	task := st.Kind == KindTask
 	// Keys that only make sense on command steps.
-	for _, k := range []string{"service", "input", "retry", "timeout", "deadline", "compensate", "for_each", "max_parallel"} {
+	for _, k := range []string{"service", "input", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "for_each", "max_parallel"} {
 		if f := fields[k]; f != nil && !task && st.Kind != "" {
 			hint := "only steps with a command can have " + k
 			if k == "timeout" && st.Kind == KindWait {
@@ -427,6 +429,7 @@ func (l *loader) step(def *Definition, n ast.Node, i int) {
 		if f := fields["timeout"]; f != nil && f.val != nil {
 			st.Timeout, _ = l.duration(f, join(path, "timeout"), "timeout")
 		}
+		l.progressTimeouts(fields, path, st.Timeout, &st.ScheduleTimeout, &st.HeartbeatTimeout)
 		if f := fields["deadline"]; f != nil && f.val != nil {
 			st.Deadline, _ = l.duration(f, join(path, "deadline"), "deadline")
 		}
@@ -526,7 +529,8 @@ func (l *loader) step(def *Definition, n ast.Node, i int) {
 }
 
 func (l *loader) compensation(def *Definition, st *Step, f *field, path string, scope exprScope) *Compensation {
-	c := &Compensation{Service: st.Service, Retry: def.Retry, Timeout: def.Timeout, Pos: f.keyPos}
+	c := &Compensation{Service: st.Service, Retry: def.Retry, Timeout: def.Timeout, Pos: f.keyPos,
+		ScheduleTimeout: def.ScheduleTimeout, HeartbeatTimeout: def.HeartbeatTimeout}
 	if f.val == nil {
 		l.errorAt(f.keyPos, path, "write compensate: {command: Undo...}", "compensate is empty")
 		return nil
@@ -554,6 +558,7 @@ func (l *loader) compensation(def *Definition, st *Step, f *field, path string, 
 	if cf := fields["timeout"]; cf != nil && cf.val != nil {
 		c.Timeout, _ = l.duration(cf, join(path, "timeout"), "timeout")
 	}
+	l.progressTimeouts(fields, path, c.Timeout, &c.ScheduleTimeout, &c.HeartbeatTimeout)
 	return c
 }
 
