@@ -19,6 +19,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -67,7 +68,7 @@ type harness struct {
 	srv    *Server
 	http   *httptest.Server
 	garage *garage
-	topics engine.Topics
+	topics protocol.Topics
 }
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -91,7 +92,7 @@ func newHarnessOn(t *testing.T, b bus.Bus) *harness {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	g := &garage{tries: map[string]int{}, runs: map[string][]string{}}
 	status := engine.NewStatusTable(b, topics.Status)

@@ -14,6 +14,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -62,7 +63,7 @@ func TestMetricsAcrossInstances(t *testing.T) {
 	defer cancel()
 	b := memory.New(memory.Options{})
 	defer b.Close()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topics.Status})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +125,7 @@ func TestMetricsAcrossInstances(t *testing.T) {
 func TestMetricsWhenStatusTableUnreadable(t *testing.T) {
 	ctx := context.Background()
 	b := memory.New(memory.Options{})
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topics.Status})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -343,7 +344,7 @@ func (s *Server) action(name string) http.HandlerFunc {
 		}
 		p := PrincipalFrom(r.Context())
 		rid := name + ":" + requestID(r)
-		if err := s.acts.Admin(r.Context(), engine.AdminRequest{
+		if err := s.acts.Admin(r.Context(), protocol.AdminRequest{
 			ProcessID: row.ProcessID, Action: name, StepID: req.StepID, Output: req.Output, Actor: p.Name, Reason: req.Reason,
 		}, rid); err != nil {
 			s.fail(w, r, fmt.Errorf("%w: send %s: %v", ErrUnavailable, name, err))
@@ -454,7 +455,7 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 	}
 	p := PrincipalFrom(r.Context())
 	_, exists := s.status.Get(req.ProcessID)
-	if err := s.acts.Start(r.Context(), engine.StartRequest{ProcessID: req.ProcessID, Definition: def.Name, Version: def.Version, Input: req.Input, Actor: p.Name}); err != nil {
+	if err := s.acts.Start(r.Context(), protocol.StartRequest{ProcessID: req.ProcessID, Definition: def.Name, Version: def.Version, Input: req.Input, Actor: p.Name}); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: send start: %v", ErrUnavailable, err))
 		return
 	}

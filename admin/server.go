@@ -23,13 +23,14 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // Actions sends what changes processes (engine.Client does).
 type Actions interface {
-	Start(ctx context.Context, req engine.StartRequest) error
+	Start(ctx context.Context, req protocol.StartRequest) error
 	SignalAs(ctx context.Context, pid, name, signalID string, data json.RawMessage, actor, reason string) error
-	Admin(ctx context.Context, req engine.AdminRequest, requestID string) error
+	Admin(ctx context.Context, req protocol.AdminRequest, requestID string) error
 }
 
 // ProcessReader reads exactly one process's records and state
@@ -41,7 +42,7 @@ type Options struct {
 	// Bus is where the engine's topics live.
 	Bus bus.Bus
 	// Topics are the engine's topics.
-	Topics engine.Topics
+	Topics protocol.Topics
 	// Registry holds the definitions.
 	Registry *engine.Registry
 	// Status is the status table (default: a new one on Topics.Status).
@@ -90,9 +91,7 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 	if opts.Bus == nil || opts.Registry == nil {
 		return nil, fmt.Errorf("%w: Bus and Registry are required", ErrBadOptions)
 	}
-	if opts.Topics.Events == "" {
-		opts.Topics = engine.DefaultTopics()
-	}
+	opts.Topics = opts.Topics.WithDefaults()
 	if opts.StuckAfter <= 0 {
 		opts.StuckAfter = 15 * time.Minute
 	}

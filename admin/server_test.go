@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -154,7 +154,7 @@ func TestAPI(t *testing.T) {
 		h.waitStep("car-1", "approval", workflow.StepWaiting)
 		// Another instance (no memory of the key) sends it too: the
 		// orchestrator drops the duplicate envelope.
-		if err := h.stack.Client.Admin(context.Background(), engine.AdminRequest{ProcessID: "car-1", Action: "retry", StepID: "repair", Actor: "alice"}, first.RequestID); err != nil {
+		if err := h.stack.Client.Admin(context.Background(), protocol.AdminRequest{ProcessID: "car-1", Action: "retry", StepID: "repair", Actor: "alice"}, first.RequestID); err != nil {
 			t.Fatal(err)
 		}
 		code, body, _ = h.do("POST", "/api/v1/processes/car-1/signals", opSecret, `{"name":"approve","data":{"ok":true}}`)
@@ -307,7 +307,7 @@ func testDeadLetters(t *testing.T, h *harness) {
 	}
 	// A start that was dead-lettered (say, its definition was registered
 	// too late): replaying it starts the process.
-	start, err := bus.NewEnvelope("start", "start:car-9", "car-9", time.Now(), engine.StartRequest{ProcessID: "car-9", Definition: "repair", Input: []byte(`{}`)})
+	start, err := bus.NewEnvelope("start", "start:car-9", "car-9", time.Now(), protocol.StartRequest{ProcessID: "car-9", Definition: "repair", Input: []byte(`{}`)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bench"
-	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -34,7 +34,7 @@ func BenchmarkTripThroughput(b *testing.B) {
 		st := startStack(b, bb, tripServices(), func(string, time.Duration) { fired.Add(1) })
 		register(b, st, tripFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, bench.Terminal)
+		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, bench.Terminal)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func BenchmarkTripLatencyUnloaded(b *testing.B) {
 		st := startStack(b, bb, tripServices(), nil)
 		register(b, st, tripFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, bench.Terminal)
+		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, bench.Terminal)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -129,7 +129,7 @@ func BenchmarkTripLatencyUnloaded(b *testing.B) {
 		lat := make([]time.Duration, 0, *flagSerial)
 		for _, pid := range pidsFor("serial", *flagSerial) {
 			t0 := time.Now()
-			if err := st.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: tripInput}); err != nil {
+			if err := st.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: tripInput}); err != nil {
 				b.Fatal(err)
 			}
 			seen, err := w.Wait(ctx, pid)
@@ -173,7 +173,7 @@ func BenchmarkTimerLateness(b *testing.B) {
 		})
 		register(b, st, sleepFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, bench.Terminal)
+		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, bench.Terminal)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func BenchmarkMemoryPerWaitingProcess(b *testing.B) {
 		st := startStack(b, bb, loanServices(), nil)
 		register(b, st, loanFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, waitingOrDone)
+		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, waitingOrDone)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -262,7 +262,7 @@ func BenchmarkRestart(b *testing.B) {
 		st := startStackN(b, bb, loanServices(), nil, *flagFill)
 		register(b, st, loanFile)
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-		w, err := bench.Watch(ctx, bb, engine.DefaultTopics().Status, waitingOrDone)
+		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, waitingOrDone)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -289,7 +289,7 @@ func BenchmarkRestart(b *testing.B) {
 		bb2 := e.bus(b)
 		st2 := startStackLog(b, bb2, loanServices(), nil, *flagDeciders, engineLog("restart"))
 		up := time.Since(t1)
-		w2, err := bench.WatchFrom(ctx, bb2, engine.DefaultTopics().Status, bench.Terminal, true)
+		w2, err := bench.WatchFrom(ctx, bb2, protocol.DefaultTopics().Status, bench.Terminal, true)
 		if err != nil {
 			b.Fatal(err)
 		}

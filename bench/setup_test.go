@@ -22,6 +22,7 @@ import (
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -204,7 +205,7 @@ func startAll(ctx context.Context, b *testing.B, c *engine.Client, def string, i
 					return
 				}
 				sent[i] = time.Now()
-				if err := c.Start(ctx, engine.StartRequest{ProcessID: pids[i], Definition: def, Input: input}); err != nil {
+				if err := c.Start(ctx, protocol.StartRequest{ProcessID: pids[i], Definition: def, Input: input}); err != nil {
 					errs <- fmt.Errorf("start %s: %w", pids[i], err)
 					return
 				}

@@ -44,7 +44,7 @@ func BenchmarkTimerLatenessBurst(b *testing.B) {
 		go func() {
 			relayDone <- timers.NewRelay(bb, timers.RelayOptions{Name: "bench-relay"}, zerolog.Nop()).Run(rctx)
 		}()
-		prod, err := bb.Producer(ctx, bus.ProducerOptions{Topic: timers.Topic})
+		prod, err := bb.Producer(ctx, bus.ProducerOptions{Topic: protocol.TimersTopic})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -179,7 +180,7 @@ func (c *cluster) client(ctx context.Context) (bus.Bus, *engine.Client, *engine.
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { _ = b.Close() })
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		c.t.Fatal(err)
@@ -264,7 +265,7 @@ func runCrash(t *testing.T, plan crashPlan) {
 	pids := make([]string, n)
 	for i := range pids {
 		pids[i] = fmt.Sprintf("trip-%d-%s", i, directives[i%len(directives)])
-		if err := client.Start(ctx, engine.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":5}`)}); err != nil {
+		if err := client.Start(ctx, protocol.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":5}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -16,7 +16,7 @@ import (
 // order with the process's other events, one decision at a time.
 type Client struct {
 	bus    bus.Bus
-	topics Topics
+	topics protocol.Topics
 	clock  func() time.Time
 
 	mu sync.Mutex
@@ -24,10 +24,8 @@ type Client struct {
 }
 
 // NewClient creates a client.
-func NewClient(b bus.Bus, topics Topics) *Client {
-	if topics.Events == "" {
-		topics = DefaultTopics()
-	}
+func NewClient(b bus.Bus, topics protocol.Topics) *Client {
+	topics = topics.WithDefaults()
 	return &Client{bus: b, topics: topics, clock: time.Now}
 }
 
@@ -55,14 +53,11 @@ func (c *Client) send(ctx context.Context, typ, id, pid string, payload any) err
 }
 
 // Start starts a process. Starting an id that exists does nothing.
-func (c *Client) Start(ctx context.Context, req StartRequest) error {
-	if req.Definition == "" {
-		return fmt.Errorf("%w: a definition name is required", bus.ErrBadOptions)
+func (c *Client) Start(ctx context.Context, req protocol.StartRequest) error {
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", bus.ErrBadOptions, err)
 	}
-	if len(req.Input) > 0 && !json.Valid(req.Input) {
-		return fmt.Errorf("%w: input is not JSON", bus.ErrBadOptions)
-	}
-	return c.send(ctx, protocol.TypeStart, "start:"+req.ProcessID, req.ProcessID, req)
+	return c.send(ctx, protocol.TypeStart, protocol.StartEnvelopeID(req.ProcessID), req.ProcessID, req)
 }
 
 // Signal delivers a signal; signalID makes a retried send count once.
@@ -80,7 +75,7 @@ func (c *Client) SignalAs(ctx context.Context, pid, name, signalID string, data 
 
 // Admin sends an operator's action; requestID makes a retried request
 // apply once.
-func (c *Client) Admin(ctx context.Context, req AdminRequest, requestID string) error {
+func (c *Client) Admin(ctx context.Context, req protocol.AdminRequest, requestID string) error {
 	if requestID == "" {
 		requestID = fmt.Sprintf("%s-%d", req.Action, c.clock().UnixNano())
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // DeciderOptions configure a decider.
@@ -20,7 +19,7 @@ type DeciderOptions struct {
 	// Name identifies the instance (default "decider").
 	Name string
 	// Topics are the engine's topics.
-	Topics Topics
+	Topics protocol.Topics
 	// Concurrency is the number of batch loops: batches of tasks decided
 	// and committed at once, each in its own transaction (default 4).
 	Concurrency int
@@ -46,9 +45,7 @@ func (o *DeciderOptions) defaults() {
 	if o.Name == "" {
 		o.Name = "decider"
 	}
-	if o.Topics.Events == "" {
-		o.Topics = DefaultTopics()
-	}
+	o.Topics = o.Topics.WithDefaults()
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
@@ -142,7 +139,7 @@ func (d *Decider) Run(ctx context.Context) error {
 		return err
 	}
 	cons, err := d.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: d.opts.Topics.Decisions, Subscription: "deciders", Type: bus.Shared, ConsumerName: d.opts.Name,
+		Topic: d.opts.Topics.Decisions, Subscription: protocol.DeciderSubscription, Type: bus.Shared, ConsumerName: d.opts.Name,
 		MaxDeliveries: d.opts.MaxDeliveries, NackDelay: 500 * time.Millisecond,
 		// Enough prefetched for every loop to fill a batch.
 		ReceiveQueueSize: d.opts.Concurrency * d.opts.MaxBatch,
@@ -238,8 +235,8 @@ func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, err
 	}
 	// The engine's own topics exist (EnsureTopics); a job queue is created
 	// on first use.
-	if svc, ok := strings.CutPrefix(topic, "jobs."); ok {
-		if err := d.bus.EnsureTopic(ctx, worker.JobTopicSpec(svc)); err != nil {
+	if svc, ok := protocol.JobService(topic); ok {
+		if err := d.bus.EnsureTopic(ctx, protocol.JobTopicSpec(svc)); err != nil {
 			return nil, err
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
-	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -96,7 +95,7 @@ func (d *Decider) handleBatch(ctx context.Context, cons bus.Consumer, msgs []*bu
 
 // accept decodes and checks a task; it dead-letters what is not a valid
 // task and returns nil then.
-func (d *Decider) accept(ctx context.Context, cons bus.Consumer, m *bus.Message) *DecisionTask {
+func (d *Decider) accept(ctx context.Context, cons bus.Consumer, m *bus.Message) *protocol.DecisionTask {
 	env, err := bus.DecodeEnvelope(m.Payload)
 	if err != nil {
 		reason := err.Error()
@@ -107,11 +106,11 @@ func (d *Decider) accept(ctx context.Context, cons bus.Consumer, m *bus.Message)
 		d.deadLetter(ctx, cons, m, reason)
 		return nil
 	}
-	if env.Type != TypeDecisionTask {
+	if env.Type != protocol.TypeDecisionTask {
 		d.deadLetter(ctx, cons, m, fmt.Sprintf("unexpected message type %q on the decisions topic", env.Type))
 		return nil
 	}
-	var task DecisionTask
+	var task protocol.DecisionTask
 	if err := env.DecodePayload(&task); err != nil {
 		d.deadLetter(ctx, cons, m, err.Error())
 		return nil
@@ -140,13 +139,13 @@ func (d *Decider) deadLetter(ctx context.Context, cons bus.Consumer, m *bus.Mess
 // messages it sends: its commands, its timers and its result. A task that
 // cannot be decided (unknown definition, Decide failing) is answered with
 // an error result; an error means nothing can be answered now.
-func (d *Decider) decide(ctx context.Context, task *DecisionTask, clock time.Time) ([]emit, *DecisionResult, error) {
+func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock time.Time) ([]emit, *protocol.DecisionResult, error) {
 	now := task.Now
 	if clock.After(now) {
 		now = clock
 	}
 	task.Now = now
-	res := &DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
+	res := &protocol.DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
 	var out []emit
 	def, err := d.reg.Get(ctx, task.Definition, task.Version)
 	switch {
@@ -168,7 +167,7 @@ func (d *Decider) decide(ctx context.Context, task *DecisionTask, clock time.Tim
 	if res.Error != "" {
 		d.log.Error().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Str("error", res.Error).Msg("no decision possible")
 	}
-	payload, err := encode(TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, clock, res)
+	payload, err := encode(protocol.TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, clock, res)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -181,7 +180,7 @@ func (d *Decider) decide(ctx context.Context, task *DecisionTask, clock time.Tim
 
 // effects turns a decision into messages: commands on the job queues
 // (delayed when they are retries) and timers.
-func (d *Decider) effects(ctx context.Context, task *DecisionTask, dec *workflow.Decision) ([]emit, error) {
+func (d *Decider) effects(ctx context.Context, task *protocol.DecisionTask, dec *workflow.Decision) ([]emit, error) {
 	out := make([]emit, 0, len(dec.Commands)+len(dec.Timers)+1)
 	for _, c := range dec.Commands {
 		cmd := protocol.Command{
@@ -194,7 +193,7 @@ func (d *Decider) effects(ctx context.Context, task *DecisionTask, dec *workflow
 		if err != nil {
 			return nil, err
 		}
-		p, err := d.producer(ctx, worker.JobTopic(c.Service))
+		p, err := d.producer(ctx, protocol.JobTopic(c.Service))
 		if err != nil {
 			return nil, err
 		}
@@ -203,7 +202,7 @@ func (d *Decider) effects(ctx context.Context, task *DecisionTask, dec *workflow
 	if len(dec.Timers) == 0 {
 		return out, nil
 	}
-	tp, err := d.producer(ctx, timers.Topic)
+	tp, err := d.producer(ctx, d.opts.Topics.Timers)
 	if err != nil {
 		return nil, err
 	}

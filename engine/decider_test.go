@@ -14,6 +14,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
@@ -36,7 +37,7 @@ func TestDeciderFailedTransactionPulsar(t *testing.T) {
 }
 
 // registerTrip registers testdata/trip-booking.yaml in a new registry.
-func registerTrip(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics) *engine.Registry {
+func registerTrip(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) *engine.Registry {
 	t.Helper()
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		t.Fatal(err)
@@ -53,9 +54,9 @@ func registerTrip(ctx context.Context, t *testing.T, b bus.Bus, topics engine.To
 	return reg
 }
 
-func taskPayload(t *testing.T, task engine.DecisionTask) []byte {
+func taskPayload(t *testing.T, task protocol.DecisionTask) []byte {
 	t.Helper()
-	env, err := bus.NewEnvelope(engine.TypeDecisionTask, "task:"+task.TaskID+"#1", task.ProcessID, task.Now, task)
+	env, err := bus.NewEnvelope(protocol.TypeDecisionTask, "task:"+task.TaskID+"#1", task.ProcessID, task.Now, task)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,12 +77,12 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	defer cancel()
 	b := newBus(t)
 	log := testLogger(t)
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	registerTrip(ctx, t, b, topics)
-	if err := b.EnsureTopic(ctx, worker.JobTopicSpec("payments")); err != nil {
+	if err := b.EnsureTopic(ctx, protocol.JobTopicSpec("payments")); err != nil {
 		t.Fatal(err)
 	}
-	jobs, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: worker.JobTopic("payments"), Subscription: "test", Type: bus.Exclusive})
+	jobs, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: protocol.JobTopic("payments"), Subscription: "test", Type: bus.Exclusive})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +130,8 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 			t.Fatal(err)
 		}
 	}
-	task := func(pid, def string, now time.Time) engine.DecisionTask {
-		return engine.DecisionTask{
+	task := func(pid, def string, now time.Time) protocol.DecisionTask {
+		return protocol.DecisionTask{
 			TaskID: pid + "/1", ProcessID: pid, Definition: def, Now: now, ReplyTo: topics.Events,
 			Events: []workflow.Event{{V: workflow.EventVersion, Type: workflow.EventStart, ProcessID: pid, Input: json.RawMessage(`{"customer":"c","amount":1}`)}},
 		}
@@ -164,17 +165,17 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		}
 	}()
 
-	got := map[string]engine.DecisionResult{}
+	got := map[string]protocol.DecisionResult{}
 	for len(got) < len(valids)+1 {
 		m, err := results.Receive(ctx)
 		if err != nil {
 			t.Fatalf("results: got %d of %d: %v", len(got), len(valids)+1, err)
 		}
 		env, err := bus.DecodeEnvelope(m.Payload)
-		if err != nil || env.Type != engine.TypeDecisionResult {
+		if err != nil || env.Type != protocol.TypeDecisionResult {
 			t.Fatalf("unexpected message on events: %q (%v)", m.Payload, err)
 		}
-		var res engine.DecisionResult
+		var res protocol.DecisionResult
 		if err := env.DecodePayload(&res); err != nil {
 			t.Fatal(err)
 		}
@@ -340,7 +341,7 @@ func deciderFailedTransaction(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	defer cancel()
 	b := newBus(t)
 	log := testLogger(t)
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	reg := registerTrip(ctx, t, b, topics)
 	var wg sync.WaitGroup
 	rctx, stop := context.WithCancel(ctx)
@@ -378,7 +379,7 @@ func deciderFailedTransaction(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	pids := make([]string, n)
 	for i := range pids {
 		pids[i] = fmt.Sprintf("txfail-%d-%d", time.Now().UnixNano(), i)
-		if err := client.Start(ctx, engine.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+		if err := client.Start(ctx, protocol.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}

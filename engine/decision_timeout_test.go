@@ -10,6 +10,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -23,7 +24,7 @@ func TestLostDecisionIsReissued(t *testing.T) {
 	b := memory.New(memory.Options{})
 	defer b.Close()
 	log := testLogger(t)
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func TestLostDecisionIsReissued(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := engine.NewClient(b, topics)
-	if err := client.Start(ctx, engine.StartRequest{ProcessID: "lost", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+	if err := client.Start(ctx, protocol.StartRequest{ProcessID: "lost", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	first, err := black.Receive(ctx)
@@ -64,10 +65,10 @@ func TestLostDecisionIsReissued(t *testing.T) {
 		t.Fatalf("%+v", row)
 	}
 	env, err := bus.DecodeEnvelope(first.Payload)
-	if err != nil || env.Type != engine.TypeDecisionTask {
+	if err != nil || env.Type != protocol.TypeDecisionTask {
 		t.Fatalf("swallowed message: %v %v", env, err)
 	}
-	var task engine.DecisionTask
+	var task protocol.DecisionTask
 	if err := env.DecodePayload(&task); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -39,7 +40,7 @@ func pulsarBuses(t *testing.T) func(t *testing.T) bus.Bus {
 
 func TestTripScenariosPulsar(t *testing.T) {
 	t.Parallel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	runTripScenarios(t, pulsarBuses(t), topics)
 }
@@ -64,7 +65,7 @@ func TestManyConcurrentSagasPulsar(t *testing.T) {
 	newBus := pulsarBuses(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 4
 	faults := demo.Faults{Probability: 0.25, Seed: uint64(time.Now().UnixNano())}
 	calls := demo.NewCalls()
@@ -109,7 +110,7 @@ func TestManyConcurrentSagasPulsar(t *testing.T) {
 	t0 := time.Now()
 	for i := range pids {
 		pids[i] = fmt.Sprintf("many-%s-%d", run, i)
-		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+		if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: pids[i], Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -108,7 +109,7 @@ func scenarioPID(name string) string {
 	return fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 }
 
-func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engine.Topics) {
+func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics protocol.Topics) {
 	t.Run("compensation fails for good then an admin retries it", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
@@ -129,7 +130,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		})
 		registerScenario(ctx, t, s, "scenario-compensation-retry.yaml")
 		pid := scenarioPID("comp-retry")
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "scenario-compensation-retry", Input: json.RawMessage(`{"customer":"ann"}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "scenario-compensation-retry", Input: json.RawMessage(`{"customer":"ann"}`)}); err != nil {
 			t.Fatal(err)
 		}
 		row := waitTerminal(ctx, t, s, pid)
@@ -149,7 +150,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 			t.Errorf("succeeded runs before the admin retry %v, want %v", got, want)
 		}
 		hotelFixed.Store(true)
-		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "retry", StepID: "hotel", Actor: "ops:alice", Reason: "hotel system back"}, ""); err != nil {
+		if err := s.Client.Admin(ctx, protocol.AdminRequest{ProcessID: pid, Action: "retry", StepID: "hotel", Actor: "ops:alice", Reason: "hotel system back"}, ""); err != nil {
 			t.Fatal(err)
 		}
 		row = waitFinal(ctx, t, s, pid)
@@ -189,7 +190,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		})
 		registerScenario(ctx, t, s, "scenario-pause-skip.yaml")
 		pid := scenarioPID("pause-skip")
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "scenario-pause-skip", Input: json.RawMessage(`{}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "scenario-pause-skip", Input: json.RawMessage(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
 		row := waitTerminal(ctx, t, s, pid)
@@ -203,7 +204,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		if got := log.succeeded(); !sameSet(got, []string{"Extract"}) {
 			t.Errorf("succeeded runs while paused %v, want [Extract]", got)
 		}
-		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "skip", StepID: "transform", Output: json.RawMessage(`{"rows":7,"by":"hand"}`), Actor: "ops:bob", Reason: "fixed by hand"}, ""); err != nil {
+		if err := s.Client.Admin(ctx, protocol.AdminRequest{ProcessID: pid, Action: "skip", StepID: "transform", Output: json.RawMessage(`{"rows":7,"by":"hand"}`), Actor: "ops:bob", Reason: "fixed by hand"}, ""); err != nil {
 			t.Fatal(err)
 		}
 		row = waitFinal(ctx, t, s, pid)
@@ -266,7 +267,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		pid := scenarioPID("for-each")
 		// Two at a time: a and b first; c is sent when one of them completes,
 		// bad when the other does, so c is always sent before bad fails.
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "scenario-for-each", Input: json.RawMessage(`{"lines":[{"sku":"a"},{"sku":"b"},{"sku":"c"},{"sku":"bad"}]}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "scenario-for-each", Input: json.RawMessage(`{"lines":[{"sku":"a"},{"sku":"b"},{"sku":"c"},{"sku":"bad"}]}`)}); err != nil {
 			t.Fatal(err)
 		}
 		row := waitFinal(ctx, t, s, pid)
@@ -313,7 +314,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engin
 		registerScenario(ctx, t, s, "scenario-wait-timeout.yaml")
 		pid := scenarioPID("wait-timeout")
 		t0 := time.Now()
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "scenario-wait-timeout", Input: json.RawMessage(`{}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "scenario-wait-timeout", Input: json.RawMessage(`{}`)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStep(ctx, t, s, pid, "approval", string(workflow.StepWaiting))
@@ -359,12 +360,12 @@ func waitFinal(ctx context.Context, t *testing.T, s *engine.Stack, pid string) e
 }
 
 func TestMoreScenariosMemory(t *testing.T) {
-	moreScenarios(t, memoryBuses(t), engine.DefaultTopics())
+	moreScenarios(t, memoryBuses(t), protocol.DefaultTopics())
 }
 
 func TestMoreScenariosPulsar(t *testing.T) {
 	t.Parallel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	moreScenarios(t, pulsarBuses(t), topics)
 }

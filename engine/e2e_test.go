@@ -19,6 +19,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -94,7 +95,7 @@ func tripScenarios() []tripScenario {
 }
 
 // runTripScenarios runs every scenario at once on one stack over newBus.
-func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engine.Topics) {
+func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics protocol.Topics) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b := newBus(t)
@@ -122,12 +123,12 @@ func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics en
 	for i := range scenarios {
 		scenarios[i].pid = fmt.Sprintf("trip-%s-%s", suffix, scenarios[i].pid)
 		input, _ := json.Marshal(map[string]any{"customer": "ann", "amount": 120})
-		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: scenarios[i].pid, Definition: "trip-booking", Version: max(scenarios[i].version, 1), Input: input}); err != nil {
+		if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: scenarios[i].pid, Definition: "trip-booking", Version: max(scenarios[i].version, 1), Input: input}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A second start with the same id changes nothing.
-	if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: scenarios[0].pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"bob","amount":1}`)}); err != nil {
+	if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: scenarios[0].pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"bob","amount":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	for _, sc := range scenarios {
@@ -217,7 +218,7 @@ func TestTripScenariosMemory(t *testing.T) {
 		b := memory.New(memory.Options{Broker: broker})
 		t.Cleanup(func() { _ = b.Close() })
 		return b
-	}, engine.DefaultTopics())
+	}, protocol.DefaultTopics())
 }
 
 func TestGarbageOnEventsIsDeadLettered(t *testing.T) {

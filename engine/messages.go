@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -9,73 +8,14 @@ import (
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// Envelope types internal to the engine (the worker-facing ones are in
+// Envelope types of the engine's internal records (the wire types are in
 // package protocol).
 const (
-	TypeDecisionTask   = "decision.task"
-	TypeDecisionResult = "decision.result"
-	TypeHistory        = "history"
-	TypeSnapshot       = "snapshot"
-	TypeStatus         = "status"
-	TypeDefinition     = "definition"
+	TypeHistory    = "history"
+	TypeSnapshot   = "snapshot"
+	TypeStatus     = "status"
+	TypeDefinition = "definition"
 )
-
-// Timer kinds the orchestrator sets for itself.
-const (
-	TimerDecisionTimeout = "decision_timeout"
-	TimerRetention       = "retention"
-)
-
-// StartRequest starts a process. Starting an id that exists is idempotent.
-type StartRequest struct {
-	ProcessID  string          `json:"process_id"`
-	Definition string          `json:"definition"`
-	Version    int             `json:"version,omitempty"` // 0: the latest registered
-	Input      json.RawMessage `json:"input,omitempty"`
-	Actor      string          `json:"actor,omitempty"`
-}
-
-// AdminRequest is an operator's action on a process.
-type AdminRequest struct {
-	ProcessID string `json:"process_id"`
-	// Action is retry, skip, cancel or terminate.
-	Action string          `json:"action"`
-	StepID string          `json:"step_id,omitempty"`
-	Output json.RawMessage `json:"output,omitempty"` // skip
-	Actor  string          `json:"actor"`
-	Reason string          `json:"reason,omitempty"`
-}
-
-// DecisionTask asks a decider for the next decision of one process. A task
-// re-issued after a timeout is identical (same Now, same events), so every
-// command it yields has the same id as the first time.
-type DecisionTask struct {
-	TaskID     string           `json:"task_id"`
-	ProcessID  string           `json:"process_id"`
-	Definition string           `json:"definition"`
-	Version    int              `json:"version"`
-	State      *workflow.State  `json:"state,omitempty"`
-	Events     []workflow.Event `json:"events"`
-	Now        time.Time        `json:"now"`
-	ReplyTo    string           `json:"reply_to"`
-}
-
-// DecisionResult is a decider's answer.
-type DecisionResult struct {
-	TaskID    string             `json:"task_id"`
-	ProcessID string             `json:"process_id"`
-	Decision  *workflow.Decision `json:"decision,omitempty"`
-	// Error says why no decision could be made (the events are then
-	// recorded as rejected).
-	Error string `json:"error,omitempty"`
-	// Now is the time the decision was made at: the task's Now or, when the
-	// task waited in the queue, the decider's clock (never earlier than the
-	// task's Now). Attempt timeouts and deadlines count from it, so a
-	// command decided late is not born already timed out; the orchestrator
-	// records it with the decision so a replay decides identically.
-	Now     time.Time `json:"now,omitzero"`
-	Decider string    `json:"decider,omitempty"`
-}
 
 // Record kinds in a process's event stream.
 const (

@@ -10,6 +10,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -80,11 +81,11 @@ func TestObserverSeesWhatHappens(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range []string{"obs-ok", "obs-flaky-BookFlight"} {
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	_ = s.Client.Start(ctx, engine.StartRequest{ProcessID: "obs-ok", Definition: "trip-booking"}) // a duplicate start
+	_ = s.Client.Start(ctx, protocol.StartRequest{ProcessID: "obs-ok", Definition: "trip-booking"}) // a duplicate start
 	for _, pid := range []string{"obs-ok", "obs-flaky-BookFlight"} {
 		if row := waitTerminal(ctx, t, s, pid); row.Status != workflow.StatusCompleted {
 			t.Fatalf("%s: %+v", pid, row)

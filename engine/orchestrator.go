@@ -21,7 +21,7 @@ type OrchestratorOptions struct {
 	// so it must be unique and stable (default "orchestrator").
 	Name string
 	// Topics are the engine's topics.
-	Topics Topics
+	Topics protocol.Topics
 	// BatchSize bounds the events handled in one transaction (default 256).
 	BatchSize int
 	// BatchWait is how long to wait for more events once one has arrived
@@ -31,7 +31,7 @@ type OrchestratorOptions struct {
 	// (default 30s).
 	DecisionTimeout time.Duration
 	// Retention keeps a finished process's image and status this long
-	// (default 24h); its history follows Topics.HistoryRetention.
+	// (default 24h); its history follows protocol.Topics.HistoryRetention.
 	Retention time.Duration
 	// SeenLimit is how many recent input ids each process remembers to drop
 	// duplicates (default 128).
@@ -76,9 +76,7 @@ func (o *OrchestratorOptions) defaults() {
 	if o.Name == "" {
 		o.Name = "orchestrator"
 	}
-	if o.Topics.Events == "" {
-		o.Topics = DefaultTopics()
-	}
+	o.Topics = o.Topics.WithDefaults()
 	if o.BatchSize <= 0 {
 		o.BatchSize = 256
 	}
@@ -189,8 +187,8 @@ func (o *Orchestrator) drop(reason string, log zerolog.Logger, detail string) {
 }
 
 // EnsureTopics creates the engine's topics with their policies.
-func EnsureTopics(ctx context.Context, b bus.Bus, t Topics) error {
-	specs := append(t.Specs(), timers.TopicSpec())
+func EnsureTopics(ctx context.Context, b bus.Bus, t protocol.Topics) error {
+	specs := t.Specs()
 	for _, s := range specs {
 		if err := b.EnsureTopic(ctx, s); err != nil {
 			return fmt.Errorf("ensure topic %s: %w", s.Name, err)
@@ -246,7 +244,7 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 		}
 		o.history, o.snapshots = append(o.history, open(history)), append(o.snapshots, open(snapshots))
 	}
-	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(timers.Topic)
+	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(t.Timers)
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)
@@ -378,7 +376,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		return deadLetter(fmt.Sprintf("message key %q differs from its process_id %q", m.Key, env.ProcessID))
 	}
 	switch env.Type {
-	case protocol.TypeStart, TypeDecisionResult, protocol.TypeResult, protocol.TypeTimerFired, protocol.TypeSignal, protocol.TypeAdminAction:
+	case protocol.TypeStart, protocol.TypeDecisionResult, protocol.TypeResult, protocol.TypeTimerFired, protocol.TypeSignal, protocol.TypeAdminAction:
 	default:
 		return deadLetter(fmt.Sprintf("unknown message type %q on the events topic", env.Type))
 	}
@@ -390,7 +388,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 	}
 	switch env.Type {
 	case protocol.TypeStart:
-		var req StartRequest
+		var req protocol.StartRequest
 		if err := env.DecodePayload(&req); err != nil {
 			return deadLetter(err.Error())
 		}
@@ -409,8 +407,8 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		o.accept(b, img, env.ID, workflow.Event{V: workflow.EventVersion, Type: workflow.EventStart, ProcessID: pid, Input: req.Input, Actor: req.Actor, Time: env.Time})
 		log.Info().Str("definition", def.Name).Int("version", def.Version).Msg("process started")
 		return true
-	case TypeDecisionResult:
-		var res DecisionResult
+	case protocol.TypeDecisionResult:
+		var res protocol.DecisionResult
 		if err := env.DecodePayload(&res); err != nil {
 			return deadLetter(err.Error())
 		}
@@ -448,10 +446,10 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 			return deadLetter(err.Error())
 		}
 		switch t.Kind {
-		case TimerDecisionTimeout:
+		case protocol.TimerDecisionTimeout:
 			o.decisionTimeout(b, img, t, log)
 			return true
-		case TimerRetention:
+		case protocol.TimerRetention:
 			o.expire(b, img, log)
 			return true
 		}
@@ -463,7 +461,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		}
 		ev.Type, ev.Signal, ev.Data, ev.Actor, ev.Reason = workflow.EventSignal, s.Name, s.Data, s.Actor, s.Reason
 	case protocol.TypeAdminAction:
-		var a AdminRequest
+		var a protocol.AdminRequest
 		if err := env.DecodePayload(&a); err != nil {
 			return deadLetter(err.Error())
 		}
@@ -523,18 +521,18 @@ func (o *Orchestrator) sendTask(b *batch, img *image) error {
 			evs = append(evs, p.Event)
 		}
 	}
-	task := DecisionTask{
+	task := protocol.DecisionTask{
 		TaskID: out.TaskID, ProcessID: img.snap.ProcessID, Definition: img.snap.Definition, Version: img.snap.Version,
 		State: img.snap.State, Events: evs, Now: out.Now, ReplyTo: o.opts.Topics.Events,
 	}
-	payload, err := encode(TypeDecisionTask, fmt.Sprintf("task:%s#%d", out.TaskID, out.Issued), img.snap.ProcessID, b.now, task)
+	payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", out.TaskID, out.Issued), img.snap.ProcessID, b.now, task)
 	if err != nil {
 		return err
 	}
 	b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}})
 	return o.setTimer(b, protocol.Timer{
 		TimerID: fmt.Sprintf("decision:%s#%d", out.TaskID, out.Issued), ProcessID: img.snap.ProcessID,
-		Kind: TimerDecisionTimeout, Step: out.TaskID, FireAt: b.now.Add(o.opts.DecisionTimeout),
+		Kind: protocol.TimerDecisionTimeout, Step: out.TaskID, FireAt: b.now.Add(o.opts.DecisionTimeout),
 	})
 }
 
@@ -562,7 +560,7 @@ func (o *Orchestrator) decisionTimeout(b *batch, img *image, t protocol.TimerFir
 	}
 }
 
-func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *DecisionResult, log zerolog.Logger) {
+func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *protocol.DecisionResult, log zerolog.Logger) {
 	out := img.snap.Outstanding
 	if out == nil || out.TaskID != res.TaskID {
 		o.drop(DropStaleDecision, log, res.TaskID)
@@ -608,7 +606,7 @@ func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *De
 			if d.Status.Terminal() {
 				_ = o.setTimer(b, protocol.Timer{
 					TimerID: "retention:" + img.snap.ProcessID, ProcessID: img.snap.ProcessID,
-					Kind: TimerRetention, FireAt: b.now.Add(o.opts.Retention),
+					Kind: protocol.TimerRetention, FireAt: b.now.Add(o.opts.Retention),
 				})
 			}
 		}

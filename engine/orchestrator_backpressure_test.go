@@ -15,6 +15,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -57,14 +58,14 @@ func runWorkers(ctx context.Context, t *testing.T, b bus.Bus, log zerolog.Logger
 // tripRig is an engine assembled piece by piece, so a test can run
 // orchestrators, deciders and workers on their own.
 type tripRig struct {
-	topics engine.Topics
+	topics protocol.Topics
 	reg    *engine.Registry
 	client *engine.Client
 	status *engine.StatusTable
 	log    zerolog.Logger
 }
 
-func newTripRig(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics) *tripRig {
+func newTripRig(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) *tripRig {
 	t.Helper()
 	log := testLogger(t)
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
@@ -86,7 +87,7 @@ func newTripRig(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topi
 func (r *tripRig) start(ctx context.Context, t *testing.T, pids []string) {
 	t.Helper()
 	for _, pid := range pids {
-		if err := r.client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+		if err := r.client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,10 +150,10 @@ func decisionTasks(ctx context.Context, t *testing.T, b bus.Bus, topic string) m
 func taskID(t *testing.T, m *bus.Message) string {
 	t.Helper()
 	env, err := bus.DecodeEnvelope(m.Payload)
-	if err != nil || env.Type != engine.TypeDecisionTask {
+	if err != nil || env.Type != protocol.TypeDecisionTask {
 		t.Fatalf("not a decision task on the decisions topic: %v %v", env, err)
 	}
-	var task engine.DecisionTask
+	var task protocol.DecisionTask
 	if err := env.DecodePayload(&task); err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +204,7 @@ func TestBackpressureBoundsDecisionsInFlight(t *testing.T) {
 	defer cancel()
 	b := memory.New(memory.Options{})
 	t.Cleanup(func() { _ = b.Close() }) // after the components (cleanups run last in, first out)
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	r := newTripRig(ctx, t, b, topics)
 	obs := &queueObserver{}
 	orch := engine.NewOrchestrator(b, r.reg, engine.OrchestratorOptions{
@@ -321,7 +322,7 @@ func TestRestartWithQueuedProcesses(t *testing.T) {
 	// loaded early may issue queued tasks before another brings in the
 	// decisions that were outstanding in it, which then count above the
 	// bound until they are answered.
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 1
 	r := newTripRig(ctx, t, b1, topics)
 	first := engine.NewOrchestrator(b1, r.reg, engine.OrchestratorOptions{Topics: topics, MaxOutstanding: 2, DecisionTimeout: time.Hour}, r.log)
@@ -380,7 +381,7 @@ func TestConcurrentLoadPulsar(t *testing.T) {
 func testConcurrentLoad(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 4
 	b1 := newBus(t)
 	r := newTripRig(ctx, t, b1, topics)

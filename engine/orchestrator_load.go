@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -72,7 +73,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding)
 	defer o.publishQueue()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: o.opts.Topics.Events, Subscription: "orchestrator", Type: bus.Failover,
+		Topic: o.opts.Topics.Events, Subscription: protocol.OrchestratorSubscription, Type: bus.Failover,
 		ConsumerName: o.opts.Name, ReceiveQueueSize: 2 * o.opts.BatchSize,
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -28,7 +29,7 @@ type ProcessView struct {
 // located by row.HistoryIDs — and rebuilds its state by replaying the
 // decisions recorded in it (Decide is deterministic). It never scans other
 // processes' data beyond the records that sit between its own.
-func ReadProcess(ctx context.Context, b bus.Bus, topics Topics, reg *Registry, row StatusRecord) (*ProcessView, error) {
+func ReadProcess(ctx context.Context, b bus.Bus, topics protocol.Topics, reg *Registry, row StatusRecord) (*ProcessView, error) {
 	view := &ProcessView{Status: row}
 	topic := topics.History
 	if topics.Partitions > 0 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -94,7 +95,7 @@ func TestProcessPinnedToItsVersion(t *testing.T) {
 	defer cancel()
 	release := make(chan struct{})
 	ok := func(ctx context.Context, j *worker.Job) (any, error) { return map[string]any{"ok": true}, nil }
-	s := startStack(ctx, t, memory.New(memory.Options{}), engine.DefaultTopics(), map[string]map[string]worker.Handler{
+	s := startStack(ctx, t, memory.New(memory.Options{}), protocol.DefaultTopics(), map[string]map[string]worker.Handler{
 		"payments": {"ProcessPayment": func(ctx context.Context, j *worker.Job) (any, error) {
 			<-release
 			return map[string]any{"payment_id": "P"}, nil
@@ -103,7 +104,7 @@ func TestProcessPinnedToItsVersion(t *testing.T) {
 		"hotels":        {"BookHotel": ok, "CancelHotel": ok},
 		"notifications": {"NotifyCustomer": ok},
 	}, "trip-booking.yaml")
-	if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: "pinned", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+	if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: "pinned", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	waitStep(ctx, t, s, "pinned", "payment", string(workflow.StepRunning))
@@ -119,7 +120,7 @@ func TestProcessPinnedToItsVersion(t *testing.T) {
 	if row.Status != workflow.StatusCompleted || row.Version != 1 {
 		t.Fatalf("want completed on version 1, got %s on version %d", row.Status, row.Version)
 	}
-	if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: "newer", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+	if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: "newer", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if row := waitTerminal(ctx, t, s, "newer"); row.Version != 2 {
@@ -145,7 +146,7 @@ func TestRetentionOfFinishedProcesses(t *testing.T) {
 	if _, err := s.Registry.RegisterPath(ctx, repoFile(t, "testdata/trip-booking.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: "short-lived", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
+	if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: "short-lived", Definition: "trip-booking", Input: json.RawMessage(`{"customer":"c","amount":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	if row := waitTerminal(ctx, t, s, "short-lived"); row.Status != workflow.StatusCompleted {

@@ -12,6 +12,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -46,7 +47,7 @@ func (r *recorder) ran() []string {
 	return append([]string(nil), r.runs...)
 }
 
-func startStack(ctx context.Context, t *testing.T, b bus.Bus, topics engine.Topics, services map[string]map[string]worker.Handler, files ...string) *engine.Stack {
+func startStack(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics, services map[string]map[string]worker.Handler, files ...string) *engine.Stack {
 	t.Helper()
 	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Services: services}, testLogger(t))
 	if err != nil {
@@ -84,7 +85,7 @@ func waitStep(ctx context.Context, t *testing.T, s *engine.Stack, pid, step, sta
 	t.Fatalf("%s: step %s never %s: %+v", pid, step, status, row)
 }
 
-func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engine.Topics) {
+func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics protocol.Topics) {
 	t.Run("signal delivered to a waiting step", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -96,7 +97,7 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 			"notifications": {"SendLetter": rec.handler(nil)},
 		}, "loan-approval.yaml")
 		pid := "loan-" + time.Now().Format("150405.000000")
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":25000}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":25000}`)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStep(ctx, t, s, pid, "review", string(workflow.StepWaiting))
@@ -138,14 +139,14 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 			"loans":         {"ApproveLoan": rec.handler(nil)},
 			"notifications": {"SendLetter": rec.handler(nil)},
 		}, "loan-approval.yaml")
-		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: engine.StartTopic})
+		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: protocol.StartsTopic})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer p.Close()
 		pid := "loan-start-" + time.Now().Format("150405.000000")
 		for i := 0; i < 2; i++ { // sent twice: one process
-			env, _ := bus.NewEnvelope("start", fmt.Sprintf("ext-%d", i), pid, time.Now(), engine.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":500}`)})
+			env, _ := bus.NewEnvelope("start", fmt.Sprintf("ext-%d", i), pid, time.Now(), protocol.StartRequest{ProcessID: pid, Definition: "loan-approval", Input: json.RawMessage(`{"applicant":"ann","amount":500}`)})
 			payload, _ := env.Encode()
 			if _, err := p.Send(ctx, &bus.OutMessage{Key: pid, Payload: payload}); err != nil {
 				t.Fatal(err)
@@ -182,15 +183,15 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 			"notifications": {"NotifyCustomer": rec.handler(nil)},
 		}, "trip-booking.yaml")
 		pid := "trip-cancel-" + time.Now().Format("150405.000000")
-		if err := s.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"ann","amount":10}`)}); err != nil {
+		if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: json.RawMessage(`{"customer":"ann","amount":10}`)}); err != nil {
 			t.Fatal(err)
 		}
 		waitStep(ctx, t, s, pid, "flight", string(workflow.StepCompleted))
-		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
+		if err := s.Client.Admin(ctx, protocol.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
 			t.Fatal(err)
 		}
 		// The same request resent must not apply twice.
-		if err := s.Client.Admin(ctx, engine.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
+		if err := s.Client.Admin(ctx, protocol.AdminRequest{ProcessID: pid, Action: "cancel", Actor: "ops:alice", Reason: "customer asked"}, "req-1"); err != nil {
 			t.Fatal(err)
 		}
 		for ctx.Err() == nil { // cancelled while the hotel booking is in flight
@@ -225,12 +226,12 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics engi
 }
 
 func TestSignalAndAdminMemory(t *testing.T) {
-	signalAndAdmin(t, memoryBuses(t), engine.DefaultTopics())
+	signalAndAdmin(t, memoryBuses(t), protocol.DefaultTopics())
 }
 
 func TestSignalAndAdminPulsar(t *testing.T) {
 	t.Parallel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
 	signalAndAdmin(t, pulsarBuses(t), topics)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
 	"github.com/pulsaga/pulsaga/worker"
 )
@@ -17,7 +18,7 @@ import (
 // StackOptions describe a whole engine in one process: what `pulsaga dev`
 // and the end-to-end tests run.
 type StackOptions struct {
-	Topics Topics
+	Topics protocol.Topics
 	// Name prefixes the instance names (default "dev").
 	Name string
 	// Orchestrators, Deciders and Relays are instance counts (default 1).
@@ -52,9 +53,7 @@ type Stack struct {
 // StartStack starts every component on b (in goroutines) and returns once
 // the topics exist.
 func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.Logger) (*Stack, error) {
-	if opts.Topics.Events == "" {
-		opts.Topics = DefaultTopics()
-	}
+	opts.Topics = opts.Topics.WithDefaults()
 	if opts.Name == "" {
 		opts.Name = "dev"
 	}
@@ -96,7 +95,7 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	}
 	run("start-relay", NewStartRelay(b, opts.Topics, opts.Name+"-start-relay", log).Run)
 	for i := 0; i < opts.Relays; i++ {
-		r := timers.NewRelay(b, timers.RelayOptions{Name: fmt.Sprintf("%s-relay-%d", opts.Name, i), Observe: opts.ObserveTimer}, log)
+		r := timers.NewRelay(b, timers.RelayOptions{Topic: opts.Topics.Timers, Name: fmt.Sprintf("%s-relay-%d", opts.Name, i), Observe: opts.ObserveTimer}, log)
 		run("timer-relay", r.Run)
 	}
 	for svc, handlers := range opts.Services {

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -11,35 +10,31 @@ import (
 	"github.com/pulsaga/pulsaga/protocol"
 )
 
-// StartTopic is where other systems may publish start requests without
-// knowing anything else of the engine: the start relay checks them and
-// forwards them, keyed by process id, to the events topic. Starting an id
-// that exists is a no-op, so a resent request is harmless.
-const StartTopic = "starts"
-
-// StartRelay forwards start requests from StartTopic to the events topic.
+// StartRelay forwards start requests from the starts topic to the events
+// topic. Other systems may publish start requests there without knowing
+// anything else of the engine: the relay checks them and forwards them,
+// keyed by process id. Starting an id that exists is a no-op, so a resent
+// request is harmless.
 type StartRelay struct {
 	bus    bus.Bus
-	topics Topics
+	topics protocol.Topics
 	name   string
 	log    zerolog.Logger
 }
 
 // NewStartRelay creates a start relay.
-func NewStartRelay(b bus.Bus, topics Topics, name string, log zerolog.Logger) *StartRelay {
-	if topics.Events == "" {
-		topics = DefaultTopics()
-	}
+func NewStartRelay(b bus.Bus, topics protocol.Topics, name string, log zerolog.Logger) *StartRelay {
+	topics = topics.WithDefaults()
 	return &StartRelay{bus: b, topics: topics, name: name, log: log.With().Str("component", "start-relay").Logger()}
 }
 
 // Run relays until ctx ends.
 func (r *StartRelay) Run(ctx context.Context) error {
-	if err := r.bus.EnsureTopic(ctx, bus.TopicSpec{Name: StartTopic, RetentionTime: 24 * time.Hour, RetentionSizeMB: -1}); err != nil {
+	if err := r.bus.EnsureTopic(ctx, r.topics.StartsSpec()); err != nil {
 		return fmt.Errorf("start relay: %w", err)
 	}
 	cons, err := r.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: StartTopic, Subscription: "start-relay", Type: bus.Shared, ConsumerName: r.name, MaxDeliveries: 10,
+		Topic: r.topics.Starts, Subscription: protocol.StartRelaySubscription, Type: bus.Shared, ConsumerName: r.name, MaxDeliveries: 10,
 	})
 	if err != nil {
 		return fmt.Errorf("start relay: %w", err)
@@ -74,17 +69,17 @@ func (r *StartRelay) relay(ctx context.Context, cons bus.Consumer, p bus.Produce
 	if env.Type != protocol.TypeStart {
 		return cons.DeadLetter(ctx, m, fmt.Sprintf("unexpected message type %q on the start topic, want %q", env.Type, protocol.TypeStart))
 	}
-	var req StartRequest
+	var req protocol.StartRequest
 	if err := env.DecodePayload(&req); err != nil {
 		return cons.DeadLetter(ctx, m, err.Error())
 	}
 	if req.ProcessID == "" {
 		req.ProcessID = env.ProcessID
 	}
-	if req.ProcessID == "" || req.Definition == "" {
-		return cons.DeadLetter(ctx, m, "a start request needs a process_id and a definition")
+	if err := req.Validate(); err != nil {
+		return cons.DeadLetter(ctx, m, err.Error())
 	}
-	out, err := encode(protocol.TypeStart, "start:"+req.ProcessID, req.ProcessID, env.Time, req)
+	out, err := encode(protocol.TypeStart, protocol.StartEnvelopeID(req.ProcessID), req.ProcessID, env.Time, req)
 	if err != nil {
 		return cons.DeadLetter(ctx, m, err.Error())
 	}

@@ -58,15 +58,8 @@ import (
 	"github.com/pulsaga/pulsaga/protocol"
 )
 
-// Topic is the timers topic.
-const Topic = "timers"
-
 // DefaultMaxHop is the longest single delay sent to the broker.
 const DefaultMaxHop = 24 * time.Hour
-
-// TopicSpec is how the timers topic is created: pending timers are
-// unacknowledged messages, kept by the subscription whatever the retention.
-func TopicSpec() bus.TopicSpec { return bus.TopicSpec{Name: Topic} }
 
 // Message builds the delayed message of a timer, as of now. Set its Tx to
 // send it in a transaction.
@@ -94,7 +87,10 @@ func Message(t protocol.Timer, now time.Time, maxHop time.Duration) (*bus.OutMes
 
 // RelayOptions configure a Relay.
 type RelayOptions struct {
-	// Subscription is shared by every relay instance (default "timer-relay").
+	// Topic is the timers topic (default protocol.TimersTopic).
+	Topic string
+	// Subscription is shared by every relay instance (default
+	// protocol.TimerRelaySubscription).
 	Subscription string
 	// Name identifies this instance.
 	Name string
@@ -132,8 +128,11 @@ type Relay struct {
 
 // NewRelay creates a relay.
 func NewRelay(b bus.Bus, opts RelayOptions, log zerolog.Logger) *Relay {
+	if opts.Topic == "" {
+		opts.Topic = protocol.TimersTopic
+	}
 	if opts.Subscription == "" {
-		opts.Subscription = "timer-relay"
+		opts.Subscription = protocol.TimerRelaySubscription
 	}
 	if opts.MaxHop <= 0 {
 		opts.MaxHop = DefaultMaxHop
@@ -160,7 +159,7 @@ func NewRelay(b bus.Bus, opts RelayOptions, log zerolog.Logger) *Relay {
 // the first error that stopped one of its loops (the others are stopped
 // then too).
 func (r *Relay) Run(ctx context.Context) error {
-	if err := r.bus.EnsureTopic(ctx, TopicSpec()); err != nil {
+	if err := r.bus.EnsureTopic(ctx, protocol.Topics{Timers: r.opts.Topic}.TimersSpec()); err != nil {
 		return fmt.Errorf("timer relay: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -200,7 +199,7 @@ type loop struct {
 // loop relays batches until ctx is done.
 func (r *Relay) loop(ctx context.Context, name string) error {
 	cons, err := r.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: Topic, Subscription: r.opts.Subscription, Type: bus.Shared, ConsumerName: name,
+		Topic: r.opts.Topic, Subscription: r.opts.Subscription, Type: bus.Shared, ConsumerName: name,
 		MaxDeliveries: r.opts.MaxDeliveries, NackDelay: time.Second,
 	})
 	if err != nil {
@@ -210,7 +209,7 @@ func (r *Relay) loop(ctx context.Context, name string) error {
 		return fmt.Errorf("timer relay: subscribe: %w", err)
 	}
 	defer cons.Close()
-	self, err := r.bus.Producer(ctx, bus.ProducerOptions{Topic: Topic})
+	self, err := r.bus.Producer(ctx, bus.ProducerOptions{Topic: r.opts.Topic})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -202,7 +202,7 @@ func arm(t *testing.T, b bus.Bus, maxHop time.Duration, ts ...protocol.Timer) {
 		}
 		msgs = append(msgs, m)
 	}
-	sendRaw(t, b, timers.Topic, msgs...)
+	sendRaw(t, b, protocol.TimersTopic, msgs...)
 }
 
 // nextFired waits for the next fired timer on c.
@@ -416,7 +416,7 @@ func timerMessages(t *testing.T, b bus.Bus, timerID string) []hop {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	r, err := b.Reader(ctx, bus.ReaderOptions{Topic: timers.Topic})
+	r, err := b.Reader(ctx, bus.ReaderOptions{Topic: protocol.TimersTopic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -494,7 +494,7 @@ func testBadTimers(t *testing.T, b bus.Bus) {
 		{"no fire time", timerEnvelope(t, protocol.TypeTimer, noFireAt), "timer needs timer_id, process_id, target and fire_at"},
 	}
 	target := subscribe(t, b, "fired")
-	dlq := subscribe(t, b, timers.Topic+"-timer-relay-DLQ")
+	dlq := subscribe(t, b, protocol.TimersTopic+"-timer-relay-DLQ")
 	relay(t, b, timers.RelayOptions{Name: "relay-1"})
 	before := protocol.Timer{TimerID: "before", ProcessID: "p-1", Kind: "sleep", FireAt: due, Target: "fired"}
 	after := protocol.Timer{TimerID: "after", ProcessID: "p-2", Kind: "sleep", FireAt: due, Target: "fired"}
@@ -503,7 +503,7 @@ func testBadTimers(t *testing.T, b bus.Bus) {
 	for _, x := range bad {
 		msgs = append(msgs, &bus.OutMessage{Key: "p-1", Payload: x.payload})
 	}
-	sendRaw(t, b, timers.Topic, msgs...)
+	sendRaw(t, b, protocol.TimersTopic, msgs...)
 	arm(t, b, 0, after)
 
 	got := map[string]string{} // payload → reason
@@ -733,7 +733,7 @@ func (f *failingBus) Producer(ctx context.Context, opts bus.ProducerOptions) (bu
 
 func (f *failingBus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Consumer, error) {
 	c, err := f.Bus.Subscribe(ctx, opts)
-	if err != nil || opts.Topic != timers.Topic {
+	if err != nil || opts.Topic != protocol.TimersTopic {
 		return c, err
 	}
 	return &failingConsumer{Consumer: c, f: f}, nil

@@ -98,7 +98,7 @@ func envelope(t *testing.T, typ, id string, payload any) []byte {
 func sendCommands(t *testing.T, b bus.Bus, cmds ...protocol.Command) {
 	t.Helper()
 	for _, c := range cmds {
-		send(t, b, worker.JobTopic(c.Service), envelope(t, protocol.TypeCommand, c.CommandID, c))
+		send(t, b, protocol.JobTopic(c.Service), envelope(t, protocol.TypeCommand, c.CommandID, c))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 )
 
@@ -71,7 +72,7 @@ func TestJobQueueCountsDeliveriesDurably(t *testing.T) {
 				t.Fatalf("%d subscriptions, want 1", len(spy.opts))
 			}
 			o := spy.opts[0]
-			if o.Topic != worker.JobTopic("svc") || o.MaxDeliveries <= 0 {
+			if o.Topic != protocol.JobTopic("svc") || o.MaxDeliveries <= 0 {
 				t.Fatalf("subscribed %+v, want the job queue with MaxDeliveries", o)
 			}
 			if o.CountDeliveriesDurably != tc.want {

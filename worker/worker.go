@@ -22,16 +22,6 @@ import (
 	"github.com/pulsaga/pulsaga/protocol"
 )
 
-// JobTopic is the job queue of a service.
-func JobTopic(service string) string { return "jobs." + service }
-
-// JobTopicSpec is how a job queue is created: commands sent before any
-// worker subscribed are retained (a week) so that a new subscription, which
-// starts at the earliest message, still gets them.
-func JobTopicSpec(service string) bus.TopicSpec {
-	return bus.TopicSpec{Name: JobTopic(service), RetentionTime: 7 * 24 * time.Hour, RetentionSizeMB: -1}
-}
-
 // Options configure a Worker.
 type Options struct {
 	// Service is the job queue to serve (topic "jobs.<service>").
@@ -74,7 +64,7 @@ func (o *Options) defaults() error {
 		return fmt.Errorf("%w: worker needs a service name", bus.ErrBadOptions)
 	}
 	if o.Subscription == "" {
-		o.Subscription = "workers"
+		o.Subscription = protocol.WorkerSubscription
 	}
 	if o.Name == "" {
 		o.Name = o.Service
@@ -201,11 +191,11 @@ func (w *Worker) Handle(command string, h Handler) { w.handlers[command] = h }
 // the jobs in hand finish for up to ShutdownGrace, releases the others and
 // returns nil. It returns an error only if the queue cannot be served.
 func (w *Worker) Run(ctx context.Context) error {
-	if err := w.bus.EnsureTopic(ctx, JobTopicSpec(w.opts.Service)); err != nil {
+	if err := w.bus.EnsureTopic(ctx, protocol.JobTopicSpec(w.opts.Service)); err != nil {
 		return fmt.Errorf("worker %s: %w", w.opts.Service, err)
 	}
 	cons, err := w.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: JobTopic(w.opts.Service), Subscription: w.opts.Subscription, Type: bus.Shared,
+		Topic: protocol.JobTopic(w.opts.Service), Subscription: w.opts.Subscription, Type: bus.Shared,
 		ConsumerName: w.opts.Name, MaxDeliveries: w.opts.MaxDeliveries, NackDelay: w.opts.NackDelay,
 		CountDeliveriesDurably: !w.opts.DisableDurableDeliveryCount, ReceiveQueueSize: w.opts.Concurrency,
 	})

@@ -409,7 +409,7 @@ func TestBadMessagesAreDeadLettered(t *testing.T) {
 	dlq := subscribe(t, b, "jobs.svc-workers-DLQ")
 	start(t, w)
 	for _, tc := range tests {
-		send(t, b, worker.JobTopic("svc"), tc.payload)
+		send(t, b, protocol.JobTopic("svc"), tc.payload)
 	}
 	sendCommands(t, b, command("svc", "valid", "Do"))
 	for _, tc := range tests {

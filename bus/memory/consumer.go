@@ -370,7 +370,7 @@ func (x *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 	if dlq == "" {
 		// As bus/pulsarbus: the base topic's short name, in this
 		// connection's namespace.
-		dlq = bus.ShortName(bus.BaseTopic(name)) + "-" + opts.Subscription + "-DLQ"
+		dlq = bus.DeadLetterTopic(name, opts.Subscription)
 	}
 	dlq = x.ns.Topic(dlq)
 

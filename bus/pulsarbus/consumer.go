@@ -142,7 +142,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 	}
 	c.dlqTopic = opts.DeadLetterTopic
 	if c.dlqTopic == "" {
-		c.dlqTopic = bus.ShortName(bus.BaseTopic(topic)) + "-" + opts.Subscription + "-DLQ"
+		c.dlqTopic = bus.DeadLetterTopic(topic, opts.Subscription)
 	}
 	c.dlqTopic = b.cfg.Namespace.Topic(c.dlqTopic)
 	clientNack := min(opts.NackDelay, maxClientNackDelay)

@@ -16,6 +16,7 @@ import (
 	"github.com/pulsaga/pulsaga/admin"
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -49,7 +50,7 @@ func apiServer(t *testing.T) (string, *engine.Stack) {
 	for _, c := range []string{"Inspect", "Repair", "Polish", "Deliver", "Undo"} {
 		handlers[c] = ok
 	}
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	topics.Partitions = 1
 	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Services: map[string]map[string]worker.Handler{"garage": handlers}}, zerolog.Nop())
 	if err != nil {

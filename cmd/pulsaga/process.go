@@ -14,6 +14,7 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/app"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 func init() {
@@ -105,7 +106,7 @@ func newStartCommand() *cobra.Command {
 				return err
 			}
 			defer done()
-			if err := c.Start(ctx, engine.StartRequest{ProcessID: id, Definition: args[0], Version: version, Input: in, Actor: actor()}); err != nil {
+			if err := c.Start(ctx, protocol.StartRequest{ProcessID: id, Definition: args[0], Version: version, Input: in, Actor: actor()}); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), id)

@@ -16,6 +16,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // adminParts are the orchestrator binary's operations surface: the
@@ -60,7 +61,7 @@ func (a *adminParts) orchestratorsReady(context.Context) error {
 
 // newAdmin prepares the admin server of an orchestrator; its listener is
 // open when it returns, so a taken port fails the start at once.
-func newAdmin(cfg config.Orchestrator, b bus.Bus, topics engine.Topics, reg *engine.Registry, log zerolog.Logger) (*adminParts, error) {
+func newAdmin(cfg config.Orchestrator, b bus.Bus, topics protocol.Topics, reg *engine.Registry, log zerolog.Logger) (*adminParts, error) {
 	a := &adminParts{status: engine.NewStatusTable(b, topics.Status), log: log}
 	a.metrics = admin.NewMetrics(a.status, cfg.Name)
 	if cfg.AdminListen == "" {

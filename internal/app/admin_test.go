@@ -19,6 +19,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // The orchestrator's admin server: listens where configured, answers with
@@ -28,7 +29,7 @@ func TestAdminServer(t *testing.T) {
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestAdminWatchesDeadLetters(t *testing.T) {
 	defer b.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
 	"github.com/pulsaga/pulsaga/worker"
 )
@@ -31,8 +32,8 @@ func Connect(ctx context.Context, p config.Pulsar, log zerolog.Logger) (*pulsarb
 
 // Topics are the engine topics for a partition count and history retention
 // (0: the default; negative, as the configuration's "-1s": forever).
-func Topics(partitions int, historyRetention time.Duration) engine.Topics {
-	t := engine.DefaultTopics()
+func Topics(partitions int, historyRetention time.Duration) protocol.Topics {
+	t := protocol.DefaultTopics()
 	t.Partitions = partitions
 	switch {
 	case historyRetention < 0:
@@ -112,7 +113,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	adm.watch(o)
 	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run}
 	if cfg.TimerRelay {
-		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
+		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Topic: topics.Timers, Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
 	}
 	log.Info().Str("instance", cfg.Name).Int("partitions", cfg.Partitions).Msg("orchestrator running")
 	return group(ctx, log, fns...)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/app"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // Topics turns the configuration's history_retention into the engine's:
@@ -19,7 +20,7 @@ func TestTopics(t *testing.T) {
 		retention  time.Duration
 		want       time.Duration
 	}{
-		{"unset keeps the default", 4, 0, engine.DefaultTopics().HistoryRetention},
+		{"unset keeps the default", 4, 0, protocol.DefaultTopics().HistoryRetention},
 		{"a duration", 2, 48 * time.Hour, 48 * time.Hour},
 		{"-1s is forever", 8, -time.Second, -1},
 		{"any negative is forever", 1, -time.Millisecond, -1},

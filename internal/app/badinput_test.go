@@ -19,7 +19,6 @@ import (
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
-	"github.com/pulsaga/pulsaga/worker"
 )
 
 const wait = time.Minute // how long anything that must happen may take
@@ -205,12 +204,12 @@ func TestBadInputOnPulsar(t *testing.T) {
 	background(t, "relay", timers.NewRelay(relayBus, timers.RelayOptions{Name: "relay"}, testLogger(t)).Run)
 
 	// Interleave valid and bad messages on both topics.
-	jobs, err := b.Producer(ctx, bus.ProducerOptions{Topic: worker.JobTopic("payments")})
+	jobs, err := b.Producer(ctx, bus.ProducerOptions{Topic: protocol.JobTopic("payments")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer jobs.Close()
-	tp, err := b.Producer(ctx, bus.ProducerOptions{Topic: timers.Topic})
+	tp, err := b.Producer(ctx, bus.ProducerOptions{Topic: protocol.TimersTopic})
 	if err != nil {
 		t.Fatal(err)
 	}

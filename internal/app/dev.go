@@ -16,6 +16,7 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -55,7 +56,7 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 	}
 	defer b.Close()
 	calls := demo.NewCalls()
-	topics := engine.DefaultTopics()
+	topics := protocol.DefaultTopics()
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 	for i := 0; i < opts.Sagas; i++ {
 		pid := fmt.Sprintf("trip-%s-%d-%s", run, i+1, scenarios[i%len(scenarios)])
 		input, _ := json.Marshal(map[string]any{"customer": fmt.Sprintf("customer-%d", i+1), "amount": 100 + 10*i})
-		if err := stack.Client.Start(ctx, engine.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: input, Actor: "dev"}); err != nil {
+		if err := stack.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: input, Actor: "dev"}); err != nil {
 			return err
 		}
 		pids = append(pids, pid)

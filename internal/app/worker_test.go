@@ -14,7 +14,6 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/internal/app"
 	"github.com/pulsaga/pulsaga/protocol"
-	"github.com/pulsaga/pulsaga/worker"
 )
 
 // cmd/worker in bridge mode serves any command of its one service through
@@ -62,7 +61,7 @@ func TestRunWorkerBridge(t *testing.T) {
 		background(t, "bridge worker "+tc.name, func(ctx context.Context) error { return app.RunWorker(ctx, cfg, testLogger(t)) })
 		c := protocol.Command{CommandID: tc.name + "/hotel/1", ProcessID: tc.name, Step: "hotel", Attempt: 1, Service: tc.service,
 			Command: "BookHotel", IdempotencyKey: tc.name + "/hotel/1", ReplyTo: "replies"}
-		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: worker.JobTopic(tc.service)})
+		p, err := b.Producer(ctx, bus.ProducerOptions{Topic: protocol.JobTopic(tc.service)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,623 @@
+"""The worker: takes commands from a service's job queue, runs a handler per
+command and publishes each result back to the engine (docs/protocol.md).
+
+It behaves as the Go SDK (package worker) does:
+
+* commands come from ``persistent://<tenant>/<namespace>/jobs.<service>`` on
+  the Shared subscription ``workers``, starting at the earliest message;
+* the result goes to the command's ``reply_to`` topic, keyed by process id,
+  and the command is acknowledged only after the broker has the result;
+* an exception fails the attempt: ``NonRetryableError`` for good, anything
+  else retryably (``RetryableError`` with its type, other exceptions with the
+  type "Error");
+* a command past its deadline is dropped without running;
+* a message that is not a command, and a command without a handler, go to
+  ``jobs.<service>-workers-DLQ`` with the reason and the same properties as
+  the Go SDK's (``pulsaga-dlq-*``); an unknown command is also answered with
+  a failed, non-retryable ``UnknownCommand`` result so the saga does not wait
+  for its timeout;
+* a command delivered ``max_deliveries`` times without being acknowledged,
+  deliveries to instances that crashed included, is dead-lettered;
+* ``stop()`` (or SIGTERM / SIGINT) stops taking commands, lets the jobs in
+  hand finish for up to ``shutdown_grace`` seconds and releases the others
+  to other instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
+
+import pulsar
+
+from . import _protocol, _tracing
+from ._deliveries import DeliveryLog
+from .errors import JobError
+from .job import Job
+
+Handler = Callable[[Job], Any]
+"""A handler takes the job and returns its output (any JSON value; an
+``async def`` handler is run to completion). It raises to fail the attempt."""
+
+H = TypeVar("H", bound=Handler)
+
+ANY_COMMAND = "*"
+"""Register a handler under this name to receive every command without a
+handler of its own."""
+
+log = logging.getLogger("pulsaga.worker")
+
+# Bounds the error message of a result the broker refused as too large.
+_MAX_ERROR_MESSAGE = 4 << 10
+
+
+def job_topic(service: str) -> str:
+    """The job queue of a service (a short name)."""
+    return "jobs." + service
+
+
+@dataclass
+class _Outcome:
+    output: Any = None
+    error: Optional[Tuple[str, str, bool]] = None  # type, message, retryable
+    traceparent: str = ""
+
+
+class Worker:
+    """Serves one service's job queue.
+
+    ``client`` is an existing ``pulsar.Client`` (for authentication or TLS,
+    build it yourself); without it the worker opens one to ``pulsar_url``
+    (default: ``PULSAR_URL`` or ``pulsar://127.0.0.1:6650``) and closes it
+    when it stops. ``tenant`` and ``namespace`` are where the engine's topics
+    live (default ``public`` / ``pulsaga``, or ``PULSAGA_PULSAR_TENANT`` /
+    ``PULSAGA_PULSAR_NAMESPACE``).
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        client: Optional[Any] = None,
+        pulsar_url: Optional[str] = None,
+        tenant: Optional[str] = None,
+        namespace: Optional[str] = None,
+        subscription: str = "workers",
+        name: Optional[str] = None,
+        concurrency: int = 8,
+        shutdown_grace: float = 10.0,
+        max_deliveries: int = 10,
+        durable_delivery_count: bool = True,
+        nack_delay: float = 1.0,
+        report_started: bool = False,
+        tracer_provider: Optional[Any] = None,
+    ) -> None:
+        if not service or any(ch in service for ch in "/: "):
+            raise ValueError(f"service {service!r} must be a non-empty name without '/', ':' or spaces")
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if shutdown_grace < 0 or nack_delay < 0:
+            raise ValueError("shutdown_grace and nack_delay must not be negative")
+        if max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
+        self.service = service
+        self.tenant = tenant or os.environ.get("PULSAGA_PULSAR_TENANT") or "public"
+        self.namespace = namespace or os.environ.get("PULSAGA_PULSAR_NAMESPACE") or "pulsaga"
+        self.subscription = subscription
+        self.name = name or f"{service}-{socket.gethostname()}-{os.getpid()}"
+        self.concurrency = concurrency
+        self.shutdown_grace = shutdown_grace
+        self.max_deliveries = max_deliveries
+        self.durable_delivery_count = durable_delivery_count
+        self.nack_delay = nack_delay
+        self.report_started = report_started
+        self.tracer_provider = tracer_provider
+        self._url = pulsar_url or os.environ.get("PULSAR_URL") or os.environ.get("PULSAGA_PULSAR_URL") or "pulsar://127.0.0.1:6650"
+        self._client: Any = client
+        self._own_client = client is None
+        self._handlers: Dict[str, Handler] = {}
+        self._consumer: Any = None
+        self._producers: Dict[str, Any] = {}
+        self._producers_mu = threading.Lock()
+        self._dlq: Any = None
+        self._deliveries: Optional[DeliveryLog] = None
+        self._causes: Dict[bytes, str] = {}
+        self._causes_mu = threading.Lock()
+        self._stopping = threading.Event()
+        self._grace_over = threading.Event()
+        self._inflight: Set[Job] = set()
+        self._inflight_mu = threading.Lock()
+        self._running = False
+
+    # ------------------------------------------------------------ handlers
+
+    def handle(self, command: str, handler: Handler) -> None:
+        """Registers the handler of a command (or ANY_COMMAND)."""
+        if not command:
+            raise ValueError("command name must not be empty")
+        if self._running:
+            raise RuntimeError("register handlers before run()")
+        self._handlers[command] = handler
+
+    def handler(self, command: str) -> Callable[[H], H]:
+        """Decorator form of handle()::
+
+            @worker.handler("BookFlight")
+            def book(job: Job) -> dict: ...
+        """
+
+        def register(fn: H) -> H:
+            self.handle(command, fn)
+            return fn
+
+        return register
+
+    # ------------------------------------------------------------ topics
+
+    def topic(self, short: str) -> str:
+        """The full name of a topic of the engine's namespace."""
+        if "://" in short:
+            return short
+        if short.count("/") == 2:
+            return "persistent://" + short
+        return f"persistent://{self.tenant}/{self.namespace}/{short}"
+
+    @property
+    def job_topic(self) -> str:
+        return self.topic(job_topic(self.service))
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topic(f"{job_topic(self.service)}-{self.subscription}-DLQ")
+
+    @property
+    def deliveries_topic(self) -> str:
+        return self.topic(f"{job_topic(self.service)}-{self.subscription}-deliveries")
+
+    # ------------------------------------------------------------ running
+
+    def stop(self) -> None:
+        """Asks run() to stop: no new command is taken, the jobs in hand get
+        ``shutdown_grace`` seconds to finish. Safe from any thread or a
+        signal handler."""
+        self._stopping.set()
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Serves the job queue until stop() (or SIGTERM / SIGINT when called
+        from the main thread), then shuts down gracefully and returns."""
+        if self._running:
+            raise RuntimeError("the worker is running already")
+        self._running = True
+        previous: Dict[signal.Signals, Any] = {}
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, lambda *_: self.stop())
+        try:
+            self._open()
+            threads = [
+                threading.Thread(target=self._loop, name=f"pulsaga-{self.service}-{i}", daemon=True) for i in range(self.concurrency)
+            ]
+            for t in threads:
+                t.start()
+            log.info("worker %s serving %s (%d at once)", self.name, self.job_topic, self.concurrency)
+            self._stopping.wait()
+            log.info("worker %s stopping; jobs in hand get %.1fs to finish", self.name, self.shutdown_grace)
+            timer = threading.Timer(self.shutdown_grace, self._end_grace)
+            timer.daemon = True
+            timer.start()
+            for t in threads:
+                t.join()
+            timer.cancel()
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            self._close()
+            self._running = False
+            log.info("worker %s stopped", self.name)
+
+    def _end_grace(self) -> None:
+        self._grace_over.set()
+        with self._inflight_mu:
+            jobs = list(self._inflight)
+        for j in jobs:
+            j.cancelled.set()
+
+    def _open(self) -> None:
+        if self._client is None:
+            self._client = pulsar.Client(self._url, operation_timeout_seconds=30, logger=_quiet_pulsar_logger())
+        if self.durable_delivery_count:
+            self._deliveries = DeliveryLog(self._client, self.deliveries_topic)
+        self._consumer = self._client.subscribe(
+            self.job_topic,
+            self.subscription,
+            consumer_type=pulsar.ConsumerType.Shared,
+            initial_position=pulsar.InitialPosition.Earliest,
+            receiver_queue_size=self.concurrency,
+            consumer_name=self.name,
+            negative_ack_redelivery_delay_ms=int(self.nack_delay * 1000),
+        )
+
+    def _close(self) -> None:
+        # Closing the consumer gives the commands not acknowledged back to
+        # the subscription, for other instances.
+        for c in [self._consumer, self._dlq, *self._producers.values()]:
+            if c is None:
+                continue
+            try:
+                if hasattr(c, "flush"):
+                    c.flush()
+                c.close()
+            except Exception:
+                pass
+        self._producers.clear()
+        self._consumer, self._dlq = None, None
+        if self._deliveries is not None:
+            self._deliveries.close()
+            self._deliveries = None
+        if self._own_client and self._client is not None:
+            try:
+                self._client.close()
+            except Exception:
+                pass
+            self._client = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                msg = self._consumer.receive(timeout_millis=200)
+            except pulsar.Timeout:
+                continue
+            except pulsar.AlreadyClosed:
+                return
+            except Exception as e:
+                log.warning("worker %s: receive from %s: %s", self.name, self.job_topic, e)
+                self._stopping.wait(1.0)
+                continue
+            try:
+                self._receive(msg)
+            except Exception:  # never let one message end the loop
+                log.exception("worker %s: handling a message failed; it will be delivered again", self.name)
+                self._nack(msg, "the worker failed handling it")
+
+    # ------------------------------------------------------------ one message
+
+    def _receive(self, msg: Any) -> None:
+        mid: bytes = msg.message_id().serialize()
+        n = msg.redelivery_count() + 1
+        if self._deliveries is not None:
+            n = max(n, self._deliveries.recorded(mid) + 1)
+            if n <= self.max_deliveries:
+                try:
+                    self._deliveries.record(mid, n)
+                except Exception as e:
+                    log.error("delivery %d not recorded (%s); an instance dying with it will not count it", n, e)
+        if n > self.max_deliveries:
+            # Delivered max_deliveries times already and not acknowledged.
+            self._dead_letter(msg, self._reason(mid, n - 1), n - 1)
+            return
+        self._process(msg, n)
+
+    def _process(self, msg: Any, n: int) -> None:
+        try:
+            env = _protocol.decode_envelope(msg.data())
+        except _protocol.DecodeError as e:
+            log.warning("undecodable command dead-lettered: %s", e)
+            self._dead_letter(msg, str(e), n)
+            return
+        if env.type != _protocol.TYPE_COMMAND:
+            self._dead_letter(msg, f'unexpected message type "{env.type}" on a job queue, want "{_protocol.TYPE_COMMAND}"', n)
+            return
+        try:
+            cmd = _protocol.decode_command(env)
+        except _protocol.DecodeError as e:
+            self._dead_letter(msg, str(e), n)
+            return
+        handler = self._handlers.get(cmd.command) or self._handlers.get(ANY_COMMAND)
+        if handler is None:
+            reason = f'no handler for command "{cmd.command}" on service "{self.service}"'
+            res = self._result(cmd, status=_protocol.STATUS_FAILED, error=("UnknownCommand", reason, False))
+            try:
+                self._reply(cmd, res, "")
+            except Exception as e:
+                log.warning("could not report the unknown command %s (%s); releasing it", cmd.command_id, e)
+                self._nack(msg, str(e))
+                return
+            self._dead_letter(msg, reason, n)
+            return
+        job = Job(cmd, delivery=n - 1, traceparent=env.traceparent, heartbeat=self._send_heartbeat)
+        if job.expired():
+            # The engine has given up on this attempt; a newer one, if any,
+            # comes as a new command.
+            log.info("command %s expired before it ran; dropped", cmd.command_id)
+            self._ack(msg)
+            return
+        if self.report_started:
+            self._send_started(job)
+        started = _protocol.now()
+        outcome = self._run(handler, job)
+        if outcome is None:  # shutting down: release it to another instance
+            self._nack(msg, "worker shut down before the job finished")
+            return
+        status = _protocol.STATUS_FAILED if outcome.error else _protocol.STATUS_COMPLETED
+        res = self._result(cmd, status=status, output=outcome.output, error=outcome.error, started=started)
+        try:
+            try:
+                self._reply(cmd, res, outcome.traceparent)
+            except pulsar.MessageTooBig:
+                log.warning("result of %s too large for the broker; reporting a smaller one", cmd.command_id)
+                self._reply(cmd, _shrink(res), outcome.traceparent)
+        except Exception as e:
+            log.warning("could not publish the result of %s (%s); the command will be delivered again", cmd.command_id, e)
+            self._nack(msg, str(e))
+            return
+        self._ack(msg)
+
+    def _run(self, handler: Handler, job: Job) -> Optional[_Outcome]:
+        """Runs the handler on a thread of its own, so a handler that never
+        returns cannot hold the worker past its shutdown grace; None means
+        the job was released at the end of the grace."""
+        done = threading.Event()
+        box: List[_Outcome] = []
+        attrs = _tracing.attributes(
+            {
+                "pulsaga.process_id": job.process_id,
+                "pulsaga.definition": job.definition,
+                "pulsaga.step": job.step,
+                "pulsaga.item": job.item,
+                "pulsaga.attempt": job.attempt,
+                "pulsaga.command_id": job.command_id,
+                "pulsaga.compensation": job.compensation or None,
+                "messaging.system": "pulsar",
+                "messaging.destination.name": self.job_topic,
+            }
+        )
+
+        def call() -> None:
+            out = _Outcome()
+            with _tracing.job_span(self.tracer_provider, job.traceparent, f"{self.service} {job.command}", attrs) as span:
+                try:
+                    value = handler(job)
+                    if inspect.isawaitable(value):
+                        value = asyncio.run(_await(value))
+                    try:
+                        json.dumps(value, allow_nan=False)
+                        out.output = value
+                    except (TypeError, ValueError) as e:
+                        out.error = ("BadOutput", f"handler output is not JSON: {e}", False)
+                        span.failed(*out.error)
+                except JobError as e:
+                    out.error = (e.type, e.message, e.retryable)
+                    span.failed(e.type, e.message, e.retryable, e)
+                except BaseException as e:  # noqa: BLE001 - any failure fails the attempt, not the worker
+                    if isinstance(e, (KeyboardInterrupt, SystemExit)) and threading.current_thread() is threading.main_thread():
+                        raise
+                    log.exception("handler of %s raised", job.command)
+                    if isinstance(e, TimeoutError) or (job.expired() and isinstance(e, (asyncio.TimeoutError, InterruptedError))):
+                        out.error = ("Timeout", str(e) or "timed out", True)
+                    else:
+                        out.error = ("Error", f"{type(e).__name__}: {e}", True)
+                    span.failed(*out.error, e)
+                out.traceparent = span.traceparent
+            box.append(out)
+            done.set()
+
+        with self._inflight_mu:
+            self._inflight.add(job)
+        try:
+            threading.Thread(target=call, name=f"pulsaga-job-{job.command_id}", daemon=True).start()
+            while not done.wait(0.1):
+                if self._grace_over.is_set():
+                    log.warning("job %s still running at the end of the shutdown grace; released", job.command_id)
+                    return None
+            if self._grace_over.is_set() and box[0].error is not None:
+                return None  # most likely failed because it was cancelled
+            return box[0]
+        finally:
+            with self._inflight_mu:
+                self._inflight.discard(job)
+
+    # ------------------------------------------------------------ answers
+
+    def _result(
+        self,
+        cmd: _protocol.Command,
+        *,
+        status: str,
+        output: Any = None,
+        error: Optional[Tuple[str, str, bool]] = None,
+        started: Optional[Any] = None,
+    ) -> Dict[str, Any]:
+        res = _protocol.echo(cmd)
+        res["status"] = status
+        if error is not None:
+            res["error"] = {"type": error[0], "message": error[1], "retryable": error[2]}
+        elif output is not None:
+            res["output"] = output
+        res["worker"] = self.name
+        if started is not None:
+            res["started_at"] = _protocol.format_time(started)
+            res["finished_at"] = _protocol.format_time(_protocol.now())
+        return res
+
+    def _producer(self, topic: str) -> Any:
+        with self._producers_mu:
+            p = self._producers.get(topic)
+            if p is None:
+                p = self._client.create_producer(topic, batching_enabled=False)
+                self._producers[topic] = p
+            return p
+
+    def _send(self, cmd: _protocol.Command, env: _protocol.Envelope) -> None:
+        self._producer(self.topic(cmd.reply_to)).send(env.encode(), partition_key=cmd.process_id)
+
+    def _reply(self, cmd: _protocol.Command, res: Dict[str, Any], traceparent: str) -> None:
+        env = _protocol.Envelope(
+            type=_protocol.TYPE_RESULT,
+            id="result:" + cmd.command_id,
+            process_id=cmd.process_id,
+            causation_id=cmd.command_id,
+            traceparent=traceparent,
+            payload=res,
+        )
+        self._send(cmd, env)
+
+    def _send_started(self, job: Job) -> None:
+        """Reports that the attempt started (docs/protocol.md, "started"):
+        its timeout counts from here. Best effort: a lost report costs only
+        the schedule-to-start time."""
+        cmd = job._c
+        payload = _protocol.echo(cmd)
+        payload["worker"] = self.name
+        payload["started_at"] = _protocol.format_time(_protocol.now())
+        env = _protocol.Envelope(
+            type=_protocol.TYPE_STARTED,
+            id=f"started:{cmd.command_id}",
+            process_id=cmd.process_id,
+            causation_id=cmd.command_id,
+            traceparent=job.traceparent,
+            payload=payload,
+        )
+        try:
+            self._send(cmd, env)
+        except Exception as e:
+            log.warning("could not report the start of %s: %s", cmd.command_id, e)
+
+    def _send_heartbeat(self, job: Job, details: Any) -> None:
+        cmd = job._c
+        payload = _protocol.echo(cmd)
+        payload["worker"] = self.name
+        if details is not None:
+            payload["details"] = details
+        at = _protocol.now()
+        env = _protocol.Envelope(
+            type=_protocol.TYPE_HEARTBEAT,
+            id=f"heartbeat:{cmd.command_id}:{time.time_ns()}",
+            process_id=cmd.process_id,
+            causation_id=cmd.command_id,
+            time=at,
+            traceparent=job.traceparent,
+            payload=payload,
+        )
+        try:
+            self._send(cmd, env)
+        except Exception as e:
+            log.warning("heartbeat of %s lost: %s", cmd.command_id, e)
+
+    # ------------------------------------------------------------ settling
+
+    def _ack(self, msg: Any) -> None:
+        mid: bytes = msg.message_id().serialize()
+        self._forget(mid)
+        try:
+            self._consumer.acknowledge(msg)
+        except Exception as e:
+            log.warning("ack failed (%s); the command may be delivered again (same idempotency key)", e)
+
+    def _forget(self, mid: bytes) -> None:
+        with self._causes_mu:
+            self._causes.pop(mid, None)
+        if self._deliveries is not None:
+            self._deliveries.settled(mid)
+
+    def _reason(self, mid: bytes, deliveries: int) -> str:
+        with self._causes_mu:
+            r = self._causes.get(mid)
+        return r or f"not acknowledged after {deliveries} deliveries"
+
+    def _nack(self, msg: Any, cause: str) -> None:
+        """Releases a command for redelivery, or dead-letters it when this
+        was its max_deliveries-th delivery."""
+        mid: bytes = msg.message_id().serialize()
+        n = msg.redelivery_count() + 1
+        if self._deliveries is not None:
+            n = max(n, self._deliveries.recorded(mid))
+        with self._causes_mu:
+            if len(self._causes) > 10_000:
+                self._causes.clear()
+            self._causes[mid] = cause
+        if n >= self.max_deliveries:
+            try:
+                self._dead_letter(msg, cause, n, raise_errors=True)
+                return
+            except Exception as e:
+                log.error("dead-lettering a command at max_deliveries failed (%s); it will be delivered again", e)
+        self._consumer.negative_acknowledge(msg)
+
+    def _dead_letter(self, msg: Any, reason: str, deliveries: int, *, raise_errors: bool = False) -> None:
+        """Moves a message to the dead-letter topic with the reason and
+        acknowledges it; if that fails the message is released instead."""
+        props: Dict[str, str] = dict(msg.properties() or {})
+        props.update(
+            {
+                _protocol.PROP_DLQ_REASON: reason,
+                _protocol.PROP_DLQ_ORIGIN_TOPIC: msg.topic_name(),
+                _protocol.PROP_DLQ_ORIGIN_ID: _deliveries_key(msg),
+                _protocol.PROP_DLQ_SUBSCRIPTION: self.subscription,
+                _protocol.PROP_DLQ_DELIVERIES: str(deliveries),
+                _protocol.PROP_DLQ_AT: _protocol.format_time(_protocol.now()),
+            }
+        )
+        try:
+            with self._producers_mu:
+                if self._dlq is None:
+                    self._dlq = self._client.create_producer(self.dead_letter_topic, batching_enabled=False)
+                dlq = self._dlq
+            dlq.send(msg.data() or b"", partition_key=msg.partition_key() or None, properties=props)
+        except Exception as e:
+            if raise_errors:
+                raise
+            log.error("dead-lettering failed (%s); releasing the message", e)
+            self._consumer.negative_acknowledge(msg)
+            return
+        log.warning("message dead-lettered to %s: %s", self.dead_letter_topic, reason)
+        self._ack(msg)
+
+
+def _deliveries_key(msg: Any) -> str:
+    import base64
+
+    return base64.b64encode(msg.message_id().serialize()).decode("ascii")
+
+
+async def _await(value: Any) -> Any:
+    return await value
+
+
+def _shrink(res: Dict[str, Any]) -> Dict[str, Any]:
+    """A smaller result for one the broker refused as too large: an output
+    becomes a non-retryable OutputTooLarge error, an error message is cut."""
+    small = dict(res)
+    if small.get("status") == _protocol.STATUS_COMPLETED:
+        size = len(json.dumps(small.pop("output", None)))
+        small["status"] = _protocol.STATUS_FAILED
+        small["error"] = {
+            "type": "OutputTooLarge",
+            "message": f"the output ({size} bytes of JSON) is larger than the bus accepts",
+            "retryable": False,
+        }
+        return small
+    err = dict(small.get("error") or {})
+    msg = str(err.get("message", ""))
+    if len(msg) > _MAX_ERROR_MESSAGE:
+        err["message"] = msg[:_MAX_ERROR_MESSAGE] + f"… ({len(msg) - _MAX_ERROR_MESSAGE} bytes cut)"
+        small["error"] = err
+    return small
+
+
+def _quiet_pulsar_logger() -> Any:
+    """The C++ client logs every connection at INFO; keep its warnings and
+    errors only. (Not a Python logger: the client then aborts the
+    interpreter now and then at exit, apache/pulsar-client-python#256.)"""
+    return pulsar.ConsoleLogger(pulsar.LoggerLevel.Warn)
+
+
+Output = Union[None, bool, int, float, str, List[Any], Dict[str, Any]]
