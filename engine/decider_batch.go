@@ -183,12 +183,7 @@ func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock
 func (d *Decider) effects(ctx context.Context, task *protocol.DecisionTask, dec *workflow.Decision) ([]emit, error) {
 	out := make([]emit, 0, len(dec.Commands)+len(dec.Timers)+1)
 	for _, c := range dec.Commands {
-		cmd := protocol.Command{
-			CommandID: c.ID, ProcessID: c.ProcessID, Definition: task.Definition, Version: task.Version,
-			Step: c.StepID, Item: c.Item, Attempt: c.Attempt, Service: c.Service, Command: c.Command,
-			Compensation: c.Compensation, Input: c.Input, IdempotencyKey: c.IdempotencyKey,
-			Deadline: c.Deadline, ReplyTo: task.ReplyTo,
-		}
+		cmd := WireCommand(&c, task.Definition, task.Version, task.ReplyTo)
 		payload, err := encode(protocol.TypeCommand, c.ID, c.ProcessID, task.Now, cmd)
 		if err != nil {
 			return nil, err

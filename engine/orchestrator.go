@@ -155,6 +155,10 @@ type Orchestrator struct {
 type image struct {
 	snap Snapshot
 	def  *workflow.Definition
+	// beats, folded and loadedAt: worker heartbeats kept in memory
+	// (progress.go).
+	beats, folded map[string]time.Time
+	loadedAt      time.Time
 }
 
 // NewOrchestrator creates an orchestrator; Run starts it.
@@ -376,7 +380,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		return deadLetter(fmt.Sprintf("message key %q differs from its process_id %q", m.Key, env.ProcessID))
 	}
 	switch env.Type {
-	case protocol.TypeStart, protocol.TypeDecisionResult, protocol.TypeResult, protocol.TypeTimerFired, protocol.TypeSignal, protocol.TypeAdminAction:
+	case protocol.TypeStart, protocol.TypeDecisionResult, protocol.TypeResult, protocol.TypeStarted, protocol.TypeHeartbeat, protocol.TypeTimerFired, protocol.TypeSignal, protocol.TypeAdminAction:
 	default:
 		return deadLetter(fmt.Sprintf("unknown message type %q on the events topic", env.Type))
 	}
@@ -440,6 +444,15 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 			retryable := r.Error.Retryable
 			ev.Error = &workflow.ErrorInfo{Type: r.Error.Type, Message: r.Error.Message, Retryable: &retryable}
 		}
+	case protocol.TypeStarted, protocol.TypeHeartbeat:
+		pev, record, bad := progressEvent(env, img, b.now)
+		if bad != "" {
+			return deadLetter(bad)
+		}
+		if !record {
+			return true // a heartbeat: kept in memory (progress.go)
+		}
+		ev = pev
 	case protocol.TypeTimerFired:
 		var t protocol.TimerFired
 		if err := env.DecodePayload(&t); err != nil {
@@ -453,7 +466,10 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 			o.expire(b, img, log)
 			return true
 		}
-		ev.Type, ev.TimerID = workflow.EventTimer, t.TimerID
+		ev.Type, ev.TimerID, ev.FiredAt = workflow.EventTimer, t.TimerID, t.FiredAt
+		if workflow.TimerKind(t.Kind) == workflow.TimerHeartbeatTimeout && !(img.snap.State != nil && img.snap.State.Status.Terminal()) {
+			o.foldBeats(b, img, t.TimerID)
+		}
 	case protocol.TypeSignal:
 		var s protocol.Signal
 		if err := env.DecodePayload(&s); err != nil {
@@ -477,7 +493,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 	if err := ev.Validate(); err != nil {
 		return deadLetter(err.Error())
 	}
-	if img.snap.State != nil && img.snap.State.Status.Terminal() {
+	if img.snap.State != nil && img.snap.State.Status.Terminal() && !lateForFinished(img, &ev) {
 		o.drop(DropTerminal, log, string(ev.Type))
 		return true
 	}
@@ -622,10 +638,15 @@ func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *pr
 	o.slots.release(img.snap.ProcessID)
 	b.record(img, rec)
 	if img.snap.State != nil && img.snap.State.Status.Terminal() {
+		keep := img.snap.Pending[:0]
 		for _, p := range img.snap.Pending {
+			if lateForFinished(img, &p.Event) {
+				keep = append(keep, p) // a late success still matters (progress.go)
+				continue
+			}
 			o.drop(DropTerminal, log, string(p.Event.Type))
 		}
-		img.snap.Pending = nil
+		img.snap.Pending = keep
 	}
 }
 

@@ -360,6 +360,7 @@ func (o *Orchestrator) install(res loadResult) {
 	var waiting []*image
 	for pid, img := range res.images {
 		o.images[pid] = img
+		img.loadedAt = o.opts.Clock().UTC() // counts as a heartbeat (progress.go)
 		switch {
 		case img.snap.Outstanding != nil:
 			o.slots.take(pid)

@@ -82,7 +82,7 @@ func (s *slots) forget(keep func(pid string) bool) {
 // needsDecision: pending events, no decision outstanding, not finished.
 func needsDecision(img *image) bool {
 	return img.snap.Outstanding == nil && len(img.snap.Pending) > 0 &&
-		(img.snap.State == nil || !img.snap.State.Status.Terminal())
+		(img.snap.State == nil || !img.snap.State.Status.Terminal() || pendingLate(img))
 }
 
 // issueQueued issues tasks to queued processes while slots are free.

@@ -215,6 +215,15 @@ type Timer struct {
 	FireAt       time.Time `json:"fire_at"`
 }
 
+// CommandID is the id of the attempt that an attempt timer (schedule,
+// start-to-close or heartbeat timeout) belongs to; "" for other timers.
+func (t *Timer) CommandID() string {
+	if !t.progressTimer() || t.Attempt < 1 {
+		return ""
+	}
+	return commandID(t.ProcessID, t.StepID, timerItem(t), t.Compensation, t.Attempt)
+}
+
 // progressTimer reports whether a timer measures a worker's progress
 // (schedule, start-to-close, heartbeat): such a timer that fires late is
 // re-armed rather than acted on (see lateTimer).
