@@ -8,20 +8,37 @@ BIN       := bin
 PULSAR    := scripts/pulsar/pulsar.sh
 # The whole suite must stay well under 20 minutes on a 2-core machine.
 TEST_TIMEOUT ?= 15m
-# make bench: sizes of the default run (about 8–10 minutes on the 2-core
-# machine); every one can be raised on the command line or in the
-# environment (docs/benchmarks.md, "How to run").
-BENCH_COUNT    ?= 3
-BENCH_TIME     ?= 1s
-E2E_COUNT      ?= 3
-E2E_SAGAS      ?= 200
-E2E_SERIAL     ?= 20
-E2E_TIMERPROCS ?= 100
-E2E_BURST      ?= 500
-E2E_WAITING    ?= 300
-RESTART_PROCS  ?= 500
+# make bench: sizes of the full run (about 25 minutes on the 2-core machine
+# with the new engine); every one can be raised or lowered on the command
+# line (make bench BENCH_RESTART=20000) — docs/benchmarks.md, "How to run".
+# make bench-quick: the closed loop at 1,000 in flight (one run, 10 s
+# window), the unloaded latency and the raw baseline, in about 2 minutes.
+BENCH_COUNT             ?= 3
+BENCH_RELAY_TIME        ?= 3s
+BENCH_INFLIGHT          ?= 1000,2000
+BENCH_OTHER_INFLIGHT    ?= 1000
+BENCH_MODES             ?=
+BENCH_WINDOW            ?= 20s
+BENCH_OPEN_STEPS        ?= 25,50,75,100
+BENCH_OPEN_DURATION     ?= 15s
+BENCH_SERIAL            ?= 20
+BENCH_STARTS            ?= 3000
+BENCH_STARTS_CLI        ?= 60
+BENCH_ENTRANCES         ?= client,topic,http,cli-api,cli
+BENCH_WAITING           ?= 20000
+BENCH_RESTART           ?= 100000
+BENCH_RESTART_INFLIGHT  ?= 2000
+BENCH_TIMERPROCS        ?= 100
+BENCH_BURST             ?= 500
+BENCH_PERF              ?=
+BENCH_KNOBS = BENCH_COUNT='$(BENCH_COUNT)' BENCH_RELAY_TIME='$(BENCH_RELAY_TIME)' BENCH_INFLIGHT='$(BENCH_INFLIGHT)' \
+	BENCH_OTHER_INFLIGHT='$(BENCH_OTHER_INFLIGHT)' BENCH_MODES='$(BENCH_MODES)' BENCH_WINDOW='$(BENCH_WINDOW)' \
+	BENCH_OPEN_STEPS='$(BENCH_OPEN_STEPS)' BENCH_OPEN_DURATION='$(BENCH_OPEN_DURATION)' BENCH_SERIAL='$(BENCH_SERIAL)' \
+	BENCH_STARTS='$(BENCH_STARTS)' BENCH_STARTS_CLI='$(BENCH_STARTS_CLI)' BENCH_ENTRANCES='$(BENCH_ENTRANCES)' \
+	BENCH_WAITING='$(BENCH_WAITING)' BENCH_RESTART='$(BENCH_RESTART)' BENCH_RESTART_INFLIGHT='$(BENCH_RESTART_INFLIGHT)' \
+	BENCH_TIMERPROCS='$(BENCH_TIMERPROCS)' BENCH_BURST='$(BENCH_BURST)' BENCH_PERF='$(BENCH_PERF)' GO='$(GO)'
 
-.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench fuzz demo dev clean
+.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench bench-quick fuzz demo dev clean
 
 all: build
 
@@ -74,22 +91,13 @@ demo: pulsar
 dev:
 	$(GO) run ./cmd/pulsaga dev
 
-## bench: benchmarks on a real broker, with the raw-Pulsar baseline measured in the same run
+## bench: benchmarks on a real broker, with the raw-Pulsar baseline measured in the same run (bench/run.sh)
 bench: pulsar
-	@mkdir -p bench/results
-	@out=bench/results/bench-$$(date -u +%Y%m%dT%H%M%SZ).txt; t0=$$(date +%s); \
-	echo "== baseline (raw Pulsar, bus, Decide): count $(BENCH_COUNT), benchtime $(BENCH_TIME) -> $$out"; \
-	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) -benchtime $(BENCH_TIME) -timeout 60m \
-		./bus/pulsarbus/ ./workflow/ | tee $$out; \
-	echo "== end to end (bench/): one scenario per run, medians over $(E2E_COUNT) runs"; \
-	$(GO) test -run '^$$' -bench 'Trip|Timer|Memory' -benchtime 1x -count $(E2E_COUNT) -timeout 60m ./bench/ \
-		-args -sagas $(E2E_SAGAS) -serial $(E2E_SERIAL) -timerprocs $(E2E_TIMERPROCS) -burst $(E2E_BURST) \
-		-waiting $(E2E_WAITING) | tee -a $$out; \
-	echo "== restart with $(RESTART_PROCS) waiting processes (once)"; \
-	$(GO) test -run '^$$' -bench 'Restart' -benchtime 1x -count 1 -timeout 60m ./bench/ \
-		-args -restart $(RESTART_PROCS) | tee -a $$out; \
-	echo "== make bench took $$(( $$(date +%s) - t0 ))s"; \
-	$(GO) run ./bench/report $$out > $$out.md; rc=$$?; cat $$out.md; exit $$rc
+	@$(BENCH_KNOBS) bench/run.sh full
+
+## bench-quick: sagas/s, messages/KB/timers per saga and p50 in about 2 minutes (for iterating on the engine)
+bench-quick: pulsar
+	@BENCH_COUNT=1 BENCH_INFLIGHT=1000 BENCH_WINDOW=10s BENCH_SERIAL=10 BENCH_MODES='$(BENCH_MODES)' GO='$(GO)' bench/run.sh quick
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

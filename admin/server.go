@@ -24,6 +24,8 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/schedule"
+	"github.com/pulsaga/pulsaga/trigger"
 )
 
 // Actions sends what changes processes (engine.Client does).
@@ -68,6 +70,12 @@ type Options struct {
 	Metrics *Metrics
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
+	// Schedules reads and changes schedules (default: a table and a client
+	// on Bus).
+	Schedules *Schedules
+	// Triggers, when set, returns the triggers this instance runs with
+	// their counts (trigger.Manager.Triggers).
+	Triggers func() []trigger.Info
 }
 
 // Server serves the API, the dashboard, /metrics, /healthz and /readyz.
@@ -81,6 +89,7 @@ type Server struct {
 	idem   *idempotency
 	mux    *http.ServeMux
 	owned  []func() error
+	sched  Schedules
 }
 
 // ErrBadOptions: the options cannot make a server.
@@ -109,6 +118,12 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 		c := engine.NewClient(opts.Bus, opts.Topics)
 		s.acts = c
 		s.owned = append(s.owned, c.Close)
+	}
+	if opts.Schedules != nil {
+		s.sched = *opts.Schedules
+	} else {
+		s.sched = Schedules{Table: schedule.NewTable(opts.Bus), Client: schedule.NewClient(opts.Bus)}
+		s.owned = append(s.owned, s.sched.Table.Close, s.sched.Client.Close)
 	}
 	s.dlq = newDLQStore(opts.Bus)
 	s.owned = append(s.owned, s.dlq.Close)
@@ -175,6 +190,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/definitions", s.require(op, s.registerDefinition))
 	m.HandleFunc("POST /api/v1/definitions/validate", s.require(rd, s.validateDefinition))
 	m.HandleFunc("GET /api/v1/definitions/{name}", s.require(rd, s.getDefinition))
+	s.scheduleRoutes(m)
 	m.HandleFunc("GET /api/v1/whoami", s.require(rd, func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalFrom(r.Context())
 		writeJSON(w, http.StatusOK, map[string]string{"name": p.Name, "role": string(p.Role)})

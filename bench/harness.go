@@ -24,18 +24,18 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
-	"github.com/pulsaga/pulsaga/engine"
-	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// Watcher reads the status topic from its start and records, for every
-// process, when this client first saw each of its rows, so waiting for a
-// process costs no polling and the time is what a client observes.
+// Watcher reads the status topic from its start (or its end) and records,
+// for every process, when this client first saw a row matching its
+// predicate, so waiting for a process costs no polling and the time is
+// what a client observes.
 type Watcher struct {
 	mu      sync.Mutex
-	rows    map[string]engine.StatusRecord
+	rows    map[string]Row
 	seen    map[string]time.Time // first time a row matched the wanted predicate
-	want    func(engine.StatusRecord) bool
+	want    func(Row) bool
+	onSeen  func(r Row, at time.Time)
 	waiters map[string][]chan struct{}
 	count   int
 	countCh chan struct{}
@@ -45,30 +45,44 @@ type Watcher struct {
 }
 
 // Terminal says whether a row is a finished process.
-func Terminal(r engine.StatusRecord) bool { return r.Status.Terminal() }
+func Terminal(r Row) bool { return r.Terminal }
+
+// Any matches every row: the process exists.
+func Any(Row) bool { return true }
 
 // StepIs says whether a row shows a step with that status.
-func StepIs(step string, st workflow.StepStatus) func(engine.StatusRecord) bool {
-	return func(r engine.StatusRecord) bool { return r.Steps[step] == string(st) }
+func StepIs(step, st string) func(Row) bool {
+	return func(r Row) bool { return r.Steps[step] == st }
 }
 
-// Watch starts reading the status topic of b; want says which rows count
-// as "reached" (e.g. Terminal).
-func Watch(ctx context.Context, b bus.Bus, topic string, want func(engine.StatusRecord) bool) (*Watcher, error) {
-	return WatchFrom(ctx, b, topic, want, false)
+// WatchOptions say what a Watcher reads and wants.
+type WatchOptions struct {
+	// Want says which rows count as "reached" (e.g. Terminal).
+	Want func(Row) bool
+	// Latest reads from the topic's end: rows written before are not read.
+	Latest bool
+	// OnSeen, when set, is called once per process when its wanted row is
+	// first seen, from the reader's goroutine (it must not block).
+	OnSeen func(r Row, at time.Time)
+	// KeepRows keeps each process's latest row (Row, Statuses); off, only
+	// the time the wanted row was seen is kept (less memory for 100,000
+	// processes).
+	KeepRows bool
 }
 
-// WatchFrom is Watch from the topic's end when latest (rows written before
-// the call are not read).
-func WatchFrom(ctx context.Context, b bus.Bus, topic string, want func(engine.StatusRecord) bool, latest bool) (*Watcher, error) {
-	rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic, StartLatest: latest})
+// Watch starts reading the status topic of b.
+func Watch(ctx context.Context, b bus.Bus, opts WatchOptions) (*Watcher, error) {
+	rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: StatusTopic(), StartLatest: opts.Latest})
 	if err != nil {
 		return nil, fmt.Errorf("status reader: %w", err)
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w := &Watcher{
-		rows: map[string]engine.StatusRecord{}, seen: map[string]time.Time{}, want: want,
+		seen: map[string]time.Time{}, want: opts.Want, onSeen: opts.OnSeen,
 		waiters: map[string][]chan struct{}{}, countCh: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{}),
+	}
+	if opts.KeepRows {
+		w.rows = map[string]Row{}
 	}
 	go func() {
 		defer close(w.done)
@@ -84,20 +98,15 @@ func WatchFrom(ctx context.Context, b bus.Bus, topic string, want func(engine.St
 				return
 			}
 			now := time.Now()
-			if len(m.Payload) == 0 {
-				continue
-			}
-			env, err := bus.DecodeEnvelope(m.Payload)
-			if err != nil || env.Type != engine.TypeStatus {
-				continue
-			}
-			var r engine.StatusRecord
-			if env.DecodePayload(&r) != nil {
+			r, ok := decodeStatus(m)
+			if !ok {
 				continue
 			}
 			w.mu.Lock()
-			if old, ok := w.rows[r.ProcessID]; !ok || old.Seq <= r.Seq {
-				w.rows[r.ProcessID] = r
+			if w.rows != nil {
+				if old, ok := w.rows[r.ProcessID]; !ok || old.Seq <= r.Seq {
+					w.rows[r.ProcessID] = r
+				}
 			}
 			if _, ok := w.seen[r.ProcessID]; !ok && w.want(r) {
 				w.seen[r.ProcessID] = now
@@ -109,6 +118,9 @@ func WatchFrom(ctx context.Context, b bus.Bus, topic string, want func(engine.St
 				select {
 				case w.countCh <- struct{}{}:
 				default:
+				}
+				if w.onSeen != nil {
+					w.onSeen(r, now)
 				}
 			}
 			w.mu.Unlock()
@@ -131,8 +143,15 @@ func (w *Watcher) Seen(pid string) (time.Time, bool) {
 	return t, ok
 }
 
-// Row returns the latest row of pid.
-func (w *Watcher) Row(pid string) engine.StatusRecord {
+// Count is the number of processes whose wanted row was seen.
+func (w *Watcher) Count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count
+}
+
+// Row returns the latest row of pid (KeepRows).
+func (w *Watcher) Row(pid string) Row {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rows[pid]
@@ -157,14 +176,21 @@ func (w *Watcher) Wait(ctx context.Context, pid string) (time.Time, error) {
 	}
 }
 
-// WaitCount waits until n processes have reached the wanted row.
-func (w *Watcher) WaitCount(ctx context.Context, n int) error {
+// WaitCount waits until n processes have reached the wanted row; alive,
+// when set, is checked every second (an engine process that died is not
+// waited for).
+func (w *Watcher) WaitCount(ctx context.Context, n int, alive func() error) error {
 	for {
 		w.mu.Lock()
 		c := w.count
 		w.mu.Unlock()
 		if c >= n {
 			return nil
+		}
+		if alive != nil {
+			if err := alive(); err != nil {
+				return err
+			}
 		}
 		select {
 		case <-w.countCh:
@@ -181,11 +207,11 @@ func (w *Watcher) readErr() error {
 	return w.err
 }
 
-// Statuses counts the latest rows by status.
-func (w *Watcher) Statuses() map[workflow.Status]int {
+// Statuses counts the latest rows by status (KeepRows).
+func (w *Watcher) Statuses() map[string]int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := map[workflow.Status]int{}
+	out := map[string]int{}
 	for _, r := range w.rows {
 		out[r.Status]++
 	}
@@ -195,8 +221,9 @@ func (w *Watcher) Statuses() map[workflow.Status]int {
 // TopicCount is the messages written to one topic (partitions summed).
 type TopicCount struct {
 	Topic    string
-	Messages int64
-	Bytes    int64
+	Messages int64 // written (msgInCounter)
+	Bytes    int64 // written (bytesInCounter)
+	Out      int64 // delivered to subscriptions (msgOutCounter)
 }
 
 // MessagesIn sums the admin API's msgInCounter (messages written, including
@@ -218,6 +245,7 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 		var st struct {
 			MsgInCounter   int64 `json:"msgInCounter"`
 			BytesInCounter int64 `json:"bytesInCounter"`
+			MsgOutCounter  int64 `json:"msgOutCounter"`
 		}
 		if err := getJSON(ctx, base+"/"+url.PathEscape(name)+"/stats", &st); err != nil {
 			return 0, nil, fmt.Errorf("stats of %s: %w", full, err)
@@ -233,6 +261,7 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 		}
 		c.Messages += st.MsgInCounter
 		c.Bytes += st.BytesInCounter
+		c.Out += st.MsgOutCounter
 		total += st.MsgInCounter
 	}
 	for _, c := range sums {

@@ -2,357 +2,314 @@ package bench_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"sync"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pulsaga/pulsaga/bench"
-	"github.com/pulsaga/pulsaga/protocol"
-	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// Every benchmark runs its whole scenario once per iteration in a fresh
-// namespace with a fresh engine (run them with -benchtime 1x; -count gives
-// the repetitions the docs take medians of) and reports its figures with
-// b.ReportMetric. Latency is what a client sees: from handing the start
-// request to engine.Client to reading the process's terminal row on the
-// status topic.
+// The end-to-end benchmarks run the engine as separate processes of its
+// real binaries (bench.Engine: cmd/orchestrator, and cmd/decider in the
+// remote mode) on a namespace of their own, a fresh one per run; the
+// no-op workers, the load generator and the status reader run in the
+// benchmark's process. Every benchmark runs its scenario once per
+// iteration (run them with -benchtime 1x; -count gives the repetitions
+// bench/report takes medians of) and reports with b.ReportMetric.
+// Latency is what a client sees: from handing the start request to the
+// entrance (or, open loop, from its scheduled arrival) to reading the
+// process's terminal row on the status topic.
 
-// BenchmarkTripThroughput starts -sagas trip sagas at once (no-op workers)
-// and waits until all are completed: completed sagas per second, latency
-// percentiles under that load, and the Pulsar messages written per saga.
-func BenchmarkTripThroughput(b *testing.B) {
-	var rate, p50, p99, msgs, timersPer, eventual, kb []float64
-	for range b.N {
-		b.StopTimer()
-		e := newEnv(b, "trip")
-		bb := e.bus(b)
-		var fired atomic.Int64
-		st := startStack(b, bb, tripServices(), func(string, time.Duration) { fired.Add(1) })
-		register(b, st, tripFile)
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, bench.Terminal)
+// BenchmarkTrip keeps a number of trip sagas in flight (closed loop: each
+// one completed lets the next start) and measures, over a window after a
+// warm-up: completed sagas per second, latency under that load, the Pulsar
+// messages, bytes and timers written per saga, and the CPU time per saga
+// of the engine's processes, of the broker and of the benchmark's own
+// process (from /proc).
+func BenchmarkTrip(b *testing.B) {
+	for i, mode := range modes() {
+		ns := sizes(*flagInflight)
+		if i > 0 {
+			ns = sizes(*flagOtherSizes)
+		}
+		for _, n := range ns {
+			b.Run(fmt.Sprintf("decider=%s/inflight=%d", mode, n), func(b *testing.B) {
+				for range b.N {
+					tripClosed(b, mode, n)
+				}
+			})
+		}
+	}
+}
+
+func tripClosed(b *testing.B, mode string, inflight int) {
+	b.StopTimer()
+	e := newEnv(b, "trip")
+	bb := e.bus(b)
+	defer bb.Close()
+	stopWorkers := runWorkers(b, bb, tripServices())
+	en := startEngine(b, e, mode)
+	c := bench.NewClient(bb)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+
+	var s0, s1 bench.Snapshot
+	var perf *exec.Cmd
+	loop := &bench.ClosedLoop{
+		InFlight: inflight, Senders: *flagStarters, Warmup: inflight, Window: *flagWindow, Prefix: "trip",
+		Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive,
+		OnWindow: func(open bool) error {
+			if open {
+				s0 = e.snapshot(b, en.PIDs())
+				perf = startPerf(b, en, mode, inflight)
+			} else {
+				s1 = e.snapshot(b, en.PIDs())
+				stopPerf(b, perf)
+			}
+			return nil
+		},
+	}
+	w, err := bench.Watch(ctx, bb, bench.WatchOptions{Want: bench.Terminal, OnSeen: loop.Seen})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	b.StartTimer()
+	res, err := loop.Run(ctx)
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("closed loop of %d trip sagas, decider %s: %v", inflight, mode, err)
+	}
+	win := s1.Sub(s0)
+	done := res.InWindow
+	if done == 0 {
+		b.Fatalf("no saga completed within the %s window", win.Wall)
+	}
+	reportSagaWindow(b, win, done, res)
+	b.Logf("decider %s, %d in flight: %d sagas completed in the %s window (%d in all), %.1f sagas/s, p50 %.0fms p99 %.0fms; load %s",
+		mode, inflight, done, res.Window.Round(time.Millisecond), res.Done, res.Rate(), bench.Quantile(res.Latencies, 0.5), bench.Quantile(res.Latencies, 0.99), bench.LoadAvg())
+	b.Logf("per saga by topic: %s", win.PerUnit(done))
+	b.Logf("CPU in the window: %s", cpuLine(win))
+	w.Close()
+	stopWorkers()
+	stopEngine(b, en)
+}
+
+// reportSagaWindow reports the figures of a measuring window in which done
+// sagas completed.
+func reportSagaWindow(b *testing.B, win bench.Window, done int, res bench.LoopResult) {
+	per := func(v float64) float64 { return v / float64(done) }
+	msgs, bytes := win.Messages()
+	timers := win.Topic(bench.TimersTopic())
+	// Timers fired in the window (delivered to the relay) are relayed to
+	// events once each: msgs/saga leaves those relays out (they may belong
+	// to sagas of before the window), msgs-eventual/saga counts one relay
+	// per timer written instead.
+	own := msgs - timers.Out
+	b.ReportMetric(res.Rate(), "sagas/s")
+	b.ReportMetric(bench.Quantile(res.Latencies, 0.50), "p50-ms")
+	b.ReportMetric(bench.Quantile(res.Latencies, 0.99), "p99-ms")
+	b.ReportMetric(per(float64(own)), "msgs/saga")
+	b.ReportMetric(per(float64(own+timers.Messages)), "msgs-eventual/saga")
+	b.ReportMetric(per(float64(bytes))/1024, "KB/saga")
+	b.ReportMetric(per(float64(timers.Messages)), "timers/saga")
+	engine := win.CPU["orchestrator"] + win.CPU["decider"]
+	b.ReportMetric(per(ms(engine)), "engine-cpu-ms/saga")
+	b.ReportMetric(per(ms(win.CPU["broker"])), "broker-cpu-ms/saga")
+	b.ReportMetric(per(ms(win.CPU[bench.Self])), "bench-cpu-ms/saga")
+	if _, ok := win.CPU["decider"]; ok {
+		b.ReportMetric(per(ms(win.CPU["decider"])), "decider-cpu-ms/saga")
+	}
+	// How busy the machine was (every process, all cores): a figure near
+	// 100 % means the cores, not the engine's shape, were the limit.
+	b.ReportMetric(100*win.Machine.Seconds()/(win.Wall.Seconds()*float64(numCPU())), "machine-busy-%")
+}
+
+func cpuLine(win bench.Window) string {
+	var parts []string
+	for _, n := range []string{"orchestrator", "decider", "broker", bench.Self} {
+		if c, ok := win.CPU[n]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.1fs (%.0f%% of a core)", n, c.Seconds(), 100*c.Seconds()/win.Wall.Seconds()))
+		}
+	}
+	parts = append(parts, fmt.Sprintf("machine %.0f%% busy of %d cores", 100*win.Machine.Seconds()/(win.Wall.Seconds()*float64(numCPU())), numCPU()))
+	return strings.Join(parts, ", ")
+}
+
+// startPerf records the orchestrator's CPU profile with perf (-perf DIR)
+// until stopPerf; nil without -perf.
+func startPerf(b *testing.B, en *bench.Engine, mode string, inflight int) *exec.Cmd {
+	if *flagPerf == "" {
+		return nil
+	}
+	if err := os.MkdirAll(*flagPerf, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	out := filepath.Join(*flagPerf, fmt.Sprintf("orchestrator-%s-%d-%s.perf.data", mode, inflight, time.Now().Format("150405")))
+	cmd := exec.Command("perf", "record", "-F", "499", "-g", "-p", strconv.Itoa(en.Orchestrator.PID), "-o", out)
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("perf: %v", err)
+	}
+	b.Logf("perf record of the orchestrator into %s", out)
+	return cmd
+}
+
+func stopPerf(b *testing.B, cmd *exec.Cmd) {
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(os.Interrupt)
+	if err := cmd.Wait(); err != nil {
+		b.Logf("perf: %v", err)
+	}
+}
+
+// BenchmarkTripOpen is the latency–throughput curve: trip sagas arrive at
+// fixed rates (a Poisson process, whether or not earlier ones are done)
+// for -open-duration each, at -open-steps percent of the measured maximum
+// (-open-max: make bench passes the median sagas/s of BenchmarkTrip's
+// runs), one engine per run with the steps in rising order. Latency counts
+// from each saga's scheduled arrival.
+func BenchmarkTripOpen(b *testing.B) {
+	max := *flagOpenRate
+	if max <= 0 && *flagOpenFile != "" {
+		v, err := os.ReadFile(*flagOpenFile)
 		if err != nil {
 			b.Fatal(err)
 		}
-		// Warm-up: producers opened, every partition loaded.
-		warm := pidsFor("warm", 16)
-		startAll(ctx, b, st.Client, "trip-booking", tripInput, warm)
-		if err := w.WaitCount(ctx, len(warm)); err != nil {
-			b.Fatal(err)
+		if max, err = strconv.ParseFloat(strings.TrimSpace(string(v)), 64); err != nil {
+			b.Fatalf("%s: %v", *flagOpenFile, err)
 		}
-		m0, by0 := e.messages(b)
-		f0 := fired.Load()
-		n := *flagSagas
-		pids := pidsFor("trip", n)
-		b.StartTimer()
-		sent := startAll(ctx, b, st.Client, "trip-booking", tripInput, pids)
-		if err := w.WaitCount(ctx, len(warm)+n); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		lat := make([]time.Duration, n)
-		var last time.Time
-		for i, pid := range pids {
-			seen, _ := w.Seen(pid)
-			if r := w.Row(pid); r.Status != workflow.StatusCompleted {
-				b.Fatalf("%s ended %s: %+v", pid, r.Status, r)
-			}
-			lat[i] = seen.Sub(sent[i])
-			if seen.After(last) {
-				last = seen
-			}
-		}
-		m1, by1 := e.messages(b)
-		f1 := fired.Load()
-		w.Close()
-		cancel()
-		stopStack(b, st)
-		_ = bb.Close()
-		el := last.Sub(sent[0])
-		rate = append(rate, float64(n)/el.Seconds())
-		p50 = append(p50, bench.Quantile(lat, 0.50))
-		p99 = append(p99, bench.Quantile(lat, 0.99))
-		// Timers (attempt and decision timeouts, retention) fire after the
-		// saga, each relayed to the events topic then: a run longer than
-		// the 30s timeouts sees some fire. msgs/saga leaves those relays
-		// out; msgs-eventual/saga adds one per timer written.
-		delta := diff(by0, by1)
-		var bytes, timerMsgs int64
-		for _, c := range delta {
-			bytes += c.Bytes
-			if c.Topic == "timers" {
-				timerMsgs = c.Messages
-			}
-		}
-		own := m1 - m0 - (f1 - f0)
-		msgs = append(msgs, float64(own)/float64(n))
-		timersPer = append(timersPer, float64(timerMsgs)/float64(n))
-		eventual = append(eventual, float64(own+timerMsgs)/float64(n))
-		kb = append(kb, float64(bytes)/float64(n)/1024)
-		b.Logf("%d sagas in %s: %.1f sagas/s, p50 %.0fms p99 %.0fms, %.1f msgs/saga (%d timers relayed meanwhile); per saga by topic: %s",
-			n, el.Round(time.Millisecond), rate[len(rate)-1], p50[len(p50)-1], p99[len(p99)-1], msgs[len(msgs)-1], f1-f0, perSaga(delta, n))
 	}
-	b.ReportMetric(median(rate), "sagas/s")
-	b.ReportMetric(median(p50), "p50-ms")
-	b.ReportMetric(median(p99), "p99-ms")
-	b.ReportMetric(median(msgs), "msgs/saga")
-	b.ReportMetric(median(timersPer), "timers/saga")
-	b.ReportMetric(median(eventual), "msgs-eventual/saga")
-	b.ReportMetric(median(kb), "KB/saga")
-}
-
-// BenchmarkTripLatencyUnloaded runs -serial trip sagas one at a time:
-// the latency of a saga on an idle engine.
-func BenchmarkTripLatencyUnloaded(b *testing.B) {
-	var p50, p90 []float64
-	for range b.N {
-		b.StopTimer()
-		e := newEnv(b, "serial")
-		bb := e.bus(b)
-		st := startStack(b, bb, tripServices(), nil)
-		register(b, st, tripFile)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, bench.Terminal)
-		if err != nil {
-			b.Fatal(err)
-		}
-		warm := pidsFor("warm", 16)
-		startAll(ctx, b, st.Client, "trip-booking", tripInput, warm)
-		if err := w.WaitCount(ctx, len(warm)); err != nil {
-			b.Fatal(err)
-		}
-		b.StartTimer()
-		lat := make([]time.Duration, 0, *flagSerial)
-		for _, pid := range pidsFor("serial", *flagSerial) {
-			t0 := time.Now()
-			if err := st.Client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "trip-booking", Input: tripInput}); err != nil {
-				b.Fatal(err)
-			}
-			seen, err := w.Wait(ctx, pid)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if r := w.Row(pid); r.Status != workflow.StatusCompleted {
-				b.Fatalf("%s ended %s", pid, r.Status)
-			}
-			lat = append(lat, seen.Sub(t0))
-		}
-		b.StopTimer()
-		w.Close()
-		cancel()
-		stopStack(b, st)
-		_ = bb.Close()
-		p50 = append(p50, bench.Quantile(lat, 0.5))
-		p90 = append(p90, bench.Quantile(lat, 0.9))
-		b.Logf("%d sagas one at a time: p50 %.1fms p90 %.1fms", len(lat), p50[len(p50)-1], p90[len(p90)-1])
+	if max <= 0 {
+		b.Fatal("the open loop needs the measured maximum: -open-max or -open-max-file (make bench passes BenchmarkTrip's median)")
 	}
-	b.ReportMetric(median(p50), "p50-ms")
-	b.ReportMetric(median(p90), "p90-ms")
-}
-
-// BenchmarkTimerLateness runs -timerprocs processes of three 500ms sleeps
-// each and reports how late the relay fired the sleep timers.
-func BenchmarkTimerLateness(b *testing.B) {
-	var p50, p99, maxs []float64
-	for range b.N {
-		b.StopTimer()
-		e := newEnv(b, "timers")
-		bb := e.bus(b)
-		var mu sync.Mutex
-		var late []time.Duration
-		st := startStack(b, bb, nil, func(kind string, d time.Duration) {
-			if kind == string(workflow.TimerSleep) {
-				mu.Lock()
-				late = append(late, d)
-				mu.Unlock()
+	for _, mode := range modes()[:1] {
+		b.Run("decider="+mode, func(b *testing.B) {
+			for range b.N {
+				tripOpen(b, mode, max)
 			}
 		})
-		register(b, st, sleepFile)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, bench.Terminal)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n := *flagTimerProcs
-		b.StartTimer()
-		startAll(ctx, b, st.Client, "bench-sleeps", nil, pidsFor("sleeps", n))
-		if err := w.WaitCount(ctx, n); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		w.Close()
-		cancel()
-		stopStack(b, st)
-		_ = bb.Close()
-		mu.Lock()
-		got := append([]time.Duration(nil), late...)
-		mu.Unlock()
-		if len(got) < 3*n {
-			b.Fatalf("%d sleep timers observed, want at least %d", len(got), 3*n)
-		}
-		p50 = append(p50, bench.Quantile(got, 0.5))
-		p99 = append(p99, bench.Quantile(got, 0.99))
-		maxs = append(maxs, bench.Quantile(got, 1))
-		b.Logf("%d sleep timers of %d processes: lateness p50 %.1fms p99 %.1fms max %.1fms", len(got), n, p50[len(p50)-1], p99[len(p99)-1], maxs[len(maxs)-1])
 	}
-	b.ReportMetric(median(p50), "late-p50-ms")
-	b.ReportMetric(median(p99), "late-p99-ms")
-	b.ReportMetric(median(maxs), "late-max-ms")
 }
 
-// BenchmarkMemoryPerWaitingProcess starts -waiting loan-approval
-// processes that score below 700 and so wait for a signal, and reports the
-// growth of the live heap (after GC) of the process running the engine,
-// per waiting process.
-func BenchmarkMemoryPerWaitingProcess(b *testing.B) {
-	var per []float64
-	for range b.N {
-		b.StopTimer()
-		e := newEnv(b, "memory")
-		bb := e.bus(b)
-		st := startStack(b, bb, loanServices(), nil)
-		register(b, st, loanFile)
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, waitingOrDone)
-		if err != nil {
-			b.Fatal(err)
+func tripOpen(b *testing.B, mode string, max float64) {
+	b.StopTimer()
+	e := newEnv(b, "open")
+	bb := e.bus(b)
+	defer bb.Close()
+	stopWorkers := runWorkers(b, bb, tripServices())
+	en := startEngine(b, e, mode)
+	c := bench.NewClient(bb)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	// The watcher hands each terminal row to the load running at the time.
+	var cur atomic.Pointer[func(bench.Row, time.Time)]
+	w, err := bench.Watch(ctx, bb, bench.WatchOptions{Want: bench.Terminal, OnSeen: func(r bench.Row, at time.Time) {
+		if f := cur.Load(); f != nil {
+			(*f)(r, at)
 		}
-		warm := pidsFor("warm", 16)
-		startAll(ctx, b, st.Client, "loan-approval", loanInput, warm)
-		if err := w.WaitCount(ctx, len(warm)); err != nil {
-			b.Fatal(err)
-		}
-		h0 := heap()
-		n := *flagWaiting
-		b.StartTimer()
-		if failed := fill(ctx, b, st.Client, w, pidsFor("loan", n), len(warm)); len(failed) > 0 {
-			b.Fatalf("%d of %d processes failed instead of waiting, e.g. %s: %+v", len(failed), n, failed[0], w.Row(failed[0]))
-		}
-		b.StopTimer()
-		// The watcher's own table is not the engine's: drop it first.
-		w.Close()
-		w = nil
-		h1 := heap()
-		per = append(per, (float64(h1)-float64(h0))/float64(n))
-		b.Logf("%d waiting processes: live heap %d → %d bytes, %.0f bytes/process", n, h0, h1, per[len(per)-1])
-		cancel()
-		stopStack(b, st)
-		_ = bb.Close()
+	}})
+	if err != nil {
+		b.Fatal(err)
 	}
-	b.ReportMetric(median(per), "bytes/process")
+	defer w.Close()
+	// Warm-up: producers opened, every partition loaded.
+	warm := &bench.ClosedLoop{InFlight: 64, Total: 256, Prefix: "warm", Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive}
+	f := warm.Seen
+	cur.Store(&f)
+	if _, err := warm.Run(ctx); err != nil {
+		b.Fatalf("warm-up: %v", err)
+	}
+	b.StartTimer()
+	for _, pct := range sizes(*flagOpenSteps) {
+		rate := max * float64(pct) / 100
+		l := &bench.OpenLoop{Rate: rate, Duration: *flagOpenDur, Senders: 128, Prefix: fmt.Sprintf("open%d", pct), Seed: uint64(pct),
+			Start: clientStart(c, "trip-booking", tripInput), Alive: en.Alive, Drain: 5 * time.Minute}
+		f := l.Seen
+		cur.Store(&f)
+		res, err := l.Run(ctx)
+		if err != nil {
+			b.Fatalf("open loop at %d%% of %.1f sagas/s: %v", pct, max, err)
+		}
+		p50, p99 := bench.Quantile(res.Latencies, 0.5), bench.Quantile(res.Latencies, 0.99)
+		b.ReportMetric(p50, fmt.Sprintf("p50-ms@%d%%", pct))
+		b.ReportMetric(p99, fmt.Sprintf("p99-ms@%d%%", pct))
+		b.ReportMetric(float64(res.Done)/res.Window.Seconds(), fmt.Sprintf("sagas/s@%d%%", pct))
+		b.Logf("%d%% of %.1f: %.1f arrivals/s for %s, %d sagas, completed at %.1f/s, p50 %.0fms p99 %.0fms max %.0fms; load %s",
+			pct, max, rate, *flagOpenDur, res.Done, float64(res.Done)/res.Window.Seconds(), p50, p99, bench.Quantile(res.Latencies, 1), bench.LoadAvg())
+	}
+	b.StopTimer()
+	w.Close()
+	stopWorkers()
+	stopEngine(b, en)
 }
 
-// BenchmarkRestart creates -restart waiting loan-approval processes,
-// stops the engine, starts a new one on a new connection and measures the
-// time until it decides again on every partition: signals sent at once to
-// 64 of the processes (spread over all 4 partitions) have all completed.
-// The new engine loads a partition's snapshots when its first event arrives,
-// so this is load + first decisions. It also reports the live heap the new
-// engine grew by per loaded process.
-func BenchmarkRestart(b *testing.B) {
-	for range b.N {
-		b.StopTimer()
-		e := newEnv(b, "restart")
-		n := *flagRestart
-		bb := e.bus(b)
-		st := startStackN(b, bb, loanServices(), nil, *flagFill)
-		register(b, st, loanFile)
-		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-		w, err := bench.Watch(ctx, bb, protocol.DefaultTopics().Status, waitingOrDone)
-		if err != nil {
-			b.Fatal(err)
-		}
-		pids := pidsFor("loan", n)
+// BenchmarkTripUnloaded runs -serial trip sagas one at a time on a warmed
+// engine: the latency of a saga when nothing else runs.
+func BenchmarkTripUnloaded(b *testing.B) {
+	for _, mode := range modes() {
+		b.Run("decider="+mode, func(b *testing.B) {
+			for range b.N {
+				tripUnloaded(b, mode)
+			}
+		})
+	}
+}
+
+func tripUnloaded(b *testing.B, mode string) {
+	b.StopTimer()
+	e := newEnv(b, "serial")
+	bb := e.bus(b)
+	defer bb.Close()
+	stopWorkers := runWorkers(b, bb, tripServices())
+	en := startEngine(b, e, mode)
+	c := bench.NewClient(bb)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	w, err := bench.Watch(ctx, bb, bench.WatchOptions{Want: bench.Terminal, KeepRows: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	run := time.Now().UnixNano()
+	one := func(pid string) time.Duration {
 		t0 := time.Now()
-		if failed := fill(ctx, b, st.Client, w, pids, 0); len(failed) > 0 {
-			b.Fatalf("%d of %d processes failed instead of waiting, e.g. %s: %+v", len(failed), n, failed[0], w.Row(failed[0]))
+		if err := c.Start(ctx, pid, "trip-booking", tripInput); err != nil {
+			b.Fatal(err)
 		}
-		created := time.Since(t0)
-		w.Close()
-		w = nil
-		stopStack(b, st)
-		_ = bb.Close()
-		const signals = 64
-		targets := make([]string, signals)
-		for i := range targets {
-			targets[i] = pids[i*n/signals]
-		}
-		pids = nil
-		h0 := heap()
-
-		b.StartTimer()
-		t1 := time.Now()
-		bb2 := e.bus(b)
-		st2 := startStackLog(b, bb2, loanServices(), nil, *flagDeciders, engineLog("restart"))
-		up := time.Since(t1)
-		w2, err := bench.WatchFrom(ctx, bb2, protocol.DefaultTopics().Status, bench.Terminal, true)
+		seen, err := w.Wait(ctx, pid)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, pid := range targets {
-			if err := st2.Client.Signal(ctx, pid, "loan_decision", "restart-"+pid, json.RawMessage(`{"approved":true,"officer":"o-1"}`)); err != nil {
-				b.Fatal(err)
-			}
+		if r := w.Row(pid); !r.Completed {
+			b.Fatalf("%s ended %s", pid, r.Status)
 		}
-		var first, last time.Time
-		for _, pid := range targets {
-			seen, err := w2.Wait(ctx, pid)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if r := w2.Row(pid); r.Status != workflow.StatusCompleted {
-				b.Fatalf("%s ended %s", pid, r.Status)
-			}
-			if first.IsZero() || seen.Before(first) {
-				first = seen
-			}
-			if seen.After(last) {
-				last = seen
-			}
-		}
-		b.StopTimer()
-		w2.Close()
-		h1 := heap()
-		restart := last.Sub(t1)
-		b.ReportMetric(restart.Seconds(), "restart-s")
-		b.ReportMetric(first.Sub(t1).Seconds(), "first-decision-s")
-		b.ReportMetric(up.Seconds(), "stack-up-s")
-		b.ReportMetric((float64(h1)-float64(h0))/float64(n), "loaded-bytes/process")
-		b.ReportMetric(float64(n)/created.Seconds(), "created/s")
-		b.Logf("%d waiting processes created in %s; restart: stack up in %s, first signalled process completed after %s, all %d after %s; live heap %d → %d",
-			n, created.Round(time.Millisecond), up.Round(time.Millisecond), first.Sub(t1).Round(time.Millisecond), signals, restart.Round(time.Millisecond), h0, h1)
-		cancel()
-		stopStack(b, st2)
-		_ = bb2.Close()
+		return seen.Sub(t0)
 	}
-}
-
-func diff(before, after []bench.TopicCount) []bench.TopicCount {
-	old := map[string]bench.TopicCount{}
-	for _, c := range before {
-		old[c.Topic] = c
+	for i := range 5 { // warm-up: producers opened, partitions loaded
+		one(fmt.Sprintf("warm-%d-%d", run, i))
 	}
-	var out []bench.TopicCount
-	for _, c := range after {
-		o := old[c.Topic]
-		if d := (bench.TopicCount{Topic: c.Topic, Messages: c.Messages - o.Messages, Bytes: c.Bytes - o.Bytes}); d.Messages != 0 {
-			out = append(out, d)
-		}
+	b.StartTimer()
+	lat := make([]time.Duration, 0, *flagSerial)
+	for i := range *flagSerial {
+		lat = append(lat, one(fmt.Sprintf("serial-%d-%d", run, i)))
 	}
-	return out
-}
-
-func perSaga(cs []bench.TopicCount, n int) string {
-	s := ""
-	for i, c := range cs {
-		if i > 0 {
-			s += ", "
-		}
-		s += fmt.Sprintf("%s %.2f (%.0fB)", c.Topic, float64(c.Messages)/float64(n), float64(c.Bytes)/float64(max(c.Messages, 1)))
-	}
-	return s
+	b.StopTimer()
+	b.ReportMetric(bench.Quantile(lat, 0.5), "p50-ms")
+	b.ReportMetric(bench.Quantile(lat, 0.9), "p90-ms")
+	b.ReportMetric(bench.Quantile(lat, 1), "max-ms")
+	b.Logf("decider %s: %d sagas one at a time: p50 %.1fms p90 %.1fms max %.1fms", mode, len(lat), bench.Quantile(lat, 0.5), bench.Quantile(lat, 0.9), bench.Quantile(lat, 1))
+	w.Close()
+	stopWorkers()
+	stopEngine(b, en)
 }

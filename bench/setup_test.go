@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,24 +23,36 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
 	"github.com/pulsaga/pulsaga/demo"
-	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
-	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
-	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// Sizes, settable on the command line: go test ./bench -bench . -args -sagas 2000.
+// Sizes, settable on the command line: go test ./bench -bench . -args -inflight 2000.
+// `make bench` sets them from its knobs (docs/benchmarks.md).
 var (
-	flagSagas      = flag.Int("sagas", 300, "trip sagas started at once by BenchmarkTripThroughput")
-	flagSerial     = flag.Int("serial", 20, "trip sagas run one at a time by BenchmarkTripLatencyUnloaded")
-	flagWaiting    = flag.Int("waiting", 500, "waiting processes of BenchmarkMemoryPerWaitingProcess")
+	flagInflight   = flag.String("inflight", "1000,2000", "closed loop: trip sagas kept in flight, one run per size, in the default decider mode")
+	flagOtherSizes = flag.String("other-inflight", "1000", "closed loop: sizes run in the other decider modes")
+	flagModes      = flag.String("modes", "", "decider modes to measure, comma-separated, the first taken as the default mode; \"default\": the engine's default mode only (default: every mode the engine has, its default first)")
+	flagWindow     = flag.Duration("window", 20*time.Second, "closed loop: length of the measuring window (after a warm-up of one generation: as many sagas seen as are in flight)")
+	flagOpenRate   = flag.Float64("open-max", 0, "open loop: the measured maximum in sagas/s (make bench passes the closed loop's median); 0 reads -open-max-file")
+	flagOpenFile   = flag.String("open-max-file", "", "open loop: file holding the measured maximum in sagas/s")
+	flagOpenSteps  = flag.String("open-steps", "25,50,75,100", "open loop: arrival rates in % of the measured maximum")
+	flagOpenDur    = flag.Duration("open-duration", 15*time.Second, "open loop: how long arrivals last at each rate")
+	flagSerial     = flag.Int("serial", 20, "trip sagas run one at a time by BenchmarkTripUnloaded")
+	flagStarts     = flag.Int("starts", 3000, "BenchmarkStarts: start requests per entrance (client, topic, http)")
+	flagStartsCLI  = flag.Int("starts-cli", 60, "BenchmarkStarts: start requests through the CLI (one pulsaga process each)")
+	flagEntrances  = flag.String("entrances", "client,topic,http,cli-api,cli", "BenchmarkStarts: entrances measured")
+	flagWaiting    = flag.Int("waiting", 2000, "waiting processes of BenchmarkMemoryPerWaitingProcess")
 	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
+	flagRestartIn  = flag.Int("restart-inflight", 2000, "BenchmarkRestart: processes being created at once while filling")
+	flagRestartK   = flag.Bool("restart-kill", false, "BenchmarkRestart: SIGKILL the orchestrator instead of SIGTERM")
 	flagTimerProcs = flag.Int("timerprocs", 100, "processes of BenchmarkTimerLateness (3 sleep timers each)")
-	flagStarters   = flag.Int("starters", 32, "goroutines sending start requests")
-	flagWave       = flag.Int("wave", 200, "waiting processes are created this many at a time (so the fill does not overload the engine into decision and attempt timeouts)")
-	flagDeciders   = flag.Int("deciders", 1, "decider instances of the engine under test (StackOptions.Deciders)")
-	flagFill       = flag.Int("fill-deciders", 2, "decider instances of the engine that creates BenchmarkRestart's processes (only the restarted engine is measured)")
+	flagStarters   = flag.Int("starters", 64, "goroutines sending start requests (closed loop and the Go client entrance)")
+	flagWorkers    = flag.Int("worker-concurrency", 32, "concurrency of each no-op worker (in the benchmark's process)")
+	flagPartitions = flag.Int("partitions", 4, "partitions of the engine's process-keyed topics")
+	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
+	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
+	flagPerf       = flag.String("perf", "", "record a CPU profile of the orchestrator (perf record -g) during each closed-loop window into this folder")
 )
 
 // benchEnv is one benchmark iteration's own namespace on the broker.
@@ -55,7 +70,7 @@ func newEnv(b *testing.B, name string) *benchEnv {
 	e := &benchEnv{svc: svc, admin: adm, ns: bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("bench-%s-%d-%d", name, time.Now().UnixNano(), nsSeq.Add(1))}}
 	if d := os.Getenv("BENCH_DUMP"); d != "" {
 		// Goroutine dumps every 5s while the benchmark runs, to see where the
-		// engine waits (go tool pprof or read as text).
+		// benchmark's process waits (go tool pprof or read as text).
 		stop := make(chan struct{})
 		b.Cleanup(func() { close(stop) })
 		go func() {
@@ -82,7 +97,8 @@ func newEnv(b *testing.B, name string) *benchEnv {
 	return e
 }
 
-// bus opens a client on the environment's namespace; the caller closes it.
+// bus opens a client on the environment's namespace (creating it); the
+// caller closes it.
 func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -94,68 +110,162 @@ func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	return bb
 }
 
-// messages is the number of messages written to the namespace so far.
-func (e *benchEnv) messages(b *testing.B) (int64, []bench.TopicCount) {
+// snapshot reads the counters of a window (see bench.Take).
+func (e *benchEnv) snapshot(b *testing.B, pids map[string]int) bench.Snapshot {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n, by, err := bench.MessagesIn(ctx, e.admin, e.ns)
+	all := map[string]int{"broker": brokerPID(b, e.svc)}
+	for k, v := range pids {
+		all[k] = v
+	}
+	s, err := bench.Take(ctx, e.admin, e.ns, all)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return n, by
+	return s
 }
 
-// startStack runs the whole engine in this process, as `pulsaga dev
-// --pulsar` does (defaults: one orchestrator, one decider, one timer relay,
-// 4 partitions), with the given workers.
-func startStack(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration)) *engine.Stack {
-	return startStackN(b, bb, services, observe, *flagDeciders)
-}
+var (
+	brokerOnce sync.Once
+	brokerPid  int
+	brokerErr  error
+)
 
-func startStackN(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration), deciders int) *engine.Stack {
-	return startStackLog(b, bb, services, observe, deciders, engineLog("all"))
-}
-
-// engineLog is the engine's own log on stderr when BENCH_LOG is "all" or
-// names the phase ("restart": only the restarted engine), for looking into
-// a slow run; zerolog.Nop() otherwise.
-func engineLog(phase string) zerolog.Logger {
-	if v := os.Getenv("BENCH_LOG"); v == "all" || v == phase {
-		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).Level(zerolog.InfoLevel).With().Timestamp().Logger()
-	}
-	return zerolog.Nop()
-}
-
-func startStackLog(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler, observe func(string, time.Duration), deciders int, log zerolog.Logger) *engine.Stack {
+// brokerPID is the broker's process: -broker-pid, or the process
+// listening on the service URL's port.
+func brokerPID(b *testing.B, svc string) int {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	brokerOnce.Do(func() {
+		if *flagBrokerPID > 0 {
+			brokerPid = *flagBrokerPID
+			return
+		}
+		u, err := url.Parse(svc)
+		if err != nil {
+			brokerErr = err
+			return
+		}
+		port, err := strconv.Atoi(u.Port())
+		if err != nil {
+			brokerErr = fmt.Errorf("port of %s: %w", svc, err)
+			return
+		}
+		brokerPid, brokerErr = bench.ListenerPID(port)
+	})
+	if brokerErr != nil {
+		b.Fatalf("the broker's process (for its CPU time; set -broker-pid): %v", brokerErr)
+	}
+	return brokerPid
+}
+
+var (
+	binsOnce sync.Once
+	bins     map[string]string
+	binsErr  error
+	logDir   string
+)
+
+// engineBins builds the engine's binaries once per test binary.
+func engineBins(b *testing.B) map[string]string {
+	b.Helper()
+	binsOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "pulsaga-bench-bin-")
+		if err != nil {
+			binsErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		bins, binsErr = bench.Build(ctx, "..", dir)
+		logDir = *flagLogDir
+		if logDir == "" {
+			logDir, binsErr = os.MkdirTemp("", "pulsaga-bench-logs-")
+		} else {
+			binsErr = os.MkdirAll(logDir, 0o755)
+		}
+	})
+	if binsErr != nil {
+		b.Fatal(binsErr)
+	}
+	return bins
+}
+
+// definitionsDir holds the definitions every engine under test registers
+// at start.
+func definitionsDir(b *testing.B) string {
+	b.Helper()
+	dir := b.TempDir()
+	for _, f := range []string{tripFile, loanFile, waitFile} {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), src, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// startEngine starts the engine's binaries on the environment in a
+// decider mode; they are killed when the benchmark ends if still running.
+func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
+	b.Helper()
+	bins := engineBins(b)
+	cfg := bench.EngineConfig{
+		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
+		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	st, err := engine.StartStack(ctx, bb, engine.StackOptions{Name: "bench", Services: services, ObserveTimer: observe, Deciders: deciders}, log)
+	en, err := bench.StartEngine(ctx, bins, cfg, logDir)
 	if err != nil {
-		b.Fatal(err)
+		b.Fatalf("engine %s: %v", cfg, err)
 	}
-	return st
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("engine logs kept in %s", logDir)
+		}
+		en.Kill()
+	})
+	return en
 }
 
-func stopStack(b *testing.B, st *engine.Stack) {
+func stopEngine(b *testing.B, en *bench.Engine) {
 	b.Helper()
-	if err := st.Stop(); err != nil {
-		b.Errorf("stack: %v", err)
+	if err := en.Stop(); err != nil {
+		b.Errorf("engine: %v", err)
 	}
 }
 
-func register(b *testing.B, st *engine.Stack, path string) {
+// runWorkers runs no-op workers for services on bb in this process until
+// the benchmark ends (or stop is called).
+func runWorkers(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler) (stop func()) {
 	b.Helper()
-	src, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for svc, handlers := range services {
+		w, err := worker.New(bb, worker.Options{Service: svc, Name: "bench-" + svc, Concurrency: *flagWorkers}, zerolog.Nop())
+		if err != nil {
+			cancel()
+			b.Fatal(err)
+		}
+		for cmd, h := range handlers {
+			w.Handle(cmd, h)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(ctx); err != nil && ctx.Err() == nil {
+				b.Errorf("worker %s: %v", svc, err)
+			}
+		}()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := st.Registry.Register(ctx, filepath.Base(path), src); err != nil {
-		b.Fatal(err)
-	}
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	b.Cleanup(stop)
+	return stop
 }
 
 // tripServices are the trip saga's workers with no work: each handler
@@ -179,6 +289,7 @@ const (
 	tripFile  = "../testdata/trip-booking.yaml"
 	loanFile  = "../testdata/loan-approval.yaml"
 	sleepFile = "testdata/sleeps.yaml"
+	waitFile  = "testdata/wait.yaml"
 )
 
 var (
@@ -186,75 +297,42 @@ var (
 	loanInput = json.RawMessage(`{"applicant":"a-1","amount":5000}`)
 )
 
-// startAll sends a start request for every pid from flagStarters
-// goroutines and returns when each was sent (sent[i] is when pids[i]'s
-// request was handed to the client).
-func startAll(ctx context.Context, b *testing.B, c *engine.Client, def string, input json.RawMessage, pids []string) []time.Time {
-	b.Helper()
-	sent := make([]time.Time, len(pids))
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, *flagStarters)
-	for range *flagStarters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(pids) {
-					return
-				}
-				sent[i] = time.Now()
-				if err := c.Start(ctx, protocol.StartRequest{ProcessID: pids[i], Definition: def, Input: input}); err != nil {
-					errs <- fmt.Errorf("start %s: %w", pids[i], err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	return sent
-}
-
-// fill creates waiting processes wave by wave: each wave of -wave starts
-// is sent once the previous one has settled (every process waiting or
-// finished), so no decision waits in a queue for longer than its timeout.
-// It returns the processes that did not reach the wait (they failed).
-func fill(ctx context.Context, b *testing.B, c *engine.Client, w *bench.Watcher, pids []string, settledBefore int) []string {
-	b.Helper()
-	for i := 0; i < len(pids); i += *flagWave {
-		j := min(i+*flagWave, len(pids))
-		startAll(ctx, b, c, "loan-approval", loanInput, pids[i:j])
-		if err := w.WaitCount(ctx, settledBefore+j); err != nil {
-			b.Fatal(err)
-		}
-	}
-	var failed []string
-	for _, pid := range pids {
-		if r := w.Row(pid); r.Status.Terminal() {
-			failed = append(failed, pid)
-		}
-	}
-	return failed
+// clientStart starts processes of def through the Go client.
+func clientStart(c *bench.Client, def string, input json.RawMessage) bench.StartFunc {
+	return func(ctx context.Context, pid string) error { return c.Start(ctx, pid, def, input) }
 }
 
 // waitingOrDone is a loan process waiting for its signal, or finished
 // (which the benchmark then reports as a failure).
-func waitingOrDone(r engine.StatusRecord) bool {
-	return r.Steps["review"] == string(workflow.StepWaiting) || r.Status.Terminal()
+func waitingOrDone(r bench.Row) bool {
+	return r.Steps["review"] == "waiting" || r.Terminal
 }
 
-func pidsFor(prefix string, n int) []string {
-	pids := make([]string, n)
-	run := time.Now().UnixNano()
-	for i := range pids {
-		pids[i] = fmt.Sprintf("%s-%d-%d", prefix, run, i)
+// modes are the decider modes to measure, the default first.
+func modes() []string {
+	switch *flagModes {
+	case "":
+	case "default":
+		return bench.DeciderModes()[:1]
+	default:
+		return strings.Split(*flagModes, ",")
 	}
-	return pids
+	return bench.DeciderModes()
+}
+
+func sizes(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			panic(fmt.Sprintf("bad size %q in %q", f, s))
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // heap is the live heap after a full collection.
@@ -281,3 +359,8 @@ func median(xs []float64) float64 {
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
+
+func numCPU() int { return runtime.NumCPU() }
+
+// ms is a duration in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -213,123 +212,33 @@ func (d *Decider) effects(ctx context.Context, task *protocol.DecisionTask, dec 
 	return out, nil
 }
 
-// commit sends b's messages and acknowledges its tasks in one transaction.
-// If anything fails, every task of b is nacked.
+// commit sends b's messages and acknowledges its tasks in one transaction
+// (one bus.Batch). If anything fails, every task of b is nacked (by the
+// batch) and comes again; deciding it again yields the same command ids.
 func (d *Decider) commit(ctx context.Context, cons bus.Consumer, b *taskBatch) error {
 	tx, err := d.bus.BeginTx(ctx, d.opts.TxTimeout)
 	if err != nil {
-		d.nackBatch(cons, b, err)
+		d.stats.failed.Add(1)
+		cause := fmt.Errorf("decider: the transaction of a batch of %d tasks did not begin: %w", len(b.acks), err)
+		for _, m := range b.acks {
+			cons.Nack(m, cause)
+		}
 		return err
 	}
-	if err := sendAndAck(ctx, cons, b, tx); err != nil {
-		_ = tx.Abort(context.WithoutCancel(ctx))
-		d.nackBatch(cons, b, err)
-		return err
+	s := bus.NewBatch(bus.BatchOptions{Tx: tx})
+	for _, e := range b.out {
+		s.Send(e.p, e.msg, nil)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		d.nackBatch(cons, b, err)
+	for _, m := range b.acks {
+		s.Ack(cons, m)
+	}
+	if err := s.Commit(ctx); err != nil {
+		d.stats.failed.Add(1)
 		return err
 	}
 	d.stats.transactions.Add(1)
 	d.stats.tasks.Add(int64(len(b.acks)))
 	d.stats.decided.Add(int64(b.decided))
 	d.stats.errors.Add(int64(b.errors))
-	return nil
-}
-
-// nackBatch gives the tasks of a batch whose transaction failed back. Those
-// the transaction acknowledged come back by its abort already; nacking
-// them is then a no-op.
-func (d *Decider) nackBatch(cons bus.Consumer, b *taskBatch, err error) {
-	d.stats.failed.Add(1)
-	cause := fmt.Errorf("decider: the transaction of a batch of %d tasks failed: %w", len(b.acks), err)
-	for _, m := range b.acks {
-		cons.Nack(m, cause)
-	}
-}
-
-// sendAndAck sends b's messages and acknowledges its tasks in tx, at once
-// where order does not matter, so that the broker round trips of the
-// transaction (each first send to a topic partition, and each
-// acknowledgement, registers with the transaction coordinator) overlap:
-// the messages of one producer and key are sent in order from one
-// goroutine, every other group and every acknowledgement from its own.
-func sendAndAck(ctx context.Context, cons bus.Consumer, b *taskBatch, tx bus.Tx) error {
-	type groupKey struct {
-		p   bus.Producer
-		key string
-	}
-	type group struct {
-		p    bus.Producer
-		msgs []*bus.OutMessage
-	}
-	index := map[groupKey]int{}
-	var groups []*group
-	var producers []bus.Producer
-	for _, e := range b.out {
-		k := groupKey{e.p, e.msg.Key}
-		i, ok := index[k]
-		if !ok {
-			i = len(groups)
-			index[k] = i
-			groups = append(groups, &group{p: e.p})
-		}
-		if !ok && !slices.Contains(producers, e.p) {
-			producers = append(producers, e.p)
-		}
-		e.msg.Tx = tx
-		groups[i].msgs = append(groups[i].msgs, e.msg)
-	}
-	var mu sync.Mutex
-	var first error
-	failed := 0
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if first == nil {
-			first = err
-		}
-		failed++
-	}
-	var sent sync.WaitGroup // one per message, done by its callback
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		sent.Add(len(g.msgs))
-		wg.Go(func() {
-			for _, m := range g.msgs {
-				g.p.SendAsync(ctx, m, func(_ bus.MessageID, err error) {
-					if err != nil {
-						fail(err)
-					}
-					sent.Done()
-				})
-			}
-		})
-	}
-	for _, m := range b.acks {
-		wg.Go(func() {
-			if err := cons.AckTx(ctx, m, tx); err != nil {
-				fail(err)
-			}
-		})
-	}
-	wg.Wait()
-	for _, p := range producers {
-		wg.Go(func() {
-			if err := p.Flush(ctx); err != nil {
-				fail(err)
-			}
-		})
-	}
-	wg.Wait()
-	// A send's outcome is known once its callback has run.
-	if err := waitCtx(ctx, &sent); err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if first != nil {
-		return fmt.Errorf("%d of %d sends and acknowledgements failed, the first: %w", failed, len(b.out)+len(b.acks), first)
-	}
 	return nil
 }

@@ -15,12 +15,24 @@ import (
 // anything else of the engine: the relay checks them and forwards them,
 // keyed by process id. Starting an id that exists is a no-op, so a resent
 // request is harmless.
+//
+// It works like the timer relay: bus.Consume takes the requests in batches
+// and dead-letters what is not a valid start request (with the reason);
+// each valid one is forwarded and acknowledged once its own send has
+// succeeded (nacked if it failed), and up to StartRelayDepth batches are on
+// their way at once: the relay never waits for the broker once per request.
 type StartRelay struct {
 	bus    bus.Bus
 	topics protocol.Topics
 	name   string
 	log    zerolog.Logger
 }
+
+// Start relay tuning.
+const (
+	StartRelayBatch = 500 // most requests per batch
+	StartRelayDepth = 4   // batches on their way at once
+)
 
 // NewStartRelay creates a start relay.
 func NewStartRelay(b bus.Bus, topics protocol.Topics, name string, log zerolog.Logger) *StartRelay {
@@ -34,7 +46,8 @@ func (r *StartRelay) Run(ctx context.Context) error {
 		return fmt.Errorf("start relay: %w", err)
 	}
 	cons, err := r.bus.Subscribe(ctx, bus.SubscribeOptions{
-		Topic: r.topics.Starts, Subscription: protocol.StartRelaySubscription, Type: bus.Shared, ConsumerName: r.name, MaxDeliveries: 10,
+		Topic: r.topics.Starts, Subscription: protocol.StartRelaySubscription, Type: bus.Shared, ConsumerName: r.name,
+		MaxDeliveries: 10, ReceiveQueueSize: StartRelayBatch * StartRelayDepth,
 	})
 	if err != nil {
 		return fmt.Errorf("start relay: %w", err)
@@ -44,47 +57,66 @@ func (r *StartRelay) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start relay: %w", err)
 	}
-	defer p.Close()
-	for {
-		m, err := cons.Receive(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("start relay: %w", err)
-		}
-		if err := r.relay(ctx, cons, p, m); err != nil {
-			r.log.Warn().Err(err).Msg("start request not relayed; it will come again")
-			cons.Nack(m, err)
-		}
+	pipe := bus.NewPipeline(r.bus, bus.PipelineOptions{Depth: StartRelayDepth, NoTx: true})
+	defer func() {
+		_ = pipe.Wait(context.WithoutCancel(ctx))
+		_ = p.Close()
+	}()
+	err = bus.Consume(ctx, cons, bus.ConsumeOptions{
+		BatchSize: StartRelayBatch, Types: []string{protocol.TypeStart},
+		OnDrop: func(m *bus.Message, reason string, err error) {
+			r.log.Warn().Err(err).Str("reason", reason).Str("key", m.Key).Msg("bad start request dead-lettered")
+		},
+	}, decodeStart, func(ctx context.Context, reqs []bus.Inbound[protocol.StartRequest]) error {
+		return r.relay(ctx, pipe, cons, p, reqs)
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("start relay: %w", err)
 	}
+	return nil
 }
 
-func (r *StartRelay) relay(ctx context.Context, cons bus.Consumer, p bus.Producer, m *bus.Message) error {
-	env, err := bus.DecodeOrDeadLetter(ctx, cons, m)
-	if err != nil {
-		r.log.Warn().Err(err).Msg("undecodable start request")
-		return nil
-	}
-	if env.Type != protocol.TypeStart {
-		return cons.DeadLetter(ctx, m, fmt.Sprintf("unexpected message type %q on the start topic, want %q", env.Type, protocol.TypeStart))
-	}
+// decodeStart reads a start request; the envelope's process id stands in
+// for a missing one.
+func decodeStart(env *bus.Envelope) (protocol.StartRequest, error) {
 	var req protocol.StartRequest
 	if err := env.DecodePayload(&req); err != nil {
-		return cons.DeadLetter(ctx, m, err.Error())
+		return req, err
 	}
 	if req.ProcessID == "" {
 		req.ProcessID = env.ProcessID
 	}
-	if err := req.Validate(); err != nil {
-		return cons.DeadLetter(ctx, m, err.Error())
-	}
-	out, err := encode(protocol.TypeStart, protocol.StartEnvelopeID(req.ProcessID), req.ProcessID, env.Time, req)
+	return req, req.Validate()
+}
+
+// relay forwards a batch of start requests without waiting for it.
+func (r *StartRelay) relay(ctx context.Context, pipe *bus.Pipeline, cons bus.Consumer, p bus.Producer, reqs []bus.Inbound[protocol.StartRequest]) error {
+	b, err := pipe.Begin(ctx)
 	if err != nil {
-		return cons.DeadLetter(ctx, m, err.Error())
-	}
-	if _, err := p.Send(ctx, &bus.OutMessage{Key: req.ProcessID, Payload: out}); err != nil {
+		for _, in := range reqs {
+			cons.Nack(in.Message, err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
-	return cons.Ack(ctx, m)
+	for _, in := range reqs {
+		req := in.Value
+		out, err := encode(protocol.TypeStart, protocol.StartEnvelopeID(req.ProcessID), req.ProcessID, in.Env.Time, req)
+		if err != nil {
+			// Unencodable means it can never be relayed.
+			if err := cons.DeadLetter(ctx, in.Message, err.Error()); err != nil {
+				cons.Nack(in.Message, err)
+			}
+			continue
+		}
+		b.Forward(p, &bus.OutMessage{Key: req.ProcessID, Payload: out}, cons, in.Message, nil)
+	}
+	pipe.Commit(ctx, b, func(err error) {
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn().Err(err).Msg("start requests not relayed; they will come again")
+		}
+	})
+	return nil
 }

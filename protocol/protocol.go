@@ -177,6 +177,14 @@ type Timer struct {
 	Hops int `json:"hops,omitempty"`
 }
 
+// Validate checks the fields a timer needs to be relayed.
+func (t *Timer) Validate() error {
+	if t.TimerID == "" || t.ProcessID == "" || t.Target == "" || t.FireAt.IsZero() {
+		return fmt.Errorf("%w: timer needs timer_id, process_id, target and fire_at", ErrInvalid)
+	}
+	return nil
+}
+
 // TimerFired is a timer delivered back to the engine.
 type TimerFired struct {
 	Timer

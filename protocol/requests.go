@@ -23,10 +23,10 @@ const (
 	TimerRetention       = "retention"
 )
 
-// ErrInvalid marks a request that can never be accepted as it is (test it
+// ErrInvalid marks a message that can never be accepted as it is (test it
 // with errors.Is): the start relay dead-letters it, a client refuses to send
 // it.
-var ErrInvalid = errors.New("protocol: invalid request")
+var ErrInvalid = errors.New("protocol: invalid message")
 
 // StartRequest starts a process; it is the payload of a TypeStart envelope
 // on the events topic (keyed by ProcessID, envelope id "start:<process>") or

@@ -17,15 +17,17 @@
 //
 // # Batches and delivery guarantees
 //
-// The relay works in batches: it takes the due timers that are available
-// (up to BatchSize, received by several goroutines at once; after the first
-// it lingers BatchWait for more), sends
-// them all without waiting for each (SendAsync, then Flush) — each fired
-// timer to its target topic keyed by its process id, each re-armed hop back
-// to the timers topic — and only once a send has succeeded acknowledges that
-// timer. Loops batches may be on their way at once, each taken by its own
-// consumer of the shared subscription. The order between timers is not kept
-// and need not be: each fired timer stands alone and is matched by its id.
+// The relay works in batches, through the bus's one receive loop and one
+// sender (bus.Consume, bus.Batch, bus.Pipeline): it takes the due timers
+// that are available (up to BatchSize, received by several goroutines at
+// once; after the first it lingers BatchWait for more), dead-letters what
+// is not a valid timer, and forwards each timer — the fired timer to its
+// target topic keyed by its process id, a re-armed hop back to the timers
+// topic — acknowledging it once its own send has succeeded. It never waits
+// for a batch before taking the next: up to Depth batches are on their way
+// at once, and Loops consumers of the shared subscription may each run
+// such a pipeline. The order between timers is not kept and need not be:
+// each fired timer stands alone and is matched by its id.
 //
 // Delivery is at least once, never early:
 //
@@ -48,8 +50,6 @@ package timers
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -64,8 +64,8 @@ const DefaultMaxHop = 24 * time.Hour
 // Message builds the delayed message of a timer, as of now. Set its Tx to
 // send it in a transaction.
 func Message(t protocol.Timer, now time.Time, maxHop time.Duration) (*bus.OutMessage, error) {
-	if t.TimerID == "" || t.ProcessID == "" || t.Target == "" || t.FireAt.IsZero() {
-		return nil, fmt.Errorf("%w: timer needs timer_id, process_id, target and fire_at", bus.ErrBadOptions)
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", bus.ErrBadOptions, err)
 	}
 	if maxHop <= 0 {
 		maxHop = DefaultMaxHop
@@ -103,8 +103,12 @@ type RelayOptions struct {
 	// BatchWait is how long a batch waits for more timers after its first
 	// (default 5ms).
 	BatchWait time.Duration
-	// Loops is how many batches may be on their way at once, each taken by
-	// its own consumer of the subscription (default 4).
+	// Depth is how many batches of a loop may be on their way at once: the
+	// loop gathers and sends the next batch while the sends of the earlier
+	// ones complete (default 4).
+	Depth int
+	// Loops is how many consumers of the subscription relay at once, each
+	// with its own batches (default 1).
 	Loops int
 	// Observe, when set, is called with each fired timer's lateness.
 	Observe func(kind string, lateness time.Duration)
@@ -116,7 +120,8 @@ type RelayOptions struct {
 const (
 	DefaultBatchSize = 100
 	DefaultBatchWait = 5 * time.Millisecond
-	DefaultLoops     = 4
+	DefaultDepth     = 4
+	DefaultLoops     = 1
 )
 
 // Relay moves fired timers to their target topics.
@@ -145,6 +150,9 @@ func NewRelay(b bus.Bus, opts RelayOptions, log zerolog.Logger) *Relay {
 	}
 	if opts.BatchWait <= 0 {
 		opts.BatchWait = DefaultBatchWait
+	}
+	if opts.Depth <= 0 {
+		opts.Depth = DefaultDepth
 	}
 	if opts.Loops <= 0 {
 		opts.Loops = DefaultLoops
@@ -187,12 +195,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	return first
 }
 
-// loop is one consumer of the subscription relaying a batch at a time.
+// loop is one consumer of the subscription relaying batches, up to Depth
+// of them on their way at once.
 type loop struct {
 	r       *Relay
 	cons    bus.Consumer
 	self    bus.Producer            // the timers topic, for hops
 	targets map[string]bus.Producer // by target topic
+	pipe    *bus.Pipeline
 	log     zerolog.Logger
 }
 
@@ -201,6 +211,7 @@ func (r *Relay) loop(ctx context.Context, name string) error {
 	cons, err := r.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: r.opts.Topic, Subscription: r.opts.Subscription, Type: bus.Shared, ConsumerName: name,
 		MaxDeliveries: r.opts.MaxDeliveries, NackDelay: time.Second,
+		ReceiveQueueSize: max(1000, r.opts.BatchSize*r.opts.Depth),
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -216,199 +227,100 @@ func (r *Relay) loop(ctx context.Context, name string) error {
 		}
 		return fmt.Errorf("timer relay: %w", err)
 	}
-	l := &loop{r: r, cons: cons, self: self, targets: map[string]bus.Producer{}, log: r.log}
+	l := &loop{
+		r: r, cons: cons, self: self, targets: map[string]bus.Producer{}, log: r.log,
+		pipe: bus.NewPipeline(r.bus, bus.PipelineOptions{Depth: r.opts.Depth, NoTx: true}),
+	}
 	if name != r.opts.Name {
 		l.log = r.log.With().Str("loop", name).Logger()
 	}
 	defer func() {
+		// Batches on their way finish (or fail and nack) before the
+		// producers close.
+		_ = l.pipe.Wait(context.WithoutCancel(ctx))
 		_ = self.Close()
 		for _, p := range l.targets {
 			_ = p.Close()
 		}
 	}()
-	// Several receives at once feed the batches: a Receive can cost a
-	// broker round trip (pulsarbus records each delivery of a subscription
-	// with MaxDeliveries before returning it).
-	rctx, stop := context.WithCancel(ctx)
-	in := make(chan *bus.Message, r.opts.BatchSize)
-	failed := make(chan error, 1)
-	var receivers sync.WaitGroup
-	defer func() {
-		stop()
-		receivers.Wait() // before the consumer closes, which gives back what they hold
-	}()
-	for range r.receivers() {
-		receivers.Go(func() {
-			for {
-				m, err := cons.Receive(rctx)
-				if err != nil {
-					if rctx.Err() == nil {
-						select {
-						case failed <- err:
-						default:
-						}
-						stop()
-					}
-					return
-				}
-				select {
-				case in <- m:
-				case <-rctx.Done():
-					return
-				}
-			}
-		})
+	err = bus.Consume(ctx, cons, bus.ConsumeOptions{
+		BatchSize: r.opts.BatchSize, BatchWait: r.opts.BatchWait, Receivers: r.receivers(),
+		Types: []string{protocol.TypeTimer},
+		OnDrop: func(m *bus.Message, reason string, err error) {
+			l.log.Warn().Err(err).Str("reason", reason).Str("key", m.Key).Msg("bad timer dead-lettered")
+		},
+	}, bus.JSON[protocol.Timer], l.relay)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("timer relay: %w", err)
 	}
-	for {
-		msgs := l.gather(rctx, in)
-		if msgs == nil {
-			select {
-			case err := <-failed:
-				return fmt.Errorf("timer relay: receive: %w", err)
-			default:
-				return nil // stopping: what was received is delivered again
-			}
-		}
-		l.relay(rctx, msgs)
-	}
+	return nil
 }
 
 // receivers is how many goroutines of a loop receive timers at once.
-func (r *Relay) receivers() int { return min(r.opts.BatchSize, 16) }
+func (r *Relay) receivers() int { return min(r.opts.BatchSize, 4) }
 
-// gather waits for a timer, then takes those that come within BatchWait,
-// up to BatchSize. It returns nil when ctx is done.
-func (l *loop) gather(ctx context.Context, in <-chan *bus.Message) []*bus.Message {
-	var msgs []*bus.Message
-	select {
-	case <-ctx.Done():
-		return nil
-	case m := <-in:
-		msgs = append(msgs, m)
-	}
-	linger := time.NewTimer(l.r.opts.BatchWait)
-	defer linger.Stop()
-	for len(msgs) < l.r.opts.BatchSize {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-in:
-			msgs = append(msgs, m)
-		case <-linger.C:
-			return msgs
+// relay sends the timers of a batch without waiting for them: each timer
+// is forwarded (fired to its target, or re-armed to the timers topic) and
+// acknowledged once its own message is sent, nacked if that send fails. It
+// returns once the batch is on its way; the loop gathers the next one
+// meanwhile (at most Depth batches on their way).
+func (l *loop) relay(ctx context.Context, timers []bus.Inbound[protocol.Timer]) error {
+	b, err := l.pipe.Begin(ctx)
+	if err != nil {
+		for _, in := range timers {
+			l.cons.Nack(in.Message, err)
 		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
-	return msgs
-}
-
-// pending is a timer of a batch on its way: out is sent with p, then msg is
-// acknowledged.
-type pending struct {
-	msg   *bus.Message
-	t     protocol.Timer
-	out   *bus.OutMessage
-	p     bus.Producer
-	fired bool  // out is the timer.fired event (else a re-armed hop)
-	err   error // the send's outcome
-}
-
-// relay sends the timers of a batch at once, then settles each: a sent timer
-// is acknowledged, one whose send failed is nacked.
-func (l *loop) relay(ctx context.Context, msgs []*bus.Message) {
 	now := l.r.opts.Clock()
-	batch := make([]*pending, 0, len(msgs))
-	for _, m := range msgs {
-		p, err := l.prepare(ctx, m, now)
+	for _, in := range timers {
+		t := in.Value
+		p, out, fired, err := l.prepare(ctx, in, now)
 		if err != nil {
-			l.log.Warn().Err(err).Msg("timer not relayed; it will be delivered again")
-			l.cons.Nack(m, err)
+			l.log.Warn().Err(err).Str("process_id", t.ProcessID).Str("timer_id", t.TimerID).Msg("timer not relayed; it will be delivered again")
+			l.cons.Nack(in.Message, err)
 			continue
 		}
-		if p != nil {
-			batch = append(batch, p)
+		b.Forward(p, out, l.cons, in.Message, func(bus.MessageID) { l.sent(t, fired, now) })
+	}
+	l.pipe.Commit(ctx, b, func(err error) {
+		if err != nil && ctx.Err() == nil {
+			// Each failed timer was nacked on its own; the others went.
+			l.log.Warn().Err(err).Msg("timers of a batch not relayed; they will be delivered again")
 		}
-	}
-	if len(batch) == 0 {
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(len(batch))
-	var used []bus.Producer
-	for _, p := range batch {
-		if !slices.Contains(used, p.p) {
-			used = append(used, p.p)
-		}
-		p.p.SendAsync(ctx, p.out, func(_ bus.MessageID, err error) {
-			p.err = err
-			wg.Done()
-		})
-	}
-	for _, pr := range used {
-		// Flush sends what is queued now instead of after the batching
-		// delay; each message's outcome comes to its own callback.
-		_ = pr.Flush(ctx)
-	}
-	sent := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(sent)
-	}()
-	select {
-	case <-sent:
-	case <-ctx.Done():
-		// Stopping before the outcomes came: nothing of the batch is
-		// acknowledged, so all of it is delivered again.
-		return
-	}
-	for _, p := range batch {
-		l.settle(ctx, p, now)
-	}
+	})
+	return nil
 }
 
-// prepare turns a received message into the message to send for it. It
-// returns nil and no error for a message it settled itself (dead-lettered
-// with its reason), and an error for one to nack.
-func (l *loop) prepare(ctx context.Context, msg *bus.Message, now time.Time) (*pending, error) {
-	env, err := bus.DecodeOrDeadLetter(ctx, l.cons, msg)
-	if err != nil {
-		// Dead-lettered with its reason, or nacked if that failed.
-		l.log.Warn().Err(err).Str("topic", msg.Topic).Msg("undecodable timer")
-		return nil, nil
-	}
-	if env.Type != protocol.TypeTimer {
-		return nil, l.cons.DeadLetter(ctx, msg, fmt.Sprintf("unexpected message type %q on the timers topic, want %q", env.Type, protocol.TypeTimer))
-	}
-	var t protocol.Timer
-	if err := env.DecodePayload(&t); err != nil {
-		return nil, l.cons.DeadLetter(ctx, msg, err.Error())
-	}
-	if t.TimerID == "" || t.ProcessID == "" || t.Target == "" || t.FireAt.IsZero() {
-		return nil, l.cons.DeadLetter(ctx, msg, "timer needs timer_id, process_id, target and fire_at")
-	}
+// prepare is the message to send for a timer: the timer.fired event to its
+// target when it is due, else its next hop to the timers topic.
+func (l *loop) prepare(ctx context.Context, in bus.Inbound[protocol.Timer], now time.Time) (bus.Producer, *bus.OutMessage, bool, error) {
+	t := in.Value
 	if now.Before(t.FireAt) {
-		// A long timer on one of its hops: send it on.
+		// A long timer on one of its hops (or a broker that delivered it
+		// early): send it on.
 		t.Hops++
 		out, err := Message(t, now, l.r.opts.MaxHop)
-		if err != nil {
-			return nil, l.cons.DeadLetter(ctx, msg, err.Error())
-		}
-		return &pending{msg: msg, t: t, out: out, p: l.self}, nil
+		return l.self, out, false, err
 	}
 	p, err := l.target(ctx, t.Target)
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
 	fired := protocol.TimerFired{Timer: t, FiredAt: now.UTC()}
-	out, err := bus.NewEnvelope(protocol.TypeTimerFired, "fired:"+t.TimerID, t.ProcessID, now, fired)
+	env, err := bus.NewEnvelope(protocol.TypeTimerFired, "fired:"+t.TimerID, t.ProcessID, now, fired)
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
-	out.CausationID = env.ID
-	b, err := out.Encode()
+	env.CausationID = in.Env.ID
+	b, err := env.Encode()
 	if err != nil {
-		return nil, err
+		return nil, nil, false, err
 	}
-	return &pending{msg: msg, t: t, out: &bus.OutMessage{Key: t.ProcessID, Payload: b}, p: p, fired: true}, nil
+	return p, &bus.OutMessage{Key: t.ProcessID, Payload: b}, true, nil
 }
 
 // target is the producer of a target topic, opened on first use.
@@ -424,26 +336,19 @@ func (l *loop) target(ctx context.Context, topic string) (bus.Producer, error) {
 	return p, nil
 }
 
-// settle acknowledges a timer that was sent and nacks one whose send failed.
-func (l *loop) settle(ctx context.Context, p *pending, now time.Time) {
-	log := l.log.With().Str("process_id", p.t.ProcessID).Str("timer_id", p.t.TimerID).Logger()
-	if p.err != nil {
-		log.Warn().Err(p.err).Msg("timer not relayed; it will be delivered again")
-		l.cons.Nack(p.msg, p.err)
+// sent observes a relayed timer (called once its message is sent, before
+// its acknowledgement).
+func (l *loop) sent(t protocol.Timer, fired bool, now time.Time) {
+	if fired {
+		if l.r.opts.Observe != nil {
+			l.r.opts.Observe(t.Kind, now.Sub(t.FireAt))
+		}
+		if e := l.log.Debug(); e.Enabled() {
+			e.Str("process_id", t.ProcessID).Str("timer_id", t.TimerID).Dur("lateness", now.Sub(t.FireAt)).Msg("timer fired")
+		}
 		return
 	}
-	if p.fired {
-		if l.r.opts.Observe != nil {
-			l.r.opts.Observe(p.t.Kind, now.Sub(p.t.FireAt))
-		}
-		log.Debug().Dur("lateness", now.Sub(p.t.FireAt)).Msg("timer fired")
-	} else {
-		log.Debug().Time("fire_at", p.t.FireAt).Int("hops", p.t.Hops).Msg("timer re-armed")
-	}
-	if err := l.cons.Ack(ctx, p.msg); err != nil {
-		// Relayed but not acknowledged: it comes back and is relayed again,
-		// which its target ignores by id.
-		log.Warn().Err(err).Msg("relayed timer not acknowledged; it will be delivered and relayed again")
-		l.cons.Nack(p.msg, err)
+	if e := l.log.Debug(); e.Enabled() {
+		e.Str("process_id", t.ProcessID).Str("timer_id", t.TimerID).Time("fire_at", t.FireAt).Int("hops", t.Hops).Msg("timer re-armed")
 	}
 }

@@ -88,6 +88,8 @@ type Definition struct {
 
 	Steps  []*Step
 	Output *Template
+	// Triggers start processes of this definition from Pulsar topics.
+	Triggers []*Trigger
 
 	index map[string]int
 	// transitive dependents of each step (indexes), used to order

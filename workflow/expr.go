@@ -113,6 +113,9 @@ type ref struct {
 // exprScope is what an expression may refer to where it stands.
 type exprScope struct {
 	item bool // inside a for_each step
+	// env, when set, replaces the workflow environment: the expressions
+	// of triggers and schedules see other names (CompileTemplate).
+	env map[string]any
 }
 
 // Env is the environment an expression is evaluated in.
@@ -135,6 +138,9 @@ func compileExpr(src string, scope exprScope) (*vm.Program, error) {
 	var env any = Env{}
 	if scope.item {
 		env = ItemEnv{}
+	}
+	if scope.env != nil {
+		env = scope.env
 	}
 	return expr.Compile(src,
 		expr.Env(env),

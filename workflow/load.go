@@ -19,7 +19,7 @@ import (
 
 // Keys of each mapping of the language.
 var (
-	workflowKeys   = []string{"name", "version", "description", "input", "defaults", "on_failure", "timeout", "steps", "output"}
+	workflowKeys   = []string{"name", "version", "description", "input", "defaults", "on_failure", "timeout", "steps", "output", "triggers"}
 	defaultsKeys   = []string{"retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	retryKeys      = []string{"max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "jitter", "non_retryable"}
 	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure"}
@@ -189,6 +189,9 @@ func (l *loader) definition(n ast.Node) *Definition {
 	}
 	if f := fields["output"]; f != nil && f.val != nil {
 		def.Output = l.template(f.val, "output", exprScope{}, -1, "output", false)
+	}
+	if f := fields["triggers"]; f != nil && f.val != nil {
+		l.triggers(def, f)
 	}
 	l.validate(def)
 	return def
@@ -688,6 +691,8 @@ func (l *loader) compile(src string, p Position, path string, scope exprScope, o
 			hint = "item and index exist only in steps with for_each"
 		} else if strings.Contains(msg, "unknown name now") {
 			hint = "expressions have no clock: the time is an input of the decider; use a sleep or until step"
+		} else if scope.env != nil {
+			hint = triggerHint(msg)
 		} else if strings.Contains(msg, "unknown name") {
 			hint = "the environment has input, steps, process (and item, index in for_each)"
 		}

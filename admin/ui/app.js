@@ -1,5 +1,6 @@
 // pulsaga dashboard: plain JavaScript over the admin API (docs/api.md).
-// Routes: #/ (process list), #/p/<id> (one process), #/dlq (dead letters).
+// Routes: #/ (process list), #/p/<id> (one process), #/dlq (dead letters),
+// #/schedules (schedules.js).
 "use strict";
 
 const TOKEN_KEY = "pulsaga-token";
@@ -159,6 +160,9 @@ function route() {
   let m;
   if ((m = hash.match(/^#\/p\/(.+)$/))) {
     current = processPage(decodeURIComponent(m[1]));
+  } else if (hash.startsWith("#/schedules")) {
+    $('[data-nav="schedules"]').classList.add("active");
+    current = schedulesPage(); // schedules.js
   } else if (hash.startsWith("#/dlq")) {
     $('[data-nav="dlq"]').classList.add("active");
     current = dlqPage();
@@ -526,4 +530,5 @@ function dlqPage() {
 }
 
 whoami();
-route();
+// the pages of other files (schedules.js) load after this one
+window.addEventListener("DOMContentLoaded", route);

@@ -1,14 +1,20 @@
 // Command report reads `go test -bench` output (the file `make bench`
 // writes) and prints, as Markdown, the median of every metric of every
-// benchmark over its -count runs, then the end-to-end figures as ratios to
-// the raw-Pulsar baseline (bus/pulsarbus BenchmarkRaw) of the same run.
-// It exits non-zero when the output holds a failure or a figure is missing.
+// benchmark over its -count runs, the targets of issue #9 with pass or
+// miss, and the end-to-end figures as ratios to the raw-Pulsar baseline
+// (bus/pulsarbus BenchmarkRelay/<mode>/Raw) of the same run. It exits
+// non-zero when the output holds a failure or a figure is missing.
 //
 //	go run ./bench/report bench/results/bench-….txt
+//	go run ./bench/report -max-rate bench/results/bench-….txt   # the open loop's 100 %
+//
+// -max-rate prints the measured maximum (the highest median sagas/s of
+// BenchmarkTrip in the default decider mode) and nothing else.
 package main
 
 import (
 	"bufio"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,27 +28,128 @@ var procSuffix = regexp.MustCompile(`-\d+$`)
 
 type series map[string][]float64 // unit → values, one per run
 
+type results struct {
+	res    map[string]series
+	order  []string
+	failed []string // lines telling a failure
+}
+
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: report BENCH_OUTPUT")
+	maxRate := flag.Bool("max-rate", false, "print the measured maximum sagas/s (BenchmarkTrip, default decider mode) and exit")
+	quick := flag.Bool("quick", false, "quick mode (make bench-quick): only the figures the quick run measures are required")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: report [-max-rate] [-quick] BENCH_OUTPUT")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if flag.NArg() != 1 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	f, err := os.Open(os.Args[1])
+	f, err := os.Open(flag.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	defer f.Close()
-	res, order, failed := parse(f)
-	ok := !failed
-	if failed {
-		fmt.Println("**The benchmark output holds a failure (FAIL or panic); the figures below are incomplete.**")
-		fmt.Println()
+	r := parse(f)
+	if *maxRate {
+		v, _, ok := r.maxTrip()
+		if !ok {
+			fmt.Fprintln(os.Stderr, "report: no BenchmarkTrip sagas/s in", flag.Arg(0))
+			os.Exit(1)
+		}
+		fmt.Println(strconv.FormatFloat(v, 'f', 2, 64))
+		return
 	}
-	fmt.Println("| benchmark | runs | medians |")
-	fmt.Println("| --- | --- | --- |")
-	for _, name := range order {
-		s := res[name]
+	if !r.print(os.Stdout, *quick) {
+		os.Exit(1)
+	}
+}
+
+const (
+	tripPrefix = "bench.BenchmarkTrip/decider="
+	open       = "bench.BenchmarkTripOpen/decider="
+	unloaded   = "bench.BenchmarkTripUnloaded/decider="
+	starts     = "bench.BenchmarkStarts"
+	memory     = "bench.BenchmarkMemoryPerWaitingProcess"
+	restart    = "bench.BenchmarkRestart"
+	relay      = "pulsarbus.BenchmarkRelay/"
+)
+
+// get is the median of a benchmark's metric.
+func (r *results) get(name, unit string) (float64, bool) {
+	v := r.res[name][unit]
+	if len(v) == 0 {
+		return 0, false
+	}
+	return med(v), true
+}
+
+// raw is the baseline's median of a relay mode.
+func (r *results) raw(mode, unit string) (float64, bool) {
+	if v, ok := r.get(relay+mode+"/Raw", unit); ok {
+		return v, true
+	}
+	return r.get("pulsarbus.BenchmarkRaw/"+mode, unit) // its name before 2026-11
+}
+
+// modes are the decider modes of BenchmarkTrip, the default (first run) first.
+func (r *results) modes() []string {
+	var out []string
+	for _, n := range r.order {
+		if rest, ok := strings.CutPrefix(n, tripPrefix); ok {
+			m, _, _ := strings.Cut(rest, "/")
+			if !contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// trips are the BenchmarkTrip names of a mode, by in-flight size.
+func (r *results) trips(mode string) map[int]string {
+	out := map[int]string{}
+	for _, n := range r.order {
+		if rest, ok := strings.CutPrefix(n, tripPrefix+mode+"/inflight="); ok {
+			if k, err := strconv.Atoi(rest); err == nil {
+				out[k] = n
+			}
+		}
+	}
+	return out
+}
+
+// maxTrip is the highest median sagas/s of the default mode and its name.
+func (r *results) maxTrip() (float64, string, bool) {
+	ms := r.modes()
+	if len(ms) == 0 {
+		return 0, "", false
+	}
+	best, name, ok := 0.0, "", false
+	for _, n := range r.trips(ms[0]) {
+		if v, found := r.get(n, "sagas/s"); found && v > best {
+			best, name, ok = v, n, true
+		}
+	}
+	return best, name, ok
+}
+
+func (r *results) print(w io.Writer, quick bool) bool {
+	ok := len(r.failed) == 0
+	if !ok {
+		fmt.Fprintln(w, "**The benchmark output holds a failure; the figures below are incomplete:**")
+		fmt.Fprintln(w)
+		for _, l := range r.failed {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "| benchmark | runs | medians |")
+	fmt.Fprintln(w, "| --- | --- | --- |")
+	for _, name := range r.order {
+		s := r.res[name]
 		units := make([]string, 0, len(s))
 		for u := range s {
 			if u != "ns/op" && u != "B/op" && u != "allocs/op" || !strings.HasPrefix(name, "bench.") {
@@ -56,69 +163,186 @@ func main() {
 			cells = append(cells, fmt.Sprintf("%s %s", num(med(s[u])), u))
 			runs = max(runs, len(s[u]))
 		}
-		fmt.Printf("| %s | %d | %s |\n", name, runs, strings.Join(cells, ", "))
+		fmt.Fprintf(w, "| %s | %d | %s |\n", strings.TrimPrefix(name, "bench."), runs, strings.Join(cells, ", "))
 	}
-	const (
-		thr    = "bench.BenchmarkTripThroughput"
-		serial = "bench.BenchmarkTripLatencyUnloaded"
-		raw    = "pulsarbus.BenchmarkRaw/" // the baseline's first name
-	)
-	get := func(name, unit string) (float64, bool) {
-		v := res[name][unit]
-		if mode, ok := strings.CutPrefix(name, raw); ok && len(v) == 0 {
-			// The baseline's current name: BenchmarkRelay/<mode>/Raw.
-			v = res["pulsarbus.BenchmarkRelay/"+mode+"/Raw"][unit]
-		}
-		if len(v) == 0 {
-			return 0, false
-		}
-		return med(v), true
+
+	// Targets of issue #9.
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| issue #9 target (medians of this run) | target | measured | |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- |")
+	row := func(what, target, measured, verdict string) {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", what, target, measured, verdict)
 	}
-	type ratio struct {
-		what       string
-		num, den   [2]string
-		mul        [2]string // optional factor of the numerator
-		multiplied bool
-	}
-	ratios := []ratio{
-		{what: "unloaded saga p50 ÷ raw keyed round trip p50 (OneAtATime)", num: [2]string{serial, "p50-ms"}, den: [2]string{raw + "OneAtATime", "p50-ms"}},
-		{what: "unloaded saga p50 ÷ raw transactional round trip p50 (OneAtATimeTx)", num: [2]string{serial, "p50-ms"}, den: [2]string{raw + "OneAtATimeTx", "p50-ms"}},
-		{what: "loaded saga p50 ÷ raw pipelined round trip p50 (Pipelined)", num: [2]string{thr, "p50-ms"}, den: [2]string{raw + "Pipelined", "p50-ms"}},
-		{what: "sagas/s × msgs/saga ÷ raw msgs/s (Pipelined): share of raw Pulsar's message rate used", num: [2]string{thr, "sagas/s"}, mul: [2]string{thr, "msgs/saga"}, multiplied: true, den: [2]string{raw + "Pipelined", "msgs/s"}},
-		{what: "sagas/s × msgs/saga ÷ raw msgs/s (PipelinedTxBatch, 100 per transaction)", num: [2]string{thr, "sagas/s"}, mul: [2]string{thr, "msgs/saga"}, multiplied: true, den: [2]string{raw + "PipelinedTxBatch", "msgs/s"}},
-		{what: "sagas/s ÷ raw transactions/s (PipelinedTx: one transaction per message)", num: [2]string{thr, "sagas/s"}, den: [2]string{raw + "PipelinedTx", "msgs/s"}},
-	}
-	fmt.Println()
-	fmt.Println("| ratio to the raw-Pulsar baseline (medians) | value |")
-	fmt.Println("| --- | --- |")
-	for _, r := range ratios {
-		n, ok1 := get(r.num[0], r.num[1])
-		d, ok2 := get(r.den[0], r.den[1])
-		m := 1.0
-		ok3 := true
-		if r.multiplied {
-			m, ok3 = get(r.mul[0], r.mul[1])
-		}
-		if !ok1 || !ok2 || !ok3 || d == 0 {
-			fmt.Printf("| %s | missing |\n", r.what)
+	missing := func(what, target string, required bool) {
+		if required {
 			ok = false
+			row(what, target, "missing", "**missing**")
+		} else {
+			row(what, target, "not measured (quick)", "")
+		}
+	}
+	judge := func(pass bool) string {
+		if pass {
+			return "pass"
+		}
+		return "**miss**"
+	}
+	modes := r.modes()
+	def := ""
+	if len(modes) > 0 {
+		def = modes[0]
+	}
+	rawPipe, rawOK := r.raw("Pipelined", "msgs/s")
+	best, bestName, bestOK := r.maxTrip()
+	if !rawOK || !bestOK {
+		missing("sagas/s × 5 ÷ raw pipelined relay msgs/s", "≥ 0.5", true)
+	} else {
+		v := best * 5 / rawPipe
+		row("sagas/s × 5 ÷ raw pipelined relay msgs/s", "≥ 0.5",
+			fmt.Sprintf("%s (%s sagas/s, %s; raw %s msgs/s)", num(v), num(best), strings.TrimPrefix(bestName, "bench."), num(rawPipe)), judge(v >= 0.5))
+	}
+	for _, size := range []int{1000, 2000} {
+		name, found := r.trips(def)[size]
+		if !found {
+			missing(fmt.Sprintf("trip sagas/s with %d in flight (decider %s)", size, def), "", !quick || size == 1000)
 			continue
 		}
-		fmt.Printf("| %s | %s |\n", r.what, num(n*m/d))
+		v, _ := r.get(name, "sagas/s")
+		row(fmt.Sprintf("trip sagas/s with %d in flight (decider %s)", size, def), "", num(v), "")
 	}
-	if !ok {
-		os.Exit(1)
+	if bestOK {
+		for _, t := range []struct {
+			unit, what string
+			limit      float64
+		}{
+			{"msgs-eventual/saga", "Pulsar messages per trip saga (with the relays of its timers)", 20},
+			{"KB/saga", "KB written per trip saga", 10},
+			{"timers/saga", "timers per trip saga", 2},
+		} {
+			v, found := r.get(bestName, t.unit)
+			if !found {
+				missing(t.what, fmt.Sprintf("≤ %s", num(t.limit)), true)
+				continue
+			}
+			row(t.what, fmt.Sprintf("≤ %s", num(t.limit)), num(v), judge(v <= t.limit))
+		}
+		for _, u := range []string{"engine-cpu-ms/saga", "broker-cpu-ms/saga"} {
+			if v, found := r.get(bestName, u); found {
+				row(strings.TrimSuffix(u, "-ms/saga")+" per saga (ms, at the maximum)", "", num(v), "")
+			} else {
+				missing(u, "", true)
+			}
+		}
 	}
+	if v, found := r.get(unloaded+def, "p50-ms"); found {
+		row("unloaded p50 (ms)", "≤ 100", num(v), judge(v <= 100))
+	} else {
+		missing("unloaded p50 (ms)", "≤ 100", true)
+	}
+	for _, pct := range []int{25, 50, 75, 100} {
+		p99, f1 := r.get(open+def, fmt.Sprintf("p99-ms@%d%%", pct))
+		p50, f2 := r.get(open+def, fmt.Sprintf("p50-ms@%d%%", pct))
+		what := fmt.Sprintf("open loop at %d%% of the maximum: p50 / p99 (ms)", pct)
+		if !f1 || !f2 {
+			missing(what, map[bool]string{true: "p99 ≤ 250"}[pct == 50], !quick)
+			continue
+		}
+		if pct == 50 {
+			row(what, "p99 ≤ 250", num(p50)+" / "+num(p99), judge(p99 <= 250))
+		} else {
+			row(what, "", num(p50)+" / "+num(p99), "")
+		}
+	}
+	for _, ent := range []string{"client", "topic", "http", "cli-api", "cli"} {
+		what := fmt.Sprintf("starts/s through %s", ent)
+		if v, found := r.get(starts, ent+"-starts/s"); found {
+			row(what, "≥ 1000", num(v), judge(v >= 1000))
+		} else {
+			missing(what, "≥ 1000", !quick)
+		}
+	}
+	if v, found := r.get(memory, "bytes/process"); found {
+		n, _ := r.get(memory, "processes")
+		row(fmt.Sprintf("orchestrator memory per waiting process (bytes, %s processes)", num(n)), "≤ 2048", num(v), judge(v <= 2048))
+	} else {
+		missing("orchestrator memory per waiting process (bytes)", "≤ 2048", !quick)
+	}
+	if v, found := r.get(restart, "first-decision-s"); found {
+		n, _ := r.get(restart, "processes")
+		verdict := judge(v <= 10)
+		if n < 100000 {
+			verdict += fmt.Sprintf(" (at %s processes, not 100,000)", num(n))
+		}
+		row(fmt.Sprintf("first decision after a restart with %s waiting processes (s)", num(n)), "≤ 10 with 100,000", num(v), verdict)
+	} else {
+		missing("first decision after a restart (s)", "≤ 10 with 100,000", !quick)
+	}
+	if len(modes) < 2 {
+		missing("remote decider ÷ in-process: sagas/s ratio", "within 2×", !quick)
+	} else {
+		for _, other := range modes[1:] {
+			for size, name := range r.trips(other) {
+				dn, found := r.trips(def)[size]
+				a, f1 := r.get(dn, "sagas/s")
+				o, f2 := r.get(name, "sagas/s")
+				if !found || !f1 || !f2 || o == 0 {
+					missing(fmt.Sprintf("%s ÷ %s sagas/s at %d in flight", def, other, size), "≤ 2", true)
+					continue
+				}
+				row(fmt.Sprintf("decider %s ÷ %s, sagas/s at %d in flight", def, other, size), "≤ 2", fmt.Sprintf("%s (%s vs %s)", num(a/o), num(a), num(o)), judge(a/o <= 2))
+			}
+		}
+	}
+
+	// Ratios to the baseline.
+	type ratio struct {
+		what     string
+		num, den func() (float64, bool)
+	}
+	trip := func(unit string) func() (float64, bool) {
+		return func() (float64, bool) {
+			if !bestOK {
+				return 0, false
+			}
+			return r.get(bestName, unit)
+		}
+	}
+	rawf := func(mode, unit string) func() (float64, bool) {
+		return func() (float64, bool) { return r.raw(mode, unit) }
+	}
+	mul := func(a, b func() (float64, bool)) func() (float64, bool) {
+		return func() (float64, bool) {
+			x, ok1 := a()
+			y, ok2 := b()
+			return x * y, ok1 && ok2
+		}
+	}
+	ratios := []ratio{
+		{"unloaded saga p50 ÷ raw keyed round trip p50 (OneAtATime)", func() (float64, bool) { return r.get(unloaded+def, "p50-ms") }, rawf("OneAtATime", "p50-ms")},
+		{"sagas/s × msgs/saga ÷ raw msgs/s (Pipelined): share of raw Pulsar's message rate used", mul(trip("sagas/s"), trip("msgs/saga")), rawf("Pipelined", "msgs/s")},
+		{"sagas/s × msgs/saga ÷ raw msgs/s (PipelinedTxBatch, 100 per transaction)", mul(trip("sagas/s"), trip("msgs/saga")), rawf("PipelinedTxBatch", "msgs/s")},
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| other ratios to the raw-Pulsar baseline (medians) | value |")
+	fmt.Fprintln(w, "| --- | --- |")
+	for _, q := range ratios {
+		n, ok1 := q.num()
+		d, ok2 := q.den()
+		if !ok1 || !ok2 || d == 0 {
+			fmt.Fprintf(w, "| %s | not measured |\n", q.what)
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s |\n", q.what, num(n/d))
+	}
+	return ok
 }
 
 // parse reads benchmark lines; names are prefixed with the last element
 // of their package ("pkg: …/bench" → "bench.").
-func parse(r io.Reader) (map[string]series, []string, bool) {
-	res := map[string]series{}
-	var order []string
+func parse(rd io.Reader) *results {
+	r := &results{res: map[string]series{}}
 	pkg := ""
-	failed := false
-	sc := bufio.NewScanner(r)
+	sc := bufio.NewScanner(rd)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
@@ -127,8 +351,9 @@ func parse(r io.Reader) (map[string]series, []string, bool) {
 			pkg = p[strings.LastIndex(p, "/")+1:]
 			continue
 		}
-		if strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "panic:") {
-			failed = true
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "FAIL") || strings.HasPrefix(t, "--- FAIL") || strings.HasPrefix(t, "panic:") {
+			r.failed = append(r.failed, line)
 			continue
 		}
 		if !strings.HasPrefix(line, "Benchmark") {
@@ -142,11 +367,11 @@ func parse(r io.Reader) (map[string]series, []string, bool) {
 			continue
 		}
 		name := pkg + "." + procSuffix.ReplaceAllString(fields[0], "")
-		s, seen := res[name]
+		s, seen := r.res[name]
 		if !seen {
 			s = series{}
-			res[name] = s
-			order = append(order, name)
+			r.res[name] = s
+			r.order = append(r.order, name)
 		}
 		for i := 2; i+1 < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)
@@ -156,7 +381,16 @@ func parse(r io.Reader) (map[string]series, []string, bool) {
 			s[fields[i+1]] = append(s[fields[i+1]], v)
 		}
 	}
-	return res, order, failed
+	return r
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
 }
 
 func med(xs []float64) float64 {
@@ -170,9 +404,9 @@ func med(xs []float64) float64 {
 
 func num(v float64) string {
 	switch {
-	case v >= 1000:
+	case v >= 1000 || v <= -1000:
 		return strconv.FormatFloat(v, 'f', 0, 64)
-	case v >= 10:
+	case v >= 10 || v <= -10:
 		return strconv.FormatFloat(v, 'f', 1, 64)
 	default:
 		return strconv.FormatFloat(v, 'g', 3, 64)

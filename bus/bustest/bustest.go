@@ -119,6 +119,7 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus, opts Options) {
 		{"DeadLetter", deadLetterTests},
 		{"Failover", failoverTests},
 		{"Transactions", txTests},
+		{"Batch", batchTests},
 		{"Size", sizeTests},
 		{"Reader", readerTests},
 		{"Decode", decodeTests},

@@ -17,6 +17,7 @@ var txTests = []test{
 	{"CommitPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, true) }},
 	{"AbortPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, false) }},
 	{"ConcurrentSenders", func(t *testing.T, s *suite) { s.txConcurrentSenders(t) }},
+	{"InterleavedKeys", func(t *testing.T, s *suite) { s.txInterleavedKeys(t) }},
 }
 
 // txPartitioned sends a batch with SendAsync to every partition of a topic

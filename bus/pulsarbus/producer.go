@@ -131,6 +131,9 @@ func (pr *producer) Send(ctx context.Context, msg *bus.OutMessage) (bus.MessageI
 
 // SendAsync queues one message; done is called once with the outcome.
 func (pr *producer) SendAsync(ctx context.Context, msg *bus.OutMessage, done func(bus.MessageID, error)) {
+	if done == nil {
+		done = func(bus.MessageID, error) {}
+	}
 	pm, p, err := pr.message(msg)
 	if err != nil {
 		done(nil, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/trigger"
 )
 
 // adminParts are the orchestrator binary's operations surface: the
@@ -29,8 +30,27 @@ type adminParts struct {
 	ln      net.Listener
 	log     zerolog.Logger
 
-	mu    sync.Mutex
-	orchs []readier
+	mu       sync.Mutex
+	orchs    []readier
+	triggers func() []trigger.Info
+}
+
+// showTriggers makes the triggers of this instance (with their counts)
+// part of GET /api/v1/triggers.
+func (a *adminParts) showTriggers(f func() []trigger.Info) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.triggers = f
+}
+
+func (a *adminParts) triggerInfo() []trigger.Info {
+	a.mu.Lock()
+	f := a.triggers
+	a.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	return f()
 }
 
 // readier is what /readyz asks an orchestrator (engine.Orchestrator.Ready).
@@ -78,7 +98,7 @@ func newAdmin(cfg config.Orchestrator, b bus.Bus, topics protocol.Topics, reg *e
 	}
 	srv, err := admin.New(admin.Options{
 		Bus: b, Topics: topics, Registry: reg, Status: a.status, Tokens: tokens, StuckAfter: cfg.AdminStuckAfter, Metrics: a.metrics,
-		Ready: a.orchestratorsReady,
+		Ready: a.orchestratorsReady, Triggers: a.triggerInfo,
 	}, log)
 	if err != nil {
 		a.Close()

@@ -17,7 +17,9 @@ import (
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/schedule"
 	"github.com/pulsaga/pulsaga/timers"
+	"github.com/pulsaga/pulsaga/trigger"
 	"github.com/pulsaga/pulsaga/worker"
 )
 
@@ -101,17 +103,20 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 			log.Info().Str("definition", d.Name).Int("version", d.Version).Msg("definition registered")
 		}
 	}
+	triggers := trigger.NewManager(b, trigger.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log)
 	adm, err := newAdmin(cfg, b, topics, reg, log)
 	if err != nil {
 		return err
 	}
 	defer adm.Close()
+	adm.showTriggers(triggers.Triggers)
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics,
 	}, log)
 	adm.watch(o)
-	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run}
+	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run,
+		schedule.NewScheduler(b, schedule.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log).Run, triggers.Run}
 	if cfg.TimerRelay {
 		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Topic: topics.Timers, Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
 	}

@@ -17,6 +17,8 @@ import (
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/schedule"
+	"github.com/pulsaga/pulsaga/trigger"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -62,6 +64,7 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 	}
 	reg := engine.NewRegistry(b, topics.Definitions, nil)
 	defer reg.Close()
+	triggers := trigger.NewManager(b, trigger.Options{Name: "dev", Topics: topics, Registry: reg}, log)
 	adm, err := newAdmin(config.Orchestrator{AdminListen: opts.AdminListen}, b, topics, reg, log)
 	if err != nil {
 		return err
@@ -83,6 +86,11 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 		if err := adm.run(actx); err != nil {
 			log.Error().Err(err).Msg("admin server stopped")
 		}
+	}()
+	// schedules and triggers, as in the orchestrator binary
+	adm.showTriggers(triggers.Triggers)
+	go func() {
+		_ = group(actx, log, schedule.NewScheduler(b, schedule.Options{Name: "dev", Topics: topics, Registry: reg}, log).Run, triggers.Run)
 	}()
 	defs, err := stack.Registry.RegisterPath(ctx, opts.Definitions)
 	if err != nil {

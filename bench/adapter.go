@@ -1,0 +1,201 @@
+package bench
+
+// Everything the harness knows of the engine's API and of its binaries'
+// configuration is in this file, so that following a change of the engine
+// (topic names, the status row's encoding, configuration keys, the decider
+// modes) means editing here and nowhere else.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Row is what the harness reads of a process's status row.
+type Row struct {
+	ProcessID string
+	Status    string
+	Terminal  bool
+	Completed bool
+	Steps     map[string]string // step id → step status
+	Seq       int64
+}
+
+// StatusTopic is the engine's status topic (short name, in the namespace).
+func StatusTopic() string { return protocol.StatusTopic }
+
+// TimersTopic is the topic timers are armed on.
+func TimersTopic() string { return protocol.TimersTopic }
+
+// StartsTopic is the topic other systems publish start requests to.
+func StartsTopic() string { return protocol.StartsTopic }
+
+// decodeStatus decodes a status-topic message; ok is false for anything
+// that is not a status row (tombstones included).
+func decodeStatus(m *bus.Message) (Row, bool) {
+	if len(m.Payload) == 0 {
+		return Row{}, false
+	}
+	env, err := bus.DecodeEnvelope(m.Payload)
+	if err != nil || env.Type != engine.TypeStatus {
+		return Row{}, false
+	}
+	var r engine.StatusRecord
+	if env.DecodePayload(&r) != nil {
+		return Row{}, false
+	}
+	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, Seq: r.Seq}, true
+}
+
+// Client is the engine's Go client as the benchmarks use it.
+type Client struct{ c *engine.Client }
+
+// NewClient is a Go client of the engine on b.
+func NewClient(b bus.Bus) *Client { return &Client{c: engine.NewClient(b, protocol.DefaultTopics())} }
+
+// Start starts a process.
+func (c *Client) Start(ctx context.Context, pid, def string, input json.RawMessage) error {
+	return c.c.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: def, Input: input})
+}
+
+// Signal sends a signal to a process.
+func (c *Client) Signal(ctx context.Context, pid, name, id string, data json.RawMessage) error {
+	return c.c.Signal(ctx, pid, name, id, data)
+}
+
+// Close releases the client.
+func (c *Client) Close() error { return c.c.Close() }
+
+// StartMessage is a start request as another system publishes it on the
+// starts topic (docs/protocol.md).
+func StartMessage(pid, def string, input json.RawMessage) (*bus.OutMessage, error) {
+	env, err := bus.NewEnvelope(protocol.TypeStart, protocol.StartEnvelopeID(pid), pid, time.Now(), protocol.StartRequest{ProcessID: pid, Definition: def, Input: input})
+	if err != nil {
+		return nil, err
+	}
+	b, err := env.Encode()
+	if err != nil {
+		return nil, err
+	}
+	return &bus.OutMessage{Key: pid, Payload: b}, nil
+}
+
+// Decider modes of the engine: where workflow.Decide runs.
+const (
+	Inline = "inline" // inside the orchestrator's batch (the default)
+	Remote = "remote" // cmd/decider, over the decisions topic
+)
+
+// DeciderModes are the modes this engine has. The engine at 5578a3e has
+// only the remote decider (the orchestrator always sends decision tasks).
+func DeciderModes() []string { return []string{Remote} }
+
+// EngineConfig is what the harness sets of the engine's binaries.
+type EngineConfig struct {
+	ServiceURL, AdminURL string
+	Namespace            bus.Namespace
+	Name                 string // instance name prefix
+	Partitions           int
+	Definitions          string // a directory of definitions registered at start
+	AdminListen          string // host:port of the orchestrator's admin API
+	DeciderMode          string
+	LogLevel             string
+}
+
+func (c EngineConfig) base() []string {
+	lvl := c.LogLevel
+	if lvl == "" {
+		lvl = "warn"
+	}
+	return []string{
+		"PULSAGA_PULSAR_URL=" + c.ServiceURL, "PULSAGA_PULSAR_ADMIN_URL=" + c.AdminURL,
+		"PULSAR_URL=" + c.ServiceURL, "PULSAR_ADMIN_URL=" + c.AdminURL,
+		"PULSAGA_PULSAR_TENANT=" + c.Namespace.Tenant, "PULSAGA_PULSAR_NAMESPACE=" + c.Namespace.Namespace,
+		"PULSAGA_PARTITIONS=" + strconv.Itoa(c.Partitions), "PULSAGA_LOG_LEVEL=" + lvl,
+	}
+}
+
+// OrchestratorEnv is cmd/orchestrator's environment (it runs the timer
+// relay and the start relay as well, and serves the admin API).
+func OrchestratorEnv(c EngineConfig) []string {
+	return append(c.base(), "PULSAGA_NAME="+c.Name+"-orchestrator", "PULSAGA_DEFINITIONS="+c.Definitions,
+		"PULSAGA_ADMIN_LISTEN="+c.AdminListen, "PULSAGA_TIMER_RELAY=true")
+}
+
+// NeedsDecider says whether a mode runs cmd/decider.
+func NeedsDecider(mode string) bool { return mode == Remote }
+
+// DeciderEnv is cmd/decider's environment.
+func DeciderEnv(c EngineConfig) []string {
+	return append(c.base(), "PULSAGA_NAME="+c.Name+"-decider")
+}
+
+// ReadyPath is the orchestrator's readiness endpoint on its admin address.
+const ReadyPath = "/readyz"
+
+// HTTPStartPath and HTTPStartBody are the admin API's start request.
+const HTTPStartPath = "/api/v1/processes"
+
+// HTTPStartBody is the JSON body of a start through the admin API.
+func HTTPStartBody(pid, def string, input json.RawMessage) ([]byte, error) {
+	return json.Marshal(map[string]any{"process_id": pid, "definition": def, "input": input})
+}
+
+// CLIStartArgs are the arguments of `pulsaga start` for one process; server
+// is the admin API's URL, or "" to send straight to Pulsar (the namespace
+// of c, whose PULSAR_URL the environment carries).
+func CLIStartArgs(c EngineConfig, server, pid, def string, input json.RawMessage) []string {
+	args := []string{"start", "--id", pid, "--input", string(input)}
+	if server != "" {
+		args = append(args, "--server", server)
+	} else {
+		args = append(args, "--pulsar-namespace", c.Namespace.Namespace, "--partitions", strconv.Itoa(c.Partitions))
+	}
+	return append(args, def)
+}
+
+// String names a configuration in logs.
+func (c EngineConfig) String() string {
+	return fmt.Sprintf("%s on %s/%s (%d partitions, decider %s)", c.Name, c.Namespace.Tenant, c.Namespace.Namespace, c.Partitions, c.DeciderMode)
+}
+
+// InProcessEngine is the whole engine run inside the benchmark's process (what
+// `pulsaga dev --pulsar` runs), for the figures read from this process's
+// own heap or hooks (memory per waiting process, timer lateness).
+type InProcessEngine struct{ st *engine.Stack }
+
+// StartInProcess starts the engine on b with these workers; observe, when
+// set, receives every fired timer's kind and lateness.
+func StartInProcess(ctx context.Context, b bus.Bus, services map[string]map[string]worker.Handler, workerConcurrency int,
+	observe func(kind string, lateness time.Duration), log zerolog.Logger) (*InProcessEngine, error) {
+	st, err := engine.StartStack(ctx, b, engine.StackOptions{Name: "bench", Services: services, WorkerConcurrency: workerConcurrency, ObserveTimer: observe}, log)
+	if err != nil {
+		return nil, err
+	}
+	return &InProcessEngine{st: st}, nil
+}
+
+// Register registers a definition (YAML source).
+func (e *InProcessEngine) Register(ctx context.Context, name string, src []byte) error {
+	_, err := e.st.Registry.Register(ctx, name, src)
+	return err
+}
+
+// Err returns the errors of components that stopped on their own.
+func (e *InProcessEngine) Err() error { return e.st.Err() }
+
+// Stop stops the engine.
+func (e *InProcessEngine) Stop() error { return e.st.Stop() }
+
+// TimerSleep is the kind of a sleep step's timer (ObserveTimer).
+const TimerSleep = string(workflow.TimerSleep)

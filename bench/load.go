@@ -1,0 +1,460 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// StartFunc starts one process through one of the engine's entrances.
+type StartFunc func(ctx context.Context, pid string) error
+
+// tracker matches the processes a load generator started with the rows a
+// Watcher sees: the time from start to the wanted row, per process.
+type tracker struct {
+	mu       sync.Mutex
+	sent     map[string]time.Time // started, not yet seen
+	lat      []time.Duration      // of the processes seen inside the window (all, without a window)
+	seenAt   []time.Time
+	inWindow func(time.Time) bool
+	done     atomic.Int64
+	failed   atomic.Int64
+	firstBad atomic.Pointer[Row]
+	release  chan struct{} // a token per process seen (closed loop); nil for open loop
+	last     atomic.Int64  // unix nanos of the last process seen
+}
+
+func newTracker(capacity int) *tracker {
+	return &tracker{sent: make(map[string]time.Time, capacity), inWindow: func(time.Time) bool { return true }}
+}
+
+func (t *tracker) add(pid string, at time.Time) {
+	t.mu.Lock()
+	t.sent[pid] = at
+	t.mu.Unlock()
+}
+
+// Seen is a Watcher's OnSeen for the processes of this load.
+func (t *tracker) Seen(r Row, at time.Time) {
+	t.mu.Lock()
+	t0, ok := t.sent[r.ProcessID]
+	if ok {
+		delete(t.sent, r.ProcessID)
+		if t.inWindow(at) {
+			t.lat = append(t.lat, at.Sub(t0))
+			t.seenAt = append(t.seenAt, at)
+		}
+	}
+	t.mu.Unlock()
+	if !ok {
+		return
+	}
+	if r.Terminal && !r.Completed {
+		t.failed.Add(1)
+		rr := r
+		t.firstBad.CompareAndSwap(nil, &rr)
+	}
+	t.done.Add(1)
+	t.last.Store(at.UnixNano())
+	if t.release != nil {
+		select {
+		case t.release <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (t *tracker) pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sent)
+}
+
+func (t *tracker) failure() error {
+	if n := t.failed.Load(); n > 0 {
+		return fmt.Errorf("%d processes did not complete, e.g. %+v", n, *t.firstBad.Load())
+	}
+	return nil
+}
+
+// LoopResult is what a load generator measured.
+type LoopResult struct {
+	Started   int             // start requests sent
+	Done      int             // processes seen at their wanted row
+	Window    time.Duration   // length of the measuring window
+	InWindow  int             // processes seen inside the window
+	Latencies []time.Duration // start (or scheduled arrival) → wanted row, of the processes seen inside the window
+	First     time.Time       // first start request
+	Last      time.Time       // last process seen
+}
+
+// Rate is the processes seen inside the window per second.
+func (r LoopResult) Rate() float64 {
+	if r.Window <= 0 {
+		return 0
+	}
+	return float64(r.InWindow) / r.Window.Seconds()
+}
+
+// ClosedLoop keeps InFlight processes running: each one seen at its
+// wanted row lets the next start. It first runs until Warmup processes
+// have been seen, then measures for Window (OnWindow is called when the
+// window opens and when it closes, to read counters), then stops starting
+// and waits for the processes in flight. With Total > 0 it stops after
+// Total starts instead, and the window is the whole run.
+type ClosedLoop struct {
+	InFlight int
+	Senders  int // goroutines sending start requests (default min(InFlight, 64))
+	Warmup   int
+	Window   time.Duration
+	Total    int
+	Prefix   string // process ids are Prefix-<run>-<n>
+	Start    StartFunc
+	OnWindow func(open bool) error
+	Alive    func() error // checked every second; an error stops the run
+	Drain    time.Duration
+
+	t *tracker
+}
+
+// Seen is the OnSeen of the Watcher this loop reads.
+func (l *ClosedLoop) Seen(r Row, at time.Time) {
+	if t := l.tracker(); t != nil {
+		t.Seen(r, at)
+	}
+}
+
+var trackers sync.Mutex
+
+func (l *ClosedLoop) tracker() *tracker {
+	trackers.Lock()
+	defer trackers.Unlock()
+	return l.t
+}
+
+// Run runs the loop.
+func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
+	if l.InFlight <= 0 || l.Start == nil || (l.Window <= 0 && l.Total <= 0) {
+		return LoopResult{}, errors.New("closed loop: InFlight, Start and a Window or a Total are required")
+	}
+	senders := l.Senders
+	if senders <= 0 {
+		senders = min(l.InFlight, 64)
+	}
+	if l.Drain <= 0 {
+		l.Drain = 10 * time.Minute
+	}
+	t := newTracker(l.InFlight)
+	t.release = make(chan struct{}, l.InFlight)
+	var winOpen, winClose atomic.Int64
+	t.inWindow = func(at time.Time) bool {
+		o, c := winOpen.Load(), winClose.Load()
+		return o != 0 && at.UnixNano() >= o && (c == 0 || at.UnixNano() < c)
+	}
+	if l.Window <= 0 {
+		winOpen.Store(1) // the whole run
+	}
+	trackers.Lock()
+	l.t = t
+	trackers.Unlock()
+
+	run := time.Now().UnixNano()
+	tokens := make(chan struct{}, l.InFlight)
+	for range l.InFlight {
+		tokens <- struct{}{}
+	}
+	sctx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	var next, started atomic.Int64
+	var first atomic.Int64
+	errc := make(chan error, senders+1)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-sctx.Done():
+					return
+				case <-tokens:
+				}
+				n := next.Add(1)
+				if l.Total > 0 && n > int64(l.Total) {
+					return
+				}
+				pid := fmt.Sprintf("%s-%d-%d", l.Prefix, run, n)
+				now := time.Now()
+				first.CompareAndSwap(0, now.UnixNano())
+				t.add(pid, now)
+				if err := l.Start(sctx, pid); err != nil {
+					if sctx.Err() == nil {
+						errc <- fmt.Errorf("start %s: %w", pid, err)
+					}
+					return
+				}
+				started.Add(1)
+			}
+		}()
+	}
+	// Tokens come back as processes are seen.
+	go func() {
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.release:
+				select {
+				case tokens <- struct{}{}:
+				case <-sctx.Done():
+					return
+				}
+			}
+		}
+	}()
+
+	res := LoopResult{}
+	fail := func(err error) (LoopResult, error) {
+		stopSending()
+		wg.Wait()
+		return res, err
+	}
+	check := func() error {
+		select {
+		case err := <-errc:
+			return err
+		default:
+		}
+		if err := t.failure(); err != nil {
+			return err
+		}
+		if l.Alive != nil {
+			return l.Alive()
+		}
+		return nil
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	lastCheck := time.Now()
+	wait := func(until func() bool, what string, limit time.Duration) error {
+		deadline := time.Now().Add(limit)
+		for !until() {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%s: %w (%d started, %d seen)", what, ctx.Err(), started.Load(), t.done.Load())
+			case <-tick.C:
+			}
+			if time.Since(lastCheck) >= time.Second {
+				lastCheck = time.Now()
+				if err := check(); err != nil {
+					return err
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("%s: not within %s (%d started, %d seen)", what, limit, started.Load(), t.done.Load())
+				}
+			}
+		}
+		return check()
+	}
+	if l.Window > 0 {
+		warm := int64(l.Warmup)
+		if err := wait(func() bool { return t.done.Load() >= warm }, "warm-up", l.Drain); err != nil {
+			return fail(err)
+		}
+		if l.OnWindow != nil {
+			if err := l.OnWindow(true); err != nil {
+				return fail(err)
+			}
+		}
+		open := time.Now()
+		winOpen.Store(open.UnixNano())
+		end := open.Add(l.Window)
+		if err := wait(func() bool { return !time.Now().Before(end) }, "window", l.Window+time.Minute); err != nil {
+			return fail(err)
+		}
+		winClose.Store(time.Now().UnixNano())
+		res.Window = time.Since(open)
+		if l.OnWindow != nil {
+			if err := l.OnWindow(false); err != nil {
+				return fail(err)
+			}
+		}
+		stopSending()
+		wg.Wait()
+	} else {
+		total := int64(l.Total)
+		if err := wait(func() bool { return started.Load()+int64(len(errc)) >= total || sctx.Err() != nil }, "sending", l.Drain); err != nil {
+			return fail(err)
+		}
+		stopSending() // senders waiting for a token that will not come
+		wg.Wait()
+	}
+	n := started.Load()
+	if err := wait(func() bool { return t.done.Load() >= n }, "drain", l.Drain); err != nil {
+		return fail(err)
+	}
+	t.mu.Lock()
+	res.Latencies = t.lat
+	res.InWindow = len(t.lat)
+	t.mu.Unlock()
+	res.Started, res.Done = int(n), int(t.done.Load())
+	res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
+	if l.Window <= 0 {
+		res.Window = res.Last.Sub(res.First)
+	}
+	return res, nil
+}
+
+// OpenLoop starts processes at Rate per second for Duration, whether or
+// not earlier ones are done (arrivals of a Poisson process, seeded), and
+// measures the latency of each from its scheduled arrival, not from when
+// its request was sent, so a slow entrance cannot hide the queue it
+// causes (no coordinated omission).
+type OpenLoop struct {
+	Rate     float64
+	Duration time.Duration
+	Senders  int // goroutines sending start requests (default 128)
+	Prefix   string
+	Seed     uint64
+	Start    StartFunc
+	Alive    func() error
+	Drain    time.Duration // how long to wait for the last processes after the last arrival
+
+	t *tracker
+}
+
+// Seen is the OnSeen of the Watcher this loop reads.
+func (l *OpenLoop) Seen(r Row, at time.Time) {
+	trackers.Lock()
+	t := l.t
+	trackers.Unlock()
+	if t != nil {
+		t.Seen(r, at)
+	}
+}
+
+type arrival struct {
+	pid string
+	at  time.Time
+}
+
+// Run runs the load.
+func (l *OpenLoop) Run(ctx context.Context) (LoopResult, error) {
+	if l.Rate <= 0 || l.Duration <= 0 || l.Start == nil {
+		return LoopResult{}, errors.New("open loop: Rate, Duration and Start are required")
+	}
+	if l.Senders <= 0 {
+		l.Senders = 128
+	}
+	if l.Drain <= 0 {
+		l.Drain = 10 * time.Minute
+	}
+	expect := int(l.Rate*l.Duration.Seconds()) + 1
+	t := newTracker(expect)
+	trackers.Lock()
+	l.t = t
+	trackers.Unlock()
+	rng := rand.New(rand.NewPCG(l.Seed, 0x9e3779b97f4a7c15))
+	run := time.Now().UnixNano()
+	arrivals := make(chan arrival, expect*2)
+	sctx, stopSending := context.WithCancel(ctx)
+	defer stopSending()
+	errc := make(chan error, l.Senders)
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for range l.Senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a := range arrivals {
+				if err := l.Start(sctx, a.pid); err != nil {
+					if sctx.Err() == nil {
+						select {
+						case errc <- fmt.Errorf("start %s: %w", a.pid, err):
+						default:
+						}
+					}
+					stopSending()
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	begin := time.Now()
+	end := begin.Add(l.Duration)
+	next := begin
+	n := 0
+	var schedErr error
+schedule:
+	for {
+		now := time.Now()
+		for !next.After(now) && next.Before(end) {
+			n++
+			pid := fmt.Sprintf("%s-%d-%d", l.Prefix, run, n)
+			t.add(pid, next)
+			select {
+			case arrivals <- arrival{pid, next}:
+			default:
+				schedErr = fmt.Errorf("open loop: %d arrivals waiting for a sender; the load generator cannot keep up at %.0f/s", len(arrivals), l.Rate)
+				break schedule
+			}
+			next = next.Add(time.Duration(rng.ExpFloat64() / l.Rate * float64(time.Second)))
+		}
+		if !next.Before(end) {
+			break
+		}
+		select {
+		case <-sctx.Done():
+			break schedule
+		case <-time.After(time.Until(next)):
+		}
+	}
+	close(arrivals)
+	wg.Wait()
+	res := LoopResult{Started: int(sent.Load()), First: begin}
+	if schedErr != nil {
+		return res, schedErr
+	}
+	select {
+	case err := <-errc:
+		return res, err
+	default:
+	}
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	deadline := time.Now().Add(l.Drain)
+	for t.done.Load() < int64(n) {
+		if err := t.failure(); err != nil {
+			return res, err
+		}
+		if l.Alive != nil {
+			if err := l.Alive(); err != nil {
+				return res, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("open loop at %.0f/s: %d of %d processes seen %s after the last arrival", l.Rate, t.done.Load(), n, l.Drain)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err := t.failure(); err != nil {
+		return res, err
+	}
+	t.mu.Lock()
+	res.Latencies = t.lat
+	t.mu.Unlock()
+	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
+	res.Last = time.Unix(0, t.last.Load())
+	res.Window = res.Last.Sub(begin)
+	return res, nil
+}

@@ -1,0 +1,16 @@
+package protocol
+
+// Topics of schedules and triggers (packages schedule and trigger).
+const (
+	// SchedulesTopic holds one record per schedule (compacted).
+	SchedulesTopic = "schedules"
+	// ScheduleEventsTopic carries schedule control requests and fired ticks
+	// to the active scheduler.
+	ScheduleEventsTopic = "schedule-events"
+	// SchedulerSubscription is the schedulers' subscription on
+	// ScheduleEventsTopic (Failover: one active scheduler).
+	SchedulerSubscription = "scheduler"
+	// TriggerSubscriptionPrefix starts the subscription of a trigger on its
+	// topic: "pulsaga-trigger-<definition>-<trigger id>" (Shared).
+	TriggerSubscriptionPrefix = "pulsaga-trigger-"
+)
