@@ -38,7 +38,7 @@ BENCH_KNOBS = BENCH_COUNT='$(BENCH_COUNT)' BENCH_RELAY_TIME='$(BENCH_RELAY_TIME)
 	BENCH_WAITING='$(BENCH_WAITING)' BENCH_RESTART='$(BENCH_RESTART)' BENCH_RESTART_INFLIGHT='$(BENCH_RESTART_INFLIGHT)' \
 	BENCH_TIMERPROCS='$(BENCH_TIMERPROCS)' BENCH_BURST='$(BENCH_BURST)' BENCH_PERF='$(BENCH_PERF)' GO='$(GO)'
 
-.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench bench-quick fuzz demo dev clean
+.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench bench-quick fuzz demo dev clean chaos chaos-short chaos-frozen
 
 all: build
 
@@ -98,6 +98,27 @@ bench: pulsar
 ## bench-quick: sagas/s, messages/KB/timers per saga and p50 in about 2 minutes (for iterating on the engine)
 bench-quick: pulsar
 	@BENCH_COUNT=1 BENCH_INFLIGHT=1000 BENCH_WINDOW=10s BENCH_SERIAL=10 BENCH_MODES='$(BENCH_MODES)' GO='$(GO)' bench/run.sh quick
+
+## chaos: the chaos kit's long run (e2e/chaos, docs/reliability.md): the real binaries on a private
+## broker it starts fresh, kills and restarts (CHAOS_PULSAR_HOME, default .pulsar-chaos; ports
+## CHAOS_PULSAR_PORT/HTTP_PORT/BOOKIE_PORT, default 6651/8081/3182), thousands of sagas with known
+## outcomes, kill -9 every few seconds, a frozen owner; then every saga checked. Exit 1 on any finding.
+CHAOS_SAGAS    ?= 2500
+CHAOS_DURATION ?= 10m
+CHAOS_DRAIN    ?= 5m
+CHAOS_SEED     ?= 1
+CHAOS_ARGS     ?=
+chaos:
+	$(GO) run ./e2e/chaos/cmd/chaos -sagas $(CHAOS_SAGAS) -duration $(CHAOS_DURATION) -drain $(CHAOS_DRAIN) \
+		-seed $(CHAOS_SEED) $(CHAOS_ARGS)
+
+## chaos-short: the kit's short run (about 3 minutes once its broker is up), as a test
+chaos-short:
+	$(GO) test -tags chaos -count=1 -timeout 20m -run '^TestChaosShort$$' ./e2e/chaos/
+
+## chaos-frozen: an owner frozen (SIGSTOP) past its takeover, then resumed: nothing it writes may take effect
+chaos-frozen:
+	$(GO) test -tags chaos -count=1 -timeout 20m -run '^TestFrozenOwner$$' ./e2e/chaos/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

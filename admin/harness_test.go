@@ -69,7 +69,37 @@ type harness struct {
 	http   *httptest.Server
 	garage *garage
 	topics protocol.Topics
+
+	runnerStop func() // stops the bulk runner started last
 }
+
+// startRunner runs a bulk runner named name on b (the harness's bus when
+// nil) until stopRunner or the end of the test.
+func (h *harness) startRunner(name string, b bus.Bus) {
+	h.t.Helper()
+	if b == nil {
+		b = h.bus
+	}
+	r, err := NewBulkRunner(BulkRunnerOptions{Bus: b, Topics: h.topics, Registry: h.stack.Registry, Name: name, CheckpointEvery: 100 * time.Millisecond}, testLogger(h.t).With().Str("runner", name).Logger())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	h.runnerStop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("bulk runner %s: %v", name, err)
+			}
+		})
+	}
+	h.t.Cleanup(h.runnerStop)
+}
+
+func (h *harness) stopRunner() { h.runnerStop() }
 
 func testLogger(t *testing.T) zerolog.Logger {
 	if testing.Verbose() {
@@ -127,7 +157,9 @@ func newHarnessOn(t *testing.T, b bus.Bus) *harness {
 	t.Cleanup(func() { _ = srv.Close() })
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &harness{t: t, bus: b, stack: stack, srv: srv, http: hs, garage: g, topics: topics}
+	h := &harness{t: t, bus: b, stack: stack, srv: srv, http: hs, garage: g, topics: topics}
+	h.startRunner("runner-a", nil)
+	return h
 }
 
 // do sends a request and returns the status and body.

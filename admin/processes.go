@@ -36,6 +36,9 @@ type ProcessSummary struct {
 	EndedAt    time.Time         `json:"ended_at,omitzero"`
 	// Stuck says why the process needs an operator ("" when it does not).
 	Stuck string `json:"stuck,omitempty"`
+	// ErrorType is the type of the error that failed a step ("" when none),
+	// such as NoSeats or Timeout.
+	ErrorType string `json:"error_type,omitempty"`
 }
 
 // ProcessList is a page of processes.
@@ -85,10 +88,21 @@ type ListFilter struct {
 	// without progress for longer than StuckAfter.
 	Stuck      bool
 	StuckAfter time.Duration
+	// Step keeps processes in which that step has started (any status but
+	// pending); StepStatus (with Step) keeps those where it has that status.
+	Step       string
+	StepStatus workflow.StepStatus
+	// ErrorType keeps processes whose last step failure has that type.
+	ErrorType string
 	// Query keeps ids containing it.
 	Query  string
 	Limit  int
 	Cursor string
+}
+
+var allStepStatuses = []workflow.StepStatus{
+	workflow.StepPending, workflow.StepRunning, workflow.StepWaiting, workflow.StepCompleted, workflow.StepSkipped, workflow.StepFailed,
+	workflow.StepCancelled, workflow.StepCompensating, workflow.StepCompensated, workflow.StepCompensationFailed,
 }
 
 var allStatuses = []workflow.Status{
@@ -98,12 +112,22 @@ var allStatuses = []workflow.Status{
 
 // ParseListFilter reads a filter from query parameters (see docs/api.md).
 func ParseListFilter(q url.Values, defaultStuck time.Duration) (ListFilter, error) {
-	f := ListFilter{Definition: q.Get("definition"), Query: q.Get("q"), Cursor: q.Get("cursor"), Limit: 100, StuckAfter: defaultStuck}
+	f := ListFilter{Definition: q.Get("definition"), Query: q.Get("q"), Cursor: q.Get("cursor"), Limit: 100, StuckAfter: defaultStuck,
+		Step: q.Get("step"), StepStatus: workflow.StepStatus(q.Get("step_status")), ErrorType: q.Get("error_type")}
 	known := map[string]bool{"status": true, "definition": true, "version": true, "started_after": true, "started_before": true,
-		"updated_after": true, "updated_before": true, "stuck": true, "stuck_after": true, "q": true, "limit": true, "cursor": true}
+		"updated_after": true, "updated_before": true, "stuck": true, "stuck_after": true, "step": true, "step_status": true,
+		"error_type": true, "q": true, "limit": true, "cursor": true}
 	for k := range q {
 		if !known[k] {
-			return f, fmt.Errorf("%w: unknown query parameter %q (have status, definition, version, started_after, started_before, updated_after, updated_before, stuck, stuck_after, q, limit, cursor)", ErrBadRequest, k)
+			return f, fmt.Errorf("%w: unknown query parameter %q (have status, definition, version, started_after, started_before, updated_after, updated_before, stuck, stuck_after, step, step_status, error_type, q, limit, cursor)", ErrBadRequest, k)
+		}
+	}
+	if f.StepStatus != "" {
+		if f.Step == "" {
+			return f, fmt.Errorf("%w: step_status needs step", ErrBadRequest)
+		}
+		if !slices.Contains(allStepStatuses, f.StepStatus) {
+			return f, fmt.Errorf("%w: step_status %q is not one of %v", ErrBadRequest, f.StepStatus, allStepStatuses)
 		}
 	}
 	for _, v := range q["status"] {
@@ -174,8 +198,19 @@ func summarize(r engine.StatusRecord, now time.Time, after time.Duration) Proces
 	return ProcessSummary{
 		ProcessID: r.ProcessID, Definition: r.Definition, Version: r.Version, Status: r.Status, Steps: r.Steps,
 		LastError: r.LastError, Seq: r.Seq, StartedAt: r.StartedAt, UpdatedAt: r.UpdatedAt, EndedAt: r.EndedAt,
-		Stuck: stuckReason(r, now, after),
+		Stuck: stuckReason(r, now, after), ErrorType: errorType(r),
 	}
+}
+
+// errorType is the type of a process's last step failure: the status row's
+// last error reads "<step>: <type>: <message>".
+func errorType(r engine.StatusRecord) string {
+	_, rest, ok := strings.Cut(r.LastError, ": ")
+	if !ok {
+		return ""
+	}
+	typ, _, _ := strings.Cut(rest, ": ")
+	return typ
 }
 
 // Cursors are (started_at, process id) of the last row of a page: the list
@@ -249,8 +284,15 @@ func match(r engine.StatusRecord, f ListFilter, now time.Time) bool {
 		!f.UpdatedAfter.IsZero() && r.UpdatedAt.Before(f.UpdatedAfter),
 		!f.UpdatedBefore.IsZero() && !r.UpdatedAt.Before(f.UpdatedBefore),
 		f.Query != "" && !strings.Contains(r.ProcessID, f.Query),
+		f.ErrorType != "" && errorType(r) != f.ErrorType,
 		f.Stuck && stuckReason(r, now, f.StuckAfter) == "":
 		return false
+	}
+	if f.Step != "" {
+		st, ok := r.Steps[f.Step]
+		if !ok || workflow.StepStatus(st) == workflow.StepPending || (f.StepStatus != "" && workflow.StepStatus(st) != f.StepStatus) {
+			return false
+		}
 	}
 	return true
 }
@@ -359,14 +401,23 @@ func (s *Server) action(name string) http.HandlerFunc {
 // can apply, so the caller hears why not instead of an action the decider
 // ignores. (The decider checks again: the row may be a moment old.)
 func (s *Server) allowed(ctx context.Context, row engine.StatusRecord, action, step string) error {
+	return actionApplies(ctx, s.opts.Registry, row, action, step)
+}
+
+// actionApplies checks that an action (retry, skip, cancel, terminate or
+// signal) can apply to a process as its status row shows it.
+func actionApplies(ctx context.Context, reg *engine.Registry, row engine.StatusRecord, action, step string) error {
 	pid, st := row.ProcessID, row.Status
+	if action == "signal" && st.Terminal() {
+		return fmt.Errorf("%w: process %s is %s; it takes no signals", ErrConflict, pid, st)
+	}
 	if st.Terminal() {
 		return fmt.Errorf("%w: process %s is %s; nothing can change it any more", ErrConflict, pid, st)
 	}
 	stepStatus := workflow.StepStatus(row.Steps[step])
 	if step != "" {
 		if _, ok := row.Steps[step]; !ok {
-			def, err := s.opts.Registry.Get(ctx, row.Definition, row.Version)
+			def, err := reg.Get(ctx, row.Definition, row.Version)
 			if err != nil || !slices.ContainsFunc(def.Steps, func(x *workflow.Step) bool { return x.ID == step }) {
 				return fmt.Errorf("%w: process %s (%s v%d) has no step %q", ErrNotFound, pid, row.Definition, row.Version, step)
 			}

@@ -13,18 +13,37 @@ import (
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// pulsarBus connects to the test broker in a namespace of its own.
+// pulsarBus connects to the test broker in a namespace of its own (deleted
+// at the end of the test).
 func pulsarBus(t *testing.T) bus.Bus {
+	t.Helper()
+	return connectPulsar(t, pulsarNamespace(t))
+}
+
+// pulsarNamespace names a fresh namespace on the test broker, deleted at
+// the end of the test.
+func pulsarNamespace(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs a Pulsar broker; run without -short (make test)")
 	}
 	t.Parallel()
+	_, adm := pulsartest.URLs(t)
+	ns := fmt.Sprintf("admin-%d", time.Now().UnixNano())
+	t.Cleanup(func() { pulsartest.DeleteNamespace(t, adm, "public/"+ns) })
+	return ns
+}
+
+// connectPulsar opens one more connection to the namespace ns (a process
+// of its own, as far as the broker can tell), closed at the end of the
+// test.
+func connectPulsar(t *testing.T, ns string) bus.Bus {
+	t.Helper()
 	svc, adm := pulsartest.URLs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	b, err := pulsarbus.New(ctx, pulsarbus.Config{ServiceURL: svc, AdminURL: adm,
-		Namespace: bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("admin-%d", time.Now().UnixNano())}}, testLogger(t))
+		Namespace: bus.Namespace{Tenant: "public", Namespace: ns}}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

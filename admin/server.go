@@ -86,6 +86,7 @@ type Server struct {
 	status *engine.StatusTable
 	acts   Actions
 	dlq    *dlqStore
+	bulk   *bulkStore
 	idem   *idempotency
 	mux    *http.ServeMux
 	owned  []func() error
@@ -127,6 +128,8 @@ func New(opts Options, log zerolog.Logger) (*Server, error) {
 	}
 	s.dlq = newDLQStore(opts.Bus)
 	s.owned = append(s.owned, s.dlq.Close)
+	s.bulk = newBulkStore(opts.Bus)
+	s.owned = append(s.owned, s.bulk.Close)
 	if s.opts.ReadProcess == nil {
 		s.opts.ReadProcess = func(ctx context.Context, row engine.StatusRecord) (*engine.ProcessView, error) {
 			return engine.ReadProcess(ctx, opts.Bus, opts.Topics, opts.Registry, row)
@@ -191,6 +194,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/definitions/validate", s.require(rd, s.validateDefinition))
 	m.HandleFunc("GET /api/v1/definitions/{name}", s.require(rd, s.getDefinition))
 	s.scheduleRoutes(m)
+	// Bulk actions (bulk.go) and the overview (overview.go).
+	m.HandleFunc("POST /api/v1/bulk", s.require(op, s.idempotent(s.createBulk)))
+	m.HandleFunc("GET /api/v1/bulk", s.require(rd, s.listBulk))
+	m.HandleFunc("GET /api/v1/bulk/{id}", s.require(rd, s.getBulk))
+	m.HandleFunc("POST /api/v1/bulk/{id}/cancel", s.require(op, s.idempotent(s.cancelBulk)))
 	m.HandleFunc("GET /api/v1/whoami", s.require(rd, func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalFrom(r.Context())
 		writeJSON(w, http.StatusOK, map[string]string{"name": p.Name, "role": string(p.Role)})

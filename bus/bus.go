@@ -148,11 +148,55 @@ type Consumer interface {
 	Close() error
 }
 
+// AccessMode says whether a producer shares its topic with others or
+// needs it to itself. On a partitioned topic it applies to each partition
+// (a producer on one partition's name holds only that partition).
+// Exclusive access is how an owner fences a deposed one: the broker, not
+// timing, refuses the writes of a producer that lost its access.
+type AccessMode int
+
+const (
+	// AccessShared lets any number of shared producers write (default). It
+	// fails with ErrFenced while an exclusive producer holds the topic.
+	AccessShared AccessMode = iota
+	// AccessExclusive fails with ErrFenced when any other producer is
+	// connected.
+	AccessExclusive
+	// AccessWaitForExclusive waits (until ctx ends) for every other
+	// producer to go, then holds the topic exclusively.
+	AccessWaitForExclusive
+	// AccessExclusiveWithFencing takes the topic at once: every producer
+	// connected now is fenced (its sends fail with ErrFenced from then on,
+	// including those queued) and cannot get it back by reconnecting.
+	// Messages a fenced producer sent before, in a transaction that has
+	// not ended, are not taken back by the fencing: they commit or abort
+	// with their transaction.
+	AccessExclusiveWithFencing
+)
+
+func (m AccessMode) String() string {
+	switch m {
+	case AccessShared:
+		return "shared"
+	case AccessExclusive:
+		return "exclusive"
+	case AccessWaitForExclusive:
+		return "wait_for_exclusive"
+	case AccessExclusiveWithFencing:
+		return "exclusive_with_fencing"
+	}
+	return "unknown"
+}
+
 // ProducerOptions describe a producer.
 type ProducerOptions struct {
 	// Topic is the topic name (full, or short and resolved in the bus's
-	// namespace). A partitioned topic is written through its keys.
+	// namespace). A partitioned topic is written through its keys (see
+	// KeyPartition); name one partition (Namespace.Partition) to write to
+	// that partition whatever the keys.
 	Topic string
+	// AccessMode is the producer's access to the topic (default shared).
+	AccessMode AccessMode
 	// Name, when set, names the producer. With broker deduplication on, a
 	// producer that reconnects under the same name and resends a message it
 	// sent before (same sequence) is stored once. Only one producer per name
@@ -361,6 +405,10 @@ var (
 	ErrTxFailed = errors.New("bus: transaction failed")
 	// ErrBadOptions: options are invalid (missing topic, unknown type, ...).
 	ErrBadOptions = errors.New("bus: invalid options")
+	// ErrFenced: another producer has exclusive access to the topic (or
+	// partition), or took it from this producer (AccessExclusiveWithFencing).
+	// A fenced producer stays fenced: close it. It is not retryable.
+	ErrFenced = errors.New("bus: fenced: another producer has exclusive access to the topic")
 )
 
 // Property names the bus sets on dead-lettered messages.

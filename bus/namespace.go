@@ -32,6 +32,24 @@ func (n Namespace) Partition(topic string, i int) string {
 	return fmt.Sprintf("%s-partition-%d", n.Topic(topic), i)
 }
 
+// KeyPartition is the partition of a partitioned topic of n partitions that
+// a message with this key goes to, on both buses: Java's String.hashCode
+// over the key's bytes, modulo n, as pulsar-client-go's default router
+// (other clients may route differently: Pulsar's Java client defaults to
+// Murmur3; so routing that must not depend on the sender's client names
+// the partition, see ProducerOptions.Topic). A message without a key goes
+// to any partition; n <= 1 is partition 0.
+func KeyPartition(key string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	var h uint32
+	for i := 0; i < len(key); i++ {
+		h = 31*h + uint32(key[i])
+	}
+	return int(h % uint32(n))
+}
+
 // ShortName is the last path element of a topic name.
 func ShortName(topic string) string {
 	if i := strings.LastIndexByte(topic, '/'); i >= 0 {

@@ -493,7 +493,7 @@ func (d *decider) signal(i int, ev *Event) {
 		d.runSettled(k)
 	}
 	if !got {
-		d.ignore(i, ev, IgnoreNoWaitingStep, "no step is waiting for signal %q", ev.Signal)
+		d.bufferSignal(i, ev) // signals.go
 	}
 }
 
@@ -677,6 +677,7 @@ func (d *decider) finish(st Status) {
 	s := d.s
 	s.Status = st
 	s.EndedAt = d.now
+	s.Signals = nil // no wait will take them
 	for _, t := range s.Timers {
 		d.cancelTimerID(t.ID)
 	}
@@ -913,6 +914,12 @@ func (d *decider) startStep(k int) {
 	case KindWait:
 		ss.Status = StepWaiting
 		ss.Runs = []*Run{{Status: RunRunning, Attempt: attempt}}
+		if data, ok := d.takeBufferedSignal(k); ok { // signals.go
+			ss.Runs[0].Status = RunCompleted
+			ss.Runs[0].Output = data
+			d.runSettled(k)
+			return
+		}
 		if step.Wait.Timeout > 0 {
 			d.setTimer(Timer{Kind: TimerSignalTimeout, FireAt: d.now.Add(step.Wait.Timeout)}, step.ID, -1, false, attempt)
 		}

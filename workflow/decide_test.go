@@ -277,18 +277,21 @@ steps:
 	eq(t, "no command", cmdIDs(d), []string(nil))
 
 	d = h.do(at(time.Minute), Event{Type: EventSignal, Signal: "answer", Data: json.RawMessage(`{"text":"early"}`)})
-	eq(t, "a signal before its step waits is ignored", d.Ignored[0].Reason, IgnoreNoWaitingStep)
+	eq(t, "a signal before its step waits is kept", len(d.Ignored), 0)
+	eq(t, "kept in the state", len(h.st.Signals), 1)
 
 	d = h.do(at(11*time.Minute), fireEv("p/timer/sleep/nap/1"), fireEv("p/timer/sleep/nap/1"))
 	eq(t, "sleep done", h.stepStatus("nap"), StepCompleted)
 	eq(t, "the second firing is not pending", d.Ignored[0].Reason, IgnoreTimerNotPending)
-	eq(t, "waiting", h.stepStatus("ask"), StepWaiting)
+	eq(t, "the wait took the kept signal at once", h.stepStatus("ask"), StepCompleted)
+	eq(t, "signal data is the output", string(h.st.StepByID("ask").Output), `{"text":"early"}`)
+	eq(t, "the buffer is empty", len(h.st.Signals), 0)
 	eq(t, "wait without timeout sets no timer", timerIDs(d), []string(nil))
+	eq(t, "command after the signal", cmdIDs(d), []string{"p/last/1"})
+	eq(t, "typed input from an expression", string(d.Commands[0].Input), `"early skipped"`)
 
 	d = h.do(at(12*time.Minute), Event{Type: EventSignal, Signal: "answer", Data: json.RawMessage(`{"text":"yes"}`), Actor: "kim"})
-	eq(t, "signal data is the output", string(h.st.StepByID("ask").Output), `{"text":"yes"}`)
-	eq(t, "command after the signal", cmdIDs(d), []string{"p/last/1"})
-	eq(t, "typed input from an expression", string(d.Commands[0].Input), `"yes skipped"`)
+	eq(t, "a signal no step will wait for any more is ignored", d.Ignored[0].Reason, IgnoreNoWaitingStep)
 }
 
 func TestOnFailurePolicies(t *testing.T) {

@@ -95,6 +95,8 @@ type State struct {
 	Failure *Failure `json:"failure,omitempty"`
 	// Admin is the last admin action that changed the status.
 	Admin *AdminAction `json:"admin,omitempty"`
+	// Signals are kept for wait steps not reached yet (signals.go).
+	Signals []BufferedSignal `json:"signals,omitempty"`
 
 	inputVal     any
 	inputDecoded bool
@@ -291,6 +293,10 @@ func (s *State) clone() *State {
 		c.Steps[i] = st.clone()
 	}
 	c.Timers = append([]Timer(nil), s.Timers...)
+	c.Signals = append([]BufferedSignal(nil), s.Signals...)
+	if len(c.Signals) == 0 {
+		c.Signals = nil
+	}
 	return &c
 }
 

@@ -120,6 +120,7 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus, opts Options) {
 		{"Failover", failoverTests},
 		{"Transactions", txTests},
 		{"Batch", batchTests},
+		{"Producers", producerTests},
 		{"Size", sizeTests},
 		{"Reader", readerTests},
 		{"Decode", decodeTests},

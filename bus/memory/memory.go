@@ -40,19 +40,23 @@ type Options struct {
 // Broker holds topics, subscriptions and transactions shared by the
 // connections made on it. Its zero value is not usable: call NewBroker.
 type Broker struct {
-	mu     sync.Mutex
-	topics map[string]*topic // by full name (without partition suffix)
-	subs   map[string]*subscription
-	nextTx int64
-	now    func() time.Time
+	mu sync.Mutex
+	// released is closed and replaced whenever a producer lets go of a
+	// partition (AccessWaitForExclusive waits for it).
+	released chan struct{}
+	topics   map[string]*topic // by full name (without partition suffix)
+	subs     map[string]*subscription
+	nextTx   int64
+	now      func() time.Time
 }
 
 // NewBroker returns an empty broker.
 func NewBroker() *Broker {
 	return &Broker{
-		topics: make(map[string]*topic),
-		subs:   make(map[string]*subscription),
-		now:    time.Now,
+		released: make(chan struct{}),
+		topics:   make(map[string]*topic),
+		subs:     make(map[string]*subscription),
+		now:      time.Now,
 	}
 }
 
@@ -164,17 +168,21 @@ func (x *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Produ
 	name := x.ns.Topic(opts.Topic)
 	x.b.mu.Lock()
 	t, part, err := x.b.lookupLocked(name)
-	if err == nil && opts.Name != "" {
-		if _, busy := t.producerNames[opts.Name]; busy {
-			err = fmt.Errorf("%w: a producer named %q is already connected to %s", bus.ErrBadOptions, opts.Name, name)
-		}
-	}
 	if err != nil {
 		x.b.mu.Unlock()
 		return nil, err
 	}
 	p := &producer{bus: x, t: t, part: part, name: name, pname: opts.Name, idle: closedChan()}
+	if err := x.b.acquireLocked(ctx, p, opts.AccessMode); err != nil {
+		x.b.mu.Unlock()
+		return nil, fmt.Errorf("memory producer on %s (%s): %w", name, opts.AccessMode, err)
+	}
 	if opts.Name != "" {
+		if _, busy := t.producerNames[opts.Name]; busy {
+			x.b.releaseLocked(p)
+			x.b.mu.Unlock()
+			return nil, fmt.Errorf("%w: a producer named %q is already connected to %s", bus.ErrBadOptions, opts.Name, name)
+		}
 		t.producerNames[opts.Name] = struct{}{}
 	}
 	x.b.mu.Unlock()
@@ -276,6 +284,11 @@ type partition struct {
 	// wake is closed and replaced whenever the visible log changes.
 	wake chan struct{}
 	subs []*subscription
+	// producers connected to the partition (through the topic or its
+	// partition's name); exclusive is the one holding it exclusively.
+	producers map[*producer]struct{}
+	exclusive *producer
+	epoch     int64
 }
 
 func (p *partition) name() string {

@@ -15,6 +15,10 @@ type producer struct {
 	name  string
 	pname string
 
+	// fenced (under the broker's mutex): another producer took exclusive
+	// access from this one.
+	fenced bool
+
 	mu      sync.Mutex
 	closed  bool
 	queue   []asyncSend
@@ -66,6 +70,9 @@ func (p *producer) send(msg *bus.OutMessage) (bus.MessageID, error) {
 	part := p.part
 	if part == nil {
 		part = p.t.partitionFor(msg.Key)
+	}
+	if p.fenced {
+		return nil, fmt.Errorf("memory producer %s: %w", p.name, bus.ErrFenced)
 	}
 	if t == nil {
 		e := part.appendLocked(msg, b.now(), committed)
@@ -169,10 +176,92 @@ func (p *producer) abort() {
 }
 
 func (p *producer) releaseName() {
-	if p.pname == "" {
-		return
-	}
 	p.bus.b.mu.Lock()
-	delete(p.t.producerNames, p.pname)
-	p.bus.b.mu.Unlock()
+	defer p.bus.b.mu.Unlock()
+	p.bus.b.releaseLocked(p)
+	if p.pname != "" {
+		delete(p.t.producerNames, p.pname)
+	}
+}
+
+// parts are the partitions p writes to.
+func (p *producer) parts() []*partition {
+	if p.part != nil {
+		return []*partition{p.part}
+	}
+	return p.t.parts
+}
+
+// acquireLocked connects p to its partitions with the access it asks for.
+// For AccessWaitForExclusive it waits, unlocking the broker meanwhile.
+func (b *Broker) acquireLocked(ctx context.Context, p *producer, mode bus.AccessMode) error {
+	parts := p.parts()
+	switch mode {
+	case bus.AccessShared:
+		for _, pt := range parts {
+			if pt.exclusive != nil {
+				return fmt.Errorf("%w: %s is held by an exclusive producer", bus.ErrFenced, pt.name())
+			}
+		}
+	case bus.AccessExclusive, bus.AccessWaitForExclusive:
+		for {
+			busy := ""
+			for _, pt := range parts {
+				if len(pt.producers) > 0 {
+					busy = pt.name()
+					break
+				}
+			}
+			if busy == "" {
+				break
+			}
+			if mode == bus.AccessExclusive {
+				return fmt.Errorf("%w: %s has other producers", bus.ErrFenced, busy)
+			}
+			released := b.released
+			b.mu.Unlock()
+			select {
+			case <-released:
+				b.mu.Lock()
+			case <-ctx.Done():
+				b.mu.Lock()
+				return ctx.Err()
+			}
+		}
+	case bus.AccessExclusiveWithFencing:
+		for _, pt := range parts {
+			for q := range pt.producers {
+				q.fenced = true
+				b.releaseLocked(q)
+			}
+		}
+	default:
+		return fmt.Errorf("%w: unknown access mode %d", bus.ErrBadOptions, mode)
+	}
+	for _, pt := range parts {
+		if pt.producers == nil {
+			pt.producers = map[*producer]struct{}{}
+		}
+		pt.producers[p] = struct{}{}
+		if mode != bus.AccessShared {
+			pt.exclusive = p
+			pt.epoch++
+		}
+	}
+	return nil
+}
+
+// releaseLocked disconnects p from its partitions.
+func (b *Broker) releaseLocked(p *producer) {
+	for _, pt := range p.parts() {
+		if _, ok := pt.producers[p]; !ok {
+			continue
+		}
+		delete(pt.producers, p)
+		if pt.exclusive == p {
+			pt.exclusive = nil
+		}
+	}
+	close(b.released)
+	b.released = make(chan struct{})
 }

@@ -80,3 +80,31 @@ func sentinel(err error) error {
 	}
 	return nil
 }
+
+// fencedError is err as a bus.ErrFenced when the broker refused a producer
+// exclusive access (ProducerFenced, or ProducerBusy because an exclusive
+// producer holds the topic) or fenced it out; nil otherwise.
+func fencedError(err error) error {
+	if errors.Is(err, bus.ErrFenced) {
+		return err
+	}
+	msg := strings.ToLower(err.Error())
+	if errors.Is(err, pulsar.ErrProducerFenced) || strings.Contains(msg, "producerfenced") ||
+		(strings.Contains(msg, "producerbusy") && strings.Contains(msg, "exclusive")) {
+		return fmt.Errorf("%w: %w", bus.ErrFenced, err)
+	}
+	var pe *pulsar.Error
+	if errors.As(err, &pe) && pe.Result() == pulsar.ProducerFenced {
+		return fmt.Errorf("%w: %w", bus.ErrFenced, err)
+	}
+	return nil
+}
+
+// isTimeout says whether err is a client timeout.
+func isTimeout(err error) bool {
+	var pe *pulsar.Error
+	if errors.As(err, &pe) && pe.Result() == pulsar.TimeoutError {
+		return true
+	}
+	return strings.Contains(strings.ToLower(err.Error()), "timeout") || strings.Contains(strings.ToLower(err.Error()), "timed out")
+}

@@ -63,6 +63,20 @@ func (b *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Produ
 		Name:               opts.Name,
 		SendTimeout:        pr.sendTimeout,
 		BatcherBuilderType: pulsar.KeyBasedBatchBuilder,
+		// bus.KeyPartition: the routing both buses share.
+		HashingScheme: pulsar.JavaStringHash,
+	}
+	switch opts.AccessMode {
+	case bus.AccessShared:
+		po.ProducerAccessMode = pulsar.ProducerAccessModeShared
+	case bus.AccessExclusive:
+		po.ProducerAccessMode = pulsar.ProducerAccessModeExclusive
+	case bus.AccessWaitForExclusive:
+		po.ProducerAccessMode = pulsar.ProducerAccessModeWaitForExclusive
+	case bus.AccessExclusiveWithFencing:
+		po.ProducerAccessMode = pulsar.ProducerAccessModeExclusiveWithFencing
+	default:
+		return nil, fmt.Errorf("%w: Producer %s: unknown access mode %d", bus.ErrBadOptions, opts.Topic, opts.AccessMode)
 	}
 	switch {
 	case opts.BatchingMaxDelay < 0:
@@ -73,8 +87,16 @@ func (b *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Produ
 		po.BatchingMaxPublishDelay = opts.BatchingMaxDelay
 	}
 	p, err := b.createProducer(ctx, po)
+	for err != nil && opts.AccessMode == bus.AccessWaitForExclusive && ctx.Err() == nil && isTimeout(err) {
+		// The broker answers a waiting producer once it has the topic; a
+		// wait longer than the operation timeout is asked again.
+		p, err = b.createProducer(ctx, po)
+	}
 	if err != nil {
-		return nil, wrap(err, "open producer on %s", topic)
+		if fenced := fencedError(err); fenced != nil {
+			return nil, fmt.Errorf("pulsarbus: open %s producer on %s: %w", opts.AccessMode, topic, fenced)
+		}
+		return nil, wrap(err, "open %s producer on %s", opts.AccessMode, topic)
 	}
 	pr.p = p
 	if err := b.register(pr); err != nil {
@@ -149,6 +171,9 @@ func (pr *producer) SendAsync(ctx context.Context, msg *bus.OutMessage, done fun
 }
 
 func (pr *producer) sendError(err error, msg *bus.OutMessage) error {
+	if fenced := fencedError(err); fenced != nil {
+		return fmt.Errorf("pulsarbus: send to %s (key %q): %w", pr.topic, msg.Key, fenced)
+	}
 	if msg.Tx != nil {
 		// A failed send poisons the client transaction: it cannot commit.
 		err = wrap(err, "send to %s in a transaction (key %q)", pr.topic, msg.Key)
@@ -163,6 +188,9 @@ func (pr *producer) sendError(err error, msg *bus.OutMessage) error {
 // Flush waits until every queued message has been sent or failed.
 func (pr *producer) Flush(ctx context.Context) error {
 	if err := pr.p.FlushWithCtx(ctx); err != nil {
+		if fenced := fencedError(err); fenced != nil {
+			return fmt.Errorf("pulsarbus: flush %s: %w", pr.topic, fenced)
+		}
 		return wrap(err, "flush %s", pr.topic)
 	}
 	return nil

@@ -63,6 +63,19 @@ func apiServer(t *testing.T) (string, *engine.Stack) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
+	runner, err := admin.NewBulkRunner(admin.BulkRunnerOptions{Bus: b, Topics: topics, Registry: stack.Registry, Name: "cli-runner"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, stopRunner := context.WithCancel(context.Background())
+	rdone := make(chan error, 1)
+	go func() { rdone <- runner.Run(rctx) }()
+	t.Cleanup(func() {
+		stopRunner()
+		if err := <-rdone; err != nil {
+			t.Errorf("bulk runner: %v", err)
+		}
+	})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return hs.URL, stack

@@ -117,6 +117,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	adm.watch(o)
 	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run,
 		schedule.NewScheduler(b, schedule.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log).Run, triggers.Run}
+	fns = append(fns, runBulk(cfg.Name, b, topics, reg, log))
 	if cfg.TimerRelay {
 		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Topic: topics.Timers, Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)
 	}

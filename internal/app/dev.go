@@ -87,6 +87,11 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 			log.Error().Err(err).Msg("admin server stopped")
 		}
 	}()
+	go func() {
+		if err := runBulk("dev", b, topics, reg, log)(actx); err != nil {
+			log.Error().Err(err).Msg("bulk runner stopped")
+		}
+	}()
 	// schedules and triggers, as in the orchestrator binary
 	adm.showTriggers(triggers.Triggers)
 	go func() {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,7 +75,7 @@ func TestCarRental(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deleteNamespace(t, admURL, "public/"+ns) })
+	t.Cleanup(func() { pulsartest.DeleteNamespace(t, admURL, "public/"+ns) })
 	t.Cleanup(func() { _ = b.Close() })
 	topics := protocol.DefaultTopics()
 	topics.Partitions = 1
@@ -177,47 +176,5 @@ func TestCarRental(t *testing.T) {
 		if !slices.Equal(ran[pid], w) {
 			t.Errorf("%s ran %v, want %v", pid, ran[pid], w)
 		}
-	}
-}
-
-// deleteNamespace removes a test namespace and its topics (the broker
-// refuses a forced namespace deletion, not a forced topic deletion).
-func deleteNamespace(t *testing.T, admin, ns string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	do := func(method, path string, out any) error {
-		req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(admin, "/")+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-		}
-		if out != nil {
-			return json.NewDecoder(resp.Body).Decode(out)
-		}
-		return nil
-	}
-	var topics []string
-	if err := do("GET", "/admin/v2/namespaces/"+ns+"/topics", &topics); err != nil {
-		t.Logf("cleanup: %v", err)
-		return
-	}
-	for _, tp := range topics {
-		_ = do("DELETE", "/admin/v2/persistent/"+strings.TrimPrefix(tp, "persistent://")+"?force=true", nil)
-	}
-	var parts []string
-	if err := do("GET", "/admin/v2/persistent/"+ns+"/partitioned", &parts); err == nil {
-		for _, tp := range parts {
-			_ = do("DELETE", "/admin/v2/persistent/"+strings.TrimPrefix(tp, "persistent://")+"/partitions?force=true", nil)
-		}
-	}
-	if err := do("DELETE", "/admin/v2/namespaces/"+ns, nil); err != nil {
-		t.Logf("cleanup: %v", err)
 	}
 }

@@ -68,6 +68,12 @@ const (
 
 	// ProducerAccessModeWaitForExclusive is pending until producer can acquire exclusive access.
 	ProducerAccessModeWaitForExclusive
+
+	// ProducerAccessModeExclusiveWithFencing (pulsaga patch) requires
+	// exclusive access and fences out the producers connected now: their
+	// sends fail with ErrProducerFenced, and so does their reconnection
+	// (the topic epoch moved on).
+	ProducerAccessModeExclusiveWithFencing
 )
 
 // TopicMetadata represents a topic metadata.

@@ -93,6 +93,11 @@ func init() {
 type partitionProducer struct {
 	lastSequenceID int64
 
+	// pulsaga patch: why the producer closed (doClose's reason), so that a
+	// send or flush after the close says it (ErrProducerFenced, not only
+	// ErrProducerClosed).
+	closeReason atomic.Pointer[error]
+
 	state  uAtomic.Int32
 	client *client
 	topic  string
@@ -1376,7 +1381,7 @@ func (p *partitionProducer) internalSendAsync(
 	}
 
 	if p.isClosingOrClosed() {
-		sr.done(nil, ErrProducerClosed)
+		sr.done(nil, p.closedError())
 		return
 	}
 
@@ -1509,6 +1514,7 @@ func (p *partitionProducer) doClose(reason error) {
 	}
 
 	p.log.Info("Closing producer")
+	p.closeReason.Store(&reason)
 	defer close(p.dataChan)
 	defer close(p.cmdChan)
 
@@ -1534,6 +1540,15 @@ func (p *partitionProducer) doClose(reason error) {
 	p.setProducerState(producerClosed)
 	p._getConn().UnregisterListener(p.producerID)
 	p.batchFlushTicker.Stop()
+}
+
+// closedError is the error of a send or flush on a closed producer: it
+// names the reason of the close when there was one (pulsaga patch).
+func (p *partitionProducer) closedError() error {
+	if r := p.closeReason.Load(); r != nil && *r != nil && !errors.Is(*r, ErrProducerClosed) {
+		return errors.Join(ErrProducerClosed, *r)
+	}
+	return ErrProducerClosed
 }
 
 func (p *partitionProducer) failPendingMessages(err error) {
@@ -1586,7 +1601,7 @@ func (p *partitionProducer) Flush() error {
 
 func (p *partitionProducer) FlushWithCtx(ctx context.Context) error {
 	if p.isClosingOrClosed() {
-		return ErrProducerClosed
+		return p.closedError()
 	}
 
 	flushReq := &flushRequest{
@@ -1868,6 +1883,8 @@ func toProtoProducerAccessMode(accessMode ProducerAccessMode) pb.ProducerAccessM
 		return pb.ProducerAccessMode_Exclusive
 	case ProducerAccessModeWaitForExclusive:
 		return pb.ProducerAccessMode_WaitForExclusive
+	case ProducerAccessModeExclusiveWithFencing: // pulsaga patch
+		return pb.ProducerAccessMode_ExclusiveWithFencing
 	}
 
 	return pb.ProducerAccessMode_Shared

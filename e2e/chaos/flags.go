@@ -1,0 +1,60 @@
+package chaos
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// BrokerFromEnv is def with the settings of CHAOS_PULSAR_HOME (default
+// <repo>/.pulsar-chaos), CHAOS_PULSAR_PORT, CHAOS_PULSAR_HTTP_PORT and
+// CHAOS_PULSAR_BOOKIE_PORT when set.
+func BrokerFromEnv(def BrokerConfig) BrokerConfig {
+	b := def
+	b.Home = os.Getenv("CHAOS_PULSAR_HOME")
+	if b.Home == "" {
+		b.Home = filepath.Join(repoRoot(), ".pulsar-chaos")
+	}
+	port := func(env string, p *int) {
+		if v, err := strconv.Atoi(os.Getenv(env)); err == nil && v > 0 {
+			*p = v
+		}
+	}
+	port("CHAOS_PULSAR_PORT", &b.Port)
+	port("CHAOS_PULSAR_HTTP_PORT", &b.HTTPPort)
+	port("CHAOS_PULSAR_BOOKIE_PORT", &b.BookiePort)
+	return b
+}
+
+// Flags registers the run's settings on fs (defaults from cfg; the
+// broker's from CHAOS_PULSAR_HOME, CHAOS_PULSAR_PORT,
+// CHAOS_PULSAR_HTTP_PORT and CHAOS_PULSAR_BOOKIE_PORT when set, else
+// <repo>/.pulsar-chaos and 6651/8081/3182).
+func Flags(fs *flag.FlagSet, cfg *Config) {
+	b := BrokerFromEnv(cfg.Broker)
+	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "run folder: binaries, logs, ledger (default: a new temporary folder)")
+	fs.StringVar(&cfg.Broker.Home, "broker-home", b.Home, "private broker's folder (its data is wiped at start)")
+	fs.IntVar(&cfg.Broker.Port, "broker-port", b.Port, "private broker's port")
+	fs.IntVar(&cfg.Broker.HTTPPort, "broker-http-port", b.HTTPPort, "private broker's admin port")
+	fs.IntVar(&cfg.Broker.BookiePort, "broker-bookie-port", b.BookiePort, "private broker's bookie port")
+	fs.IntVar(&cfg.Sagas, "sagas", cfg.Sagas, "sagas started over the chaos phase")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "chaos phase: starts, kills, freeze, broker restart")
+	fs.DurationVar(&cfg.Drain, "drain", cfg.Drain, "most time after the chaos phase for the sagas to settle")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the sagas and the kills")
+	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "partitions of the process-keyed topics")
+	fs.IntVar(&cfg.Orchestrators, "orchestrators", cfg.Orchestrators, "orchestrator instances")
+	fs.IntVar(&cfg.Deciders, "deciders", cfg.Deciders, "decider instances (external mode)")
+	fs.StringVar(&cfg.DeciderMode, "decider-mode", cfg.DeciderMode, "external (cmd/decider) or inprocess")
+	fs.IntVar(&cfg.Services, "services", cfg.Services, "chaos service instances")
+	fs.DurationVar(&cfg.KillMin, "kill-min", cfg.KillMin, "least time between two kill -9")
+	fs.DurationVar(&cfg.KillMax, "kill-max", cfg.KillMax, "most time between two kill -9")
+	fs.DurationVar(&cfg.RestartMin, "restart-min", cfg.RestartMin, "least time a killed component stays down")
+	fs.DurationVar(&cfg.RestartMax, "restart-max", cfg.RestartMax, "most time a killed component stays down")
+	fs.Float64Var(&cfg.BrokerRestartAt, "broker-restart-at", cfg.BrokerRestartAt, "when the broker is killed and restarted, as a fraction of the chaos phase (negative: never)")
+	fs.Float64Var(&cfg.FreezeAt, "freeze-at", cfg.FreezeAt, "when an owner is frozen, as a fraction of the chaos phase (negative: never)")
+	fs.DurationVar(&cfg.FreezeFor, "freeze-for", cfg.FreezeFor, "how long the owner stays frozen")
+	fs.DurationVar(&cfg.Latency, "latency", cfg.Latency, "most a service attempt waits before acting")
+	fs.Float64Var(&cfg.Mix.Lost, "lost", cfg.Mix.Lost, "share of sagas whose scripts may lose attempts (each costs an attempt timeout)")
+	fs.BoolVar(&cfg.Race, "race", cfg.Race, "build the binaries with the race detector")
+}
