@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -89,9 +90,8 @@ func (a *authenticator) principal(r *http.Request) (Principal, error) {
 	if len(a.tokens) == 0 {
 		return Principal{Name: "anonymous", Role: RoleOperator}, nil
 	}
-	h := r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || secret == "" {
+	secret, ok := bearer(r.Header.Get("Authorization"))
+	if !ok {
 		return Principal{}, errUnauthenticated
 	}
 	sum := sha256.Sum256([]byte(secret))
@@ -101,6 +101,40 @@ func (a *authenticator) principal(r *http.Request) (Principal, error) {
 		}
 	}
 	return Principal{}, errUnauthenticated
+}
+
+// bearer reads "Bearer <token>"; the scheme is case-insensitive (RFC
+// 9110, 11.1) and blanks around the token do not count.
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+// ReadTokens reads tokens from a file: one name:role:secret per line;
+// blank lines and lines starting with # are skipped. Errors name the file
+// and line, never the secret.
+func ReadTokens(path string) ([]Token, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	var out []Token
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		t, err := ParseToken(line)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, i+1, err)
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // require wraps h: the caller needs a valid token with the role need.

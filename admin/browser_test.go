@@ -101,6 +101,15 @@ func TestDashboard(t *testing.T) {
 	}
 	base := h.http.URL + "/ui/"
 
+	step("a read-only token sees the actions disabled",
+		chromedp.Navigate(h.http.URL+"/healthz"),
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem(%q, %q)`, "pulsaga-token", readSecret)),
+		chromedp.Navigate(base+"#/p/car-7"),
+		chromedp.WaitVisible(css(`#graph g.node[data-step="repair"][data-status="failed"]`)),
+		chromedp.Poll[chromedp.Void](`document.body.dataset.role === "read" && ["retry", "skip", "cancel", "terminate"].every(a =>
+			document.querySelector('button[data-action="' + a + '"]').disabled &&
+			document.querySelector('button[data-action="' + a + '"]').title.includes("read-only"))`, chromedp.WithPollingTimeout(10*time.Second)),
+	)
 	step("open the list with a token",
 		// The token goes to the origin's local storage first, so the
 		// dashboard does not start by asking for one.

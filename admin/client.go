@@ -113,6 +113,7 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 		if cl.key != "" {
 			req.Header.Set(IdempotencyHeader, cl.key)
 		}
+		req.Header.Set(RequestHeader, "1")
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -141,7 +142,14 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 				apiErr.Message = fmt.Sprintf("%s %s: HTTP %d: %s", cl.method, cl.path, resp.StatusCode, oneLine(string(b), 200))
 			}
 			switch resp.StatusCode {
-			case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			case http.StatusServiceUnavailable:
+				if apiErr.Code == "unavailable" {
+					// The server answered, after waiting for the broker
+					// itself: asking again at once would only wait again.
+					return apiErr
+				}
+				fallthrough
+			case http.StatusBadGateway, http.StatusGatewayTimeout:
 				last = apiErr
 				if cl.method != http.MethodGet && cl.key == "" {
 					return last

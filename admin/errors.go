@@ -22,6 +22,8 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrUnavailable: the engine is not reachable (503).
 	ErrUnavailable = errors.New("unavailable")
+	// ErrTooLarge: a piece of data is over a limit (413).
+	ErrTooLarge = errors.New("too large")
 
 	errUnauthenticated = errors.New("unauthenticated: send Authorization: Bearer <token>")
 )
@@ -47,6 +49,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusConflict, "conflict"
 	case errors.As(err, &verrs), errors.Is(err, workflow.ErrInvalidDefinition):
 		return http.StatusUnprocessableEntity, "invalid_definition"
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, ErrBadRequest):
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, ErrUnavailable):
@@ -81,6 +85,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: the body is over %d bytes", ErrTooLarge, mbe.Limit)
+		}
 		if err.Error() == "EOF" {
 			return fmt.Errorf("%w: empty body; send a JSON object", ErrBadRequest)
 		}

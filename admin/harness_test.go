@@ -172,6 +172,9 @@ func (h *harness) do(method, path, secret, body string, hdr ...string) (int, []b
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}
+	if method != http.MethodGet {
+		req.Header.Set("Content-Type", "application/json") // as the CLI and the dashboard
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,9 @@ type ActionResult struct {
 	Actor     string `json:"actor"`
 	// Created is false for a start of an id that exists already.
 	Created *bool `json:"created,omitempty"`
+	// Existing is the process that has the id already (Created false):
+	// nothing was started.
+	Existing *ProcessSummary `json:"existing,omitempty"`
 }
 
 // ListFilter selects processes.
@@ -310,7 +314,28 @@ func (s *Server) listProcesses(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, Filter(s.status.List(), f, s.opts.Clock()))
 }
 
+// processID is the {id} of a request's path, checked against the rule of
+// process ids (a bad one can name no process).
+func processID(r *http.Request) (string, error) {
+	id := r.PathValue("id")
+	if err := workflow.CheckProcessID(id); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return id, nil
+}
+
+// checkPayload answers 413 for data over max_payload_bytes.
+func checkPayload(what string, data json.RawMessage) error {
+	if err := workflow.CheckPayload(what, data); err != nil {
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	}
+	return nil
+}
+
 func (s *Server) row(ctx context.Context, pid string) (engine.StatusRecord, error) {
+	if err := workflow.CheckProcessID(pid); err != nil {
+		return engine.StatusRecord{}, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
 	if err := s.refresh(ctx); err != nil {
 		return engine.StatusRecord{}, err
 	}
@@ -373,6 +398,10 @@ func (s *Server) action(name string) http.HandlerFunc {
 		}
 		if name == "skip" && req.StepID == "" {
 			s.fail(w, r, fmt.Errorf("%w: skip needs step_id", ErrBadRequest))
+			return
+		}
+		if err := checkPayload("the output", req.Output); err != nil {
+			s.fail(w, r, err)
 			return
 		}
 		row, err := s.row(r.Context(), r.PathValue("id"))
@@ -482,8 +511,14 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest))
 		return
 	}
-	if strings.ContainsAny(req.ProcessID, "/ \t\n") || len(req.ProcessID) > 200 {
-		s.fail(w, r, fmt.Errorf("%w: process_id %q must have at most 200 characters, without '/' or spaces", ErrBadRequest, req.ProcessID))
+	if req.ProcessID != "" {
+		if err := workflow.CheckProcessID(req.ProcessID); err != nil {
+			s.fail(w, r, fmt.Errorf("%w: process_id: %w", ErrBadRequest, err))
+			return
+		}
+	}
+	if err := checkPayload("the input", req.Input); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	def, err := s.opts.Registry.Get(r.Context(), req.Definition, req.Version)
@@ -505,17 +540,64 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := PrincipalFrom(r.Context())
-	_, exists := s.status.Get(req.ProcessID)
+	res := ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: "start:" + req.ProcessID, Actor: p.Name}
+	if row, exists := s.status.Get(req.ProcessID); exists {
+		// Starting an existing id changes nothing: say so, and whether
+		// this start asks for something else than the process has.
+		created := false
+		res.Created = &created
+		sum := summarize(row, s.opts.Clock(), s.opts.StuckAfter)
+		res.Existing = &sum
+		if err := ExistingStart(r.Context(), row, def, req.Input, s.opts.ReadProcess); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
 	if err := s.acts.Start(r.Context(), protocol.StartRequest{ProcessID: req.ProcessID, Definition: def.Name, Version: def.Version, Input: req.Input, Actor: p.Name}); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: send start: %v", ErrUnavailable, err))
 		return
 	}
-	created := !exists
-	code := http.StatusAccepted
-	if exists {
-		code = http.StatusOK
+	created := true
+	res.Created = &created
+	writeJSON(w, http.StatusAccepted, res)
+}
+
+// ExistingStart checks a start of an id that exists already (row) against
+// the process: a start of another definition, or with another input, is a
+// conflict (the process keeps its own); the same start again is
+// idempotent (nil). The CLI's direct mode uses it too.
+func ExistingStart(ctx context.Context, row engine.StatusRecord, def *workflow.Definition, input json.RawMessage, read ProcessReader) error {
+	pid := row.ProcessID
+	if row.Definition != def.Name {
+		return fmt.Errorf("%w: process %s exists already, of definition %s v%d (%s); a process id names one process: choose another id", ErrConflict, pid, row.Definition, row.Version, row.Status)
 	}
-	writeJSON(w, code, ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: "start:" + req.ProcessID, Actor: p.Name, Created: &created})
+	v, err := read(ctx, row)
+	if err != nil || v.State == nil {
+		return nil // cannot compare: the start stays idempotent
+	}
+	if !sameJSON(v.State.Input, input) {
+		return fmt.Errorf("%w: process %s exists already (%s v%d, %s) with another input than this start's; it keeps its own (a start of an existing id with the same input changes nothing: choose another id to start another process)", ErrConflict, pid, row.Definition, row.Version, row.Status)
+	}
+	return nil
+}
+
+// sameJSON compares two JSON values (absent and null are the same).
+func sameJSON(a, b json.RawMessage) bool {
+	decode := func(m json.RawMessage) (any, bool) {
+		if len(bytes.TrimSpace(m)) == 0 {
+			return nil, true
+		}
+		d := json.NewDecoder(bytes.NewReader(m))
+		d.UseNumber()
+		var v any
+		err := d.Decode(&v)
+		return v, err == nil
+	}
+	va, oka := decode(a)
+	vb, okb := decode(b)
+	return oka && okb && reflect.DeepEqual(va, vb)
 }
 
 func checkInput(def *workflow.Definition, in json.RawMessage) error {
@@ -559,13 +641,18 @@ func (s *Server) signal(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: name is required", ErrBadRequest))
 		return
 	}
+	if err := checkPayload("the data", req.Data); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	row, err := s.row(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if row.Status.Terminal() {
-		s.fail(w, r, fmt.Errorf("%w: process %s is %s; it takes no signals", ErrConflict, row.ProcessID, row.Status))
+	def, _ := s.opts.Registry.Get(r.Context(), row.Definition, row.Version)
+	if err := CheckSignal(def, row, req.Name); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if req.SignalID == "" {

@@ -56,6 +56,16 @@ type Options struct {
 	// Tokens authenticate callers; none means no authentication (every
 	// caller is the operator "anonymous"): use it on loopback only.
 	Tokens []Token
+	// Listen is the address the server listens on: without tokens it
+	// answers only to requests whose Host names it, localhost or a
+	// loopback address (see security.go).
+	Listen string
+	// AllowedHosts are more Host names a server without tokens answers to
+	// (a name of this machine in /etc/hosts, say).
+	AllowedHosts []string
+	// AllowedOrigins are more origins (scheme://host:port) whose pages may
+	// call the API from a browser, besides the server's own.
+	AllowedOrigins []string
 	// StuckAfter is the default "no progress for longer than" threshold of
 	// the stuck filter (default 15m).
 	StuckAfter time.Duration
@@ -91,6 +101,9 @@ type Server struct {
 	mux    *http.ServeMux
 	owned  []func() error
 	sched  Schedules
+
+	rmu    sync.Mutex
+	flight *refreshFlight // the status table read under way, if any
 }
 
 // ErrBadOptions: the options cannot make a server.
@@ -154,7 +167,11 @@ func (s *Server) Handler() http.Handler {
 		hd.Set("Referrer-Policy", "no-referrer")
 		hd.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		s.mux.ServeHTTP(sw, r)
+		if err := s.crossSite(r); err != nil {
+			s.fail(sw, r, err)
+		} else {
+			s.mux.ServeHTTP(sw, r)
+		}
 		s.log.Debug().Str("method", r.Method).Str("path", r.URL.Path).Int("status", sw.code).Dur("took", time.Since(start)).Msg("admin request")
 	})
 }
@@ -244,7 +261,7 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 			}
 			return nil
 		},
-		"status_table": s.status.Refresh,
+		"status_table": s.refresh,
 	}
 	if s.opts.Ready != nil {
 		checks["orchestrator"] = s.opts.Ready
@@ -282,9 +299,55 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, res)
 }
 
+// refreshTimeout bounds how long a request waits for the status table to
+// catch up: with the broker down the API answers 503 with the cause
+// within it, not when the client gives up.
+const refreshTimeout = 5 * time.Second
+
+// refresh brings the status table up to date with what was written before
+// the request came. Requests share refreshes: one runs at a time; a
+// request joins the one running if it began after the request came, else
+// waits for it to end and joins the next.
 func (s *Server) refresh(ctx context.Context) error {
-	if err := s.status.Refresh(ctx); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	came := time.Now()
+	for {
+		s.rmu.Lock()
+		f := s.flight
+		if f == nil {
+			f = &refreshFlight{began: time.Now(), done: make(chan struct{})}
+			s.flight = f
+			go s.runFlight(f)
+		}
+		s.rmu.Unlock()
+		select {
+		case <-f.done:
+			if f.began.Before(came) {
+				continue // it began before this request: read again
+			}
+			if f.err != nil {
+				return fmt.Errorf("%w: the server cannot read the status table from the Pulsar broker: %v", ErrUnavailable, f.err)
+			}
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("%w: the Pulsar broker did not answer within %s (reading the status table); is it up? (/readyz says more)", ErrUnavailable, refreshTimeout)
+		}
 	}
-	return nil
+}
+
+type refreshFlight struct {
+	began time.Time
+	done  chan struct{}
+	err   error
+}
+
+func (s *Server) runFlight(f *refreshFlight) {
+	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	f.err = s.status.Refresh(ctx)
+	cancel()
+	s.rmu.Lock()
+	s.flight = nil
+	s.rmu.Unlock()
+	close(f.done)
 }

@@ -6,9 +6,11 @@ package bench
 // modes) means editing here and nowhere else.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"time"
 
@@ -96,9 +98,20 @@ const (
 	Remote = "remote" // cmd/decider, over the decisions topic
 )
 
-// DeciderModes are the modes this engine has. The engine at 5578a3e has
-// only the remote decider (the orchestrator always sends decision tasks).
-func DeciderModes() []string { return []string{Remote} }
+// DeciderModes are the modes the engine's orchestrator binary offers, its
+// default first, read from its --help: with a --decider flag, inline (the
+// default) and remote; without (the engine before issue #9), remote only
+// (that orchestrator always sends decision tasks to cmd/decider).
+func DeciderModes(orchestratorBin string) ([]string, error) {
+	out, err := exec.Command(orchestratorBin, "--help").CombinedOutput()
+	if !bytes.Contains(out, []byte("--pulsar-url")) {
+		return nil, fmt.Errorf("%s --help: %v: %s", orchestratorBin, err, out)
+	}
+	if bytes.Contains(out, []byte("--decider ")) {
+		return []string{Inline, Remote}, nil
+	}
+	return []string{Remote}, nil
+}
 
 // EngineConfig is what the harness sets of the engine's binaries.
 type EngineConfig struct {
@@ -109,7 +122,10 @@ type EngineConfig struct {
 	Definitions          string // a directory of definitions registered at start
 	AdminListen          string // host:port of the orchestrator's admin API
 	DeciderMode          string
-	LogLevel             string
+	// DeciderSwitch says whether the orchestrator has the decider key
+	// (DeciderModes found a --decider flag).
+	DeciderSwitch bool
+	LogLevel      string
 }
 
 func (c EngineConfig) base() []string {
@@ -128,8 +144,12 @@ func (c EngineConfig) base() []string {
 // OrchestratorEnv is cmd/orchestrator's environment (it runs the timer
 // relay and the start relay as well, and serves the admin API).
 func OrchestratorEnv(c EngineConfig) []string {
-	return append(c.base(), "PULSAGA_NAME="+c.Name+"-orchestrator", "PULSAGA_DEFINITIONS="+c.Definitions,
+	env := append(c.base(), "PULSAGA_NAME="+c.Name+"-orchestrator", "PULSAGA_DEFINITIONS="+c.Definitions,
 		"PULSAGA_ADMIN_LISTEN="+c.AdminListen, "PULSAGA_TIMER_RELAY=true")
+	if c.DeciderSwitch {
+		env = append(env, "PULSAGA_DECIDER="+c.DeciderMode)
+	}
+	return env
 }
 
 // NeedsDecider says whether a mode runs cmd/decider.

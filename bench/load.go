@@ -102,21 +102,32 @@ func (r LoopResult) Rate() float64 {
 
 // ClosedLoop keeps InFlight processes running: each one seen at its
 // wanted row lets the next start. It first runs until Warmup processes
-// have been seen, then measures for Window (OnWindow is called when the
-// window opens and when it closes, to read counters), then stops starting
-// and waits for the processes in flight. With Total > 0 it stops after
-// Total starts instead, and the window is the whole run.
+// have been seen, then measures over a window (OnWindow is called when the
+// window opens and when it closes, to read counters) that lasts at least
+// Window and until WindowCount processes were seen in it, then stops
+// starting and returns without waiting for the processes in flight.
+//
+// Why a count as well as a time: processes started together move through
+// the engine together, and a closed loop keeps them in step for many
+// generations (they complete in waves one latency apart), so a window of
+// fixed length shorter than a few latencies measures a crest or a trough.
+// A window of at least one whole generation (WindowCount = InFlight)
+// averages over the waves.
+//
+// With Total > 0 it stops after Total starts instead, waits until all are
+// seen, and the window is the whole run.
 type ClosedLoop struct {
-	InFlight int
-	Senders  int // goroutines sending start requests (default min(InFlight, 64))
-	Warmup   int
-	Window   time.Duration
-	Total    int
-	Prefix   string // process ids are Prefix-<run>-<n>
-	Start    StartFunc
-	OnWindow func(open bool) error
-	Alive    func() error // checked every second; an error stops the run
-	Drain    time.Duration
+	InFlight    int
+	Senders     int // goroutines sending start requests (default min(InFlight, 64))
+	Warmup      int
+	Window      time.Duration
+	WindowCount int // default InFlight
+	Total       int
+	Prefix      string // process ids are Prefix-<run>-<n>
+	Start       StartFunc
+	OnWindow    func(open bool) error
+	Alive       func() error // checked every second; an error stops the run
+	Drain       time.Duration
 
 	t *tracker
 }
@@ -273,7 +284,12 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		open := time.Now()
 		winOpen.Store(open.UnixNano())
 		end := open.Add(l.Window)
-		if err := wait(func() bool { return !time.Now().Before(end) }, "window", l.Window+time.Minute); err != nil {
+		count := int64(l.WindowCount)
+		if count <= 0 {
+			count = int64(l.InFlight)
+		}
+		done0 := t.done.Load()
+		if err := wait(func() bool { return !time.Now().Before(end) && t.done.Load()-done0 >= count }, "window", l.Window+l.Drain); err != nil {
 			return fail(err)
 		}
 		winClose.Store(time.Now().UnixNano())
@@ -285,6 +301,13 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		}
 		stopSending()
 		wg.Wait()
+		t.mu.Lock()
+		res.Latencies = t.lat
+		res.InWindow = len(t.lat)
+		t.mu.Unlock()
+		res.Started, res.Done = int(started.Load()), int(t.done.Load())
+		res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
+		return res, nil
 	} else {
 		total := int64(l.Total)
 		if err := wait(func() bool { return started.Load()+int64(len(errc)) >= total || sctx.Err() != nil }, "sending", l.Drain); err != nil {
@@ -303,9 +326,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 	t.mu.Unlock()
 	res.Started, res.Done = int(n), int(t.done.Load())
 	res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
-	if l.Window <= 0 {
-		res.Window = res.Last.Sub(res.First)
-	}
+	res.Window = res.Last.Sub(res.First)
 	return res, nil
 }
 

@@ -22,7 +22,7 @@ import (
 // process (RSS, so it includes the Go heap's headroom).
 func BenchmarkRestart(b *testing.B) {
 	for range b.N {
-		restart(b, modes()[0])
+		restart(b, modes(b)[0])
 	}
 }
 

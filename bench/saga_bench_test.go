@@ -33,7 +33,7 @@ import (
 // of the engine's processes, of the broker and of the benchmark's own
 // process (from /proc).
 func BenchmarkTrip(b *testing.B) {
-	for i, mode := range modes() {
+	for i, mode := range modes(b) {
 		ns := sizes(*flagInflight)
 		if i > 0 {
 			ns = sizes(*flagOtherSizes)
@@ -200,7 +200,7 @@ func BenchmarkTripOpen(b *testing.B) {
 	if max <= 0 {
 		b.Fatal("the open loop needs the measured maximum: -open-max or -open-max-file (make bench passes BenchmarkTrip's median)")
 	}
-	for _, mode := range modes()[:1] {
+	for _, mode := range modes(b)[:1] {
 		b.Run("decider="+mode, func(b *testing.B) {
 			for range b.N {
 				tripOpen(b, mode, max)
@@ -265,7 +265,7 @@ func tripOpen(b *testing.B, mode string, max float64) {
 // BenchmarkTripUnloaded runs -serial trip sagas one at a time on a warmed
 // engine: the latency of a saga when nothing else runs.
 func BenchmarkTripUnloaded(b *testing.B) {
-	for _, mode := range modes() {
+	for _, mode := range modes(b) {
 		b.Run("decider="+mode, func(b *testing.B) {
 			for range b.N {
 				tripUnloaded(b, mode)

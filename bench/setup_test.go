@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,7 +34,7 @@ var (
 	flagInflight   = flag.String("inflight", "1000,2000", "closed loop: trip sagas kept in flight, one run per size, in the default decider mode")
 	flagOtherSizes = flag.String("other-inflight", "1000", "closed loop: sizes run in the other decider modes")
 	flagModes      = flag.String("modes", "", "decider modes to measure, comma-separated, the first taken as the default mode; \"default\": the engine's default mode only (default: every mode the engine has, its default first)")
-	flagWindow     = flag.Duration("window", 20*time.Second, "closed loop: length of the measuring window (after a warm-up of one generation: as many sagas seen as are in flight)")
+	flagWindow     = flag.Duration("window", 20*time.Second, "closed loop: the measuring window opens after a warm-up of one generation (as many sagas completed as are in flight) and lasts at least this long and at least one more generation")
 	flagOpenRate   = flag.Float64("open-max", 0, "open loop: the measured maximum in sagas/s (make bench passes the closed loop's median); 0 reads -open-max-file")
 	flagOpenFile   = flag.String("open-max-file", "", "open loop: file holding the measured maximum in sagas/s")
 	flagOpenSteps  = flag.String("open-steps", "25,50,75,100", "open loop: arrival rates in % of the measured maximum")
@@ -216,6 +217,7 @@ func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
 	cfg := bench.EngineConfig{
 		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
 		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
+		DeciderSwitch: len(engineModes(b)) > 1,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -308,16 +310,34 @@ func waitingOrDone(r bench.Row) bool {
 	return r.Steps["review"] == "waiting" || r.Terminal
 }
 
-// modes are the decider modes to measure, the default first.
-func modes() []string {
+// modes are the decider modes to measure, the default first: -modes, or
+// every mode the engine's orchestrator offers.
+func modes(b *testing.B) []string {
+	b.Helper()
+	have := engineModes(b)
 	switch *flagModes {
 	case "":
+		return have
 	case "default":
-		return bench.DeciderModes()[:1]
-	default:
-		return strings.Split(*flagModes, ",")
+		return have[:1]
 	}
-	return bench.DeciderModes()
+	want := strings.Split(*flagModes, ",")
+	for _, m := range want {
+		if !slices.Contains(have, m) {
+			b.Fatalf("-modes %s: this engine has the decider modes %v", *flagModes, have)
+		}
+	}
+	return want
+}
+
+// engineModes are the decider modes the engine's orchestrator offers.
+func engineModes(b *testing.B) []string {
+	b.Helper()
+	have, err := bench.DeciderModes(engineBins(b)["orchestrator"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	return have
 }
 
 func sizes(s string) []int {

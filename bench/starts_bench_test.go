@@ -30,7 +30,7 @@ import (
 // to the last process's first status row.
 func BenchmarkStarts(b *testing.B) {
 	for range b.N {
-		starts(b, modes()[0])
+		starts(b, modes(b)[0])
 	}
 }
 

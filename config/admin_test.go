@@ -1,9 +1,23 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
+
+func tokensFile(t *testing.T, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(p, []byte("ops:operator:0123456789\n"), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 func TestOrchestratorAdminValidate(t *testing.T) {
 	tests := []struct {
@@ -26,6 +40,11 @@ func TestOrchestratorAdminValidate(t *testing.T) {
 			c.AdminListen, c.AdminTokens = ":1", []string{"ops:read:0123456789", "ops:operator:9876543210"}
 		}, []string{"admin_tokens"}},
 		{"zero stuck threshold", func(c *Orchestrator) { c.AdminStuckAfter = 0 }, []string{"admin_stuck_after"}},
+		{"every interface with a tokens file", func(c *Orchestrator) { c.AdminListen, c.AdminTokensFile = ":8088", tokensFile(t, 0o600) }, nil},
+		{"tokens file readable by others", func(c *Orchestrator) { c.AdminListen, c.AdminTokensFile = ":8088", tokensFile(t, 0o644) }, []string{"admin_tokens_file"}},
+		{"tokens file missing", func(c *Orchestrator) { c.AdminListen, c.AdminTokensFile = ":8088", "/nonexistent/tokens" }, []string{"admin_tokens_file"}},
+		{"IPv6 loopback without tokens", func(c *Orchestrator) { c.AdminListen = "[::1]:8088" }, nil},
+		{"a LAN address without tokens", func(c *Orchestrator) { c.AdminListen = "192.168.1.5:8088" }, []string{"admin_tokens"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

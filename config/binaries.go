@@ -48,9 +48,19 @@ type Orchestrator struct {
 	// several orchestrators can share a host without choosing ports).
 	AdminListen string `mapstructure:"admin_listen" usage:"address of the admin API, dashboard and metrics (empty: off)"`
 	// AdminTokens are the API's bearer tokens, each name:role:secret with
-	// role read or operator. Without tokens the API needs none, so it must
-	// then listen on a loopback address.
-	AdminTokens []string `mapstructure:"admin_tokens" usage:"admin API bearer tokens, name:role:secret (role read or operator)"`
+	// role read or operator (PULSAGA_ADMIN_TOKENS: comma-separated). Without
+	// tokens the API needs none, so it must then listen on a loopback
+	// address. Prefer AdminTokensFile: a flag shows in ps.
+	AdminTokens []string `mapstructure:"admin_tokens" usage:"admin API bearer tokens, name:role:secret (prefer admin_tokens_file: flags show in ps)"`
+	// AdminTokensFile is a file of tokens, one name:role:secret per line
+	// (# comments and blank lines skipped), read at start; keep it mode 0600.
+	AdminTokensFile string `mapstructure:"admin_tokens_file" usage:"file of admin API tokens, one name:role:secret per line"`
+	// AdminAllowedHosts are more Host names a tokenless admin API answers
+	// to, besides loopback addresses, localhost and its listen address.
+	AdminAllowedHosts []string `mapstructure:"admin_allowed_hosts" usage:"more Host names a tokenless admin API answers to"`
+	// AdminAllowedOrigins are more origins (scheme://host:port) whose pages
+	// may call the admin API from a browser, besides its own.
+	AdminAllowedOrigins []string `mapstructure:"admin_allowed_origins" usage:"more browser origins allowed to call the admin API"`
 	// AdminStuckAfter is the default threshold of the "stuck" filter: a live
 	// process without progress for longer is stuck.
 	AdminStuckAfter time.Duration `mapstructure:"admin_stuck_after" usage:"a live process without progress for longer is stuck"`
@@ -99,8 +109,7 @@ func (c *Orchestrator) validateAdmin() error {
 		return nil
 	}
 	var errs []error
-	host, _, err := net.SplitHostPort(c.AdminListen)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 		return &FieldError{Key: "admin_listen", Value: c.AdminListen, Problem: "must be host:port, such as 127.0.0.1:8088 or :8088"}
 	}
 	names := map[string]bool{}
@@ -120,13 +129,31 @@ func (c *Orchestrator) validateAdmin() error {
 		}
 		names[name] = true
 	}
-	if len(c.AdminTokens) == 0 {
-		ip := net.ParseIP(host)
-		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			errs = append(errs, &FieldError{Key: "admin_tokens", Value: "", Problem: fmt.Sprintf("are required when admin_listen (%s) is not a loopback address", c.AdminListen)})
+	if c.AdminTokensFile != "" {
+		if st, err := os.Stat(c.AdminTokensFile); err != nil {
+			errs = append(errs, &FieldError{Key: "admin_tokens_file", Value: c.AdminTokensFile, Problem: "cannot be read: " + err.Error()})
+		} else if st.Mode().Perm()&0o077 != 0 {
+			errs = append(errs, &FieldError{Key: "admin_tokens_file", Value: c.AdminTokensFile, Problem: fmt.Sprintf("is readable by others (mode %v): chmod 600 it", st.Mode().Perm())})
 		}
 	}
+	if len(c.AdminTokens) == 0 && c.AdminTokensFile == "" && !IsLoopback(c.AdminListen) {
+		errs = append(errs, &FieldError{Key: "admin_tokens", Value: "", Problem: fmt.Sprintf("are required (or admin_tokens_file) when admin_listen (%s) is not a loopback address", c.AdminListen)})
+	}
 	return errors.Join(errs...)
+}
+
+// IsLoopback says whether a listen address (host:port) is on a loopback
+// address or localhost only.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Decider configures cmd/decider.

@@ -48,6 +48,8 @@ func (r *StartRequest) Validate() error {
 	switch {
 	case r.ProcessID == "":
 		return fmt.Errorf("%w: a start request needs a process_id", ErrInvalid)
+	case workflow.CheckProcessID(r.ProcessID) != nil:
+		return fmt.Errorf("%w: start request: %w", ErrInvalid, workflow.CheckProcessID(r.ProcessID))
 	case r.Definition == "":
 		return fmt.Errorf("%w: start request for %s needs a definition", ErrInvalid, r.ProcessID)
 	case r.Version < 0:

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// MaxForEachItems bounds the fan-out of one for_each step; a longer list
-// fails the step (ExpressionError).
-const MaxForEachItems = 10000
-
 // Decision is the outcome of folding events into a state.
 type Decision struct {
 	// State is the new state (a copy; the input state is never modified).
@@ -75,11 +71,14 @@ func Decide(def *Definition, st *State, events []Event, now time.Time) (Decision
 	}
 	d := &decider{def: def, s: s, now: now, before: s.Status}
 	for i := range events {
-		d.apply(i, &events[i])
+		if ev, ok := d.withinLimits(i, &events[i]); ok {
+			d.apply(i, ev)
+		}
 	}
 	if s.Status != StatusNew && !s.Status.Terminal() {
 		d.advance()
 	}
+	d.checkStateLimit()
 	if s.Status != d.before || len(d.cmds) > 0 || len(d.timers) > 0 {
 		s.UpdatedAt = now
 	}
@@ -105,6 +104,10 @@ type decider struct {
 	ignored []Ignored
 	env     *Env
 	envOut  []bool
+	// cmdBytes is the estimated size of cmds; full says that the next
+	// command would take it over MaxDecisionBytes (see limits.go).
+	cmdBytes int
+	full     bool
 }
 
 func (d *decider) ignore(i int, ev *Event, r IgnoreReason, format string, args ...any) {
@@ -183,6 +186,9 @@ func (d *decider) start(ev *Event) {
 		s.Steps[i] = &StepState{ID: step.ID, Status: StepPending}
 	}
 	s.Status = StatusRunning
+	if d.startOverLimit() {
+		return
+	}
 	if err := d.def.ValidateInput(s.Input); err != nil {
 		s.Failure = &Failure{Error: &ErrorInfo{Type: ErrTypeInvalidInput, Message: err.Error()}, At: d.now}
 		d.finish(StatusFailed)
@@ -942,7 +948,7 @@ func (d *decider) startStep(k int) {
 			return
 		}
 		if len(items) > MaxForEachItems {
-			d.exprFailed(k, "for_each", fmt.Errorf("for_each yields %d items, more than %d", len(items), MaxForEachItems))
+			d.limitFailed(k, &LimitError{Limit: "max_for_each_items", What: "the for_each list of step " + step.ID, Size: len(items), Max: MaxForEachItems})
 			return
 		}
 		ss.Items = make([]json.RawMessage, len(items))
@@ -977,7 +983,7 @@ func (d *decider) startStep(k int) {
 func (d *decider) dispatchRuns(k int, retriesOnly bool) bool {
 	step := d.def.Steps[k]
 	ss := d.s.Steps[k]
-	if step.Kind != KindTask || ss.Status != StepRunning {
+	if step.Kind != KindTask || ss.Status != StepRunning || d.full {
 		return false
 	}
 	inflight := 0
@@ -1067,6 +1073,10 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	if !comp && !ss.DeadlineAt.IsZero() {
 		cmd.Deadline = ss.DeadlineAt
 	}
+	if !d.commandFits(k, idx, comp, &cmd) {
+		run.Attempt--
+		return false
+	}
 	run.Status = RunRunning
 	run.NextAt = time.Time{}
 	run.Attempts = append(run.Attempts, Attempt{N: n, CommandID: id, SentAt: d.now, NotBefore: notBefore})
@@ -1095,6 +1105,7 @@ func (d *decider) compensate() bool {
 		}
 	}
 	allDone := true
+	blocked := d.compensationsBlocked()
 	for k := range d.def.Steps {
 		ss := s.Steps[k]
 		if ss.Compensations == nil {
@@ -1105,19 +1116,15 @@ func (d *decider) compensate() bool {
 		}
 		// a step's compensation starts after those of the steps that
 		// depend on it
-		ready := true
-		for _, dep := range d.def.dependents[k] {
-			if !d.compDone(dep) {
-				ready = false
-				break
-			}
-		}
-		if !ready {
+		if blocked[k] {
 			continue
 		}
 		for i, c := range ss.Compensations {
 			if c == nil || (c.Status != RunPending && c.Status != RunRetrying) {
 				continue
+			}
+			if d.full {
+				break // the decision is full: the rest waits for the next one
 			}
 			if ss.Status != StepCompensating {
 				ss.Status = StepCompensating

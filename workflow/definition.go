@@ -92,9 +92,11 @@ type Definition struct {
 	Triggers []*Trigger
 
 	index map[string]int
-	// transitive dependents of each step (indexes), used to order
-	// compensations.
+	// dependents are the steps that need each step directly (indexes, in
+	// file order); topo is every step in an order where a step comes after
+	// the steps it needs. Both order compensations (see graph.go).
 	dependents [][]int
+	topo       []int
 }
 
 // Step is one step of a workflow, with every default resolved.

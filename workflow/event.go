@@ -114,6 +114,9 @@ func (e *Event) Validate() error {
 		if e.ProcessID == "" {
 			return fmt.Errorf("%w: start without process_id", ErrInvalidEvent)
 		}
+		if err := CheckProcessID(e.ProcessID); err != nil {
+			return fmt.Errorf("%w: start: %w", ErrInvalidEvent, err)
+		}
 		if len(e.Input) > 0 && !json.Valid(e.Input) {
 			return fmt.Errorf("%w: start input is not JSON", ErrInvalidEvent)
 		}

@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,11 @@ import (
 
 	"github.com/expr-lang/expr"
 	exprast "github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/checker"
+	"github.com/expr-lang/expr/compiler"
+	"github.com/expr-lang/expr/conf"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
@@ -62,15 +68,14 @@ type Template struct {
 
 // collectOutputs records which step outputs a template reads, so that the
 // decider decodes only those.
-func (t *Template) collectOutputs(index map[string]int) {
+func (t *Template) collectOutputs(index map[string]int, refsOf func(src string) []ref) {
 	if t == nil || !t.hasExprs {
 		return
 	}
 	seen := map[int]bool{}
 	var walk func(x *Template)
 	add := func(src string) {
-		refs, _ := exprRefs(src)
-		for _, r := range refs {
+		for _, r := range refsOf(src) {
 			if k, ok := index[r.step]; ok && r.field != "status" && !seen[k] {
 				seen[k] = true
 				t.outputs = append(t.outputs, k)
@@ -135,6 +140,12 @@ type ItemEnv struct {
 }
 
 func compileExpr(src string, scope exprScope) (*vm.Program, error) {
+	prog, _, _, err := new(exprCompiler).compile(src, scope)
+	return prog, err
+}
+
+// exprOptions are the options every expression is compiled with.
+func exprOptions(scope exprScope) []expr.Option {
 	var env any = Env{}
 	if scope.item {
 		env = ItemEnv{}
@@ -142,12 +153,103 @@ func compileExpr(src string, scope exprScope) (*vm.Program, error) {
 	if scope.env != nil {
 		env = scope.env
 	}
-	return expr.Compile(src,
+	return []expr.Option{
 		expr.Env(env),
 		expr.DisableBuiltin("now"), // time is an input: no clock in expressions
 		expr.Timezone("UTC"),
 		expr.MaxNodes(10000),
-	)
+	}
+}
+
+// exprCompiler compiles the expressions of one definition. It does what
+// expr.Compile does, step for step, but with one configuration per scope
+// for the whole definition: expr.Compile builds a new configuration, with a
+// table of every builtin, for each expression (about 35 KB each, most of
+// the cost of loading a large definition). Not safe for concurrent use.
+type exprCompiler struct {
+	cfg [2]*conf.Config // by scope.item
+	// done holds what each expression compiled to, by scope and source: a
+	// definition repeats expressions (steps.payment.output.id in every
+	// step), and a program is immutable, so one serves every use.
+	done [2]map[string]compiled
+}
+
+type compiled struct {
+	prog     *vm.Program
+	refs     []ref
+	problems []string
+}
+
+func (c *exprCompiler) config(scope exprScope) *conf.Config {
+	i := 0
+	if scope.item {
+		i = 1
+	}
+	if scope.env != nil || c.cfg[i] == nil {
+		cfg := conf.CreateNew()
+		for _, op := range exprOptions(scope) {
+			op(cfg)
+		}
+		for name := range cfg.Disabled {
+			delete(cfg.Builtins, name)
+		}
+		cfg.Check()
+		if scope.env != nil {
+			return cfg // an environment of its own: not shared
+		}
+		c.cfg[i] = cfg
+	}
+	return c.cfg[i]
+}
+
+// compile compiles an expression and lists its steps.<id>.<field>
+// references (and the uses it cannot check, as exprRefs does).
+func (c *exprCompiler) compile(src string, scope exprScope) (*vm.Program, []ref, []string, error) {
+	if scope.env != nil {
+		return c.compileNew(src, scope)
+	}
+	i := 0
+	if scope.item {
+		i = 1
+	}
+	if x, ok := c.done[i][src]; ok {
+		return x.prog, x.refs, x.problems, nil
+	}
+	prog, refs, problems, err := c.compileNew(src, scope)
+	if err == nil {
+		if c.done[i] == nil {
+			c.done[i] = map[string]compiled{}
+		}
+		c.done[i][src] = compiled{prog, refs, problems}
+	}
+	return prog, refs, problems, err
+}
+
+func (c *exprCompiler) compileNew(src string, scope exprScope) (*vm.Program, []ref, []string, error) {
+	cfg := c.config(scope)
+	tree, err := parser.ParseWithConfig(src, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	v := &refVisitor{}
+	exprast.Walk(&tree.Node, v)
+	if _, err := new(checker.Checker).PatchAndCheck(tree, cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	if cfg.Optimize {
+		if err := optimizer.Optimize(&tree.Node, cfg); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, nil, nil, fe.Bind(tree.Source)
+			}
+			return nil, nil, nil, err
+		}
+	}
+	prog, err := compiler.Compile(tree, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return prog, dedupRefs(v.refs), v.problems, nil
 }
 
 // exprRefs lists the steps.<id>.<field> references of an expression and

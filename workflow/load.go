@@ -1,20 +1,23 @@
 package workflow
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
-	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/parser"
+	goccyyaml "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"go.yaml.in/yaml/v3"
 )
 
 // Keys of each mapping of the language.
@@ -46,16 +49,21 @@ func LoadFile(path string) (*Definition, error) {
 // positions. On failure the error is a ValidationErrors holding every
 // problem of the file, in file order; it wraps ErrInvalidDefinition.
 func Load(file string, data []byte) (*Definition, error) {
-	l := &loader{file: file, anchors: map[string]ast.Node{}}
+	if len(data) > MaxDefinitionBytes {
+		err := &LimitError{Limit: "max_definition_bytes", What: "the definition", Size: len(data), Max: MaxDefinitionBytes}
+		return nil, ValidationErrors{{Pos: Position{File: file, Line: 1, Col: 1}, Message: err.Error(), Hint: "split it into several workflows (call one from another)"}}
+	}
+	l := &loader{file: file, exprRefs: map[string][]ref{}}
 	def := l.load(data)
 	if len(l.errs) == 0 && def != nil {
-		def.Output.collectOutputs(def.index)
+		refsOf := func(src string) []ref { return l.exprRefs[src] }
+		def.Output.collectOutputs(def.index, refsOf)
 		for _, st := range def.Steps {
 			for _, t := range []*Template{st.Input, st.When, st.ForEach, st.Until} {
-				t.collectOutputs(def.index)
+				t.collectOutputs(def.index, refsOf)
 			}
 			if st.Compensate != nil {
-				st.Compensate.Input.collectOutputs(def.index)
+				st.Compensate.Input.collectOutputs(def.index, refsOf)
 			}
 		}
 	}
@@ -73,14 +81,16 @@ func Load(file string, data []byte) (*Definition, error) {
 }
 
 type loader struct {
-	file    string
-	errs    ValidationErrors
-	anchors map[string]ast.Node
-	refs    []ownedRef
-	steps   []*rawStep
-	aliases int  // alias expansions so far
-	depth   int  // nesting of value/template
-	tooDeep bool // reported once
+	file  string
+	errs  ValidationErrors
+	refs  []ownedRef
+	steps []*rawStep
+	exprs exprCompiler
+	// exprRefs are the references of each expression compiled, by source.
+	exprRefs map[string][]ref
+	aliases  int  // alias expansions so far
+	depth    int  // nesting of value/template
+	tooDeep  bool // reported once
 }
 
 // ownedRef is an expression reference with where it stands.
@@ -100,24 +110,22 @@ type rawStep struct {
 }
 
 func (l *loader) load(data []byte) *Definition {
-	f, err := parser.ParseBytes(data, 0)
-	if err != nil {
-		p := Position{File: l.file, Line: 1, Col: 1}
-		msg := err.Error()
-		var yerr yaml.Error
-		if errors.As(err, &yerr) {
-			msg = yerr.GetMessage()
-			if t := yerr.GetToken(); t != nil && t.Position != nil {
-				p.Line, p.Col = t.Position.Line, t.Position.Column
-			}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		doc := new(yaml.Node)
+		err := dec.Decode(doc)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		l.errorAt(p, "", "check indentation, quoting and that every key is followed by ': '", "YAML syntax error: %s", msg)
-		return nil
-	}
-	var docs []*ast.DocumentNode
-	for _, d := range f.Docs {
-		if d != nil && d.Body != nil {
-			docs = append(docs, d)
+		if err != nil {
+			p, msg := syntaxError(data, err)
+			p.File = l.file
+			l.errorAt(p, "", "check indentation, quoting and that every key is followed by ': '", "YAML syntax error: %s", msg)
+			return nil
+		}
+		if len(doc.Content) > 0 {
+			docs = append(docs, doc.Content[0])
 		}
 	}
 	if len(docs) == 0 {
@@ -125,12 +133,35 @@ func (l *loader) load(data []byte) *Definition {
 		return nil
 	}
 	if len(docs) > 1 {
-		l.errorAt(l.pos(docs[1].Body), "", "put each workflow in its own file", "only one YAML document per file is allowed")
+		l.errorAt(l.pos(docs[1]), "", "put each workflow in its own file", "only one YAML document per file is allowed")
 	}
-	return l.definition(docs[0].Body)
+	return l.definition(docs[0])
 }
 
-func (l *loader) definition(n ast.Node) *Definition {
+// syntaxError locates a YAML syntax error. The decoder says only the line;
+// goccy/go-yaml's parser, run on the failing file alone, names the line and
+// column of the offending token, and its message says more.
+func syntaxError(data []byte, err error) (Position, string) {
+	p := Position{Line: 1, Col: 1}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		msg = strings.TrimPrefix(msg, m[0])
+	}
+	if _, gerr := goccyparser.ParseBytes(data, 0); gerr != nil {
+		var yerr goccyyaml.Error
+		if errors.As(gerr, &yerr) {
+			if t := yerr.GetToken(); t != nil && t.Position != nil {
+				return Position{Line: t.Position.Line, Col: t.Position.Column}, yerr.GetMessage()
+			}
+		}
+	}
+	return p, msg
+}
+
+var yamlLine = regexp.MustCompile(`^line (\d+): `)
+
+func (l *loader) definition(n *yaml.Node) *Definition {
 	fields, _, ok := l.mapping(n, "", "the workflow", workflowKeys)
 	if !ok {
 		return nil
@@ -183,8 +214,20 @@ func (l *loader) definition(n ast.Node) *Definition {
 		if len(items) == 0 {
 			l.errorAt(f.keyPos, "steps", "add at least one step", "the workflow has no steps")
 		}
+		if len(items) > MaxSteps {
+			err := &LimitError{Limit: "max_steps", What: "the number of steps", Size: len(items), Max: MaxSteps}
+			l.errorAt(f.keyPos, "steps", "split the workflow into several (call one from another)", "%v", err)
+			items = nil
+		}
 		for i, it := range items {
 			l.step(def, it, i)
+			// The step's nodes are read: let them go (a definition of
+			// 10,000 steps holds tens of MB of nodes). Aliases elsewhere
+			// keep what they point to.
+			if f.val.Anchor == "" {
+				items[i] = nil
+				f.val.Content[i] = nil
+			}
 		}
 	}
 	if f := fields["output"]; f != nil && f.val != nil {
@@ -248,7 +291,7 @@ func (l *loader) policy(f *field, path string, step bool) FailurePolicy {
 	return FailurePolicy(s)
 }
 
-func (l *loader) retry(n ast.Node, path string, base RetryPolicy) RetryPolicy {
+func (l *loader) retry(n *yaml.Node, path string, base RetryPolicy) RetryPolicy {
 	fields, _, ok := l.mapping(n, path, "retry", retryKeys)
 	if !ok {
 		return base
@@ -312,7 +355,7 @@ func (l *loader) retry(n ast.Node, path string, base RetryPolicy) RetryPolicy {
 }
 
 func (l *loader) stringList(f *field, path, what string) []string {
-	if _, ok := f.val.(*ast.StringNode); ok {
+	if isString(f.val) {
 		s, _ := l.str(f, path, what)
 		return []string{s}
 	}
@@ -322,17 +365,16 @@ func (l *loader) stringList(f *field, path, what string) []string {
 	}
 	out := make([]string, 0, len(items))
 	for i, it := range items {
-		s, ok := it.(*ast.StringNode)
-		if !ok {
+		if !isString(it) {
 			l.errorAt(l.pos(it), fmt.Sprintf("%s[%d]", path, i), "", "%s entries must be strings, not %s", what, nodeKind(it))
 			continue
 		}
-		out = append(out, s.Value)
+		out = append(out, it.Value)
 	}
 	return out
 }
 
-func (l *loader) step(def *Definition, n ast.Node, i int) {
+func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 	path := fmt.Sprintf("steps[%d]", i)
 	fields, _, ok := l.mapping(n, path, "a step", stepKeys)
 	if !ok {
@@ -444,6 +486,10 @@ func (l *loader) step(def *Definition, n ast.Node, i int) {
 				if st.ForEach != nil && st.ForEach.kind != tmplExpr && st.ForEach.kind != tmplList {
 					l.errorAt(f.valPos, join(path, "for_each"), "write for_each: ${{ input.items }} or a list", "for_each must be one expression or a list")
 				}
+				if st.ForEach != nil && st.ForEach.kind == tmplList && len(st.ForEach.vals) > MaxForEachItems {
+					err := &LimitError{Limit: "max_for_each_items", What: "the for_each list", Size: len(st.ForEach.vals), Max: MaxForEachItems}
+					l.errorAt(f.valPos, join(path, "for_each"), "start a process per batch of items", "%v", err)
+				}
 			}
 		}
 		if f := fields["max_parallel"]; f != nil && f.val != nil {
@@ -492,23 +538,24 @@ func (l *loader) step(def *Definition, n ast.Node, i int) {
 		st.Wait = l.wait(f, join(path, "wait"))
 	}
 	if f := fields["needs"]; f != nil && f.val != nil {
-		var nodes []ast.Node
-		if _, ok := f.val.(*ast.StringNode); ok {
-			nodes = []ast.Node{f.val}
+		var nodes []*yaml.Node
+		if isString(f.val) {
+			nodes = []*yaml.Node{f.val}
 		} else if items, ok := l.seq(f.val, join(path, "needs"), "needs"); ok {
 			nodes = items
 		}
+		seen := make(map[string]bool, len(nodes))
 		for j, it := range nodes {
-			s, ok := it.(*ast.StringNode)
-			if !ok {
+			if !isString(it) {
 				l.errorAt(l.pos(it), fmt.Sprintf("%s.needs[%d]", path, j), "write needs: [step_a, step_b]", "needs entries must be step ids, not %s", nodeKind(it))
 				continue
 			}
-			if contains(st.Needs, s.Value) {
-				l.errorAt(l.pos(it), fmt.Sprintf("%s.needs[%d]", path, j), "remove the repetition", "step %q needs %q twice", st.ID, s.Value)
+			if seen[it.Value] {
+				l.errorAt(l.pos(it), fmt.Sprintf("%s.needs[%d]", path, j), "remove the repetition", "step %q needs %q twice", st.ID, it.Value)
 				continue
 			}
-			st.Needs = append(st.Needs, s.Value)
+			seen[it.Value] = true
+			st.Needs = append(st.Needs, it.Value)
 			rs.needsPos = append(rs.needsPos, l.pos(it))
 		}
 	}
@@ -590,19 +637,19 @@ func (l *loader) wait(f *field, path string) *Wait {
 }
 
 // template compiles a value that may contain expressions.
-func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, where string, selfOK bool) *Template {
+func (l *loader) template(n *yaml.Node, path string, scope exprScope, owner int, where string, selfOK bool) *Template {
 	defer l.leave()
 	if !l.enter(n, path) {
 		return nil
 	}
 	n = l.deref(n)
 	t := &Template{Pos: l.pos(n)}
-	switch x := n.(type) {
-	case nil:
+	switch {
+	case n == nil:
 		t.kind = tmplConst
 		return t
-	case *ast.MappingNode, *ast.MappingValueNode:
-		_, order, ok := l.mapping(x, path, "value", nil)
+	case n.Kind == yaml.MappingNode:
+		_, order, ok := l.mapping(n, path, "value", nil)
 		if !ok {
 			return nil
 		}
@@ -624,8 +671,8 @@ func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, w
 			t.constant = m
 		}
 		return t
-	case *ast.SequenceNode:
-		items, _ := l.seq(x, path, "value")
+	case n.Kind == yaml.SequenceNode:
+		items, _ := l.seq(n, path, "value")
 		t.kind = tmplList
 		for i, it := range items {
 			v := l.template(it, fmt.Sprintf("%s[%d]", path, i), scope, owner, where, selfOK)
@@ -643,8 +690,8 @@ func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, w
 			t.constant = list
 		}
 		return t
-	case *ast.StringNode, *ast.LiteralNode:
-		s, _ := scalarText(x)
+	case isString(n):
+		s := n.Value
 		if !strings.Contains(s, exprOpen) {
 			t.kind = tmplConst
 			t.constant = s
@@ -683,7 +730,7 @@ func (l *loader) template(n ast.Node, path string, scope exprScope, owner int, w
 }
 
 func (l *loader) compile(src string, p Position, path string, scope exprScope, owner int, where string, selfOK bool) (*vm.Program, bool) {
-	prog, err := compileExpr(src, scope)
+	prog, refs, problems, err := l.exprs.compile(src, scope)
 	if err != nil {
 		msg := firstLine(err.Error())
 		hint := "see docs/language.md#expressions"
@@ -699,7 +746,7 @@ func (l *loader) compile(src string, p Position, path string, scope exprScope, o
 		l.errorAt(p, path, hint, "invalid expression %q: %s", src, msg)
 		return nil, false
 	}
-	refs, problems := exprRefs(src)
+	l.exprRefs[src] = refs
 	for _, pr := range problems {
 		l.errorAt(p, path, "", "expression %q: %s", src, pr)
 	}

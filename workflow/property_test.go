@@ -211,7 +211,7 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		// a compensation only after the compensations of every step that
 		// depends on it, and only of a completed run
 		k := def.index[c.StepID]
-		for _, dep := range def.dependents[k] {
+		for _, dep := range def.transitiveDependents(k) {
 			if def.Steps[dep].Compensate == nil {
 				continue
 			}

@@ -2,6 +2,7 @@ package workflow
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -54,6 +55,12 @@ func (l *loader) validate(def *Definition) {
 			l.errorAt(p, "steps."+first.ID+".needs", "remove one of these needs", "needs form a cycle: %s → %s (each step needs the next)", strings.Join(names, " → "), names[0])
 		}
 	}
+	def.dependents = make([][]int, n)
+	for i, s := range def.Steps {
+		for _, k := range s.needs {
+			def.dependents[k] = append(def.dependents[k], i)
+		}
+	}
 	if !graphOK {
 		// ancestor checks need a valid DAG; still check reference existence.
 		for _, r := range l.refs {
@@ -61,21 +68,18 @@ func (l *loader) validate(def *Definition) {
 		}
 		return
 	}
-	anc := ancestors(def)
-	def.dependents = make([][]int, n)
-	for i := range def.Steps {
-		for a := range anc[i] {
-			def.dependents[a] = append(def.dependents[a], i)
+	topo, _ := topoOrder(def, def.dependents)
+	def.topo = topo
+	rc := newReach(def, def.dependents, topo)
+	valid := make([]bool, len(l.refs))
+	for i, r := range l.refs {
+		if valid[i] = l.checkRefExists(def, r, ids); valid[i] && r.owner >= 0 {
+			rc.ask(r.owner, def.index[r.step])
 		}
 	}
-	for a := range def.dependents {
-		sortInts(def.dependents[a])
-	}
-	for _, r := range l.refs {
-		if !l.checkRefExists(def, r, ids) {
-			continue
-		}
-		if r.owner < 0 {
+	rc.solve()
+	for i, r := range l.refs {
+		if !valid[i] || r.owner < 0 {
 			continue
 		}
 		k := def.index[r.step]
@@ -86,27 +90,27 @@ func (l *loader) validate(def *Definition) {
 			}
 			continue
 		}
-		if !anc[r.owner][k] {
+		if !rc.needs(r.owner, k) {
 			l.errorAt(r.pos, "steps."+owner.ID+"."+r.where, fmt.Sprintf("add %s to the needs of %s", r.step, owner.ID),
 				"step %q uses steps.%s in %s but does not need %q, so it may not have run", owner.ID, r.step, r.where, r.step)
 		}
 	}
 	// Every compensation must target a step that can have completed while
-	// something else can still fail.
+	// something else can still fail: a step that every other step needs
+	// (directly or not) is the only step nothing needs, so once it completes
+	// the workflow has completed.
+	sinks := 0
+	for i := range def.Steps {
+		if len(def.dependents[i]) == 0 {
+			sinks++
+		}
+	}
 	for i, s := range def.Steps {
-		if s.Compensate == nil || s.ForEach != nil {
+		if s.Compensate == nil || s.ForEach != nil || len(def.dependents[i]) > 0 || sinks > 1 {
 			continue
 		}
-		others := 0
-		for j := range def.Steps {
-			if j != i && !anc[i][j] {
-				others++
-			}
-		}
-		if others == 0 {
-			l.errorAt(l.steps[i].compPos, "steps."+s.ID+".compensate", "remove the compensate block: once this step completes the workflow has completed",
-				"the compensation of step %q can never run: every other step has completed before it", s.ID)
-		}
+		l.errorAt(l.steps[i].compPos, "steps."+s.ID+".compensate", "remove the compensate block: once this step completes the workflow has completed",
+			"the compensation of step %q can never run: every other step has completed before it", s.ID)
 	}
 }
 
@@ -179,36 +183,4 @@ func findCycles(def *Definition) [][]int {
 	return cycles
 }
 
-// ancestors returns, for each step, the set of steps it needs directly or
-// indirectly. The graph must be acyclic.
-func ancestors(def *Definition) []map[int]bool {
-	n := len(def.Steps)
-	anc := make([]map[int]bool, n)
-	var fill func(i int) map[int]bool
-	fill = func(i int) map[int]bool {
-		if anc[i] != nil {
-			return anc[i]
-		}
-		m := map[int]bool{}
-		anc[i] = m
-		for _, k := range def.Steps[i].needs {
-			m[k] = true
-			for a := range fill(k) {
-				m[a] = true
-			}
-		}
-		return m
-	}
-	for i := range def.Steps {
-		fill(i)
-	}
-	return anc
-}
-
-func sortInts(a []int) {
-	for i := 1; i < len(a); i++ {
-		for j := i; j > 0 && a[j] < a[j-1]; j-- {
-			a[j], a[j-1] = a[j-1], a[j]
-		}
-	}
-}
+func sortInts(a []int) { slices.Sort(a) }

@@ -9,42 +9,31 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml/ast"
-	"github.com/goccy/go-yaml/token"
+	"go.yaml.in/yaml/v3"
 )
 
 // field is one key: value entry of a YAML mapping.
 type field struct {
 	key    string
 	keyPos Position
-	val    ast.Node // nil when the value is an explicit null
+	val    *yaml.Node // nil when the value is an explicit null
 	valPos Position
 }
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
-func (l *loader) pos(n ast.Node) Position {
+// pos is where a node starts; a mapping starts at its first key.
+func (l *loader) pos(n *yaml.Node) Position {
 	if n == nil {
 		return Position{File: l.file, Line: 1, Col: 1}
 	}
-	var t *token.Token
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		if len(x.Values) > 0 {
-			return l.pos(x.Values[0])
-		}
-		t = x.Start
-	case *ast.MappingValueNode:
-		return l.pos(x.Key)
-	case *ast.SequenceNode:
-		t = x.Start
-	default:
-		t = n.GetToken()
+	if n.Kind == yaml.MappingNode && len(n.Content) > 0 {
+		n = n.Content[0]
 	}
-	if t == nil || t.Position == nil {
+	if n.Line == 0 {
 		return Position{File: l.file, Line: 1, Col: 1}
 	}
-	return Position{File: l.file, Line: t.Position.Line, Col: t.Position.Column}
+	return Position{File: l.file, Line: n.Line, Col: n.Column}
 }
 
 func (l *loader) errorAt(p Position, path, hint, format string, args ...any) {
@@ -58,7 +47,7 @@ const (
 )
 
 // enter guards the recursion of value and template; leave must follow.
-func (l *loader) enter(n ast.Node, path string) bool {
+func (l *loader) enter(n *yaml.Node, path string) bool {
 	l.depth++
 	if l.depth > maxDepth {
 		if !l.tooDeep {
@@ -72,41 +61,45 @@ func (l *loader) enter(n ast.Node, path string) bool {
 
 func (l *loader) leave() { l.depth-- }
 
-// deref removes anchors, aliases, tags and explicit keys around a node.
+// Scalar tags (yaml.Node.ShortTag).
+const (
+	tagStr       = "!!str"
+	tagInt       = "!!int"
+	tagFloat     = "!!float"
+	tagBool      = "!!bool"
+	tagNull      = "!!null"
+	tagTimestamp = "!!timestamp"
+	tagMerge     = "!!merge"
+)
+
+// deref follows aliases (counting them against alias bombs) and documents.
 // Nulls come back as nil.
-func (l *loader) deref(n ast.Node) ast.Node {
+func (l *loader) deref(n *yaml.Node) *yaml.Node {
 	for depth := 0; depth < 64 && n != nil; depth++ {
-		switch x := n.(type) {
-		case *ast.AnchorNode:
-			if name := x.Name; name != nil {
-				l.anchors[name.String()] = x.Value
-			}
-			n = x.Value
-		case *ast.AliasNode:
-			if x.Value == nil {
-				return nil
-			}
+		switch n.Kind {
+		case yaml.AliasNode:
 			l.aliases++
 			if l.aliases > maxAliasExpansions {
 				if l.aliases == maxAliasExpansions+1 {
-					l.errorAt(l.pos(x), "", "write the values out or use fewer aliases", "more than %d alias expansions", maxAliasExpansions)
+					l.errorAt(l.pos(n), "", "write the values out or use fewer aliases", "more than %d alias expansions", maxAliasExpansions)
 				}
 				return nil
 			}
-			target, ok := l.anchors[x.Value.String()]
-			if !ok {
-				l.errorAt(l.pos(x), "", "define the anchor before using it", "unknown alias *%s", x.Value.String())
+			if n.Alias == nil {
+				l.errorAt(l.pos(n), "", "define the anchor before using it", "unknown alias *%s", n.Value)
 				return nil
 			}
-			n = target
-		case *ast.TagNode:
-			n = x.Value
-		case *ast.MappingKeyNode:
-			n = x.Value
-		case *ast.NullNode:
-			return nil
-		case *ast.DocumentNode:
-			n = x.Body
+			n = n.Alias
+		case yaml.DocumentNode:
+			if len(n.Content) == 0 {
+				return nil
+			}
+			n = n.Content[0]
+		case yaml.ScalarNode:
+			if n.ShortTag() == tagNull {
+				return nil
+			}
+			return n
 		default:
 			return n
 		}
@@ -114,53 +107,71 @@ func (l *loader) deref(n ast.Node) ast.Node {
 	return n
 }
 
-func nodeKind(n ast.Node) string {
-	switch n.(type) {
-	case nil:
-		return "null"
-	case *ast.MappingNode, *ast.MappingValueNode:
-		return "a mapping"
-	case *ast.SequenceNode:
-		return "a list"
-	case *ast.StringNode, *ast.LiteralNode:
-		return "a string"
-	case *ast.IntegerNode:
-		return "an integer"
-	case *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
-		return "a number"
-	case *ast.BoolNode:
-		return "a boolean"
+// isString reports whether n is a string scalar (quoted, plain, block, or
+// a plain date, which is text to a workflow).
+func isString(n *yaml.Node) bool {
+	if n == nil || n.Kind != yaml.ScalarNode {
+		return false
 	}
-	return "a " + n.Type().String()
+	switch n.ShortTag() {
+	case tagStr, tagTimestamp:
+		return true
+	case tagInt, tagFloat, tagBool, tagNull, tagMerge, "!!binary":
+		return false
+	}
+	return true // a custom tag: its text
+}
+
+func nodeKind(n *yaml.Node) string {
+	if n == nil {
+		return "null"
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return "an alias"
+	case yaml.DocumentNode:
+		return "a document"
+	}
+	switch n.ShortTag() {
+	case tagInt:
+		return "an integer"
+	case tagFloat:
+		return "a number"
+	case tagBool:
+		return "a boolean"
+	case tagNull:
+		return "null"
+	}
+	return "a string"
 }
 
 // mapping reads a mapping node and checks its keys against allowed.
 // what names the mapping in messages ("step", "retry", ...).
-func (l *loader) mapping(n ast.Node, path, what string, allowed []string) (map[string]*field, []*field, bool) {
+func (l *loader) mapping(n *yaml.Node, path, what string, allowed []string) (map[string]*field, []*field, bool) {
 	n = l.deref(n)
-	var entries []*ast.MappingValueNode
-	switch x := n.(type) {
-	case *ast.MappingNode:
-		entries = x.Values
-	case *ast.MappingValueNode:
-		entries = []*ast.MappingValueNode{x}
-	default:
+	if n == nil || n.Kind != yaml.MappingNode {
 		l.errorAt(l.pos(n), path, "", "%s must be a mapping, not %s", what, nodeKind(n))
 		return nil, nil, false
 	}
-	out := make(map[string]*field, len(entries))
-	order := make([]*field, 0, len(entries))
-	for _, e := range entries {
-		kp := l.pos(e.Key)
-		if _, merge := e.Key.(*ast.MergeKeyNode); merge {
+	out := make(map[string]*field, len(n.Content)/2)
+	order := make([]*field, 0, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		kp := l.pos(k)
+		if k.Kind == yaml.ScalarNode && k.ShortTag() == tagMerge {
 			l.errorAt(kp, path, "write the keys out; merge keys are not supported", "merge key << is not allowed in %s", what)
 			continue
 		}
-		key, ok := scalarText(l.deref(e.Key))
-		if !ok {
+		kd := l.deref(k)
+		if kd == nil || kd.Kind != yaml.ScalarNode {
 			l.errorAt(kp, path, "", "keys of %s must be plain names", what)
 			continue
 		}
+		key := kd.Value
 		if prev, dup := out[key]; dup {
 			l.errorAt(kp, join(path, key), "remove one of them", "duplicate key %q in %s (first at line %d)", key, what, prev.keyPos.Line)
 			continue
@@ -175,7 +186,7 @@ func (l *loader) mapping(n ast.Node, path, what string, allowed []string) (map[s
 			l.errorAt(kp, join(path, key), hint, "unknown key %q in %s", key, what)
 			continue
 		}
-		f := &field{key: key, keyPos: kp, val: l.deref(e.Value)}
+		f := &field{key: key, keyPos: kp, val: l.deref(v)}
 		f.valPos = kp
 		if f.val != nil {
 			f.valPos = l.pos(f.val)
@@ -186,65 +197,40 @@ func (l *loader) mapping(n ast.Node, path, what string, allowed []string) (map[s
 	return out, order, true
 }
 
-func (l *loader) seq(n ast.Node, path, what string) ([]ast.Node, bool) {
+func (l *loader) seq(n *yaml.Node, path, what string) ([]*yaml.Node, bool) {
 	n = l.deref(n)
-	s, ok := n.(*ast.SequenceNode)
-	if !ok {
+	if n == nil || n.Kind != yaml.SequenceNode {
 		l.errorAt(l.pos(n), path, "", "%s must be a list, not %s", what, nodeKind(n))
 		return nil, false
 	}
-	out := make([]ast.Node, len(s.Values))
-	for i, v := range s.Values {
-		if e, ok := v.(*ast.SequenceEntryNode); ok {
-			v = e.Value
-		}
+	out := make([]*yaml.Node, len(n.Content))
+	for i, v := range n.Content {
 		out[i] = l.deref(v)
 	}
 	return out, true
 }
 
-func scalarText(n ast.Node) (string, bool) {
-	switch x := n.(type) {
-	case *ast.StringNode:
-		return x.Value, true
-	case *ast.LiteralNode:
-		if x.Value == nil {
-			return "", true
-		}
-		return x.Value.Value, true
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
-		if t := n.GetToken(); t != nil {
-			return t.Value, true
-		}
+// scalarText is the text of a scalar (any type), ok false for other nodes.
+func scalarText(n *yaml.Node) (string, bool) {
+	if n == nil || n.Kind != yaml.ScalarNode {
+		return "", false
 	}
-	return "", false
+	return n.Value, true
 }
 
 func (l *loader) str(f *field, path, what string) (string, bool) {
-	switch x := f.val.(type) {
-	case *ast.StringNode:
-		return x.Value, true
-	case *ast.LiteralNode:
-		if x.Value == nil {
-			return "", true
-		}
-		return x.Value.Value, true
+	if isString(f.val) {
+		return f.val.Value, true
 	}
 	l.errorAt(f.valPos, path, "", "%s must be a string, not %s", what, nodeKind(f.val))
 	return "", false
 }
 
 func (l *loader) integer(f *field, path, what string) (int, bool) {
-	if x, ok := f.val.(*ast.IntegerNode); ok {
-		switch v := x.Value.(type) {
-		case int64:
-			if v >= math.MinInt32 && v <= math.MaxInt32 {
-				return int(v), true
-			}
-		case uint64:
-			if v <= math.MaxInt32 {
-				return int(v), true
-			}
+	if f.val != nil && f.val.Kind == yaml.ScalarNode && f.val.ShortTag() == tagInt {
+		var v int64
+		if err := f.val.Decode(&v); err == nil && v >= math.MinInt32 && v <= math.MaxInt32 {
+			return int(v), true
 		}
 		l.errorAt(f.valPos, path, "", "%s is out of range", what)
 		return 0, false
@@ -254,16 +240,13 @@ func (l *loader) integer(f *field, path, what string) (int, bool) {
 }
 
 func (l *loader) number(f *field, path, what string) (float64, bool) {
-	switch x := f.val.(type) {
-	case *ast.IntegerNode:
-		switch v := x.Value.(type) {
-		case int64:
-			return float64(v), true
-		case uint64:
-			return float64(v), true
+	if f.val != nil && f.val.Kind == yaml.ScalarNode {
+		if t := f.val.ShortTag(); t == tagInt || t == tagFloat {
+			var v float64
+			if err := f.val.Decode(&v); err == nil && !math.IsNaN(v) && !math.IsInf(v, 0) {
+				return v, true
+			}
 		}
-	case *ast.FloatNode:
-		return x.Value, true
 	}
 	l.errorAt(f.valPos, path, "", "%s must be a number, not %s", what, nodeKind(f.val))
 	return 0, false
@@ -273,7 +256,7 @@ const durationHint = "write a duration such as 500ms, 30s, 5m, 48h or 1h30m"
 
 func (l *loader) duration(f *field, path, what string) (time.Duration, bool) {
 	s, ok := scalarText(f.val)
-	if _, isStr := f.val.(*ast.StringNode); !isStr || !ok {
+	if !isString(f.val) || !ok {
 		l.errorAt(f.valPos, path, durationHint, "%s must be a duration, not %s", what, nodeKind(f.val))
 		return 0, false
 	}
@@ -301,17 +284,18 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 // value converts a YAML node to a JSON-compatible Go value.
-func (l *loader) value(n ast.Node, path string) any {
+func (l *loader) value(n *yaml.Node, path string) any {
 	defer l.leave()
 	if !l.enter(n, path) {
 		return nil
 	}
 	n = l.deref(n)
-	switch x := n.(type) {
-	case nil:
+	if n == nil {
 		return nil
-	case *ast.MappingNode, *ast.MappingValueNode:
-		_, order, ok := l.mapping(x, path, "value", nil)
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		_, order, ok := l.mapping(n, path, "value", nil)
 		if !ok {
 			return nil
 		}
@@ -320,37 +304,48 @@ func (l *loader) value(n ast.Node, path string) any {
 			m[f.key] = l.value(f.val, join(path, f.key))
 		}
 		return m
-	case *ast.SequenceNode:
-		items, _ := l.seq(x, path, "value")
+	case yaml.SequenceNode:
+		items, _ := l.seq(n, path, "value")
 		out := make([]any, len(items))
 		for i, it := range items {
 			out[i] = l.value(it, fmt.Sprintf("%s[%d]", path, i))
 		}
 		return out
-	case *ast.StringNode:
-		return x.Value
-	case *ast.LiteralNode:
-		if x.Value == nil {
-			return ""
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case tagInt:
+			var i int64
+			if err := n.Decode(&i); err == nil {
+				return i
+			}
+			var u uint64
+			if err := n.Decode(&u); err == nil {
+				return u
+			}
+			var f float64
+			if err := n.Decode(&f); err == nil {
+				return f
+			}
+		case tagFloat:
+			var f float64
+			if err := n.Decode(&f); err != nil {
+				break
+			}
+			if math.IsNaN(f) || math.IsInf(f, 0) {
+				l.errorAt(l.pos(n), path, "", "infinity and NaN cannot be represented in JSON")
+				return nil
+			}
+			return f
+		case tagBool:
+			var b bool
+			if err := n.Decode(&b); err == nil {
+				return b
+			}
+		default:
+			return n.Value
 		}
-		return x.Value.Value
-	case *ast.IntegerNode:
-		switch v := x.Value.(type) {
-		case int64:
-			return v
-		case uint64:
-			return v
-		}
-		return x.Value
-	case *ast.FloatNode:
-		return x.Value
-	case *ast.BoolNode:
-		return x.Value
-	case *ast.InfinityNode, *ast.NanNode:
-		l.errorAt(l.pos(n), path, "", "infinity and NaN cannot be represented in JSON")
-		return nil
 	}
-	l.errorAt(l.pos(n), path, "", "unsupported YAML node %s", n.Type())
+	l.errorAt(l.pos(n), path, "", "unsupported YAML value %s %q", n.ShortTag(), n.Value)
 	return nil
 }
 

@@ -47,6 +47,9 @@ async function api(method, path, body, idempotencyKey) {
   if (token) headers["Authorization"] = "Bearer " + token;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
+  // Marks the request as the dashboard's: the server refuses requests that
+  // change something without it or a JSON body (docs/api.md#security).
+  headers["X-Pulsaga-Request"] = "1";
   let resp;
   try {
     resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -104,8 +107,7 @@ $("#token-dialog").addEventListener("close", () => {
   if ($("#token-dialog").returnValue !== "ok") return;
   const v = $("#token-input").value.trim();
   if (v) localStorage.setItem(TOKEN_KEY, v); else localStorage.removeItem(TOKEN_KEY);
-  whoami();
-  route();
+  whoami().then(route);
 });
 
 // changed reports whether data differs from the last render of page (or
@@ -119,12 +121,21 @@ function changed(page, data) {
   return true;
 }
 
+// who is the caller as the server sees the token: what it may do decides
+// which buttons are enabled (the server checks again).
+let who = { name: "", role: "" };
+
 async function whoami() {
   try {
-    const w = await api("GET", "/api/v1/whoami");
-    $("#who").textContent = `${w.name} (${w.role})`;
-  } catch (_) { $("#who").textContent = ""; }
+    who = await api("GET", "/api/v1/whoami");
+    $("#who").textContent = `${who.name} (${who.role})`;
+  } catch (_) { who = { name: "", role: "" }; $("#who").textContent = ""; }
+  document.body.dataset.role = who.role;
 }
+
+// mayAct says whether the token may change things (the operator role).
+function mayAct() { return who.role === "operator"; }
+const READ_ONLY = () => `your token (${who.name}) is read-only: acting needs the operator role`;
 
 $("#search").addEventListener("submit", e => {
   e.preventDefault();
@@ -338,8 +349,8 @@ function processPage(id) {
     const p = d.process;
     const can = allowed(p, d.state);
     const act = a => h("button", {
-      "data-action": a, class: a === "terminate" || a === "cancel" ? "danger" : "", disabled: !can[a],
-      title: can[a] ? ACTION_TEXT[a] : `not applicable while the process is ${p.status}`,
+      "data-action": a, class: a === "terminate" || a === "cancel" ? "danger" : "", disabled: !can[a] || !mayAct(),
+      title: !mayAct() ? READ_ONLY() : can[a] ? ACTION_TEXT[a] : `not applicable while the process is ${p.status}`,
       onclick: () => confirmAction(a, p, d.state, refresh),
     }, a[0].toUpperCase() + a.slice(1));
     view.replaceChildren(
@@ -513,15 +524,15 @@ function dlqPage() {
           .catch(e => toast(e.message, true));
       };
       parts.push(h("h2", {}, page.topic, " ",
-        h("button", { id: "replay-all", disabled: !m.count, onclick: () => act("replay") }, "Replay all"), " ",
-        h("button", { id: "purge-all", class: "danger", disabled: !m.count, onclick: () => act("purge") }, "Purge all")),
+        h("button", { id: "replay-all", disabled: !m.count || !mayAct(), title: mayAct() ? null : READ_ONLY(), onclick: () => act("replay") }, "Replay all"), " ",
+        h("button", { id: "purge-all", class: "danger", disabled: !m.count || !mayAct(), title: mayAct() ? null : READ_ONLY(), onclick: () => act("purge") }, "Purge all")),
       h("div", { class: "panel" }, h("table", { id: "dlq-messages" },
         h("thead", {}, h("tr", {}, ["Id", "Key", "Origin", "Dead-lettered", "Reason", "Payload", ""].map(x => h("th", {}, x)))),
         h("tbody", {}, m.messages.length ? m.messages.map(x => h("tr", { "data-id": x.id },
           h("td", { class: "mono" }, x.id), h("td", { class: "mono" }, x.key || "–"), h("td", { class: "mono" }, x.origin_topic || "–"),
           h("td", {}, ago(x.dead_lettered_at)), h("td", {}, x.reason), h("td", { class: "mono detail" }, h("pre", {}, JSON.stringify(x.payload))),
-          h("td", {}, h("button", { class: "ghost replay", onclick: () => act("replay", [x.id]) }, "Replay"), " ",
-            h("button", { class: "ghost danger purge", onclick: () => act("purge", [x.id]) }, "Purge")))) :
+          h("td", {}, h("button", { class: "ghost replay", disabled: !mayAct(), title: mayAct() ? null : READ_ONLY(), onclick: () => act("replay", [x.id]) }, "Replay"), " ",
+            h("button", { class: "ghost danger purge", disabled: !mayAct(), title: mayAct() ? null : READ_ONLY(), onclick: () => act("purge", [x.id]) }, "Purge")))) :
           h("tr", {}, h("td", { colspan: 7, class: "muted" }, "Nothing pending."))))));
     }
     view.replaceChildren(...parts);
@@ -529,6 +540,6 @@ function dlqPage() {
   return page;
 }
 
-whoami();
-// the pages of other files (schedules.js) load after this one
-window.addEventListener("DOMContentLoaded", route);
+// the pages of other files (schedules.js) load after this one; the role
+// decides which buttons are enabled
+window.addEventListener("DOMContentLoaded", () => whoami().then(route));

@@ -17,17 +17,50 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pulsaga/pulsaga/admin"
+	"github.com/pulsaga/pulsaga/protocol"
 )
 
 // The commands that operate processes talk to the admin API of an
 // orchestrator (its admin_listen address): --server or PULSAGA_SERVER,
-// with --token or PULSAGA_TOKEN.
+// with a token from PULSAGA_TOKEN, a file (--token-file or
+// PULSAGA_TOKEN_FILE) or --token (which other users see in ps).
 
 func addAPIFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
 	pf.String("server", "", "URL of the pulsaga admin API, such as http://127.0.0.1:8088 (or PULSAGA_SERVER)")
-	pf.String("token", "", "bearer token of the admin API (or PULSAGA_TOKEN)")
+	pf.String("token", "", "bearer token of the admin API; prefer PULSAGA_TOKEN or --token-file: a flag shows in ps")
+	pf.String("token-file", "", "file holding the bearer token of the admin API (or PULSAGA_TOKEN_FILE)")
 	pf.StringP("output", "o", "table", "output format: table, json or yaml")
+}
+
+// apiToken finds the token: --token, --token-file, PULSAGA_TOKEN,
+// PULSAGA_TOKEN_FILE, in that order.
+func apiToken(cmd *cobra.Command) (string, error) {
+	if f := cmd.Flag("token"); f != nil && f.Value.String() != "" {
+		return f.Value.String(), nil
+	}
+	file := ""
+	if f := cmd.Flag("token-file"); f != nil {
+		file = f.Value.String()
+	}
+	if file == "" {
+		if t := os.Getenv("PULSAGA_TOKEN"); t != "" {
+			return t, nil
+		}
+		file = os.Getenv("PULSAGA_TOKEN_FILE")
+	}
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" || strings.ContainsAny(t, " \t\n") {
+		return "", fmt.Errorf("token file %s: want the token alone on one line", file)
+	}
+	return t, nil
 }
 
 func flagValue(cmd *cobra.Command, name, env string) string {
@@ -46,16 +79,37 @@ func apiClient(cmd *cobra.Command) (*admin.Client, error) {
 	if server == "" {
 		return nil, errors.New("no pulsaga server: set --server or PULSAGA_SERVER to an orchestrator's admin address, such as http://127.0.0.1:8088")
 	}
-	return admin.NewClient(server, flagValue(cmd, "token", "PULSAGA_TOKEN"))
+	token, err := apiToken(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return admin.NewClient(server, token)
 }
 
-// explain turns API errors into what the user should read.
-func explain(err error) error {
+// explain turns API errors into what the user should read: the server
+// cannot be reached, or it answers but cannot reach the broker, or it
+// refuses.
+func explain(cmd *cobra.Command, err error) error {
+	server := flagValue(cmd, "server", "PULSAGA_SERVER")
 	var ae *admin.APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-		return fmt.Errorf("%v (set --token or PULSAGA_TOKEN)", ae.Message)
+	switch {
+	case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized:
+		return fmt.Errorf("%v (set PULSAGA_TOKEN, --token-file or --token)", ae.Message)
+	case errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable:
+		return fmt.Errorf("the pulsaga server at %s is up, but cannot do this now: %v", server, ae)
+	case errors.Is(err, admin.ErrUnreachable):
+		return fmt.Errorf("%w (is an orchestrator running with admin_listen at that address? see --server / PULSAGA_SERVER)", err)
 	}
 	return err
+}
+
+// checkID refuses a process id that breaks the rule before anything is
+// sent.
+func checkID(id string) error {
+	if err := protocol.CheckProcessID(id); err != nil {
+		return fmt.Errorf("process id: %w", err)
+	}
+	return nil
 }
 
 // apiRun runs f with a client and a bounded context.
@@ -66,7 +120,7 @@ func apiRun(cmd *cobra.Command, f func(ctx context.Context, c *admin.Client) err
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 	defer cancel()
-	return explain(f(ctx, c))
+	return explain(cmd, f(ctx, c))
 }
 
 func outputFormat(cmd *cobra.Command) (string, error) {
@@ -159,7 +213,12 @@ func startViaAPI(cmd *cobra.Command, def, id string, version int, input json.Raw
 		}
 		return emit(cmd, res, func(w io.Writer) {
 			if res.Created != nil && !*res.Created {
-				fmt.Fprintf(w, "%s (exists already)\n", res.ProcessID)
+				e := res.Existing
+				if e == nil {
+					fmt.Fprintf(w, "%s exists already: nothing started\n", res.ProcessID)
+					return
+				}
+				fmt.Fprintf(w, "%s exists already (%s v%d, %s, started %s) with the same input: nothing started\n", res.ProcessID, e.Definition, e.Version, e.Status, since(e.StartedAt))
 				return
 			}
 			fmt.Fprintln(w, res.ProcessID)

@@ -177,7 +177,7 @@ func newBulkActionCommand(action string) *cobra.Command {
 			pv, err := c.BulkPreview(pctx, req)
 			cancel()
 			if err != nil {
-				return explain(err)
+				return explain(cmd, err)
 			}
 			if dryRun || pv.Applicable == 0 {
 				if err := emit(cmd, pv, func(w io.Writer) { printPreview(w, action, pv) }); err != nil {
@@ -206,7 +206,7 @@ func newBulkActionCommand(action string) *cobra.Command {
 			job, err := c.BulkStart(sctx, req, key)
 			cancel()
 			if err != nil {
-				return explain(err)
+				return explain(cmd, err)
 			}
 			if detach {
 				return emit(cmd, job, func(w io.Writer) {
@@ -314,7 +314,7 @@ func watchJob(cmd *cobra.Command, c *admin.Client, id string) error {
 				return nil
 			}
 			if failures++; failures > 5 {
-				return explain(err)
+				return explain(cmd, err)
 			}
 		} else {
 			failures = 0

@@ -128,6 +128,9 @@ func newGetCommand() *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeProcesses,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkID(args[0]); err != nil {
+				return err
+			}
 			return apiRun(cmd, func(ctx context.Context, c *admin.Client) error {
 				d, err := c.Get(ctx, args[0])
 				if err != nil {
@@ -256,6 +259,9 @@ func newActionCommand(action string) *cobra.Command {
 		Args:              cobra.ExactArgs(1),
 		ValidArgsFunction: completeProcesses,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkID(args[0]); err != nil {
+				return err
+			}
 			req := admin.ActionRequest{StepID: step, Reason: reason}
 			if action == "skip" {
 				out, err := jsonArg(output, "--output-json")

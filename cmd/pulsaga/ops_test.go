@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -135,7 +136,7 @@ func TestOperationsCommands(t *testing.T) {
 		{name: "get an unknown process", args: append(rd, "get", "nope"), err: "no process nope"},
 		{name: "unknown output", args: append(rd, "list", "-o", "xml"), err: `--output "xml": want table, json or yaml`},
 		{name: "read-only token", args: append(rd, "retry", "car-1"), err: "forbidden: this token (viewer) is read-only"},
-		{name: "no token", args: []string{"--server", url, "list"}, err: "set --token or PULSAGA_TOKEN"},
+		{name: "no token", args: []string{"--server", url, "list"}, err: "set PULSAGA_TOKEN, --token-file or --token"},
 		{name: "server down", args: []string{"--server", "http://127.0.0.1:1", "list"}, err: "cannot reach the pulsaga server at http://127.0.0.1:1: "},
 		{name: "no server", args: []string{"list"}, err: "no pulsaga server: set --server or PULSAGA_SERVER"},
 		{name: "skip of a completed step", args: append(op, "skip", "car-1", "--step", "inspect"), err: "cannot skip step inspect of process car-1: the step is completed"},
@@ -152,6 +153,12 @@ func TestOperationsCommands(t *testing.T) {
 		{name: "register an invalid definition", args: append(op, "definitions", "register", "../../testdata/invalid/unknown-keys.yaml"), err: "the definition is invalid",
 			errText: []string{"../../testdata/invalid/unknown-keys.yaml:3:1: unknown key"}},
 		{name: "completion", args: []string{"completion", "bash"}, out: []string{"bash completion"}},
+		{name: "get with an invalid id", args: append(rd, "get", "q?x=1#frag"), err: `process id: invalid process id: "q?x=1#frag" has "?"`},
+		{name: "cancel of id ..", args: append(op, "cancel", ".."), err: `".." has "." at the start`},
+		{name: "start with a NUL in the id", args: append(op, "start", "repair", "--id", "a\x00b"), err: "control character 0x00"},
+		{name: "start of an existing id", args: append(op, "start", "repair", "--id", "car-1", "--input", `{"ticket":"T-1"}`), out: []string{"car-1 exists already (repair v1, paused, started ", "with the same input: nothing started"}},
+		{name: "start of an existing id with another input", args: append(op, "start", "repair", "--id", "car-1", "--input", `{"ticket":"T-9"}`), err: "process car-1 exists already (repair v1, paused) with another input than this start's"},
+		{name: "signal nobody waits for", args: append(op, "signal", "car-1", "aprove"), err: `process car-1 (repair v1) has no step that waits for signal "aprove"`},
 		{name: "retry", args: append(op, "retry", "car-1", "--step", "repair", "--reason", "part arrived"), out: []string{"car-1: retry of step repair accepted", "by alice"}},
 	}
 	for _, tc := range tests {
@@ -177,9 +184,13 @@ func TestOperationsCommands(t *testing.T) {
 	}
 
 	// The retry took the process to its approval; the environment
-	// supplies the server and token.
+	// supplies the server and a file the token.
+	tokenFile := t.TempDir() + "/token"
+	if err := os.WriteFile(tokenFile, []byte(cliOp+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("PULSAGA_SERVER", url)
-	t.Setenv("PULSAGA_TOKEN", cliOp)
+	t.Setenv("PULSAGA_TOKEN_FILE", tokenFile)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		out, _, err := runCLI("get", "car-1", "-o", "json")
@@ -204,5 +215,8 @@ func TestOperationsCommands(t *testing.T) {
 	waitFor(t, stack, "car-1", workflow.StatusCompleted)
 	if _, _, err := runCLI("cancel", "car-1"); err == nil || !strings.Contains(err.Error(), "process car-1 is completed") {
 		t.Errorf("cancel of a completed process: %v", err)
+	}
+	if _, _, err := runCLI("signal", "car-1", "approve"); err == nil || !strings.Contains(err.Error(), "process car-1 is completed; it takes no signals") {
+		t.Errorf("signal to a completed process: %v", err)
 	}
 }

@@ -11,10 +11,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/pulsaga/pulsaga/admin"
+	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/internal/app"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
 func init() {
@@ -42,21 +45,53 @@ func (f *brokerFlags) add(cmd *cobra.Command) {
 	fl.IntVar(&f.partitions, "partitions", 4, "partitions of the process-keyed topics (as the orchestrator)")
 }
 
-func (f *brokerFlags) client(ctx context.Context) (*engine.Client, func(), error) {
+// direct is the CLI's own view of an installation when no server is given:
+// it reads the status table and the definitions itself, so it can say
+// what a server would (a process that does not exist, a start of an
+// existing id, a signal nobody waits for).
+type direct struct {
+	bus    bus.Bus
+	topics protocol.Topics
+	client *engine.Client
+	status *engine.StatusTable
+	reg    *engine.Registry
+}
+
+func (f *brokerFlags) connect(ctx context.Context) (*direct, error) {
 	if err := f.pulsar.Validate("pulsar"); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	b, err := app.Connect(ctx, f.pulsar, zerolog.Nop())
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	topics := app.Topics(f.partitions, 0)
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
 		b.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	c := engine.NewClient(b, topics)
-	return c, func() { c.Close(); b.Close() }, nil
+	return &direct{bus: b, topics: topics, client: engine.NewClient(b, topics),
+		status: engine.NewStatusTable(b, topics.Status), reg: engine.NewRegistry(b, topics.Definitions, nil)}, nil
+}
+
+func (d *direct) Close() {
+	d.client.Close()
+	d.status.Close()
+	d.reg.Close()
+	d.bus.Close()
+}
+
+// row reads a process's status row (ok false: no such process).
+func (d *direct) row(ctx context.Context, pid string) (engine.StatusRecord, bool, error) {
+	if err := d.status.Refresh(ctx); err != nil {
+		return engine.StatusRecord{}, false, fmt.Errorf("read the status table: %w", err)
+	}
+	r, ok := d.status.Get(pid)
+	return r, ok, nil
+}
+
+func (d *direct) read(ctx context.Context, row engine.StatusRecord) (*engine.ProcessView, error) {
+	return engine.ReadProcess(ctx, d.bus, d.topics, d.reg, row)
 }
 
 // jsonArg reads a JSON argument given inline or as @file.
@@ -93,6 +128,11 @@ func newStartCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if id != "" {
+				if err := checkID(id); err != nil {
+					return err
+				}
+			}
 			if usesAPI(cmd) {
 				return startViaAPI(cmd, args[0], id, version, in)
 			}
@@ -101,12 +141,30 @@ func newStartCommand() *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			c, done, err := f.client(ctx)
+			d, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
-			defer done()
-			if err := c.Start(ctx, protocol.StartRequest{ProcessID: id, Definition: args[0], Version: version, Input: in, Actor: actor()}); err != nil {
+			defer d.Close()
+			def, err := d.reg.Get(ctx, args[0], version)
+			if err != nil {
+				return err
+			}
+			if err := workflow.CheckPayload("the input", in); err != nil {
+				return err
+			}
+			row, exists, err := d.row(ctx, id)
+			if err != nil {
+				return err
+			}
+			if exists {
+				if err := admin.ExistingStart(ctx, row, def, in, d.read); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s exists already (%s v%d, %s, started %s) with the same input: nothing started\n", id, row.Definition, row.Version, row.Status, since(row.StartedAt))
+				return nil
+			}
+			if err := d.client.Start(ctx, protocol.StartRequest{ProcessID: id, Definition: def.Name, Version: def.Version, Input: in, Actor: actor()}); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), id)
@@ -136,17 +194,41 @@ func newSignalCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkID(args[0]); err != nil {
+				return err
+			}
 			if usesAPI(cmd) {
 				return signalViaAPI(cmd, args[0], args[1], signalID, reason, d)
 			}
+			if err := workflow.CheckPayload("the data", d); err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			c, done, err := f.client(ctx)
+			dc, err := f.connect(ctx)
 			if err != nil {
 				return err
 			}
-			defer done()
-			return c.SignalAs(ctx, args[0], args[1], signalID, d, actor(), reason)
+			defer dc.Close()
+			row, ok, err := dc.row(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("no process %s (the status table of %s has no row for it)", args[0], f.pulsar.Namespace)
+			}
+			def, _ := dc.reg.Get(ctx, row.Definition, row.Version)
+			if err := admin.CheckSignal(def, row, args[1]); err != nil {
+				return err
+			}
+			if signalID == "" {
+				signalID = admin.NewKey()
+			}
+			if err := dc.client.SignalAs(ctx, args[0], args[1], signalID, d, actor(), reason); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: signal %s sent (signal id %s)\n", args[0], args[1], signalID)
+			return nil
 		},
 	}
 	f.add(cmd)

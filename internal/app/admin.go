@@ -96,19 +96,33 @@ func newAdmin(cfg config.Orchestrator, b bus.Bus, topics protocol.Topics, reg *e
 		}
 		tokens = append(tokens, t)
 	}
+	if cfg.AdminTokensFile != "" {
+		ts, err := admin.ReadTokens(cfg.AdminTokensFile)
+		if err != nil {
+			a.Close()
+			return nil, fmt.Errorf("%w: admin_tokens_file: %v", config.ErrInvalid, err)
+		}
+		tokens = append(tokens, ts...)
+	}
+	if len(tokens) == 0 && !config.IsLoopback(cfg.AdminListen) {
+		a.Close()
+		return nil, fmt.Errorf("%w: the admin API at %s would take any caller as an operator: give it tokens (admin_tokens_file) or listen on a loopback address such as 127.0.0.1:8088", config.ErrInvalid, cfg.AdminListen)
+	}
+	var err error
+	if a.ln, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		a.Close()
+		return nil, fmt.Errorf("admin_listen %s: %w", cfg.AdminListen, err)
+	}
 	srv, err := admin.New(admin.Options{
 		Bus: b, Topics: topics, Registry: reg, Status: a.status, Tokens: tokens, StuckAfter: cfg.AdminStuckAfter, Metrics: a.metrics,
 		Ready: a.orchestratorsReady, Triggers: a.triggerInfo,
+		Listen: a.ln.Addr().String(), AllowedHosts: cfg.AdminAllowedHosts, AllowedOrigins: cfg.AdminAllowedOrigins,
 	}, log)
 	if err != nil {
 		a.Close()
 		return nil, err
 	}
 	a.srv = srv
-	if a.ln, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-		a.Close()
-		return nil, fmt.Errorf("admin_listen %s: %w", cfg.AdminListen, err)
-	}
 	if len(tokens) == 0 {
 		log.Warn().Str("listen", a.ln.Addr().String()).Msg("admin API without tokens: every local caller is an operator")
 	}
