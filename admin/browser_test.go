@@ -115,7 +115,7 @@ func TestDashboard(t *testing.T) {
 		// dashboard does not start by asking for one.
 		chromedp.Navigate(h.http.URL+"/healthz"),
 		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`localStorage.setItem(%q, %q)`, "pulsaga-token", opSecret)),
-		chromedp.Navigate(base+"#/"),
+		chromedp.Navigate(base+"#/processes"),
 		chromedp.WaitVisible(css(`#processes tr[data-id="car-7"] .badge[data-status="paused"]`)),
 		chromedp.WaitVisible(css(`#processes tr[data-id="car-5"] .badge[data-status="completed"]`)),
 		chromedp.WaitVisible(css(`#processes tr[data-id="car-6"] .badge[data-status="compensated"]`)),

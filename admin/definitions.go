@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -21,6 +22,29 @@ type StepInfo struct {
 	Needs      []string `json:"needs,omitempty"`
 	Compensate bool     `json:"compensate,omitempty"`
 	OnFailure  string   `json:"on_failure,omitempty"`
+	// CompensateCommand is the compensation's command.
+	CompensateCommand string `json:"compensate_command,omitempty"`
+	// Signal is what a wait step waits for; Sleep a sleep step's duration.
+	Signal string `json:"signal,omitempty"`
+	Sleep  string `json:"sleep,omitempty"`
+	// Conditional (when:) and ForEach (for_each:) steps.
+	Conditional bool `json:"conditional,omitempty"`
+	ForEach     bool `json:"for_each,omitempty"`
+	// Timeout per attempt, MaxAttempts of the retry policy.
+	Timeout     string `json:"timeout,omitempty"`
+	MaxAttempts int    `json:"max_attempts,omitempty"`
+	// Line is where the step starts in the definition's YAML.
+	Line int `json:"line,omitempty"`
+}
+
+// DefinitionVersion is one registered version of a definition, with how
+// many processes of it the status table holds.
+type DefinitionVersion struct {
+	Version      int       `json:"version"`
+	File         string    `json:"file,omitempty"`
+	RegisteredAt time.Time `json:"registered_at,omitzero"`
+	Processes    int       `json:"processes"`
+	Live         int       `json:"live"`
 }
 
 // DefinitionInfo describes a registered definition.
@@ -32,13 +56,33 @@ type DefinitionInfo struct {
 	RegisteredAt time.Time  `json:"registered_at,omitzero"`
 	Steps        []StepInfo `json:"steps,omitempty"`
 	Source       string     `json:"source,omitempty"`
+	// Versions are every registered version of the definition, oldest
+	// first (GET /api/v1/definitions/{name} only).
+	Versions []DefinitionVersion `json:"versions,omitempty"`
 }
 
 func describe(def *workflow.Definition) DefinitionInfo {
 	d := DefinitionInfo{Name: def.Name, Version: def.Version, Description: def.Description, File: def.File}
 	for _, st := range def.Steps {
-		d.Steps = append(d.Steps, StepInfo{ID: st.ID, Kind: string(st.Kind), Service: st.Service, Command: st.Command,
-			Needs: st.Needs, Compensate: st.Compensate != nil, OnFailure: string(st.OnFailure)})
+		si := StepInfo{ID: st.ID, Kind: string(st.Kind), Service: st.Service, Command: st.Command,
+			Needs: st.Needs, Compensate: st.Compensate != nil, OnFailure: string(st.OnFailure),
+			Conditional: st.When != nil, ForEach: st.ForEach != nil, Line: st.Pos.Line}
+		if st.Compensate != nil {
+			si.CompensateCommand = st.Compensate.Command
+		}
+		if st.Wait != nil {
+			si.Signal = st.Wait.Signal
+		}
+		if st.Sleep > 0 {
+			si.Sleep = st.Sleep.String()
+		}
+		if st.Service != "" {
+			si.MaxAttempts = st.Retry.MaxAttempts
+			if st.Timeout > 0 {
+				si.Timeout = st.Timeout.String()
+			}
+		}
+		d.Steps = append(d.Steps, si)
 	}
 	return d
 }
@@ -107,11 +151,30 @@ func (s *Server) getDefinition(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("%w: %v", ErrUnavailable, err))
 		return
 	}
+	counts := map[int]*DefinitionVersion{}
 	for _, rec := range recs {
-		if rec.Name == def.Name && rec.Version == def.Version {
+		if rec.Name != def.Name {
+			continue
+		}
+		if rec.Version == def.Version {
 			info.Source, info.File, info.RegisteredAt = rec.Source, rec.File, rec.RegisteredAt
 		}
+		counts[rec.Version] = &DefinitionVersion{Version: rec.Version, File: rec.File, RegisteredAt: rec.RegisteredAt}
 	}
+	if err := s.refresh(r.Context()); err == nil {
+		for _, row := range s.status.List() {
+			if v := counts[row.Version]; v != nil && row.Definition == def.Name {
+				v.Processes++
+				if !row.Status.Terminal() {
+					v.Live++
+				}
+			}
+		}
+	}
+	for _, v := range counts {
+		info.Versions = append(info.Versions, *v)
+	}
+	slices.SortFunc(info.Versions, func(a, b DefinitionVersion) int { return a.Version - b.Version })
 	writeJSON(w, http.StatusOK, info)
 }
 

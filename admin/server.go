@@ -216,6 +216,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/bulk", s.require(rd, s.listBulk))
 	m.HandleFunc("GET /api/v1/bulk/{id}", s.require(rd, s.getBulk))
 	m.HandleFunc("POST /api/v1/bulk/{id}/cancel", s.require(op, s.idempotent(s.cancelBulk)))
+	m.HandleFunc("GET /api/v1/overview", s.require(rd, s.overview))
 	m.HandleFunc("GET /api/v1/whoami", s.require(rd, func(w http.ResponseWriter, r *http.Request) {
 		p := PrincipalFrom(r.Context())
 		writeJSON(w, http.StatusOK, map[string]string{"name": p.Name, "role": string(p.Role)})

@@ -128,6 +128,7 @@ func TestLoad(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			isolateEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
@@ -161,6 +162,21 @@ func TestLoad(t *testing.T) {
 			}
 			tc.check(t, cfg)
 		})
+	}
+}
+
+// isolateEnv unsets, for the test, every variable the loader reads
+// (PULSAGA_* and the PULSAR_URL / PULSAR_ADMIN_URL aliases): `make test`
+// is documented to run with PULSAR_URL pointing at an existing broker,
+// and the cases must not depend on the caller's environment.
+func isolateEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "PULSAGA_") || k == "PULSAR_URL" || k == "PULSAR_ADMIN_URL" {
+			t.Setenv(k, "") // restored after the test
+			os.Unsetenv(k)
+		}
 	}
 }
 

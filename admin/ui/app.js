@@ -27,6 +27,13 @@ function h(tag, attrs, ...kids) {
   return e;
 }
 
+// put replaces el's children with parts, arrays flattened, empty parts
+// left out; mount does it for the page.
+function put(el, ...parts) {
+  el.replaceChildren(...parts.flat(Infinity).filter(k => k !== undefined && k !== null && k !== false));
+}
+function mount(...parts) { put(view, ...parts); }
+
 const SVG = "http://www.w3.org/2000/svg";
 function s(tag, attrs, ...kids) {
   const e = document.createElementNS(SVG, tag);
@@ -165,21 +172,51 @@ async function refresh() {
   }
 }
 
+// parseHash splits "#/path?query" into its path and parameters.
+function parseHash() {
+  const hash = (location.hash || "#/").slice(1);
+  const i = hash.indexOf("?");
+  return { path: i < 0 ? hash : hash.slice(0, i), params: new URLSearchParams(i < 0 ? "" : hash.slice(i + 1)) };
+}
+
+// setParams rewrites the current URL's parameters without navigating, so
+// what the page shows can be shared by copying the address.
+function setParams(path, params) {
+  const q = params.toString();
+  history.replaceState(null, "", "#" + path + (q ? "?" + q : ""));
+}
+
 function route() {
-  const hash = location.hash || "#/";
+  const { path, params } = parseHash();
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.remove("active");
+  const nav = name => { const a = $(`[data-nav="${name}"]`); if (a) a.classList.add("active"); };
   let m;
-  if ((m = hash.match(/^#\/p\/(.+)$/))) {
+  if ((m = path.match(/^\/p\/(.+)$/))) {
     current = processPage(decodeURIComponent(m[1]));
-  } else if (hash.startsWith("#/schedules")) {
-    $('[data-nav="schedules"]').classList.add("active");
+  } else if (path === "/processes") {
+    nav("list");
+    current = listPage(params);
+  } else if (path === "/definitions") {
+    nav("definitions");
+    current = definitionsPage(); // definitions.js
+  } else if ((m = path.match(/^\/d\/(.+)$/))) {
+    nav("definitions");
+    current = definitionPage(decodeURIComponent(m[1]), params); // definitions.js
+  } else if (path === "/bulk") {
+    nav("bulk");
+    current = bulkJobsPage(); // bulk.js
+  } else if ((m = path.match(/^\/bulk\/(.+)$/))) {
+    nav("bulk");
+    current = bulkJobPage(decodeURIComponent(m[1])); // bulk.js
+  } else if (path.startsWith("/schedules")) {
+    nav("schedules");
     current = schedulesPage(); // schedules.js
-  } else if (hash.startsWith("#/dlq")) {
-    $('[data-nav="dlq"]').classList.add("active");
+  } else if (path.startsWith("/dlq")) {
+    nav("dlq");
     current = dlqPage();
   } else {
-    $('[data-nav="list"]').classList.add("active");
-    current = listPage();
+    nav("overview");
+    current = overviewPage(params); // overview.js
   }
   view.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   refresh().then(schedule);
@@ -188,44 +225,52 @@ window.addEventListener("hashchange", route);
 
 // ------------------------------------------------------------------ list
 
-const listState = { status: "", definition: "", q: "", stuck: false, cursor: "", cursors: [] };
+// LIST_FILTERS are the list page's filters: its URL parameters and the
+// API's query parameters (and a bulk action's filter).
+const LIST_FILTERS = ["status", "definition", "q", "stuck", "step", "step_status", "error_type"];
+const STEP_STATUSES = ["running", "waiting", "completed", "skipped", "failed", "cancelled", "compensating", "compensated", "compensation_failed"];
 
-function listPage() {
+function listPage(params) {
   const page = {};
+  const state = { cursor: params.get("cursor") || "", cursors: [] };
+  for (const k of LIST_FILTERS) state[k] = params.get(k) || "";
   const form = h("form", { class: "panel filters", id: "filters", autocomplete: "off" },
     h("label", {}, "Status", h("select", { id: "f-status" }, h("option", { value: "" }, "any"), STATUSES.map(x => h("option", { value: x }, x)))),
     h("label", {}, "Definition", h("input", { id: "f-definition", placeholder: "name" })),
     h("label", {}, "Process id contains", h("input", { id: "f-q", type: "search" })),
+    h("label", {}, "Step", h("input", { id: "f-step", placeholder: "id", size: 10 })),
+    h("label", {}, "Step status", h("select", { id: "f-step_status" }, h("option", { value: "" }, "any"), STEP_STATUSES.map(x => h("option", { value: x }, x)))),
+    h("label", {}, "Error type", h("input", { id: "f-error_type", placeholder: "NoSeats", size: 12 })),
     h("label", { class: "check" }, h("input", { id: "f-stuck", type: "checkbox" }), "stuck only"),
+    h("button", { type: "button", id: "bulk-open", class: "ghost", "data-needs-role": "operator", title: "Retry, skip, cancel, terminate or signal every process this filter selects",
+      onclick: () => openBulk(filterOf(state)) }, "Bulk action…"), // bulk.js
   );
-  $("#f-status", form).value = listState.status;
-  $("#f-definition", form).value = listState.definition;
-  $("#f-q", form).value = listState.q;
-  $("#f-stuck", form).checked = listState.stuck;
+  for (const k of LIST_FILTERS) {
+    const el = $("#f-" + k, form);
+    if (k === "stuck") el.checked = state.stuck === "true"; else el.value = state[k];
+  }
   const apply = () => {
-    listState.status = $("#f-status", form).value;
-    listState.definition = $("#f-definition", form).value.trim();
-    listState.q = $("#f-q", form).value.trim();
-    listState.stuck = $("#f-stuck", form).checked;
-    listState.cursor = ""; listState.cursors = [];
+    for (const k of LIST_FILTERS) {
+      const el = $("#f-" + k, form);
+      state[k] = k === "stuck" ? (el.checked ? "true" : "") : el.value.trim();
+    }
+    state.cursor = ""; state.cursors = [];
     refresh();
   };
   form.addEventListener("change", apply);
-  form.addEventListener("input", e => { if (e.target.id === "f-q" || e.target.id === "f-definition") apply(); });
+  form.addEventListener("input", e => { if (e.target.tagName === "INPUT" && e.target.type !== "checkbox") apply(); });
   form.addEventListener("submit", e => { e.preventDefault(); apply(); });
   const body = h("div", { id: "list" });
   let mounted = false;
 
   page.render = async () => {
-    const q = new URLSearchParams({ limit: "50" });
-    if (listState.status) q.set("status", listState.status);
-    if (listState.definition) q.set("definition", listState.definition);
-    if (listState.q) q.set("q", listState.q);
-    if (listState.stuck) q.set("stuck", "true");
-    if (listState.cursor) q.set("cursor", listState.cursor);
+    const q = filterOf(state);
+    setParams("/processes", q);
+    q.set("limit", "50");
+    if (state.cursor) q.set("cursor", state.cursor);
     const seq = page.seq = (page.seq || 0) + 1; // typing sends several; keep the latest answer
     const data = await api("GET", "/api/v1/processes?" + q);
-    if (current !== page || seq !== page.seq || !changed(page, [data, listState.cursors.length])) return;
+    if (current !== page || seq !== page.seq || !changed(page, [data, state.cursors.length])) return;
     if (!mounted) { view.replaceChildren(h("h1", {}, "Processes"), form, h("div", { class: "panel" }, body)); mounted = true; }
     const rows = data.processes.map(p => h("tr", {
       class: "row", "data-id": p.process_id, onclick: () => { location.hash = "#/p/" + encodeURIComponent(p.process_id); },
@@ -239,8 +284,8 @@ function listPage() {
     ));
     const pager = h("div", { class: "pager" },
       h("span", { class: "muted", id: "total" }, `${data.processes.length} shown of ${data.total}`),
-      h("button", { class: "ghost", disabled: listState.cursors.length === 0, onclick: () => { listState.cursor = listState.cursors.pop() || ""; refresh(); } }, "‹ Newer"),
-      h("button", { class: "ghost", disabled: !data.next_cursor, onclick: () => { listState.cursors.push(listState.cursor); listState.cursor = data.next_cursor; refresh(); } }, "Older ›"),
+      h("button", { class: "ghost", disabled: state.cursors.length === 0, onclick: () => { state.cursor = state.cursors.pop() || ""; refresh(); } }, "‹ Newer"),
+      h("button", { class: "ghost", disabled: !data.next_cursor, onclick: () => { state.cursors.push(state.cursor); state.cursor = data.next_cursor; refresh(); } }, "Older ›"),
     );
     body.replaceChildren(
       h("table", { id: "processes" },
@@ -251,6 +296,18 @@ function listPage() {
     );
   };
   return page;
+}
+
+// filterOf is a list state's filter as query parameters.
+function filterOf(state) {
+  const q = new URLSearchParams();
+  for (const k of LIST_FILTERS) if (state[k]) q.set(k, state[k]);
+  return q;
+}
+
+// listLink links to the process list with a filter.
+function listLink(filter, text, attrs) {
+  return h("a", Object.assign({ href: "#/processes?" + new URLSearchParams(filter) }, attrs || {}), text);
 }
 
 // ------------------------------------------------------------------ process
@@ -357,7 +414,7 @@ function processPage(id) {
       h("h1", {}, h("span", { class: "mono", id: "pid" }, p.process_id), h("span", { id: "status" }, badge(p.status)),
         h("div", { class: "actions" }, ["retry", "skip", "signal", "cancel", "terminate"].map(act))),
       h("div", { class: "panel" }, h("dl", { class: "meta" },
-        h("dt", {}, "Definition"), h("dd", {}, `${p.definition} v${p.version}`),
+        h("dt", {}, "Definition"), h("dd", {}, h("a", { href: `#/d/${encodeURIComponent(p.definition)}?version=${p.version}` }, `${p.definition} v${p.version}`)),
         h("dt", {}, "Started"), h("dd", {}, p.started_at ? new Date(p.started_at).toISOString() : "–"),
         h("dt", {}, "Updated"), h("dd", {}, p.updated_at ? `${new Date(p.updated_at).toISOString()} (${ago(p.updated_at)})` : "–"),
         p.ended_at ? [h("dt", {}, "Ended"), h("dd", {}, new Date(p.ended_at).toISOString())] : null,
@@ -366,7 +423,7 @@ function processPage(id) {
         d.state && d.state.admin ? [h("dt", {}, "Last action"), h("dd", {}, `${d.state.admin.type} ${d.state.admin.step_id || ""} by ${d.state.admin.actor || "?"}${d.state.admin.reason ? " — " + d.state.admin.reason : ""}`)] : null,
       )),
       h("h2", {}, "Steps"),
-      h("div", { class: "panel", id: "graph" }, graph(d.definition, d.state)),
+      h("div", { class: "panel", id: "graph" }, graph(d.definition, d.state || {})),
       h("h2", {}, "Attempts"),
       h("div", { class: "panel timeline", id: "timeline" }, timeline(d.state)),
       h("h2", {}, "Event stream"),
@@ -374,60 +431,6 @@ function processPage(id) {
     );
   };
   return page;
-}
-
-// graph draws the steps as a left-to-right DAG (columns by depth in
-// "needs"), coloured by status.
-function graph(def, state) {
-  if (!def || !def.steps) return h("p", { class: "muted" }, "Definition not available.");
-  const status = {};
-  const attempts = {};
-  for (const st of (state && state.steps) || []) {
-    status[st.id] = st.status;
-    attempts[st.id] = (st.runs || []).reduce((n, r) => n + (r.attempts || []).length, 0);
-  }
-  const depth = {};
-  const byId = Object.fromEntries(def.steps.map(x => [x.id, x]));
-  const dep = id => {
-    if (depth[id] !== undefined) return depth[id];
-    depth[id] = 0;
-    const needs = (byId[id] && byId[id].needs) || [];
-    depth[id] = needs.length ? 1 + Math.max(...needs.map(dep)) : 0;
-    return depth[id];
-  };
-  def.steps.forEach(x => dep(x.id));
-  const cols = [];
-  for (const x of def.steps) (cols[depth[x.id]] = cols[depth[x.id]] || []).push(x.id);
-  const W = 150, H = 44, GX = 60, GY = 18, PAD = 12;
-  const pos = {};
-  cols.forEach((ids, c) => ids.forEach((id, r) => { pos[id] = { x: PAD + c * (W + GX), y: PAD + r * (H + GY) }; }));
-  const width = PAD * 2 + cols.length * W + (cols.length - 1) * GX;
-  const height = PAD * 2 + Math.max(...cols.map(c => c.length)) * (H + GY) - GY;
-  const svg = s("svg", { width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "step graph" });
-  svg.append(s("defs", {}, s("marker", { id: "arrow", viewBox: "0 0 10 10", refX: "9", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" },
-    s("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#adb5bd" }))));
-  for (const x of def.steps) {
-    for (const n of x.needs || []) {
-      const a = pos[n], b = pos[x.id];
-      if (!a || !b) continue;
-      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2, mx = (x1 + x2) / 2;
-      svg.append(s("path", { class: "edge", d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2 - 2} ${y2}`, "marker-end": "url(#arrow)" }));
-    }
-  }
-  for (const x of def.steps) {
-    const st = status[x.id] || "pending";
-    const p = pos[x.id];
-    const sub = x.kind === "task" ? `${x.service}.${x.command}` : x.kind;
-    const n = attempts[x.id] ? ` · ${attempts[x.id]} att.` : "";
-    svg.append(s("g", { class: `node ${st}`, "data-step": x.id, "data-status": st, transform: `translate(${p.x},${p.y})` },
-      s("title", {}, `${x.id}: ${st}${n}`),
-      s("rect", { width: W, height: H, fill: `var(--${st})`, stroke: "rgba(0,0,0,.15)", "stroke-dasharray": st === "skipped" ? "4 3" : "" }),
-      s("text", { x: 10, y: 18 }, x.id),
-      s("text", { x: 10, y: 34, class: "sub" }, (sub + n).slice(0, 26))));
-  }
-  const legend = h("div", { class: "legend" }, ["pending", "running", "waiting", "completed", "skipped", "failed", "compensating", "compensated", "compensation_failed", "cancelled"]
-    .map(x => h("span", {}, h("i", { style: `background: var(--${x})` }), x)));
-  return [svg, legend];
 }
 
 // timeline shows every attempt (and compensation attempt) of every step on
