@@ -408,7 +408,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 			ProcessID: pid, Definition: def.Name, Version: def.Version, Partition: m.Partition, CreatedAt: b.now,
 		}}
 		o.images[pid] = img
-		o.accept(b, img, env.ID, workflow.Event{V: workflow.EventVersion, Type: workflow.EventStart, ProcessID: pid, Input: req.Input, Actor: req.Actor, Time: env.Time})
+		o.accept(b, img, env.ID, workflow.Event{V: workflow.EventVersion, Type: workflow.EventStart, ProcessID: pid, Input: req.Input, Actor: req.Actor, Time: env.Time, Parent: req.Parent})
 		log.Info().Str("definition", def.Name).Int("version", def.Version).Msg("process started")
 		return true
 	case protocol.TypeDecisionResult:
@@ -483,7 +483,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		}
 		ev.Type, ev.StepID, ev.Output, ev.Actor, ev.Reason = workflow.EventType(a.Action), a.StepID, a.Output, a.Actor, a.Reason
 		switch ev.Type {
-		case workflow.EventRetry, workflow.EventSkip, workflow.EventCancel, workflow.EventTerminate:
+		case workflow.EventRetry, workflow.EventSkip, workflow.EventCancel, workflow.EventTerminate, workflow.EventCompensate:
 		default:
 			return deadLetter(fmt.Sprintf("unknown admin action %q (want retry, skip, cancel or terminate)", a.Action))
 		}
@@ -493,7 +493,8 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 	if err := ev.Validate(); err != nil {
 		return deadLetter(err.Error())
 	}
-	if img.snap.State != nil && img.snap.State.Status.Terminal() && !lateForFinished(img, &ev) {
+	if img.snap.State != nil && img.snap.State.Status.Terminal() && !lateForFinished(img, &ev) &&
+		!(ev.Type == workflow.EventCompensate && img.snap.State.Status == workflow.StatusCompleted) { // a parent compensates a completed child
 		o.drop(DropTerminal, log, string(ev.Type))
 		return true
 	}

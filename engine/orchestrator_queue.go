@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/pulsaga/pulsaga/workflow"
+
 // Backpressure: at most MaxOutstanding decisions in flight per instance.
 //
 // A process needs a decision when it has pending events, no decision
@@ -82,7 +84,8 @@ func (s *slots) forget(keep func(pid string) bool) {
 // needsDecision: pending events, no decision outstanding, not finished.
 func needsDecision(img *image) bool {
 	return img.snap.Outstanding == nil && len(img.snap.Pending) > 0 &&
-		(img.snap.State == nil || !img.snap.State.Status.Terminal() || pendingLate(img))
+		(img.snap.State == nil || !img.snap.State.Status.Terminal() || pendingLate(img) ||
+			img.snap.State.Status == workflow.StatusCompleted) // completed: a parent's compensate (call steps)
 }
 
 // issueQueued issues tasks to queued processes while slots are free.

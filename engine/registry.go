@@ -178,6 +178,9 @@ func (r *Registry) Register(ctx context.Context, file string, src []byte) (*work
 		}
 		return nil, fmt.Errorf("%w: %s version %d (bump version: in %s)", ErrVersionConflict, def.Name, def.Version, file)
 	}
+	if err := r.checkCalls(def, nil); err != nil { // registry_calls.go
+		return nil, err
+	}
 	rec := DefinitionRecord{Name: def.Name, Version: def.Version, File: filepath.Base(file), Source: string(src), RegisteredAt: r.clock().UTC()}
 	key := DefinitionKey(def.Name, def.Version)
 	b, err := encode(TypeDefinition, "definition:"+key, "", r.clock(), rec)
@@ -216,6 +219,7 @@ func (r *Registry) RegisterPath(ctx context.Context, path string) ([]*workflow.D
 		}
 	}
 	srcs := make([][]byte, len(files))
+	loaded := make([]*workflow.Definition, len(files))
 	var errs []error
 	for i, f := range files {
 		b, err := os.ReadFile(f)
@@ -223,7 +227,7 @@ func (r *Registry) RegisterPath(ctx context.Context, path string) ([]*workflow.D
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := workflow.Load(f, b); err != nil {
+		if loaded[i], err = workflow.Load(f, b); err != nil {
 			errs = append(errs, err)
 		}
 		srcs[i] = b
@@ -231,6 +235,32 @@ func (r *Registry) RegisterPath(ctx context.Context, path string) ([]*workflow.D
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	// the definitions called by others first (registry_calls.go), and
+	// their calls checked before any is registered
+	batch := map[string]map[int]bool{}
+	for _, d := range loaded {
+		if batch[d.Name] == nil {
+			batch[d.Name] = map[int]bool{}
+		}
+		batch[d.Name][d.Version] = true
+	}
+	r.mu.Lock()
+	err := r.syncLocked(ctx)
+	for _, d := range loaded {
+		if err == nil {
+			err = r.checkCalls(d, batch)
+		}
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	order := callOrder(loaded)
+	files2, srcs2 := make([]string, len(files)), make([][]byte, len(files))
+	for n, i := range order {
+		files2[n], srcs2[n] = files[i], srcs[i]
+	}
+	files, srcs = files2, srcs2
 	var defs []*workflow.Definition
 	for i, f := range files {
 		d, err := r.Register(ctx, f, srcs[i])

@@ -37,6 +37,9 @@ type StartRequest struct {
 	Version    int             `json:"version,omitempty"` // 0: the latest registered
 	Input      json.RawMessage `json:"input,omitempty"`
 	Actor      string          `json:"actor,omitempty"`
+	// Parent, on the start of a child process, names the call step that
+	// started it (package child; docs/language.md#child-sagas).
+	Parent *workflow.ParentRef `json:"parent,omitempty"`
 }
 
 // StartEnvelopeID is the envelope id of a process's start request: one per
@@ -66,6 +69,9 @@ const (
 	ActionSkip      = "skip"
 	ActionCancel    = "cancel"
 	ActionTerminate = "terminate"
+	// ActionCompensate is sent by a parent process to a child it compensates
+	// (package child): a completed child re-opens to run its compensation.
+	ActionCompensate = "compensate"
 )
 
 // AdminRequest is an operator's action on a process; it is the payload of a

@@ -14,3 +14,13 @@ const (
 	// topic: "pulsaga-trigger-<definition>-<trigger id>" (Shared).
 	TriggerSubscriptionPrefix = "pulsaga-trigger-"
 )
+
+// Topics of child processes (package child).
+const (
+	// ChildrenTopic holds one record per child whose outcome a parent
+	// waits for (compacted; tombstoned once reported).
+	ChildrenTopic = "children"
+	// EngineSubscription is the subscription of the engine's own service
+	// on jobs.pulsaga.engine (Shared).
+	EngineSubscription = "pulsaga-engine"
+)

@@ -224,6 +224,7 @@ func (d *decider) progressTimerFired(t Timer, ev *Event) {
 	at.Outcome = OutcomeTimedOut
 	at.EndedAt = d.now
 	at.Error = e
+	d.stopTimedOutChild(k, idx, t.Attempt, t.Compensation) // call.go
 	d.attemptFailed(k, idx, t.Compensation, e)
 }
 
@@ -293,8 +294,10 @@ func (d *decider) lateResult(i int, ev *Event, a attemptRef) {
 			if o := &run.Attempts[j]; o.Outcome == OutcomeInFlight {
 				o.Outcome, o.EndedAt = OutcomeAbandoned, d.now
 				d.cancelAttemptTimers(cmdRef{step: a.ref.step, item: a.ref.item, comp: a.ref.comp, attempt: o.N}, func(TimerKind) bool { return true })
+				d.stopTimedOutChild(a.k, a.idx, o.N, a.ref.comp) // call.go
 			}
 		}
+		run.Done = a.ref.attempt
 		d.completeRun(a, output)
 		return
 	}
@@ -315,6 +318,7 @@ func (d *decider) lateResult(i int, ev *Event, a attemptRef) {
 	// A forward run that had failed or been cancelled did the work.
 	run.Late = true
 	run.Output = output
+	run.Done = a.ref.attempt
 	step := d.def.Steps[a.k]
 	switch {
 	case ss.Status == StepRunning:

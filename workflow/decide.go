@@ -130,6 +130,10 @@ func (d *decider) apply(i int, ev *Event) {
 		d.ignore(i, ev, IgnoreNotStarted, "process has not started")
 		return
 	}
+	if ev.Type == EventCompensate { // call.go: a parent compensates this child
+		d.compensateCompleted(i, ev)
+		return
+	}
 	if s.Status.Terminal() {
 		if LateSuccess(s, ev) {
 			d.result(i, ev) // recorded; a compensated process compensates it
@@ -177,6 +181,7 @@ func (d *decider) start(ev *Event) {
 	s.Workflow = d.def.Name
 	s.Version = d.def.Version
 	s.Input = ev.Input
+	s.Parent = ev.Parent // call.go
 	if len(s.Input) == 0 {
 		s.Input = json.RawMessage("null")
 	}
@@ -442,6 +447,7 @@ func (d *decider) timerFired(i int, ev *Event) {
 					at.Outcome = OutcomeAbandoned
 					at.EndedAt = d.now
 					d.cancelAttemptTimers(cmdRef{step: step.ID, item: itemIdx(step, ri), attempt: r.Attempt}, func(TimerKind) bool { return true })
+					d.stopTimedOutChild(k, ri, r.Attempt, false) // call.go
 				}
 				r.Status = RunFailed
 				r.Error = e
@@ -651,6 +657,7 @@ func (d *decider) adminSkip(i int, ev *Event) {
 // flight.
 func (d *decider) startCompensating() {
 	s := d.s
+	d.stopChildren(d.liveChildren(), CmdCancelChild) // call.go
 	s.Status = StatusCompensating
 	d.cancelTimersOfKind(TimerWorkflowTimeout)
 	for k, step := range d.def.Steps {
@@ -683,7 +690,8 @@ func (d *decider) finish(st Status) {
 	s := d.s
 	s.Status = st
 	s.EndedAt = d.now
-	s.Signals = nil // no wait will take them
+	s.Signals = nil          // no wait will take them
+	kids := d.liveChildren() // call.go
 	for _, t := range s.Timers {
 		d.cancelTimerID(t.ID)
 	}
@@ -707,7 +715,9 @@ func (d *decider) finish(st Status) {
 			}
 		}
 		d.cmds = nil
+		d.stopChildren(kids, CmdTerminateChild) // call.go: the parent ended, its children stop
 	}
+	d.releaseChildren() // call.go
 	// Whatever was still in flight is abandoned: its results will be
 	// ignored.
 	for _, ss := range s.Steps {
@@ -983,7 +993,7 @@ func (d *decider) startStep(k int) {
 func (d *decider) dispatchRuns(k int, retriesOnly bool) bool {
 	step := d.def.Steps[k]
 	ss := d.s.Steps[k]
-	if step.Kind != KindTask || ss.Status != StepRunning || d.full {
+	if (step.Kind != KindTask && step.Kind != KindCall) || ss.Status != StepRunning || d.full {
 		return false
 	}
 	inflight := 0
@@ -1030,9 +1040,21 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	item := itemIdx(step, idx)
 	var input json.RawMessage
-	v, err := tmpl.Eval(d.envFor(tmpl, k, item))
-	if err == nil {
-		input, err = json.Marshal(v)
+	var err error
+	if step.Kind == KindCall { // call.go: a command the engine carries out
+		// The engine starts it at once: no schedule or heartbeat timeout.
+		schedule, heartbeat = 0, 0
+		service, command = EngineService, CmdStartChild
+		if comp {
+			command = CmdCompensateChild
+		}
+		input, err = d.callInput(k, idx, comp, run.Attempt+1)
+	} else {
+		var v any
+		v, err = tmpl.Eval(d.envFor(tmpl, k, item))
+		if err == nil {
+			input, err = json.Marshal(v)
+		}
 	}
 	if err != nil && unknown {
 		// The input reads an output that never came (a member of null):
@@ -1041,6 +1063,9 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	if err != nil {
 		e := &ErrorInfo{Type: ErrTypeExpression, Message: "input: " + err.Error(), Retryable: ptr(false)}
+		if de, ok := err.(*callDepthError); ok {
+			e = &ErrorInfo{Type: ErrTypeCallDepth, Message: de.Error(), Retryable: ptr(false)}
+		}
 		run.Error = e
 		if comp {
 			run.Status = RunFailed
@@ -1083,9 +1108,16 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	// The start-to-close timeout is armed when a worker starts the
 	// attempt; until then only the schedule timeout, if any, counts (from
 	// when the command can be delivered).
-	if schedule > 0 {
-		d.armAttemptTimer(attemptRef{ref: cmdRef{step: step.ID, item: item, comp: comp, attempt: n}, k: k, idx: idx, run: run, at: &run.Attempts[n-1]},
-			TimerScheduleTimeout, start.Add(schedule))
+	a := attemptRef{ref: cmdRef{step: step.ID, item: item, comp: comp, attempt: n}, k: k, idx: idx, run: run, at: &run.Attempts[n-1]}
+	switch {
+	case step.Kind == KindCall:
+		// The engine runs it: it starts when it can be delivered.
+		a.at.StartedAt, a.at.Starts = start, 1
+		if timeout > 0 {
+			d.armAttemptTimer(a, TimerAttemptTimeout, start.Add(timeout))
+		}
+	case schedule > 0:
+		d.armAttemptTimer(a, TimerScheduleTimeout, start.Add(schedule))
 	}
 	d.cmds = append(d.cmds, cmd)
 	return true
@@ -1152,6 +1184,9 @@ func (d *decider) addCompensations(k int) bool {
 	for i, r := range ss.Runs {
 		if r.Status == RunSkipped || !r.possiblyDone() {
 			continue
+		}
+		if step.Kind == KindCall && !r.outcomeKnown() {
+			continue // a timed-out child is cancelled (it compensates itself), not compensated
 		}
 		if ss.Compensations == nil {
 			ss.Compensations = make([]*Run, len(ss.Runs))

@@ -126,6 +126,8 @@ type Step struct {
 	Sleep time.Duration
 	Until *Template
 	Wait  *Wait
+	// Call is what a call step starts (call.go).
+	Call *Call
 
 	When        *Template
 	ForEach     *Template

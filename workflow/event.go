@@ -25,6 +25,9 @@ const (
 	EventSkip      EventType = "skip"      // admin: skip a step with an output
 	EventCancel    EventType = "cancel"    // admin: cancel (compensate)
 	EventTerminate EventType = "terminate" // admin: stop at once, no compensation
+	// EventCompensate: the parent of this (child) process compensates it
+	// (call.go); a completed process re-opens to run its compensation.
+	EventCompensate EventType = "compensate"
 )
 
 // Event is anything that can change a process. One flat struct with a Type
@@ -39,6 +42,9 @@ type Event struct {
 
 	// start
 	Input json.RawMessage `json:"input,omitempty"`
+	// Parent, on the start of a child process, names the call that
+	// started it (call.go).
+	Parent *ParentRef `json:"parent,omitempty"`
 
 	// result: CommandID identifies the attempt; the other fields are
 	// informational copies of the command's.
@@ -98,7 +104,7 @@ const (
 
 var knownEvents = map[EventType]bool{
 	EventStart: true, EventResult: true, EventStarted: true, EventHeartbeat: true, EventTimer: true, EventSignal: true,
-	EventRetry: true, EventSkip: true, EventCancel: true, EventTerminate: true,
+	EventRetry: true, EventSkip: true, EventCancel: true, EventTerminate: true, EventCompensate: true,
 }
 
 // Validate checks that an event is well-formed (not that it applies).

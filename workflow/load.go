@@ -25,7 +25,7 @@ var (
 	workflowKeys   = []string{"name", "version", "description", "input", "defaults", "on_failure", "timeout", "steps", "output", "triggers"}
 	defaultsKeys   = []string{"retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	retryKeys      = []string{"max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "jitter", "non_retryable"}
-	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure"}
+	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure", "call"}
 	compensateKeys = []string{"service", "command", "input", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	waitKeys       = []string{"signal", "timeout"}
 )
@@ -64,6 +64,9 @@ func Load(file string, data []byte) (*Definition, error) {
 			}
 			if st.Compensate != nil {
 				st.Compensate.Input.collectOutputs(def.index, refsOf)
+			}
+			if st.Call != nil {
+				st.Call.Input.collectOutputs(def.index, refsOf) // load_call.go
 			}
 		}
 	}
@@ -411,14 +414,14 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 
 	// What the step does: exactly one of command, sleep, until, wait.
 	var kinds []string
-	for _, k := range []string{"command", "sleep", "until", "wait"} {
+	for _, k := range []string{"command", "sleep", "until", "wait", "call"} {
 		if fields[k] != nil {
 			kinds = append(kinds, k)
 		}
 	}
 	switch len(kinds) {
 	case 0:
-		l.errorAt(st.Pos, path, "give it command: (with service:), sleep:, until: or wait:", "step %q has nothing to do", st.ID)
+		l.errorAt(st.Pos, path, "give it command: (with service:), sleep:, until:, wait: or call:", "step %q has nothing to do", st.ID)
 	case 1:
 	default:
 		l.errorAt(fields[kinds[1]].keyPos, join(path, kinds[1]), "split it into two steps", "step %q has both %s and %s; a step does one thing", st.ID, kinds[0], kinds[1])
@@ -433,13 +436,19 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 			st.Kind = KindUntil
 		case "wait":
 			st.Kind = KindWait
+		case "call":
+			st.Kind = KindCall
 		}
 	}
 	task := st.Kind == KindTask
+	call := st.Kind == KindCall
 	// Keys that only make sense on command steps.
 	for _, k := range []string{"service", "input", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "for_each", "max_parallel"} {
-		if f := fields[k]; f != nil && !task && st.Kind != "" {
+		if f := fields[k]; f != nil && !task && st.Kind != "" && !(call && callAllows(k)) {
 			hint := "only steps with a command can have " + k
+			if call {
+				hint = callHint(k)
+			}
 			if k == "timeout" && st.Kind == KindWait {
 				hint = "write wait: {signal: ..., timeout: ...}"
 			}
@@ -447,7 +456,7 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 		}
 	}
 	scope := exprScope{}
-	if fields["for_each"] != nil && task {
+	if fields["for_each"] != nil && (task || call) {
 		scope.item = true
 	}
 
@@ -468,6 +477,11 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 		if f := fields["input"]; f != nil && f.val != nil {
 			st.Input = l.template(f.val, join(path, "input"), scope, st.index, "input", false)
 		}
+	}
+	if call {
+		l.call(def, st, fields["call"], join(path, "call"), scope) // load_call.go
+	}
+	if task || call {
 		if f := fields["retry"]; f != nil && f.val != nil {
 			st.Retry = l.retry(f.val, join(path, "retry"), def.Retry)
 		}
@@ -503,6 +517,8 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 				l.errorAt(f.keyPos, join(path, "max_parallel"), "add for_each or remove max_parallel", "max_parallel needs for_each")
 			}
 		}
+	}
+	if task {
 		if f := fields["compensate"]; f != nil {
 			rs.compPos = f.keyPos
 			st.Compensate = l.compensation(def, st, f, join(path, "compensate"), scope)

@@ -161,24 +161,27 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		b, _ := json.Marshal(batch)
 		t.Fatalf("%s: "+format+"\nbatch: %s", append(append([]any{label}, args...), b)...)
 	}
-	if prev.Status.Terminal() {
-		// The one exception: a success that arrives after a process was
-		// compensated (a late result of work it never saw succeed) sends it
-		// back to compensating, to undo that work.
-		late := false
-		for i := range batch {
-			late = late || LateSuccess(prev, &batch[i])
-		}
-		reopened := late && prev.Status == StatusCompensated && st.Status == StatusCompensating
-		if st.Status != prev.Status && !reopened {
+	// Two exceptions to "terminal is terminal": a parent compensates a
+	// completed child (call.go), and a success that arrives after a process
+	// was compensated (work it never saw succeed) sends it back to
+	// compensating, to undo that work.
+	compensated := false
+	late := false
+	for i, ev := range batch {
+		compensated = compensated || (ev.Type == EventCompensate && prev.Status == StatusCompleted)
+		late = late || LateSuccess(prev, &batch[i])
+	}
+	reopenedLate := late && prev.Status == StatusCompensated && st.Status == StatusCompensating
+	if prev.Status.Terminal() && !compensated {
+		if st.Status != prev.Status && !reopenedLate {
 			fail("terminal status %s became %s", prev.Status, st.Status)
 		}
 		for _, c := range d.Commands {
-			if !reopened || !c.Compensation {
+			if !reopenedLate || !c.Compensation {
 				fail("command %s after the end", c.ID)
 			}
 		}
-		if len(d.Timers) > 0 && !reopened {
+		if len(d.Timers) > 0 && !reopenedLate {
 			fail("timers after the end")
 		}
 	}
@@ -189,6 +192,12 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		step, ok := def.Step(c.StepID)
 		if !ok {
 			fail("command for unknown step %s", c.StepID)
+		}
+		if c.Service == EngineService && (c.Command == CmdCancelChild || c.Command == CmdTerminateChild || c.Command == CmdReleaseChild) {
+			if step.Kind != KindCall {
+				fail("child command %s of a %s step", c.ID, step.Kind)
+			}
+			continue // stopping or releasing a child is how a parent stops or ends
 		}
 		if c.IdempotencyKey == "" || c.ProcessID != st.ProcessID {
 			fail("command %s lacks identity", c.ID)

@@ -95,6 +95,8 @@ type State struct {
 	Failure *Failure `json:"failure,omitempty"`
 	// Admin is the last admin action that changed the status.
 	Admin *AdminAction `json:"admin,omitempty"`
+	// Parent names the call step that started this process (call.go).
+	Parent *ParentRef `json:"parent,omitempty"`
 	// Signals are kept for wait steps not reached yet (signals.go).
 	Signals []BufferedSignal `json:"signals,omitempty"`
 
@@ -159,6 +161,9 @@ type Run struct {
 	// without one (failed or cancelled): the work was done after all.
 	// Output then holds that success's output.
 	Late bool `json:"late,omitempty"`
+	// Done is the attempt whose late success the run keeps, when it is not
+	// the last one (call steps compensate that attempt's child).
+	Done int `json:"done,omitempty"`
 }
 
 // Attempt is one command sent.

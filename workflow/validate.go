@@ -95,23 +95,9 @@ func (l *loader) validate(def *Definition) {
 				"step %q uses steps.%s in %s but does not need %q, so it may not have run", owner.ID, r.step, r.where, r.step)
 		}
 	}
-	// Every compensation must target a step that can have completed while
-	// something else can still fail: a step that every other step needs
-	// (directly or not) is the only step nothing needs, so once it completes
-	// the workflow has completed.
-	sinks := 0
-	for i := range def.Steps {
-		if len(def.dependents[i]) == 0 {
-			sinks++
-		}
-	}
-	for i, s := range def.Steps {
-		if s.Compensate == nil || s.ForEach != nil || len(def.dependents[i]) > 0 || sinks > 1 {
-			continue
-		}
-		l.errorAt(l.steps[i].compPos, "steps."+s.ID+".compensate", "remove the compensate block: once this step completes the workflow has completed",
-			"the compensation of step %q can never run: every other step has completed before it", s.ID)
-	}
+	// A compensation on a step that every other step precedes (the last
+	// one) runs too: when a parent process compensates this one after it
+	// completed (docs/language.md#child-sagas), so it is not refused.
 }
 
 func (l *loader) checkRefExists(def *Definition, r ownedRef, ids []string) bool {

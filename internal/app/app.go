@@ -13,6 +13,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+	"github.com/pulsaga/pulsaga/child"
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
@@ -116,7 +117,8 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	}, log)
 	adm.watch(o)
 	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run,
-		schedule.NewScheduler(b, schedule.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log).Run, triggers.Run}
+		schedule.NewScheduler(b, schedule.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log).Run, triggers.Run,
+		child.New(b, child.Options{Name: cfg.Name, Topics: topics, Registry: reg}, log).Run}
 	fns = append(fns, runBulk(cfg.Name, b, topics, reg, log))
 	if cfg.TimerRelay {
 		fns = append(fns, timers.NewRelay(b, timers.RelayOptions{Topic: topics.Timers, Name: cfg.Name + "-relay", Observe: adm.metrics.ObserveTimer}, log).Run)

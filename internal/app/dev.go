@@ -13,6 +13,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/child"
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
@@ -95,7 +96,8 @@ func RunDev(ctx context.Context, opts DevOptions, out io.Writer, log zerolog.Log
 	// schedules and triggers, as in the orchestrator binary
 	adm.showTriggers(triggers.Triggers)
 	go func() {
-		_ = group(actx, log, schedule.NewScheduler(b, schedule.Options{Name: "dev", Topics: topics, Registry: reg}, log).Run, triggers.Run)
+		_ = group(actx, log, schedule.NewScheduler(b, schedule.Options{Name: "dev", Topics: topics, Registry: reg}, log).Run, triggers.Run,
+			child.New(b, child.Options{Name: "dev", Topics: topics, Registry: reg}, log).Run)
 	}()
 	defs, err := stack.Registry.RegisterPath(ctx, opts.Definitions)
 	if err != nil {
