@@ -226,6 +226,17 @@ func (c *Client) Start(ctx context.Context, req StartBody, key string) (*ActionR
 	return &out, c.do(ctx, cl, &out)
 }
 
+// StartBatch starts up to MaxBatchStarts processes with one request; the
+// result says, start by start, which were accepted.
+func (c *Client) StartBatch(ctx context.Context, starts []StartBody, key string) (*BatchStartResult, error) {
+	cl, err := jsonCall("POST", "/api/v1/processes/batch", key, BatchStartBody{Starts: starts})
+	if err != nil {
+		return nil, err
+	}
+	var out BatchStartResult
+	return &out, c.do(ctx, cl, &out)
+}
+
 // Signal sends a signal to a process.
 func (c *Client) Signal(ctx context.Context, id string, req SignalBody, key string) (*ActionResult, error) {
 	cl, err := jsonCall("POST", "/api/v1/processes/"+url.PathEscape(id)+"/signals", key, req)

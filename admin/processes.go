@@ -498,49 +498,23 @@ type StartBody struct {
 }
 
 func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
-	var req StartBody
-	if err := decodeBody(w, r, &req); err != nil {
+	var body StartBody
+	if err := decodeBody(w, r, &body); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if req.Definition == "" {
-		s.fail(w, r, fmt.Errorf("%w: definition is required", ErrBadRequest))
-		return
-	}
-	if req.Version < 0 {
-		s.fail(w, r, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest))
-		return
-	}
-	if req.ProcessID != "" {
-		if err := workflow.CheckProcessID(req.ProcessID); err != nil {
-			s.fail(w, r, fmt.Errorf("%w: process_id: %w", ErrBadRequest, err))
-			return
-		}
-	}
-	if err := checkPayload("the input", req.Input); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	def, err := s.opts.Registry.Get(r.Context(), req.Definition, req.Version)
+	req, def, err := s.startRequest(r.Context(), body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if err := checkInput(def, req.Input); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if req.ProcessID == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		req.ProcessID = def.Name + "-" + hex.EncodeToString(b[:])
 	}
 	if err := s.refresh(r.Context()); err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	p := PrincipalFrom(r.Context())
-	res := ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: "start:" + req.ProcessID, Actor: p.Name}
+	req.Actor = p.Name
+	res := ActionResult{Accepted: true, ProcessID: req.ProcessID, Action: "start", RequestID: protocol.StartEnvelopeID(req.ProcessID), Actor: p.Name}
 	if row, exists := s.status.Get(req.ProcessID); exists {
 		// Starting an existing id changes nothing: say so, and whether
 		// this start asks for something else than the process has.
@@ -555,13 +529,47 @@ func (s *Server) startProcess(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, res)
 		return
 	}
-	if err := s.acts.Start(r.Context(), protocol.StartRequest{ProcessID: req.ProcessID, Definition: def.Name, Version: def.Version, Input: req.Input, Actor: p.Name}); err != nil {
+	if err := s.acts.Start(r.Context(), req); err != nil {
 		s.fail(w, r, fmt.Errorf("%w: send start: %v", ErrUnavailable, err))
 		return
 	}
 	created := true
 	res.Created = &created
 	writeJSON(w, http.StatusAccepted, res)
+}
+
+// startRequest checks a start body (process id usable, input within the
+// payload limit, definition registered, input valid against its schema)
+// and makes the request to send, with its definition; a missing process id
+// is generated. The actor is the caller's to set.
+func (s *Server) startRequest(ctx context.Context, body StartBody) (protocol.StartRequest, *workflow.Definition, error) {
+	if body.Definition == "" {
+		return protocol.StartRequest{}, nil, fmt.Errorf("%w: definition is required", ErrBadRequest)
+	}
+	if body.Version < 0 {
+		return protocol.StartRequest{}, nil, fmt.Errorf("%w: version must be positive (or absent for the latest)", ErrBadRequest)
+	}
+	if body.ProcessID != "" {
+		if err := workflow.CheckProcessID(body.ProcessID); err != nil {
+			return protocol.StartRequest{}, nil, fmt.Errorf("%w: process_id: %w", ErrBadRequest, err)
+		}
+	}
+	if err := checkPayload("the input", body.Input); err != nil {
+		return protocol.StartRequest{}, nil, err
+	}
+	def, err := s.opts.Registry.Get(ctx, body.Definition, body.Version)
+	if err != nil {
+		return protocol.StartRequest{}, nil, err
+	}
+	if err := checkInput(def, body.Input); err != nil {
+		return protocol.StartRequest{}, nil, err
+	}
+	if body.ProcessID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		body.ProcessID = def.Name + "-" + hex.EncodeToString(b[:])
+	}
+	return protocol.StartRequest{ProcessID: body.ProcessID, Definition: def.Name, Version: def.Version, Input: body.Input}, def, nil
 }
 
 // ExistingStart checks a start of an id that exists already (row) against

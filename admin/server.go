@@ -31,6 +31,9 @@ import (
 // Actions sends what changes processes (engine.Client does).
 type Actions interface {
 	Start(ctx context.Context, req protocol.StartRequest) error
+	// StartMany sends many starts at once (an *engine.StartErrors says
+	// which were not sent).
+	StartMany(ctx context.Context, reqs []protocol.StartRequest) error
 	SignalAs(ctx context.Context, pid, name, signalID string, data json.RawMessage, actor, reason string) error
 	Admin(ctx context.Context, req protocol.AdminRequest, requestID string) error
 }
@@ -197,6 +200,7 @@ func (s *Server) routes() {
 	rd, op := RoleRead, RoleOperator
 	m.HandleFunc("GET /api/v1/processes", s.require(rd, s.listProcesses))
 	m.HandleFunc("POST /api/v1/processes", s.require(op, s.idempotent(s.startProcess)))
+	m.HandleFunc("POST /api/v1/processes/batch", s.require(op, s.idempotent(s.startBatch)))
 	m.HandleFunc("GET /api/v1/processes/{id}", s.require(rd, s.getProcess))
 	for _, a := range []string{"retry", "skip", "cancel", "terminate"} {
 		m.HandleFunc("POST /api/v1/processes/{id}/"+a, s.require(op, s.idempotent(s.action(a))))

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strconv"
@@ -30,6 +31,7 @@ type Row struct {
 	Terminal  bool
 	Completed bool
 	Steps     map[string]string // step id → step status
+	LastError string            // "<step>: <type>: <message>" of the last failure
 	Seq       int64
 }
 
@@ -56,7 +58,7 @@ func decodeStatus(m *bus.Message) (Row, bool) {
 	if env.DecodePayload(&r) != nil {
 		return Row{}, false
 	}
-	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, Seq: r.Seq}, true
+	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, LastError: r.LastError, Seq: r.Seq}, true
 }
 
 // Client is the engine's Go client as the benchmarks use it.
@@ -68,6 +70,15 @@ func NewClient(b bus.Bus) *Client { return &Client{c: engine.NewClient(b, protoc
 // Start starts a process.
 func (c *Client) Start(ctx context.Context, pid, def string, input json.RawMessage) error {
 	return c.c.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: def, Input: input})
+}
+
+// ErrNotOffered: this engine has no such entrance.
+var ErrNotOffered = errors.New("not offered by this engine")
+
+// StartMany starts processes with one call of the client (engine.Client.
+// StartMany); this engine has none yet.
+func (c *Client) StartMany(ctx context.Context, pids []string, def string, input json.RawMessage) error {
+	return ErrNotOffered
 }
 
 // Signal sends a signal to a process.
@@ -98,19 +109,30 @@ const (
 	Remote = "remote" // cmd/decider, over the decisions topic
 )
 
-// DeciderModes are the modes the engine's orchestrator binary offers, its
-// default first, read from its --help: with a --decider flag, inline (the
-// default) and remote; without (the engine before issue #9), remote only
-// (that orchestrator always sends decision tasks to cmd/decider).
-func DeciderModes(orchestratorBin string) ([]string, error) {
+// Info is what the harness reads of the engine's orchestrator binary from
+// its --help.
+type Info struct {
+	// Modes are the decider modes it offers, its default first: with a
+	// --decider flag, inline (the default) and remote; without (the engine
+	// before issue #9), remote only (that orchestrator always sends decision
+	// tasks to cmd/decider).
+	Modes []string
+	// Pprof: it can serve /debug/pprof on its admin listener (a
+	// --debug-pprof flag).
+	Pprof bool
+}
+
+// Probe reads Info from the orchestrator binary.
+func Probe(orchestratorBin string) (Info, error) {
 	out, err := exec.Command(orchestratorBin, "--help").CombinedOutput()
 	if !bytes.Contains(out, []byte("--pulsar-url")) {
-		return nil, fmt.Errorf("%s --help: %v: %s", orchestratorBin, err, out)
+		return Info{}, fmt.Errorf("%s --help: %v: %s", orchestratorBin, err, out)
 	}
+	info := Info{Modes: []string{Remote}, Pprof: bytes.Contains(out, []byte("--debug-pprof"))}
 	if bytes.Contains(out, []byte("--decider ")) {
-		return []string{Inline, Remote}, nil
+		info.Modes = []string{Inline, Remote}
 	}
-	return []string{Remote}, nil
+	return info, nil
 }
 
 // EngineConfig is what the harness sets of the engine's binaries.
@@ -123,9 +145,11 @@ type EngineConfig struct {
 	AdminListen          string // host:port of the orchestrator's admin API
 	DeciderMode          string
 	// DeciderSwitch says whether the orchestrator has the decider key
-	// (DeciderModes found a --decider flag).
+	// (Probe found a --decider flag).
 	DeciderSwitch bool
-	LogLevel      string
+	// Pprof turns on the orchestrator's /debug/pprof (Probe found it).
+	Pprof    bool
+	LogLevel string
 }
 
 func (c EngineConfig) base() []string {
@@ -149,6 +173,9 @@ func OrchestratorEnv(c EngineConfig) []string {
 	if c.DeciderSwitch {
 		env = append(env, "PULSAGA_DECIDER="+c.DeciderMode)
 	}
+	if c.Pprof {
+		env = append(env, "PULSAGA_DEBUG_PPROF=true")
+	}
 	return env
 }
 
@@ -169,6 +196,56 @@ const HTTPStartPath = "/api/v1/processes"
 // HTTPStartBody is the JSON body of a start through the admin API.
 func HTTPStartBody(pid, def string, input json.RawMessage) ([]byte, error) {
 	return json.Marshal(map[string]any{"process_id": pid, "definition": def, "input": input})
+}
+
+// HTTPBatchStartPath is the admin API's batch start (up to 1,000 a request).
+const HTTPBatchStartPath = "/api/v1/processes/batch"
+
+// HTTPBatchStartBody is the JSON body of a batch start.
+func HTTPBatchStartBody(pids []string, def string, input json.RawMessage) ([]byte, error) {
+	starts := make([]map[string]any, len(pids))
+	for i, pid := range pids {
+		starts[i] = map[string]any{"process_id": pid, "definition": def, "input": input}
+	}
+	return json.Marshal(map[string]any{"starts": starts})
+}
+
+// CheckHTTPBatchStart checks a batch start's answer: every start accepted.
+func CheckHTTPBatchStart(body []byte, n int) error {
+	var res struct {
+		Accepted int `json:"accepted"`
+		Failed   int `json:"failed"`
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return fmt.Errorf("batch start answer: %w: %s", err, body)
+	}
+	if res.Accepted != n || res.Failed != 0 {
+		return fmt.Errorf("batch start: %d of %d accepted, %d failed: %.500s", res.Accepted, n, res.Failed, body)
+	}
+	return nil
+}
+
+// StartLines are start requests as `pulsaga start --from` reads them, one
+// JSON object per line.
+func StartLines(pids []string, def string, input json.RawMessage) []byte {
+	var b bytes.Buffer
+	for _, pid := range pids {
+		line, _ := json.Marshal(map[string]any{"process_id": pid, "definition": def, "input": input})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// CLIStartFromArgs are the arguments of `pulsaga start --from FILE`.
+func CLIStartFromArgs(c EngineConfig, server, file, def string) []string {
+	args := []string{"start", "--from", file}
+	if server != "" {
+		args = append(args, "--server", server)
+	} else {
+		args = append(args, "--pulsar-namespace", c.Namespace.Namespace, "--partitions", strconv.Itoa(c.Partitions))
+	}
+	return append(args, def)
 }
 
 // CLIStartArgs are the arguments of `pulsaga start` for one process; server

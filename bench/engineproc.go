@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -193,4 +195,52 @@ func WaitHTTP(ctx context.Context, url string, alive func() error) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// FetchCPUProfile saves a CPU profile of d from the Go pprof endpoint
+// under api (/debug/pprof/profile) to out.
+func FetchCPUProfile(api string, d time.Duration, out string) error {
+	secs := max(int(d.Seconds()), 1)
+	resp, err := (&http.Client{Timeout: d + time.Minute}).Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", api, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /debug/pprof/profile: %s (is pprof on in the orchestrator's configuration?)", resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// LiveHeap is the live heap of a Go process after a forced collection, from
+// its pprof endpoint under api (/debug/pprof/heap?gc=1&debug=1 ends with
+// the runtime's MemStats; HeapAlloc right after a collection is the live
+// heap).
+func LiveHeap(api string) (int64, error) {
+	resp, err := (&http.Client{Timeout: time.Minute}).Get(api + "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /debug/pprof/heap: %s", resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "# HeapAlloc = "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("GET /debug/pprof/heap: no HeapAlloc line")
 }

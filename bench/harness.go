@@ -13,7 +13,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -271,44 +270,13 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 	return total, by, nil
 }
 
-// DeleteNamespace deletes a namespace and its topics (best effort:
-// benchmarks leave nothing behind on a shared broker). Brokers commonly
-// refuse forced namespace deletion, so topics go first, one by one.
-func DeleteNamespace(ctx context.Context, adminURL string, ns bus.Namespace) error {
-	root := strings.TrimSuffix(adminURL, "/") + "/admin/v2/"
-	base := root + "persistent/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace)
-	var errs []error
-	var partitioned, topics []string
-	if err := getJSON(ctx, base+"/partitioned", &partitioned); err != nil {
-		errs = append(errs, err)
+// NamespaceExists says whether the broker still has the namespace.
+func NamespaceExists(ctx context.Context, adminURL string, ns bus.Namespace) (bool, error) {
+	var all []string
+	if err := getJSON(ctx, strings.TrimSuffix(adminURL, "/")+"/admin/v2/namespaces/"+url.PathEscape(ns.Tenant), &all); err != nil {
+		return false, err
 	}
-	for _, full := range partitioned {
-		errs = append(errs, del(ctx, base+"/"+url.PathEscape(full[strings.LastIndex(full, "/")+1:])+"/partitions?force=true"))
-	}
-	if err := getJSON(ctx, base, &topics); err != nil {
-		errs = append(errs, err)
-	}
-	for _, full := range topics {
-		errs = append(errs, del(ctx, base+"/"+url.PathEscape(full[strings.LastIndex(full, "/")+1:])+"?force=true"))
-	}
-	errs = append(errs, del(ctx, root+"namespaces/"+url.PathEscape(ns.Tenant)+"/"+url.PathEscape(ns.Namespace)))
-	return errors.Join(errs...)
-}
-
-func del(ctx context.Context, u string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
-		return fmt.Errorf("DELETE %s: %s", u, resp.Status)
-	}
-	return nil
+	return slices.Contains(all, ns.Tenant+"/"+ns.Namespace), nil
 }
 
 func getJSON(ctx context.Context, u string, v any) error {

@@ -109,7 +109,6 @@ func BenchmarkMemoryPerWaitingProcess(b *testing.B) {
 		if err := en.Stop(); err != nil {
 			b.Errorf("engine: %v", err)
 		}
-		_ = bb.Close()
 	}
 }
 
@@ -148,7 +147,6 @@ func BenchmarkTimerLateness(b *testing.B) {
 		if err := en.Stop(); err != nil {
 			b.Errorf("engine: %v", err)
 		}
-		_ = bb.Close()
 		mu.Lock()
 		got := append([]time.Duration(nil), late...)
 		mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,12 +26,14 @@ type tracker struct {
 	done     atomic.Int64
 	failed   atomic.Int64
 	firstBad atomic.Pointer[Row]
-	release  chan struct{} // a token per process seen (closed loop); nil for open loop
-	last     atomic.Int64  // unix nanos of the last process seen
+	keepOn   bool           // a process that ends without completing is counted, not an error
+	reasons  map[string]int // why processes did not complete: "<step>: <type>" of their last error
+	release  chan struct{}  // a token per process seen (closed loop); nil for open loop
+	last     atomic.Int64   // unix nanos of the last process seen
 }
 
 func newTracker(capacity int) *tracker {
-	return &tracker{sent: make(map[string]time.Time, capacity), inWindow: func(time.Time) bool { return true }}
+	return &tracker{sent: make(map[string]time.Time, capacity), inWindow: func(time.Time) bool { return true }, reasons: map[string]int{}}
 }
 
 func (t *tracker) add(pid string, at time.Time) {
@@ -44,7 +48,7 @@ func (t *tracker) Seen(r Row, at time.Time) {
 	t0, ok := t.sent[r.ProcessID]
 	if ok {
 		delete(t.sent, r.ProcessID)
-		if t.inWindow(at) {
+		if t.inWindow(at) && (r.Completed || !r.Terminal) {
 			t.lat = append(t.lat, at.Sub(t0))
 			t.seenAt = append(t.seenAt, at)
 		}
@@ -57,6 +61,9 @@ func (t *tracker) Seen(r Row, at time.Time) {
 		t.failed.Add(1)
 		rr := r
 		t.firstBad.CompareAndSwap(nil, &rr)
+		t.mu.Lock()
+		t.reasons[reason(r)]++
+		t.mu.Unlock()
 	}
 	t.done.Add(1)
 	t.last.Store(at.UnixNano())
@@ -74,7 +81,34 @@ func (t *tracker) pending() int {
 	return len(t.sent)
 }
 
+// result is the processes that did not complete and why.
+func (t *tracker) result() (int, map[string]int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	r := make(map[string]int, len(t.reasons))
+	for k, v := range t.reasons {
+		r[k] = v
+	}
+	return int(t.failed.Load()), r
+}
+
+// reason is why a process did not complete: its status and the step and
+// error type of its last error.
+func reason(r Row) string {
+	parts := strings.SplitN(r.LastError, ": ", 3)
+	if len(parts) == 3 {
+		return r.Status + " (" + parts[0] + ": " + parts[1] + ")"
+	}
+	if r.LastError != "" {
+		return r.Status + " (" + r.LastError + ")"
+	}
+	return r.Status
+}
+
 func (t *tracker) failure() error {
+	if t.keepOn {
+		return nil
+	}
 	if n := t.failed.Load(); n > 0 {
 		return fmt.Errorf("%d processes did not complete, e.g. %+v", n, *t.firstBad.Load())
 	}
@@ -90,6 +124,18 @@ type LoopResult struct {
 	Latencies []time.Duration // start (or scheduled arrival) → wanted row, of the processes seen inside the window
 	First     time.Time       // first start request
 	Last      time.Time       // last process seen
+	Failed    int             // processes that ended without completing (KeepGoing)
+	Reasons   map[string]int  // why, by status and the step and type of the last error
+}
+
+// Why summarises Reasons.
+func (r LoopResult) Why() string {
+	var parts []string
+	for k, n := range r.Reasons {
+		parts = append(parts, fmt.Sprintf("%d %s", n, k))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
 
 // Rate is the processes seen inside the window per second.
@@ -128,6 +174,10 @@ type ClosedLoop struct {
 	OnWindow    func(open bool) error
 	Alive       func() error // checked every second; an error stops the run
 	Drain       time.Duration
+	// KeepGoing counts the processes that end without completing
+	// (LoopResult.Failed) instead of stopping with an error; their latency
+	// is left out.
+	KeepGoing bool
 
 	t *tracker
 }
@@ -160,6 +210,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		l.Drain = 10 * time.Minute
 	}
 	t := newTracker(l.InFlight)
+	t.keepOn = l.KeepGoing
 	t.release = make(chan struct{}, l.InFlight)
 	var winOpen, winClose atomic.Int64
 	t.inWindow = func(at time.Time) bool {
@@ -307,6 +358,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		t.mu.Unlock()
 		res.Started, res.Done = int(started.Load()), int(t.done.Load())
 		res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
+		res.Failed, res.Reasons = t.result()
 		return res, nil
 	} else {
 		total := int64(l.Total)
@@ -327,6 +379,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 	res.Started, res.Done = int(n), int(t.done.Load())
 	res.First, res.Last = time.Unix(0, first.Load()), time.Unix(0, t.last.Load())
 	res.Window = res.Last.Sub(res.First)
+	res.Failed, res.Reasons = t.result()
 	return res, nil
 }
 
@@ -344,6 +397,8 @@ type OpenLoop struct {
 	Start    StartFunc
 	Alive    func() error
 	Drain    time.Duration // how long to wait for the last processes after the last arrival
+	// KeepGoing, see ClosedLoop.
+	KeepGoing bool
 
 	t *tracker
 }
@@ -376,6 +431,7 @@ func (l *OpenLoop) Run(ctx context.Context) (LoopResult, error) {
 	}
 	expect := int(l.Rate*l.Duration.Seconds()) + 1
 	t := newTracker(expect)
+	t.keepOn = l.KeepGoing
 	trackers.Lock()
 	l.t = t
 	trackers.Unlock()
@@ -477,5 +533,115 @@ schedule:
 	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
 	res.Last = time.Unix(0, t.last.Load())
 	res.Window = res.Last.Sub(begin)
+	res.Failed, res.Reasons = t.result()
+	return res, nil
+}
+
+// Burst sends N start requests through an entrance as fast as it takes
+// them: Senders goroutines each sending batches of up to Batch process ids
+// (StartBatch; Batch 1 for entrances that take one request at a time), and
+// waits until every process has been seen. Its window is the first request
+// to the last process seen.
+type Burst struct {
+	N, Batch, Senders int
+	Prefix            string
+	StartBatch        func(ctx context.Context, pids []string) error
+	Alive             func() error
+	Drain             time.Duration // how long to wait for the processes after the last request
+
+	t *tracker
+}
+
+// Seen is the OnSeen of the Watcher this burst reads.
+func (l *Burst) Seen(r Row, at time.Time) {
+	trackers.Lock()
+	t := l.t
+	trackers.Unlock()
+	if t != nil {
+		t.Seen(r, at)
+	}
+}
+
+// Run sends the burst.
+func (l *Burst) Run(ctx context.Context) (LoopResult, error) {
+	if l.N <= 0 || l.StartBatch == nil {
+		return LoopResult{}, errors.New("burst: N and StartBatch are required")
+	}
+	batch, senders := max(l.Batch, 1), max(l.Senders, 1)
+	if l.Drain <= 0 {
+		l.Drain = 10 * time.Minute
+	}
+	t := newTracker(l.N)
+	trackers.Lock()
+	l.t = t
+	trackers.Unlock()
+	run := time.Now().UnixNano()
+	var batches [][]string
+	for i := 0; i < l.N; i += batch {
+		var b []string
+		for j := i; j < min(i+batch, l.N); j++ {
+			b = append(b, fmt.Sprintf("%s-%d-%d", l.Prefix, run, j))
+		}
+		batches = append(batches, b)
+	}
+	work := make(chan []string, len(batches))
+	for _, b := range batches {
+		work <- b
+	}
+	close(work)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errc := make(chan error, senders)
+	var wg sync.WaitGroup
+	first := time.Now()
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				now := time.Now()
+				for _, pid := range b {
+					t.add(pid, now)
+				}
+				if err := l.StartBatch(sctx, b); err != nil {
+					errc <- fmt.Errorf("start %s…: %w", b[0], err)
+					stop()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res := LoopResult{Started: l.N, First: first}
+	select {
+	case err := <-errc:
+		return res, err
+	default:
+	}
+	deadline := time.Now().Add(l.Drain)
+	for t.done.Load() < int64(l.N) {
+		if err := t.failure(); err != nil {
+			return res, err
+		}
+		if l.Alive != nil {
+			if err := l.Alive(); err != nil {
+				return res, err
+			}
+		}
+		if time.Now().After(deadline) {
+			return res, fmt.Errorf("burst: %d of %d processes seen %s after the last request", t.done.Load(), l.N, l.Drain)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.mu.Lock()
+	res.Latencies = t.lat
+	t.mu.Unlock()
+	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
+	res.Last = time.Unix(0, t.last.Load())
+	res.Window = res.Last.Sub(first)
 	return res, nil
 }

@@ -19,7 +19,10 @@ import (
 // process's first decision after the signal (the step "review" completed
 // in its status row) and to all 64 such decisions; the rate the processes
 // were created at; and the new orchestrator's resident memory per loaded
-// process (RSS, so it includes the Go heap's headroom).
+// process (RSS, so it includes the Go heap's headroom), and, when the
+// orchestrator serves /debug/pprof, its live heap per waiting process (after
+// a collection, before and after the fill: the engine's memory per waiting
+// process in the real binary).
 func BenchmarkRestart(b *testing.B) {
 	for range b.N {
 		restart(b, modes(b)[0])
@@ -30,7 +33,6 @@ func restart(b *testing.B, mode string) {
 	b.StopTimer()
 	e := newEnv(b, "restart")
 	bb := e.bus(b)
-	defer bb.Close()
 	stopWorkers := runWorkers(b, bb, loanServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
@@ -38,6 +40,13 @@ func restart(b *testing.B, mode string) {
 	n := *flagRestart
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Minute)
 	defer cancel()
+
+	// The orchestrator's live heap before and after the fill, when it
+	// serves /debug/pprof (its configuration, see bench.OrchestratorEnv).
+	heap0, heapErr := bench.LiveHeap(en.API)
+	if heapErr != nil {
+		b.Logf("no live heap of the orchestrator binary: %v", heapErr)
+	}
 
 	// Fill.
 	var mu sync.Mutex
@@ -63,6 +72,14 @@ func restart(b *testing.B, mode string) {
 	rss0, err := bench.ProcRSS(en.Orchestrator.PID)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if heapErr == nil {
+		heap1, err := bench.LiveHeap(en.API)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(heap1-heap0)/float64(n), "heap-bytes/process")
+		b.Logf("live heap of the orchestrator: %d → %d bytes with %d waiting processes: %.0f bytes/process", heap0, heap1, n, float64(heap1-heap0)/float64(n))
 	}
 	const signals = 64
 	targets := make([]string, signals)

@@ -16,7 +16,7 @@ else
 	: "${BENCH_COUNT:=3}" "${BENCH_RELAY_TIME:=3s}" "${BENCH_INFLIGHT:=1000,2000}" "${BENCH_WINDOW:=20s}" "${BENCH_SERIAL:=20}"
 fi
 : "${BENCH_OTHER_INFLIGHT:=1000}" "${BENCH_MODES:=}" "${BENCH_OPEN_STEPS:=25,50,75,100}" "${BENCH_OPEN_DURATION:=15s}"
-: "${BENCH_STARTS:=3000}" "${BENCH_STARTS_CLI:=60}" "${BENCH_ENTRANCES:=client,topic,http,cli-api,cli}"
+: "${BENCH_STARTS:=3000}" "${BENCH_STARTS_CLI:=60}" "${BENCH_ENTRANCES:=client,client-many,topic,http,http-batch,cli,cli-api,cli-from,cli-from-api}"
 : "${BENCH_WAITING:=20000}" "${BENCH_RESTART:=100000}" "${BENCH_RESTART_INFLIGHT:=2000}"
 : "${BENCH_TIMERPROCS:=100}" "${BENCH_BURST:=500}" "${BENCH_PERF:=}"
 

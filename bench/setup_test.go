@@ -42,7 +42,7 @@ var (
 	flagSerial     = flag.Int("serial", 20, "trip sagas run one at a time by BenchmarkTripUnloaded")
 	flagStarts     = flag.Int("starts", 3000, "BenchmarkStarts: start requests per entrance (client, topic, http)")
 	flagStartsCLI  = flag.Int("starts-cli", 60, "BenchmarkStarts: start requests through the CLI (one pulsaga process each)")
-	flagEntrances  = flag.String("entrances", "client,topic,http,cli-api,cli", "BenchmarkStarts: entrances measured")
+	flagEntrances  = flag.String("entrances", "client,client-many,topic,http,http-batch,cli,cli-api,cli-from,cli-from-api", "BenchmarkStarts: entrances measured (those the engine does not offer are skipped)")
 	flagWaiting    = flag.Int("waiting", 2000, "waiting processes of BenchmarkMemoryPerWaitingProcess")
 	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
 	flagRestartIn  = flag.Int("restart-inflight", 2000, "BenchmarkRestart: processes being created at once while filling")
@@ -54,6 +54,7 @@ var (
 	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
 	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
 	flagPerf       = flag.String("perf", "", "record a CPU profile of the orchestrator (perf record -g) during each closed-loop window into this folder")
+	flagPprof      = flag.String("pprof", "", "fetch a CPU profile of the orchestrator from its /debug/pprof during each closed-loop window into this folder")
 )
 
 // benchEnv is one benchmark iteration's own namespace on the broker.
@@ -89,17 +90,25 @@ func newEnv(b *testing.B, name string) *benchEnv {
 		}()
 	}
 	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := bench.DeleteNamespace(ctx, e.admin, e.ns); err != nil {
-			b.Logf("cleanup: %v", err)
+		// The broker may refuse to delete a topic for a moment after its
+		// last client left (compaction of the compacted topics): try again.
+		for try := 0; ; try++ {
+			pulsartest.DeleteNamespace(b, e.admin, e.ns.String())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			left, err := bench.NamespaceExists(ctx, e.admin, e.ns)
+			cancel()
+			if err != nil || !left || try == 3 {
+				return
+			}
+			time.Sleep(5 * time.Second)
 		}
 	})
 	return e
 }
 
-// bus opens a client on the environment's namespace (creating it); the
-// caller closes it.
+// bus opens a client on the environment's namespace (creating it),
+// closed when the benchmark ends, after what was started on it later (the
+// cleanups run last-in first-out).
 func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -108,6 +117,7 @@ func (e *benchEnv) bus(b *testing.B) bus.Bus {
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { _ = bb.Close() })
 	return bb
 }
 
@@ -217,7 +227,7 @@ func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
 	cfg := bench.EngineConfig{
 		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
 		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
-		DeciderSwitch: len(engineModes(b)) > 1,
+		DeciderSwitch: len(engineModes(b)) > 1, Pprof: engineInfo(b).Pprof,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -331,13 +341,23 @@ func modes(b *testing.B) []string {
 }
 
 // engineModes are the decider modes the engine's orchestrator offers.
-func engineModes(b *testing.B) []string {
+func engineModes(b *testing.B) []string { return engineInfo(b).Modes }
+
+var (
+	infoOnce sync.Once
+	info     bench.Info
+	infoErr  error
+)
+
+// engineInfo is what the orchestrator binary says of itself.
+func engineInfo(b *testing.B) bench.Info {
 	b.Helper()
-	have, err := bench.DeciderModes(engineBins(b)["orchestrator"])
-	if err != nil {
-		b.Fatal(err)
+	bins := engineBins(b)
+	infoOnce.Do(func() { info, infoErr = bench.Probe(bins["orchestrator"]) })
+	if infoErr != nil {
+		b.Fatal(infoErr)
 	}
-	return have
+	return info
 }
 
 func sizes(s string) []int {

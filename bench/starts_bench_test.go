@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,15 +21,23 @@ import (
 )
 
 // BenchmarkStarts measures the start path through each entrance of the
-// engine (-entrances): the Go client (-starters goroutines, one request
-// each at a time), the starts topic (one producer, pipelined, as another
-// system would publish), the admin HTTP API (-starters goroutines on
-// keep-alive connections), and the CLI (`pulsaga start`, 8 at a time, one
-// process each; "cli-api" through the admin API with --server, "cli"
-// straight to Pulsar). The processes (bench/testdata/wait.yaml) wait for a
-// signal once started, so no worker and no timer is involved: starts/s is
-// the requests of one entrance divided by the time from the first request
-// to the last process's first status row.
+// engine (-entrances):
+//
+//   - client: the Go client, one request at a time from -starters goroutines;
+//   - client-many: the Go client's StartMany, batches of 500 from 4 goroutines;
+//   - topic: the starts topic, one producer, pipelined (as another system
+//     would publish);
+//   - http: POST /api/v1/processes, -starters goroutines on keep-alive
+//     connections; http-batch: POST /api/v1/processes/batch, 1,000 a request,
+//     4 at a time;
+//   - cli, cli-api: `pulsaga start`, one process per start, 8 at a time,
+//     straight to Pulsar or through the API (--server); cli-from,
+//     cli-from-api: one `pulsaga start --from FILE` of all the requests.
+//
+// The processes (bench/testdata/wait.yaml) wait for a signal once started,
+// so no worker and no timer is involved: starts/s is the requests of one
+// entrance divided by the time from the first request to the last
+// process's first status row.
 func BenchmarkStarts(b *testing.B) {
 	for range b.N {
 		starts(b, modes(b)[0])
@@ -38,7 +48,6 @@ func starts(b *testing.B, mode string) {
 	b.StopTimer()
 	e := newEnv(b, "starts")
 	bb := e.bus(b)
-	defer bb.Close()
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
 	defer c.Close()
@@ -54,43 +63,65 @@ func starts(b *testing.B, mode string) {
 		b.Fatal(err)
 	}
 	defer w.Close()
-	run := func(name string, n, senders int, start bench.StartFunc, after func() error) {
-		l := &bench.ClosedLoop{InFlight: n, Senders: senders, Total: n, Prefix: "start-" + name, Start: start, Alive: en.Alive, Drain: 10 * time.Minute}
+	one := func(start bench.StartFunc) func(context.Context, []string) error {
+		return func(ctx context.Context, pids []string) error {
+			for _, pid := range pids {
+				if err := start(ctx, pid); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	run := func(name string, n, batch, senders int, send func(context.Context, []string) error, after func() error) {
+		l := &bench.Burst{N: n, Batch: batch, Senders: senders, Prefix: "start-" + name, StartBatch: send, Alive: en.Alive}
 		f := l.Seen
 		cur.Store(&f)
 		res, err := l.Run(ctx)
 		if err == nil && after != nil {
 			err = after()
 		}
+		if errors.Is(err, bench.ErrNotOffered) {
+			b.Logf("%s: %v", name, err)
+			return
+		}
 		if err != nil {
 			b.Fatalf("starts through %s: %v", name, err)
 		}
-		rate := float64(res.Done) / res.Last.Sub(res.First).Seconds()
+		rate := float64(res.Done) / res.Window.Seconds()
 		if name != "warm" {
 			b.ReportMetric(rate, name+"-starts/s")
 		}
-		b.Logf("%s: %d starts, %d at a time: first request → last process started %s: %.0f starts/s; load %s",
-			name, n, senders, res.Last.Sub(res.First).Round(time.Millisecond), rate, bench.LoadAvg())
+		b.Logf("%s: %d starts, batches of %d, %d at a time: first request → last process started %s: %.0f starts/s; load %s",
+			name, n, batch, senders, res.Window.Round(time.Millisecond), rate, bench.LoadAvg())
 	}
 	// Warm-up: every partition loaded, the producers open.
-	run("warm", 64, 16, clientStart(c, "bench-wait", nil), nil)
+	run("warm", 64, 1, 16, one(clientStart(c, "bench-wait", nil)), nil)
 	b.StartTimer()
 	for _, ent := range strings.Split(*flagEntrances, ",") {
 		switch ent {
 		case "client":
-			run(ent, *flagStarts, *flagStarters, clientStart(c, "bench-wait", nil), nil)
+			run(ent, *flagStarts, 1, *flagStarters, one(clientStart(c, "bench-wait", nil)), nil)
+		case "client-many":
+			run(ent, *flagStarts, 500, 4, func(ctx context.Context, pids []string) error { return c.StartMany(ctx, pids, "bench-wait", nil) }, nil)
 		case "topic":
 			start, flush := topicStart(b, bb)
-			run(ent, *flagStarts, 1, start, flush)
+			run(ent, *flagStarts, 1, 1, one(start), flush)
 		case "http":
-			run(ent, *flagStarts, *flagStarters, httpStart(en.API), nil)
+			run(ent, *flagStarts, 1, *flagStarters, one(httpStart(en.API)), nil)
+		case "http-batch":
+			run(ent, *flagStarts, 1000, 4, httpBatchStart(en.API), nil)
 		case "cli-api":
-			run(ent, *flagStartsCLI, 8, cliStart(en, en.API), nil)
+			run(ent, *flagStartsCLI, 1, 8, one(cliStart(en, en.API)), nil)
 		case "cli":
-			run(ent, *flagStartsCLI, 8, cliStart(en, ""), nil)
+			run(ent, *flagStartsCLI, 1, 8, one(cliStart(en, "")), nil)
+		case "cli-from-api":
+			run(ent, *flagStarts, *flagStarts, 1, cliFromStart(b, en, en.API), nil)
+		case "cli-from":
+			run(ent, *flagStarts, *flagStarts, 1, cliFromStart(b, en, ""), nil)
 		case "":
 		default:
-			b.Fatalf("unknown entrance %q (have client, topic, http, cli-api, cli)", ent)
+			b.Fatalf("unknown entrance %q (have client, client-many, topic, http, http-batch, cli, cli-api, cli-from, cli-from-api)", ent)
 		}
 	}
 	b.StopTimer()
@@ -159,6 +190,57 @@ func httpStart(api string) bench.StartFunc {
 		msg, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode/100 != 2 {
 			return fmt.Errorf("POST %s: %s: %s", bench.HTTPStartPath, resp.Status, msg)
+		}
+		return nil
+	}
+}
+
+// httpBatchStart posts batches of start requests to the admin API.
+func httpBatchStart(api string) func(context.Context, []string) error {
+	hc := &http.Client{Timeout: time.Minute}
+	return func(ctx context.Context, pids []string) error {
+		body, err := bench.HTTPBatchStartBody(pids, "bench-wait", nil)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, api+bench.HTTPBatchStartPath, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		msg, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("POST %s: %w", bench.HTTPBatchStartPath, bench.ErrNotOffered)
+		}
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("POST %s: %s: %s", bench.HTTPBatchStartPath, resp.Status, msg)
+		}
+		return bench.CheckHTTPBatchStart(msg, len(pids))
+	}
+}
+
+// cliFromStart runs one `pulsaga start --from FILE` for a batch.
+func cliFromStart(b *testing.B, en *bench.Engine, server string) func(context.Context, []string) error {
+	dir := b.TempDir()
+	return func(ctx context.Context, pids []string) error {
+		f := filepath.Join(dir, pids[0]+".ndjson")
+		if err := os.WriteFile(f, bench.StartLines(pids, "bench-wait", []byte("{}")), 0o644); err != nil {
+			return err
+		}
+		cmd := exec.CommandContext(ctx, engineBinsPath("pulsaga"), bench.CLIStartFromArgs(en.Config, server, f, "bench-wait")...)
+		cmd.Env = append(cmd.Environ(), "PULSAR_URL="+en.Config.ServiceURL, "PULSAR_ADMIN_URL="+en.Config.AdminURL)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			if bytes.Contains(stderr.Bytes(), []byte("unknown flag: --from")) {
+				return fmt.Errorf("pulsaga start --from: %w", bench.ErrNotOffered)
+			}
+			return fmt.Errorf("pulsaga start --from: %w: %s", err, stderr.Bytes())
 		}
 		return nil
 	}

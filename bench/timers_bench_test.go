@@ -86,7 +86,6 @@ func BenchmarkTimerLatenessBurst(b *testing.B) {
 		_ = prod.Close()
 		_ = cons.Close()
 		cancel()
-		_ = bb.Close()
 		p50 = append(p50, bench.Quantile(late, 0.5))
 		p99 = append(p99, bench.Quantile(late, 0.99))
 		maxs = append(maxs, bench.Quantile(late, 1))

@@ -86,6 +86,7 @@ type queuedSend struct {
 	p      Producer
 	msg    *OutMessage
 	onSent func(MessageID)
+	result func(MessageID, error)
 	fwd    *forward
 }
 
@@ -120,6 +121,14 @@ func (b *Batch) Tx() Tx { return b.tx }
 // batch's transaction.
 func (b *Batch) Send(p Producer, msg *OutMessage, onSent func(MessageID)) {
 	b.queued = append(b.queued, queuedSend{p: p, msg: msg, onSent: onSent})
+}
+
+// SendResult queues msg to p like Send; result receives the send's outcome,
+// success or failure (it is not called for a send whose outcome was not
+// known when the batch's context ended). Use it where each message stands
+// alone, as a client sending many requests that are told apart.
+func (b *Batch) SendResult(p Producer, msg *OutMessage, result func(MessageID, error)) {
+	b.queued = append(b.queued, queuedSend{p: p, msg: msg, result: result})
 }
 
 // Ack queues the acknowledgement of an input: in the batch's transaction,
@@ -244,6 +253,9 @@ func (b *Batch) issue(ctx context.Context, s queuedSend, outcomes *sync.WaitGrou
 			b.mu.Lock()
 			s.fwd.ok, s.fwd.err = err == nil, err
 			b.mu.Unlock()
+		}
+		if s.result != nil {
+			s.result(id, err)
 		}
 		if err != nil {
 			b.fail(fmt.Errorf("send to %s (key %q): %w", s.p.Topic(), s.msg.Key, err))

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -29,21 +30,28 @@ func NewClient(b bus.Bus, topics protocol.Topics) *Client {
 	return &Client{bus: b, topics: topics, clock: time.Now}
 }
 
+// producer is the events topic's producer, opened on first use.
+func (c *Client) producer(ctx context.Context) (bus.Producer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.p == nil {
+		p, err := c.bus.Producer(ctx, bus.ProducerOptions{Topic: c.topics.Events})
+		if err != nil {
+			return nil, err
+		}
+		c.p = p
+	}
+	return c.p, nil
+}
+
 func (c *Client) send(ctx context.Context, typ, id, pid string, payload any) error {
 	if pid == "" {
 		return fmt.Errorf("%w: a process id is required", bus.ErrBadOptions)
 	}
-	c.mu.Lock()
-	if c.p == nil {
-		p, err := c.bus.Producer(ctx, bus.ProducerOptions{Topic: c.topics.Events})
-		if err != nil {
-			c.mu.Unlock()
-			return err
-		}
-		c.p = p
+	p, err := c.producer(ctx)
+	if err != nil {
+		return err
 	}
-	p := c.p
-	c.mu.Unlock()
 	b, err := encode(typ, id, pid, c.clock(), payload)
 	if err != nil {
 		return err
@@ -58,6 +66,90 @@ func (c *Client) Start(ctx context.Context, req protocol.StartRequest) error {
 		return fmt.Errorf("%w: %w", bus.ErrBadOptions, err)
 	}
 	return c.send(ctx, protocol.TypeStart, protocol.StartEnvelopeID(req.ProcessID), req.ProcessID, req)
+}
+
+// StartMany starts many processes at once: the requests are checked, then
+// sent together (one flush, no wait per request), and StartMany returns
+// once the broker has every one of them or ctx ends. It returns nil when
+// all were sent, or a *StartErrors saying which were not and why (the
+// others were sent). Like Start, starting an id that exists does nothing,
+// so resending the failed requests, or all of them, is safe.
+func (c *Client) StartMany(ctx context.Context, reqs []protocol.StartRequest) error {
+	errs := make([]error, len(reqs))
+	var mu sync.Mutex
+	p, perr := c.producer(ctx)
+	b := bus.NewBatch(bus.BatchOptions{})
+	now := c.clock()
+	for i, req := range reqs {
+		err := req.Validate()
+		if err != nil {
+			err = fmt.Errorf("%w: %w", bus.ErrBadOptions, err)
+		} else {
+			err = perr
+		}
+		var payload []byte
+		if err == nil {
+			payload, err = encode(protocol.TypeStart, protocol.StartEnvelopeID(req.ProcessID), req.ProcessID, now, req)
+		}
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		errs[i] = errNotSent
+		b.SendResult(p, &bus.OutMessage{Key: req.ProcessID, Payload: payload}, func(_ bus.MessageID, err error) {
+			mu.Lock()
+			errs[i] = err
+			mu.Unlock()
+		})
+	}
+	cerr := b.Commit(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	se := &StartErrors{Errs: make([]error, len(reqs))}
+	for i, err := range errs {
+		if errors.Is(err, errNotSent) && cerr != nil {
+			err = fmt.Errorf("%w: %w", errNotSent, cerr)
+		}
+		if err != nil {
+			se.Errs[i] = err
+			se.Failed++
+		}
+	}
+	if se.Failed == 0 {
+		return nil
+	}
+	return se
+}
+
+// errNotSent marks a request whose send's outcome was never known.
+var errNotSent = errors.New("start request not sent")
+
+// StartErrors says which start requests of a StartMany were not sent.
+type StartErrors struct {
+	// Errs has one entry per request: nil for those sent.
+	Errs []error
+	// Failed counts the requests not sent.
+	Failed int
+}
+
+func (e *StartErrors) Error() string {
+	for i, err := range e.Errs {
+		if err != nil {
+			return fmt.Sprintf("%d of %d start requests not sent; the first (#%d): %v", e.Failed, len(e.Errs), i+1, err)
+		}
+	}
+	return "no start request failed"
+}
+
+// Unwrap gives errors.Is and errors.As the errors of the failed requests.
+func (e *StartErrors) Unwrap() []error {
+	var out []error
+	for _, err := range e.Errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
 }
 
 // Signal delivers a signal; signalID makes a retried send count once.

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -148,5 +149,51 @@ func startRelay(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		if !found {
 			t.Errorf("%s: no dead letter with a reason containing %q (reasons: %v)", tc.name, tc.reason, reasons)
 		}
+	}
+}
+
+func TestClientStartMany(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b := memoryBuses(t)(t)
+	topics := protocol.DefaultTopics()
+	for _, s := range topics.Specs() {
+		if err := b.EnsureTopic(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topics.Events, Subscription: "test", Type: bus.Exclusive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := engine.NewClient(b, topics)
+	defer c.Close()
+	reqs := []protocol.StartRequest{
+		{ProcessID: "a", Definition: "d"},
+		{ProcessID: "b"}, // no definition
+		{ProcessID: "c", Definition: "d", Input: json.RawMessage(`{"x":1}`)},
+		{Definition: "d"}, // no process id
+		{ProcessID: "e", Definition: "d", Input: json.RawMessage(`{"x":`)}, // input not JSON
+	}
+	err = c.StartMany(ctx, reqs)
+	var se *engine.StartErrors
+	if !errors.As(err, &se) || se.Failed != 3 || !errors.Is(err, bus.ErrBadOptions) {
+		t.Fatalf("StartMany: %v", err)
+	}
+	for i, wantFail := range []bool{false, true, false, true, true} {
+		if (se.Errs[i] != nil) != wantFail {
+			t.Errorf("request %d: error %v, want failed=%v", i, se.Errs[i], wantFail)
+		}
+	}
+	for _, want := range []string{"a", "c"} {
+		rctx, c := context.WithTimeout(ctx, 10*time.Second)
+		m, err := events.Receive(rctx)
+		c()
+		if err != nil || m.Key != want {
+			t.Fatalf("events: %v %v, want the start of %s", m, err, want)
+		}
+	}
+	if err := c.StartMany(ctx, reqs[:1]); err != nil {
+		t.Fatalf("StartMany of one valid request: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
 )
@@ -18,6 +19,16 @@ type StatusTable struct {
 	mu     sync.Mutex
 	reader bus.Reader
 	rows   map[string]StatusRecord
+
+	// Refreshes are coalesced: one pass over the topic runs at a time, and
+	// every caller that arrives meanwhile shares the pass after it.
+	cmu        sync.Mutex
+	cur, queue *refreshCall
+}
+
+type refreshCall struct {
+	done chan struct{}
+	err  error
 }
 
 // NewStatusTable reads the status topic.
@@ -25,8 +36,57 @@ func NewStatusTable(b bus.Bus, topic string) *StatusTable {
 	return &StatusTable{bus: b, topic: topic, rows: map[string]StatusRecord{}}
 }
 
-// Refresh reads what was written since the last call.
+// Refresh reads what was written to the topic up to now: when it returns
+// nil, every row written before the call is in the table. Concurrent calls
+// share passes over the topic (a pass that began before a call cannot
+// serve it; the next one does), so a burst of callers costs two passes, not
+// one each.
 func (t *StatusTable) Refresh(ctx context.Context) error {
+	t.cmu.Lock()
+	if t.cur == nil {
+		c := &refreshCall{done: make(chan struct{})}
+		t.cur = c
+		t.cmu.Unlock()
+		t.passes(ctx, c)
+		return c.err
+	}
+	if t.queue == nil {
+		t.queue = &refreshCall{done: make(chan struct{})}
+	}
+	c := t.queue
+	t.cmu.Unlock()
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// refreshTimeout bounds a pass run on behalf of other callers.
+const refreshTimeout = 30 * time.Second
+
+// passes runs c's pass, then the passes queued meanwhile, until none is.
+func (t *StatusTable) passes(ctx context.Context, c *refreshCall) {
+	c.err = t.pass(ctx)
+	for {
+		t.cmu.Lock()
+		close(c.done)
+		c = t.queue
+		t.queue, t.cur = nil, c
+		t.cmu.Unlock()
+		if c == nil {
+			return
+		}
+		// For callers whose contexts this goroutine does not have.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+		c.err = t.pass(pctx)
+		cancel()
+	}
+}
+
+// pass reads what was written since the last pass.
+func (t *StatusTable) pass(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.reader == nil {

@@ -43,12 +43,23 @@ func TestPrint(t *testing.T) {
 				"| Pulsar messages per trip saga (with the relays of its timers) | ≤ 20.0 | 18.0 | pass |",
 				"| unloaded p50 (ms) | ≤ 100 | 90.0 | pass |",
 				"| decider inline ÷ remote, sagas/s at 1000 in flight | ≤ 2 | 2.22 (2000 vs 900.0) | **miss** |",
-				"| starts/s through client | ≥ 1000 | not measured (quick) |  |",
+				"| starts/s through the HTTP API | ≥ 1000 | not measured (quick) |  |",
 			},
 		},
 		{
 			name: "full run misses the figures a quick run leaves out", input: sample, quick: false, wantOK: false,
-			want: []string{"| starts/s through client | ≥ 1000 | missing | **missing** |"},
+			want: []string{"| starts/s through the CLI | ≥ 1000 | missing | **missing** |"},
+		},
+		{
+			name: "each entrance judged on its fastest way in", input: sample + "BenchmarkStarts-2 	1	1 ns/op	900 http-starts/s	1500 http-batch-starts/s	5 cli-starts/s\n", quick: true, wantOK: true,
+			want: []string{
+				"| starts/s through the HTTP API | ≥ 1000 | 1500 (http 900.0, http-batch 1500) | pass |",
+				"| starts/s through the CLI | ≥ 1000 | 5 (cli 5) | **miss** |",
+			},
+		},
+		{
+			name: "sagas that did not complete fail the report", input: sample + "BenchmarkTrip/decider=inline/inflight=1000-2 	1	1 ns/op	2000 sagas/s	3 failed-sagas\n", quick: true, wantOK: false,
+			want: []string{"**BenchmarkTrip/decider=inline/inflight=1000: 3 sagas did not complete in a run"},
 		},
 		{
 			name: "a failure fails the report", input: sample + "--- FAIL: BenchmarkTrip/decider=inline/inflight=1000\n", quick: true, wantOK: false,
@@ -71,5 +82,23 @@ func TestPrint(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestByPackage(t *testing.T) {
+	in := `# comment
+    22.82%  [kernel.kallsyms]  [k] finish_task_switch.isra.0
+     3.10%  orchestrator       [.] encoding/json.appendCompact
+     1.41%  orchestrator       [.] encoding/json.stateInString
+     0.85%  orchestrator       [.] github.com/apache/pulsar-client-go/pulsar.(*partitionProducer).internalFlushCurrentBatch
+     0.50%  orchestrator       [.] runtime.selectgo
+     0.10%  libc.so.6          [.] 0x0000000000012345
+`
+	var sb strings.Builder
+	byPackage(strings.NewReader(in), &sb)
+	for _, want := range []string{"| kernel | 22.8 |", "| encoding/json | 4.5 |", "| github.com/apache/pulsar-client-go/pulsar | 0.8 |", "| runtime | 0.5 |", "| libc.so.6 | 0.1 |"} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("missing %q in\n%s", want, sb.String())
+		}
 	}
 }

@@ -118,12 +118,34 @@ func newStartCommand() *cobra.Command {
 		id      string
 		input   string
 		version int
+		from    string
 	)
 	cmd := &cobra.Command{
-		Use:   "start DEFINITION",
-		Short: "Start a process (idempotent: starting an existing --id does nothing)",
-		Args:  cobra.ExactArgs(1),
+		Use:   "start DEFINITION | start [DEFINITION] --from FILE|-",
+		Short: "Start a process, or many (idempotent: starting an existing --id does nothing)",
+		Long: `Start a process of DEFINITION (--id, --input, --version).
+
+With --from FILE (or - for stdin), start many: one JSON object per line,
+{"process_id": "...", "definition": "...", "version": 2, "input": {...}}
+(definition and version default to the DEFINITION argument and --version;
+a missing process_id is generated). Each is checked as a single start is;
+they are sent in batches of up to 1,000, each start's process id is printed
+as it is accepted (-o json: one JSON object per line with its outcome), a
+line that cannot be started is reported with its number on stderr, and the
+others go on.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if from != "" {
+				return cobra.MaximumNArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if from != "" {
+				if id != "" || input != "" {
+					return fmt.Errorf("--from takes each start's process_id and input from its line; drop --id and --input")
+				}
+				return runStartMany(cmd, &f, args, version, from)
+			}
 			in, err := jsonArg(input, "--input")
 			if err != nil {
 				return err
@@ -175,7 +197,43 @@ func newStartCommand() *cobra.Command {
 	cmd.Flags().StringVar(&id, "id", "", "process id (default: generated); starting an existing id is a no-op")
 	cmd.Flags().StringVar(&input, "input", "", "input JSON, or @file")
 	cmd.Flags().IntVar(&version, "version", 0, "definition version (default: the latest)")
+	cmd.Flags().StringVar(&from, "from", "", "start many: a file of start requests, one JSON object per line (- for stdin)")
 	return cmd
+}
+
+func runStartMany(cmd *cobra.Command, f *brokerFlags, args []string, version int, from string) error {
+	o, err := outputFormat(cmd)
+	if err != nil {
+		return err
+	}
+	if o == "yaml" {
+		return fmt.Errorf("--from prints one line per start: use -o table or -o json")
+	}
+	r, err := openInput(from)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	s := &startMany{ver: version, json: o == "json", out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
+	if len(args) == 1 {
+		s.def = args[0]
+	}
+	ctx := cmd.Context()
+	if usesAPI(cmd) {
+		c, err := apiClient(cmd)
+		if err != nil {
+			return err
+		}
+		return s.run(ctx, r, admin.MaxBatchStarts, s.viaAPI(cmd, c))
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	d, err := f.connect(cctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return s.run(ctx, r, admin.MaxBatchStarts, s.direct(d))
 }
 
 func newSignalCommand() *cobra.Command {

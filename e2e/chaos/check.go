@@ -124,17 +124,28 @@ type historyRecord struct {
 	publish time.Time
 }
 
-// decodeHistory decodes a record of the history topic.
-func decodeHistory(payload []byte) (*engine.Record, bool) {
+// decodeHistory decodes a message of the history topic: one record, or
+// (since the engine writes one entry per process per batch) the records
+// of one entry.
+func decodeHistory(payload []byte) ([]engine.Record, bool) {
 	env, err := bus.DecodeEnvelope(payload)
 	if err != nil || env.Type != engine.TypeHistory {
 		return nil, false
 	}
-	var rec engine.Record
-	if env.DecodePayload(&rec) != nil {
+	var m struct {
+		engine.Record
+		Records []engine.Record `json:"records"`
+	}
+	if env.DecodePayload(&m) != nil {
 		return nil, false
 	}
-	return &rec, true
+	if len(m.Records) > 0 {
+		return m.Records, true
+	}
+	if m.Seq == 0 {
+		return nil, false
+	}
+	return []engine.Record{m.Record}, true
 }
 
 // decodeStatus decodes a row of the status topic.
@@ -189,16 +200,18 @@ func (r *run) checkStreams(ctx context.Context, rep *Report) error {
 		}
 		err := r.readAll(ctx, topic, func(m *bus.Message) {
 			rep.historyTimes[p] = append(rep.historyTimes[p], m.PublishTime)
-			rec, ok := decodeHistory(m.Payload)
+			recs, ok := decodeHistory(m.Payload)
 			if !ok {
 				rep.Undecodable++
 				return
 			}
-			id := rec.EnvelopeID
-			if id == "" {
-				id = rec.TaskID
+			for _, rec := range recs {
+				id := rec.EnvelopeID
+				if id == "" {
+					id = rec.TaskID
+				}
+				streams[rec.ProcessID] = append(streams[rec.ProcessID], historyRecord{seq: rec.Seq, kind: rec.Kind, id: id, publish: m.PublishTime})
 			}
-			streams[rec.ProcessID] = append(streams[rec.ProcessID], historyRecord{seq: rec.Seq, kind: rec.Kind, id: id, publish: m.PublishTime})
 		})
 		if err != nil {
 			return err

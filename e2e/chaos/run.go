@@ -53,7 +53,9 @@ type Config struct {
 	// Orchestrators, Deciders and Services are the instances of each
 	// component (Deciders 0: the orchestrators decide in-process).
 	Orchestrators, Deciders, Services int
-	// DeciderMode is "external" (cmd/decider instances) or "inprocess".
+	// DeciderMode is "inline" (decisions inside the orchestrators' batches),
+	// "remote" (cmd/decider instances over the decisions topic), or "auto":
+	// the orchestrator binary's default (inline when it has the mode).
 	DeciderMode string
 	// NoKills turns the kill -9 of components off (the frozen-owner test).
 	NoKills bool
@@ -94,7 +96,7 @@ func DefaultConfig() Config {
 	return Config{
 		Broker: BrokerConfig{Port: 6651, HTTPPort: 8081, BookiePort: 3182},
 		Sagas:  400, Duration: 100 * time.Second, Drain: 100 * time.Second, Seed: 1, Mix: DefaultMix(),
-		Partitions: 4, Orchestrators: 2, Deciders: 2, Services: 3, DeciderMode: "external",
+		Partitions: 4, Orchestrators: 2, Deciders: 2, Services: 3, DeciderMode: "auto",
 		KillMin: 3 * time.Second, KillMax: 5 * time.Second, RestartMin: time.Second, RestartMax: 6 * time.Second,
 		BrokerRestartAt: 0.3, FreezeAt: 0.65, FreezeFor: 40 * time.Second, Latency: 100 * time.Millisecond,
 	}
@@ -102,14 +104,14 @@ func DefaultConfig() Config {
 
 // FrozenOwnerConfig is the frozen-owner test: no kills, no broker
 // restart, sagas without crash or lost faults, and one owner frozen for
-// 75s — longer than the broker takes to notice (keepAliveIntervalSeconds
+// 90s — longer than the broker takes to notice (keepAliveIntervalSeconds
 // 30: a ping unanswered for 30 to 60s closes the connection), so that the
 // standby takes over while the old owner sleeps.
 func FrozenOwnerConfig() Config {
 	c := DefaultConfig()
-	c.Sagas, c.Duration, c.Drain = 300, 150*time.Second, 120*time.Second
+	c.Sagas, c.Duration, c.Drain = 300, 180*time.Second, 240*time.Second
 	c.NoKills, c.BrokerRestartAt = true, -1
-	c.FreezeAt, c.FreezeFor, c.FreezeTakeover = 0.2, 75*time.Second, true
+	c.FreezeAt, c.FreezeFor, c.FreezeTakeover = 0.25, 90*time.Second, true
 	c.Mix = Mix{TripShare: 0.6, Clean: 0.6, Failing: 0.3}
 	return c
 }
@@ -131,13 +133,13 @@ func (c *Config) Validate() error {
 		bad("partitions, orchestrators and services: at least 1 each")
 	}
 	switch c.DeciderMode {
-	case "external":
+	case "remote":
 		if c.Deciders < 1 {
-			bad("deciders: at least 1 in external mode")
+			bad("deciders: at least 1 in remote mode")
 		}
-	case "inprocess":
+	case "inline", "auto":
 	default:
-		bad("decider mode %q: want external or inprocess", c.DeciderMode)
+		bad("decider mode %q: want inline, remote or auto", c.DeciderMode)
 	}
 	if c.KillMin <= 0 || c.KillMax < c.KillMin || c.RestartMin < 0 || c.RestartMax < c.RestartMin {
 		bad("kill and restart intervals: 0 < min <= max")
@@ -172,6 +174,9 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	if err := r.build(ctx); err != nil {
 		return nil, err
 	}
+	if err := r.resolveMode(ctx); err != nil {
+		return nil, err
+	}
 	r.logf("starting a fresh private broker in %s (ports %d/%d/%d)", cfg.Broker.Home, cfg.Broker.Port, cfg.Broker.HTTPPort, cfg.Broker.BookiePort)
 	scriptLog, err := os.Create(r.path("logs", "broker-script.log"))
 	if err != nil {
@@ -198,8 +203,17 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		return nil, err
 	}
 	defer func() { _ = r.bus.Close() }()
-	if err := engine.EnsureTopics(ctx, r.bus, r.topics); err != nil {
-		return nil, err
+	// A broker just started on a busy machine answers its admin API slowly.
+	for try := 1; ; try++ {
+		err := engine.EnsureTopics(ctx, r.bus, r.topics)
+		if err == nil {
+			break
+		}
+		if try == 10 || ctx.Err() != nil {
+			return nil, err
+		}
+		r.logf("creating the topics: %v; again", err)
+		time.Sleep(5 * time.Second)
 	}
 	r.sagas = make([]Saga, cfg.Sagas)
 	for i := range r.sagas {
@@ -223,6 +237,9 @@ type run struct {
 	bus     *pulsarbus.Bus
 	sagas   []Saga
 	cluster *cluster
+
+	// modeFlag: the orchestrator binary has --decider (inline|remote).
+	modeFlag bool
 
 	mu          sync.Mutex
 	brokerDown  []interval // when the broker was away
@@ -283,10 +300,31 @@ func (r *run) build(ctx context.Context) error {
 	return nil
 }
 
+// resolveMode finds out whether the orchestrator binary chooses its
+// decider mode (--decider inline|remote; before, deciders were always
+// remote) and settles "auto" to the binary's default.
+func (r *run) resolveMode(ctx context.Context) error {
+	out, _ := exec.CommandContext(ctx, r.path("bin", "orchestrator"), "--help").CombinedOutput()
+	r.modeFlag = strings.Contains(string(out), "--decider ")
+	switch {
+	case r.cfg.DeciderMode == "auto" && r.modeFlag:
+		r.cfg.DeciderMode = "inline"
+	case r.cfg.DeciderMode == "auto":
+		r.cfg.DeciderMode = "remote"
+	case r.cfg.DeciderMode == "inline" && !r.modeFlag:
+		return errors.New("chaos: this orchestrator binary has no inline decider (no --decider flag); use -decider-mode remote")
+	}
+	if r.cfg.DeciderMode == "remote" && r.cfg.Deciders < 1 {
+		return errors.New("chaos: the remote decider mode needs at least one decider")
+	}
+	r.logf("decider mode %s", r.cfg.DeciderMode)
+	return nil
+}
+
 func (r *run) connect(ctx context.Context) (*pulsarbus.Bus, error) {
 	return pulsarbus.New(ctx, pulsarbus.Config{
 		ServiceURL: r.broker.ServiceURL, AdminURL: r.broker.AdminURL, Namespace: r.ns,
-		ConnectionTimeout: 5 * time.Second, OperationTimeout: 10 * time.Second,
+		ConnectionTimeout: 10 * time.Second, OperationTimeout: 30 * time.Second,
 	}, zerolog.Nop())
 }
 
@@ -314,12 +352,12 @@ func (r *run) addComponents() {
 	for i := range r.cfg.Orchestrators {
 		name := "orch-" + string(rune('a'+i))
 		args := append(common(name), "--partitions", parts, "--definitions", defs)
-		if r.cfg.DeciderMode == "inprocess" {
-			args = append(args, "--decider", "inprocess")
+		if r.modeFlag {
+			args = append(args, "--decider", r.cfg.DeciderMode)
 		}
 		r.cluster.add(name, KindOrchestrator, r.path("bin", "orchestrator"), logPath(r.path("logs"), name), args...)
 	}
-	if r.cfg.DeciderMode == "external" {
+	if r.cfg.DeciderMode == "remote" {
 		for i := range r.cfg.Deciders {
 			name := "dec-" + string(rune('a'+i))
 			r.cluster.add(name, KindDecider, r.path("bin", "decider"), logPath(r.path("logs"), name), append(common(name), "--partitions", parts)...)

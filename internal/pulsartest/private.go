@@ -33,8 +33,9 @@ type Private struct {
 	// ServiceURL and AdminURL reach it.
 	ServiceURL, AdminURL string
 
-	script string
-	log    io.Writer
+	script       string
+	log          io.Writer
+	startTimeout time.Duration
 }
 
 // PrivateOptions describe a private broker.
@@ -52,6 +53,9 @@ type PrivateOptions struct {
 	Fresh bool
 	// Log receives the script's output (default: discarded).
 	Log io.Writer
+	// StartTimeout bounds each start (default 10 minutes: a standalone
+	// on a busy two-core machine has taken more than four).
+	StartTimeout time.Duration
 }
 
 // StartPrivate starts a private broker and waits until it is ready (admin
@@ -73,6 +77,10 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 		ServiceURL: fmt.Sprintf("pulsar://127.0.0.1:%d", opts.Port),
 		AdminURL:   fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort),
 		script:     filepath.Join(root, "scripts", "pulsar", "pulsar.sh"), log: opts.Log,
+		startTimeout: opts.StartTimeout,
+	}
+	if p.startTimeout <= 0 {
+		p.startTimeout = 10 * time.Minute
 	}
 	if p.log == nil {
 		p.log = io.Discard
@@ -93,6 +101,7 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 	}
 	p.linkJars(root)
 	if err := p.Start(ctx); err != nil {
+		_ = p.Kill() // a broker still starting when we gave up
 		return nil, err
 	}
 	return p, nil
@@ -116,7 +125,7 @@ func (p *Private) env() []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "PULSAR_URL", "PULSAR_ADMIN_URL", "PULSAGA_PULSAR_HOME", "PULSAGA_PULSAR_PORT",
-			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT":
+			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_START_TIMEOUT":
 			continue
 		}
 		env = append(env, kv)
@@ -124,7 +133,8 @@ func (p *Private) env() []string {
 	return append(env, "PULSAGA_PULSAR_HOME="+p.Home,
 		"PULSAGA_PULSAR_PORT="+strconv.Itoa(p.Port),
 		"PULSAGA_PULSAR_HTTP_PORT="+strconv.Itoa(p.HTTPPort),
-		"PULSAGA_PULSAR_BOOKIE_PORT="+strconv.Itoa(p.BookiePort))
+		"PULSAGA_PULSAR_BOOKIE_PORT="+strconv.Itoa(p.BookiePort),
+		"PULSAGA_PULSAR_START_TIMEOUT="+strconv.Itoa(int(p.startTimeout.Seconds())))
 }
 
 // Start starts the broker on its data (after Kill or Stop) and waits until

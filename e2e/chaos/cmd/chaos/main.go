@@ -23,7 +23,21 @@ func main() {
 	cfg := chaos.DefaultConfig()
 	chaos.Flags(flag.CommandLine, &cfg)
 	limit := flag.Int("show", 40, "problems shown per kind")
+	frozen := flag.Bool("frozen", false, "the frozen-owner test: no kills, no broker restart, an owner frozen for 90s that the standby must take over (other flags still apply)")
 	flag.Parse()
+	if *frozen {
+		// Start from the frozen-owner configuration, keep what was set.
+		fc := chaos.FrozenOwnerConfig()
+		fs := flag.NewFlagSet("frozen", flag.ContinueOnError)
+		chaos.Flags(fs, &fc)
+		flag.Visit(func(f *flag.Flag) {
+			if g := fs.Lookup(f.Name); g != nil {
+				_ = g.Value.Set(f.Value.String())
+			}
+		})
+		fc.NoKills, fc.FreezeTakeover = true, true
+		cfg = fc
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg.Progress = os.Stderr
