@@ -26,7 +26,12 @@ type Orchestrator struct {
 	Definitions string `mapstructure:"definitions" usage:"definition file or directory to register at start"`
 	// BatchSize bounds the events handled in one transaction.
 	BatchSize int `mapstructure:"batch_size" usage:"events per transaction at most"`
-	// DecisionTimeout re-issues a decision nobody answered.
+	// Decider is where decisions are made: "inline" (default) inside the
+	// orchestrator's batch, or "remote" by cmd/decider instances over the
+	// decisions topic (isolation, costly expressions). decision_timeout and
+	// max_outstanding apply to the remote mode only.
+	Decider string `mapstructure:"decider" usage:"decider mode: inline or remote"`
+	// DecisionTimeout re-issues a remote decision nobody answered.
 	DecisionTimeout time.Duration `mapstructure:"decision_timeout" usage:"re-issue a decision task after this long"`
 	// MaxOutstanding bounds the decision tasks this instance has in flight
 	// (issued, not yet answered). A process that needs a decision when every
@@ -70,7 +75,7 @@ type Orchestrator struct {
 func DefaultOrchestrator() Orchestrator {
 	host, _ := os.Hostname()
 	return Orchestrator{
-		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256,
+		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, Decider: "inline",
 		DecisionTimeout: 30 * time.Second, MaxOutstanding: 512, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
 		AdminStuckAfter: 15 * time.Minute,
 	}
@@ -87,6 +92,9 @@ func (c *Orchestrator) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		errs = append(errs, &FieldError{Key: "batch_size", Value: c.BatchSize, Problem: "must be at least 1"})
+	}
+	if c.Decider != "inline" && c.Decider != "remote" {
+		errs = append(errs, &FieldError{Key: "decider", Value: c.Decider, Problem: "must be inline or remote"})
 	}
 	if c.MaxOutstanding < 1 {
 		errs = append(errs, &FieldError{Key: "max_outstanding", Value: c.MaxOutstanding, Problem: "must be at least 1"})

@@ -85,6 +85,8 @@ func TestOrchestratorValidate(t *testing.T) {
 		{"zero batch", func(c *Orchestrator) { c.BatchSize = 0 }, []string{"batch_size"}},
 		{"no decision in flight", func(c *Orchestrator) { c.MaxOutstanding = 0 }, []string{"max_outstanding"}},
 		{"one decision in flight", func(c *Orchestrator) { c.MaxOutstanding = 1 }, nil},
+		{"remote decider", func(c *Orchestrator) { c.Decider = "remote" }, nil},
+		{"unknown decider mode", func(c *Orchestrator) { c.Decider = "elsewhere" }, []string{"decider"}},
 		{"missing definitions", func(c *Orchestrator) { c.Definitions = filepath.Join(t.TempDir(), "nope.yaml") }, []string{"definitions"}},
 		{"zero decision timeout", func(c *Orchestrator) { c.DecisionTimeout = 0 }, []string{"decision_timeout"}},
 		{"negative retention", func(c *Orchestrator) { c.Retention = -time.Hour }, []string{"retention"}},

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -63,6 +64,7 @@ type cluster struct {
 	ns       string
 	dir      string
 	calls    string
+	decider  string // the orchestrators' decider mode
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -130,7 +132,7 @@ func (c *cluster) start(name string) {
 	switch {
 	case strings.HasPrefix(name, "orchestrator"):
 		bin = "orchestrator"
-		args = append(args, "--partitions", "2", "--definitions", filepath.Join(repoRoot(), "testdata", "trip-booking.yaml"))
+		args = append(args, "--partitions", "2", "--definitions", filepath.Join(repoRoot(), "testdata", "trip-booking.yaml"), "--decider", c.decider)
 	case name == "decider":
 		bin = "decider"
 		args = append(args, "--partitions", "2")
@@ -234,6 +236,8 @@ type crashPlan struct {
 	kill, restart []string
 	// then, a little later, start join and kill leave.
 	join, leave []string
+	// decider is the orchestrators' decider mode.
+	decider string
 }
 
 func TestCrashes(t *testing.T) {
@@ -247,11 +251,25 @@ func TestCrashes(t *testing.T) {
 		// name), then gets them back when the newcomer dies.
 		{name: "live takeover and back", start: []string{"orchestrator-b", "decider", "worker"}, join: []string{"orchestrator-a"}, leave: []string{"orchestrator-a"}},
 	}
-	for _, plan := range plans {
-		t.Run(plan.name, func(t *testing.T) {
-			t.Parallel()
-			runCrash(t, plan)
-		})
+	// Every plan runs in both decider modes; inline, no decider runs, so a
+	// plan that only crashes the decider has nothing to crash.
+	for _, mode := range []string{engine.DeciderInline, engine.DeciderRemote} {
+		for _, plan := range plans {
+			plan.decider = mode
+			if mode == engine.DeciderInline {
+				if slices.Equal(plan.kill, []string{"decider"}) {
+					continue
+				}
+				noDecider := func(names []string) []string {
+					return slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == "decider" })
+				}
+				plan.start, plan.kill, plan.restart = noDecider(plan.start), noDecider(plan.kill), noDecider(plan.restart)
+			}
+			t.Run(mode+"/"+plan.name, func(t *testing.T) {
+				t.Parallel()
+				runCrash(t, plan)
+			})
+		}
 	}
 }
 
@@ -259,6 +277,7 @@ func runCrash(t *testing.T, plan crashPlan) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	c := newCluster(t)
+	c.decider = plan.decider
 	_, client, status := c.client(ctx)
 	defer status.Close()
 	for _, name := range plan.start {

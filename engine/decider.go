@@ -12,32 +12,31 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// DeciderOptions configure a decider.
+// DeciderOptions configure a decider (the remote decider mode,
+// OrchestratorOptions.Decider = DeciderRemote).
 type DeciderOptions struct {
 	// Name identifies the instance (default "decider").
 	Name string
 	// Topics are the engine's topics.
 	Topics protocol.Topics
-	// Concurrency is the number of batch loops: batches of tasks decided
-	// and committed at once, each in its own transaction (default 4).
+	// Concurrency is the number of batches whose answers are on their way
+	// at once (default 4).
 	Concurrency int
-	// MaxBatch bounds the tasks of one batch, i.e. of one transaction
-	// (default 64).
+	// MaxBatch bounds the tasks of one batch (default 64): a batch's
+	// answers are sent together, each task acknowledged once its answer is
+	// sent.
 	MaxBatch int
-	// BatchWait is how long a loop that has a task waits for one more
-	// before it decides its batch (default 3ms): a batch grows while tasks
-	// keep arriving within BatchWait of each other, up to MaxBatch.
+	// BatchWait is how long a batch waits for more tasks after its first
+	// (default 3ms).
 	BatchWait time.Duration
 	// MaxDeliveries dead-letters a task that keeps failing (default 5).
 	MaxDeliveries int
-	// TxTimeout bounds a batch's transaction (default 10s), see
-	// OrchestratorOptions.TxTimeout.
-	TxTimeout time.Duration
-	// Clock stamps messages, and dates a decision whose task waited in the
-	// queue: a decision is made at max(task.Now, Clock()), recorded in the
-	// result, so attempt timeouts count from when the command is sent.
+	// Clock dates a decision whose task waited in the queue: a decision is
+	// made at max(task.Now, Clock()), recorded in the result, so attempt
+	// timeouts count from when the command is sent.
 	Clock func() time.Time
 }
 
@@ -45,7 +44,9 @@ func (o *DeciderOptions) defaults() {
 	if o.Name == "" {
 		o.Name = "decider"
 	}
-	o.Topics = o.Topics.WithDefaults()
+	if o.Topics.Events == "" {
+		o.Topics = protocol.DefaultTopics()
+	}
 	if o.Concurrency <= 0 {
 		o.Concurrency = 4
 	}
@@ -61,42 +62,32 @@ func (o *DeciderOptions) defaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	if o.TxTimeout <= 0 {
-		o.TxTimeout = 10 * time.Second
-	}
 }
 
 // DeciderStats count what a decider did since it was created.
 type DeciderStats struct {
-	// Transactions is the number of transactions committed, Tasks the
-	// decision tasks they acknowledged (answered, or duplicates of a task
-	// answered in the same transaction).
-	Transactions, Tasks int64
-	// Decided counts the tasks answered with a decision, Errors those
-	// answered with an error (unknown definition, a decision that failed).
-	Decided, Errors int64
-	// FailedTransactions counts transactions that did not commit; every
-	// task of theirs was nacked and comes again.
-	FailedTransactions int64
+	// Tasks counts the tasks answered (their answer sent and the task
+	// acknowledged): Decided with a decision, Errors with an error (unknown
+	// definition, a decision that failed).
+	Tasks, Decided, Errors int64
 	// DeadLettered counts tasks moved to the dead-letter topic (undecodable
-	// or invalid), Nacked the tasks nacked on their own (a transient
-	// failure before their transaction: definitions unreadable, a producer
-	// that could not be opened, a dead-letter that failed).
+	// or invalid), Nacked the tasks given back to come again (definitions
+	// unreadable, an answer that could not be sent).
 	DeadLettered, Nacked int64
 }
 
-// Decider is stateless: it takes decision tasks in batches, runs
-// workflow.Decide for each, and emits the commands, the timers and the
-// decision results of the whole batch in one transaction with the
-// acknowledgements of its tasks. A task delivered twice (a decider died
-// before committing, its batch's transaction failed, or the orchestrator
-// re-issued it) yields the same command ids; the orchestrator accepts only
-// the first result.
+// Decider is stateless: it takes decision tasks, runs workflow.Decide for
+// each and sends the decision back to the task's reply topic (the events
+// topic), keyed by process id; the task is acknowledged once the answer is
+// sent. The decider emits nothing else: the orchestrator carries out a
+// decision's effects (commands, timers, records) in its own transaction
+// when the answer arrives, with the code of the inline mode.
 //
-// A task is never dropped for its age: one the orchestrator has re-issued
-// meanwhile is decided in its batch like any other (nothing waits for it),
-// and whichever answer reaches the orchestrator first is taken. Copies of
-// one task in one batch are answered once.
+// A task delivered twice (a decider died between answering and
+// acknowledging, or the orchestrator re-issued it after its decision
+// timeout) is answered twice; the orchestrator applies the first answer to
+// the outstanding task and drops the other as stale, so no transaction is
+// needed here.
 type Decider struct {
 	bus  bus.Bus
 	reg  *Registry
@@ -107,7 +98,7 @@ type Decider struct {
 	producers map[string]bus.Producer
 
 	stats struct {
-		transactions, tasks, decided, errors, failed, deadLettered, nacked atomic.Int64
+		tasks, decided, errors, deadLettered, nacked atomic.Int64
 	}
 }
 
@@ -122,18 +113,16 @@ func NewDecider(b bus.Bus, reg *Registry, opts DeciderOptions, log zerolog.Logge
 func (d *Decider) Stats() DeciderStats {
 	s := &d.stats
 	return DeciderStats{
-		Transactions: s.transactions.Load(), Tasks: s.tasks.Load(), Decided: s.decided.Load(), Errors: s.errors.Load(),
-		FailedTransactions: s.failed.Load(), DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(),
+		Tasks: s.tasks.Load(), Decided: s.decided.Load(), Errors: s.errors.Load(),
+		DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(),
 	}
 }
 
-// receivers is how many goroutines receive tasks for the batch loops, so
-// that a batch is not gathered one Receive at a time when a Receive costs a
-// broker round trip (pulsarbus with SubscribeOptions.CountDeliveriesDurably,
-// which the decider does not set, or a consumer whose prefetch ran dry).
-func (d *Decider) receivers() int { return min(d.opts.MaxBatch, 16) }
-
-// Run decides until ctx is done.
+// Run decides until ctx is done: bus.Consume takes the tasks in batches
+// (decoding, checking and dead-lettering what is not a valid task), and
+// each batch's answers are sent by a bus.Batch that acknowledges every task
+// once its own answer is sent (and gives it back if that send fails), with
+// up to Concurrency batches on their way.
 func (d *Decider) Run(ctx context.Context) error {
 	if err := EnsureTopics(ctx, d.bus, d.opts.Topics); err != nil {
 		return err
@@ -141,90 +130,113 @@ func (d *Decider) Run(ctx context.Context) error {
 	cons, err := d.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: d.opts.Topics.Decisions, Subscription: protocol.DeciderSubscription, Type: bus.Shared, ConsumerName: d.opts.Name,
 		MaxDeliveries: d.opts.MaxDeliveries, NackDelay: 500 * time.Millisecond,
-		// Enough prefetched for every loop to fill a batch.
-		ReceiveQueueSize: d.opts.Concurrency * d.opts.MaxBatch,
+		ReceiveQueueSize: 2 * d.opts.MaxBatch,
 	})
 	if err != nil {
 		return fmt.Errorf("decider: %w", err)
 	}
 	defer cons.Close()
 	defer d.closeProducers()
-	rctx, stop := context.WithCancel(ctx)
-	defer stop()
-	tasks := make(chan *bus.Message, d.opts.MaxBatch)
-	var failed error
-	var failOnce sync.Once
-	var receivers, loops sync.WaitGroup
-	for range d.receivers() {
-		receivers.Go(func() {
-			for {
-				m, err := cons.Receive(rctx)
-				switch {
-				case rctx.Err() != nil:
-					return
-				case errors.Is(err, bus.ErrClosed):
-					failOnce.Do(func() { failed = fmt.Errorf("decider: %w", err) })
-					stop()
-					return
-				case err != nil:
-					d.log.Warn().Err(err).Msg("receiving decision tasks failed; trying again")
-					select {
-					case <-rctx.Done():
-						return
-					case <-time.After(100 * time.Millisecond):
-					}
-					continue
+	slots := make(chan struct{}, d.opts.Concurrency)
+	var inflight sync.WaitGroup
+	defer inflight.Wait() // before the consumer closes: every answer sent is acknowledged or given back
+	err = bus.Consume(ctx, cons, bus.ConsumeOptions{
+		BatchSize: d.opts.MaxBatch, BatchWait: d.opts.BatchWait, Types: []string{protocol.TypeDecisionTask},
+		OnDrop: func(m *bus.Message, reason string, err error) {
+			if err != nil {
+				d.stats.nacked.Add(1)
+				d.log.Warn().Err(err).Str("reason", reason).Msg("dead-lettering a bad decision task failed; it will come again")
+				return
+			}
+			d.stats.deadLettered.Add(1)
+			d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
+		},
+	}, bus.JSON[protocol.DecisionTask], func(ctx context.Context, tasks []bus.Inbound[protocol.DecisionTask]) error {
+		b := bus.NewBatch(bus.BatchOptions{})
+		clock := d.opts.Clock().UTC()
+		var forwarded int64
+		var sent atomic.Int64
+		for _, in := range tasks {
+			task := in.Value
+			res, err := d.decide(ctx, &task, clock)
+			var p bus.Producer
+			var payload []byte
+			if err == nil {
+				payload, err = encode(protocol.TypeDecisionResult, "decision:"+task.TaskID, task.ProcessID, clock, res)
+			}
+			if err == nil {
+				p, err = d.producer(ctx, task.ReplyTo)
+			}
+			if err != nil {
+				d.log.Warn().Err(err).Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Msg("decision not answered; the task will come again")
+				cons.Nack(in.Message, err)
+				d.stats.nacked.Add(1)
+				continue
+			}
+			failed := res.Error != ""
+			forwarded++
+			b.Forward(p, &bus.OutMessage{Key: task.ProcessID, Payload: payload}, cons, in.Message, func(bus.MessageID) {
+				sent.Add(1)
+				d.stats.tasks.Add(1)
+				if failed {
+					d.stats.errors.Add(1)
+				} else {
+					d.stats.decided.Add(1)
 				}
-				select {
-				case tasks <- m:
-				case <-rctx.Done():
-					return // closing the consumer gives it back
-				}
+			})
+		}
+		if b.Len() == 0 {
+			return nil
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = b.Abort(context.WithoutCancel(ctx), ctx.Err())
+			return nil
+		}
+		inflight.Go(func() {
+			defer func() { <-slots }()
+			if err := b.Commit(ctx); err != nil {
+				// The tasks whose answer was not sent are given back.
+				d.stats.nacked.Add(forwarded - sent.Load())
+				d.log.Warn().Err(err).Msg("answers not sent; their tasks will come again")
 			}
 		})
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("decider: %w", err)
 	}
-	for range d.opts.Concurrency {
-		loops.Go(func() {
-			for {
-				msgs := d.gather(rctx, tasks)
-				if msgs == nil {
-					return
-				}
-				d.handleBatch(ctx, cons, msgs)
-			}
-		})
-	}
-	loops.Wait()
-	stop()
-	receivers.Wait()
-	return failed
+	return nil
 }
 
-// gather waits for a task, then takes more while they keep coming within
-// BatchWait of each other, up to MaxBatch. It returns nil when ctx is done
-// (closing the consumer gives back what was received).
-func (d *Decider) gather(ctx context.Context, tasks <-chan *bus.Message) []*bus.Message {
-	var msgs []*bus.Message
-	select {
-	case <-ctx.Done():
-		return nil
-	case m := <-tasks:
-		msgs = append(msgs, m)
+// decide makes task's decision at max(task.Now, clock). A task that cannot
+// be decided (unknown definition, Decide failing) is answered with an
+// error; an error means nothing can be answered now.
+func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock time.Time) (*protocol.DecisionResult, error) {
+	now := task.Now
+	if clock.After(now) {
+		now = clock
 	}
-	linger := time.NewTimer(d.opts.BatchWait)
-	defer linger.Stop()
-	for len(msgs) < d.opts.MaxBatch {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-tasks:
-			msgs = append(msgs, m)
-			linger.Reset(d.opts.BatchWait)
-		case <-linger.C:
-			return msgs
+	res := &protocol.DecisionResult{TaskID: task.TaskID, ProcessID: task.ProcessID, Decider: d.opts.Name, Now: now}
+	def, err := d.reg.Get(ctx, task.Definition, task.Version)
+	switch {
+	case errors.Is(err, ErrUnknownDefinition):
+		res.Error = err.Error()
+	case err != nil:
+		return nil, err // the definitions could not be read: try again later
+	default:
+		dec, err := workflow.Decide(def, task.State, task.Events, now)
+		if err != nil {
+			res.Error = err.Error()
+			break
 		}
+		res.Decision = &dec
 	}
-	return msgs
+	if res.Error != "" {
+		d.log.Error().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Str("error", res.Error).Msg("no decision possible")
+	}
+	return res, nil
 }
 
 func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, error) {
@@ -232,13 +244,6 @@ func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, err
 	defer d.mu.Unlock()
 	if p, ok := d.producers[topic]; ok {
 		return p, nil
-	}
-	// The engine's own topics exist (EnsureTopics); a job queue is created
-	// on first use.
-	if svc, ok := protocol.JobService(topic); ok {
-		if err := d.bus.EnsureTopic(ctx, protocol.JobTopicSpec(svc)); err != nil {
-			return nil, err
-		}
 	}
 	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
 	if err != nil {

@@ -35,7 +35,7 @@ func TestLostDecisionIsReissued(t *testing.T) {
 	run := func(f func(context.Context) error) {
 		go func() { _ = f(ctx) }()
 	}
-	orch := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{Topics: topics, DecisionTimeout: time.Second}, log)
+	orch := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{Topics: topics, Decider: engine.DeciderRemote, DecisionTimeout: time.Second}, log)
 	run(orch.Run)
 	run(timers.NewRelay(b, timers.RelayOptions{}, log).Run)
 	// A "decider" that takes the first task and never answers.
@@ -55,7 +55,7 @@ func TestLostDecisionIsReissued(t *testing.T) {
 	_ = black.Close()
 	// Now a real decider and the workers.
 	run(engine.NewDecider(b, engine.NewRegistry(b, topics.Definitions, nil), engine.DeciderOptions{Topics: topics}, log).Run)
-	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Services: demo.Trip(demo.Faults{}, nil), Name: "workers-only"}, log)
+	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Decider: engine.DeciderRemote, Services: demo.Trip(demo.Faults{}, nil), Name: "workers-only"}, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func TestTripScenariosPulsar(t *testing.T) {
 	t.Parallel()
 	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
-	runTripScenarios(t, pulsarBuses(t), topics)
+	inModes(t, topics, func(t *testing.T, cfg engineCfg) { runTripScenarios(t, pulsarBuses(t), cfg) })
 }
 
 // TestManyConcurrentSagasPulsar runs many trip sagas at once with random
@@ -62,6 +62,10 @@ func TestManyConcurrentSagasPulsar(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("PULSAGA_MANY_SAGAS")); err == nil && v > 0 {
 		n = v
 	}
+	inModes(t, protocol.DefaultTopics(), func(t *testing.T, cfg engineCfg) { manySagas(t, cfg.decider, n) })
+}
+
+func manySagas(t *testing.T, mode string, n int) {
 	newBus := pulsarBuses(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
@@ -70,7 +74,7 @@ func TestManyConcurrentSagasPulsar(t *testing.T) {
 	faults := demo.Faults{Probability: 0.25, Seed: uint64(time.Now().UnixNano())}
 	calls := demo.NewCalls()
 	stack, err := engine.StartStack(ctx, newBus(t), engine.StackOptions{
-		Topics: topics, Services: demo.Trip(faults, calls), Deciders: 2, WorkerConcurrency: 32,
+		Topics: topics, Decider: mode, Services: demo.Trip(faults, calls), Deciders: 2, WorkerConcurrency: 32,
 		// 1,000 sagas at once queue their first decisions for longer than the
 		// default 30s decision timeout on a loaded 2-core machine; re-issuing
 		// them all then only adds load (see "Overload" in docs/benchmarks.md).

@@ -109,13 +109,13 @@ func scenarioPID(name string) string {
 	return fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
 }
 
-func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics protocol.Topics) {
+func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineCfg) {
 	t.Run("compensation fails for good then an admin retries it", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		log := &runLog{}
 		var hotelFixed atomic.Bool
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"payments": {"ProcessPayment": log.handler(map[string]any{"payment_id": "P1"}, nil), "RefundPayment": log.handler(nil, nil)},
 			"flights":  {"BookFlight": log.handler(map[string]any{"booking": "F1"}, nil), "CancelFlight": log.handler(nil, nil)},
 			"hotels": {"BookHotel": log.handler(map[string]any{"booking": "H1"}, nil), "CancelHotel": log.handler(nil, func(*worker.Job) error {
@@ -179,7 +179,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics proto
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		log := &runLog{}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"etl": {
 				"Extract": log.handler(map[string]any{"rows": 3}, nil),
 				"Transform": log.handler(nil, func(*worker.Job) error {
@@ -252,7 +252,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics proto
 			}
 			return nil
 		}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"inventory": {
 				"ReserveStock": func(ctx context.Context, j *worker.Job) (any, error) {
 					var in struct{ SKU string }
@@ -308,7 +308,7 @@ func moreScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics proto
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		log := &runLog{}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"orders": {"Prepare": log.handler(map[string]any{"id": "O1"}, nil), "Unprepare": log.handler(nil, nil), "Finish": log.handler(nil, nil)},
 		})
 		registerScenario(ctx, t, s, "scenario-wait-timeout.yaml")
@@ -360,12 +360,12 @@ func waitFinal(ctx context.Context, t *testing.T, s *engine.Stack, pid string) e
 }
 
 func TestMoreScenariosMemory(t *testing.T) {
-	moreScenarios(t, memoryBuses(t), protocol.DefaultTopics())
+	inModes(t, protocol.DefaultTopics(), func(t *testing.T, cfg engineCfg) { moreScenarios(t, memoryBuses(t), cfg) })
 }
 
 func TestMoreScenariosPulsar(t *testing.T) {
 	t.Parallel()
 	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
-	moreScenarios(t, pulsarBuses(t), topics)
+	inModes(t, topics, func(t *testing.T, cfg engineCfg) { moreScenarios(t, pulsarBuses(t), cfg) })
 }

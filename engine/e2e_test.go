@@ -95,12 +95,13 @@ func tripScenarios() []tripScenario {
 }
 
 // runTripScenarios runs every scenario at once on one stack over newBus.
-func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, topics protocol.Topics) {
+func runTripScenarios(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineCfg) {
+	topics := cfg.topics
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b := newBus(t)
 	calls := demo.NewCalls()
-	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Services: demo.Trip(demo.Faults{}, calls)}, testLogger(t))
+	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Decider: cfg.decider, Services: demo.Trip(demo.Faults{}, calls)}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,12 +214,14 @@ func waitTerminal(ctx context.Context, t *testing.T, s *engine.Stack, pid string
 }
 
 func TestTripScenariosMemory(t *testing.T) {
-	broker := memory.NewBroker()
-	runTripScenarios(t, func(t *testing.T) bus.Bus {
-		b := memory.New(memory.Options{Broker: broker})
-		t.Cleanup(func() { _ = b.Close() })
-		return b
-	}, protocol.DefaultTopics())
+	inModes(t, protocol.DefaultTopics(), func(t *testing.T, cfg engineCfg) {
+		broker := memory.NewBroker()
+		runTripScenarios(t, func(t *testing.T) bus.Bus {
+			b := memory.New(memory.Options{Broker: broker})
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		}, cfg)
+	})
 }
 
 func TestGarbageOnEventsIsDeadLettered(t *testing.T) {

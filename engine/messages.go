@@ -8,11 +8,12 @@ import (
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
-// Envelope types of the engine's internal records (the wire types are in
-// package protocol).
+// Envelope types internal to the engine (the worker-facing ones and the
+// decision task and result are in package protocol).
 const (
 	TypeHistory    = "history"
 	TypeSnapshot   = "snapshot"
+	TypeCheckpoint = "checkpoint"
 	TypeStatus     = "status"
 	TypeDefinition = "definition"
 )
@@ -22,6 +23,10 @@ const (
 	RecordEvent    = "event"    // an accepted input
 	RecordDecision = "decision" // a decision applied
 	RecordRejected = "rejected" // inputs a decider could not fold
+	// RecordFailed: the engine failed the process instead of applying a
+	// decision it could not carry out (a command or the state above the
+	// broker's message size); Error says why.
+	RecordFailed = "failed"
 )
 
 // Record is one entry of a process's event stream, with a dense sequence
@@ -34,6 +39,10 @@ type Record struct {
 	// event
 	Event      *workflow.Event `json:"event,omitempty"`
 	EnvelopeID string          `json:"envelope_id,omitempty"`
+	// Definition and Version: on the start record, the definition the
+	// process runs (a replay that finds no snapshot starts from it).
+	Definition string `json:"definition,omitempty"`
+	Version    int    `json:"version,omitempty"`
 	// decision
 	TaskID   string             `json:"task_id,omitempty"`
 	Upto     int64              `json:"upto,omitempty"`
@@ -43,6 +52,32 @@ type Record struct {
 	Timers   []string           `json:"timers,omitempty"`
 	Ignored  []workflow.Ignored `json:"ignored,omitempty"`
 	Error    string             `json:"error,omitempty"`
+	// Wake are the fire times of the process's physical timers pending
+	// after this decision (at most one per process, see docs/architecture.md).
+	Wake []time.Time `json:"wake,omitempty"`
+}
+
+// HistoryEntry is one message of the history topic: the records one batch
+// appended to one process's stream, in order.
+type HistoryEntry struct {
+	ProcessID string   `json:"process_id"`
+	Records   []Record `json:"records"`
+}
+
+// CheckpointKey is the key of a partition's checkpoint on the snapshots
+// topic (process ids cannot start with '~').
+const CheckpointKey = "~checkpoint"
+
+// Checkpoint says where the replay of a history partition starts: every
+// record before Start is covered by a snapshot (or belongs to a process
+// that expired). It is written on the snapshots topic, in the transaction
+// of the snapshots that let it move on.
+type Checkpoint struct {
+	Partition int `json:"partition"`
+	// Start is the first history message to replay (nil: the earliest);
+	// with After, the replay starts after it.
+	Start bus.MessageID `json:"start,omitempty"`
+	After bool          `json:"after,omitempty"`
 }
 
 // Outstanding is the decision in flight.
@@ -70,10 +105,14 @@ type Snapshot struct {
 	Seq         int64           `json:"seq"`
 	Pending     []PendingEvent  `json:"pending,omitempty"`
 	Outstanding *Outstanding    `json:"outstanding,omitempty"`
-	// Seen holds the envelope ids of recent inputs, to drop duplicates.
+	// Seen holds the envelope ids of recent signals and admin actions, to
+	// drop duplicates.
 	Seen []string `json:"seen,omitempty"`
-	// HistoryIDs are the positions of this process's records on its
-	// history partition, so reading one process costs its own size.
+	// Armed are the fire times of the physical timers still to come.
+	Armed []time.Time `json:"armed,omitempty"`
+	// HistoryIDs are the positions of this process's history entries (one
+	// per batch that appended records) on its history partition, so reading
+	// one process costs its own size.
 	HistoryIDs []bus.MessageID `json:"history_ids,omitempty"`
 	// Partition is the history partition holding the records.
 	Partition int       `json:"partition"`

@@ -107,7 +107,9 @@ func TestObserverSeesWhatHappens(t *testing.T) {
 	if obs.decisions < 8 || obs.e2c < 4 {
 		t.Errorf("decisions observed %d, event-to-command %d", obs.decisions, obs.e2c)
 	}
-	if obs.drops[engine.DropDuplicate] != 1 { // the second start carries the same envelope id
-		t.Errorf("drops %v, want one duplicate", obs.drops)
+	// The second start is refused by the process's existence (starts are
+	// not kept among the seen envelope ids).
+	if obs.drops[engine.DropAlreadyStarted] != 1 {
+		t.Errorf("drops %v, want one already_started", obs.drops)
 	}
 }

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
-	"github.com/pulsaga/pulsaga/timers"
-	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // OrchestratorOptions configure an orchestrator.
@@ -22,19 +19,37 @@ type OrchestratorOptions struct {
 	Name string
 	// Topics are the engine's topics.
 	Topics protocol.Topics
+	// Decider is where decisions are made: DeciderInline (default) inside
+	// the batch that received the events, or DeciderRemote by cmd/decider
+	// over the decisions topic. Both apply a decision with the same code
+	// and emit its effects in the orchestrator's batch transaction.
+	Decider string
 	// BatchSize bounds the events handled in one transaction (default 256).
 	BatchSize int
 	// BatchWait is how long to wait for more events once one has arrived
 	// (default 2ms).
 	BatchWait time.Duration
-	// DecisionTimeout re-issues a decision task that got no answer
-	// (default 30s).
+	// SnapshotEvery snapshots a process once this many of its records are
+	// not covered by its last snapshot (default 64).
+	SnapshotEvery int
+	// SnapshotAfter snapshots a process whose records are not all covered
+	// once it has been idle this long (default 5s), so that the history a
+	// restart replays stays short.
+	SnapshotAfter time.Duration
+	// MaxInFlight bounds the batches on their way at once: built and
+	// sending, or committing (default 2: the loop builds batch N+1 while
+	// batch N commits; batches commit in order). More overlap more, but
+	// each transaction then stays open longer on a loaded machine.
+	MaxInFlight int
+	// DecisionTimeout re-issues a remote decision task that got no answer
+	// (default 30s; remote mode only).
 	DecisionTimeout time.Duration
 	// Retention keeps a finished process's image and status this long
-	// (default 24h); its history follows protocol.Topics.HistoryRetention.
+	// (default 24h); its history follows Topics.HistoryRetention.
 	Retention time.Duration
-	// SeenLimit is how many recent input ids each process remembers to drop
-	// duplicates (default 128).
+	// SeenLimit is how many recent signal and admin-action ids each process
+	// remembers to drop duplicates (default 32; results and timers are
+	// matched by their own ids).
 	SeenLimit int
 	// OwnershipPoll is how often the orchestrator asks the broker which
 	// partitions it owns (default 500ms).
@@ -52,8 +67,16 @@ type OrchestratorOptions struct {
 	MaxOutstanding int
 	// TxTimeout is how long the broker keeps a transaction of this
 	// instance open before aborting it by itself: after a crash, the
-	// inputs of its last batch come back after at most this (default 10s).
+	// inputs of its last batches come back after at most this (default
+	// 10s). Longer delays a takeover (results held by a dead owner's open
+	// transaction come back only then, and attempt timeouts may fire
+	// meanwhile); shorter fails batches that take longer to send (seen at
+	// load 25 on two cores with -race: a 256-input batch needed > 10s).
 	TxTimeout time.Duration
+	// MaxMessageBytes is the largest message the broker accepts (default
+	// bus.MaxPayloadBytes): a decision whose command or state would not fit
+	// fails its process instead of failing every batch that carries it.
+	MaxMessageBytes int
 	// Observer receives measurements for metrics (default NopObserver).
 	Observer Observer
 	// Clock returns the current time (default time.Now).
@@ -83,6 +106,15 @@ func (o *OrchestratorOptions) defaults() {
 	if o.BatchWait <= 0 {
 		o.BatchWait = 2 * time.Millisecond
 	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 2
+	}
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = 64
+	}
+	if o.SnapshotAfter <= 0 {
+		o.SnapshotAfter = 5 * time.Second
+	}
 	if o.DecisionTimeout <= 0 {
 		o.DecisionTimeout = 30 * time.Second
 	}
@@ -90,7 +122,7 @@ func (o *OrchestratorOptions) defaults() {
 		o.Retention = 24 * time.Hour
 	}
 	if o.SeenLimit <= 0 {
-		o.SeenLimit = 128
+		o.SeenLimit = 32
 	}
 	if o.MaxOutstanding <= 0 {
 		o.MaxOutstanding = DefaultMaxOutstanding
@@ -98,6 +130,21 @@ func (o *OrchestratorOptions) defaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.Decider == "" {
+		o.Decider = DeciderInline
+	}
+	if o.MaxMessageBytes <= 0 {
+		o.MaxMessageBytes = bus.MaxPayloadBytes
+	}
+}
+
+// Validate checks the options a caller can get wrong.
+func (o OrchestratorOptions) Validate() error {
+	switch o.Decider {
+	case "", DeciderInline, DeciderRemote:
+		return nil
+	}
+	return fmt.Errorf("%w: decider %q (want %q or %q)", bus.ErrBadOptions, o.Decider, DeciderInline, DeciderRemote)
 }
 
 // Drop reasons counted by the orchestrator (besides workflow.IgnoreReason).
@@ -109,6 +156,7 @@ const (
 	DropStaleDecision  = "stale_decision"
 	DropStaleTimer     = "stale_timer"
 	DropDeadLettered   = "dead_lettered"
+	DropNotOwned       = "not_owned"
 )
 
 // DefaultMaxOutstanding is the default OrchestratorOptions.MaxOutstanding:
@@ -119,9 +167,9 @@ const DefaultMaxOutstanding = 512
 
 // Orchestrator owns processes partition by partition (a Failover
 // subscription on the events topic), appends accepted events to their
-// streams, keeps their memory images, and asks the deciders for one
-// decision at a time per process, with at most MaxOutstanding decisions in
-// flight.
+// streams, keeps their memory images, and decides for them one decision at
+// a time per process: inside its batch (DeciderInline), or through the
+// deciders with at most MaxOutstanding decisions in flight (DeciderRemote).
 //
 // One goroutine (the loop of serve) owns the images, the loaded partitions
 // and the decision slots; partitions are loaded by goroutines of their own
@@ -139,26 +187,34 @@ type Orchestrator struct {
 	// writes each partition from a goroutine of its own, see commit.
 	history, snapshots []bus.Producer
 
+	// jobs are the producers of the job queues, by service (opened on
+	// first use, by the loop only).
+	jobs map[string]bus.Producer
+
+	m      machine
 	images map[string]*image
-	own    *ownership
-	parts  partitions
-	slots  *slots
-	ready  readiness
+	// recovering are loaded images whose physical timer may be missing
+	// (machine.recoverTimers), handled in the next batch.
+	recovering []*image
+	// busy counts the uncommitted batches each process is in; inflight is
+	// the number of batches on their way (orchestrator_commit.go).
+	busy     map[string]int
+	inflight int
+	// Snapshots and checkpoints (orchestrator_snapshot.go).
+	batchNo   uint64
+	uncovered map[*image]struct{}
+	tails     map[int]*tail
+	sweep     []*image
+	own       *ownership
+	parts     partitions
+	slots     *slots
+	ready     readiness
 
 	statsMu     sync.Mutex
 	drops       map[string]int64
 	batches     int64
 	outstanding int
 	queued      int
-}
-
-type image struct {
-	snap Snapshot
-	def  *workflow.Definition
-	// beats, folded and loadedAt: worker heartbeats kept in memory
-	// (progress.go).
-	beats, folded map[string]time.Time
-	loadedAt      time.Time
 }
 
 // NewOrchestrator creates an orchestrator; Run starts it.
@@ -168,6 +224,11 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 		bus: b, reg: reg, opts: opts, ready: readiness{grace: opts.TakeoverGrace},
 		log:    log.With().Str("component", "orchestrator").Str("instance", opts.Name).Logger(),
 		images: map[string]*image{}, slots: newSlots(opts.MaxOutstanding), drops: map[string]int64{},
+		jobs: map[string]bus.Producer{},
+		m: machine{
+			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit, decisionTimeout: opts.DecisionTimeout,
+			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer,
+		},
 	}
 }
 
@@ -205,6 +266,9 @@ func EnsureTopics(ctx context.Context, b bus.Bus, t protocol.Topics) error {
 // aborted; the orchestrator then drops its memory images, re-subscribes,
 // and the batch's events are delivered again.
 func (o *Orchestrator) Run(ctx context.Context) error {
+	if err := o.opts.Validate(); err != nil {
+		return err
+	}
 	if err := EnsureTopics(ctx, o.bus, o.opts.Topics); err != nil {
 		return err
 	}
@@ -263,6 +327,27 @@ func (o *Orchestrator) closeProducers() {
 			_ = p.Close()
 		}
 	}
+	for svc, p := range o.jobs {
+		_ = p.Close()
+		delete(o.jobs, svc)
+	}
+}
+
+// jobProducer is the producer of a service's job queue, created on first
+// use.
+func (o *Orchestrator) jobProducer(ctx context.Context, service string) (bus.Producer, error) {
+	if p := o.jobs[service]; p != nil {
+		return p, nil
+	}
+	if err := o.bus.EnsureTopic(ctx, protocol.JobTopicSpec(service)); err != nil {
+		return nil, fmt.Errorf("orchestrator: job queue of %s: %w", service, err)
+	}
+	p, err := o.bus.Producer(ctx, bus.ProducerOptions{Topic: protocol.JobTopic(service)})
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: job queue of %s: %w", service, err)
+	}
+	o.jobs[service] = p
+	return p, nil
 }
 
 // partitionOf is the index of img's producer in o.history and o.snapshots:
@@ -271,420 +356,5 @@ func (o *Orchestrator) partitionOf(img *image) int {
 	if o.opts.Topics.Partitions == 0 {
 		return 0
 	}
-	return img.snap.Partition
-}
-
-// batch collects the effects of one batch of events, committed together.
-type batch struct {
-	now     time.Time
-	touched []*image
-	isTouch map[*image]bool
-	records map[*image][]Record
-	status  map[*image]bool
-	deleted []*image
-	out     []outMsg
-	acks    []*bus.Message
-}
-
-type outMsg struct {
-	p   bus.Producer
-	msg *bus.OutMessage
-}
-
-func (b *batch) touch(img *image) {
-	if !b.isTouch[img] {
-		b.isTouch[img] = true
-		b.touched = append(b.touched, img)
-	}
-}
-
-func (b *batch) record(img *image, r Record) {
-	img.snap.Seq++
-	r.ProcessID, r.Seq, r.At = img.snap.ProcessID, img.snap.Seq, b.now
-	b.records[img] = append(b.records[img], r)
-	b.touch(img)
-}
-
-// handleBatch applies msgs (all of loaded partitions) and issues the
-// decisions that have a free slot, in one transaction. msgs may be empty
-// when only queued processes are to be issued.
-func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message) error {
-	b := &batch{
-		now: o.opts.Clock().UTC(), isTouch: map[*image]bool{}, records: map[*image][]Record{},
-		status: map[*image]bool{},
-	}
-	for _, m := range msgs {
-		if o.route(ctx, b, m) {
-			b.acks = append(b.acks, m)
-		}
-	}
-	for _, img := range b.touched {
-		if needsDecision(img) {
-			o.slots.enqueue(img.snap.ProcessID)
-		}
-	}
-	if err := o.issueQueued(b); err != nil {
-		o.nackAll(msgs)
-		return err
-	}
-	if len(b.touched) == 0 && len(b.out) == 0 && len(b.acks) == 0 {
-		return nil
-	}
-	parts := map[int]bool{}
-	for _, m := range msgs {
-		parts[m.Partition] = true
-	}
-	for _, img := range b.touched {
-		parts[img.snap.Partition] = true
-	}
-	if err := o.commit(ctx, b, parts); err != nil {
-		return fmt.Errorf("orchestrator: batch of %d not committed: %w", len(msgs), err)
-	}
-	o.statsMu.Lock()
-	o.batches++
-	o.statsMu.Unlock()
-	for _, img := range b.deleted {
-		delete(o.images, img.snap.ProcessID)
-	}
-	return nil
-}
-
-func (o *Orchestrator) nackAll(msgs []*bus.Message) {
-	for _, m := range msgs {
-		o.cons.Nack(m, errors.New("orchestrator batch failed"))
-	}
-}
-
-// route handles one message; false means it was dead-lettered (and so
-// acknowledged) already.
-func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool {
-	env, err := bus.DecodeOrDeadLetter(ctx, o.cons, m)
-	if err != nil {
-		o.drop(DropDeadLettered, o.log, err.Error())
-		return false
-	}
-	log := o.log.With().Str("process_id", env.ProcessID).Str("type", env.Type).Logger()
-	deadLetter := func(reason string) bool {
-		if err := o.cons.DeadLetter(ctx, m, reason); err != nil {
-			log.Error().Err(err).Msg("dead-lettering failed; the message will come again")
-			o.cons.Nack(m, err)
-			return false
-		}
-		o.drop(DropDeadLettered, log, reason)
-		return false
-	}
-	if env.ProcessID == "" {
-		return deadLetter(fmt.Sprintf("%s message without a process_id", env.Type))
-	}
-	if env.ProcessID != m.Key {
-		return deadLetter(fmt.Sprintf("message key %q differs from its process_id %q", m.Key, env.ProcessID))
-	}
-	switch env.Type {
-	case protocol.TypeStart, protocol.TypeDecisionResult, protocol.TypeResult, protocol.TypeStarted, protocol.TypeHeartbeat, protocol.TypeTimerFired, protocol.TypeSignal, protocol.TypeAdminAction:
-	default:
-		return deadLetter(fmt.Sprintf("unknown message type %q on the events topic", env.Type))
-	}
-	pid := env.ProcessID
-	img := o.images[pid]
-	if img != nil && seen(img, env.ID) {
-		o.drop(DropDuplicate, log, env.ID)
-		return true
-	}
-	switch env.Type {
-	case protocol.TypeStart:
-		var req protocol.StartRequest
-		if err := env.DecodePayload(&req); err != nil {
-			return deadLetter(err.Error())
-		}
-		if img != nil {
-			o.drop(DropAlreadyStarted, log, "a process with this id exists")
-			return true
-		}
-		def, err := o.reg.Get(ctx, req.Definition, req.Version)
-		if err != nil {
-			return deadLetter(fmt.Sprintf("cannot start %s: %v", pid, err))
-		}
-		img = &image{def: def, snap: Snapshot{
-			ProcessID: pid, Definition: def.Name, Version: def.Version, Partition: m.Partition, CreatedAt: b.now,
-		}}
-		o.images[pid] = img
-		o.accept(b, img, env.ID, workflow.Event{V: workflow.EventVersion, Type: workflow.EventStart, ProcessID: pid, Input: req.Input, Actor: req.Actor, Time: env.Time, Parent: req.Parent})
-		log.Info().Str("definition", def.Name).Int("version", def.Version).Msg("process started")
-		return true
-	case protocol.TypeDecisionResult:
-		var res protocol.DecisionResult
-		if err := env.DecodePayload(&res); err != nil {
-			return deadLetter(err.Error())
-		}
-		if img == nil {
-			o.drop(DropUnknownProcess, log, "decision result")
-			return true
-		}
-		o.applyDecision(b, img, env.ID, &res, log)
-		return true
-	}
-	if img == nil {
-		o.drop(DropUnknownProcess, log, env.Type)
-		return true
-	}
-	ev := workflow.Event{V: workflow.EventVersion, ProcessID: pid, Time: env.Time}
-	switch env.Type {
-	case protocol.TypeResult:
-		var r protocol.Result
-		if err := env.DecodePayload(&r); err != nil {
-			return deadLetter(err.Error())
-		}
-		if err := r.Validate(); err != nil {
-			return deadLetter("invalid result: " + err.Error())
-		}
-		ev.Type, ev.CommandID, ev.Attempt, ev.Item, ev.Compensation = workflow.EventResult, r.CommandID, r.Attempt, r.Item, r.Compensation
-		if r.Status == protocol.StatusCompleted {
-			ev.Output = r.Output
-		} else {
-			retryable := r.Error.Retryable
-			ev.Error = &workflow.ErrorInfo{Type: r.Error.Type, Message: r.Error.Message, Retryable: &retryable}
-		}
-	case protocol.TypeStarted, protocol.TypeHeartbeat:
-		pev, record, bad := progressEvent(env, img, b.now)
-		if bad != "" {
-			return deadLetter(bad)
-		}
-		if !record {
-			return true // a heartbeat: kept in memory (progress.go)
-		}
-		ev = pev
-	case protocol.TypeTimerFired:
-		var t protocol.TimerFired
-		if err := env.DecodePayload(&t); err != nil {
-			return deadLetter(err.Error())
-		}
-		switch t.Kind {
-		case protocol.TimerDecisionTimeout:
-			o.decisionTimeout(b, img, t, log)
-			return true
-		case protocol.TimerRetention:
-			o.expire(b, img, log)
-			return true
-		}
-		ev.Type, ev.TimerID, ev.FiredAt = workflow.EventTimer, t.TimerID, t.FiredAt
-		if workflow.TimerKind(t.Kind) == workflow.TimerHeartbeatTimeout && !(img.snap.State != nil && img.snap.State.Status.Terminal()) {
-			o.foldBeats(b, img, t.TimerID)
-		}
-	case protocol.TypeSignal:
-		var s protocol.Signal
-		if err := env.DecodePayload(&s); err != nil {
-			return deadLetter(err.Error())
-		}
-		ev.Type, ev.Signal, ev.Data, ev.Actor, ev.Reason = workflow.EventSignal, s.Name, s.Data, s.Actor, s.Reason
-	case protocol.TypeAdminAction:
-		var a protocol.AdminRequest
-		if err := env.DecodePayload(&a); err != nil {
-			return deadLetter(err.Error())
-		}
-		ev.Type, ev.StepID, ev.Output, ev.Actor, ev.Reason = workflow.EventType(a.Action), a.StepID, a.Output, a.Actor, a.Reason
-		switch ev.Type {
-		case workflow.EventRetry, workflow.EventSkip, workflow.EventCancel, workflow.EventTerminate, workflow.EventCompensate:
-		default:
-			return deadLetter(fmt.Sprintf("unknown admin action %q (want retry, skip, cancel or terminate)", a.Action))
-		}
-	default:
-		return deadLetter(fmt.Sprintf("unknown message type %q on the events topic", env.Type))
-	}
-	if err := ev.Validate(); err != nil {
-		return deadLetter(err.Error())
-	}
-	if img.snap.State != nil && img.snap.State.Status.Terminal() && !lateForFinished(img, &ev) &&
-		!(ev.Type == workflow.EventCompensate && img.snap.State.Status == workflow.StatusCompleted) { // a parent compensates a completed child
-		o.drop(DropTerminal, log, string(ev.Type))
-		return true
-	}
-	o.accept(b, img, env.ID, ev)
-	return true
-}
-
-func seen(img *image, id string) bool {
-	for _, s := range img.snap.Seen {
-		if s == id {
-			return true
-		}
-	}
-	return false
-}
-
-func (o *Orchestrator) accept(b *batch, img *image, envID string, ev workflow.Event) {
-	img.snap.Seen = append(img.snap.Seen, envID)
-	if n := len(img.snap.Seen) - o.opts.SeenLimit; n > 0 {
-		img.snap.Seen = append([]string(nil), img.snap.Seen[n:]...)
-	}
-	b.record(img, Record{Kind: RecordEvent, Event: &ev, EnvelopeID: envID})
-	img.snap.Pending = append(img.snap.Pending, PendingEvent{Seq: img.snap.Seq, Event: ev})
-}
-
-// issue sends the pending events of a process to a decider.
-func (o *Orchestrator) issue(b *batch, img *image) error {
-	last := img.snap.Pending[len(img.snap.Pending)-1].Seq
-	img.snap.Outstanding = &Outstanding{
-		TaskID: fmt.Sprintf("%s/%d", img.snap.ProcessID, last), Upto: last, Now: b.now, Issued: 1, IssuedAt: b.now,
-	}
-	b.touch(img)
-	return o.sendTask(b, img)
-}
-
-func (o *Orchestrator) sendTask(b *batch, img *image) error {
-	out := img.snap.Outstanding
-	evs := make([]workflow.Event, 0, len(img.snap.Pending))
-	for _, p := range img.snap.Pending {
-		if p.Seq <= out.Upto {
-			evs = append(evs, p.Event)
-		}
-	}
-	task := protocol.DecisionTask{
-		TaskID: out.TaskID, ProcessID: img.snap.ProcessID, Definition: img.snap.Definition, Version: img.snap.Version,
-		State: img.snap.State, Events: evs, Now: out.Now, ReplyTo: o.opts.Topics.Events,
-	}
-	payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", out.TaskID, out.Issued), img.snap.ProcessID, b.now, task)
-	if err != nil {
-		return err
-	}
-	b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}})
-	return o.setTimer(b, protocol.Timer{
-		TimerID: fmt.Sprintf("decision:%s#%d", out.TaskID, out.Issued), ProcessID: img.snap.ProcessID,
-		Kind: protocol.TimerDecisionTimeout, Step: out.TaskID, FireAt: b.now.Add(o.opts.DecisionTimeout),
-	})
-}
-
-func (o *Orchestrator) setTimer(b *batch, t protocol.Timer) error {
-	t.Target = o.opts.Topics.Events
-	msg, err := timers.Message(t, b.now, timers.DefaultMaxHop)
-	if err != nil {
-		return err
-	}
-	b.out = append(b.out, outMsg{o.timerTopic, msg})
-	return nil
-}
-
-func (o *Orchestrator) decisionTimeout(b *batch, img *image, t protocol.TimerFired, log zerolog.Logger) {
-	out := img.snap.Outstanding
-	if out == nil || fmt.Sprintf("decision:%s#%d", out.TaskID, out.Issued) != t.TimerID {
-		o.drop(DropStaleTimer, log, t.TimerID)
-		return
-	}
-	out.Issued++
-	b.touch(img)
-	log.Warn().Str("task_id", out.TaskID).Int("issued", out.Issued).Msg("decision timed out; re-issuing it")
-	if err := o.sendTask(b, img); err != nil {
-		log.Error().Err(err).Msg("cannot re-issue decision")
-	}
-}
-
-func (o *Orchestrator) applyDecision(b *batch, img *image, envID string, res *protocol.DecisionResult, log zerolog.Logger) {
-	out := img.snap.Outstanding
-	if out == nil || out.TaskID != res.TaskID {
-		o.drop(DropStaleDecision, log, res.TaskID)
-		return
-	}
-	rec := Record{Kind: RecordDecision, TaskID: out.TaskID, Upto: out.Upto, Now: out.Now, EnvelopeID: envID}
-	if res.Now.After(out.Now) {
-		// The decider decided later than the task was issued (it waited in
-		// the queue); replay must decide at the same time.
-		rec.Now = res.Now
-	}
-	if res.Error != "" || res.Decision == nil || res.Decision.State == nil {
-		rec.Kind, rec.Error = RecordRejected, res.Error
-		log.Error().Str("task_id", res.TaskID).Str("error", res.Error).Msg("decision failed; its events are rejected")
-	} else {
-		d := res.Decision
-		obs := o.opts.Observer
-		obs.DecisionApplied(img.snap.Definition, b.now.Sub(out.IssuedAt))
-		var oldest time.Time
-		for _, p := range img.snap.Pending {
-			if p.Seq <= out.Upto && !p.Event.Time.IsZero() && (oldest.IsZero() || p.Event.Time.Before(oldest)) {
-				oldest = p.Event.Time
-			}
-		}
-		if !oldest.IsZero() && len(d.Commands) > 0 {
-			obs.EventToCommand(img.snap.Definition, b.now.Sub(oldest))
-		}
-		observeDecision(obs, img.snap.Definition, img.snap.State, d.State, d)
-		img.snap.State = d.State
-		rec.Status, rec.Ignored = d.Status, d.Ignored
-		for _, c := range d.Commands {
-			rec.Commands = append(rec.Commands, c.ID)
-		}
-		for _, t := range d.Timers {
-			rec.Timers = append(rec.Timers, t.ID)
-		}
-		for _, ig := range d.Ignored {
-			o.drop(string(ig.Reason), log, ig.Detail)
-		}
-		b.status[img] = true
-		if d.StatusChanged {
-			log.Info().Str("status", string(d.Status)).Msg("process status changed")
-			if d.Status.Terminal() {
-				_ = o.setTimer(b, protocol.Timer{
-					TimerID: "retention:" + img.snap.ProcessID, ProcessID: img.snap.ProcessID,
-					Kind: protocol.TimerRetention, FireAt: b.now.Add(o.opts.Retention),
-				})
-			}
-		}
-	}
-	keep := img.snap.Pending[:0]
-	for _, p := range img.snap.Pending {
-		if p.Seq > out.Upto {
-			keep = append(keep, p)
-		}
-	}
-	img.snap.Pending = keep
-	img.snap.Outstanding = nil
-	o.slots.release(img.snap.ProcessID)
-	b.record(img, rec)
-	if img.snap.State != nil && img.snap.State.Status.Terminal() {
-		keep := img.snap.Pending[:0]
-		for _, p := range img.snap.Pending {
-			if lateForFinished(img, &p.Event) {
-				keep = append(keep, p) // a late success still matters (progress.go)
-				continue
-			}
-			o.drop(DropTerminal, log, string(p.Event.Type))
-		}
-		img.snap.Pending = keep
-	}
-}
-
-// expire forgets a finished process once its retention has passed.
-func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
-	if img.snap.State == nil || !img.snap.State.Status.Terminal() {
-		o.drop(DropStaleTimer, log, "retention of a live process")
-		return
-	}
-	pid := img.snap.ProcessID
-	b.out = append(b.out,
-		outMsg{o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: pid}}, // empty payload: deleted from the compacted view
-		outMsg{o.status, &bus.OutMessage{Key: pid}},
-	)
-	b.deleted = append(b.deleted, img)
-	log.Info().Msg("finished process expired")
-}
-
-func statusOf(img *image) StatusRecord {
-	r := StatusRecord{
-		ProcessID: img.snap.ProcessID, Definition: img.snap.Definition, Version: img.snap.Version, Seq: img.snap.Seq,
-		Partition: img.snap.Partition, HistoryIDs: img.snap.HistoryIDs,
-	}
-	st := img.snap.State
-	if st == nil {
-		r.Status = workflow.StatusRunning
-		r.StartedAt = img.snap.CreatedAt
-		r.UpdatedAt = img.snap.CreatedAt
-		return r
-	}
-	r.Status, r.StartedAt, r.UpdatedAt, r.EndedAt = st.Status, st.StartedAt, st.UpdatedAt, st.EndedAt
-	r.Steps = map[string]string{}
-	for _, s := range st.Steps {
-		r.Steps[s.ID] = string(s.Status)
-	}
-	if st.Failure != nil && st.Failure.Error != nil {
-		r.LastError = st.Failure.StepID + ": " + st.Failure.Error.Type + ": " + st.Failure.Error.Message
-	}
-	return r
+	return img.partition
 }

@@ -208,7 +208,7 @@ func TestBackpressureBoundsDecisionsInFlight(t *testing.T) {
 	r := newTripRig(ctx, t, b, topics)
 	obs := &queueObserver{}
 	orch := engine.NewOrchestrator(b, r.reg, engine.OrchestratorOptions{
-		Topics: topics, MaxOutstanding: 2, DecisionTimeout: time.Hour, Observer: obs,
+		Topics: topics, Decider: engine.DeciderRemote, MaxOutstanding: 2, DecisionTimeout: time.Hour, Observer: obs,
 	}, r.log)
 	runComponent(ctx, t, "orchestrator", orch.Run)
 
@@ -325,7 +325,7 @@ func TestRestartWithQueuedProcesses(t *testing.T) {
 	topics := protocol.DefaultTopics()
 	topics.Partitions = 1
 	r := newTripRig(ctx, t, b1, topics)
-	first := engine.NewOrchestrator(b1, r.reg, engine.OrchestratorOptions{Topics: topics, MaxOutstanding: 2, DecisionTimeout: time.Hour}, r.log)
+	first := engine.NewOrchestrator(b1, r.reg, engine.OrchestratorOptions{Topics: topics, Decider: engine.DeciderRemote, MaxOutstanding: 2, DecisionTimeout: time.Hour}, r.log)
 	stopFirst := runComponent(ctx, t, "first orchestrator", first.Run)
 	const n = 10
 	pids := make([]string, n)
@@ -344,7 +344,7 @@ func TestRestartWithQueuedProcesses(t *testing.T) {
 	t.Cleanup(func() { _ = b2.Close() })
 	reg2 := engine.NewRegistry(b2, topics.Definitions, nil)
 	t.Cleanup(func() { _ = reg2.Close() })
-	second := engine.NewOrchestrator(b2, reg2, engine.OrchestratorOptions{Topics: topics, MaxOutstanding: 3, DecisionTimeout: time.Hour}, r.log)
+	second := engine.NewOrchestrator(b2, reg2, engine.OrchestratorOptions{Topics: topics, Decider: engine.DeciderRemote, MaxOutstanding: 3, DecisionTimeout: time.Hour}, r.log)
 	runComponent(ctx, t, "second orchestrator", second.Run)
 	// With no event at all, the loaded queue takes the third slot.
 	waitQueue(ctx, t, second, 3, n-3)
@@ -385,7 +385,7 @@ func testConcurrentLoad(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	topics.Partitions = 4
 	b1 := newBus(t)
 	r := newTripRig(ctx, t, b1, topics)
-	first := engine.NewOrchestrator(b1, r.reg, engine.OrchestratorOptions{Topics: topics, DecisionTimeout: time.Hour}, r.log)
+	first := engine.NewOrchestrator(b1, r.reg, engine.OrchestratorOptions{Topics: topics, Decider: engine.DeciderRemote, DecisionTimeout: time.Hour}, r.log)
 	stopFirst := runComponent(ctx, t, "first orchestrator", first.Run)
 	const n = 40
 	pids := make([]string, n)
@@ -400,7 +400,7 @@ func testConcurrentLoad(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	b2 := newBus(t)
 	reg2 := engine.NewRegistry(b2, topics.Definitions, nil)
 	t.Cleanup(func() { _ = reg2.Close() })
-	second := engine.NewOrchestrator(b2, reg2, engine.OrchestratorOptions{Topics: topics, DecisionTimeout: time.Hour}, r.log)
+	second := engine.NewOrchestrator(b2, reg2, engine.OrchestratorOptions{Topics: topics, Decider: engine.DeciderRemote, DecisionTimeout: time.Hour}, r.log)
 	if err := second.Ready(); !errors.Is(err, engine.ErrNotReady) {
 		t.Fatalf("Ready before Run: %v, want ErrNotReady", err)
 	}

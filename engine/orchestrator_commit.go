@@ -3,89 +3,191 @@ package engine
 import (
 	"context"
 	"fmt"
-	"sort"
+	"sync"
 
 	"github.com/pulsaga/pulsaga/bus"
 )
 
-// commit writes the batch's effects and acknowledges its inputs in one
-// transaction, with one bus.Batch (which sends each producer's messages
-// from a few lanes at once and runs the acknowledgements concurrently, so
-// the transaction's registrations of partitions overlap). Each
-// topic-partition has a producer of its own (history and snapshots are
-// written per partition, to the partition their key routes to). Snapshots
-// and status rows carry the positions of their process's history records,
-// so they go out in a second round, once every history send has its id.
-func (o *Orchestrator) commit(ctx context.Context, b *batch, parts map[int]bool) error {
-	tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
-	if err != nil {
-		o.nackAll(b.acks)
-		return err
+// The commit pipeline. The loop builds batch N+1 while batch N commits:
+// a batch that has something to write becomes a flight, sent from a
+// goroutine of its own in its own transaction and committed by one
+// committer goroutine, in order. At most MaxInFlight flights are on their
+// way. A process touched by a flight is busy until that flight commits: its
+// new inputs wait (in order), so per-process order and exactly-once state
+// hold without any process appearing in two uncommitted batches. A flight
+// that fails aborts the flights after it, and the loop starts over
+// (re-subscribes: every input not acknowledged by a committed transaction
+// comes again, and the partitions are loaded again).
+//
+// Flights send one after another (a flight's sends start once the previous
+// flight's have all been confirmed): a process's messages keep their order
+// across batches, and a partition's history positions increase with the
+// batch number (the checkpoints rely on it). What overlaps is building,
+// sending and committing. (bus.Pipeline is not used: a flight sends in two
+// rounds, the second carrying the positions the first got, and Pipeline
+// wants a batch handed over before the next one begins, which would hold
+// the loop for the first round.)
+
+// flight is a batch on its way.
+type flight struct {
+	b    *batch
+	jobs []*procJob
+	// s sends and acknowledges in the flight's transaction.
+	s *bus.Batch
+	// sent receives the outcome of the sends and acknowledgements.
+	sent chan error
+	// sendsDone closes when this flight no longer sends (its successor may).
+	sendsDone chan struct{}
+}
+
+// procJob is what a flight writes for one process: copies taken by the
+// loop, so the flight's goroutine reads nothing the loop changes.
+type procJob struct {
+	img     *image
+	records []Record
+	// row and snap are written with the position of the history entry
+	// appended (row only when there are records; snap may be nil).
+	row  StatusRecord
+	snap *Snapshot
+	// id is the position of the history entry once sent.
+	id bus.MessageID
+}
+
+type flightResult struct {
+	f   *flight
+	err error
+}
+
+// launch sends b in a new transaction from a goroutine of its own, after
+// the previous flight's sends.
+func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, prev <-chan struct{}, wg *sync.WaitGroup) *flight {
+	f := &flight{b: b, jobs: jobs, sent: make(chan error, 1), sendsDone: make(chan struct{})}
+	wg.Go(func() {
+		defer close(f.sendsDone)
+		select {
+		case <-prev:
+		case <-ctx.Done():
+			f.sent <- ctx.Err()
+			return
+		}
+		// Begun only now: a transaction open while its predecessors send
+		// could reach its timeout under load and fail the batch.
+		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
+		if err != nil {
+			f.sent <- err
+			return
+		}
+		// One lane: a producer's messages go out in the order queued, so
+		// the first history entry of a partition in a batch has the
+		// batch's lowest position there (the checkpoint needs it).
+		f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
+		f.sent <- o.send(ctx, f)
+	})
+	return f
+}
+
+// committer commits the flights in the order they were launched; after a
+// failure it aborts every later one. It reports each outcome to results.
+func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, results chan<- flightResult) {
+	var failed error
+	settle := func(f *flight) {
+		err := <-f.sent
+		switch {
+		case err == nil && failed != nil:
+			err = fmt.Errorf("aborted after an earlier batch failed: %w", failed)
+		case err == nil:
+			// Last check: every partition of the batch is still ours.
+			for p := range f.b.parts {
+				if ok, _ := o.own.owns(p); !ok {
+					err = fmt.Errorf("%w: partition %d", ErrPartitionLost, p)
+					break
+				}
+			}
+			if err == nil {
+				err = f.s.Commit(ctx)
+			}
+		}
+		if err != nil {
+			if f.s != nil {
+				_ = f.s.Abort(context.WithoutCancel(ctx), err)
+			}
+			if failed == nil {
+				failed = err
+			}
+		}
+		results <- flightResult{f, err}
 	}
-	s := bus.NewBatch(bus.BatchOptions{Tx: tx})
-	// 0. the inputs, acknowledged concurrently with the sends.
+	for {
+		select {
+		case f := <-flights:
+			settle(f)
+		case <-ctx.Done():
+			for {
+				select {
+				case f := <-flights:
+					if failed == nil {
+						failed = ctx.Err()
+					}
+					settle(f)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// send writes a flight's records, messages, snapshots and status rows and
+// acknowledges its inputs, in its transaction, with bus.Batch (a goroutine
+// per producer, the acknowledgements concurrently). Snapshots and status
+// rows carry the positions of their process's history entries, so they go
+// out in a second round, once every history send has its id.
+func (o *Orchestrator) send(ctx context.Context, f *flight) error {
+	b, s := f.b, f.s
 	for _, m := range b.acks {
 		s.Ack(o.cons, m)
 	}
-	fail := func(err error) error {
-		_ = s.Abort(ctx, err)
-		return err
-	}
-
-	// 1. history records, whose positions go into the snapshots, with the
-	// decision tasks, timers and tombstones.
-	sort.SliceStable(b.touched, func(i, j int) bool { return b.touched[i].snap.ProcessID < b.touched[j].snap.ProcessID })
-	for _, img := range b.touched {
-		recs := b.records[img]
-		base := len(img.snap.HistoryIDs)
-		img.snap.HistoryIDs = append(img.snap.HistoryIDs, make([]bus.MessageID, len(recs))...)
-		ids := img.snap.HistoryIDs
-		for i := range recs {
-			payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", recs[i].ProcessID, recs[i].Seq), recs[i].ProcessID, b.now, recs[i])
-			if err != nil {
-				return fail(err)
-			}
-			slot := base + i
-			s.Send(o.history[o.partitionOf(img)], &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, func(id bus.MessageID) { ids[slot] = id })
+	// 1. history entries, whose positions go into the snapshots and rows,
+	// with the commands, timers, tasks, checkpoints and tombstones.
+	for _, j := range f.jobs {
+		if len(j.records) == 0 {
+			continue
 		}
+		payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", j.img.pid, j.records[0].Seq), j.img.pid, b.now,
+			HistoryEntry{ProcessID: j.img.pid, Records: j.records})
+		if err != nil {
+			return err
+		}
+		s.Send(o.history[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, func(id bus.MessageID) { j.id = id })
 	}
 	for _, m := range b.out {
 		s.Send(m.p, m.msg, nil)
 	}
 	if err := s.Wait(ctx); err != nil {
-		return fail(err)
+		return err
 	}
-
 	// 2. snapshots and status rows.
-	deleted := map[*image]bool{}
-	for _, img := range b.deleted {
-		deleted[img] = true
-	}
-	for _, img := range b.touched {
-		if deleted[img] {
-			continue
-		}
-		payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, img.snap)
-		if err != nil {
-			return fail(err)
-		}
-		s.Send(o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, nil)
-		if b.status[img] || img.snap.State == nil || len(b.records[img]) > 0 {
-			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", img.snap.ProcessID, img.snap.Seq), img.snap.ProcessID, b.now, statusOf(img))
-			if err != nil {
-				return fail(err)
+	for _, j := range f.jobs {
+		if j.snap != nil {
+			if j.id != nil {
+				j.snap.HistoryIDs = append(j.snap.HistoryIDs, j.id)
 			}
-			s.Send(o.status, &bus.OutMessage{Key: img.snap.ProcessID, Payload: payload}, nil)
+			payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", j.snap.ProcessID, j.snap.Seq), j.snap.ProcessID, b.now, j.snap)
+			if err != nil {
+				return err
+			}
+			s.Send(o.snapshots[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
+		}
+		if j.id != nil {
+			// The row carries the positions of the process's history, so
+			// it is written whenever records are.
+			j.row.HistoryIDs = append(j.row.HistoryIDs, j.id)
+			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", j.row.ProcessID, j.row.Seq), j.row.ProcessID, b.now, j.row)
+			if err != nil {
+				return err
+			}
+			s.Send(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 	}
-	if err := s.Wait(ctx); err != nil {
-		return fail(err)
-	}
-	// Last check: every partition of the batch is still ours.
-	for p := range parts {
-		if ok, _ := o.own.owns(p); !ok {
-			return fail(fmt.Errorf("%w: partition %d", ErrPartitionLost, p))
-		}
-	}
-	return s.Commit(ctx)
+	return s.Wait(ctx)
 }

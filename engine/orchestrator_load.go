@@ -56,11 +56,11 @@ type loadJob struct {
 }
 
 type loadResult struct {
-	p      int
-	job    *loadJob
-	images map[string]*image
-	took   time.Duration
-	err    error
+	p    int
+	job  *loadJob
+	l    *loaded
+	took time.Duration
+	err  error
 }
 
 type received struct {
@@ -70,7 +70,9 @@ type received struct {
 
 // serve runs one subscription until an error.
 func (o *Orchestrator) serve(ctx context.Context) error {
-	o.images, o.parts, o.slots = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding)
+	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
+	o.busy, o.inflight = map[string]int{}, 0
+	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
 	defer o.publishQueue()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: o.opts.Topics.Events, Subscription: protocol.OrchestratorSubscription, Type: bus.Failover,
@@ -87,7 +89,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 
 	sctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer wg.Wait() // after stop: loads and the receiver end with sctx
+	defer wg.Wait() // after stop: loads, the receiver and the flights end with sctx
 	defer stop()
 	wg.Add(2)
 	go func() {
@@ -99,17 +101,31 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		defer wg.Done()
 		o.receive(sctx, in)
 	}()
+	done := make(chan struct{})
+	close(done)
+	p := &pipe{
+		ctx: sctx, wg: &wg, flights: make(chan *flight, o.opts.MaxInFlight),
+		results: make(chan flightResult, o.opts.MaxInFlight), sendsDone: done,
+	}
+	wg.Go(func() { o.committer(sctx, p.flights, p.results) })
 	loads := make(chan loadResult)
 	tick := time.NewTicker(max(o.opts.OwnershipPoll/4, time.Millisecond))
 	defer tick.Stop()
+	stalled := false // everything waiting is busy in an uncommitted batch
+	lastSweep := time.Now()
 	for {
+		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
+			o.sweepIdle(now)
+			lastSweep = now
+		}
 		inCh := in
 		if o.parts.nParked >= 8*o.opts.BatchSize {
-			inCh = nil // enough waits for partitions still loading: stop receiving
+			inCh = nil // enough waits for partitions still loading or busy processes: stop receiving
 		}
 		var r received
 		var gotMsgs bool
-		if o.hasWork() {
+		var landed *flightResult
+		if !stalled && o.inflight < o.opts.MaxInFlight && o.hasWork() {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -117,6 +133,8 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 				gotMsgs = true
 			case res := <-loads:
 				o.install(res)
+			case fr := <-p.results:
+				landed = &fr
 			default:
 			}
 		} else {
@@ -127,7 +145,15 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 				gotMsgs = true
 			case res := <-loads:
 				o.install(res)
+			case fr := <-p.results:
+				landed = &fr
 			case <-tick.C:
+			}
+		}
+		stalled = false
+		if landed != nil {
+			if err := o.landed(*landed); err != nil {
+				return err
 			}
 		}
 		if gotMsgs {
@@ -139,12 +165,17 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			}
 		}
 		o.reconcile(sctx, loads, &wg)
-		if o.hasWork() {
-			if err := o.handleBatch(ctx, o.takeBatch()); err != nil {
+		if o.inflight < o.opts.MaxInFlight && o.hasWork() {
+			msgs := o.takeBatch()
+			launched, err := o.handleBatch(ctx, msgs, p)
+			if err != nil {
 				return err
 			}
+			stalled = !launched && len(msgs) == 0
 		}
-		o.publishQueue()
+		if landed != nil || o.inflight == 0 {
+			o.publishQueue() // as of a committed batch
+		}
 	}
 }
 
@@ -199,12 +230,13 @@ func (o *Orchestrator) hasWork() bool {
 			return true
 		}
 	}
-	return o.slots.waiting() && o.slots.free()
+	return len(o.recovering) > 0 || len(o.sweep) > 0 || (o.slots.waiting() && o.slots.free())
 }
 
 // takeBatch takes up to BatchSize parked messages of loaded partitions, in
 // order within each partition, starting from a different partition each
-// time so that no partition waits behind a busy one.
+// time so that no partition waits behind a busy one. Messages of a process
+// busy in an uncommitted batch stay parked, in order, until it commits.
 func (o *Orchestrator) takeBatch() []*bus.Message {
 	ps := make([]int, 0, len(o.parts.parked))
 	for p, msgs := range o.parts.parked {
@@ -222,14 +254,21 @@ func (o *Orchestrator) takeBatch() []*bus.Message {
 	for i := range ps {
 		p := ps[(start+i)%len(ps)]
 		msgs := o.parts.parked[p]
-		n := min(len(msgs), o.opts.BatchSize-len(out))
-		out = append(out, msgs[:n]...)
-		if n == len(msgs) {
+		rest := msgs[:0]
+		for _, m := range msgs {
+			if len(out) < o.opts.BatchSize && o.busy[m.Key] == 0 {
+				out = append(out, m)
+			} else {
+				rest = append(rest, m)
+			}
+		}
+		o.parts.nParked -= len(msgs) - len(rest)
+		if len(rest) == 0 {
 			delete(o.parts.parked, p)
 		} else {
-			o.parts.parked[p] = msgs[n:]
+			clear(msgs[len(rest):])
+			o.parts.parked[p] = rest
 		}
-		o.parts.nParked -= n
 		if len(out) == o.opts.BatchSize {
 			break
 		}
@@ -311,7 +350,8 @@ func (o *Orchestrator) giveBack(p int, why string) {
 func (o *Orchestrator) lose(p int) {
 	n := 0
 	for pid, img := range o.images {
-		if img.snap.Partition == p {
+		if img.partition == p {
+			o.forgetCoverage(img)
 			delete(o.images, pid)
 			n++
 		}
@@ -319,6 +359,7 @@ func (o *Orchestrator) lose(p int) {
 	o.slots.forget(func(pid string) bool { return o.images[pid] != nil })
 	delete(o.parts.loaded, p)
 	delete(o.parts.since, p)
+	delete(o.tails, p)
 	o.ready.setLoaded(p, false)
 	o.giveBack(p, "partition lost")
 	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
@@ -335,9 +376,9 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 		defer wg.Done()
 		defer cancel()
 		t0 := time.Now()
-		images, err := o.loadPartition(lctx, p)
+		l, err := o.loadPartition(lctx, p)
 		select {
-		case loads <- loadResult{p: p, job: job, images: images, took: time.Since(t0), err: err}:
+		case loads <- loadResult{p: p, job: job, l: l, took: time.Since(t0), err: err}:
 		case <-lctx.Done():
 		}
 	}()
@@ -358,47 +399,83 @@ func (o *Orchestrator) install(res loadResult) {
 		return
 	}
 	var waiting []*image
-	for pid, img := range res.images {
+	now := o.opts.Clock()
+	// The replayed images not covered by a snapshot hold the checkpoint
+	// where it is until they are snapshotted: they count as written by a
+	// batch of their own whose first entry is the checkpoint's start.
+	o.batchNo++
+	t := o.tailOf(res.p)
+	t.first[o.batchNo] = res.l.checkpoint.Start
+	t.last, t.written, t.writtenAt = res.l.last, res.l.checkpoint, time.Time{}
+	for pid, img := range res.l.images {
 		o.images[pid] = img
-		img.loadedAt = o.opts.Clock().UTC() // counts as a heartbeat (progress.go)
+		img.touched = now
+		img.beats.loadedAt = now.UTC() // counts as a heartbeat (progress.go)
+		if img.seq > img.covered {
+			img.since = o.batchNo
+			o.uncovered[img] = struct{}{}
+		}
+		if img.timersToRecover(now) {
+			o.recovering = append(o.recovering, img)
+		}
+		if !o.m.remote {
+			// A task issued by a remote-mode orchestrator: decide here
+			// instead (a late answer is dropped as stale).
+			img.outstanding = nil
+		}
 		switch {
-		case img.snap.Outstanding != nil:
+		case img.outstanding != nil:
 			o.slots.take(pid)
-		case needsDecision(img):
+		case img.needsDecision():
 			waiting = append(waiting, img)
 		}
 	}
 	slices.SortFunc(waiting, func(a, b *image) int {
-		if c := a.snap.Pending[0].Event.Time.Compare(b.snap.Pending[0].Event.Time); c != 0 {
+		if c := a.pending[0].Event.Time.Compare(b.pending[0].Event.Time); c != 0 {
 			return c
 		}
-		return strings.Compare(a.snap.ProcessID, b.snap.ProcessID)
+		return strings.Compare(a.pid, b.pid)
 	})
 	for _, img := range waiting {
-		o.slots.enqueue(img.snap.ProcessID)
+		o.slots.enqueue(img.pid)
 	}
 	o.parts.loaded[res.p] = true
 	delete(o.parts.retryAt, res.p)
 	o.ready.setLoaded(res.p, true)
-	o.log.Info().Int("partition", res.p).Int("processes", len(res.images)).Int("queued", len(waiting)).
-		Dur("took", res.took).Msg("partition loaded")
+	o.log.Info().Int("partition", res.p).Int("processes", len(res.l.images)).Int("queued", len(waiting)).
+		Int("replayed", res.l.replayed).Dur("took", res.took).Msg("partition loaded")
 }
 
 // loadPartition reads the memory images of partition p: the latest
-// snapshot of each of its processes. It runs outside the loop and touches
-// nothing of it.
-func (o *Orchestrator) loadPartition(ctx context.Context, p int) (map[string]*image, error) {
-	topic := o.opts.Topics.Snapshots
+// snapshot of each of its processes, then the history from the partition's
+// checkpoint on, folded with image.fold. It runs outside the loop and
+// touches nothing of it.
+func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error) {
+	topic, history := o.opts.Topics.Snapshots, o.opts.Topics.History
 	if o.opts.Topics.Partitions > 0 {
-		topic = o.bus.Namespace().Partition(topic, p)
+		topic, history = o.bus.Namespace().Partition(topic, p), o.bus.Namespace().Partition(history, p)
 	}
 	rd, err := o.bus.Reader(ctx, bus.ReaderOptions{Topic: topic, Compacted: true})
 	if err != nil {
 		return nil, fmt.Errorf("load partition %d: %w", p, err)
 	}
 	defer rd.Close()
-	images := map[string]*image{}
+	l := &loaded{images: map[string]*image{}}
+	gone := map[string]bool{}                 // tombstoned: expired, not to be brought back by the replay
 	defs := map[string]*workflow.Definition{} // immutable per name and version
+	def := func(name string, version int) (*workflow.Definition, error) {
+		key := DefinitionKey(name, version)
+		if d := defs[key]; d != nil {
+			return d, nil
+		}
+		d, err := o.reg.Get(ctx, name, version)
+		if err != nil {
+			return nil, err
+		}
+		defs[key] = d
+		return d, nil
+	}
+	var cp *Checkpoint
 	for {
 		more, err := rd.HasNext(ctx)
 		if err != nil {
@@ -412,10 +489,19 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (map[string]*im
 			return nil, fmt.Errorf("load partition %d: %w", p, err)
 		}
 		if len(m.Payload) == 0 {
-			delete(images, m.Key)
+			delete(l.images, m.Key)
+			gone[m.Key] = true
 			continue
 		}
 		env, err := bus.DecodeEnvelope(m.Payload)
+		if err == nil && env.Type == TypeCheckpoint {
+			var c Checkpoint
+			if err := env.DecodePayload(&c); err != nil {
+				return nil, fmt.Errorf("load partition %d: undecodable checkpoint: %w", p, err)
+			}
+			cp = &c
+			continue
+		}
 		if err != nil || env.Type != TypeSnapshot {
 			o.log.Error().Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
 			continue
@@ -425,16 +511,84 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (map[string]*im
 			o.log.Error().Err(err).Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
 			continue
 		}
-		key := DefinitionKey(s.Definition, s.Version)
-		def := defs[key]
-		if def == nil {
-			def, err = o.reg.Get(ctx, s.Definition, s.Version)
-			if err != nil {
-				return nil, fmt.Errorf("load process %s: %w", s.ProcessID, err)
-			}
-			defs[key] = def
+		d, err := def(s.Definition, s.Version)
+		if err != nil {
+			return nil, fmt.Errorf("load process %s: %w", s.ProcessID, err)
 		}
-		images[s.ProcessID] = &image{snap: s, def: def}
+		img := imageOf(s, d)
+		img.covered = img.seq
+		l.images[s.ProcessID] = img
+		delete(gone, s.ProcessID)
 	}
-	return images, nil
+	// The tail: every history entry from the checkpoint on.
+	opts := bus.ReaderOptions{Topic: history}
+	if cp != nil && cp.Start != nil {
+		opts.StartID, opts.StartInclusive = cp.Start, !cp.After
+		l.checkpoint = *cp
+	}
+	hr, err := o.bus.Reader(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("load partition %d: %w", p, err)
+	}
+	defer hr.Close()
+	for {
+		more, err := hr.HasNext(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		}
+		if !more {
+			break
+		}
+		m, err := hr.Next(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		}
+		l.replayed++
+		e, ok := decodeHistory(m.Payload)
+		if !ok || len(e.Records) == 0 || gone[e.ProcessID] {
+			continue
+		}
+		img := l.images[e.ProcessID]
+		if img == nil {
+			if e.Records[0].Seq != 1 {
+				// Its earlier records are before the checkpoint and no
+				// snapshot holds it: a process that expired.
+				continue
+			}
+			r := e.Records[0]
+			if r.Kind != RecordEvent || r.Event == nil || r.Event.Type != workflow.EventStart {
+				return nil, fmt.Errorf("load partition %d: the stream of %s does not begin with its start", p, e.ProcessID)
+			}
+			d, err := def(r.Definition, r.Version)
+			if err != nil {
+				return nil, fmt.Errorf("load process %s: %w", e.ProcessID, err)
+			}
+			img = &image{pid: e.ProcessID, def: d, partition: p, createdAt: r.At}
+			l.images[e.ProcessID] = img
+		}
+		if last := e.Records[len(e.Records)-1].Seq; last <= img.seq {
+			continue // covered by its snapshot
+		}
+		for _, r := range e.Records {
+			if r.Seq <= img.seq {
+				continue
+			}
+			if err := img.fold(r, nil); err != nil {
+				return nil, fmt.Errorf("load partition %d: %w", p, err)
+			}
+		}
+		img.historyIDs = append(img.historyIDs, m.ID)
+		l.last = m.ID
+	}
+	return l, nil
+}
+
+// loaded is what loading a partition read.
+type loaded struct {
+	images     map[string]*image
+	checkpoint Checkpoint
+	// last is the position of the last history entry replayed; replayed
+	// counts the entries read.
+	last     bus.MessageID
+	replayed int
 }

@@ -1,8 +1,7 @@
 package engine
 
-import "github.com/pulsaga/pulsaga/workflow"
-
-// Backpressure: at most MaxOutstanding decisions in flight per instance.
+// Backpressure (remote decider mode): at most MaxOutstanding decisions in
+// flight per instance.
 //
 // A process needs a decision when it has pending events, no decision
 // outstanding and is not finished. It then takes a free slot at once or
@@ -81,34 +80,41 @@ func (s *slots) forget(keep func(pid string) bool) {
 	s.queue, s.head = q, 0
 }
 
-// needsDecision: pending events, no decision outstanding, not finished.
-func needsDecision(img *image) bool {
-	return img.snap.Outstanding == nil && len(img.snap.Pending) > 0 &&
-		(img.snap.State == nil || !img.snap.State.Status.Terminal() || pendingLate(img) ||
-			img.snap.State.Status == workflow.StatusCompleted) // completed: a parent's compensate (call steps)
-}
-
-// issueQueued issues tasks to queued processes while slots are free.
-func (o *Orchestrator) issueQueued(b *batch) error {
-	for o.slots.free() {
+// issueQueued issues tasks to queued processes while slots are free
+// (remote mode). Inline, the queue holds only processes loaded with pending
+// events (written by a remote-mode orchestrator): they are decided at once.
+func (o *Orchestrator) issueQueued(b *batch) {
+	var busy []string // in an uncommitted batch: their turn comes after it
+	defer func() {
+		for _, pid := range busy {
+			o.slots.enqueue(pid)
+		}
+	}()
+	for o.slots.free() || !o.m.remote {
 		pid, ok := o.slots.pop()
 		if !ok {
-			return nil
+			return
 		}
 		img := o.images[pid]
-		if img == nil || !needsDecision(img) {
+		if img == nil || !img.needsDecision() {
 			continue // gone, or issued already
 		}
-		if err := o.issue(b, img); err != nil {
-			return err
+		if o.busy[pid] > 0 && b.fx[img] == nil {
+			busy = append(busy, pid)
+			continue
 		}
-		o.slots.take(pid)
+		if !o.m.remote {
+			o.m.decide(img, b.now, b.effects(img))
+			continue
+		}
+		o.m.issue(img, b.now, b.effects(img))
+		o.slots.take(pid) // again in emit: counted once
 	}
-	return nil
 }
 
 // DecisionQueue returns the decisions in flight (issued, not yet answered)
-// and the processes waiting for a slot, as of the last batch. It is safe to
+// and the processes waiting for a slot, as of the last batch committed (the
+// batches still on their way are counted as they were built). It is safe to
 // call from any goroutine.
 func (o *Orchestrator) DecisionQueue() (outstanding, queued int) {
 	o.statsMu.Lock()

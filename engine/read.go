@@ -25,25 +25,25 @@ type ProcessView struct {
 	Pending []workflow.Event `json:"pending,omitempty"`
 }
 
-// ReadProcess reads one process's event stream — exactly its own records,
-// located by row.HistoryIDs — and rebuilds its state by replaying the
-// decisions recorded in it (Decide is deterministic). It never scans other
-// processes' data beyond the records that sit between its own.
+// ReadProcess reads one process's event stream — exactly its own history
+// entries, located by row.HistoryIDs — and rebuilds its state by folding
+// them as the orchestrator does (Decide is deterministic). It never scans
+// other processes' data beyond the entries that sit between its own.
 func ReadProcess(ctx context.Context, b bus.Bus, topics protocol.Topics, reg *Registry, row StatusRecord) (*ProcessView, error) {
 	view := &ProcessView{Status: row}
 	topic := topics.History
 	if topics.Partitions > 0 {
 		topic = b.Namespace().Partition(topics.History, row.Partition)
 	}
-	const maxSkip = 32 // reopen at the next id rather than read others' records
-	want := int64(1)
-	for i := 0; i < len(row.HistoryIDs) && want <= int64(len(row.HistoryIDs)); {
+	const maxSkip = 32 // reopen at the next id rather than read others' entries
+	want := int64(1)   // the next record's sequence number
+	for i := 0; i < len(row.HistoryIDs); {
 		rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic, StartID: row.HistoryIDs[i], StartInclusive: true})
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", row.ProcessID, err)
 		}
-		skipped := 0
-		for skipped <= maxSkip && want <= int64(len(row.HistoryIDs)) {
+		found := i
+		for skipped := 0; skipped <= maxSkip && found < len(row.HistoryIDs); {
 			more, err := rd.HasNext(ctx)
 			if err != nil || !more {
 				break
@@ -53,20 +53,21 @@ func ReadProcess(ctx context.Context, b bus.Bus, topics protocol.Topics, reg *Re
 				rd.Close()
 				return nil, fmt.Errorf("read %s: %w", row.ProcessID, err)
 			}
-			rec, ok := decodeRecord(m.Payload)
-			if !ok || rec.ProcessID != row.ProcessID || rec.Seq != want {
+			e, ok := decodeHistory(m.Payload)
+			if !ok || e.ProcessID != row.ProcessID || len(e.Records) == 0 || e.Records[0].Seq != want {
 				skipped++
 				continue
 			}
-			view.Records = append(view.Records, *rec)
-			want++
+			view.Records = append(view.Records, e.Records...)
+			want = e.Records[len(e.Records)-1].Seq + 1
+			found++
 			skipped = 0
 		}
 		rd.Close()
-		if int(want-1) <= i { // the record at HistoryIDs[i] was not found
+		if found == i { // the entry at HistoryIDs[i] was not found
 			return nil, fmt.Errorf("read %s: record %d is missing from %s (expired by retention?)", row.ProcessID, want, topic)
 		}
-		i = int(want - 1)
+		i = found
 	}
 	def, err := reg.Get(ctx, row.Definition, row.Version)
 	if err != nil {
@@ -79,57 +80,64 @@ func ReadProcess(ctx context.Context, b bus.Bus, topics protocol.Topics, reg *Re
 	return view, nil
 }
 
-// Replay rebuilds a process's state from its records: each decision record
-// folds the events up to its Upto with its Now, exactly as the decider did.
+// Replay rebuilds a process's state from its records with the fold of the
+// live path: each decision record runs Decide on the events up to its Upto
+// with its recorded time.
 func Replay(def *workflow.Definition, records []Record) (*workflow.State, []workflow.Event, error) {
-	var st *workflow.State
-	type pe struct {
-		seq int64
-		ev  workflow.Event
+	if len(records) == 0 {
+		return nil, nil, nil
 	}
-	var pending []pe
+	img := &image{pid: records[0].ProcessID, def: def}
 	for _, r := range records {
-		switch r.Kind {
-		case RecordEvent:
-			if r.Event != nil {
-				pending = append(pending, pe{r.Seq, *r.Event})
-			}
-		case RecordDecision, RecordRejected:
-			var evs []workflow.Event
-			keep := pending[:0]
-			for _, p := range pending {
-				if p.seq <= r.Upto {
-					evs = append(evs, p.ev)
-				} else {
-					keep = append(keep, p)
-				}
-			}
-			pending = keep
-			if r.Kind == RecordRejected {
-				continue
-			}
-			d, err := workflow.Decide(def, st, evs, r.Now)
-			if err != nil {
-				return nil, nil, fmt.Errorf("decision %s: %w", r.TaskID, err)
-			}
-			st = d.State
+		if err := img.fold(r, nil); err != nil {
+			return nil, nil, err
 		}
 	}
-	out := make([]workflow.Event, len(pending))
-	for i, p := range pending {
-		out[i] = p.ev
+	out := make([]workflow.Event, len(img.pending))
+	for i, p := range img.pending {
+		out[i] = p.Event
 	}
-	return st, out, nil
+	return img.state, out, nil
 }
 
-func decodeRecord(payload []byte) (*Record, bool) {
+func decodeHistory(payload []byte) (*HistoryEntry, bool) {
+	e, err := DecodeHistory(payload)
+	return e, err == nil
+}
+
+// DecodeHistory decodes a message of the history topic: the records one
+// batch appended to one process's stream.
+func DecodeHistory(payload []byte) (*HistoryEntry, error) {
 	env, err := bus.DecodeEnvelope(payload)
-	if err != nil || env.Type != TypeHistory {
-		return nil, false
+	if err != nil {
+		return nil, err
 	}
-	var r Record
-	if env.DecodePayload(&r) != nil {
-		return nil, false
+	if env.Type != TypeHistory {
+		return nil, fmt.Errorf("%w: a %q message on the history topic", bus.ErrUndecodable, env.Type)
 	}
-	return &r, true
+	var e HistoryEntry
+	if err := env.DecodePayload(&e); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// DecodeStatus decodes a message of the status topic (a process's row); an
+// empty payload is a tombstone: (nil, nil).
+func DecodeStatus(payload []byte) (*StatusRecord, error) {
+	if len(payload) == 0 {
+		return nil, nil
+	}
+	env, err := bus.DecodeEnvelope(payload)
+	if err != nil {
+		return nil, err
+	}
+	if env.Type != TypeStatus {
+		return nil, fmt.Errorf("%w: a %q message on the status topic", bus.ErrUndecodable, env.Type)
+	}
+	var r StatusRecord
+	if err := env.DecodePayload(&r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

@@ -95,7 +95,7 @@ func TestProcessPinnedToItsVersion(t *testing.T) {
 	defer cancel()
 	release := make(chan struct{})
 	ok := func(ctx context.Context, j *worker.Job) (any, error) { return map[string]any{"ok": true}, nil }
-	s := startStack(ctx, t, memory.New(memory.Options{}), protocol.DefaultTopics(), map[string]map[string]worker.Handler{
+	s := startStack(ctx, t, memory.New(memory.Options{}), engineCfg{topics: protocol.DefaultTopics()}, map[string]map[string]worker.Handler{
 		"payments": {"ProcessPayment": func(ctx context.Context, j *worker.Job) (any, error) {
 			<-release
 			return map[string]any{"payment_id": "P"}, nil

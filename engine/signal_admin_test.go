@@ -47,9 +47,26 @@ func (r *recorder) ran() []string {
 	return append([]string(nil), r.runs...)
 }
 
-func startStack(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics, services map[string]map[string]worker.Handler, files ...string) *engine.Stack {
+// engineCfg is what the end-to-end tests vary: the topics and the decider
+// mode (every end-to-end test runs in both).
+type engineCfg struct {
+	topics  protocol.Topics
+	decider string
+}
+
+// deciderModes are the decider modes the end-to-end tests run in.
+var deciderModes = []string{engine.DeciderInline, engine.DeciderRemote}
+
+// inModes runs f once per decider mode, as subtests.
+func inModes(t *testing.T, topics protocol.Topics, f func(t *testing.T, cfg engineCfg)) {
+	for _, mode := range deciderModes {
+		t.Run(mode, func(t *testing.T) { f(t, engineCfg{topics: topics, decider: mode}) })
+	}
+}
+
+func startStack(ctx context.Context, t *testing.T, b bus.Bus, cfg engineCfg, services map[string]map[string]worker.Handler, files ...string) *engine.Stack {
 	t.Helper()
-	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Services: services}, testLogger(t))
+	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: cfg.topics, Decider: cfg.decider, Services: services}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,13 +102,14 @@ func waitStep(ctx context.Context, t *testing.T, s *engine.Stack, pid, step, sta
 	t.Fatalf("%s: step %s never %s: %+v", pid, step, status, row)
 }
 
-func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics protocol.Topics) {
+func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, cfg engineCfg) {
+	topics := cfg.topics
 	t.Run("signal delivered to a waiting step", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		rec := &recorder{}
 		b := newBus(t)
-		s := startStack(ctx, t, b, topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, b, cfg, map[string]map[string]worker.Handler{
 			"credit":        {"ScoreApplicant": rec.handler(map[string]any{"score": 610})},
 			"loans":         {"ApproveLoan": rec.handler(map[string]any{"loan_id": "L1"})},
 			"notifications": {"SendLetter": rec.handler(nil)},
@@ -134,7 +152,7 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics prot
 		defer cancel()
 		rec := &recorder{}
 		b := newBus(t)
-		s := startStack(ctx, t, b, topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, b, cfg, map[string]map[string]worker.Handler{
 			"credit":        {"ScoreApplicant": rec.handler(map[string]any{"score": 800})},
 			"loans":         {"ApproveLoan": rec.handler(nil)},
 			"notifications": {"SendLetter": rec.handler(nil)},
@@ -176,7 +194,7 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics prot
 			}
 			return rec.handler(map[string]any{"ok": true})(ctx, j)
 		}
-		s := startStack(ctx, t, newBus(t), topics, map[string]map[string]worker.Handler{
+		s := startStack(ctx, t, newBus(t), cfg, map[string]map[string]worker.Handler{
 			"payments":      {"ProcessPayment": rec.handler(map[string]any{"payment_id": "P1"}), "RefundPayment": rec.handler(nil)},
 			"flights":       {"BookFlight": rec.handler(map[string]any{"booking": "F1"}), "CancelFlight": rec.handler(nil)},
 			"hotels":        {"BookHotel": slow, "CancelHotel": rec.handler(nil)},
@@ -226,12 +244,12 @@ func signalAndAdmin(t *testing.T, newBus func(t *testing.T) bus.Bus, topics prot
 }
 
 func TestSignalAndAdminMemory(t *testing.T) {
-	signalAndAdmin(t, memoryBuses(t), protocol.DefaultTopics())
+	inModes(t, protocol.DefaultTopics(), func(t *testing.T, cfg engineCfg) { signalAndAdmin(t, memoryBuses(t), cfg) })
 }
 
 func TestSignalAndAdminPulsar(t *testing.T) {
 	t.Parallel()
 	topics := protocol.DefaultTopics()
 	topics.Partitions = 2
-	signalAndAdmin(t, pulsarBuses(t), topics)
+	inModes(t, topics, func(t *testing.T, cfg engineCfg) { signalAndAdmin(t, pulsarBuses(t), cfg) })
 }

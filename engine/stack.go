@@ -21,13 +21,17 @@ type StackOptions struct {
 	Topics protocol.Topics
 	// Name prefixes the instance names (default "dev").
 	Name string
-	// Orchestrators, Deciders and Relays are instance counts (default 1).
+	// Decider is the decider mode (OrchestratorOptions.Decider): inline by
+	// default, or remote with Deciders decider instances.
+	Decider string
+	// Orchestrators, Deciders and Relays are instance counts (default 1;
+	// no decider runs in the inline mode).
 	Orchestrators, Deciders, Relays int
 	// Services are the workers to run: service → command → handler.
 	Services map[string]map[string]worker.Handler
 	// WorkerConcurrency is each worker's concurrency (default 16).
 	WorkerConcurrency int
-	// DecisionTimeout, see OrchestratorOptions.
+	// DecisionTimeout, see OrchestratorOptions (remote mode).
 	DecisionTimeout time.Duration
 	// Retention, see OrchestratorOptions (default 24h).
 	Retention time.Duration
@@ -61,6 +65,9 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	if opts.WorkerConcurrency <= 0 {
 		opts.WorkerConcurrency = 16
 	}
+	if err := (OrchestratorOptions{Decider: opts.Decider}).Validate(); err != nil {
+		return nil, err
+	}
 	if err := EnsureTopics(ctx, b, opts.Topics); err != nil {
 		return nil, err
 	}
@@ -84,12 +91,13 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	}
 	for i := 0; i < opts.Orchestrators; i++ {
 		o := NewOrchestrator(b, reg, OrchestratorOptions{
-			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer, Retention: opts.Retention,
+			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, Decider: opts.Decider,
+			DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer, Retention: opts.Retention,
 		}, log)
 		s.Orchestrators = append(s.Orchestrators, o)
 		run("orchestrator", o.Run)
 	}
-	for i := 0; i < opts.Deciders; i++ {
+	for i := 0; opts.Decider == DeciderRemote && i < opts.Deciders; i++ {
 		d := NewDecider(b, NewRegistry(b, opts.Topics.Definitions, nil), DeciderOptions{Name: fmt.Sprintf("%s-decider-%d", opts.Name, i), Topics: opts.Topics}, log)
 		run("decider", d.Run)
 	}

@@ -112,7 +112,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	defer adm.Close()
 	adm.showTriggers(triggers.Triggers)
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
-		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
+		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics,
 	}, log)
 	adm.watch(o)

@@ -1,0 +1,378 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/timers"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// batch collects the effects of one batch of events, committed together.
+type batch struct {
+	now     time.Time
+	touched []*image
+	fx      map[*image]*effects
+	deleted []*image
+	out     []outMsg
+	acks    []*bus.Message
+	// parts are the partitions the batch read or wrote: all must still be
+	// this instance's when it commits.
+	parts map[int]bool
+	// no numbers the batches that launched (orchestrator_snapshot.go).
+	no uint64
+}
+
+type outMsg struct {
+	p   bus.Producer
+	msg *bus.OutMessage
+}
+
+// effects returns img's effects in this batch, touching img.
+func (b *batch) effects(img *image) *effects {
+	fx := b.fx[img]
+	if fx == nil {
+		fx = &effects{}
+		b.fx[img] = fx
+		b.touched = append(b.touched, img)
+	}
+	return fx
+}
+
+// pipe is the loop's side of the commit pipeline.
+type pipe struct {
+	ctx     context.Context
+	wg      *sync.WaitGroup
+	flights chan *flight
+	results chan flightResult
+	// sendsDone is the last flight's: the next one sends after it.
+	sendsDone <-chan struct{}
+}
+
+// handleBatch applies msgs (all of loaded partitions and of processes not
+// busy in an uncommitted batch), makes the decisions they call for (or
+// issues the remote tasks that have a free slot), and launches the batch
+// as a flight of the commit pipeline. It says whether it launched one.
+func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, p *pipe) (bool, error) {
+	b := &batch{now: o.opts.Clock().UTC(), fx: map[*image]*effects{}, parts: map[int]bool{}}
+	swept := map[*image]bool{}
+	for _, img := range o.sweep {
+		if o.images[img.pid] == img && o.busy[img.pid] == 0 {
+			b.effects(img)
+			swept[img] = true
+		}
+	}
+	o.sweep = nil
+	keep := o.recovering[:0]
+	for _, img := range o.recovering {
+		switch {
+		case o.images[img.pid] != img:
+		case o.busy[img.pid] > 0:
+			keep = append(keep, img)
+		default:
+			o.m.recoverTimers(img, b.now, b.effects(img))
+		}
+	}
+	o.recovering = keep
+	for _, m := range msgs {
+		if o.route(ctx, b, m) {
+			b.acks = append(b.acks, m)
+		}
+		b.parts[m.Partition] = true
+	}
+	for _, img := range b.touched {
+		switch {
+		case !o.m.remote:
+			o.m.decide(img, b.now, b.fx[img])
+		case img.needsDecision():
+			o.slots.enqueue(img.pid)
+		}
+	}
+	o.issueQueued(b)
+	if err := o.emit(ctx, b); err != nil {
+		o.nackAll(b.acks)
+		return false, err
+	}
+	if len(b.touched) == 0 && len(b.out) == 0 && len(b.acks) == 0 {
+		return false, nil
+	}
+	slices.SortFunc(b.touched, func(x, y *image) int { return strings.Compare(x.pid, y.pid) })
+	o.batchNo++
+	b.no = o.batchNo
+	deleted := map[*image]bool{}
+	for _, img := range b.deleted {
+		deleted[img] = true
+		o.forgetCoverage(img)
+	}
+	snapshotted := map[int]bool{}
+	jobs := make([]*procJob, 0, len(b.touched))
+	for _, img := range b.touched {
+		b.parts[img.partition] = true
+		j := &procJob{img: img, records: b.fx[img].records}
+		if !deleted[img] {
+			row := statusRow(img)
+			row.HistoryIDs = slices.Clone(row.HistoryIDs)
+			j.row = row
+			if o.coverage(img, len(j.records), swept[img], b.now) {
+				snap := img.snapshot()
+				snap.HistoryIDs = slices.Clone(snap.HistoryIDs)
+				snap.Pending, snap.Seen, snap.Armed = slices.Clone(snap.Pending), slices.Clone(snap.Seen), slices.Clone(snap.Armed)
+				if snap.Outstanding != nil {
+					out := *snap.Outstanding
+					snap.Outstanding = &out
+				}
+				j.snap = &snap
+				snapshotted[img.partition] = true
+			}
+		}
+		jobs = append(jobs, j)
+		o.busy[img.pid]++
+	}
+	b.out = append(b.out, o.checkpoints(snapshotted, b.now)...)
+	f := o.launch(p.ctx, b, jobs, p.sendsDone, p.wg)
+	p.sendsDone = f.sendsDone
+	o.inflight++
+	p.flights <- f // never blocks: at most MaxInFlight are on their way
+	return true, nil
+}
+
+// landed takes a flight's outcome: its processes are no longer busy; a
+// failure ends the loop (the subscription starts over).
+func (o *Orchestrator) landed(r flightResult) error {
+	o.inflight--
+	b := r.f.b
+	for _, img := range b.touched {
+		if o.busy[img.pid]--; o.busy[img.pid] <= 0 {
+			delete(o.busy, img.pid)
+		}
+	}
+	if r.err != nil {
+		return fmt.Errorf("orchestrator: batch of %d inputs not committed: %w", len(b.acks), r.err)
+	}
+	for _, j := range r.f.jobs {
+		if j.id != nil {
+			j.img.historyIDs = append(j.img.historyIDs, j.id)
+		}
+	}
+	o.landedHistory(b.no, r.f.jobs)
+	o.statsMu.Lock()
+	o.batches++
+	o.statsMu.Unlock()
+	for _, img := range b.deleted {
+		if o.images[img.pid] == img {
+			delete(o.images, img.pid)
+		}
+	}
+	return nil
+}
+
+func (o *Orchestrator) nackAll(msgs []*bus.Message) {
+	for _, m := range msgs {
+		o.cons.Nack(m, errors.New("orchestrator batch failed"))
+	}
+}
+
+// route decodes one message and hands it to the state machine; false means
+// it was dead-lettered (and so acknowledged) already, or given back.
+func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool {
+	env, err := bus.DecodeOrDeadLetter(ctx, o.cons, m)
+	if err != nil {
+		o.drop(DropDeadLettered, o.log, err.Error())
+		return false
+	}
+	log := o.log.With().Str("process_id", env.ProcessID).Str("type", env.Type).Logger()
+	deadLetter := func(reason string) bool {
+		if err := o.cons.DeadLetter(ctx, m, reason); err != nil {
+			log.Error().Err(err).Msg("dead-lettering failed; the message will come again")
+			o.cons.Nack(m, err)
+			return false
+		}
+		o.drop(DropDeadLettered, log, reason)
+		return false
+	}
+	if len(m.Payload) > o.opts.MaxMessageBytes-messageSlack {
+		return deadLetter(fmt.Sprintf("a %s message of %d bytes leaves no room to record it (at most %d bytes)",
+			env.Type, len(m.Payload), o.opts.MaxMessageBytes-messageSlack))
+	}
+	in, err := parseInput(env, m.Key)
+	if err != nil {
+		return deadLetter(err.Error())
+	}
+	img := o.images[in.pid]
+	if in.kind == inStart && img == nil {
+		def, err := o.reg.Get(ctx, in.start.Definition, in.start.Version)
+		if err != nil {
+			return deadLetter(fmt.Sprintf("cannot start %s: %v", in.pid, err))
+		}
+		fx := &effects{}
+		img = o.m.start(def, m.Partition, in, b.now, fx)
+		o.images[in.pid] = img
+		b.fx[img] = fx
+		b.touched = append(b.touched, img)
+		log.Info().Str("definition", def.Name).Int("version", def.Version).Msg("process started")
+		return true
+	}
+	if img == nil {
+		o.drop(DropUnknownProcess, log, env.Type)
+		return true
+	}
+	if in.kind == inRetention {
+		o.expire(b, img, log)
+		return true
+	}
+	if in.kind == inHeartbeat {
+		// Not recorded and no effect: the image is not touched (progress.go).
+		o.m.accept(img, in, b.now, nil)
+		return true
+	}
+	o.m.accept(img, in, b.now, b.effects(img))
+	return true
+}
+
+// emit turns the effects of every touched process into the batch's
+// messages (records, snapshots and status rows are written by commit).
+func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
+	for _, img := range b.touched {
+		fx := b.fx[img]
+		log := o.log.With().Str("process_id", img.pid).Logger()
+		for _, d := range fx.drops {
+			o.drop(d.reason, log, d.detail)
+		}
+		fx.drops = nil
+		for i := range fx.commands {
+			c := &fx.commands[i]
+			p, err := o.jobProducer(ctx, c.Service)
+			if err != nil {
+				return err
+			}
+			msg, err := o.commandMessage(img, c, b.now)
+			if err != nil {
+				return err
+			}
+			b.out = append(b.out, outMsg{p, msg})
+		}
+		for _, at := range fx.arm {
+			if err := o.setTimer(b, protocol.Timer{TimerID: WakeTimerID(img.pid, at), ProcessID: img.pid, Kind: TimerWake, FireAt: at}); err != nil {
+				return err
+			}
+		}
+		for _, t := range fx.tasks {
+			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, t.task)
+			if err != nil {
+				return err
+			}
+			b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.pid, Payload: payload}})
+			if t.issue > 1 {
+				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision timed out; re-issuing it")
+			}
+		}
+		for _, t := range fx.decisionTimers {
+			if err := o.setTimer(b, t); err != nil {
+				return err
+			}
+		}
+		if fx.released && !fx.issued {
+			// (released then issued again in one batch: the slot is kept)
+			o.slots.release(img.pid)
+		}
+		if fx.issued {
+			o.slots.take(img.pid)
+		}
+		if fx.finished {
+			log.Info().Str("status", string(img.state.Status)).Msg("process finished")
+			if err := o.setTimer(b, protocol.Timer{
+				TimerID: "retention:" + img.pid, ProcessID: img.pid, Kind: protocol.TimerRetention, FireAt: b.now.Add(o.opts.Retention),
+			}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// commandMessage is the job-queue message of a command.
+func (o *Orchestrator) commandMessage(img *image, c *workflow.Command, now time.Time) (*bus.OutMessage, error) {
+	cmd := WireCommand(c, img.def.Name, img.def.Version, o.m.replyTo)
+	payload, err := encode(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return &bus.OutMessage{Key: c.ProcessID, Payload: payload, DeliverAt: c.NotBefore}, nil
+}
+
+func (o *Orchestrator) setTimer(b *batch, t protocol.Timer) error {
+	t.Target = o.opts.Topics.Events
+	msg, err := timers.Message(t, b.now, timers.DefaultMaxHop)
+	if err != nil {
+		return err
+	}
+	b.out = append(b.out, outMsg{o.timerTopic, msg})
+	return nil
+}
+
+// expire forgets a finished process once its retention has passed.
+func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
+	if !img.terminal() {
+		o.drop(DropStaleTimer, log, "retention of a live process")
+		return
+	}
+	b.out = append(b.out,
+		outMsg{o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: img.pid}}, // empty payload: deleted from the compacted view
+		outMsg{o.status, &bus.OutMessage{Key: img.pid}},
+	)
+	b.deleted = append(b.deleted, img)
+	log.Info().Msg("finished process expired")
+}
+
+// statusRow is the process's row in the admin table.
+func statusRow(img *image) StatusRecord {
+	r := StatusRecord{
+		ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version, Seq: img.seq,
+		Partition: img.partition, HistoryIDs: img.historyIDs,
+	}
+	st := img.state
+	if st == nil {
+		r.Status = workflow.StatusRunning
+		r.StartedAt = img.createdAt
+		r.UpdatedAt = img.createdAt
+		return r
+	}
+	r.Status, r.StartedAt, r.UpdatedAt, r.EndedAt = st.Status, st.StartedAt, st.UpdatedAt, st.EndedAt
+	r.Steps = map[string]string{}
+	for _, s := range st.Steps {
+		r.Steps[s.ID] = string(s.Status)
+	}
+	if st.Failure != nil && st.Failure.Error != nil {
+		if st.Failure.StepID != "" {
+			r.LastError = st.Failure.StepID + ": "
+		}
+		r.LastError += st.Failure.Error.Type + ": " + st.Failure.Error.Message
+	}
+	return r
+}
+
+// snapshot is the stored form of an image.
+func (img *image) snapshot() Snapshot {
+	return Snapshot{
+		ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version, State: img.state, Seq: img.seq,
+		Pending: img.pending, Outstanding: img.outstanding, Seen: img.seen, Armed: img.armed,
+		HistoryIDs: img.historyIDs, Partition: img.partition, CreatedAt: img.createdAt,
+	}
+}
+
+// imageOf is the image a snapshot stores.
+func imageOf(s Snapshot, def *workflow.Definition) *image {
+	return &image{
+		pid: s.ProcessID, def: def, partition: s.Partition, createdAt: s.CreatedAt, state: s.State, seq: s.Seq,
+		pending: s.Pending, outstanding: s.Outstanding, seen: s.Seen, armed: s.Armed, historyIDs: s.HistoryIDs,
+	}
+}

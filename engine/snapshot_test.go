@@ -1,0 +1,144 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/memory"
+	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+const waitingYAML = `name: waits
+version: 1
+steps:
+  - id: approval
+    wait: {signal: go, timeout: 1h}
+  - id: finish
+    service: notifications
+    command: NotifyCustomer
+    needs: [approval]
+`
+
+// TestRestartFromSnapshotsAndTail: processes snapshotted by the idle sweep
+// (and a checkpoint written with them) and processes whose records only the
+// history holds are all back after a restart, and go on: the loader reads
+// the snapshots, then replays the history from the checkpoint, which the
+// sweep moved past the first processes' records. Batches write no snapshot
+// of their own.
+func TestRestartFromSnapshotsAndTail(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	broker := memory.NewBroker()
+	b1 := memory.New(memory.Options{Broker: broker})
+	t.Cleanup(func() { _ = b1.Close() })
+	topics := protocol.DefaultTopics()
+	topics.Partitions = 2
+	r := newTripRig(ctx, t, b1, topics)
+	if _, err := r.reg.Register(ctx, "waits.yaml", []byte(waitingYAML)); err != nil {
+		t.Fatal(err)
+	}
+	first := engine.NewOrchestrator(b1, r.reg, engine.OrchestratorOptions{Topics: topics, SnapshotAfter: 200 * time.Millisecond}, r.log)
+	stopFirst := runComponent(ctx, t, "first orchestrator", first.Run)
+	start := func(pids []string) {
+		for _, pid := range pids {
+			if err := r.client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "waits"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r.waitRows(ctx, t, pids, "waiting", func(row engine.StatusRecord) bool { return row.Steps["approval"] == string(workflow.StepWaiting) })
+	}
+	early, late := pidsOf("early", 10), pidsOf("late", 10)
+	start(early)
+	if n := countSnapshots(ctx, t, b1, topics); n != 0 {
+		t.Fatalf("%d snapshots written by the batches, want none", n)
+	}
+	// The sweep snapshots the idle early processes and writes checkpoints.
+	deadline := time.Now().Add(30 * time.Second)
+	for countSnapshots(ctx, t, b1, topics) < len(early) || countCheckpoints(ctx, t, b1, topics) < topics.Partitions {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d snapshots and %d checkpoints, want %d and %d", countSnapshots(ctx, t, b1, topics), countCheckpoints(ctx, t, b1, topics), len(early), topics.Partitions)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start(late) // stopped before the sweep comes: only the history holds them
+	stopFirst()
+	if n := countSnapshots(ctx, t, b1, topics); n != len(early) {
+		t.Fatalf("%d snapshots, want the %d early processes' only", n, len(early))
+	}
+
+	b2 := memory.New(memory.Options{Broker: broker})
+	t.Cleanup(func() { _ = b2.Close() })
+	second := engine.NewOrchestrator(b2, r.reg, engine.OrchestratorOptions{Topics: topics}, r.log)
+	runComponent(ctx, t, "second orchestrator", second.Run)
+	runWorkers(ctx, t, b2, r.log)
+	client := engine.NewClient(b2, topics)
+	defer client.Close()
+	all := append(append([]string(nil), early...), late...)
+	for _, pid := range all {
+		if err := client.Signal(ctx, pid, "go", "go-"+pid, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitRows(ctx, t, all, "completed", completed)
+	for _, reason := range []string{engine.DropUnknownProcess, engine.DropDuplicate} {
+		if d := second.Drops()[reason]; d != 0 {
+			t.Errorf("%d inputs dropped as %s", d, reason)
+		}
+	}
+}
+
+func pidsOf(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", prefix, i)
+	}
+	return out
+}
+
+// countSnapshots counts the process snapshots (not checkpoints) on every
+// partition of the snapshots topic.
+func countSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) int {
+	n, _ := scanSnapshots(ctx, t, b, topics)
+	return n
+}
+
+func countCheckpoints(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) int {
+	_, n := scanSnapshots(ctx, t, b, topics)
+	return n
+}
+
+func scanSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.Topics) (snaps, checkpoints int) {
+	t.Helper()
+	keys, cps := map[string]bool{}, map[int]bool{}
+	for p := range topics.Partitions {
+		rd, err := b.Reader(ctx, bus.ReaderOptions{Topic: b.Namespace().Partition(topics.Snapshots, p), Compacted: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			more, err := rd.HasNext(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !more {
+				break
+			}
+			m, err := rd.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Key == engine.CheckpointKey {
+				cps[p] = true
+			} else if len(m.Payload) > 0 {
+				keys[m.Key] = true
+			}
+		}
+		_ = rd.Close()
+	}
+	return len(keys), len(cps)
+}
