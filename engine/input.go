@@ -41,14 +41,14 @@ type input struct {
 	// when the sender produced it (envelope time)
 	sent time.Time
 
-	start   protocol.StartRequest    // inStart
-	event   workflow.Event           // inEvent
-	fireAt  time.Time                // inWake, inDecisionTimeout
-	firedAt time.Time                // inWake: when the relay handed it over
-	timerID string                   // inWake, inDecisionTimeout
+	start   protocol.StartRequest // inStart
+	event   workflow.Event        // inEvent
+	fireAt  time.Time             // inWake, inDecisionTimeout
+	firedAt time.Time             // inWake: when the relay handed it over
+	timerID string                // inWake, inDecisionTimeout
 	// commandID is the command a heartbeat is about (inHeartbeat).
 	commandID string
-	result  *protocol.DecisionResult // inDecision
+	result    *protocol.DecisionResult // inDecision
 }
 
 // Timer kinds the orchestrator sets for itself.
