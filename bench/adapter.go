@@ -294,5 +294,8 @@ func (e *InProcessEngine) Err() error { return e.st.Err() }
 // Stop stops the engine.
 func (e *InProcessEngine) Stop() error { return e.st.Stop() }
 
-// TimerSleep is the kind of a sleep step's timer (ObserveTimer).
-const TimerSleep = string(workflow.TimerSleep)
+// SleepTimer says whether a fired timer (ObserveTimer's kind) is the one
+// of a sleep step: the sleep timer itself, or, in an engine that keeps one
+// physical timer per process, its "wake" timer (a process of sleeps only
+// has no other deadline).
+func SleepTimer(kind string) bool { return kind == string(workflow.TimerSleep) || kind == "wake" }

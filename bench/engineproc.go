@@ -30,6 +30,7 @@ func Build(ctx context.Context, root, dir string) (map[string]string, error) {
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build of the engine binaries: %w\n%s", err, out)
 	}
@@ -64,8 +65,10 @@ func StartProc(name, bin string, args, env []string, logPath string) (*Proc, err
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	// Its own process group: a Ctrl-C of the benchmark does not reach it
-	// before the benchmark stops it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// before the benchmark stops it. Killed when the benchmark's process
+	// dies (a timeout, a kill): no engine is left running on the shared
+	// broker.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		_ = lf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -13,6 +13,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -268,6 +269,47 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 	}
 	sort.Slice(by, func(i, j int) bool { return by[i].Messages > by[j].Messages })
 	return total, by, nil
+}
+
+// UnloadTopics unloads every topic of the namespace (partitioned ones
+// whole). A compacted topic whose last compaction failed cannot be
+// deleted until it is unloaded (Pulsar 4.0.7 answers 422 and logs "Last
+// compaction task failed … Error deleting topic", every time).
+func UnloadTopics(ctx context.Context, adminURL string, ns bus.Namespace) error {
+	base := strings.TrimSuffix(adminURL, "/") + "/admin/v2/persistent/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace)
+	var parts, topics []string
+	if err := getJSON(ctx, base+"/partitioned", &parts); err != nil {
+		return err
+	}
+	if err := getJSON(ctx, base, &topics); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for _, full := range append(parts, topics...) {
+		name := full[strings.LastIndex(full, "/")+1:]
+		if i := strings.LastIndex(name, "-partition-"); i > 0 {
+			name = name[:i]
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/"+url.PathEscape(name)+"/unload", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
+			errs = append(errs, fmt.Errorf("unload %s: %s", name, resp.Status))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // NamespaceExists says whether the broker still has the namespace.

@@ -122,7 +122,7 @@ func BenchmarkTimerLateness(b *testing.B) {
 		var mu sync.Mutex
 		var late []time.Duration
 		en := startInProcess(b, bb, nil, func(kind string, d time.Duration) {
-			if kind == bench.TimerSleep {
+			if bench.SleepTimer(kind) {
 				mu.Lock()
 				late = append(late, d)
 				mu.Unlock()

@@ -54,6 +54,7 @@ var (
 	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
 	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
 	flagPerf       = flag.String("perf", "", "record a CPU profile of the orchestrator (perf record -g) during each closed-loop window into this folder")
+	flagEngineLog  = flag.String("engine-log-level", "warn", "log level of the engine's processes (their logs: -logdir); info logs every process started and finished")
 	flagPprof      = flag.String("pprof", "", "fetch a CPU profile of the orchestrator from its /debug/pprof during each closed-loop window into this folder")
 )
 
@@ -90,17 +91,23 @@ func newEnv(b *testing.B, name string) *benchEnv {
 		}()
 	}
 	b.Cleanup(func() {
-		// The broker may refuse to delete a topic for a moment after its
-		// last client left (compaction of the compacted topics): try again.
+		// The broker refuses to delete a compacted topic whose last
+		// compaction failed until it is unloaded: unload and try again.
 		for try := 0; ; try++ {
 			pulsartest.DeleteNamespace(b, e.admin, e.ns.String())
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			left, err := bench.NamespaceExists(ctx, e.admin, e.ns)
+			if err == nil && left && try < 3 {
+				err = bench.UnloadTopics(ctx, e.admin, e.ns)
+			}
 			cancel()
 			if err != nil || !left || try == 3 {
+				if err != nil {
+					b.Logf("cleanup of %s: %v", e.ns, err)
+				}
 				return
 			}
-			time.Sleep(5 * time.Second)
+			time.Sleep(time.Second)
 		}
 	})
 	return e
@@ -226,7 +233,7 @@ func startEngine(b *testing.B, e *benchEnv, mode string) *bench.Engine {
 	bins := engineBins(b)
 	cfg := bench.EngineConfig{
 		ServiceURL: e.svc, AdminURL: e.admin, Namespace: e.ns, Name: e.ns.Namespace,
-		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode,
+		Partitions: *flagPartitions, Definitions: definitionsDir(b), DeciderMode: mode, LogLevel: *flagEngineLog,
 		DeciderSwitch: len(engineModes(b)) > 1, Pprof: engineInfo(b).Pprof,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

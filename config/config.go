@@ -12,9 +12,11 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -36,6 +38,49 @@ type Pulsar struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout" usage:"how long to wait for the broker connection"`
 	// OperationTimeout bounds one broker operation (lookup, create, send).
 	OperationTimeout time.Duration `mapstructure:"operation_timeout" usage:"how long one broker operation may take"`
+
+	// Authentication: at most one of a token (AuthToken or AuthTokenFile)
+	// and OAuth2. docs/operations.md, "Pulsar authentication and TLS".
+
+	// AuthToken is a JWT for the broker's token authentication. Prefer
+	// AuthTokenFile or the environment (PULSAGA_PULSAR_AUTH_TOKEN): a flag
+	// shows in ps, a config file is easy to leak.
+	AuthToken string `mapstructure:"auth_token" usage:"Pulsar JWT (prefer PULSAGA_PULSAR_AUTH_TOKEN or --pulsar-auth-token-file: flags show in ps)"`
+	// AuthTokenFile is a file holding the token, read again at each
+	// connection, so a rotated token is picked up without a restart.
+	AuthTokenFile string `mapstructure:"auth_token_file" usage:"file holding the Pulsar JWT (read again on reconnect)"`
+	// OAuth2IssuerURL, OAuth2CredentialsFile, OAuth2Audience and
+	// OAuth2Scope configure OAuth2's client credentials flow: the client
+	// takes an access token from the issuer (found through its
+	// /.well-known/openid-configuration) with the client id and secret of
+	// the credentials file, a JSON key file as Pulsar's own clients read it
+	// ({"type": "client_credentials", "client_id": ..., "client_secret":
+	// ...}), and sends it as its token.
+	OAuth2IssuerURL       string `mapstructure:"oauth2_issuer_url" usage:"OAuth2 issuer URL (client credentials flow)"`
+	OAuth2CredentialsFile string `mapstructure:"oauth2_credentials_file" usage:"OAuth2 credentials JSON key file (client_id, client_secret)"`
+	OAuth2Audience        string `mapstructure:"oauth2_audience" usage:"OAuth2 audience"`
+	OAuth2Scope           string `mapstructure:"oauth2_scope" usage:"OAuth2 scope"`
+
+	// TLSTrustCertsFile is a PEM file of the certificates (a CA) that sign
+	// the broker's, for pulsar+ssl:// and https:// URLs (default: the
+	// system's roots). The broker's name is always checked against its
+	// certificate.
+	TLSTrustCertsFile string `mapstructure:"tls_trust_certs_file" usage:"PEM file of the CA certificates the broker's certificate must chain to"`
+	// TLSAllowInsecure accepts any certificate, unchecked: for a test
+	// broker only, never with credentials worth keeping.
+	TLSAllowInsecure bool `mapstructure:"tls_allow_insecure" usage:"accept any broker certificate unchecked (tests only)"`
+}
+
+// AuthMethod names the configured authentication: "token", "oauth2" or
+// "" (none).
+func (p Pulsar) AuthMethod() string {
+	switch {
+	case p.AuthToken != "" || p.AuthTokenFile != "":
+		return "token"
+	case p.OAuth2IssuerURL != "" || p.OAuth2CredentialsFile != "":
+		return "oauth2"
+	}
+	return ""
 }
 
 // DefaultPulsar is a broker on loopback, as `make pulsar` starts it.
@@ -66,7 +111,53 @@ func (p Pulsar) Validate(prefix string) error {
 		}
 	}
 	errs = append(errs, positive(prefix+".connect_timeout", p.ConnectTimeout), positive(prefix+".operation_timeout", p.OperationTimeout))
+	errs = append(errs, p.validateSecurity(prefix))
 	return errors.Join(errs...)
+}
+
+func (p Pulsar) validateSecurity(prefix string) error {
+	var errs []error
+	if p.AuthToken != "" && p.AuthTokenFile != "" {
+		errs = append(errs, &FieldError{Key: prefix + ".auth_token_file", Value: p.AuthTokenFile, Problem: "set auth_token or auth_token_file, not both"})
+	}
+	if p.AuthTokenFile != "" {
+		if err := readable(p.AuthTokenFile); err != nil {
+			errs = append(errs, &FieldError{Key: prefix + ".auth_token_file", Value: p.AuthTokenFile, Problem: err.Error()})
+		}
+	}
+	if p.AuthMethod() == "token" && (p.OAuth2IssuerURL != "" || p.OAuth2CredentialsFile != "") {
+		errs = append(errs, &FieldError{Key: prefix + ".oauth2_issuer_url", Value: p.OAuth2IssuerURL, Problem: "a token and OAuth2 are both set: choose one"})
+	}
+	if p.AuthMethod() == "oauth2" {
+		if err := checkURL(p.OAuth2IssuerURL, "https", "http"); err != nil {
+			errs = append(errs, &FieldError{Key: prefix + ".oauth2_issuer_url", Value: p.OAuth2IssuerURL, Problem: err.Error()})
+		}
+		if p.OAuth2CredentialsFile == "" {
+			errs = append(errs, &FieldError{Key: prefix + ".oauth2_credentials_file", Value: "", Problem: "is required with oauth2_issuer_url (a JSON key file with client_id and client_secret)"})
+		} else if err := readable(p.OAuth2CredentialsFile); err != nil {
+			errs = append(errs, &FieldError{Key: prefix + ".oauth2_credentials_file", Value: p.OAuth2CredentialsFile, Problem: err.Error()})
+		}
+	}
+	if p.TLSTrustCertsFile != "" {
+		if b, err := os.ReadFile(p.TLSTrustCertsFile); err != nil {
+			errs = append(errs, &FieldError{Key: prefix + ".tls_trust_certs_file", Value: p.TLSTrustCertsFile, Problem: "cannot be read: " + err.Error()})
+		} else if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			errs = append(errs, &FieldError{Key: prefix + ".tls_trust_certs_file", Value: p.TLSTrustCertsFile, Problem: "holds no PEM certificate"})
+		}
+	}
+	tls := strings.HasPrefix(p.URL, "pulsar+ssl://")
+	if (p.TLSTrustCertsFile != "" || p.TLSAllowInsecure) && !tls && !strings.HasPrefix(p.AdminURL, "https://") {
+		errs = append(errs, &FieldError{Key: prefix + ".url", Value: p.URL, Problem: "TLS is configured but the URLs are plain text: use pulsar+ssl:// (and https:// for admin_url)"})
+	}
+	return errors.Join(errs...)
+}
+
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("cannot be read: %v", err)
+	}
+	return f.Close()
 }
 
 // Log is how a binary logs.
@@ -140,14 +231,17 @@ func checkURL(raw string, schemes ...string) error {
 
 // Base holds the sections every binary shares.
 type Base struct {
-	Pulsar Pulsar `mapstructure:"pulsar"`
-	Log    Log    `mapstructure:"log"`
+	Pulsar  Pulsar  `mapstructure:"pulsar"`
+	Log     Log     `mapstructure:"log"`
+	Tracing Tracing `mapstructure:"tracing"`
 }
 
 // DefaultBase is the defaults of the shared sections.
-func DefaultBase() Base { return Base{Pulsar: DefaultPulsar(), Log: DefaultLog()} }
+func DefaultBase() Base {
+	return Base{Pulsar: DefaultPulsar(), Log: DefaultLog(), Tracing: DefaultTracing()}
+}
 
 // Validate checks both sections.
 func (b Base) Validate() error {
-	return errors.Join(b.Pulsar.Validate("pulsar"), b.Log.Validate("log"))
+	return errors.Join(b.Pulsar.Validate("pulsar"), b.Log.Validate("log"), b.Tracing.Validate("tracing"))
 }

@@ -23,6 +23,7 @@ type Validator interface{ Validate() error }
 var envAliases = map[string][]string{
 	"pulsar.url":       {"PULSAR_URL"},
 	"pulsar.admin_url": {"PULSAR_ADMIN_URL"},
+	"tracing.endpoint": {"OTEL_EXPORTER_OTLP_ENDPOINT"},
 }
 
 // AddFlags registers one flag per key of cfg (a pointer to a struct holding

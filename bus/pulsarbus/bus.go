@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -47,6 +48,8 @@ type Bus struct {
 	log    zerolog.Logger
 	client pulsar.Client
 	admin  pulsaradmin.Client
+	// adminRT carries the admin API's credentials and TLS (AdminHTTP).
+	adminRT http.RoundTripper
 
 	mu      sync.Mutex
 	closed  bool
@@ -71,7 +74,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("pulsarbus: %w: cannot reach the Pulsar broker at %s (ServiceURL): %v; check that the broker runs (scripts/pulsar/pulsar.sh status) and that the URL and port are right",
 			bus.ErrUnavailable, cfg.ServiceURL, err)
 	}
-	admin, err := pulsaradmin.NewClient(&pulsaradmin.Config{WebServiceURL: cfg.AdminURL})
+	admin, adminRT, err := newAdminWithTransport(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pulsarbus: admin client for %s: %w", cfg.AdminURL, err)
 	}
@@ -79,6 +82,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 	_, err = admin.Clusters().ListWithContext(pctx)
 	cancel()
 	if err != nil {
+		if why := cfg.explainRefusal(err); why != "" {
+			return nil, fmt.Errorf("pulsarbus: %w: the Pulsar admin API at %s (AdminURL) refused this client: %v; %s", bus.ErrBadOptions, cfg.AdminURL, err, why)
+		}
 		return nil, fmt.Errorf("pulsarbus: %w: the Pulsar admin API at %s (AdminURL) does not answer: %v; check that the broker runs and that AdminURL points at its web service port",
 			bus.ErrUnavailable, cfg.AdminURL, err)
 	}
@@ -87,7 +93,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{
-		cfg: cfg, log: log, client: client, admin: admin,
+		cfg: cfg, log: log, client: client, admin: admin, adminRT: adminRT,
 		closers: map[closer]struct{}{}, dlq: map[string]pulsar.Producer{},
 	}
 	if err := b.ensureNamespace(ctx); err != nil {
@@ -110,6 +116,10 @@ func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Clie
 		c   pulsar.Client
 		err error
 	}
+	auth, err := cfg.clientAuth()
+	if err != nil {
+		return nil, fmt.Errorf("pulsarbus: %w: credentials: %v", bus.ErrBadOptions, err)
+	}
 	ch := make(chan res, 1)
 	go func() {
 		c, err := pulsar.NewClient(pulsar.ClientOptions{
@@ -117,7 +127,13 @@ func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Clie
 			ConnectionTimeout: cfg.ConnectionTimeout,
 			OperationTimeout:  cfg.OperationTimeout,
 			Logger:            newClientLogger(log),
-			EnableTransaction: true,
+			Authentication:    auth,
+			// The broker's name is checked against its certificate
+			// unless the configuration accepts any certificate.
+			TLSTrustCertsFilePath:      cfg.TLS.TrustCertsFile,
+			TLSAllowInsecureConnection: cfg.TLS.AllowInsecure,
+			TLSValidateHostname:        !cfg.TLS.AllowInsecure,
+			EnableTransaction:          true,
 			// The client's Prometheus metrics would register on the default
 			// registry once per client; pulsaga exports its own.
 			MetricsCardinality: pulsar.MetricsCardinalityNone,
@@ -137,6 +153,9 @@ func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Clie
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			if why := cfg.explainRefusal(r.err); why != "" {
+				return nil, fmt.Errorf("pulsarbus: %w: the Pulsar broker at %s (ServiceURL) refused this client: %v; %s", bus.ErrBadOptions, cfg.ServiceURL, r.err, why)
+			}
 			err := wrap(r.err, "connect to the Pulsar broker at %s (ServiceURL) and its transaction coordinator", cfg.ServiceURL)
 			if !bus.Retryable(err) {
 				err = fmt.Errorf("%w: %w; check that the broker runs with transactionCoordinatorEnabled=true", bus.ErrUnavailable, err)

@@ -54,6 +54,11 @@ type Config struct {
 	// CompactionThresholdBytes is set on every compacted topic: the broker
 	// compacts it when its backlog exceeds this size. Default 1 MiB.
 	CompactionThresholdBytes int64
+	// Auth authenticates the bus (binary protocol and admin API); zero: no
+	// authentication.
+	Auth Auth
+	// TLS configures pulsar+ssl:// and https:// (security.go).
+	TLS TLS
 }
 
 // WithDefaults returns c with every zero field set to its default.
@@ -117,7 +122,7 @@ func (c Config) Validate() error {
 	if c.CompactionThresholdBytes <= 0 {
 		return fmt.Errorf("%w: pulsarbus: CompactionThresholdBytes must be positive, got %d", bus.ErrBadOptions, c.CompactionThresholdBytes)
 	}
-	return nil
+	return c.validateSecurity()
 }
 
 func checkURL(field, raw string, schemes ...string) error {

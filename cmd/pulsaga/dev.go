@@ -18,7 +18,7 @@ func newDevCommand() *cobra.Command {
 	var (
 		opts      app.DevOptions
 		onPulsar  bool
-		pulsarCfg = config.DefaultPulsar()
+		namespace string
 		logCfg    = config.Log{Level: "warn", Format: "console"}
 	)
 	opts.Faults = demo.Faults{}
@@ -31,16 +31,20 @@ every status change. Without --pulsar everything runs on the embedded in-process
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if onPulsar {
-				if v := os.Getenv("PULSAR_URL"); v != "" {
-					pulsarCfg.URL = v
-				}
-				if v := os.Getenv("PULSAR_ADMIN_URL"); v != "" {
-					pulsarCfg.AdminURL = v
-				}
-				if err := pulsarCfg.Validate("pulsar"); err != nil {
+				// The pulsar section from the environment, as the
+				// binaries read it (PULSAR_URL, PULSAGA_PULSAR_AUTH_TOKEN,
+				// PULSAGA_PULSAR_TLS_TRUST_CERTS_FILE, ...).
+				cfg := cliPulsar{Pulsar: config.DefaultPulsar()}
+				if err := config.Load(&cfg, "", nil); err != nil {
 					return err
 				}
-				opts.Pulsar = &pulsarCfg
+				if cmd.Flags().Changed("namespace") || os.Getenv("PULSAGA_PULSAR_NAMESPACE") == "" {
+					cfg.Pulsar.Namespace = namespace
+				}
+				if err := cfg.Validate(); err != nil {
+					return err
+				}
+				opts.Pulsar = &cfg.Pulsar
 			}
 			if err := logCfg.Validate("log"); err != nil {
 				return err
@@ -57,8 +61,8 @@ every status change. Without --pulsar everything runs on the embedded in-process
 	f.Float64Var(&opts.Faults.Probability, "fail-probability", 0, "chance of a retryable failure per attempt")
 	f.DurationVar(&opts.Faults.Latency, "latency", 0, "latency added to every job")
 	f.StringVar(&opts.AdminListen, "listen", "127.0.0.1:8090", "serve the dashboard, the API and the metrics here (empty: off)")
-	f.BoolVar(&onPulsar, "pulsar", false, "run on Pulsar (PULSAR_URL / PULSAR_ADMIN_URL, default the local broker)")
-	f.StringVar(&pulsarCfg.Namespace, "namespace", "pulsaga-dev", "Pulsar namespace (with --pulsar)")
+	f.BoolVar(&onPulsar, "pulsar", false, "run on Pulsar (PULSAR_URL / PULSAR_ADMIN_URL and the PULSAGA_PULSAR_* variables; default the local broker)")
+	f.StringVar(&namespace, "namespace", "pulsaga-dev", "Pulsar namespace (with --pulsar)")
 	f.StringVar(&logCfg.Level, "log-level", logCfg.Level, "log level")
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/pulsaga/pulsaga/admin"
 	"github.com/pulsaga/pulsaga/bus"
@@ -24,25 +25,39 @@ func init() {
 	subcommands = append(subcommands, newStartCommand, newSignalCommand, newRegisterCommand)
 }
 
-// brokerFlags are the connection flags of the commands that talk to Pulsar.
+// brokerFlags are the connection flags of the commands that talk to Pulsar:
+// every key of the pulsar section (--pulsar-url, --pulsar-auth-token-file,
+// --pulsar-tls-trust-certs-file, ...), each also read from its
+// PULSAGA_PULSAR_* variable (and PULSAR_URL, PULSAR_ADMIN_URL), as the
+// binaries read them.
 type brokerFlags struct {
-	pulsar     config.Pulsar
+	cfg        cliPulsar
 	partitions int
+	fs         *pflag.FlagSet
 }
 
+// cliPulsar is the pulsar section alone, loaded like a binary's config.
+type cliPulsar struct {
+	Pulsar config.Pulsar `mapstructure:"pulsar"`
+}
+
+func (c *cliPulsar) Validate() error { return c.Pulsar.Validate("pulsar") }
+
 func (f *brokerFlags) add(cmd *cobra.Command) {
-	f.pulsar = config.DefaultPulsar()
-	if v := os.Getenv("PULSAR_URL"); v != "" {
-		f.pulsar.URL = v
+	f.cfg.Pulsar = config.DefaultPulsar()
+	f.fs = cmd.Flags()
+	config.AddFlags(f.fs, &f.cfg)
+	f.fs.IntVar(&f.partitions, "partitions", 4, "partitions of the process-keyed topics (as the orchestrator)")
+}
+
+// pulsar is the pulsar section: defaults, then the environment, then the
+// flags given.
+func (f *brokerFlags) pulsar() (config.Pulsar, error) {
+	cfg := cliPulsar{Pulsar: config.DefaultPulsar()}
+	if err := config.Load(&cfg, "", f.fs); err != nil {
+		return config.Pulsar{}, err
 	}
-	if v := os.Getenv("PULSAR_ADMIN_URL"); v != "" {
-		f.pulsar.AdminURL = v
-	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.pulsar.URL, "pulsar-url", f.pulsar.URL, "Pulsar service URL (or PULSAR_URL)")
-	fl.StringVar(&f.pulsar.AdminURL, "pulsar-admin-url", f.pulsar.AdminURL, "Pulsar admin URL (or PULSAR_ADMIN_URL)")
-	fl.StringVar(&f.pulsar.Namespace, "pulsar-namespace", f.pulsar.Namespace, "Pulsar namespace of the installation")
-	fl.IntVar(&f.partitions, "partitions", 4, "partitions of the process-keyed topics (as the orchestrator)")
+	return cfg.Pulsar, nil
 }
 
 // direct is the CLI's own view of an installation when no server is given:
@@ -58,10 +73,11 @@ type direct struct {
 }
 
 func (f *brokerFlags) connect(ctx context.Context) (*direct, error) {
-	if err := f.pulsar.Validate("pulsar"); err != nil {
+	p, err := f.pulsar()
+	if err != nil {
 		return nil, err
 	}
-	b, err := app.Connect(ctx, f.pulsar, zerolog.Nop())
+	b, err := app.Connect(ctx, p, zerolog.Nop())
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +289,7 @@ func newSignalCommand() *cobra.Command {
 				return err
 			}
 			if !ok {
-				return fmt.Errorf("no process %s (the status table of %s has no row for it)", args[0], f.pulsar.Namespace)
+				return fmt.Errorf("no process %s (the status table of this installation has no row for it)", args[0])
 			}
 			def, _ := dc.reg.Get(ctx, row.Definition, row.Version)
 			if err := admin.CheckSignal(def, row, args[1]); err != nil {
@@ -306,12 +322,13 @@ func newRegisterCommand() *cobra.Command {
 			if usesAPI(cmd) {
 				return registerViaAPI(cmd, args)
 			}
-			if err := f.pulsar.Validate("pulsar"); err != nil {
+			p, err := f.pulsar()
+			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			b, err := app.Connect(ctx, f.pulsar, zerolog.Nop())
+			b, err := app.Connect(ctx, p, zerolog.Nop())
 			if err != nil {
 				return err
 			}

@@ -124,41 +124,23 @@ type historyRecord struct {
 	publish time.Time
 }
 
-// decodeHistory decodes a message of the history topic: one record, or
-// (since the engine writes one entry per process per batch) the records
-// of one entry.
+// decodeHistory decodes a message of the history topic: the records one
+// batch appended to one process's stream.
 func decodeHistory(payload []byte) ([]engine.Record, bool) {
-	env, err := bus.DecodeEnvelope(payload)
-	if err != nil || env.Type != engine.TypeHistory {
+	e, err := engine.DecodeHistory(payload)
+	if err != nil || e == nil || len(e.Records) == 0 {
 		return nil, false
 	}
-	var m struct {
-		engine.Record
-		Records []engine.Record `json:"records"`
-	}
-	if env.DecodePayload(&m) != nil {
-		return nil, false
-	}
-	if len(m.Records) > 0 {
-		return m.Records, true
-	}
-	if m.Seq == 0 {
-		return nil, false
-	}
-	return []engine.Record{m.Record}, true
+	return e.Records, true
 }
 
-// decodeStatus decodes a row of the status topic.
+// decodeStatus decodes a row of the status topic (nil for a tombstone).
 func decodeStatus(payload []byte) (*engine.StatusRecord, bool) {
-	env, err := bus.DecodeEnvelope(payload)
-	if err != nil || env.Type != engine.TypeStatus {
+	row, err := engine.DecodeStatus(payload)
+	if err != nil || row == nil {
 		return nil, false
 	}
-	var row engine.StatusRecord
-	if env.DecodePayload(&row) != nil {
-		return nil, false
-	}
-	return &row, true
+	return row, true
 }
 
 // readAll reads a topic (or partition) from its first message to its end.

@@ -20,15 +20,13 @@ func TestDecodeHistory(t *testing.T) {
 		}
 		return b
 	}
-	one := engine.Record{ProcessID: "p", Seq: 3, Kind: engine.RecordEvent, EnvelopeID: "e"}
-	entry := map[string]any{"process_id": "p", "records": []engine.Record{{ProcessID: "p", Seq: 4, Kind: engine.RecordEvent}, {ProcessID: "p", Seq: 5, Kind: engine.RecordDecision}}}
+	entry := engine.HistoryEntry{ProcessID: "p", Records: []engine.Record{{ProcessID: "p", Seq: 4, Kind: engine.RecordEvent}, {ProcessID: "p", Seq: 5, Kind: engine.RecordDecision}}}
 	tests := []struct {
 		name    string
 		payload []byte
 		seqs    []int64
 		ok      bool
 	}{
-		{"one record per message", enc(one), []int64{3}, true},
 		{"one entry of records per message", enc(entry), []int64{4, 5}, true},
 		{"not a record", enc(map[string]any{"x": 1}), nil, false},
 		{"not an envelope", []byte("garbage"), nil, false},

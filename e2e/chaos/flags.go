@@ -57,4 +57,5 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.Latency, "latency", cfg.Latency, "most a service attempt waits before acting")
 	fs.Float64Var(&cfg.Mix.Lost, "lost", cfg.Mix.Lost, "share of sagas whose scripts may lose attempts (each costs an attempt timeout)")
 	fs.BoolVar(&cfg.Race, "race", cfg.Race, "build the binaries with the race detector")
+	fs.StringVar(&cfg.EngineBin, "engine-bin", cfg.EngineBin, "folder with orchestrator and decider binaries (and a chaos-service, optionally) to run instead of this tree's")
 }

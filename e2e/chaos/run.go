@@ -80,6 +80,11 @@ type Config struct {
 	Latency time.Duration
 	// Race builds the binaries with the race detector.
 	Race bool
+	// EngineBin, when set, is a folder holding orchestrator and decider
+	// binaries to run instead of building this tree's (to try a branch:
+	// git archive it, build it there). The chaos service is always built
+	// from this tree.
+	EngineBin string
 	// Progress receives a line every few seconds (default: discarded).
 	Progress io.Writer
 }
@@ -286,12 +291,45 @@ func repoRoot() string {
 }
 
 func (r *run) build(ctx context.Context) error {
+	// copyBin takes a binary from EngineBin; false when there is none.
+	copyBin := func(name string) (bool, error) {
+		if r.cfg.EngineBin == "" {
+			return false, nil
+		}
+		raw, err := os.ReadFile(filepath.Join(r.cfg.EngineBin, name))
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return true, os.WriteFile(r.path("bin", name), raw, 0o755)
+	}
+	var pkgs []string
+	for _, b := range []string{"orchestrator", "decider", "chaos-service"} {
+		ok, err := copyBin(b)
+		if err != nil {
+			return fmt.Errorf("chaos: %s from %s: %w", b, r.cfg.EngineBin, err)
+		}
+		switch {
+		case ok:
+			r.logf("%s from %s", b, r.cfg.EngineBin)
+		case b == "chaos-service":
+			pkgs = append(pkgs, "./e2e/chaos/cmd/chaos-service")
+		case r.cfg.EngineBin != "":
+			return fmt.Errorf("chaos: no %s binary in %s", b, r.cfg.EngineBin)
+		default:
+			pkgs = append(pkgs, "./cmd/"+b)
+		}
+	}
+	if len(pkgs) == 0 {
+		return nil
+	}
 	args := []string{"build", "-o", r.path("bin") + "/"}
 	if r.cfg.Race {
 		args = append(args, "-race")
 	}
-	args = append(args, "./cmd/orchestrator", "./cmd/decider", "./e2e/chaos/cmd/chaos-service")
-	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd := exec.CommandContext(ctx, "go", append(args, pkgs...)...)
 	cmd.Dir = repoRoot()
 	out, err := cmd.CombinedOutput()
 	if err != nil {

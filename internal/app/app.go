@@ -26,11 +26,23 @@ import (
 
 // Connect opens the Pulsar bus a configuration names.
 func Connect(ctx context.Context, p config.Pulsar, log zerolog.Logger) (*pulsarbus.Bus, error) {
-	return pulsarbus.New(ctx, pulsarbus.Config{
+	return pulsarbus.New(ctx, BusConfig(p), log)
+}
+
+// BusConfig is the bus configuration of a Pulsar section: URLs,
+// namespace, timeouts, credentials and TLS.
+func BusConfig(p config.Pulsar) pulsarbus.Config {
+	c := pulsarbus.Config{
 		ServiceURL: p.URL, AdminURL: p.AdminURL,
 		Namespace:         bus.Namespace{Tenant: p.Tenant, Namespace: p.Namespace},
 		ConnectionTimeout: p.ConnectTimeout, OperationTimeout: p.OperationTimeout,
-	}, log)
+		Auth: pulsarbus.Auth{Token: p.AuthToken, TokenFile: p.AuthTokenFile},
+		TLS:  pulsarbus.TLS{TrustCertsFile: p.TLSTrustCertsFile, AllowInsecure: p.TLSAllowInsecure},
+	}
+	if p.AuthMethod() == "oauth2" {
+		c.Auth.OAuth2 = &pulsarbus.OAuth2{IssuerURL: p.OAuth2IssuerURL, CredentialsFile: p.OAuth2CredentialsFile, Audience: p.OAuth2Audience, Scope: p.OAuth2Scope}
+	}
+	return c
 }
 
 // Topics are the engine topics for a partition count and history retention

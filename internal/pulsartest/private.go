@@ -36,6 +36,8 @@ type Private struct {
 	script       string
 	log          io.Writer
 	startTimeout time.Duration
+	confExtra    string
+	tokenFile    string
 }
 
 // PrivateOptions describe a private broker.
@@ -56,6 +58,13 @@ type PrivateOptions struct {
 	// StartTimeout bounds each start (default 10 minutes: a standalone
 	// on a busy two-core machine has taken more than four).
 	StartTimeout time.Duration
+	// ConfExtra, when set, is a file of key=value lines that replace or
+	// add to the keys of the broker's standalone.conf (authentication, TLS
+	// ports: PULSAGA_PULSAR_CONF_EXTRA of pulsar.sh).
+	ConfExtra string
+	// AdminTokenFile holds the token the readiness checks send to a broker
+	// that wants one.
+	AdminTokenFile string
 }
 
 // StartPrivate starts a private broker and waits until it is ready (admin
@@ -77,7 +86,7 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 		ServiceURL: fmt.Sprintf("pulsar://127.0.0.1:%d", opts.Port),
 		AdminURL:   fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort),
 		script:     filepath.Join(root, "scripts", "pulsar", "pulsar.sh"), log: opts.Log,
-		startTimeout: opts.StartTimeout,
+		startTimeout: opts.StartTimeout, confExtra: opts.ConfExtra, tokenFile: opts.AdminTokenFile,
 	}
 	if p.startTimeout <= 0 {
 		p.startTimeout = 10 * time.Minute
@@ -125,10 +134,17 @@ func (p *Private) env() []string {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
 		case "PULSAR_URL", "PULSAR_ADMIN_URL", "PULSAGA_PULSAR_HOME", "PULSAGA_PULSAR_PORT",
-			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_START_TIMEOUT":
+			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_START_TIMEOUT",
+			"PULSAGA_PULSAR_CONF_EXTRA", "PULSAGA_PULSAR_ADMIN_TOKEN_FILE":
 			continue
 		}
 		env = append(env, kv)
+	}
+	if p.confExtra != "" {
+		env = append(env, "PULSAGA_PULSAR_CONF_EXTRA="+p.confExtra)
+	}
+	if p.tokenFile != "" {
+		env = append(env, "PULSAGA_PULSAR_ADMIN_TOKEN_FILE="+p.tokenFile)
 	}
 	return append(env, "PULSAGA_PULSAR_HOME="+p.Home,
 		"PULSAGA_PULSAR_PORT="+strconv.Itoa(p.Port),
@@ -155,7 +171,7 @@ func (p *Private) Start(ctx context.Context) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("pulsartest: private broker start failed (%v):\n%s", err, strings.TrimSpace(out.String()))
 	}
-	return waitReady(ctx, p.ServiceURL, p.AdminURL)
+	return waitReadyAs(ctx, p.ServiceURL, p.AdminURL, p.tokenFile)
 }
 
 func portBusy(port int) bool {

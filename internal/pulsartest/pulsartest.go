@@ -205,11 +205,16 @@ func startScript(ctx context.Context) (*Broker, error) {
 // waitReady waits until the admin API answers and a transaction can be
 // opened and committed.
 func waitReady(ctx context.Context, serviceURL, adminURL string) error {
+	return waitReadyAs(ctx, serviceURL, adminURL, "")
+}
+
+// waitReadyAs is waitReady for a broker that wants a token (in tokenFile).
+func waitReadyAs(ctx context.Context, serviceURL, adminURL, tokenFile string) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	var last error
 	for {
-		if last = readyOnce(ctx, serviceURL, adminURL); last == nil {
+		if last = readyOnce(ctx, serviceURL, adminURL, tokenFile); last == nil {
 			return nil
 		}
 		select {
@@ -220,12 +225,19 @@ func waitReady(ctx context.Context, serviceURL, adminURL string) error {
 	}
 }
 
-func readyOnce(ctx context.Context, serviceURL, adminURL string) error {
+func readyOnce(ctx context.Context, serviceURL, adminURL, tokenFile string) error {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(hctx, http.MethodGet, strings.TrimSuffix(adminURL, "/")+"/admin/v2/clusters", nil)
 	if err != nil {
 		return err
+	}
+	if tokenFile != "" {
+		tok, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -238,6 +250,7 @@ func readyOnce(ctx context.Context, serviceURL, adminURL string) error {
 	b, err := pulsarbus.New(ctx, pulsarbus.Config{
 		ServiceURL: serviceURL, AdminURL: adminURL,
 		ConnectionTimeout: 5 * time.Second, OperationTimeout: 10 * time.Second,
+		Auth: pulsarbus.Auth{TokenFile: tokenFile},
 	}, zerolog.Nop())
 	if err != nil {
 		return err

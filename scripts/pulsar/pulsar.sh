@@ -14,6 +14,9 @@
 #   PULSAGA_PULSAR_BOOKIE_PORT      bookie port (default 3181)
 #   PULSAGA_PULSAR_HOME             where jars, data and logs live (default <repo>/.pulsar)
 #   PULSAGA_PULSAR_START_TIMEOUT    seconds to wait for readiness (default 240)
+#   PULSAGA_PULSAR_CONF_EXTRA       a file of key=value lines that replace (or add to) the keys of
+#                                   standalone.conf: authentication, TLS ports (the auth test's broker)
+#   PULSAGA_PULSAR_ADMIN_TOKEN_FILE a token the readiness checks send (a broker with authentication)
 #   JAVA_HOME                       the JDK to run (default: the java on PATH; needs 17+)
 set -euo pipefail
 
@@ -31,12 +34,21 @@ service_url=${PULSAR_URL:-pulsar://127.0.0.1:$broker_port}
 log() { printf 'pulsar: %s\n' "$*" >&2; }
 die() { printf 'pulsar: error: %s\n' "$*" >&2; exit 1; }
 
+# curl_admin: curl with the admin token when the broker wants one.
+curl_admin() {
+	if [[ -n ${PULSAGA_PULSAR_ADMIN_TOKEN_FILE:-} ]]; then
+		curl -H "Authorization: Bearer $(cat "$PULSAGA_PULSAR_ADMIN_TOKEN_FILE")" "$@"
+	else
+		curl "$@"
+	fi
+}
+
 # ready: the admin API answers and every transaction coordinator is assigned and ready.
-admin_up() { curl -sf -m 3 "$admin_url/admin/v2/clusters" >/dev/null 2>&1; }
+admin_up() { curl_admin -sf -m 3 "$admin_url/admin/v2/clusters" >/dev/null 2>&1; }
 # coordinators: how many transaction coordinators the broker has (partitions of the
 # coordinators' assignment topic; 0 before it exists).
 coordinators() {
-	curl -sf -m 5 "$admin_url/admin/v2/persistent/pulsar/system/transaction_coordinator_assign/partitions" 2>/dev/null |
+	curl_admin -sf -m 5 "$admin_url/admin/v2/persistent/pulsar/system/transaction_coordinator_assign/partitions" 2>/dev/null |
 		sed -n 's/.*"partitions":\([0-9][0-9]*\).*/\1/p'
 }
 txn_ready() {
@@ -46,7 +58,7 @@ txn_ready() {
 	n=$(coordinators)
 	[[ -n $n && $n -ge 1 ]] || return 1
 	for ((i = 0; i < n; i++)); do
-		curl -sf -m 10 "$admin_url/lookup/v2/topic/persistent/pulsar/system/transaction_coordinator_assign-partition-$i" 2>/dev/null |
+		curl_admin -sf -m 10 "$admin_url/lookup/v2/topic/persistent/pulsar/system/transaction_coordinator_assign-partition-$i" 2>/dev/null |
 			grep -q brokerUrl || return 1
 	done
 }
@@ -112,6 +124,16 @@ start() {
 		sed -e "s|@BROKER_PORT@|$broker_port|g" -e "s|@HTTP_PORT@|$http_port|g" \
 			-e "s|@BOOKIE_PORT@|$bookie_port|g" -e "s|@DATA_DIR@|$home/data|g" \
 			"$here/standalone.conf" >"$home/standalone.conf"
+		if [[ -n ${PULSAGA_PULSAR_CONF_EXTRA:-} ]]; then
+			# Each key of the extra file replaces the base's (a key given twice would
+			# become a list to the bookie's configuration reader).
+			[[ -r $PULSAGA_PULSAR_CONF_EXTRA ]] || die "PULSAGA_PULSAR_CONF_EXTRA=$PULSAGA_PULSAR_CONF_EXTRA cannot be read"
+			awk -F= 'NR == FNR { if ($0 !~ /^[[:space:]]*(#|$)/) extra[$1] = 1; next }
+				$0 ~ /^[[:space:]]*(#|$)/ || !($1 in extra)' \
+				"$PULSAGA_PULSAR_CONF_EXTRA" "$home/standalone.conf" >"$home/standalone.conf.base"
+			{ cat "$home/standalone.conf.base"; echo "# from $PULSAGA_PULSAR_CONF_EXTRA"; cat "$PULSAGA_PULSAR_CONF_EXTRA"; } >"$home/standalone.conf"
+			rm -f "$home/standalone.conf.base"
+		fi
 		local opts=(
 			-Xms256m -Xmx1g -XX:MaxDirectMemorySize=1g -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError
 			-Dpulsar.log.dir="$home/logs" -Dlog4j.configurationFile="$here/log4j2.xml"

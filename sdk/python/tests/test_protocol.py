@@ -52,6 +52,8 @@ def command(**over: Any) -> _protocol.Envelope:
         ({"attempt": "1"}, "command payload: field attempt is a JSON str, want int"),
         ({"compensation": "yes"}, "command payload: field compensation is a JSON str, want bool"),
         ({"deadline": "soon"}, "command payload: deadline: "),
+        ({"timeout_ms": "30s"}, "command payload: field timeout_ms is a JSON str, want int"),
+        ({"outcome_unknown": 1}, "command payload: field outcome_unknown is a JSON int, want bool"),
     ],
 )
 def test_bad_commands(over: Dict[str, Any], reason: str) -> None:
@@ -61,7 +63,9 @@ def test_bad_commands(over: Dict[str, Any], reason: str) -> None:
 
 
 def test_command_fields_and_echo() -> None:
-    c = _protocol.decode_command(command(item=2, compensation=True, input={"a": [1]}, deadline="2026-11-25T10:00:30.123456789Z"))
+    c = _protocol.decode_command(command(item=2, compensation=True, input={"a": [1]}, deadline="2026-11-25T10:00:30.123456789Z",
+                                         timeout_ms=30000, heartbeat_timeout_ms=5000, compensates="p1/s", outcome_unknown=True))
+    assert (c.timeout_ms, c.heartbeat_timeout_ms, c.schedule_timeout_ms, c.compensates, c.outcome_unknown) == (30000, 5000, 0, "p1/s", True)
     assert c.deadline == datetime(2026, 11, 25, 10, 0, 30, 123456, tzinfo=timezone.utc)
     assert c.input == {"a": [1]}
     assert _protocol.echo(c) == {"command_id": "c1", "process_id": "p1", "step": "s", "attempt": 1, "item": 2, "compensation": True}

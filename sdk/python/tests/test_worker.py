@@ -118,12 +118,11 @@ def test_deadlines(namespace: str, engine_for: Callable[[str], Engine]) -> None:
     svc = service()
     eng = engine_for(svc)
     w = new_worker(namespace, svc)
-    ran: List[str] = []
+    ran: List[Job] = []
 
     @w.handler("Slow")
     def slow(job: Job) -> Any:
-        ran.append(job.command_id)
-        assert job.remaining() is not None and 0 < job.remaining() <= 2  # type: ignore[operator]
+        ran.append(job)
         while not job.should_stop():
             time.sleep(0.02)
         job.check_deadline()
@@ -131,14 +130,93 @@ def test_deadlines(namespace: str, engine_for: Callable[[str], Engine]) -> None:
 
     with running(w):
         past = (datetime.now(timezone.utc) - timedelta(seconds=1)).isoformat()
-        soon = (datetime.now(timezone.utc) + timedelta(seconds=1)).isoformat()
+        later = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
         gone = eng.command("Slow", deadline=past)
-        live = eng.command("Slow", deadline=soon)
+        timed = eng.command("Slow", deadline=later, timeout_ms=400)
         (res,) = eng.results(1)
-    assert ran == [live["command_id"]], "a command past its deadline is dropped without running"
-    assert res["command_id"] == live["command_id"]
+    assert [j.command_id for j in ran] == [timed["command_id"]], "a command past its step deadline is dropped without running"
+    job = ran[0]
+    assert job.timeout == 0.4 and job.step_deadline is not None
+    assert job.deadline is not None and abs((job.deadline - job.started_at).total_seconds() - 0.4) < 0.001, \
+        "the handler's deadline is the start-to-close timeout from the start, the earlier of the two"
+    assert res["command_id"] == timed["command_id"]
     assert res["error"]["type"] == "Timeout" and res["error"]["retryable"] is True
-    assert gone["command_id"] not in ran
+    assert gone["command_id"] != timed["command_id"]
+
+
+def test_started_and_heartbeats(namespace: str, engine_for: Callable[[str], Engine]) -> None:
+    svc = service()
+    eng = engine_for(svc)
+    w = new_worker(namespace, svc, started_after=0.3)
+    w.handle("Quick", lambda job: "quick")
+
+    @w.handler("Long")
+    def long(job: Job) -> Any:
+        time.sleep(0.8)
+        return "long"
+
+    with running(w):
+        quick = eng.command("Quick")
+        (env, _), = eng.answers(1)
+        assert env.type == "result" and env.payload["command_id"] == quick["command_id"], "quick work sends no started report"
+        scheduled = eng.command("Quick", schedule_timeout_ms=60000)
+        got = eng.answers(2)
+        assert [e.type for e, _ in got] == ["started", "result"], "a command with a schedule timeout is reported at once"
+        beating = eng.command("Long", heartbeat_timeout_ms=300)
+        got = eng.answers(1)
+        while got[-1][0].type != "result":
+            got += eng.answers(1)
+    types = [e.type for e, _ in got]
+    assert types[0] == "started" and types[-1] == "result" and types.count("heartbeat") >= 4, types
+    started = got[0][0]
+    token = started.id.split("#", 1)[1]
+    assert started.id == f"started:{beating['command_id']}@{w.name}#{token}"
+    assert started.causation_id == beating["command_id"] and got[0][1].partition_key() == beating["process_id"]
+    p = started.payload
+    assert p["command_id"] == beating["command_id"] and p["attempt"] == 1 and p["worker"] == w.name and _protocol.parse_time(p["at"])
+    beats = [e for e, _ in got if e.type == "heartbeat"]
+    assert [b.id for b in beats] == [f"heartbeat:{beating['command_id']}@{w.name}#{token}.{i + 1}" for i in range(len(beats))]
+    eng.no_answer(0.5)  # nothing after the result
+
+
+def test_manual_heartbeats(namespace: str, engine_for: Callable[[str], Engine]) -> None:
+    svc = service()
+    eng = engine_for(svc)
+    w = new_worker(namespace, svc, manual_heartbeat=True, started_after=0)
+
+    @w.handler("Hung")
+    def hung(job: Job) -> Any:
+        time.sleep(0.6)  # makes no progress: no heartbeat
+        return "hung"
+
+    @w.handler("Busy")
+    def busy(job: Job) -> Any:
+        for _ in range(30):
+            job.heartbeat()
+            time.sleep(0.02)
+        return "busy"
+
+    with running(w):
+        eng.command("Hung", heartbeat_timeout_ms=150)
+        hung_answers = eng.answers(2)
+        eng.command("Busy", heartbeat_timeout_ms=150)
+        busy_answers = eng.answers(1)
+        while busy_answers[-1][0].type != "result":
+            busy_answers += eng.answers(1)
+    assert [e.type for e, _ in hung_answers] == ["started", "result"]
+    assert [e.type for e, _ in busy_answers].count("heartbeat") >= 2
+
+
+def test_output_over_the_payload_limit(namespace: str, engine_for: Callable[[str], Engine]) -> None:
+    svc = service()
+    eng = engine_for(svc)
+    w = new_worker(namespace, svc)
+    w.handle("Big", lambda job: "x" * (300 << 10))
+    with running(w):
+        eng.command("Big")
+        (res,) = eng.results(1)
+    assert res["status"] == "failed" and res["error"]["type"] == "LimitExceeded" and res["error"]["retryable"] is False
+    assert "max_payload_bytes (262144)" in res["error"]["message"]
 
 
 def test_dead_letters(namespace: str, engine_for: Callable[[str], Engine]) -> None:

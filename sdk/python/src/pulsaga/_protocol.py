@@ -20,6 +20,11 @@ TYPE_RESULT = "result"
 TYPE_STARTED = "started"
 TYPE_HEARTBEAT = "heartbeat"
 
+# Bounds the JSON of a result's output (protocol.MaxPayloadBytes); a larger
+# one fails the attempt with the non-retryable ERR_LIMIT_EXCEEDED.
+MAX_PAYLOAD_BYTES = 256 << 10
+ERR_LIMIT_EXCEEDED = "LimitExceeded"
+
 STATUS_COMPLETED = "completed"
 STATUS_FAILED = "failed"
 
@@ -160,8 +165,13 @@ class Command:
     version: int = 0
     item: Optional[int] = None
     compensation: bool = False
+    compensates: str = ""
+    outcome_unknown: bool = False
     input: Any = None
     deadline: Optional[datetime] = None
+    timeout_ms: int = 0
+    schedule_timeout_ms: int = 0
+    heartbeat_timeout_ms: int = 0
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -176,7 +186,12 @@ _COMMAND_FIELDS = {
     "service": str,
     "command": str,
     "compensation": bool,
+    "compensates": str,
+    "outcome_unknown": bool,
     "idempotency_key": str,
+    "timeout_ms": int,
+    "schedule_timeout_ms": int,
+    "heartbeat_timeout_ms": int,
     "reply_to": str,
 }
 
@@ -213,8 +228,13 @@ def decode_command(env: Envelope) -> Command:
         version=p.get("version") or 0,
         item=p.get("item"),
         compensation=bool(p.get("compensation")),
+        compensates=p.get("compensates") or "",
+        outcome_unknown=bool(p.get("outcome_unknown")),
         input=p.get("input"),
         deadline=deadline,
+        timeout_ms=max(0, p.get("timeout_ms") or 0),
+        schedule_timeout_ms=max(0, p.get("schedule_timeout_ms") or 0),
+        heartbeat_timeout_ms=max(0, p.get("heartbeat_timeout_ms") or 0),
         raw=p,
     )
     if not c.command_id:
@@ -228,6 +248,17 @@ def decode_command(env: Envelope) -> Command:
     if c.attempt < 1:
         raise DecodeError(f"invalid command: command {c.command_id} has attempt {c.attempt}, attempts count from 1")
     return c
+
+
+def started_id(command_id: str, worker: str, token: int) -> str:
+    """The envelope id of a started report (protocol.StartedID): one per
+    start of an attempt by a worker."""
+    return f"started:{command_id}@{worker}#{token}"
+
+
+def heartbeat_id(command_id: str, worker: str, token: int, seq: int) -> str:
+    """The envelope id of the seq-th heartbeat of one start (protocol.HeartbeatID)."""
+    return f"heartbeat:{command_id}@{worker}#{token}.{seq}"
 
 
 def echo(c: Command) -> Dict[str, Any]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Optional
 
 from . import _protocol
 from .errors import DeadlineExceeded
 
-# Sends a heartbeat for a job (set by the worker).
-HeartbeatFunc = Callable[["Job", Any], None]
+# Notes that a job made progress (set by the worker).
+HeartbeatFunc = Callable[["Job"], None]
 
 
 class Job:
@@ -26,12 +26,22 @@ class Job:
         traceparent: str = "",
         heartbeat: Optional[HeartbeatFunc] = None,
         clock: Callable[[], datetime] = _protocol.now,
+        started_at: Optional[datetime] = None,
     ) -> None:
         self._c = command
         self._delivery = delivery
         self._traceparent = traceparent
         self._heartbeat = heartbeat
         self._clock = clock
+        self.started_at: datetime = started_at or clock()
+        """When this worker started the attempt: its timeout counts from here."""
+        # The handler's deadline: the start-to-close timeout from the start,
+        # or the step's deadline, the earlier.
+        self._deadline = command.deadline
+        if command.timeout_ms > 0:
+            end = self.started_at + timedelta(milliseconds=command.timeout_ms)
+            if self._deadline is None or end < self._deadline:
+                self._deadline = end
         self.cancelled = threading.Event()
         """Set when the worker stops and its shutdown grace is over: the
         job's result will be dropped and the command given to another
@@ -83,20 +93,52 @@ class Job:
         return self._c.compensation
 
     @property
+    def compensates(self) -> str:
+        """On a compensation: the idempotency key of the work it undoes."""
+        return self._c.compensates
+
+    @property
+    def outcome_unknown(self) -> bool:
+        """On a compensation: True when the engine never saw the result of
+        the work it undoes (an attempt timed out). That work may never have
+        happened: the compensation must then succeed doing nothing."""
+        return self._c.outcome_unknown
+
+    @property
     def input(self) -> Any:
         """The step's evaluated input, as parsed JSON (None when absent)."""
         return self._c.input
 
     @property
     def idempotency_key(self) -> str:
-        """Stable for the step across its attempts: pass it to the service
-        so a retry of an attempt that did book is recognised."""
+        """Stable for the step across its attempts ("<process>/<step>", with
+        "/compensate" for its compensation): pass it to the service, which
+        must not do the work twice for one key, only answer as the first
+        time."""
         return self._c.idempotency_key
 
     @property
     def deadline(self) -> Optional[datetime]:
-        """When the engine stops waiting for this attempt (None: never)."""
+        """When the engine stops waiting for this attempt: its start-to-close
+        timeout from ``started_at``, or the step's deadline, the earlier
+        (None: never)."""
+        return self._deadline
+
+    @property
+    def step_deadline(self) -> Optional[datetime]:
+        """The step's deadline across all its attempts (None: none)."""
         return self._c.deadline
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """The attempt's start-to-close timeout in seconds (None: none)."""
+        return self._c.timeout_ms / 1000 if self._c.timeout_ms else None
+
+    @property
+    def heartbeat_timeout(self) -> Optional[float]:
+        """The longest silence the engine allows between heartbeats of this
+        attempt, in seconds (None: no heartbeats needed)."""
+        return self._c.heartbeat_timeout_ms / 1000 if self._c.heartbeat_timeout_ms else None
 
     @property
     def reply_to(self) -> str:
@@ -121,9 +163,9 @@ class Job:
 
     def remaining(self) -> Optional[float]:
         """Seconds left before the deadline (negative once past), or None."""
-        if self._c.deadline is None:
+        if self._deadline is None:
             return None
-        return (self._c.deadline - self._clock()).total_seconds()
+        return (self._deadline - self._clock()).total_seconds()
 
     def expired(self) -> bool:
         """True once the deadline has passed."""
@@ -141,12 +183,15 @@ class Job:
         if self.expired():
             raise DeadlineExceeded()
 
-    def heartbeat(self, details: Any = None) -> None:
-        """Reports that the job is alive (for steps with a heartbeat_timeout;
-        docs/protocol.md). ``details`` (JSON) is kept with the attempt.
-        Never raises for a lost heartbeat; the next one makes up for it."""
+    def heartbeat(self) -> None:
+        """Says that the job is making progress. The worker heartbeats every
+        running job that has a heartbeat timeout by itself; with
+        ``Worker(manual_heartbeat=True)`` it heartbeats only after such calls
+        (at most one heartbeat per third of the timeout, so calling it often
+        is cheap), so a handler that hangs stops heartbeating and the engine
+        retries the step. Never raises."""
         if self._heartbeat is not None:
-            self._heartbeat(self, details)
+            self._heartbeat(self)
 
     def __repr__(self) -> str:
         return f"Job({self.process_id}/{self.step} attempt {self.attempt}: {self.service}.{self.command})"

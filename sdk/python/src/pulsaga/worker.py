@@ -10,7 +10,11 @@ It behaves as the Go SDK (package worker) does:
 * an exception fails the attempt: ``NonRetryableError`` for good, anything
   else retryably (``RetryableError`` with its type, other exceptions with the
   type "Error");
-* a command past its deadline is dropped without running;
+* it reports ``started`` for work still running after ``started_after``
+  seconds (at once for a command with a schedule timeout or delivered
+  again) and heartbeats commands with a heartbeat timeout while they run;
+  the handler's deadline is its start plus the step's timeout;
+* a command past its step deadline is dropped without running;
 * a message that is not a command, and a command without a handler, go to
   ``jobs.<service>-workers-DLQ`` with the reason and the same properties as
   the Go SDK's (``pulsaga-dlq-*``); an unknown command is also answered with
@@ -33,7 +37,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
 
@@ -41,6 +44,7 @@ import pulsar
 
 from . import _protocol, _tracing
 from ._deliveries import DeliveryLog
+from ._progress import JobRun
 from .errors import JobError
 from .job import Job
 
@@ -98,7 +102,8 @@ class Worker:
         max_deliveries: int = 10,
         durable_delivery_count: bool = True,
         nack_delay: float = 1.0,
-        report_started: bool = False,
+        started_after: float = 1.0,
+        manual_heartbeat: bool = False,
         tracer_provider: Optional[Any] = None,
     ) -> None:
         if not service or any(ch in service for ch in "/: "):
@@ -119,7 +124,8 @@ class Worker:
         self.max_deliveries = max_deliveries
         self.durable_delivery_count = durable_delivery_count
         self.nack_delay = nack_delay
-        self.report_started = report_started
+        self.started_after = started_after
+        self.manual_heartbeat = manual_heartbeat
         self.tracer_provider = tracer_provider
         self._url = pulsar_url or os.environ.get("PULSAR_URL") or os.environ.get("PULSAGA_PULSAR_URL") or "pulsar://127.0.0.1:6650"
         self._client: Any = client
@@ -333,22 +339,28 @@ class Worker:
                 return
             self._dead_letter(msg, reason, n)
             return
-        job = Job(cmd, delivery=n - 1, traceparent=env.traceparent, heartbeat=self._send_heartbeat)
-        if job.expired():
-            # The engine has given up on this attempt; a newer one, if any,
-            # comes as a new command.
+        job = Job(cmd, delivery=n - 1, traceparent=env.traceparent)
+        if job.step_deadline is not None and job.expired():
+            # The step's deadline has passed: the engine has given up on it.
             log.info("command %s expired before it ran; dropped", cmd.command_id)
             self._ack(msg)
             return
-        if self.report_started:
-            self._send_started(job)
-        started = _protocol.now()
+        try:
+            reply = self._producer(self.topic(cmd.reply_to))
+        except Exception as e:
+            log.warning("no producer for the reply topic %s (%s); releasing the command", cmd.reply_to, e)
+            self._nack(msg, str(e))
+            return
+        run = JobRun(cmd, worker=self.name, delivery=n - 1, send=self._reporter(cmd, reply, env.traceparent),
+                     started_after=self.started_after, manual_heartbeat=self.manual_heartbeat)
+        job._heartbeat = lambda _job: run.note_progress()
         outcome = self._run(handler, job)
+        run.stop()
         if outcome is None:  # shutting down: release it to another instance
             self._nack(msg, "worker shut down before the job finished")
             return
         status = _protocol.STATUS_FAILED if outcome.error else _protocol.STATUS_COMPLETED
-        res = self._result(cmd, status=status, output=outcome.output, error=outcome.error, started=started)
+        res = self._result(cmd, status=status, output=outcome.output, error=outcome.error, started=job.started_at)
         try:
             try:
                 self._reply(cmd, res, outcome.traceparent)
@@ -389,8 +401,13 @@ class Worker:
                     if inspect.isawaitable(value):
                         value = asyncio.run(_await(value))
                     try:
-                        json.dumps(value, allow_nan=False)
-                        out.output = value
+                        size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+                        if size > _protocol.MAX_PAYLOAD_BYTES:
+                            out.error = (_protocol.ERR_LIMIT_EXCEEDED,
+                                         f"the output ({size} bytes of JSON) is over max_payload_bytes ({_protocol.MAX_PAYLOAD_BYTES})", False)
+                            span.failed(*out.error)
+                        else:
+                            out.output = value
                     except (TypeError, ValueError) as e:
                         out.error = ("BadOutput", f"handler output is not JSON: {e}", False)
                         span.failed(*out.error)
@@ -470,47 +487,21 @@ class Worker:
         )
         self._send(cmd, env)
 
-    def _send_started(self, job: Job) -> None:
-        """Reports that the attempt started (docs/protocol.md, "started"):
-        its timeout counts from here. Best effort: a lost report costs only
-        the schedule-to-start time."""
-        cmd = job._c
-        payload = _protocol.echo(cmd)
-        payload["worker"] = self.name
-        payload["started_at"] = _protocol.format_time(_protocol.now())
-        env = _protocol.Envelope(
-            type=_protocol.TYPE_STARTED,
-            id=f"started:{cmd.command_id}",
-            process_id=cmd.process_id,
-            causation_id=cmd.command_id,
-            traceparent=job.traceparent,
-            payload=payload,
-        )
-        try:
-            self._send(cmd, env)
-        except Exception as e:
-            log.warning("could not report the start of %s: %s", cmd.command_id, e)
+    def _reporter(self, cmd: _protocol.Command, producer: Any, traceparent: str) -> Callable[[str, str, Dict[str, Any]], None]:
+        """Sends a job's started and heartbeat reports, without waiting,
+        on the producer its result goes to (so they reach the engine first)."""
 
-    def _send_heartbeat(self, job: Job, details: Any) -> None:
-        cmd = job._c
-        payload = _protocol.echo(cmd)
-        payload["worker"] = self.name
-        if details is not None:
-            payload["details"] = details
-        at = _protocol.now()
-        env = _protocol.Envelope(
-            type=_protocol.TYPE_HEARTBEAT,
-            id=f"heartbeat:{cmd.command_id}:{time.time_ns()}",
-            process_id=cmd.process_id,
-            causation_id=cmd.command_id,
-            time=at,
-            traceparent=job.traceparent,
-            payload=payload,
-        )
-        try:
-            self._send(cmd, env)
-        except Exception as e:
-            log.warning("heartbeat of %s lost: %s", cmd.command_id, e)
+        def send(typ: str, mid: str, payload: Dict[str, Any]) -> None:
+            env = _protocol.Envelope(type=typ, id=mid, process_id=cmd.process_id, causation_id=cmd.command_id,
+                                     traceparent=traceparent, payload=payload)
+
+            def done(res: Any, _msg_id: Any) -> None:
+                if res != pulsar.Result.Ok:
+                    log.debug("%s report of %s not sent: %s", typ, cmd.command_id, res)
+
+            producer.send_async(env.encode(), done, partition_key=cmd.process_id)
+
+        return send
 
     # ------------------------------------------------------------ settling
 
