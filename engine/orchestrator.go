@@ -10,6 +10,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/tracing"
 )
 
 // OrchestratorOptions configure an orchestrator.
@@ -81,6 +82,8 @@ type OrchestratorOptions struct {
 	MaxMessageBytes int
 	// Observer receives measurements for metrics (default NopObserver).
 	Observer Observer
+	// Tracer exports a trace per process (nil: none; package tracing).
+	Tracer *tracing.Tracer
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
 }
@@ -232,7 +235,7 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 		jobs: map[string]bus.Producer{}, adapt: newAdaptive(opts.BatchSize, opts.TxTimeout), limitNow: opts.BatchSize,
 		m: machine{
 			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit, decisionTimeout: opts.DecisionTimeout,
-			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer,
+			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer, tracer: opts.Tracer,
 		},
 	}
 }

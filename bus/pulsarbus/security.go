@@ -106,7 +106,9 @@ func (c Config) clientAuth() (pulsar.Authentication, error) {
 // AdminHTTP is an HTTP client for the broker's admin REST API (AdminURL)
 // with the bus's credentials and TLS, for the calls pulsaradmin does not
 // offer (transactions' admin endpoints, say).
-func (b *Bus) AdminHTTP() *http.Client { return &http.Client{Transport: b.adminRT, Timeout: b.cfg.OperationTimeout} }
+func (b *Bus) AdminHTTP() *http.Client {
+	return &http.Client{Transport: b.adminRT, Timeout: b.cfg.OperationTimeout}
+}
 
 // newAdminWithTransport makes the admin API client, with the same
 // credentials and TLS as the binary client, and the round tripper that
