@@ -67,6 +67,9 @@ type image struct {
 	touched time.Time
 	// beats: worker heartbeats, in memory (progress.go).
 	beats beats
+	// frozen: an idle image kept encoded (frozen.go); its decoded fields
+	// above are nil until the loop thaws it.
+	frozen *frozenImage
 }
 
 func (img *image) terminal() bool { return img.state != nil && img.state.Status.Terminal() }

@@ -211,6 +211,12 @@ type Orchestrator struct {
 	uncovered map[*image]struct{}
 	tails     map[int]*tail
 	sweep     []*image
+	// warm are the images not frozen; retention and expiring, the finished
+	// processes by the end of their retention and those due (frozen.go,
+	// retention.go).
+	warm      map[*image]struct{}
+	retention *retention
+	expiring  []*image
 	own       *ownership
 	parts     partitions
 	slots     *slots
@@ -223,6 +229,7 @@ type Orchestrator struct {
 	limitNow    int   // the adaptive batch limit, as of the last landed batch
 	outstanding int
 	queued      int
+	imageCounts ImageCounts
 }
 
 // NewOrchestrator creates an orchestrator; Run starts it.

@@ -75,7 +75,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	sweep := o.sweep[:0]
 	for _, img := range o.sweep {
 		switch {
-		case o.images[img.pid] != img || o.busy[img.pid] > 0:
+		case o.images[img.pid] != img || o.busy[img.pid] > 0 || !o.live(img):
 		case b.units-len(msgs) >= room:
 			sweep = append(sweep, img)
 		default:
@@ -89,7 +89,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	keep := o.recovering[:0]
 	for _, img := range o.recovering {
 		switch {
-		case o.images[img.pid] != img:
+		case o.images[img.pid] != img || !o.live(img):
 		case o.busy[img.pid] > 0 || b.units-len(msgs) >= room:
 			keep = append(keep, img)
 		default:
@@ -99,6 +99,20 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	}
 	clear(o.recovering[len(keep):])
 	o.recovering = keep
+	expiring := o.expiring[:0]
+	for _, img := range o.expiring {
+		switch {
+		case o.images[img.pid] != img || !img.ended():
+		case o.busy[img.pid] > 0 || b.units-len(msgs) >= room:
+			expiring = append(expiring, img)
+		default:
+			o.expire(b, img, o.log.With().Str("process_id", img.pid).Logger())
+			b.parts[img.partition] = true
+			b.units++
+		}
+	}
+	clear(o.expiring[len(expiring):])
+	o.expiring = expiring
 	for _, m := range msgs {
 		if o.route(ctx, b, m) {
 			b.acks = append(b.acks, m)
@@ -254,6 +268,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		fx := &effects{}
 		img = o.m.start(def, m.Partition, in, b.now, fx)
 		o.images[in.pid] = img
+		o.warm[img] = struct{}{}
 		b.fx[img] = fx
 		b.touched = append(b.touched, img)
 		log.Info().Str("definition", def.Name).Int("version", def.Version).Msg("process started")
@@ -264,6 +279,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		return true
 	}
 	if in.kind == inRetention {
+		// (an earlier engine's timer: retention.go does it now)
 		o.expire(b, img, log)
 		return true
 	}
@@ -271,6 +287,9 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		// Not recorded and no effect: the image is not touched (progress.go).
 		o.m.accept(img, in, b.now, nil)
 		return true
+	}
+	if !o.live(img) {
+		return deadLetter(fmt.Sprintf("the image of %s cannot be decoded", in.pid))
 	}
 	o.m.accept(img, in, b.now, b.effects(img))
 	return true
@@ -327,11 +346,7 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 		}
 		if fx.finished {
 			log.Info().Str("status", string(img.state.Status)).Msg("process finished")
-			if err := o.setTimer(b, protocol.Timer{
-				TimerID: "retention:" + img.pid, ProcessID: img.pid, Kind: protocol.TimerRetention, FireAt: b.now.Add(o.opts.Retention),
-			}); err != nil {
-				return err
-			}
+			o.retention.add(img, b.now.Add(o.opts.Retention))
 		}
 	}
 	return nil
@@ -364,7 +379,7 @@ func (o *Orchestrator) setTimer(b *batch, t protocol.Timer) error {
 
 // expire forgets a finished process once its retention has passed.
 func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
-	if !img.terminal() {
+	if !img.ended() {
 		o.drop(DropStaleTimer, log, "retention of a live process")
 		return
 	}

@@ -73,6 +73,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
 	o.busy, o.inflight = map[string]int{}, 0
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
+	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: o.opts.Topics.Events, Subscription: protocol.OrchestratorSubscription, Type: bus.Failover,
@@ -116,6 +117,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
+			o.freezeIdle(now)
+			o.sweepRetention(now)
+			o.publishImages()
 			lastSweep = now
 		}
 		inCh := in
@@ -170,7 +174,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			// quarter kept for snapshots, timers and queued decisions
 			// when those wait.
 			limit := o.adapt.limit()
-			extra := min(len(o.sweep)+len(o.recovering)+len(o.slots.queued), limit/4)
+			extra := min(len(o.sweep)+len(o.recovering)+len(o.expiring)+len(o.slots.queued), limit/4)
 			msgs := o.takeBatch(limit - extra)
 			launched, err := o.handleBatch(ctx, msgs, limit-len(msgs), p)
 			if err != nil {
@@ -235,7 +239,7 @@ func (o *Orchestrator) hasWork() bool {
 			return true
 		}
 	}
-	return len(o.recovering) > 0 || len(o.sweep) > 0 || (o.slots.waiting() && o.slots.free())
+	return len(o.recovering) > 0 || len(o.sweep) > 0 || len(o.expiring) > 0 || (o.slots.waiting() && o.slots.free())
 }
 
 // takeBatch takes up to limit parked messages of loaded partitions, in
@@ -416,6 +420,20 @@ func (o *Orchestrator) install(res loadResult) {
 		o.images[pid] = img
 		img.touched = now
 		img.beats.loadedAt = now.UTC() // counts as a heartbeat (progress.go)
+		if img.frozen != nil {
+			if img.frozen.ended {
+				o.retention.add(img, img.frozen.endedAt.Add(o.opts.Retention))
+			}
+			continue // waits, its timer armed (loadFrozen)
+		}
+		o.warm[img] = struct{}{}
+		if img.terminal() {
+			end := img.state.EndedAt
+			if end.IsZero() {
+				end = now
+			}
+			o.retention.add(img, end.Add(o.opts.Retention))
+		}
 		if img.seq > img.covered {
 			img.since = o.batchNo
 			o.uncovered[img] = struct{}{}
@@ -498,6 +516,13 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 			gone[m.Key] = true
 			continue
 		}
+		if img, err := loadFrozen(m.Payload, def, o.opts.Clock()); err != nil {
+			return nil, err
+		} else if img != nil {
+			l.images[img.pid] = img
+			delete(gone, img.pid)
+			continue
+		}
 		s, c, err := decodeSnapshotsMessage(m.Payload)
 		if err != nil {
 			o.log.Error().Err(err).Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
@@ -564,6 +589,11 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		}
 		if last := e.Records[len(e.Records)-1].Seq; last <= img.seq {
 			continue // covered by its snapshot
+		}
+		if img.frozen != nil {
+			if err := img.thaw(); err != nil {
+				return nil, fmt.Errorf("load process %s: %w", img.pid, err)
+			}
 		}
 		for _, r := range e.Records {
 			if r.Seq <= img.seq {

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sort"
@@ -342,7 +343,10 @@ type consumer struct {
 	done   chan struct{}
 }
 
-var _ bus.Consumer = (*consumer)(nil)
+var (
+	_ bus.Consumer    = (*consumer)(nil)
+	_ bus.TxListAcker = (*consumer)(nil)
+)
 
 func less(a, b *consumer) bool {
 	if a.name != b.name {
@@ -597,6 +601,18 @@ func (c *consumer) AckTx(ctx context.Context, msg *bus.Message, t bus.Tx) error 
 		c.s.signalLocked()
 	}
 	return nil
+}
+
+// AckTxList acknowledges msgs in t (bus.TxListAcker): AckTx for each (the
+// memory bus has no round trips to save); the error joins the failures.
+func (c *consumer) AckTxList(ctx context.Context, msgs []*bus.Message, t bus.Tx) error {
+	var errs []error
+	for _, m := range msgs {
+		if err := c.AckTx(ctx, m, t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *consumer) Nack(msg *bus.Message, cause error) {
