@@ -65,6 +65,7 @@ type cluster struct {
 	dir      string
 	calls    string
 	decider  string // the orchestrators' decider mode
+	latency  string // the demo worker's latency per command (default 150ms)
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -138,10 +139,14 @@ func (c *cluster) start(name string) {
 		args = append(args, "--partitions", "2")
 	case name == "worker":
 		bin = "worker"
+		latency := c.latency
+		if latency == "" {
+			latency = "150ms"
+		}
 		// The demo services record the work done per idempotency key in a
 		// directory that outlives a killed worker, as a real service's
 		// database would.
-		args = append(args, "--calls-log", c.calls, "--latency", "150ms", "--demo-store", filepath.Join(c.dir, "store"))
+		args = append(args, "--calls-log", c.calls, "--latency", latency, "--demo-store", filepath.Join(c.dir, "store"))
 	}
 	logf, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
