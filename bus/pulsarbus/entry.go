@@ -23,7 +23,9 @@ import (
 // acknowledges the entry on the broker (by its entry-level id, bypassing the
 // client's tracker) only when every message is acknowledged: plainly, by a
 // committed transaction, or by the transaction that acknowledges the last
-// one (then the entry is acknowledged in that transaction, atomically).
+// one (then the entry is acknowledged in that transaction, atomically; also
+// when that transaction acknowledged the entry's other pending messages
+// too, as a batch of inputs acknowledged in one list).
 // A message acknowledged in a transaction that aborts becomes pending again
 // and the entry is nacked; when it comes back, the messages already
 // acknowledged are not delivered again (within this consumer). Nacking one
@@ -55,10 +57,11 @@ type entry struct {
 	key   entryKey
 	msgs  []pulsar.Message // the latest delivery of each message
 	state []idxState
+	txs   []*tx // the transaction of each message in idxInTx
 }
 
 func newEntry(k entryKey, size int) *entry {
-	return &entry{key: k, msgs: make([]pulsar.Message, size), state: make([]idxState, size)}
+	return &entry{key: k, msgs: make([]pulsar.Message, size), state: make([]idxState, size), txs: make([]*tx, size)}
 }
 
 // id is the entry-level message id: acknowledging it acknowledges the entry.
@@ -66,9 +69,13 @@ func (e *entry) id() pulsar.MessageID {
 	return pulsar.NewMessageID(e.key.ledger, e.key.entry, -1, e.key.partition)
 }
 
-func (e *entry) othersAcked(i int) bool {
+// othersAcked says whether every message of the entry but i is
+// acknowledged, or (t not nil) acknowledged in t: then t's acknowledgement
+// of i completes the entry, and t acknowledges the whole entry atomically
+// (a list of a batch's messages acknowledged in one transaction).
+func (e *entry) othersAcked(i int, t *tx) bool {
 	for j, s := range e.state {
-		if j != i && s != idxAcked {
+		if j != i && s != idxAcked && (t == nil || s != idxInTx || e.txs[j] != t) {
 			return false
 		}
 	}
@@ -118,10 +125,15 @@ func (c *consumer) markEntry(d *delivery, st idxState, t *tx, committed bool) (p
 		c.mu.Unlock()
 		return nil, nil // its transaction decides
 	}
-	complete := e.othersAcked(d.idx)
+	var in *tx
+	if st == idxInTx {
+		in = t
+	}
+	complete := e.othersAcked(d.idx, in)
 	switch {
 	case !complete:
 		e.state[d.idx] = st
+		e.txs[d.idx] = in
 		c.mu.Unlock()
 		return nil, nil
 	case st == idxAcked:
@@ -134,6 +146,7 @@ func (c *consumer) markEntry(d *delivery, st idxState, t *tx, committed bool) (p
 		return nil, nil
 	default:
 		e.state[d.idx] = idxFinalTx
+		e.txs[d.idx] = t
 		c.mu.Unlock()
 		return e.id(), nil
 	}
@@ -160,6 +173,7 @@ func (c *consumer) settleTxEntry(d *delivery, t *tx, committed bool) {
 		}
 	case !committed && (st == idxInTx || st == idxFinalTx):
 		e.state[d.idx] = idxPending
+		e.txs[d.idx] = nil
 		c.mu.Unlock()
 		c.clientNack(d)
 	default:
