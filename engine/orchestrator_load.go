@@ -14,11 +14,12 @@ import (
 )
 
 // Partitions are loaded eagerly and concurrently. As soon as the broker
-// reports a partition of the events topic as this instance's (and the
-// takeover grace has passed, see ownership.go), a goroutine reads that
-// partition's compacted snapshots into images of its own and hands them to
-// the loop through a channel; the loop installs them whole, so it never sees
-// a half-loaded partition. Meanwhile the loop goes on with the batches of
+// reports a partition of the events topic as this instance's, a goroutine
+// takes its streams over (beginTerm: the previous owner is fenced out and
+// its open transactions ended, see ownership.go), reads the partition's
+// compacted snapshots and history tail into images of its own and hands
+// them, with the term, to the loop through a channel; the loop installs
+// them whole, so it never sees a half-loaded partition. Meanwhile the loop goes on with the batches of
 // the partitions already loaded: a received message of a partition that is
 // not loaded yet waits (is parked) until its partition is, in order.
 
@@ -58,6 +59,7 @@ type loadJob struct {
 type loadResult struct {
 	p    int
 	job  *loadJob
+	t    *term
 	l    *loaded
 	took time.Duration
 	err  error
@@ -75,6 +77,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
 	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
+	defer o.endTerms()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: o.opts.Topics.Events, Subscription: protocol.OrchestratorSubscription, Type: bus.Failover,
 		ConsumerName: o.opts.Name, ReceiveQueueSize: 2 * o.opts.BatchSize,
@@ -151,6 +154,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 				o.install(res)
 			case fr := <-p.results:
 				landed = &fr
+			case <-o.own.changed:
 			case <-tick.C:
 			}
 		}
@@ -286,9 +290,8 @@ func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 }
 
 // reconcile brings the loop in line with the broker's view of ownership:
-// it drops the partitions lost, starts loading the partitions gained once
-// their takeover grace has passed, and gives back messages of partitions
-// that are not ours.
+// it drops the partitions lost, starts taking over the partitions gained,
+// and gives back messages of partitions that are not ours.
 func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, wg *sync.WaitGroup) {
 	owned, err := o.own.owned()
 	if err != nil {
@@ -312,9 +315,6 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 	now := time.Now()
 	for p, since := range owned {
 		if o.parts.loaded[p] || o.parts.loading[p] != nil || now.Before(o.parts.retryAt[p]) {
-			continue
-		}
-		if wait := since.Add(o.opts.TakeoverGrace).Sub(now); wait > 0 {
 			continue
 		}
 		o.parts.since[p] = since
@@ -370,6 +370,8 @@ func (o *Orchestrator) lose(p int) {
 	delete(o.parts.loaded, p)
 	delete(o.parts.since, p)
 	delete(o.tails, p)
+	o.terms[p].close()
+	delete(o.terms, p)
 	o.ready.setLoaded(p, false)
 	o.giveBack(p, "partition lost")
 	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
@@ -386,10 +388,19 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 		defer wg.Done()
 		defer cancel()
 		t0 := time.Now()
-		l, err := o.loadPartition(lctx, p)
+		t, err := o.beginTerm(lctx, p)
+		var l *loaded
+		if err == nil {
+			l, err = o.loadPartition(lctx, p)
+		}
+		if err != nil {
+			t.close()
+			t = nil
+		}
 		select {
-		case loads <- loadResult{p: p, job: job, l: l, took: time.Since(t0), err: err}:
+		case loads <- loadResult{p: p, job: job, t: t, l: l, took: time.Since(t0), err: err}:
 		case <-lctx.Done():
+			t.close()
 		}
 	}()
 }
@@ -399,6 +410,7 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 // their oldest pending event).
 func (o *Orchestrator) install(res loadResult) {
 	if o.parts.loading[res.p] != res.job {
+		res.t.close()
 		return // cancelled: the partition was lost meanwhile
 	}
 	delete(o.parts.loading, res.p)
@@ -462,11 +474,20 @@ func (o *Orchestrator) install(res loadResult) {
 	for _, img := range waiting {
 		o.slots.enqueue(img.pid)
 	}
+	o.terms[res.p] = res.t
 	o.parts.loaded[res.p] = true
 	delete(o.parts.retryAt, res.p)
 	o.ready.setLoaded(res.p, true)
 	o.log.Info().Int("partition", res.p).Int("processes", len(res.l.images)).Int("queued", len(waiting)).
 		Int("replayed", res.l.replayed).Dur("took", res.took).Msg("partition loaded")
+}
+
+// endTerms lets go of every partition's streams (the subscription ends).
+func (o *Orchestrator) endTerms() {
+	for p, t := range o.terms {
+		t.close()
+		delete(o.terms, p)
+	}
 }
 
 // loadPartition reads the memory images of partition p: the latest
@@ -510,6 +531,9 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		m, err := rd.Next(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		}
+		if m.Key == FenceKey {
+			continue // a batch's mark of its term (ownership.go), nothing to load
 		}
 		if len(m.Payload) == 0 {
 			delete(l.images, m.Key)

@@ -127,7 +127,7 @@ func (o *Orchestrator) checkpoints(parts map[int]bool, now time.Time) []outMsg {
 		if err != nil {
 			continue
 		}
-		out = append(out, outMsg{o.snapshots[o.partitionIndex(p)], &bus.OutMessage{Key: CheckpointKey, Payload: payload}})
+		out = append(out, outMsg{o.termOf(p).snapshots, &bus.OutMessage{Key: CheckpointKey, Payload: payload}})
 		t.written, t.writtenAt = cp, now
 		for b := range t.first {
 			if min == 0 || b < min {
@@ -136,14 +136,6 @@ func (o *Orchestrator) checkpoints(parts map[int]bool, now time.Time) []outMsg {
 		}
 	}
 	return out
-}
-
-// partitionIndex is the index of partition p's producers.
-func (o *Orchestrator) partitionIndex(p int) int {
-	if o.opts.Topics.Partitions == 0 {
-		return 0
-	}
-	return p
 }
 
 // landedHistory records where a landed batch's history entries are, per

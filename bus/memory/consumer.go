@@ -184,6 +184,8 @@ func (s *subscription) rebalanceLocked() {
 			continue
 		}
 		s.active[cur] = next
+		next.ownershipChanged()
+		old.ownershipChanged()
 		if old != nil {
 			for _, st := range cur.states {
 				if st.holder == old {
@@ -341,6 +343,9 @@ type consumer struct {
 
 	closed bool // under the broker lock
 	done   chan struct{}
+	// owned is signalled when the consumer gains or loses a partition of
+	// a Failover or Exclusive subscription (ownership.go).
+	owned chan struct{}
 }
 
 var (
@@ -418,7 +423,7 @@ func (x *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		return nil, fmt.Errorf("memory bus: exclusive subscription %s on %s already has a consumer", opts.Subscription, name)
 	}
 	s.nextCons++
-	c := &consumer{bus: x, s: s, id: s.nextCons, name: opts.ConsumerName, opts: opts, dlq: dlq, done: make(chan struct{})}
+	c := &consumer{bus: x, s: s, id: s.nextCons, name: opts.ConsumerName, opts: opts, dlq: dlq, done: make(chan struct{}), owned: make(chan struct{}, 1)}
 	if c.name == "" {
 		c.name = fmt.Sprintf("consumer-%06d", c.id)
 	}

@@ -52,7 +52,10 @@ type consumer struct {
 	// acknowledging transaction aborts, the broker redelivers its messages
 	// and this consumer nacks them too, so a second copy could reach the
 	// application while the first is being acknowledged again.
-	inTx    map[string]struct{}
+	inTx map[string]struct{}
+	// owned is signalled when the broker reports an active-consumer
+	// change of a Failover subscription (ownership.go).
+	owned   chan struct{}
 	counts  map[string]int      // deliveries seen, when counting locally
 	causes  map[string]string   // last nack cause, for the dead-letter reason
 	entries map[entryKey]*entry // batched entries being acknowledged
@@ -141,7 +144,8 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		countLocally: st == pulsar.Exclusive || st == pulsar.Failover,
 		live:         map[string]*delivery{}, inTx: map[string]struct{}{}, counts: map[string]int{}, causes: map[string]string{},
 		entries: map[entryKey]*entry{}, done: map[entryKey]struct{}{}, acked: map[string]struct{}{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
-		log: b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
+		owned: make(chan struct{}, 1),
+		log:   b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
 	}
 	c.dlqTopic = opts.DeadLetterTopic
 	if c.dlqTopic == "" {
@@ -160,6 +164,9 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		NackRedeliveryDelay:         clientNack,
 		NackPrecisionBit:            &precision,
 		ReceiverQueueSize:           opts.ReceiveQueueSize,
+	}
+	if st == pulsar.Failover {
+		co.EventListener = ownershipEvents{c}
 	}
 	if opts.MaxDeliveries > 0 && opts.CountDeliveriesDurably {
 		dl, err := b.openDeliveryLog(ctx, deliveriesTopic(topic, opts.Subscription), c.log)
