@@ -8,6 +8,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/tracing"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -119,6 +120,8 @@ type machine struct {
 	// broker refuses for ever).
 	maxMessage int
 	obs        Observer
+	// tracer exports spans of the decisions (nil: off; tracer.go).
+	tracer *tracing.Tracer
 }
 
 // start creates the image of a new process from its start input.
@@ -385,6 +388,7 @@ func (m *machine) apply(img *image, upto int64, decidedAt, issuedAt time.Time, r
 		}
 	}
 	before := img.state
+	traced := m.pendingUpto(img, upto)
 	var oldest time.Time
 	for _, p := range img.pending {
 		if p.Seq <= upto && !p.Event.Time.IsZero() && (oldest.IsZero() || p.Event.Time.Before(oldest)) {
@@ -420,6 +424,7 @@ func (m *machine) apply(img *image, upto int64, decidedAt, issuedAt time.Time, r
 			obs.EventToCommand(img.def.Name, now.Sub(oldest))
 		}
 		observeDecision(obs, img.def.Name, before, img.state, d)
+		m.traceDecision(img, res.TaskID, issuedAt, oldest, now, before, d, traced)
 		for _, ig := range d.Ignored {
 			fx.drop(string(ig.Reason), ig.Detail)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/tracing"
 )
 
 // OrchestratorOptions configure an orchestrator.
@@ -24,7 +25,9 @@ type OrchestratorOptions struct {
 	// over the decisions topic. Both apply a decision with the same code
 	// and emit its effects in the orchestrator's batch transaction.
 	Decider string
-	// BatchSize bounds the events handled in one transaction (default 256).
+	// BatchSize bounds the events handled in one transaction (default
+	// 256). Batches are smaller when the machine cannot send that many
+	// within the transaction timeout (adaptive.go).
 	BatchSize int
 	// BatchWait is how long to wait for more events once one has arrived
 	// (default 2ms).
@@ -79,6 +82,8 @@ type OrchestratorOptions struct {
 	MaxMessageBytes int
 	// Observer receives measurements for metrics (default NopObserver).
 	Observer Observer
+	// Tracer exports a trace per process (nil: none; package tracing).
+	Tracer *tracing.Tracer
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
 }
@@ -192,6 +197,7 @@ type Orchestrator struct {
 	jobs map[string]bus.Producer
 
 	m      machine
+	adapt  *adaptive
 	images map[string]*image
 	// recovering are loaded images whose physical timer may be missing
 	// (machine.recoverTimers), handled in the next batch.
@@ -213,6 +219,8 @@ type Orchestrator struct {
 	statsMu     sync.Mutex
 	drops       map[string]int64
 	batches     int64
+	failed      int64 // batches not committed
+	limitNow    int   // the adaptive batch limit, as of the last landed batch
 	outstanding int
 	queued      int
 }
@@ -224,12 +232,21 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 		bus: b, reg: reg, opts: opts, ready: readiness{grace: opts.TakeoverGrace},
 		log:    log.With().Str("component", "orchestrator").Str("instance", opts.Name).Logger(),
 		images: map[string]*image{}, slots: newSlots(opts.MaxOutstanding), drops: map[string]int64{},
-		jobs: map[string]bus.Producer{},
+		jobs: map[string]bus.Producer{}, adapt: newAdaptive(opts.BatchSize, opts.TxTimeout), limitNow: opts.BatchSize,
 		m: machine{
 			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit, decisionTimeout: opts.DecisionTimeout,
-			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer,
+			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer, tracer: opts.Tracer,
 		},
 	}
+}
+
+// Batches returns how many batches committed and failed, and how many
+// work units the next batch may take (adaptive.go). It is safe to call
+// from any goroutine.
+func (o *Orchestrator) Batches() (committed, failed int64, limit int) {
+	o.statsMu.Lock()
+	defer o.statsMu.Unlock()
+	return o.batches, o.failed, o.limitNow
 }
 
 // Drops returns how many inputs were dropped, by reason.
@@ -278,10 +295,18 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	defer o.closeProducers()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		o.statsMu.Lock()
+		committed := o.batches
+		o.statsMu.Unlock()
 		err := o.serve(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
+		o.statsMu.Lock()
+		if o.batches > committed {
+			backoff = 100 * time.Millisecond // it made progress: not a failure in a row
+		}
+		o.statsMu.Unlock()
 		o.log.Warn().Err(err).Dur("backoff", backoff).Msg("orchestrator restarting its subscription")
 		select {
 		case <-ctx.Done():

@@ -30,6 +30,8 @@ type batch struct {
 	parts map[int]bool
 	// no numbers the batches that launched (orchestrator_snapshot.go).
 	no uint64
+	// units are the batch's work units (adaptive.go).
+	units int
 }
 
 type outMsg struct {
@@ -62,26 +64,40 @@ type pipe struct {
 // busy in an uncommitted batch), makes the decisions they call for (or
 // issues the remote tasks that have a free slot), and launches the batch
 // as a flight of the commit pipeline. It says whether it launched one.
-func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, p *pipe) (bool, error) {
-	b := &batch{now: o.opts.Clock().UTC(), fx: map[*image]*effects{}, parts: map[int]bool{}}
+//
+// room bounds the other work units the batch may take besides msgs
+// (adaptive.go): processes snapshotted by the idle sweep, timers recovered
+// after a load, queued decisions; what does not fit waits for a later
+// batch.
+func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, room int, p *pipe) (bool, error) {
+	b := &batch{now: o.opts.Clock().UTC(), fx: map[*image]*effects{}, parts: map[int]bool{}, units: len(msgs)}
 	swept := map[*image]bool{}
+	sweep := o.sweep[:0]
 	for _, img := range o.sweep {
-		if o.images[img.pid] == img && o.busy[img.pid] == 0 {
+		switch {
+		case o.images[img.pid] != img || o.busy[img.pid] > 0:
+		case b.units-len(msgs) >= room:
+			sweep = append(sweep, img)
+		default:
 			b.effects(img)
 			swept[img] = true
+			b.units++
 		}
 	}
-	o.sweep = nil
+	clear(o.sweep[len(sweep):])
+	o.sweep = sweep
 	keep := o.recovering[:0]
 	for _, img := range o.recovering {
 		switch {
 		case o.images[img.pid] != img:
-		case o.busy[img.pid] > 0:
+		case o.busy[img.pid] > 0 || b.units-len(msgs) >= room:
 			keep = append(keep, img)
 		default:
 			o.m.recoverTimers(img, b.now, b.effects(img))
+			b.units++
 		}
 	}
+	clear(o.recovering[len(keep):])
 	o.recovering = keep
 	for _, m := range msgs {
 		if o.route(ctx, b, m) {
@@ -97,7 +113,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, p *
 			o.slots.enqueue(img.pid)
 		}
 	}
-	o.issueQueued(b)
+	o.issueQueued(b, room-(b.units-len(msgs)))
 	if err := o.emit(ctx, b); err != nil {
 		o.nackAll(b.acks)
 		return false, err
@@ -156,7 +172,22 @@ func (o *Orchestrator) landed(r flightResult) error {
 		}
 	}
 	if r.err != nil {
+		if !errors.Is(r.err, ErrPartitionLost) && !errors.Is(r.err, context.Canceled) {
+			o.adapt.failed(b.units)
+			o.statsMu.Lock()
+			o.failed++
+			o.limitNow = o.adapt.limit()
+			o.statsMu.Unlock()
+			o.log.Warn().Err(r.err).Int("units", b.units).Int("limit", o.adapt.limit()).Dur("took", r.took).
+				Msg("batch not committed: later batches are smaller")
+		}
 		return fmt.Errorf("orchestrator: batch of %d inputs not committed: %w", len(b.acks), r.err)
+	}
+	before := o.adapt.limit()
+	o.adapt.succeeded(b.units, r.took)
+	if after := o.adapt.limit(); after < before {
+		o.log.Warn().Int("units", b.units).Dur("took", r.took).Int("limit", after).
+			Msg("batch took more than a third of the transaction timeout: later batches are smaller")
 	}
 	for _, j := range r.f.jobs {
 		if j.id != nil {
@@ -166,6 +197,7 @@ func (o *Orchestrator) landed(r flightResult) error {
 	o.landedHistory(b.no, r.f.jobs)
 	o.statsMu.Lock()
 	o.batches++
+	o.limitNow = o.adapt.limit()
 	o.statsMu.Unlock()
 	for _, img := range b.deleted {
 		if o.images[img.pid] == img {
@@ -302,7 +334,12 @@ func (o *Orchestrator) commandMessage(img *image, c *workflow.Command, now time.
 		Compensation: c.Compensation, Input: c.Input, IdempotencyKey: c.IdempotencyKey,
 		Deadline: c.Deadline, ReplyTo: o.m.replyTo,
 	}
-	payload, err := encode(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
+	env, err := bus.NewEnvelope(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
+	if err != nil {
+		return nil, err
+	}
+	env.Traceparent = o.m.commandTraceparent(c)
+	payload, err := env.Encode()
 	if err != nil {
 		return nil, err
 	}

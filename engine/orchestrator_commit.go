@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
 )
@@ -38,6 +39,8 @@ type flight struct {
 	sent chan error
 	// sendsDone closes when this flight no longer sends (its successor may).
 	sendsDone chan struct{}
+	// began is when its transaction began (zero if it did not).
+	began time.Time
 }
 
 // procJob is what a flight writes for one process: copies taken by the
@@ -56,6 +59,8 @@ type procJob struct {
 type flightResult struct {
 	f   *flight
 	err error
+	// took is how long the flight's transaction was open.
+	took time.Duration
 }
 
 // launch sends b in a new transaction from a goroutine of its own, after
@@ -72,6 +77,7 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, pr
 		}
 		// Begun only now: a transaction open while its predecessors send
 		// could reach its timeout under load and fail the batch.
+		f.began = time.Now()
 		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
 		if err != nil {
 			f.sent <- err
@@ -115,7 +121,11 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 				failed = err
 			}
 		}
-		results <- flightResult{f, err}
+		var took time.Duration
+		if !f.began.IsZero() {
+			took = time.Since(f.began)
+		}
+		results <- flightResult{f, err, took}
 	}
 	for {
 		select {

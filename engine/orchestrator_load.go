@@ -166,8 +166,13 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		}
 		o.reconcile(sctx, loads, &wg)
 		if o.inflight < o.opts.MaxInFlight && o.hasWork() {
-			msgs := o.takeBatch()
-			launched, err := o.handleBatch(ctx, msgs, p)
+			// The batch's work units (adaptive.go): inputs first, a
+			// quarter kept for snapshots, timers and queued decisions
+			// when those wait.
+			limit := o.adapt.limit()
+			extra := min(len(o.sweep)+len(o.recovering)+len(o.slots.queued), limit/4)
+			msgs := o.takeBatch(limit - extra)
+			launched, err := o.handleBatch(ctx, msgs, limit-len(msgs), p)
 			if err != nil {
 				return err
 			}
@@ -233,11 +238,11 @@ func (o *Orchestrator) hasWork() bool {
 	return len(o.recovering) > 0 || len(o.sweep) > 0 || (o.slots.waiting() && o.slots.free())
 }
 
-// takeBatch takes up to BatchSize parked messages of loaded partitions, in
+// takeBatch takes up to limit parked messages of loaded partitions, in
 // order within each partition, starting from a different partition each
 // time so that no partition waits behind a busy one. Messages of a process
 // busy in an uncommitted batch stay parked, in order, until it commits.
-func (o *Orchestrator) takeBatch() []*bus.Message {
+func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 	ps := make([]int, 0, len(o.parts.parked))
 	for p, msgs := range o.parts.parked {
 		if len(msgs) > 0 && o.parts.loaded[p] {
@@ -256,7 +261,7 @@ func (o *Orchestrator) takeBatch() []*bus.Message {
 		msgs := o.parts.parked[p]
 		rest := msgs[:0]
 		for _, m := range msgs {
-			if len(out) < o.opts.BatchSize && o.busy[m.Key] == 0 {
+			if len(out) < limit && o.busy[m.Key] == 0 {
 				out = append(out, m)
 			} else {
 				rest = append(rest, m)
@@ -269,7 +274,7 @@ func (o *Orchestrator) takeBatch() []*bus.Message {
 			clear(msgs[len(rest):])
 			o.parts.parked[p] = rest
 		}
-		if len(out) == o.opts.BatchSize {
+		if len(out) >= limit {
 			break
 		}
 	}

@@ -83,14 +83,17 @@ func (s *slots) forget(keep func(pid string) bool) {
 // issueQueued issues tasks to queued processes while slots are free
 // (remote mode). Inline, the queue holds only processes loaded with pending
 // events (written by a remote-mode orchestrator): they are decided at once.
-func (o *Orchestrator) issueQueued(b *batch) {
+//
+// At most room processes are decided or issued (adaptive.go); the others
+// keep their place in the queue.
+func (o *Orchestrator) issueQueued(b *batch, room int) {
 	var busy []string // in an uncommitted batch: their turn comes after it
 	defer func() {
 		for _, pid := range busy {
 			o.slots.enqueue(pid)
 		}
 	}()
-	for o.slots.free() || !o.m.remote {
+	for room > 0 && (o.slots.free() || !o.m.remote) {
 		pid, ok := o.slots.pop()
 		if !ok {
 			return
@@ -103,6 +106,8 @@ func (o *Orchestrator) issueQueued(b *batch) {
 			busy = append(busy, pid)
 			continue
 		}
+		room--
+		b.units++
 		if !o.m.remote {
 			o.m.decide(img, b.now, b.effects(img))
 			continue

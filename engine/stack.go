@@ -12,6 +12,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
+	"github.com/pulsaga/pulsaga/tracing"
 	"github.com/pulsaga/pulsaga/worker"
 )
 
@@ -37,6 +38,8 @@ type StackOptions struct {
 	Retention time.Duration
 	// Observer receives the orchestrators' measurements.
 	Observer Observer
+	// Tracer exports a trace per process (nil: none).
+	Tracer *tracing.Tracer
 	// ObserveTimer receives each fired timer's lateness.
 	ObserveTimer func(kind string, lateness time.Duration)
 }
@@ -92,7 +95,7 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	for i := 0; i < opts.Orchestrators; i++ {
 		o := NewOrchestrator(b, reg, OrchestratorOptions{
 			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, Decider: opts.Decider,
-			DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer, Retention: opts.Retention,
+			DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer, Tracer: opts.Tracer, Retention: opts.Retention,
 		}, log)
 		s.Orchestrators = append(s.Orchestrators, o)
 		run("orchestrator", o.Run)

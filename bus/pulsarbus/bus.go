@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -47,6 +48,8 @@ type Bus struct {
 	log    zerolog.Logger
 	client pulsar.Client
 	admin  pulsaradmin.Client
+	// adminRT carries the admin API's credentials and TLS (AdminHTTP).
+	adminRT http.RoundTripper
 
 	mu      sync.Mutex
 	closed  bool
@@ -71,7 +74,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("pulsarbus: %w: cannot reach the Pulsar broker at %s (ServiceURL): %v; check that the broker runs (scripts/pulsar/pulsar.sh status) and that the URL and port are right",
 			bus.ErrUnavailable, cfg.ServiceURL, err)
 	}
-	admin, err := newAdmin(cfg)
+	admin, adminRT, err := newAdminWithTransport(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("pulsarbus: admin client for %s: %w", cfg.AdminURL, err)
 	}
@@ -90,7 +93,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, err
 	}
 	b := &Bus{
-		cfg: cfg, log: log, client: client, admin: admin,
+		cfg: cfg, log: log, client: client, admin: admin, adminRT: adminRT,
 		closers: map[closer]struct{}{}, dlq: map[string]pulsar.Producer{},
 	}
 	if err := b.ensureNamespace(ctx); err != nil {

@@ -103,16 +103,24 @@ func (c Config) clientAuth() (pulsar.Authentication, error) {
 	return nil, nil
 }
 
-// newAdmin makes the admin API client, with the same credentials and TLS
-// as the binary client.
-func newAdmin(c Config) (pulsaradmin.Client, error) {
+// AdminHTTP is an HTTP client for the broker's admin REST API (AdminURL)
+// with the bus's credentials and TLS, for the calls pulsaradmin does not
+// offer (transactions' admin endpoints, say).
+func (b *Bus) AdminHTTP() *http.Client {
+	return &http.Client{Transport: b.adminRT, Timeout: b.cfg.OperationTimeout}
+}
+
+// newAdminWithTransport makes the admin API client, with the same
+// credentials and TLS as the binary client, and the round tripper that
+// adds them (AdminHTTP).
+func newAdminWithTransport(c Config) (pulsaradmin.Client, http.RoundTripper, error) {
 	cfg := &pulsaradmin.Config{
 		WebServiceURL: c.AdminURL, TLSTrustCertsFilePath: c.TLS.TrustCertsFile,
 		TLSAllowInsecureConnection: c.TLS.AllowInsecure, TLSEnableHostnameVerification: !c.TLS.AllowInsecure,
 	}
 	transport, err := adminauth.NewDefaultTransport(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var provider adminauth.Provider
 	a := c.Auth
@@ -127,9 +135,10 @@ func newAdmin(c Config) (pulsaradmin.Client, error) {
 		provider = adminauth.NewDefaultProvider(transport)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pulsarbus: admin credentials: %w", err)
+		return nil, nil, fmt.Errorf("pulsarbus: admin credentials: %w", err)
 	}
-	return admin.NewPulsarClientWithAuthProvider(cfg, provider)
+	cl, err := admin.NewPulsarClientWithAuthProvider(cfg, provider)
+	return cl, provider, err
 }
 
 // explainRefusal says what to fix when the broker refuses the client's

@@ -353,6 +353,15 @@ func roundTrip(t *testing.T, cfg pulsarbus.Config) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	// the admin REST API with the bus's credentials and TLS
+	resp, err := b.AdminHTTP().Get(cfg.AdminURL + "/admin/v2/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /admin/v2/clusters through AdminHTTP: %s", resp.Status)
+	}
 	topic := fmt.Sprintf("secure-%d", time.Now().UnixNano())
 	if err := b.EnsureTopic(ctx, bus.TopicSpec{Name: topic}); err != nil {
 		t.Fatal(err)

@@ -123,9 +123,14 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	}
 	defer adm.Close()
 	adm.showTriggers(triggers.Triggers)
+	tr, stopTracing, err := newTracer(cfg.Tracing, "pulsaga-orchestrator", cfg.Name, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
-		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics,
+		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics, Tracer: tr,
 	}, log)
 	adm.watch(o)
 	fns := []func(context.Context) error{o.Run, engine.NewStartRelay(b, topics, cfg.Name+"-start-relay", log).Run, adm.run,

@@ -26,6 +26,8 @@ import (
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
 	"github.com/pulsaga/pulsaga/internal/pyenv"
 	"github.com/pulsaga/pulsaga/protocol"
+	"github.com/pulsaga/pulsaga/tracing"
+	"github.com/pulsaga/pulsaga/tracing/tracingtest"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -63,7 +65,10 @@ func TestTyped(t *testing.T) {
 // TestCarRental runs the car-rental saga (examples/car-rental.yaml) with
 // its services in Python (examples/rental_worker.py, in a process of its
 // own) through an engine on the real broker: one rental completes, one is
-// declined and released, one authorization is retried.
+// declined and released, one authorization is retried. The engine and the
+// Python workers export their spans to an in-process collector: each
+// process's trace is one tree, the process at its root, an attempt span per
+// command under it and the Python worker's span under each attempt.
 func TestCarRental(t *testing.T) {
 	py := pyenv.Python(t)
 	svcURL, admURL := pulsartest.URLs(t)
@@ -77,9 +82,14 @@ func TestCarRental(t *testing.T) {
 	}
 	t.Cleanup(func() { pulsartest.DeleteNamespace(t, admURL, "public/"+ns) })
 	t.Cleanup(func() { _ = b.Close() })
+	col := tracingtest.NewCollector(t)
+	tr, err := tracing.New(tracing.Options{Endpoint: col.URL, ServiceName: "pulsaga-test", BatchTimeout: 100 * time.Millisecond}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	topics := protocol.DefaultTopics()
 	topics.Partitions = 1
-	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Name: "pysdk"}, log)
+	stack, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: topics, Name: "pysdk", Tracer: tr}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +109,8 @@ func TestCarRental(t *testing.T) {
 	calls := filepath.Join(t.TempDir(), "calls.jsonl")
 	var stderr bytes.Buffer
 	w := exec.Command(py, "examples/rental_worker.py")
-	w.Env = append(os.Environ(), "PULSAR_URL="+svcURL, "PULSAGA_PULSAR_NAMESPACE="+ns, "RENTAL_CALLS="+calls, "PYTHONDONTWRITEBYTECODE=1")
+	w.Env = append(os.Environ(), "PULSAR_URL="+svcURL, "PULSAGA_PULSAR_NAMESPACE="+ns, "RENTAL_CALLS="+calls, "PYTHONDONTWRITEBYTECODE=1",
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.URL)
 	w.Stderr = &stderr
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
@@ -176,5 +187,76 @@ func TestCarRental(t *testing.T) {
 		if !slices.Equal(ran[pid], w) {
 			t.Errorf("%s ran %v, want %v", pid, ran[pid], w)
 		}
+	}
+
+	// The traces.
+	fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer fcancel()
+	if err := tr.ForceFlush(fctx); err != nil {
+		t.Fatal(err)
+	}
+	for pid, cmds := range wantRan {
+		trace := tracing.TraceID(pid).String()
+		spans := col.WaitFor(t, 20*time.Second, "the trace of "+pid, func([]tracingtest.Span) bool {
+			n := 0
+			for _, s := range col.Trace(trace) {
+				if s.Service == "car-rental-workers" {
+					n++
+				}
+			}
+			return n == len(cmds) && len(col.Trace(trace)) >= 1+2*len(cmds)
+		})
+		_ = spans
+		checkTree(t, pid, col.Trace(trace), len(cmds))
+	}
+}
+
+// checkTree checks one process's trace: one root (the process span), every
+// other span's parent in the trace, an attempt span (pulsaga) per command
+// with the Python worker's span under it.
+func checkTree(t *testing.T, pid string, spans []tracingtest.Span, commands int) {
+	t.Helper()
+	byID := map[string]tracingtest.Span{}
+	for _, s := range spans {
+		byID[s.SpanID] = s
+	}
+	root := byID[tracing.ProcessSpanID(pid).String()]
+	if root.Name != "process car-rental" || root.ParentID != "" || root.Attrs["pulsaga.process_id"] != pid {
+		t.Errorf("%s: process span %+v", pid, root)
+	}
+	attempts, workers := 0, 0
+	for _, s := range spans {
+		if s.SpanID == root.SpanID {
+			continue
+		}
+		parent, ok := byID[s.ParentID]
+		if !ok {
+			t.Errorf("%s: span %q (%s) has a parent %s outside the trace", pid, s.Name, s.Service, s.ParentID)
+			continue
+		}
+		switch {
+		case s.Service == "pulsaga-test" && s.Kind == "PRODUCER":
+			attempts++
+			if s.ParentID != root.SpanID || s.SpanID != tracing.AttemptSpanID(s.Attrs["pulsaga.command_id"]).String() {
+				t.Errorf("%s: attempt span %+v", pid, s)
+			}
+		case s.Service == "car-rental-workers":
+			workers++
+			if parent.Kind != "PRODUCER" || parent.Name != s.Name || s.Kind != "CONSUMER" || s.Attrs["pulsaga.command_id"] != parent.Attrs["pulsaga.command_id"] {
+				t.Errorf("%s: worker span %q under %q (%s)", pid, s.Name, parent.Name, parent.Kind)
+			}
+			if s.Attrs["pulsaga.error_type"] == "CardDeclined" && (!s.Failed || !parent.Failed) {
+				t.Errorf("%s: the declined card is not an error on both spans: %+v / %+v", pid, s, parent)
+			}
+		case s.Name == "decide car-rental":
+			if s.ParentID != root.SpanID {
+				t.Errorf("%s: decision span under %q", pid, parent.Name)
+			}
+		default:
+			t.Errorf("%s: unexpected span %+v", pid, s)
+		}
+	}
+	if attempts != commands || workers != commands {
+		t.Errorf("%s: %d attempt spans and %d worker spans, want %d of each", pid, attempts, workers, commands)
 	}
 }

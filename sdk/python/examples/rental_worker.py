@@ -8,6 +8,10 @@ Customers named "declined" have their card declined (the saga releases the
 car); "flaky" customers' first authorization fails with a retryable error.
 Each call is written as one JSON line to the file named by RENTAL_CALLS, so
 a test can count effects per idempotency key.
+
+With OTEL_EXPORTER_OTLP_ENDPOINT set (and the opentelemetry-sdk and
+opentelemetry-exporter-otlp-proto-http packages installed), each job's span
+continues the engine's trace of its process and is exported there.
 """
 
 from __future__ import annotations
@@ -71,7 +75,23 @@ def void(job: Job) -> Dict[str, Any]:
     return {"voided": True}
 
 
+def setup_tracing() -> None:
+    """Exports the workers' spans over OTLP/HTTP when asked to."""
+    if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "car-rental-workers"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=200))
+    trace.set_tracer_provider(provider)  # the workers use the global provider
+
+
 def main() -> None:
+    setup_tracing()
     t = threading.Thread(target=payments.run, kwargs={"install_signal_handlers": False}, daemon=True)
     t.start()
     try:
@@ -79,6 +99,10 @@ def main() -> None:
     finally:
         payments.stop()
         t.join()
+        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            from opentelemetry import trace
+
+            trace.get_tracer_provider().shutdown()  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -208,7 +208,8 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         try:
-            self._open()
+            if not self._open_retrying():
+                return
             threads = [
                 threading.Thread(target=self._loop, name=f"pulsaga-{self.service}-{i}", daemon=True) for i in range(self.concurrency)
             ]
@@ -236,6 +237,23 @@ class Worker:
             jobs = list(self._inflight)
         for j in jobs:
             j.cancelled.set()
+
+    def _open_retrying(self) -> bool:
+        """Opens the client, consumer and delivery log; a broker that does not
+        answer (down, or too slow) is tried again with a backoff (1 s doubling
+        to 30 s) until stop(). False when stopped first."""
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                self._open()
+                return True
+            except (pulsar.Timeout, pulsar.ConnectError, pulsar.LookupError, pulsar.ServiceUnitNotReady,
+                    pulsar.TooManyLookupRequestException, pulsar.NotConnected) as e:
+                log.warning("worker %s: cannot open %s (%s); trying again in %.0fs", self.name, self.job_topic, e, backoff)
+                self._close()
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        return False
 
     def _open(self) -> None:
         if self._client is None:
