@@ -458,7 +458,16 @@ func (r *run) chaos(ctx context.Context) (*Report, error) {
 		})
 	}
 	if r.cfg.FreezeAt >= 0 {
-		bg(func(ctx context.Context) { r.freezeOwner(ctx, time.Duration(float64(r.cfg.Duration)*r.cfg.FreezeAt)) })
+		// An owner to freeze may be missing for a while (the broker away,
+		// the orchestrators restarting): the freeze may come up to 30s
+		// after the phase.
+		freezeCtx, stopFreeze := context.WithDeadline(ctx, end.Add(30*time.Second))
+		defer stopFreeze()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.freezeOwner(freezeCtx, time.Duration(float64(r.cfg.Duration)*r.cfg.FreezeAt))
+		}()
 	}
 	progress := time.NewTicker(10 * time.Second)
 	defer progress.Stop()
