@@ -110,13 +110,15 @@ func DefaultConfig() Config {
 // ShortConfig is the short run of the test command (TestChaosShort, in
 // make test): about three minutes on two cores, the build and the fresh
 // broker included. 150 sagas over one minute with every fault of the long
-// run: kill -9 every 3 to 5s, the broker killed and restarted a quarter
-// in, an owner frozen for 15s; the drain bound is a safety margin for a
-// loaded machine, the run goes on as soon as every saga settled.
+// run: kill -9 every 3 to 5s, an owner frozen for 15s early on, then the
+// broker killed and restarted half-way (after it, owners are scarce for a
+// while: its start takes 20s to a minute and a half); the drain bound is
+// a safety margin for a loaded machine, the run goes on as soon as every
+// saga settled.
 func ShortConfig() Config {
 	c := DefaultConfig()
 	c.Sagas, c.Duration, c.Drain = 150, 60*time.Second, 150*time.Second
-	c.BrokerRestartAt, c.FreezeAt, c.FreezeFor = 0.25, 0.6, 15*time.Second
+	c.FreezeAt, c.FreezeFor, c.BrokerRestartAt = 0.1, 15*time.Second, 0.5
 	return c
 }
 
@@ -189,13 +191,18 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}
 	r.logf("run folder %s", cfg.Dir)
-	if err := r.build(ctx); err != nil {
-		return nil, err
-	}
-	r.logf("binaries ready in %s", time.Since(r.t0).Round(100*time.Millisecond))
-	if err := r.resolveMode(ctx); err != nil {
-		return nil, err
-	}
+	// The binaries are built while the broker starts: each takes tens of
+	// seconds on a busy machine.
+	buildCtx, stopBuild := context.WithCancel(ctx)
+	defer stopBuild()
+	built := make(chan error, 1)
+	go func() {
+		err := r.build(buildCtx)
+		if err == nil {
+			r.logf("binaries ready in %s", time.Since(r.t0).Round(100*time.Millisecond))
+		}
+		built <- err
+	}()
 	r.logf("starting a fresh private broker in %s (ports %d/%d/%d)", cfg.Broker.Home, cfg.Broker.Port, cfg.Broker.HTTPPort, cfg.Broker.BookiePort)
 	scriptLog, err := os.Create(r.path("logs", "broker-script.log"))
 	if err != nil {
@@ -208,6 +215,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		Fresh: true, Log: scriptLog,
 	})
 	if err != nil {
+		stopBuild()
+		<-built
 		return nil, err
 	}
 	// Whatever ends the kit (a test binary killed at go test's -timeout
@@ -225,6 +234,12 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		stopWatch()
 	}()
 	r.logf("broker ready in %s", time.Since(brokerAt).Round(time.Second))
+	if err := <-built; err != nil {
+		return nil, err
+	}
+	if err := r.resolveMode(ctx); err != nil {
+		return nil, err
+	}
 	r.ns = bus.Namespace{Tenant: "public", Namespace: "chaos"}
 	r.topics = protocol.DefaultTopics()
 	r.topics.Partitions = cfg.Partitions
@@ -349,7 +364,9 @@ func (r *run) build(ctx context.Context) error {
 	if len(pkgs) == 0 {
 		return nil
 	}
-	args := []string{"build", "-o", r.path("bin") + "/"}
+	// -ldflags=-w: no DWARF, the biggest part of linking (stack traces
+	// stay whole).
+	args := []string{"build", "-ldflags=-w", "-o", r.path("bin") + "/"}
 	if r.cfg.Race {
 		args = append(args, "-race")
 	}
