@@ -38,7 +38,7 @@ BENCH_KNOBS = BENCH_COUNT='$(BENCH_COUNT)' BENCH_RELAY_TIME='$(BENCH_RELAY_TIME)
 	BENCH_WAITING='$(BENCH_WAITING)' BENCH_RESTART='$(BENCH_RESTART)' BENCH_RESTART_INFLIGHT='$(BENCH_RESTART_INFLIGHT)' \
 	BENCH_TIMERPROCS='$(BENCH_TIMERPROCS)' BENCH_BURST='$(BENCH_BURST)' BENCH_PERF='$(BENCH_PERF)' GO='$(GO)'
 
-.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench bench-quick fuzz demo dev clean chaos chaos-short chaos-frozen
+.PHONY: all build chromium test test-short lint fmt pulsar pulsar-stop pulsar-status bench bench-quick fuzz proto demo dev clean chaos chaos-short chaos-frozen
 
 all: build
 
@@ -129,6 +129,14 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
 	done
+
+## proto: regenerate the engine's record code from engine/enginepb/records.proto
+## (needs protoc — apt-get install protobuf-compiler — and protoc-gen-go, which
+## this target installs at the version go.mod pins). The generated file is
+## committed: building and testing never need protoc.
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" $(GO) generate ./engine/enginepb
 
 clean:
 	rm -rf $(BIN) bench/results

@@ -100,7 +100,6 @@ func TestDashboardOperators(t *testing.T) {
 		chromedp.WaitVisible(css(`#by-definition tr[data-definition="repair"]`)),
 		chromedp.WaitVisible(css(`#error-types tr[data-error-type="NoParts"]`)),
 		poll(`document.querySelectorAll('#stuck tr.row').length === 6`),
-		shot("dashboard-overview.png"),
 	)
 	step("a shareable overview URL",
 		chromedp.SetValue(css(`#o-window`), "15m"),
@@ -108,6 +107,8 @@ func TestDashboardOperators(t *testing.T) {
 		poll(`location.hash === "#/?window=15m"`),
 		chromedp.Reload(),
 		poll(`document.querySelector('#o-window') && document.querySelector('#o-window').value === "15m"`),
+		poll(`document.querySelectorAll('#stuck tr.row').length === 6 && document.querySelector('#status-cards [data-status="all"] .n').textContent === "11"`),
+		shot("dashboard-overview.png"),
 	)
 	step("from a status card to the list, filtered",
 		chromedp.Click(css(`#status-cards [data-status="paused"]`)),

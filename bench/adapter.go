@@ -50,12 +50,8 @@ func decodeStatus(m *bus.Message) (Row, bool) {
 	if len(m.Payload) == 0 {
 		return Row{}, false
 	}
-	env, err := bus.DecodeEnvelope(m.Payload)
-	if err != nil || env.Type != engine.TypeStatus {
-		return Row{}, false
-	}
-	var r engine.StatusRecord
-	if env.DecodePayload(&r) != nil {
+	r, err := engine.DecodeStatus(m.Payload)
+	if err != nil || r == nil {
 		return Row{}, false
 	}
 	return Row{ProcessID: r.ProcessID, Status: string(r.Status), Terminal: r.Status.Terminal(), Completed: r.Status == "completed", Steps: r.Steps, LastError: r.LastError, Seq: r.Seq}, true
@@ -76,9 +72,13 @@ func (c *Client) Start(ctx context.Context, pid, def string, input json.RawMessa
 var ErrNotOffered = errors.New("not offered by this engine")
 
 // StartMany starts processes with one call of the client (engine.Client.
-// StartMany); this engine has none yet.
+// StartMany: checked, then sent together).
 func (c *Client) StartMany(ctx context.Context, pids []string, def string, input json.RawMessage) error {
-	return ErrNotOffered
+	reqs := make([]protocol.StartRequest, len(pids))
+	for i, pid := range pids {
+		reqs[i] = protocol.StartRequest{ProcessID: pid, Definition: def, Input: input}
+	}
+	return c.c.StartMany(ctx, reqs)
 }
 
 // Signal sends a signal to a process.

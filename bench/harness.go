@@ -312,6 +312,40 @@ func UnloadTopics(ctx context.Context, adminURL string, ns bus.Namespace) error 
 	return errors.Join(errs...)
 }
 
+// DeleteSystemTopics unloads and deletes the system topics left in a
+// namespace whose own topics are gone: the pending-ack stores of
+// transactional subscriptions ("<topic>-<subscription>__transaction_pending_ack")
+// outlive their topic and keep the namespace from being deleted ("409
+// Cannot delete non empty bundle"). Call it only once no client uses the
+// namespace.
+func DeleteSystemTopics(ctx context.Context, adminURL string, ns bus.Namespace) error {
+	root := strings.TrimSuffix(adminURL, "/") + "/admin/v2/"
+	var topics []string
+	if err := getJSON(ctx, root+"namespaces/"+url.PathEscape(ns.Tenant)+"/"+url.PathEscape(ns.Namespace)+"/topics?includeSystemTopic=true", &topics); err != nil {
+		return err
+	}
+	var errs []error
+	for _, full := range topics {
+		base := root + "persistent/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace) + "/" + url.PathEscape(full[strings.LastIndex(full, "/")+1:])
+		for _, step := range []struct{ method, url string }{{http.MethodPut, base + "/unload"}, {http.MethodDelete, base + "?force=true"}} {
+			req, err := http.NewRequestWithContext(ctx, step.method, step.url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusNotFound {
+				errs = append(errs, fmt.Errorf("%s %s: %s", step.method, step.url, resp.Status))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // NamespaceExists says whether the broker still has the namespace.
 func NamespaceExists(ctx context.Context, adminURL string, ns bus.Namespace) (bool, error) {
 	var all []string

@@ -183,6 +183,12 @@ func (o *Orchestrator) landed(r flightResult) error {
 		}
 		return fmt.Errorf("orchestrator: batch of %d inputs not committed: %w", len(b.acks), r.err)
 	}
+	if e := o.log.Debug(); e.Enabled() {
+		f := r.f
+		e.Int("units", b.units).Int("acks", len(b.acks)).Int("processes", len(f.jobs)).Int("messages", len(b.out)).
+			Dur("round1", f.round1.Sub(f.began)).Dur("round2", f.round2.Sub(f.round1)).
+			Dur("commit_wait", f.committed.Sub(f.round2)).Msg("batch committed")
+	}
 	before := o.adapt.limit()
 	o.adapt.succeeded(b.units, r.took)
 	if after := o.adapt.limit(); after < before {

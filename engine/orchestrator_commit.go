@@ -39,8 +39,10 @@ type flight struct {
 	sent chan error
 	// sendsDone closes when this flight no longer sends (its successor may).
 	sendsDone chan struct{}
-	// began is when its transaction began (zero if it did not).
-	began time.Time
+	// began is when its transaction began (zero if it did not); round1,
+	// round2 and committed when its two rounds of sends and its commit
+	// ended (for the debug log).
+	began, round1, round2, committed time.Time
 }
 
 // procJob is what a flight writes for one process: copies taken by the
@@ -111,6 +113,7 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 			}
 			if err == nil {
 				err = f.s.Commit(ctx)
+				f.committed = time.Now()
 			}
 		}
 		if err != nil {
@@ -163,8 +166,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 		if len(j.records) == 0 {
 			continue
 		}
-		payload, err := encode(TypeHistory, fmt.Sprintf("history:%s:%d", j.img.pid, j.records[0].Seq), j.img.pid, b.now,
-			HistoryEntry{ProcessID: j.img.pid, Records: j.records})
+		payload, err := encodeHistory(&HistoryEntry{ProcessID: j.img.pid, Records: j.records})
 		if err != nil {
 			return err
 		}
@@ -176,13 +178,14 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 	if err := s.Wait(ctx); err != nil {
 		return err
 	}
+	f.round1 = time.Now()
 	// 2. snapshots and status rows.
 	for _, j := range f.jobs {
 		if j.snap != nil {
 			if j.id != nil {
 				j.snap.HistoryIDs = append(j.snap.HistoryIDs, j.id)
 			}
-			payload, err := encode(TypeSnapshot, fmt.Sprintf("snapshot:%s:%d", j.snap.ProcessID, j.snap.Seq), j.snap.ProcessID, b.now, j.snap)
+			payload, err := encodeSnapshot(j.snap)
 			if err != nil {
 				return err
 			}
@@ -192,12 +195,14 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			// The row carries the positions of the process's history, so
 			// it is written whenever records are.
 			j.row.HistoryIDs = append(j.row.HistoryIDs, j.id)
-			payload, err := encode(TypeStatus, fmt.Sprintf("status:%s:%d", j.row.ProcessID, j.row.Seq), j.row.ProcessID, b.now, j.row)
+			payload, err := encodeStatus(&j.row)
 			if err != nil {
 				return err
 			}
 			s.Send(o.status, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 	}
-	return s.Wait(ctx)
+	err := s.Wait(ctx)
+	f.round2 = time.Now()
+	return err
 }

@@ -497,29 +497,20 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 			gone[m.Key] = true
 			continue
 		}
-		env, err := bus.DecodeEnvelope(m.Payload)
-		if err == nil && env.Type == TypeCheckpoint {
-			var c Checkpoint
-			if err := env.DecodePayload(&c); err != nil {
-				return nil, fmt.Errorf("load partition %d: undecodable checkpoint: %w", p, err)
-			}
-			cp = &c
-			continue
-		}
-		if err != nil || env.Type != TypeSnapshot {
-			o.log.Error().Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
-			continue
-		}
-		var s Snapshot
-		if err := env.DecodePayload(&s); err != nil {
+		s, c, err := decodeSnapshotsMessage(m.Payload)
+		if err != nil {
 			o.log.Error().Err(err).Str("key", m.Key).Int("partition", p).Msg("undecodable snapshot skipped")
+			continue
+		}
+		if c != nil {
+			cp = c
 			continue
 		}
 		d, err := def(s.Definition, s.Version)
 		if err != nil {
 			return nil, fmt.Errorf("load process %s: %w", s.ProcessID, err)
 		}
-		img := imageOf(s, d)
+		img := imageOf(*s, d)
 		img.covered = img.seq
 		l.images[s.ProcessID] = img
 		delete(gone, s.ProcessID)

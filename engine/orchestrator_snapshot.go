@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"fmt"
 	"slices"
 	"time"
 
@@ -122,7 +121,7 @@ func (o *Orchestrator) checkpoints(parts map[int]bool, now time.Time) []outMsg {
 		if slices.Equal(cp.Start, t.written.Start) && cp.After == t.written.After {
 			continue
 		}
-		payload, err := encode(TypeCheckpoint, fmt.Sprintf("checkpoint:%d:%d", p, o.batchNo), CheckpointKey, now, cp)
+		payload, err := encodeCheckpoint(&cp)
 		if err != nil {
 			continue
 		}

@@ -115,14 +115,11 @@ func (t *StatusTable) pass(ctx context.Context) error {
 			delete(t.rows, m.Key)
 			continue
 		}
-		env, err := bus.DecodeEnvelope(m.Payload)
-		if err != nil || env.Type != TypeStatus {
+		rp, err := DecodeStatus(m.Payload)
+		if err != nil || rp == nil {
 			continue
 		}
-		var r StatusRecord
-		if env.DecodePayload(&r) != nil {
-			continue
-		}
+		r := *rp
 		if old, ok := t.rows[r.ProcessID]; ok && old.Seq > r.Seq {
 			continue // an older row read after a newer one
 		}

@@ -2,6 +2,7 @@ package schedule_test
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -113,10 +114,16 @@ func (h *harness) record(name string) *schedule.Record {
 
 func (h *harness) waitFor(what string, cond func() bool) {
 	h.t.Helper()
+	h.waitForWhy(what, cond, func() string { return "" })
+}
+
+// waitForWhy is waitFor that says what was still missing when it timed out.
+func (h *harness) waitForWhy(what string, cond func() bool, why func() string) {
+	h.t.Helper()
 	deadline := time.Now().Add(45 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out waiting for %s", what)
+			h.t.Fatalf("timed out waiting for %s: %s", what, why())
 		}
 		if err := h.stack.Err(); err != nil {
 			h.t.Fatal(err)
@@ -248,13 +255,15 @@ func runSchedules(t *testing.T, newBus func(*testing.T) bus.Bus) {
 				t.Fatalf("run %s of a tick after the delete (%s)", r.ProcessID, deletedAt.Format(time.RFC3339Nano))
 			}
 		}
-		h.waitFor("every run completed", func() bool {
+		var open []string
+		h.waitForWhy("every run completed", func() bool {
+			open = open[:0]
 			for _, r := range h.runs("each") {
 				if r.Status != workflow.StatusCompleted {
-					return false
+					open = append(open, fmt.Sprintf("%s %s (updated %s)", r.ProcessID, r.Status, r.UpdatedAt.Format(time.RFC3339Nano)))
 				}
 			}
-			return true
-		})
+			return len(open) == 0
+		}, func() string { return strings.Join(open, "; ") })
 	})
 }

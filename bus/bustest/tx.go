@@ -2,6 +2,7 @@ package bustest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -18,6 +19,7 @@ var txTests = []test{
 	{"AbortPartitionedAsync", func(t *testing.T, s *suite) { s.txPartitioned(t, false) }},
 	{"ConcurrentSenders", func(t *testing.T, s *suite) { s.txConcurrentSenders(t) }},
 	{"InterleavedKeys", func(t *testing.T, s *suite) { s.txInterleavedKeys(t) }},
+	{"SendAfterTimeout", func(t *testing.T, s *suite) { s.txSendAfterTimeout(t) }},
 }
 
 // txPartitioned sends a batch with SendAsync to every partition of a topic
@@ -153,4 +155,46 @@ func (s *suite) tx(t *testing.T, end string) {
 	if got := s.receive(t, outC, "a plain message after the transaction"); string(got.Payload) != "plain" {
 		t.Fatalf("got %q, want \"plain\"", got.Payload)
 	}
+}
+
+// txSendAfterTimeout: a transaction that timed out while its sender still
+// holds it: a send in it fails (promptly, not after the send timeout), and
+// the producer goes on working: a later plain send arrives. (pulsarbus:
+// the client fails it itself, knowing the timeout; the broker's refusal of
+// a transaction it ended behind the client's back, finding (B), is
+// pulsarbus's TestSendInEndedTransaction.)
+func (s *suite) txSendAfterTimeout(t *testing.T) {
+	out := unique("txdead")
+	b := s.bus(t)
+	outC := s.subscribe(t, b, bus.SubscribeOptions{Topic: out, Subscription: unique("out"), Type: bus.Exclusive})
+	p := s.producer(t, b, out)
+	tx, err := b.BeginTx(s.ctx(t), s.o.TxTimeout)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	send(t, p, &bus.OutMessage{Key: "k", Payload: []byte("in the transaction"), Tx: tx})
+	// Past the timeout, and then some: the broker has aborted it.
+	time.Sleep(s.o.TxTimeout + 3*time.Second)
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), s.o.Wait)
+		_, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("late"), Tx: tx})
+		cancel()
+		if err == nil {
+			t.Fatalf("send %d in a transaction aborted at its timeout was accepted", i+1)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("send %d in an aborted transaction did not fail within %s: %v", i+1, s.o.Wait, err)
+		}
+	}
+	for i := range 3 {
+		send(t, p, &bus.OutMessage{Key: "k", Payload: payload("plain", i)})
+	}
+	for i := range 3 {
+		m := s.receive(t, outC, "a plain message after the dead transaction")
+		ack(t, outC, m)
+		if string(m.Payload) != string(payload("plain", i)) {
+			t.Fatalf("got %q, want %q", m.Payload, payload("plain", i))
+		}
+	}
+	s.none(t, outC, "messages of the aborted transaction")
 }

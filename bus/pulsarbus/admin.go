@@ -465,7 +465,7 @@ func (b *Bus) acker(ctx context.Context, full, sub string) (*acker, error) {
 		c = r.c
 	case <-ctx.Done():
 		go func() {
-			if r := <-ch; r.c != nil {
+			if r := <-ch; r.err == nil && r.c != nil {
 				r.c.Close()
 			}
 		}()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -562,5 +563,104 @@ func TestNackOneOfHeld(t *testing.T) {
 			}
 			quiet(t, mustSubscribe(t, b, o), "on a new consumer")
 		})
+	}
+}
+
+// TestSendInEndedTransaction: a transaction the broker ended behind the
+// client's back makes the broker answer a send in it with NotAllowedError
+// ("Transaction [(0,117)] has been ended"; the chaos kit saw it after a
+// broker restart and under load). That send fails at once with
+// bus.ErrTxFailed and the producer goes on: plain sends after it arrive.
+// (The vendored client detached the producer from its connection on
+// NotAllowedError: no receipt reached it any more and every later send
+// timed out, the chaos kit's finding (B); see
+// third_party/pulsar-client-go/PULSAGA.md.)
+//
+// How the test gets the broker to refuse: transaction A is aborted through
+// the admin API (the client still thinks it open). A topic refuses a
+// transaction at or below its low-water mark, which the coordinator passes
+// along when a transaction that wrote to the topic ends: the lowest open
+// transaction's id minus one. So short transactions B write to the topic
+// and commit until every transaction older than A (other tests' too) has
+// ended and a send in A is refused.
+func TestSendInEndedTransaction(t *testing.T) {
+	b := newBus(t)
+	ctx := ctxFor(t, 4*time.Minute)
+	topic := topicName(t)
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic, SendTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Subscribe(ctx, bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Exclusive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.BeginTx(ctx, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("in the transaction"), Tx: tx}); err != nil {
+		t.Fatal(err)
+	}
+	most, least := pulsarbus.TxID(tx)
+	_, adm := pulsartest.URLs(t)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/admin/v3/transactions/abortTransaction/%d/%d", adm, most, least), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("abort transaction (%d,%d) through the admin API: %s %s", most, least, resp.Status, body)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for round := 1; ; round++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broker still accepted sends in the aborted transaction (%d,%d) after %d rounds: "+
+				"a transaction older than it stayed open for 2 minutes", most, least, round)
+		}
+		later, err := b.BeginTx(ctx, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Send(ctx, &bus.OutMessage{Key: "later", Payload: []byte("later"), Tx: later}); err != nil {
+			t.Fatal(err)
+		}
+		if err := later.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_, err = p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("after the abort"), Tx: tx})
+		if err == nil {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if !errors.Is(err, bus.ErrTxFailed) || !strings.Contains(err.Error(), "has been ended") || time.Since(start) > 8*time.Second {
+			t.Fatalf("send in an aborted transaction: %v after %s, want bus.ErrTxFailed (NotAllowed: has been ended) at once", err, time.Since(start))
+		}
+		t.Logf("round %d: refused: %v", round, err)
+		break
+	}
+	for i := range 3 {
+		if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: fmt.Appendf(nil, "plain %d", i)}); err != nil {
+			t.Fatalf("plain send %d after the refused one: %v", i, err)
+		}
+	}
+	for i := 0; i < 3; {
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		m, err := c.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("plain message %d: %v", i, err)
+		}
+		_ = c.Ack(ctx, m)
+		switch string(m.Payload) {
+		case "later": // the committed transactions B
+		case fmt.Sprintf("plain %d", i):
+			i++
+		default:
+			t.Fatalf("plain message %d: got %q (a message of the aborted transaction?)", i, m.Payload)
+		}
 	}
 }

@@ -145,7 +145,7 @@ func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Clie
 	defer t.Stop()
 	abandon := func() {
 		go func() {
-			if r := <-ch; r.c != nil {
+			if r := <-ch; r.err == nil && r.c != nil {
 				r.c.Close()
 			}
 		}()
@@ -338,7 +338,9 @@ func (b *Bus) createProducer(ctx context.Context, opts pulsar.ProducerOptions) (
 		return r.p, r.err
 	case <-ctx.Done():
 		go func() {
-			if r := <-ch; r.p != nil {
+			// A failed CreateProducer returns a nil *producer inside a
+			// non-nil interface: closing it panicked the process.
+			if r := <-ch; r.err == nil && r.p != nil {
 				r.p.Close()
 			}
 		}()

@@ -79,7 +79,7 @@ func (b *Bus) BeginTx(ctx context.Context, timeout time.Duration) (bus.Tx, error
 		return &tx{b: b, t: r.t}, nil
 	case <-ctx.Done():
 		go func() {
-			if r := <-ch; r.t != nil {
+			if r := <-ch; r.err == nil && r.t != nil {
 				_ = r.t.Abort(context.Background())
 			}
 		}()

@@ -1502,6 +1502,27 @@ func (p *partitionProducer) ReceivedSendReceipt(response *pb.CommandSendReceipt)
 	pi.done(nil)
 }
 
+// ReceivedSendError fails the message the broker refused with
+// NotAllowedError (pulsaga patch, as the Java client's
+// recoverNotAllowedError): the pending item at the head of the queue when
+// its sequence id is the one refused; the producer goes on.
+func (p *partitionProducer) ReceivedSendError(sendError *pb.CommandSendError) {
+	pi, ok := p.pendingQueue.Peek().(*pendingItem)
+	if !ok || pi.sequenceID != sendError.GetSequenceId() {
+		p.log.Warnf("Received send error %s for sequence id %d, not the head of the pending queue: ignored",
+			sendError.GetError(), sendError.GetSequenceId())
+		return
+	}
+	p.pendingQueue.Poll()
+	err := newError(OperationNotSupported, fmt.Sprintf("server error: %s: %s", sendError.GetError(), sendError.GetMessage()))
+	pi.Lock()
+	defer pi.Unlock()
+	for _, i := range pi.sendRequests {
+		i.(*sendRequest).done(nil, err)
+	}
+	pi.done(err)
+}
+
 func (p *partitionProducer) internalClose(req *closeProducer) {
 	defer close(req.doneCh)
 

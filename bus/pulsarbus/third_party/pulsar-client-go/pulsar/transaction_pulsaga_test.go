@@ -22,10 +22,17 @@ package pulsar
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/apache/pulsar-client-go/pulsar/internal"
+	pb "github.com/apache/pulsar-client-go/pulsar/internal/pulsar_proto"
+	"github.com/apache/pulsar-client-go/pulsar/log"
 )
 
 func TestRegisterOnceOverlapsDifferentKeys(t *testing.T) {
@@ -139,5 +146,30 @@ func TestClosedTransactionHandlerFailsRequests(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a request to a closed handler blocked")
+	}
+}
+
+// pulsaga patch: ReceivedSendError fails the refused message (the head of
+// the pending queue, by sequence id) and leaves the rest pending.
+func TestReceivedSendErrorFailsTheRefusedMessage(t *testing.T) {
+	p := &partitionProducer{log: log.DefaultNopLogger(), pendingQueue: internal.NewBlockingQueue(10)}
+	var errs []error
+	item := func(seq uint64) *pendingItem {
+		sr := &sendRequest{producer: p, callbackOnce: &sync.Once{}, msg: &ProducerMessage{},
+			callback: func(_ MessageID, _ *ProducerMessage, err error) { errs = append(errs, err) }}
+		return &pendingItem{sequenceID: seq, sendRequests: []interface{}{sr}, buffer: internal.NewBuffer(0)}
+	}
+	p.pendingQueue.Put(item(5))
+	p.pendingQueue.Put(item(6))
+	notAllowed := func(seq uint64) *pb.CommandSendError {
+		return &pb.CommandSendError{SequenceId: proto.Uint64(seq), Error: pb.ServerError_NotAllowedError.Enum(), Message: proto.String("has been ended")}
+	}
+	p.ReceivedSendError(notAllowed(6)) // not the head: ignored
+	if len(errs) != 0 || p.pendingQueue.Size() != 2 {
+		t.Fatalf("an error for sequence id 6 failed %v (queue %d)", errs, p.pendingQueue.Size())
+	}
+	p.ReceivedSendError(notAllowed(5))
+	if len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "has been ended") || p.pendingQueue.Size() != 1 {
+		t.Fatalf("after the error for sequence id 5: callbacks %v, queue %d", errs, p.pendingQueue.Size())
 	}
 }

@@ -75,6 +75,12 @@ type ConnectionListener interface {
 	SetRedirectedClusterURI(redirectedClusterURI string)
 }
 
+// SendErrorListener is a ConnectionListener that takes a send error that
+// concerns one message (pulsaga patch: NotAllowedError).
+type SendErrorListener interface {
+	ReceivedSendError(sendError *pb.CommandSendError)
+}
+
 // Connection is a interface of client cnx.
 type Connection interface {
 	SendRequest(requestID uint64, req *pb.BaseCommand, callback func(*pb.BaseCommand, error))
@@ -878,7 +884,19 @@ func (c *connection) handleSendError(sendError *pb.CommandSendError) {
 
 	switch sendError.GetError() {
 	case pb.ServerError_NotAllowedError:
-		_, ok := c.deletePendingProducers(producerID)
+		// pulsaga patch: as the Java client (recoverNotAllowedError), the
+		// refused message fails and the producer goes on. The broker says
+		// NotAllowed for one message (a send in a transaction that has
+		// ended, say); upstream removed the producer from the connection,
+		// so no receipt reached it any more and every later send timed out.
+		c.mu.RLock()
+		producer, ok := c.listeners[producerID]
+		c.mu.RUnlock()
+		if se, isSE := producer.(SendErrorListener); ok && isSE {
+			se.ReceivedSendError(sendError)
+			return
+		}
+		_, ok = c.deletePendingProducers(producerID)
 		if !ok {
 			c.log.Warnf("Received unexpected error response for request %d of type %s",
 				producerID, sendError.GetError())

@@ -1,0 +1,51 @@
+// Licensed to the Apache Software Foundation (ASF) under one
+// or more contributor license agreements.  See the NOTICE file
+// distributed with this work for additional information
+// regarding copyright ownership.  The ASF licenses this file
+// to you under the Apache License, Version 2.0 (the
+// "License"); you may not use this file except in compliance
+// with the License.  You may obtain a copy of the License at
+//
+//   http://www.apache.org/licenses/LICENSE-2.0
+//
+// Unless required by applicable law or agreed to in writing,
+// software distributed under the License is distributed on an
+// "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY
+// KIND, either express or implied.  See the License for the
+// specific language governing permissions and limitations
+// under the License.
+
+package internal
+
+// pulsaga patch: a NotAllowedError send error goes to the producer it
+// concerns (which fails that one message and goes on) instead of detaching
+// the producer from the connection.
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/apache/pulsar-client-go/pulsar/internal/pulsar_proto"
+	"github.com/apache/pulsar-client-go/pulsar/log"
+)
+
+type sendErrorRecorder struct {
+	ConnectionListener
+	got []*pb.CommandSendError
+}
+
+func (r *sendErrorRecorder) ReceivedSendError(e *pb.CommandSendError) { r.got = append(r.got, e) }
+
+func TestNotAllowedSendErrorReachesItsProducer(t *testing.T) {
+	r := &sendErrorRecorder{}
+	c := &connection{listeners: map[uint64]ConnectionListener{7: r}, log: log.DefaultNopLogger()}
+	c.handleSendError(&pb.CommandSendError{ProducerId: proto.Uint64(7), SequenceId: proto.Uint64(42),
+		Error: pb.ServerError_NotAllowedError.Enum(), Message: proto.String("Transaction [(0,117)] has been ended.")})
+	if len(r.got) != 1 || r.got[0].GetSequenceId() != 42 {
+		t.Fatalf("the producer got %v, want the send error of sequence id 42", r.got)
+	}
+	if _, ok := c.listeners[7]; !ok {
+		t.Fatal("the producer was detached from the connection: no receipt would reach it any more")
+	}
+}
