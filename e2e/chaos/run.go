@@ -519,7 +519,9 @@ wait:
 	r.quiesce(ctx)
 	// Stop everything, so that what is checked stays as it is.
 	r.cluster.stop(15 * time.Second)
-	status.refresh(ctx)
+	if err := status.readToEnd(ctx, 3*time.Minute); err != nil {
+		return nil, err
+	}
 	return r.check(ctx, status)
 }
 
@@ -722,6 +724,7 @@ type statusWatch struct {
 	r         *run
 	refreshMu sync.Mutex // one refresh at a time
 	table     *engine.StatusTable
+	failures  int // refreshes failed in a row
 	mu        sync.Mutex
 	rows      map[string]engine.StatusRecord
 }
@@ -758,9 +761,14 @@ func (w *statusWatch) refresh(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := w.table.Refresh(rctx)
 	cancel()
-	if err != nil {
+	// A pass cut short keeps what it read and its place: on a loaded
+	// machine a pass may need longer than 10s to catch up. Only a reader
+	// failing again and again (the broker restarted) is opened anew.
+	if err == nil {
+		w.failures = 0
+	} else if w.failures++; w.failures >= 3 {
 		_ = w.table.Close()
-		w.table = nil
+		w.table, w.failures = nil, 0
 		return
 	}
 	n := 0
@@ -775,6 +783,25 @@ func (w *statusWatch) refresh(ctx context.Context) {
 	}
 	w.mu.Unlock()
 	w.r.settled.Store(int64(n))
+}
+
+// readToEnd refreshes until a pass reads the status topic to its end
+// (what the check judges must be the last word of every saga), at most
+// for limit.
+func (w *statusWatch) readToEnd(ctx context.Context, limit time.Duration) error {
+	end := time.Now().Add(limit)
+	for {
+		w.refresh(ctx)
+		w.refreshMu.Lock()
+		ok := w.table != nil && w.failures == 0
+		w.refreshMu.Unlock()
+		if ok {
+			return nil
+		}
+		if time.Now().After(end) || ctx.Err() != nil {
+			return fmt.Errorf("chaos: the status table could not be read to its end within %s", limit)
+		}
+	}
 }
 
 func (w *statusWatch) status(pid string) (workflow.Status, bool) {
