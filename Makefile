@@ -105,7 +105,7 @@ bench-quick: pulsar
 ## outcomes, kill -9 every few seconds, a frozen owner; then every saga checked. Exit 1 on any finding.
 CHAOS_SAGAS    ?= 2500
 CHAOS_DURATION ?= 10m
-CHAOS_DRAIN    ?= 5m
+CHAOS_DRAIN    ?= 10m
 CHAOS_SEED     ?= 1
 CHAOS_ARGS     ?=
 chaos:
