@@ -117,7 +117,7 @@ func DefaultConfig() Config {
 // saga settled.
 func ShortConfig() Config {
 	c := DefaultConfig()
-	c.Sagas, c.Duration, c.Drain = 150, 60*time.Second, 150*time.Second
+	c.Sagas, c.Duration, c.Drain = 150, 60*time.Second, 5*time.Minute
 	c.FreezeAt, c.FreezeFor, c.BrokerRestartAt = 0.1, 15*time.Second, 0.5
 	return c
 }
