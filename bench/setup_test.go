@@ -44,6 +44,7 @@ var (
 	flagStartsCLI  = flag.Int("starts-cli", 60, "BenchmarkStarts: start requests through the CLI (one pulsaga process each)")
 	flagEntrances  = flag.String("entrances", "client,client-many,topic,http,http-batch,cli,cli-api,cli-from,cli-from-api", "BenchmarkStarts: entrances measured (those the engine does not offer are skipped)")
 	flagWaiting    = flag.Int("waiting", 2000, "waiting processes of BenchmarkMemoryPerWaitingProcess")
+	flagSettle     = flag.Duration("settle", 10*time.Second, "BenchmarkMemoryPerWaitingProcess: how long the processes wait before the heap is measured (the engine encodes images idle for 5 s)")
 	flagRestart    = flag.Int("restart", 10000, "waiting processes of BenchmarkRestart")
 	flagRestartIn  = flag.Int("restart-inflight", 2000, "BenchmarkRestart: processes being created at once while filling")
 	flagRestartK   = flag.Bool("restart-kill", false, "BenchmarkRestart: SIGKILL the orchestrator instead of SIGTERM")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"sync"
 )
 
@@ -29,8 +30,10 @@ import (
 // messages in its event loop, in send order). Every producer used is
 // flushed once, after its lanes have handed over their messages, so
 // nothing waits for the batching delay. In a transaction the
-// acknowledgements run concurrently with the sends (each is a broker round
-// trip), at most AckConcurrency at once.
+// acknowledgements run concurrently with the sends: the inputs of a
+// consumer that is a TxListAcker (both buses') in one AckTxList call per
+// Wait (one broker request per partition), those of other consumers one
+// AckTx (one round trip) each, at most AckConcurrency calls at once.
 //
 // Without a transaction, an input queued with Ack is acknowledged only
 // once every send of the batch has succeeded (at Commit), and an input
@@ -72,7 +75,8 @@ type BatchOptions struct {
 	// Lanes is how many goroutines hand one producer's messages over at
 	// once (default 4). A key always uses the same lane.
 	Lanes int
-	// AckConcurrency bounds the acknowledgements in flight (default 32).
+	// AckConcurrency bounds the acknowledgement calls in flight (default
+	// 32; a TxListAcker's list is one call).
 	AckConcurrency int
 }
 
@@ -187,13 +191,24 @@ func (b *Batch) Wait(ctx context.Context) error {
 	b.mu.Lock()
 	b.ops += len(sends) + len(acks)
 	b.mu.Unlock()
-	var outcomes sync.WaitGroup // one per send (its callback) and per ack
-	outcomes.Add(len(sends) + len(acks))
+	lists, acks := listAcks(acks)
+	var outcomes sync.WaitGroup // one per send (its callback), per ack and per list
+	outcomes.Add(len(sends) + len(acks) + len(lists))
 	var handed sync.WaitGroup
-	// Acknowledgements, bounded.
-	if len(acks) > 0 {
+	// Acknowledgements, bounded: a list per consumer that takes lists (one
+	// request per partition), the others one by one.
+	if len(acks)+len(lists) > 0 {
 		sem := make(chan struct{}, b.opts.AckConcurrency)
 		handed.Go(func() {
+			for _, l := range lists {
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; outcomes.Done() }()
+					if err := l.c.AckTxList(ctx, l.msgs, b.tx); err != nil {
+						b.fail(err)
+					}
+				}()
+			}
 			for _, in := range acks {
 				sem <- struct{}{}
 				go func() {
@@ -242,6 +257,38 @@ func (b *Batch) Wait(ctx context.Context) error {
 		return fmt.Errorf("%d of %d sends and acknowledgements failed, the first: %w", b.failed, b.ops, b.err)
 	}
 	return nil
+}
+
+// ackList is the inputs of one TxListAcker consumer, acknowledged at once.
+type ackList struct {
+	c    TxListAcker
+	msgs []*Message
+}
+
+// listAcks splits acks into one list per consumer that is a TxListAcker
+// (in the order of their first input) and the rest.
+func listAcks(acks []input) ([]*ackList, []input) {
+	var lists []*ackList
+	var byConsumer map[TxListAcker]*ackList
+	rest := acks[:0:0]
+	for _, in := range acks {
+		la, ok := in.c.(TxListAcker)
+		if !ok || !reflect.TypeOf(la).Comparable() {
+			rest = append(rest, in)
+			continue
+		}
+		if byConsumer == nil {
+			byConsumer = map[TxListAcker]*ackList{}
+		}
+		l := byConsumer[la]
+		if l == nil {
+			l = &ackList{c: la}
+			byConsumer[la] = l
+			lists = append(lists, l)
+		}
+		l.msgs = append(l.msgs, in.m)
+	}
+	return lists, rest
 }
 
 func (b *Batch) issue(ctx context.Context, s queuedSend, outcomes *sync.WaitGroup) {

@@ -127,3 +127,69 @@ func TestBatchWaitEndsWithItsContext(t *testing.T) {
 		t.Fatalf("second Commit: %v", err)
 	}
 }
+
+type fakeTx struct{}
+
+func (fakeTx) Commit(context.Context) error { return nil }
+func (fakeTx) Abort(context.Context) error  { return nil }
+
+// txConsumer records its acknowledgements in a transaction; listing
+// consumers (a bus.TxListAcker) record each AckTxList call's payloads.
+type txConsumer struct {
+	chanConsumer
+	failList error
+	acks     []string   // AckTx, one payload per call
+	lists    [][]string // AckTxList, one list per call
+}
+
+func (c *txConsumer) AckTx(_ context.Context, m *bus.Message, _ bus.Tx) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.acks = append(c.acks, string(m.Payload))
+	return nil
+}
+
+type listingConsumer struct{ txConsumer }
+
+func (c *listingConsumer) AckTxList(_ context.Context, msgs []*bus.Message, _ bus.Tx) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var l []string
+	for _, m := range msgs {
+		l = append(l, string(m.Payload))
+	}
+	c.lists = append(c.lists, l)
+	return c.failList
+}
+
+func TestBatchAcksAListPerListingConsumer(t *testing.T) {
+	a, b2, plain := &listingConsumer{}, &listingConsumer{}, &txConsumer{}
+	b := bus.NewBatch(bus.BatchOptions{Tx: fakeTx{}, AckConcurrency: 1})
+	for i := range 5 {
+		b.Ack(a, &bus.Message{Payload: fmt.Appendf(nil, "a%d", i)})
+		if i < 3 {
+			b.Ack(b2, &bus.Message{Payload: fmt.Appendf(nil, "b%d", i)})
+		}
+		if i < 2 {
+			b.Ack(plain, &bus.Message{Payload: fmt.Appendf(nil, "p%d", i)})
+		}
+	}
+	if err := b.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(a.lists) != "[[a0 a1 a2 a3 a4]]" || fmt.Sprint(b2.lists) != "[[b0 b1 b2]]" || len(a.acks)+len(b2.acks) != 0 {
+		t.Fatalf("lists %v and %v (single acks %v %v), want one list per consumer in Ack order", a.lists, b2.lists, a.acks, b2.acks)
+	}
+	if fmt.Sprint(plain.acks) != "[p0 p1]" {
+		t.Fatalf("a consumer without AckTxList got %v, want AckTx per input", plain.acks)
+	}
+	// A second Wait issues only what was queued since.
+	b.Ack(a, &bus.Message{Payload: []byte("a5")})
+	a.failList = fmt.Errorf("refused: %w", bus.ErrTxFailed)
+	if err := b.Wait(context.Background()); !errors.Is(err, bus.ErrTxFailed) {
+		t.Fatalf("Wait after a failed AckTxList: %v, want its error", err)
+	}
+	if fmt.Sprint(a.lists) != "[[a0 a1 a2 a3 a4] [a5]]" {
+		t.Fatalf("lists %v after the second Wait", a.lists)
+	}
+}

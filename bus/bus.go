@@ -148,6 +148,17 @@ type Consumer interface {
 	Close() error
 }
 
+// TxListAcker is a Consumer that acknowledges many messages in one
+// transaction at once: the effect of AckTx on each (settled by tx's end:
+// gone if it commits, delivered again if it aborts), in one broker request
+// per partition instead of one round trip per message. Both buses'
+// consumers have it; Batch uses it when the consumer has it. An error (it
+// wraps ErrTxFailed, or ErrBadOptions for a foreign tx) means tx cannot
+// commit.
+type TxListAcker interface {
+	AckTxList(ctx context.Context, msgs []*Message, tx Tx) error
+}
+
 // AccessMode says whether a producer shares its topic with others or
 // needs it to itself. On a partitioned topic it applies to each partition
 // (a producer on one partition's name holds only that partition).

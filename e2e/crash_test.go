@@ -65,6 +65,7 @@ type cluster struct {
 	dir      string
 	calls    string
 	decider  string // the orchestrators' decider mode
+	latency  string // the demo worker's latency per command (default 150ms)
 
 	mu    sync.Mutex
 	procs map[string]*proc
@@ -138,7 +139,11 @@ func (c *cluster) start(name string) {
 		args = append(args, "--partitions", "2")
 	case name == "worker":
 		bin = "worker"
-		args = append(args, "--calls-log", c.calls, "--latency", "150ms")
+		latency := c.latency
+		if latency == "" {
+			latency = "150ms"
+		}
+		args = append(args, "--calls-log", c.calls, "--latency", latency)
 	}
 	logf, err := os.OpenFile(filepath.Join(c.dir, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -147,3 +147,9 @@ type opLimitOwningConsumer struct {
 	opLimitConsumer
 	bus.PartitionOwner
 }
+
+// EndTransactions passes the takeover's transaction ending on to the
+// memory bus (an orchestrator needs a bus.TxEnder).
+func (b *opLimitBus) EndTransactions(ctx context.Context, scope bus.TxScope) (bus.TxEnded, error) {
+	return b.Bus.(bus.TxEnder).EndTransactions(ctx, scope)
+}

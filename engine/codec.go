@@ -45,7 +45,8 @@ const maxStateBytes = 64 << 20
 
 var (
 	zenc = sync.OnceValue(func() *zstd.Encoder {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true),
+			zstd.WithWindowSize(1<<17)) // states are small: a small window keeps the encoder's own memory small
 		if err != nil {
 			panic(fmt.Sprintf("engine: zstd encoder: %v", err))
 		}
@@ -453,6 +454,16 @@ func encodeSnapshot(s *Snapshot) ([]byte, error) {
 		Armed: nanosList(s.Armed), HistoryIds: idsOut(s.HistoryIDs), Partition: int64(s.Partition), CreatedAt: nanos(s.CreatedAt),
 	}
 	if s.State != nil {
+		m.Status, m.EndedAt = string(s.State.Status), nanos(s.State.EndedAt)
+		if !s.State.Status.Terminal() {
+			var d time.Time
+			for _, t := range s.State.Timers {
+				if d.IsZero() || t.FireAt.Before(d) {
+					d = t.FireAt
+				}
+			}
+			m.NextDeadline = nanos(d)
+		}
 		b, err := json.Marshal(s.State)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot of %s: %w", s.ProcessID, err)
@@ -502,6 +513,47 @@ func snapshotIn(m *enginepb.Snapshot) (*Snapshot, error) {
 		s.Outstanding = &Outstanding{TaskID: unrel(m.ProcessId, o.TaskId), Upto: o.Upto, Now: timeOf(o.Now), Issued: int(o.Issued), IssuedAt: timeOf(o.IssuedAt)}
 	}
 	return s, nil
+}
+
+// snapshotHead is what loading reads of a snapshot without decoding its
+// state (peekSnapshot).
+type snapshotHead struct {
+	pid, definition string
+	version         int
+	seq             int64
+	partition       int
+	createdAt       time.Time
+	// busy: pending events or a decision in flight (the image is needed
+	// decoded at once).
+	busy         bool
+	armed        []time.Time
+	status       workflow.Status
+	endedAt      time.Time
+	nextDeadline time.Time
+}
+
+// peekSnapshot reads a protobuf snapshot's head; ok is false for anything
+// else (a checkpoint, a JSON record: decode it whole).
+func peekSnapshot(payload []byte) (snapshotHead, bool) {
+	if isJSONRecord(payload) {
+		return snapshotHead{}, false
+	}
+	typ, b, err := protoRecord(payload)
+	if err != nil || typ != recSnapshot {
+		return snapshotHead{}, false
+	}
+	var m enginepb.Snapshot
+	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &m); err != nil {
+		return snapshotHead{}, false
+	}
+	if len(m.State) == 0 && len(m.StateZstd) == 0 {
+		return snapshotHead{}, false // no state yet: decode it whole
+	}
+	return snapshotHead{
+		pid: m.ProcessId, definition: m.Definition, version: int(m.Version), seq: m.Seq, partition: int(m.Partition),
+		createdAt: timeOf(m.CreatedAt), busy: len(m.Pending) > 0 || m.Outstanding != nil, armed: timeList(m.Armed),
+		status: workflow.Status(m.Status), endedAt: timeOf(m.EndedAt), nextDeadline: timeOf(m.NextDeadline),
+	}, true
 }
 
 // encodeCheckpoint encodes a partition's checkpoint.

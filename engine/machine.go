@@ -65,6 +65,9 @@ type image struct {
 	covered int64
 	since   uint64
 	touched time.Time
+	// frozen: an idle image kept encoded (frozen.go); its decoded fields
+	// above are nil until the loop thaws it.
+	frozen *frozenImage
 }
 
 func (img *image) terminal() bool { return img.state != nil && img.state.Status.Terminal() }

@@ -68,6 +68,15 @@ type HistoryEntry struct {
 // topic (process ids cannot start with '~').
 const CheckpointKey = "~checkpoint"
 
+// FenceKey is the key of a partition's fence messages on the snapshots
+// topic: written by a batch that acknowledges inputs of the partition, or
+// touches its processes, without writing its streams otherwise, because a
+// batch must write through the partition's term (the fencing producers,
+// see ownership.go) so that it fails as a whole if another instance took
+// the partition over meanwhile. Its payload is empty (a tombstone: the
+// compacted view keeps nothing of it); loading skips it.
+const FenceKey = "~fence"
+
 // Checkpoint says where the replay of a history partition starts: every
 // record before Start is covered by a snapshot (or belongs to a process
 // that expired). It is written on the snapshots topic, in the transaction

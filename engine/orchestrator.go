@@ -55,12 +55,10 @@ type OrchestratorOptions struct {
 	// matched by their own ids).
 	SeenLimit int
 	// OwnershipPoll is how often the orchestrator asks the broker which
-	// partitions it owns (default 500ms).
+	// partitions it owns (default 500ms); it also asks at once when the
+	// broker tells its consumer of a change. A partition it gains is taken
+	// over at once: the broker fences the previous owner (ownership.go).
 	OwnershipPoll time.Duration
-	// TakeoverGrace is how long after gaining a partition the orchestrator
-	// waits before loading it, so the previous owner has let go (default
-	// 4 × OwnershipPoll).
-	TakeoverGrace time.Duration
 	// MaxOutstanding bounds the decisions in flight (issued, not yet
 	// answered) of this instance (default DefaultMaxOutstanding). A process
 	// with pending events and no free slot waits in a FIFO queue and gets
@@ -94,9 +92,6 @@ func (o *OrchestratorOptions) defaults() {
 	}
 	if o.OwnershipPoll <= 0 {
 		o.OwnershipPoll = 500 * time.Millisecond
-	}
-	if o.TakeoverGrace <= 0 {
-		o.TakeoverGrace = 4 * o.OwnershipPoll
 	}
 	if o.TxTimeout <= 0 {
 		o.TxTimeout = 10 * time.Second
@@ -187,10 +182,14 @@ type Orchestrator struct {
 
 	cons                          bus.Consumer
 	status, decisions, timerTopic bus.Producer
-	// history and snapshots have a producer per partition (index
-	// Snapshot.Partition; one when the topics are not partitioned): a batch
-	// writes each partition from a goroutine of its own, see commit.
-	history, snapshots []bus.Producer
+	// terms are the loaded partitions' history and snapshots producers
+	// (ownership.go), by partition (0 when the topics are not
+	// partitioned); the loop's.
+	terms map[int]*term
+	// events are producers on partitions of the events topic, for inputs
+	// that arrived on another partition than their process's (route);
+	// opened on first use, by the loop only.
+	events map[int]bus.Producer
 
 	// jobs are the producers of the job queues, by service (opened on
 	// first use, by the loop only).
@@ -211,6 +210,12 @@ type Orchestrator struct {
 	uncovered map[*image]struct{}
 	tails     map[int]*tail
 	sweep     []*image
+	// warm are the images not frozen; retention and expiring, the finished
+	// processes by the end of their retention and those due (frozen.go,
+	// retention.go).
+	warm      map[*image]struct{}
+	retention *retention
+	expiring  []*image
 	own       *ownership
 	parts     partitions
 	slots     *slots
@@ -218,21 +223,24 @@ type Orchestrator struct {
 
 	statsMu     sync.Mutex
 	drops       map[string]int64
+	forwarded   int64
 	batches     int64
 	failed      int64 // batches not committed
 	limitNow    int   // the adaptive batch limit, as of the last landed batch
 	outstanding int
 	queued      int
+	imageCounts ImageCounts
 }
 
 // NewOrchestrator creates an orchestrator; Run starts it.
 func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zerolog.Logger) *Orchestrator {
 	opts.defaults()
 	return &Orchestrator{
-		bus: b, reg: reg, opts: opts, ready: readiness{grace: opts.TakeoverGrace},
+		bus: b, reg: reg, opts: opts,
 		log:    log.With().Str("component", "orchestrator").Str("instance", opts.Name).Logger(),
 		images: map[string]*image{}, slots: newSlots(opts.MaxOutstanding), drops: map[string]int64{},
-		jobs: map[string]bus.Producer{}, adapt: newAdaptive(opts.BatchSize, opts.TxTimeout), limitNow: opts.BatchSize,
+		jobs: map[string]bus.Producer{}, terms: map[int]*term{}, events: map[int]bus.Producer{},
+		adapt: newAdaptive(opts.BatchSize, opts.TxTimeout), limitNow: opts.BatchSize,
 		m: machine{
 			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit, decisionTimeout: opts.DecisionTimeout,
 			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer, tracer: opts.Tracer,
@@ -258,6 +266,14 @@ func (o *Orchestrator) Drops() map[string]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// Forwarded returns how many inputs arrived on another partition of the
+// events topic than their process's and were forwarded to it.
+func (o *Orchestrator) Forwarded() int64 {
+	o.statsMu.Lock()
+	defer o.statsMu.Unlock()
+	return o.forwarded
 }
 
 func (o *Orchestrator) drop(reason string, log zerolog.Logger, detail string) {
@@ -289,16 +305,19 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	if err := EnsureTopics(ctx, o.bus, o.opts.Topics); err != nil {
 		return err
 	}
-	if err := o.openProducers(ctx); err != nil {
-		return err
-	}
-	defer o.closeProducers()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		// Producers are opened for each subscription: a producer whose
+		// transaction was ended under it (a new owner aborts a deposed
+		// owner's batch) may not recover, so a fresh start gets fresh ones.
 		o.statsMu.Lock()
 		committed := o.batches
 		o.statsMu.Unlock()
-		err := o.serve(ctx)
+		err := o.openProducers(ctx)
+		if err == nil {
+			err = o.serve(ctx)
+			o.closeProducers()
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -329,14 +348,6 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
 		return p
 	}
-	o.history, o.snapshots = nil, nil
-	for p := range max(t.Partitions, 1) {
-		history, snapshots := t.History, t.Snapshots
-		if t.Partitions > 0 {
-			history, snapshots = o.bus.Namespace().Partition(history, p), o.bus.Namespace().Partition(snapshots, p)
-		}
-		o.history, o.snapshots = append(o.history, open(history)), append(o.snapshots, open(snapshots))
-	}
 	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(t.Timers)
 	if err != nil {
 		o.closeProducers()
@@ -346,15 +357,19 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 }
 
 func (o *Orchestrator) closeProducers() {
-	all := append([]bus.Producer{o.status, o.decisions, o.timerTopic}, o.history...)
-	for _, p := range append(all, o.snapshots...) {
+	for _, p := range []bus.Producer{o.status, o.decisions, o.timerTopic} {
 		if p != nil {
 			_ = p.Close()
 		}
 	}
+	o.status, o.decisions, o.timerTopic = nil, nil, nil
 	for svc, p := range o.jobs {
 		_ = p.Close()
 		delete(o.jobs, svc)
+	}
+	for i, p := range o.events {
+		_ = p.Close()
+		delete(o.events, i)
 	}
 }
 
@@ -375,11 +390,34 @@ func (o *Orchestrator) jobProducer(ctx context.Context, service string) (bus.Pro
 	return p, nil
 }
 
-// partitionOf is the index of img's producer in o.history and o.snapshots:
-// the partition Pulsar routes its key to, as for its events.
+// partitionOf is the index of img's term (o.terms): the partition its
+// process id routes to (bus.KeyPartition), 0 when the topics are not
+// partitioned.
 func (o *Orchestrator) partitionOf(img *image) int {
 	if o.opts.Topics.Partitions == 0 {
 		return 0
 	}
 	return img.partition
+}
+
+// termOf is the term of partition p's streams. The loop only touches
+// processes of loaded partitions, which have one.
+func (o *Orchestrator) termOf(p int) *term {
+	if o.opts.Topics.Partitions == 0 {
+		p = 0
+	}
+	return o.terms[p]
+}
+
+// eventsPartition is a producer on partition p of the events topic.
+func (o *Orchestrator) eventsPartition(ctx context.Context, p int) (bus.Producer, error) {
+	if pr := o.events[p]; pr != nil {
+		return pr, nil
+	}
+	pr, err := o.bus.Producer(ctx, bus.ProducerOptions{Topic: o.bus.Namespace().Partition(o.opts.Topics.Events, p)})
+	if err != nil {
+		return nil, fmt.Errorf("orchestrator: events partition %d: %w", p, err)
+	}
+	o.events[p] = pr
+	return pr, nil
 }

@@ -75,7 +75,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	sweep := o.sweep[:0]
 	for _, img := range o.sweep {
 		switch {
-		case o.images[img.pid] != img || o.busy[img.pid] > 0:
+		case o.images[img.pid] != img || o.busy[img.pid] > 0 || !o.live(img):
 		case b.units-len(msgs) >= room:
 			sweep = append(sweep, img)
 		default:
@@ -89,7 +89,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	keep := o.recovering[:0]
 	for _, img := range o.recovering {
 		switch {
-		case o.images[img.pid] != img:
+		case o.images[img.pid] != img || !o.live(img):
 		case o.busy[img.pid] > 0 || b.units-len(msgs) >= room:
 			keep = append(keep, img)
 		default:
@@ -99,6 +99,20 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	}
 	clear(o.recovering[len(keep):])
 	o.recovering = keep
+	expiring := o.expiring[:0]
+	for _, img := range o.expiring {
+		switch {
+		case o.images[img.pid] != img || !img.ended():
+		case o.busy[img.pid] > 0 || b.units-len(msgs) >= room:
+			expiring = append(expiring, img)
+		default:
+			o.expire(b, img, o.log.With().Str("process_id", img.pid).Logger())
+			b.parts[img.partition] = true
+			b.units++
+		}
+	}
+	clear(o.expiring[len(expiring):])
+	o.expiring = expiring
 	for _, m := range msgs {
 		if o.route(ctx, b, m) {
 			b.acks = append(b.acks, m)
@@ -133,7 +147,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	jobs := make([]*procJob, 0, len(b.touched))
 	for _, img := range b.touched {
 		b.parts[img.partition] = true
-		j := &procJob{img: img, records: b.fx[img].records}
+		j := &procJob{img: img, records: b.fx[img].records, term: o.termOf(o.partitionOf(img))}
 		if !deleted[img] {
 			row := statusRow(img)
 			row.HistoryIDs = slices.Clone(row.HistoryIDs)
@@ -154,6 +168,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 		o.busy[img.pid]++
 	}
 	b.out = append(b.out, o.checkpoints(snapshotted, b.now)...)
+	b.out = append(b.out, o.fences(b, jobs)...)
 	f := o.launch(p.ctx, b, jobs, p.sendsDone, p.wg)
 	p.sendsDone = f.sendsDone
 	o.inflight++
@@ -245,6 +260,9 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 	if err != nil {
 		return deadLetter(err.Error())
 	}
+	if home := o.homePartition(in.pid); home != m.Partition {
+		return o.forward(ctx, b, m, home, log)
+	}
 	img := o.images[in.pid]
 	if in.kind == inStart && img == nil {
 		def, err := o.reg.Get(ctx, in.start.Definition, in.start.Version)
@@ -254,6 +272,7 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		fx := &effects{}
 		img = o.m.start(def, m.Partition, in, b.now, fx)
 		o.images[in.pid] = img
+		o.warm[img] = struct{}{}
 		b.fx[img] = fx
 		b.touched = append(b.touched, img)
 		log.Info().Str("definition", def.Name).Int("version", def.Version).Msg("process started")
@@ -264,8 +283,12 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 		return true
 	}
 	if in.kind == inRetention {
+		// (an earlier engine's timer: retention.go does it now)
 		o.expire(b, img, log)
 		return true
+	}
+	if !o.live(img) {
+		return deadLetter(fmt.Sprintf("the image of %s cannot be decoded", in.pid))
 	}
 	o.m.accept(img, in, b.now, b.effects(img))
 	return true
@@ -322,11 +345,7 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 		}
 		if fx.finished {
 			log.Info().Str("status", string(img.state.Status)).Msg("process finished")
-			if err := o.setTimer(b, protocol.Timer{
-				TimerID: "retention:" + img.pid, ProcessID: img.pid, Kind: protocol.TimerRetention, FireAt: b.now.Add(o.opts.Retention),
-			}); err != nil {
-				return err
-			}
+			o.retention.add(img, b.now.Add(o.opts.Retention))
 		}
 	}
 	return nil
@@ -364,12 +383,12 @@ func (o *Orchestrator) setTimer(b *batch, t protocol.Timer) error {
 
 // expire forgets a finished process once its retention has passed.
 func (o *Orchestrator) expire(b *batch, img *image, log zerolog.Logger) {
-	if !img.terminal() {
+	if !img.ended() {
 		o.drop(DropStaleTimer, log, "retention of a live process")
 		return
 	}
 	b.out = append(b.out,
-		outMsg{o.snapshots[o.partitionOf(img)], &bus.OutMessage{Key: img.pid}}, // empty payload: deleted from the compacted view
+		outMsg{o.termOf(o.partitionOf(img)).snapshots, &bus.OutMessage{Key: img.pid}}, // empty payload: deleted from the compacted view
 		outMsg{o.status, &bus.OutMessage{Key: img.pid}},
 	)
 	b.deleted = append(b.deleted, img)
@@ -418,4 +437,63 @@ func imageOf(s Snapshot, def *workflow.Definition) *image {
 		pid: s.ProcessID, def: def, partition: s.Partition, createdAt: s.CreatedAt, state: s.State, seq: s.Seq,
 		pending: s.Pending, outstanding: s.Outstanding, seen: s.Seen, armed: s.Armed, historyIDs: s.HistoryIDs,
 	}
+}
+
+// fences returns a fence message for each partition the batch reads or
+// touches but whose streams it does not write otherwise: every batch
+// writes through the term of each partition it involves, so that a batch
+// of a deposed owner fails as a whole (ownership.go).
+func (o *Orchestrator) fences(b *batch, jobs []*procJob) []outMsg {
+	written := map[*term]bool{}
+	for _, j := range jobs {
+		if len(j.records) > 0 || j.snap != nil {
+			written[j.term] = true
+		}
+	}
+	for _, m := range b.out {
+		for _, t := range o.terms {
+			if m.p == t.history || m.p == t.snapshots {
+				written[t] = true
+			}
+		}
+	}
+	var out []outMsg
+	for p := range b.parts {
+		t := o.termOf(p)
+		if t == nil || written[t] {
+			continue
+		}
+		written[t] = true
+		out = append(out, outMsg{t.snapshots, &bus.OutMessage{Key: FenceKey}})
+	}
+	return out
+}
+
+// homePartition is the partition of the events topic whose owner owns
+// process pid: the engine's own routing of its id (bus.KeyPartition), not
+// the sender's, whose client may hash keys differently.
+func (o *Orchestrator) homePartition(pid string) int {
+	if o.opts.Topics.Partitions == 0 {
+		return 0
+	}
+	return bus.KeyPartition(pid, o.opts.Topics.Partitions)
+}
+
+// forward sends an input that arrived on another partition than its
+// process's to that partition, unchanged, in the batch's transaction (so
+// it is acknowledged here exactly when it is there). It returns false when
+// the input was given back instead.
+func (o *Orchestrator) forward(ctx context.Context, b *batch, m *bus.Message, home int, log zerolog.Logger) bool {
+	p, err := o.eventsPartition(ctx, home)
+	if err != nil {
+		log.Error().Err(err).Msg("input not forwarded; it will come again")
+		o.cons.Nack(m, err)
+		return false
+	}
+	b.out = append(b.out, outMsg{p, &bus.OutMessage{Key: m.Key, Payload: m.Payload, Properties: m.Properties}})
+	o.statsMu.Lock()
+	o.forwarded++
+	o.statsMu.Unlock()
+	log.Debug().Int("from", m.Partition).Int("to", home).Msg("input forwarded to its process's partition")
+	return true
 }

@@ -50,6 +50,8 @@ type flight struct {
 type procJob struct {
 	img     *image
 	records []Record
+	// term holds the producers of the process's partition streams.
+	term *term
 	// row and snap are written with the position of the history entry
 	// appended (row only when there are records; snap may be nil).
 	row  StatusRecord
@@ -170,7 +172,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 		if err != nil {
 			return err
 		}
-		s.Send(o.history[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, func(id bus.MessageID) { j.id = id })
+		s.Send(j.term.history, &bus.OutMessage{Key: j.img.pid, Payload: payload}, func(id bus.MessageID) { j.id = id })
 	}
 	for _, m := range b.out {
 		s.Send(m.p, m.msg, nil)
@@ -189,7 +191,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			if err != nil {
 				return err
 			}
-			s.Send(o.snapshots[o.partitionOf(j.img)], &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
+			s.Send(j.term.snapshots, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 		if j.id != nil {
 			// The row carries the positions of the process's history, so

@@ -14,11 +14,12 @@ import (
 )
 
 // Partitions are loaded eagerly and concurrently. As soon as the broker
-// reports a partition of the events topic as this instance's (and the
-// takeover grace has passed, see ownership.go), a goroutine reads that
-// partition's compacted snapshots into images of its own and hands them to
-// the loop through a channel; the loop installs them whole, so it never sees
-// a half-loaded partition. Meanwhile the loop goes on with the batches of
+// reports a partition of the events topic as this instance's, a goroutine
+// takes its streams over (beginTerm: the previous owner is fenced out and
+// its open transactions ended, see ownership.go), reads the partition's
+// compacted snapshots and history tail into images of its own and hands
+// them, with the term, to the loop through a channel; the loop installs
+// them whole, so it never sees a half-loaded partition. Meanwhile the loop goes on with the batches of
 // the partitions already loaded: a received message of a partition that is
 // not loaded yet waits (is parked) until its partition is, in order.
 
@@ -58,6 +59,7 @@ type loadJob struct {
 type loadResult struct {
 	p    int
 	job  *loadJob
+	t    *term
 	l    *loaded
 	took time.Duration
 	err  error
@@ -73,7 +75,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
 	o.busy, o.inflight = map[string]int{}, 0
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
+	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
+	defer o.endTerms()
 	cons, err := o.bus.Subscribe(ctx, bus.SubscribeOptions{
 		Topic: o.opts.Topics.Events, Subscription: protocol.OrchestratorSubscription, Type: bus.Failover,
 		ConsumerName: o.opts.Name, ReceiveQueueSize: 2 * o.opts.BatchSize,
@@ -116,6 +120,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
+			o.freezeIdle(now)
+			o.sweepRetention(now)
+			o.publishImages()
 			lastSweep = now
 		}
 		inCh := in
@@ -147,6 +154,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 				o.install(res)
 			case fr := <-p.results:
 				landed = &fr
+			case <-o.own.changed:
 			case <-tick.C:
 			}
 		}
@@ -170,7 +178,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			// quarter kept for snapshots, timers and queued decisions
 			// when those wait.
 			limit := o.adapt.limit()
-			extra := min(len(o.sweep)+len(o.recovering)+len(o.slots.queued), limit/4)
+			extra := min(len(o.sweep)+len(o.recovering)+len(o.expiring)+len(o.slots.queued), limit/4)
 			msgs := o.takeBatch(limit - extra)
 			launched, err := o.handleBatch(ctx, msgs, limit-len(msgs), p)
 			if err != nil {
@@ -235,7 +243,7 @@ func (o *Orchestrator) hasWork() bool {
 			return true
 		}
 	}
-	return len(o.recovering) > 0 || len(o.sweep) > 0 || (o.slots.waiting() && o.slots.free())
+	return len(o.recovering) > 0 || len(o.sweep) > 0 || len(o.expiring) > 0 || (o.slots.waiting() && o.slots.free())
 }
 
 // takeBatch takes up to limit parked messages of loaded partitions, in
@@ -282,9 +290,8 @@ func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 }
 
 // reconcile brings the loop in line with the broker's view of ownership:
-// it drops the partitions lost, starts loading the partitions gained once
-// their takeover grace has passed, and gives back messages of partitions
-// that are not ours.
+// it drops the partitions lost, starts taking over the partitions gained,
+// and gives back messages of partitions that are not ours.
 func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, wg *sync.WaitGroup) {
 	owned, err := o.own.owned()
 	if err != nil {
@@ -308,9 +315,6 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 	now := time.Now()
 	for p, since := range owned {
 		if o.parts.loaded[p] || o.parts.loading[p] != nil || now.Before(o.parts.retryAt[p]) {
-			continue
-		}
-		if wait := since.Add(o.opts.TakeoverGrace).Sub(now); wait > 0 {
 			continue
 		}
 		o.parts.since[p] = since
@@ -365,6 +369,8 @@ func (o *Orchestrator) lose(p int) {
 	delete(o.parts.loaded, p)
 	delete(o.parts.since, p)
 	delete(o.tails, p)
+	o.terms[p].close()
+	delete(o.terms, p)
 	o.ready.setLoaded(p, false)
 	o.giveBack(p, "partition lost")
 	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
@@ -381,10 +387,19 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 		defer wg.Done()
 		defer cancel()
 		t0 := time.Now()
-		l, err := o.loadPartition(lctx, p)
+		t, err := o.beginTerm(lctx, p)
+		var l *loaded
+		if err == nil {
+			l, err = o.loadPartition(lctx, p)
+		}
+		if err != nil {
+			t.close()
+			t = nil
+		}
 		select {
-		case loads <- loadResult{p: p, job: job, l: l, took: time.Since(t0), err: err}:
+		case loads <- loadResult{p: p, job: job, t: t, l: l, took: time.Since(t0), err: err}:
 		case <-lctx.Done():
+			t.close()
 		}
 	}()
 }
@@ -394,6 +409,7 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 // their oldest pending event).
 func (o *Orchestrator) install(res loadResult) {
 	if o.parts.loading[res.p] != res.job {
+		res.t.close()
 		return // cancelled: the partition was lost meanwhile
 	}
 	delete(o.parts.loading, res.p)
@@ -415,6 +431,20 @@ func (o *Orchestrator) install(res loadResult) {
 	for pid, img := range res.l.images {
 		o.images[pid] = img
 		img.touched = now
+		if img.frozen != nil {
+			if img.frozen.ended {
+				o.retention.add(img, img.frozen.endedAt.Add(o.opts.Retention))
+			}
+			continue // waits, its timer armed (loadFrozen)
+		}
+		o.warm[img] = struct{}{}
+		if img.terminal() {
+			end := img.state.EndedAt
+			if end.IsZero() {
+				end = now
+			}
+			o.retention.add(img, end.Add(o.opts.Retention))
+		}
 		if img.seq > img.covered {
 			img.since = o.batchNo
 			o.uncovered[img] = struct{}{}
@@ -443,11 +473,20 @@ func (o *Orchestrator) install(res loadResult) {
 	for _, img := range waiting {
 		o.slots.enqueue(img.pid)
 	}
+	o.terms[res.p] = res.t
 	o.parts.loaded[res.p] = true
 	delete(o.parts.retryAt, res.p)
 	o.ready.setLoaded(res.p, true)
 	o.log.Info().Int("partition", res.p).Int("processes", len(res.l.images)).Int("queued", len(waiting)).
 		Int("replayed", res.l.replayed).Dur("took", res.took).Msg("partition loaded")
+}
+
+// endTerms lets go of every partition's streams (the subscription ends).
+func (o *Orchestrator) endTerms() {
+	for p, t := range o.terms {
+		t.close()
+		delete(o.terms, p)
+	}
 }
 
 // loadPartition reads the memory images of partition p: the latest
@@ -492,9 +531,19 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		if err != nil {
 			return nil, fmt.Errorf("load partition %d: %w", p, err)
 		}
+		if m.Key == FenceKey {
+			continue // a batch's mark of its term (ownership.go), nothing to load
+		}
 		if len(m.Payload) == 0 {
 			delete(l.images, m.Key)
 			gone[m.Key] = true
+			continue
+		}
+		if img, err := loadFrozen(m.Payload, def, o.opts.Clock()); err != nil {
+			return nil, err
+		} else if img != nil {
+			l.images[img.pid] = img
+			delete(gone, img.pid)
 			continue
 		}
 		s, c, err := decodeSnapshotsMessage(m.Payload)
@@ -563,6 +612,11 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		}
 		if last := e.Records[len(e.Records)-1].Seq; last <= img.seq {
 			continue // covered by its snapshot
+		}
+		if img.frozen != nil {
+			if err := img.thaw(); err != nil {
+				return nil, fmt.Errorf("load process %s: %w", img.pid, err)
+			}
 		}
 		for _, r := range e.Records {
 			if r.Seq <= img.seq {

@@ -99,7 +99,7 @@ func (o *Orchestrator) issueQueued(b *batch, room int) {
 			return
 		}
 		img := o.images[pid]
-		if img == nil || !img.needsDecision() {
+		if img == nil || !o.live(img) || !img.needsDecision() {
 			continue // gone, or issued already
 		}
 		if o.busy[pid] > 0 && b.fx[img] == nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 )
 
 // ErrNotReady: the orchestrator is not serving every partition it owns yet
@@ -18,7 +17,6 @@ type readiness struct {
 	mu     sync.Mutex
 	own    *ownership // nil while there is no subscription
 	loaded map[int]bool
-	grace  time.Duration
 }
 
 func (r *readiness) subscribed(own *ownership) {
@@ -59,7 +57,6 @@ func (o *Orchestrator) Ready() error {
 	for p := range r.loaded {
 		loaded[p] = true
 	}
-	grace := r.grace
 	r.mu.Unlock()
 	if own == nil {
 		return fmt.Errorf("%w: not subscribed to the events topic", ErrNotReady)
@@ -78,6 +75,6 @@ func (o *Orchestrator) Ready() error {
 		return nil
 	}
 	slices.Sort(missing)
-	return fmt.Errorf("%w: partitions %v of the events topic are owned but not loaded yet (loading starts %s after the broker hands a partition over)",
-		ErrNotReady, missing, grace)
+	return fmt.Errorf("%w: partitions %v of the events topic are owned but not taken over and loaded yet",
+		ErrNotReady, missing)
 }

@@ -48,7 +48,9 @@ func (o *Orchestrator) tailOf(p int) *tail {
 // coverage updates img's bookkeeping for a batch that gave it records and
 // says whether to snapshot it in that batch.
 func (o *Orchestrator) coverage(img *image, records int, swept bool, now time.Time) bool {
-	img.touched = now
+	if records > 0 || !swept {
+		img.touched = now // (a snapshot of an idle image leaves it idle: frozen.go)
+	}
 	if records > 0 && img.since == 0 {
 		img.since = o.batchNo
 		o.uncovered[img] = struct{}{}
@@ -125,7 +127,7 @@ func (o *Orchestrator) checkpoints(parts map[int]bool, now time.Time) []outMsg {
 		if err != nil {
 			continue
 		}
-		out = append(out, outMsg{o.snapshots[o.partitionIndex(p)], &bus.OutMessage{Key: CheckpointKey, Payload: payload}})
+		out = append(out, outMsg{o.termOf(p).snapshots, &bus.OutMessage{Key: CheckpointKey, Payload: payload}})
 		t.written, t.writtenAt = cp, now
 		for b := range t.first {
 			if min == 0 || b < min {
@@ -134,14 +136,6 @@ func (o *Orchestrator) checkpoints(parts map[int]bool, now time.Time) []outMsg {
 		}
 	}
 	return out
-}
-
-// partitionIndex is the index of partition p's producers.
-func (o *Orchestrator) partitionIndex(p int) int {
-	if o.opts.Topics.Partitions == 0 {
-		return 0
-	}
-	return p
 }
 
 // landedHistory records where a landed batch's history entries are, per

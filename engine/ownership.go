@@ -8,7 +8,45 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/protocol"
 )
+
+// Ownership and fencing.
+//
+// The events topic's Failover subscription gives each partition one active
+// consumer: that instance owns the partition's processes. Which instance
+// that is decides who should work (liveness); it does not keep two
+// instances from writing the same streams at once (safety), because a
+// deposed owner learns of its loss late: it may be frozen (a stop-the-world
+// pause, SIGSTOP, a swapped-out VM) for any length of time with a batch
+// half sent. Safety is the broker's job, through the partition's TERM:
+//
+//  1. An instance that takes partition p over opens its producers on
+//     history partition p and snapshots partition p with
+//     bus.AccessExclusiveWithFencing. The broker closes the previous
+//     owner's producers there and refuses them for ever after (topic
+//     epoch): whatever the deposed owner sends to p's streams from then on
+//     fails with bus.ErrFenced. These two producers are the term; the
+//     instance writes p's streams only through them.
+//  2. It then ends the transactions still open that wrote to p's streams
+//     or acknowledged inputs of p (bus.TxEnder): a deposed owner's batch
+//     sent before the fencing is aborted and can no longer commit, and
+//     readers are no longer held back by it (Pulsar's max read position).
+//     Its inputs come back to the new owner.
+//  3. Only then it loads p (snapshots + history tail) and serves it.
+//
+// Every batch that acknowledges inputs of p, or touches a process of p,
+// writes to p's term at least once (its history entries, snapshots or
+// checkpoint; otherwise a small fence message, see fences), so a
+// batch of a deposed owner fails as a whole: not one of its effects — not
+// even an acknowledgement of an input it dropped — takes effect. A term
+// whose producer is fenced is over: the flight fails, the orchestrator
+// starts over, and takes p again only if the broker still says p is its.
+//
+// The broker's view is read by polling (PartitionOwner, every
+// OwnershipPoll) and at once when the consumer is told of a change
+// (bus.OwnershipNotifier), so a standby starts taking over as soon as the
+// broker hands it the partition.
 
 // ErrPartitionLost: a batch touched a partition this instance no longer
 // owns; the batch is aborted and its events go to the new owner.
@@ -16,22 +54,13 @@ var ErrPartitionLost = errors.New("partition ownership lost")
 
 // ownership tracks which partitions of the events topic this instance is
 // the active Failover consumer of, as the broker says (bus.PartitionOwner).
-//
-// The rules that keep a partition's images from being written by two
-// instances at once:
-//   - partitions this instance lost are dropped from memory at the next
-//     batch, and a batch that touched one is aborted before it commits;
-//   - a partition this instance gains is loaded from its snapshots only
-//     TakeoverGrace after the broker first reported it as ours, so that the
-//     previous owner has noticed the loss (it polls every OwnershipPoll) and
-//     aborted its last batch;
-//   - a transaction that acknowledges an event another instance acknowledged
-//     too fails (Pulsar's pending-ack conflict), so each event takes effect
-//     once.
 type ownership struct {
-	owner bus.PartitionOwner // nil: the bus cannot tell; this instance owns what it receives
-	poll  time.Duration
-	parts int // partitions of the events topic (0: not partitioned)
+	owner  bus.PartitionOwner // nil: the bus cannot tell; this instance owns what it receives
+	notify <-chan struct{}    // nil without a bus.OwnershipNotifier
+	poll   time.Duration
+	parts  int // partitions of the events topic (0: not partitioned)
+	// changed wakes the orchestrator's loop after a refresh.
+	changed chan struct{}
 
 	mu    sync.Mutex
 	view  map[int]bool
@@ -40,9 +69,12 @@ type ownership struct {
 }
 
 func newOwnership(c bus.Consumer, poll time.Duration, parts int) *ownership {
-	o := &ownership{poll: poll, parts: parts, since: map[int]time.Time{}}
+	o := &ownership{poll: poll, parts: parts, since: map[int]time.Time{}, changed: make(chan struct{}, 1)}
 	if po, ok := c.(bus.PartitionOwner); ok {
 		o.owner = po
+	}
+	if n, ok := c.(bus.OwnershipNotifier); ok {
+		o.notify = n.OwnershipChanged()
 	}
 	return o
 }
@@ -54,31 +86,36 @@ func (w *ownership) refresh(ctx context.Context) {
 	}
 	view, err := w.owner.OwnedPartitions(ctx)
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if err != nil {
 		w.err = err // keep the last view; a batch is not committed on an unknown view
-		return
-	}
-	now := time.Now()
-	for p := range view {
-		if _, ok := w.since[p]; !ok {
-			w.since[p] = now
+	} else {
+		now := time.Now()
+		for p := range view {
+			if _, ok := w.since[p]; !ok {
+				w.since[p] = now
+			}
 		}
-	}
-	for p := range w.since {
-		if !view[p] {
-			delete(w.since, p)
+		for p := range w.since {
+			if !view[p] {
+				delete(w.since, p)
+			}
 		}
+		w.view, w.err = view, nil
 	}
-	w.view, w.err = view, nil
+	w.mu.Unlock()
+	select {
+	case w.changed <- struct{}{}:
+	default:
+	}
 }
 
-// run polls until ctx ends.
+// run asks the broker at once, then every poll and whenever the consumer
+// is told of a change, until ctx ends.
 func (w *ownership) run(ctx context.Context) {
 	if w.owner == nil {
 		return
 	}
-	w.refresh(ctx) // at once: loading a partition waits for the view, then the grace
+	w.refresh(ctx)
 	t := time.NewTicker(w.poll)
 	defer t.Stop()
 	for {
@@ -86,8 +123,9 @@ func (w *ownership) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			w.refresh(ctx)
+		case <-w.notify:
 		}
+		w.refresh(ctx)
 	}
 }
 
@@ -135,4 +173,76 @@ func (w *ownership) owned() (map[int]time.Time, error) {
 		}
 	}
 	return out, nil
+}
+
+// term is this instance's right to write partition p's streams: producers
+// on history and snapshots partition p that fenced out every earlier
+// writer (bus.AccessExclusiveWithFencing). A term ends when this instance
+// lets p go, or when another instance takes p (the producers then fail
+// with bus.ErrFenced).
+type term struct {
+	p                  int
+	history, snapshots bus.Producer
+}
+
+func (t *term) close() {
+	if t == nil {
+		return
+	}
+	for _, p := range []bus.Producer{t.history, t.snapshots} {
+		if p != nil {
+			_ = p.Close()
+		}
+	}
+}
+
+// streams names partition p's history and snapshots topics (the topics
+// themselves when they are not partitioned).
+func (o *Orchestrator) streams(p int) (history, snapshots string) {
+	t := o.opts.Topics
+	if t.Partitions == 0 {
+		return t.History, t.Snapshots
+	}
+	ns := o.bus.Namespace()
+	return ns.Partition(t.History, p), ns.Partition(t.Snapshots, p)
+}
+
+// beginTerm takes partition p's streams over: it fences out every other
+// writer of them and ends the transactions that wrote to them or
+// acknowledged inputs of p and have not ended (a deposed owner's batch).
+// After it, what the streams hold is final until this term ends: loading
+// them is safe.
+func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
+	history, snapshots := o.streams(p)
+	t := &term{p: p}
+	var err error
+	if t.history, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing}); err != nil {
+		return nil, fmt.Errorf("take partition %d: history: %w", p, err)
+	}
+	if t.snapshots, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing}); err != nil {
+		t.close()
+		return nil, fmt.Errorf("take partition %d: snapshots: %w", p, err)
+	}
+	ender, ok := o.bus.(bus.TxEnder)
+	if !ok {
+		t.close()
+		return nil, fmt.Errorf("take partition %d: %w: the bus (%T) cannot end a deposed owner's transactions (bus.TxEnder)", p, bus.ErrBadOptions, o.bus)
+	}
+	events := o.opts.Topics.Events
+	if o.opts.Topics.Partitions > 0 {
+		events = o.bus.Namespace().Partition(events, p)
+	}
+	ended, err := ender.EndTransactions(ctx, bus.TxScope{
+		Topics: []string{history, snapshots},
+		Acks:   []bus.SubscriptionRef{{Topic: events, Subscription: protocol.OrchestratorSubscription}},
+	})
+	if err != nil {
+		t.close()
+		return nil, fmt.Errorf("take partition %d: end the transactions of its previous owner: %w", p, err)
+	}
+	if ended.Aborted > 0 || ended.Waited > 0 {
+		o.log.Info().Int("partition", p).Int("aborted", ended.Aborted).Int("waited", ended.Waited).
+			Msg("transactions of the partition's previous owner ended")
+	}
+	return t, nil
 }

@@ -78,6 +78,17 @@ func TestRestartFromSnapshotsAndTail(t *testing.T) {
 	runWorkers(ctx, t, b2, r.log)
 	client := engine.NewClient(b2, topics)
 	defer client.Close()
+	// The snapshotted processes wait, their timers armed: they are loaded
+	// encoded (frozen.go), the replayed ones decoded.
+	for c := second.Images(); c.Images < len(early)+len(late); c = second.Images() {
+		if ctx.Err() != nil {
+			t.Fatalf("images after the load: %+v", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := second.Images(); c.Frozen < len(early) {
+		t.Errorf("images after the load: %+v, want the %d snapshotted ones frozen", c, len(early))
+	}
 	all := append(append([]string(nil), early...), late...)
 	for _, pid := range all {
 		if err := client.Signal(ctx, pid, "go", "go-"+pid, nil); err != nil {
@@ -141,4 +152,72 @@ func scanSnapshots(ctx context.Context, t *testing.T, b bus.Bus, topics protocol
 		_ = rd.Close()
 	}
 	return len(keys), len(cps)
+}
+
+// Idle waiting processes are kept encoded (frozen) and thawed by their next
+// input; finished processes leave memory when their retention ends, without
+// a retention timer each.
+func TestIdleImagesFrozenAndFinishedExpire(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b := memory.New(memory.Options{})
+	t.Cleanup(func() { _ = b.Close() })
+	topics := protocol.DefaultTopics()
+	topics.Partitions = 2
+	r := newTripRig(ctx, t, b, topics)
+	if _, err := r.reg.Register(ctx, "waits.yaml", []byte(waitingYAML)); err != nil {
+		t.Fatal(err)
+	}
+	o := engine.NewOrchestrator(b, r.reg, engine.OrchestratorOptions{Topics: topics, SnapshotAfter: 200 * time.Millisecond, Retention: 2 * time.Second}, r.log)
+	runComponent(ctx, t, "orchestrator", o.Run)
+	runWorkers(ctx, t, b, r.log)
+	pids := pidsOf("frozen", 20)
+	for _, pid := range pids {
+		if err := r.client.Start(ctx, protocol.StartRequest{ProcessID: pid, Definition: "waits"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitRows(ctx, t, pids, "waiting", func(row engine.StatusRecord) bool { return row.Steps["approval"] == string(workflow.StepWaiting) })
+	waitImages := func(what string, ok func(engine.ImageCounts) bool) {
+		t.Helper()
+		for !ok(o.Images()) {
+			if ctx.Err() != nil {
+				t.Fatalf("%s: images %+v", what, o.Images())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitImages("every waiting process frozen", func(c engine.ImageCounts) bool { return c.Images == len(pids) && c.Frozen == len(pids) })
+	// A second start of a frozen process is refused as before.
+	if err := r.client.Start(ctx, protocol.StartRequest{ProcessID: pids[0], Definition: "waits"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := r.client.Signal(ctx, pid, "go", "go-"+pid, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitRows(ctx, t, pids, "completed", completed)
+	if d := o.Drops()[engine.DropAlreadyStarted]; d != 1 {
+		t.Errorf("%d starts dropped as already started, want 1", d)
+	}
+	// Finished: frozen again, then gone when the retention ends (a bucket
+	// of a second late at most), with their rows and snapshots.
+	waitImages("finished processes expired", func(c engine.ImageCounts) bool { return c.Images == 0 && c.Finished == 0 })
+	if n := countSnapshots(ctx, t, b, topics); n != 0 {
+		t.Errorf("%d snapshots left after the retention", n)
+	}
+	if err := r.status.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if _, ok := r.status.Get(pid); ok {
+			t.Errorf("%s: status row left after the retention", pid)
+		}
+	}
+	for _, reason := range []string{engine.DropUnknownProcess, engine.DropDuplicate, engine.DropDeadLettered} {
+		if d := o.Drops()[reason]; d != 0 {
+			t.Errorf("%d inputs dropped as %s", d, reason)
+		}
+	}
 }

@@ -121,6 +121,7 @@ func Run(t *testing.T, newBus func(t *testing.T) bus.Bus, opts Options) {
 		{"Transactions", txTests},
 		{"Batch", batchTests},
 		{"Producers", producerTests},
+		{"Takeover", takeoverTests},
 		{"Size", sizeTests},
 		{"Reader", readerTests},
 		{"Decode", decodeTests},

@@ -20,6 +20,7 @@ var txTests = []test{
 	{"ConcurrentSenders", func(t *testing.T, s *suite) { s.txConcurrentSenders(t) }},
 	{"InterleavedKeys", func(t *testing.T, s *suite) { s.txInterleavedKeys(t) }},
 	{"SendAfterTimeout", func(t *testing.T, s *suite) { s.txSendAfterTimeout(t) }},
+	{"AckList", func(t *testing.T, s *suite) { s.txAckList(t) }},
 }
 
 // txPartitioned sends a batch with SendAsync to every partition of a topic
@@ -197,4 +198,91 @@ func (s *suite) txSendAfterTimeout(t *testing.T) {
 		}
 	}
 	s.none(t, outC, "messages of the aborted transaction")
+}
+
+// txAckList acknowledges a list of inputs, from every partition of a topic,
+// some batched together by the producer and some alone, in one transaction through
+// bus.TxListAcker: while the transaction is open none comes again; when it
+// aborts every one comes again; when a second one commits none does to a
+// new consumer of the subscription, even though the first consumer closed
+// before the commit (the transaction has every acknowledgement).
+func (s *suite) txAckList(t *testing.T) {
+	const n, alone = 24, 6
+	in, sub := unique("txlist"), unique("sub")
+	b := s.bus(t)
+	s.ensure(t, b, bus.TopicSpec{Name: in, Partitions: s.o.Partitions})
+	o := bus.SubscribeOptions{Topic: in, Subscription: sub, Type: bus.Exclusive, NackDelay: s.o.NackDelay}
+	c := s.subscribe(t, b, o)
+	la, ok := c.(bus.TxListAcker)
+	if !ok {
+		t.Fatalf("the consumer (%T) is not a bus.TxListAcker", c)
+	}
+	p := s.producer(t, b, in)
+	errs := make(chan error, n)
+	for i := range n {
+		key := fmt.Sprintf("proc-%d", i%6) // several messages per key: batched entries
+		p.SendAsync(s.ctx(t), &bus.OutMessage{Key: key, Payload: payload("in", i)}, func(_ bus.MessageID, err error) { errs <- err })
+	}
+	if err := p.Flush(s.ctx(t)); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("send: %v", err)
+		}
+	}
+	for i := n; i < n+alone; i++ { // one at a time: entries of their own
+		send(t, p, &bus.OutMessage{Key: fmt.Sprintf("proc-%d", i), Payload: payload("in", i)})
+	}
+	receiveAll := func(what string) []*bus.Message {
+		t.Helper()
+		var msgs []*bus.Message
+		seen := map[string]bool{}
+		parts := map[int]bool{}
+		for len(msgs) < n+alone {
+			m := s.receive(t, c, fmt.Sprintf("%s: input %d of %d", what, len(msgs)+1, n+alone))
+			if seen[string(m.Payload)] {
+				t.Fatalf("%s: %q delivered twice", what, m.Payload)
+			}
+			seen[string(m.Payload)] = true
+			parts[m.Partition] = true
+			msgs = append(msgs, m)
+		}
+		if len(parts) < 2 {
+			t.Fatalf("%s: %d inputs came from partitions %v only", what, n+alone, parts)
+		}
+		return msgs
+	}
+	msgs := receiveAll("first delivery")
+
+	tx, err := b.BeginTx(s.ctx(t), time.Minute)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if err := la.AckTxList(s.ctx(t), msgs, tx); err != nil {
+		t.Fatalf("AckTxList: %v", err)
+	}
+	s.none(t, c, "inputs acknowledged in an open transaction")
+	if err := tx.Abort(s.ctx(t)); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	msgs = receiveAll("after the abort")
+
+	tx, err = b.BeginTx(s.ctx(t), time.Minute)
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if err := la.AckTxList(s.ctx(t), msgs, tx); err != nil {
+		t.Fatalf("AckTxList: %v", err)
+	}
+	// The consumer goes before the commit: the transaction alone carries
+	// every acknowledgement (a batched entry included: none is left to a
+	// plain acknowledgement after the commit, which a crash would lose).
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(s.ctx(t)); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	s.none(t, s.subscribe(t, b, o), "inputs acknowledged in a committed transaction, to a new consumer")
 }

@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"sort"
@@ -183,6 +184,8 @@ func (s *subscription) rebalanceLocked() {
 			continue
 		}
 		s.active[cur] = next
+		next.ownershipChanged()
+		old.ownershipChanged()
 		if old != nil {
 			for _, st := range cur.states {
 				if st.holder == old {
@@ -340,9 +343,15 @@ type consumer struct {
 
 	closed bool // under the broker lock
 	done   chan struct{}
+	// owned is signalled when the consumer gains or loses a partition of
+	// a Failover or Exclusive subscription (ownership.go).
+	owned chan struct{}
 }
 
-var _ bus.Consumer = (*consumer)(nil)
+var (
+	_ bus.Consumer    = (*consumer)(nil)
+	_ bus.TxListAcker = (*consumer)(nil)
+)
 
 func less(a, b *consumer) bool {
 	if a.name != b.name {
@@ -414,7 +423,7 @@ func (x *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		return nil, fmt.Errorf("memory bus: exclusive subscription %s on %s already has a consumer", opts.Subscription, name)
 	}
 	s.nextCons++
-	c := &consumer{bus: x, s: s, id: s.nextCons, name: opts.ConsumerName, opts: opts, dlq: dlq, done: make(chan struct{})}
+	c := &consumer{bus: x, s: s, id: s.nextCons, name: opts.ConsumerName, opts: opts, dlq: dlq, done: make(chan struct{}), owned: make(chan struct{}, 1)}
 	if c.name == "" {
 		c.name = fmt.Sprintf("consumer-%06d", c.id)
 	}
@@ -597,6 +606,18 @@ func (c *consumer) AckTx(ctx context.Context, msg *bus.Message, t bus.Tx) error 
 		c.s.signalLocked()
 	}
 	return nil
+}
+
+// AckTxList acknowledges msgs in t (bus.TxListAcker): AckTx for each (the
+// memory bus has no round trips to save); the error joins the failures.
+func (c *consumer) AckTxList(ctx context.Context, msgs []*bus.Message, t bus.Tx) error {
+	var errs []error
+	for _, m := range msgs {
+		if err := c.AckTx(ctx, m, t); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *consumer) Nack(msg *bus.Message, cause error) {

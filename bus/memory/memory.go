@@ -47,7 +47,9 @@ type Broker struct {
 	topics   map[string]*topic // by full name (without partition suffix)
 	subs     map[string]*subscription
 	nextTx   int64
-	now      func() time.Time
+	// open are the transactions not yet ended (EndTransactions).
+	open map[*tx]struct{}
+	now  func() time.Time
 }
 
 // NewBroker returns an empty broker.
@@ -56,6 +58,7 @@ func NewBroker() *Broker {
 		released: make(chan struct{}),
 		topics:   make(map[string]*topic),
 		subs:     make(map[string]*subscription),
+		open:     make(map[*tx]struct{}),
 		now:      time.Now,
 	}
 }

@@ -7,7 +7,24 @@ import (
 	"github.com/pulsaga/pulsaga/bus"
 )
 
-var _ bus.PartitionOwner = (*consumer)(nil)
+var (
+	_ bus.PartitionOwner    = (*consumer)(nil)
+	_ bus.OwnershipNotifier = (*consumer)(nil)
+)
+
+// OwnershipChanged implements bus.OwnershipNotifier.
+func (c *consumer) OwnershipChanged() <-chan struct{} { return c.owned }
+
+// ownershipChanged signals OwnershipChanged; nil does nothing.
+func (c *consumer) ownershipChanged() {
+	if c == nil {
+		return
+	}
+	select {
+	case c.owned <- struct{}{}:
+	default: // one is pending already
+	}
+}
 
 // OwnedPartitions returns the partitions this consumer is the active
 // consumer of (Exclusive and Failover subscriptions).

@@ -69,6 +69,7 @@ func (x *Bus) BeginTx(ctx context.Context, timeout time.Duration) (bus.Tx, error
 	defer b.mu.Unlock()
 	b.nextTx++
 	t := &tx{b: b, id: b.nextTx}
+	b.open[t] = struct{}{}
 	t.timer = time.AfterFunc(timeout, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
@@ -105,6 +106,7 @@ func (t *tx) Commit(ctx context.Context) error {
 	}
 	t.state = txCommitted
 	t.timer.Stop()
+	delete(t.b.open, t)
 	for _, s := range t.sends {
 		s.e.state = committed
 		s.part.settleLocked(s.e.idx)
@@ -141,6 +143,7 @@ func (t *tx) Abort(ctx context.Context) error {
 func (t *tx) abortLocked() {
 	t.state = txAborted
 	t.timer.Stop()
+	delete(t.b.open, t)
 	now := t.b.now()
 	for _, s := range t.sends {
 		s.e.state = aborted

@@ -831,3 +831,87 @@ func BenchmarkDeliveryRecords(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTxAcks measures acknowledging a batch's inputs in one
+// transaction, as bus.Batch does: benchAckList inputs from the
+// benchTxParts partitions of a topic, acknowledged with AckTx each
+// (AckConcurrency calls at once: the path before bus.TxListAcker) or with
+// one AckTxList, then committed. ack-ms is the median time from the first
+// acknowledgement to the last answer; acks/s counts inputs acknowledged and
+// committed. With -count, the modes alternate:
+//
+//	go test -run '^$' -bench BenchmarkTxAcks -benchtime 10x -count 3 ./bus/pulsarbus/
+func BenchmarkTxAcks(b *testing.B) {
+	for _, mode := range []string{"Each", "List"} {
+		b.Run(mode, func(b *testing.B) { runTxAcksBench(b, mode) })
+	}
+}
+
+const benchAckList = 128
+
+func runTxAcksBench(b *testing.B, mode string) {
+	in, _ := concurrentTxTopics(b)
+	bb := newBus(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	c, err := bb.Subscribe(ctx, bus.SubscribeOptions{Topic: in, Subscription: "bench", Type: bus.Exclusive, ReceiveQueueSize: 2 * benchAckList})
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := bb.Producer(ctx, bus.ProducerOptions{Topic: in})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fill := &busTx{in: p}
+	if err := fill.fill(ctx, b.N*benchAckList); err != nil {
+		b.Fatal(err)
+	}
+	var lats []time.Duration
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		msgs := make([]*bus.Message, 0, benchAckList)
+		for range benchAckList {
+			m, err := c.Receive(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs = append(msgs, m)
+		}
+		tx, err := bb.BeginTx(ctx, time.Minute)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0 := time.Now()
+		if mode == "List" {
+			err = c.(bus.TxListAcker).AckTxList(ctx, msgs, tx)
+		} else {
+			var wg sync.WaitGroup
+			var first firstErr
+			sem := make(chan struct{}, bus.DefaultAckConcurrency)
+			for _, m := range msgs {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					if err := c.AckTx(ctx, m, tx); err != nil {
+						first.set(err)
+					}
+				})
+			}
+			wg.Wait()
+			err = first.get()
+		}
+		lats = append(lats, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lats)
+	b.ReportMetric(float64(lats[len(lats)/2])/float64(time.Millisecond), "ack-ms")
+	b.ReportMetric(float64(b.N*benchAckList)/el.Seconds(), "acks/s")
+}

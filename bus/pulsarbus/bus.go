@@ -37,6 +37,7 @@ import (
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/apache/pulsar-client-go/pulsaradmin"
+	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/rest"
 	"github.com/rs/zerolog"
 
 	"github.com/pulsaga/pulsaga/bus"
@@ -55,6 +56,12 @@ type Bus struct {
 	closed  bool
 	closers map[closer]struct{}
 	dlq     map[string]pulsar.Producer // dead-letter producers by topic
+
+	// rest is the admin REST client of EndTransactions (txend.go).
+	restOnce sync.Once
+	rest     *rest.Client
+	// listTx replaces the listing of open transactions in tests.
+	listTx func(context.Context) ([]txMetadata, error)
 }
 
 type closer interface{ closeByBus() }

@@ -52,7 +52,10 @@ type consumer struct {
 	// acknowledging transaction aborts, the broker redelivers its messages
 	// and this consumer nacks them too, so a second copy could reach the
 	// application while the first is being acknowledged again.
-	inTx    map[string]struct{}
+	inTx map[string]struct{}
+	// owned is signalled when the broker reports an active-consumer
+	// change of a Failover subscription (ownership.go).
+	owned   chan struct{}
 	counts  map[string]int      // deliveries seen, when counting locally
 	causes  map[string]string   // last nack cause, for the dead-letter reason
 	entries map[entryKey]*entry // batched entries being acknowledged
@@ -88,7 +91,10 @@ type delivery struct {
 	idx   int
 }
 
-var _ bus.Consumer = (*consumer)(nil)
+var (
+	_ bus.Consumer    = (*consumer)(nil)
+	_ bus.TxListAcker = (*consumer)(nil)
+)
 
 // Subscribe opens a consumer on a subscription.
 func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Consumer, error) {
@@ -138,7 +144,8 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		countLocally: st == pulsar.Exclusive || st == pulsar.Failover,
 		live:         map[string]*delivery{}, inTx: map[string]struct{}{}, counts: map[string]int{}, causes: map[string]string{},
 		entries: map[entryKey]*entry{}, done: map[entryKey]struct{}{}, acked: map[string]struct{}{}, timers: map[*time.Timer]struct{}{}, stop: make(chan struct{}),
-		log: b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
+		owned: make(chan struct{}, 1),
+		log:   b.log.With().Str("topic", topic).Str("subscription", opts.Subscription).Logger(),
 	}
 	c.dlqTopic = opts.DeadLetterTopic
 	if c.dlqTopic == "" {
@@ -157,6 +164,9 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		NackRedeliveryDelay:         clientNack,
 		NackPrecisionBit:            &precision,
 		ReceiverQueueSize:           opts.ReceiveQueueSize,
+	}
+	if st == pulsar.Failover {
+		co.EventListener = ownershipEvents{c}
 	}
 	if opts.MaxDeliveries > 0 && opts.CountDeliveriesDurably {
 		dl, err := b.openDeliveryLog(ctx, deliveriesTopic(topic, opts.Subscription), c.log)
@@ -453,6 +463,73 @@ func (c *consumer) AckTx(ctx context.Context, msg *bus.Message, btx bus.Tx) erro
 		return err
 	}
 	return nil
+}
+
+// AckTxList acknowledges msgs as part of tx (bus.TxListAcker): what AckTx
+// does for each, with one acknowledgement request per partition for the
+// whole list (the patched client's AckIDListWithTxn) instead of one round
+// trip per message. The error joins the failures (each wraps
+// bus.ErrTxFailed: the transaction cannot commit); a message that failed
+// before its request was made stays held, the others are settled by the
+// transaction's end like AckTx's.
+func (c *consumer) AckTxList(ctx context.Context, msgs []*bus.Message, btx bus.Tx) error {
+	t, ok := btx.(*tx)
+	if !ok || t == nil || t.b != c.b {
+		return fmt.Errorf("%w: ack on %s: the transaction was not begun on this bus", bus.ErrBadOptions, c.where())
+	}
+	lister, ok := c.c.(pulsar.TxListAcker)
+	if !ok {
+		var errs []error
+		for _, m := range msgs {
+			if err := c.AckTx(ctx, m, btx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	var errs []error
+	ids := make([]pulsar.MessageID, 0, len(msgs))
+	for _, msg := range msgs {
+		if msg == nil {
+			errs = append(errs, fmt.Errorf("%w: ack on %s: nil message", bus.ErrBadOptions, c.where()))
+			continue
+		}
+		d, ok := c.take(msg)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%w: ack in a transaction on %s: message %x is not held by this consumer (already acknowledged, nacked or timed out)",
+				bus.ErrTxFailed, c.where(), msg.ID))
+			continue
+		}
+		if err := t.addAck(c, d); err != nil {
+			c.restore(d)
+			errs = append(errs, err)
+			continue
+		}
+		c.mu.Lock()
+		c.inTx[d.key] = struct{}{}
+		c.mu.Unlock()
+		if d.entry == nil {
+			ids = append(ids, d.pm.ID())
+			continue
+		}
+		id, err := c.markEntry(d, idxInTx, t, false)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case id != nil:
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) > 0 {
+		if err := lister.AckIDListWithTxn(ids, t.t); err != nil {
+			err = wrap(err, "ack %d messages on %s in a transaction", len(ids), c.where())
+			if !errors.Is(err, bus.ErrTxFailed) {
+				err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
+			}
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // restore puts a delivery back in the live set.

@@ -23,7 +23,9 @@ import (
 // acknowledges the entry on the broker (by its entry-level id, bypassing the
 // client's tracker) only when every message is acknowledged: plainly, by a
 // committed transaction, or by the transaction that acknowledges the last
-// one (then the entry is acknowledged in that transaction, atomically).
+// one (then the entry is acknowledged in that transaction, atomically; also
+// when that transaction acknowledged the entry's other pending messages
+// too, as a batch of inputs acknowledged in one list).
 // A message acknowledged in a transaction that aborts becomes pending again
 // and the entry is nacked; when it comes back, the messages already
 // acknowledged are not delivered again (within this consumer). Nacking one
@@ -55,10 +57,11 @@ type entry struct {
 	key   entryKey
 	msgs  []pulsar.Message // the latest delivery of each message
 	state []idxState
+	txs   []*tx // the transaction of each message in idxInTx
 }
 
 func newEntry(k entryKey, size int) *entry {
-	return &entry{key: k, msgs: make([]pulsar.Message, size), state: make([]idxState, size)}
+	return &entry{key: k, msgs: make([]pulsar.Message, size), state: make([]idxState, size), txs: make([]*tx, size)}
 }
 
 // id is the entry-level message id: acknowledging it acknowledges the entry.
@@ -66,9 +69,13 @@ func (e *entry) id() pulsar.MessageID {
 	return pulsar.NewMessageID(e.key.ledger, e.key.entry, -1, e.key.partition)
 }
 
-func (e *entry) othersAcked(i int) bool {
+// othersAcked says whether every message of the entry but i is
+// acknowledged, or (t not nil) acknowledged in t: then t's acknowledgement
+// of i completes the entry, and t acknowledges the whole entry atomically
+// (a list of a batch's messages acknowledged in one transaction).
+func (e *entry) othersAcked(i int, t *tx) bool {
 	for j, s := range e.state {
-		if j != i && s != idxAcked {
+		if j != i && s != idxAcked && (t == nil || s != idxInTx || e.txs[j] != t) {
 			return false
 		}
 	}
@@ -89,42 +96,59 @@ func (m entryMessage) ID() pulsar.MessageID { return m.id }
 // when that completes it. committed says that the transaction that
 // acknowledged the message committed (idxInTx becomes idxAcked).
 func (c *consumer) settleEntry(d *delivery, st idxState, t *tx, committed bool) error {
+	id, err := c.markEntry(d, st, t, committed)
+	if err != nil || id == nil {
+		return err
+	}
+	if err := c.c.AckWithTxn(entryMessage{Message: d.pm, id: id}, t.t); err != nil {
+		err = wrap(err, "ack entry %s on %s in a transaction", id, c.where())
+		if !errors.Is(err, bus.ErrTxFailed) {
+			err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// markEntry is settleEntry but for the acknowledgement in t of an entry
+// that d's message completes: it returns that entry's id for the caller to
+// acknowledge in t (nil when there is none to make).
+func (c *consumer) markEntry(d *delivery, st idxState, t *tx, committed bool) (pulsar.MessageID, error) {
 	e := d.entry
 	c.mu.Lock()
 	if c.entries[e.key] != e {
 		c.mu.Unlock()
-		return nil // already acknowledged as a whole
+		return nil, nil // already acknowledged as a whole
 	}
 	switch cur := e.state[d.idx]; {
 	case cur == idxFinalTx, cur == idxInTx && !(st == idxAcked && committed):
 		c.mu.Unlock()
-		return nil // its transaction decides
+		return nil, nil // its transaction decides
 	}
-	complete := e.othersAcked(d.idx)
+	var in *tx
+	if st == idxInTx {
+		in = t
+	}
+	complete := e.othersAcked(d.idx, in)
 	switch {
 	case !complete:
 		e.state[d.idx] = st
+		e.txs[d.idx] = in
 		c.mu.Unlock()
-		return nil
+		return nil, nil
 	case st == idxAcked:
 		e.state[d.idx] = idxAcked
 		c.entryDone(e.key)
 		c.mu.Unlock()
 		if err := c.c.AckID(e.id()); err != nil {
-			return wrap(err, "ack entry %s on %s", e.id(), c.where())
+			return nil, wrap(err, "ack entry %s on %s", e.id(), c.where())
 		}
-		return nil
+		return nil, nil
 	default:
 		e.state[d.idx] = idxFinalTx
+		e.txs[d.idx] = t
 		c.mu.Unlock()
-		if err := c.c.AckWithTxn(entryMessage{Message: d.pm, id: e.id()}, t.t); err != nil {
-			err = wrap(err, "ack entry %s on %s in a transaction", e.id(), c.where())
-			if !errors.Is(err, bus.ErrTxFailed) {
-				err = fmt.Errorf("%w (the transaction cannot commit): %w", bus.ErrTxFailed, err)
-			}
-			return err
-		}
-		return nil
+		return e.id(), nil
 	}
 }
 
@@ -149,6 +173,7 @@ func (c *consumer) settleTxEntry(d *delivery, t *tx, committed bool) {
 		}
 	case !committed && (st == idxInTx || st == idxFinalTx):
 		e.state[d.idx] = idxPending
+		e.txs[d.idx] = nil
 		c.mu.Unlock()
 		c.clientNack(d)
 	default:

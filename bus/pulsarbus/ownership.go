@@ -4,12 +4,34 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/utils"
 
 	"github.com/pulsaga/pulsaga/bus"
 )
 
-var _ bus.PartitionOwner = (*consumer)(nil)
+var (
+	_ bus.PartitionOwner    = (*consumer)(nil)
+	_ bus.OwnershipNotifier = (*consumer)(nil)
+)
+
+// OwnershipChanged implements bus.OwnershipNotifier: the client's consumer
+// event listener (the broker's ACTIVE_CONSUMER_CHANGE command) signals it.
+// It never fires on subscriptions other than Failover.
+func (c *consumer) OwnershipChanged() <-chan struct{} { return c.owned }
+
+// ownershipEvents is the client's event listener of a Failover consumer.
+type ownershipEvents struct{ c *consumer }
+
+func (e ownershipEvents) BecameActive(pulsar.Consumer, string, int32)   { e.c.ownershipChanged() }
+func (e ownershipEvents) BecameInactive(pulsar.Consumer, string, int32) { e.c.ownershipChanged() }
+
+func (c *consumer) ownershipChanged() {
+	select {
+	case c.owned <- struct{}{}:
+	default: // one is pending already
+	}
+}
 
 // OwnedPartitions asks the broker (topic stats of each partition) which
 // partitions have this consumer as their subscription's active consumer.

@@ -890,16 +890,22 @@ type Snapshot struct {
 	Version    int64                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// state: workflow.State as JSON; state_zstd: the same, zstd-compressed.
 	// Neither: no state yet.
-	State         []byte          `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
-	StateZstd     []byte          `protobuf:"bytes,5,opt,name=state_zstd,json=stateZstd,proto3" json:"state_zstd,omitempty"`
-	Seq           int64           `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
-	Pending       []*PendingEvent `protobuf:"bytes,7,rep,name=pending,proto3" json:"pending,omitempty"`
-	Outstanding   *Outstanding    `protobuf:"bytes,8,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
-	Seen          []string        `protobuf:"bytes,9,rep,name=seen,proto3" json:"seen,omitempty"`
-	Armed         []int64         `protobuf:"varint,10,rep,packed,name=armed,proto3" json:"armed,omitempty"`
-	HistoryIds    [][]byte        `protobuf:"bytes,11,rep,name=history_ids,json=historyIds,proto3" json:"history_ids,omitempty"`
-	Partition     int64           `protobuf:"varint,12,opt,name=partition,proto3" json:"partition,omitempty"`
-	CreatedAt     int64           `protobuf:"varint,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	State       []byte          `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	StateZstd   []byte          `protobuf:"bytes,5,opt,name=state_zstd,json=stateZstd,proto3" json:"state_zstd,omitempty"`
+	Seq         int64           `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
+	Pending     []*PendingEvent `protobuf:"bytes,7,rep,name=pending,proto3" json:"pending,omitempty"`
+	Outstanding *Outstanding    `protobuf:"bytes,8,opt,name=outstanding,proto3" json:"outstanding,omitempty"`
+	Seen        []string        `protobuf:"bytes,9,rep,name=seen,proto3" json:"seen,omitempty"`
+	Armed       []int64         `protobuf:"varint,10,rep,packed,name=armed,proto3" json:"armed,omitempty"`
+	HistoryIds  [][]byte        `protobuf:"bytes,11,rep,name=history_ids,json=historyIds,proto3" json:"history_ids,omitempty"`
+	Partition   int64           `protobuf:"varint,12,opt,name=partition,proto3" json:"partition,omitempty"`
+	CreatedAt   int64           `protobuf:"varint,13,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// What loading needs without decoding the state (the state's status,
+	// ended_at and earliest timer's fire time): a process that waits is
+	// loaded encoded (engine/frozen.go).
+	Status        string `protobuf:"bytes,14,opt,name=status,proto3" json:"status,omitempty"`
+	EndedAt       int64  `protobuf:"varint,15,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	NextDeadline  int64  `protobuf:"varint,16,opt,name=next_deadline,json=nextDeadline,proto3" json:"next_deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1027,27 @@ func (x *Snapshot) GetPartition() int64 {
 func (x *Snapshot) GetCreatedAt() int64 {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *Snapshot) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Snapshot) GetEndedAt() int64 {
+	if x != nil {
+		return x.EndedAt
+	}
+	return 0
+}
+
+func (x *Snapshot) GetNextDeadline() int64 {
+	if x != nil {
+		return x.NextDeadline
 	}
 	return 0
 }
@@ -1304,7 +1331,7 @@ const file_records_proto_rawDesc = "" +
 	"\x04upto\x18\x02 \x01(\x03R\x04upto\x12\x10\n" +
 	"\x03now\x18\x03 \x01(\x03R\x03now\x12\x16\n" +
 	"\x06issued\x18\x04 \x01(\x03R\x06issued\x12\x1b\n" +
-	"\tissued_at\x18\x05 \x01(\x03R\bissuedAt\"\xaf\x03\n" +
+	"\tissued_at\x18\x05 \x01(\x03R\bissuedAt\"\x87\x04\n" +
 	"\bSnapshot\x12\x1d\n" +
 	"\n" +
 	"process_id\x18\x01 \x01(\tR\tprocessId\x12\x1e\n" +
@@ -1325,7 +1352,10 @@ const file_records_proto_rawDesc = "" +
 	"historyIds\x12\x1c\n" +
 	"\tpartition\x18\f \x01(\x03R\tpartition\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\r \x01(\x03R\tcreatedAt\"V\n" +
+	"created_at\x18\r \x01(\x03R\tcreatedAt\x12\x16\n" +
+	"\x06status\x18\x0e \x01(\tR\x06status\x12\x19\n" +
+	"\bended_at\x18\x0f \x01(\x03R\aendedAt\x12#\n" +
+	"\rnext_deadline\x18\x10 \x01(\x03R\fnextDeadline\"V\n" +
 	"\n" +
 	"Checkpoint\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x03R\tpartition\x12\x14\n" +

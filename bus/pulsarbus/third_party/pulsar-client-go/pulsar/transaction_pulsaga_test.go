@@ -173,3 +173,29 @@ func TestReceivedSendErrorFailsTheRefusedMessage(t *testing.T) {
 		t.Fatalf("after the error for sequence id 5: callbacks %v, queue %d", errs, p.pendingQueue.Size())
 	}
 }
+
+// pulsaga patch: AckIDListWithTxn refuses, without a request, a transaction
+// that is not open, and ids of another partition.
+func TestAckIDListWithTxnRefusals(t *testing.T) {
+	pc := &partitionConsumer{log: log.DefaultNopLogger(), partitionIdx: 1}
+	pc.setConsumerState(consumerReady)
+	txn := &transaction{}
+	txn.state.Store(int32(TxnAborted))
+	err := pc.AckIDListWithTxn([]MessageID{NewMessageID(1, 2, -1, 1)}, txn)
+	var pe *Error
+	if !errors.As(err, &pe) || pe.Result() != InvalidStatus {
+		t.Fatalf("ack list in an aborted transaction: %v, want InvalidStatus", err)
+	}
+	txn.state.Store(int32(TxnOpen))
+	if err := pc.AckIDListWithTxn([]MessageID{NewMessageID(1, 2, -1, 0)}, txn); err == nil ||
+		!strings.Contains(err.Error(), "inconsistent partition") {
+		t.Fatalf("ack list of another partition's id: %v", err)
+	}
+	if err := pc.AckIDListWithTxn(nil, txn); err != nil {
+		t.Fatalf("empty list: %v", err)
+	}
+	pc.setConsumerState(consumerClosed)
+	if err := pc.AckIDListWithTxn([]MessageID{NewMessageID(1, 2, -1, 1)}, txn); !errors.As(err, &pe) || pe.Result() != ConsumerClosed {
+		t.Fatalf("ack list on a closed consumer: %v, want ConsumerClosed", err)
+	}
+}

@@ -1,0 +1,71 @@
+package pulsarbus_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/bus/pulsarbus"
+)
+
+// TestEndTransactionsWithoutListing: when the broker cannot list its open
+// transactions (its listing fails as soon as one open transaction touched
+// a topic that is gone), EndTransactions still keeps its promise for the
+// topics of its scope: it waits until their transaction buffers have
+// nothing in progress, i.e. until the deposed writer's transaction ended
+// by the broker's own timeout. It returns only then: the transaction
+// cannot commit afterwards, and its message never appears.
+func TestEndTransactionsWithoutListing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	deposed, owner := newBus(t), newBus(t)
+	pulsarbus.RefuseTransactionListing(owner)
+	topic := topicName(t)
+	if err := owner.EnsureTopic(ctx, bus.TopicSpec{Name: topic}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := deposed.Producer(ctx, bus.ProducerOptions{Topic: topic, AccessMode: bus.AccessExclusiveWithFencing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const txTimeout = 3 * time.Second
+	tx, err := deposed.BeginTx(ctx, txTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("deposed, in its transaction"), Tx: tx}); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	p, err := owner.Producer(ctx, bus.ProducerOptions{Topic: topic, AccessMode: bus.AccessExclusiveWithFencing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ended, err := owner.EndTransactions(ctx, bus.TxScope{Topics: []string{topic}})
+	if err != nil {
+		t.Fatalf("EndTransactions: %v", err)
+	}
+	if ended.Aborted != 0 {
+		t.Fatalf("ended %+v without a listing", ended)
+	}
+	if took := time.Since(began); took < txTimeout/2 {
+		t.Fatalf("returned after %s, before the deposed transaction could have timed out (%s)", took, txTimeout)
+	}
+	if err := tx.Commit(ctx); !errors.Is(err, bus.ErrTxFailed) {
+		t.Fatalf("the deposed transaction's commit: %v, want ErrTxFailed", err)
+	}
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("owner")}); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := owner.Reader(ctx, bus.ReaderOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	m, err := rd.Next(ctx)
+	if err != nil || string(m.Payload) != "owner" {
+		t.Fatalf("first readable message: %v %v, want the owner's", m, err)
+	}
+}
