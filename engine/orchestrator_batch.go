@@ -223,6 +223,7 @@ func (o *Orchestrator) landed(r flightResult) error {
 	for _, img := range b.deleted {
 		if o.images[img.pid] == img {
 			delete(o.images, img.pid)
+			delete(o.warm, img)
 		}
 	}
 	return nil

@@ -362,6 +362,7 @@ func (o *Orchestrator) lose(p int) {
 		if img.partition == p {
 			o.forgetCoverage(img)
 			delete(o.images, pid)
+			delete(o.warm, img)
 			n++
 		}
 	}
