@@ -238,6 +238,15 @@ type Worker struct {
 	CallsLog string `mapstructure:"calls_log" usage:"file that gets one JSON line per attempt run (demo)"`
 	// Latency is added to every job (demo).
 	Latency time.Duration `mapstructure:"latency" usage:"latency added to every job (demo)"`
+	// DemoStore is a directory where the demo services record the work done
+	// per idempotency key, shared by every demo worker of the machine (so
+	// two processes running two attempts of one step do its work once);
+	// empty: each process keeps its own record in memory (demo).
+	DemoStore string `mapstructure:"demo_store" usage:"directory shared by demo workers recording the work done per idempotency key (demo)"`
+	// StartedAfter is how long a job runs before the worker reports its
+	// start (worker.Options.StartedAfter; negative: report every job at
+	// once; 0: the SDK's default).
+	StartedAfter time.Duration `mapstructure:"started_after" usage:"report a job started only once it has run this long (negative: at once; 0: the SDK default)"`
 	// BridgeURL sends each command as an HTTP POST (bridge).
 	BridgeURL string `mapstructure:"bridge_url" usage:"HTTP endpoint each command is POSTed to (bridge)"`
 	// BridgeExec runs a program per command, the command on stdin (bridge).

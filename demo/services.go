@@ -20,9 +20,10 @@ import (
 // Faults inject failures into the demo services.
 type Faults struct {
 	// Probability is the chance that an attempt of a forward command fails
-	// with a retryable error (0..1). Whether an attempt fails is a hash of
-	// its idempotency key and Seed, so a test can tell every outcome in
-	// advance (FailsRandomly) and a redelivered attempt fails alike.
+	// with a retryable error (0..1), before doing any work. Whether an
+	// attempt fails is a hash of its command id (process, step, item,
+	// attempt) and Seed, so a test can tell every outcome in advance
+	// (FailsRandomly) and a redelivered attempt fails alike.
 	Probability float64
 	// Command, when set, fails every attempt of that command for good
 	// (a non-retryable error).
@@ -33,16 +34,21 @@ type Faults struct {
 	Seed uint64
 	// Log, when set, receives one JSON line per attempt run (see Call).
 	Log io.Writer
+	// Store keeps the work done per idempotency key (default: a
+	// MemoryStore of the services made by one Trip call). Workers in
+	// several processes share a DirStore.
+	Store Store
 }
 
-// FailsRandomly says whether the attempt with this idempotency key fails
-// under the random failures of f.
-func (f Faults) FailsRandomly(idempotencyKey string) bool {
+// FailsRandomly says whether the attempt with this command id
+// ("<process>/<step>[<item>]/<attempt>") fails under the random failures of
+// f.
+func (f Faults) FailsRandomly(commandID string) bool {
 	if f.Probability <= 0 {
 		return false
 	}
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%s", f.Seed, idempotencyKey)
+	fmt.Fprintf(h, "%d/%s", f.Seed, commandID)
 	// FNV leaves keys that differ in their last byte close together:
 	// finish with splitmix64 so consecutive attempts fail independently.
 	x := h.Sum64()
@@ -62,8 +68,9 @@ func directive(pid, kind, command string) bool {
 	return strings.Contains(pid, "-"+kind+"-"+command)
 }
 
-// Calls records every command a demo service ran, by idempotency key, so
-// tests can check what was executed and that a duplicate was a redelivery.
+// Calls records every command a demo service ran, so tests can check what
+// was executed, and that the work of each idempotency key was done once
+// (Call.Effect).
 type Calls struct {
 	mu    sync.Mutex
 	byKey map[string]int
@@ -80,6 +87,13 @@ type Call struct {
 	Attempt        int    `json:"attempt"`
 	Compensation   bool   `json:"compensation,omitempty"`
 	Failed         bool   `json:"failed,omitempty"`
+	// Effect is true on the call that did the work of its idempotency key;
+	// a later successful call with the same key (another attempt, a
+	// redelivery) answered with that work's output and did nothing.
+	Effect bool `json:"effect,omitempty"`
+	// Compensates and OutcomeUnknown are the compensation's fields.
+	Compensates    string `json:"compensates,omitempty"`
+	OutcomeUnknown bool   `json:"outcome_unknown,omitempty"`
 }
 
 // NewCalls creates an empty record.
@@ -115,8 +129,12 @@ func (c *Calls) All() []Call {
 // Services maps service → command → handler.
 type Services map[string]map[string]worker.Handler
 
-// Trip returns the four services of the trip saga. calls may be nil.
+// Trip returns the four services of the trip saga. calls may be nil. Each
+// service does its work once per idempotency key (Faults.Store).
 func Trip(f Faults, calls *Calls) Services {
+	if f.Store == nil {
+		f.Store = NewMemoryStore()
+	}
 	var mu sync.Mutex
 	flaky := map[string]bool{}
 	var logMu sync.Mutex
@@ -133,7 +151,8 @@ func Trip(f Faults, calls *Calls) Services {
 	}
 	h := func(command string, output func(j *worker.Job) any) worker.Handler {
 		return func(ctx context.Context, j *worker.Job) (any, error) {
-			call := Call{ProcessID: j.ProcessID, Step: j.Step, Command: command, CommandID: j.CommandID, IdempotencyKey: j.IdempotencyKey, Attempt: j.Attempt, Compensation: j.Compensation}
+			call := Call{ProcessID: j.ProcessID, Step: j.Step, Command: command, CommandID: j.CommandID, IdempotencyKey: j.IdempotencyKey,
+				Attempt: j.Attempt, Compensation: j.Compensation, Compensates: j.Compensates, OutcomeUnknown: j.OutcomeUnknown}
 			fail := func(err error) (any, error) {
 				call.Failed = true
 				record(call)
@@ -160,12 +179,22 @@ func Trip(f Faults, calls *Calls) Services {
 				flaky[j.ProcessID+command] = true
 			}
 			mu.Unlock()
-			random := !j.Compensation && f.FailsRandomly(j.IdempotencyKey)
+			random := !j.Compensation && f.FailsRandomly(j.CommandID)
 			if firstFlaky || random {
 				return fail(worker.Retryable("Unavailable", errors.New(command+": service temporarily unavailable")))
 			}
+			// The work, once per key: a second call answers as the first.
+			out, err := json.Marshal(output(j))
+			if err != nil {
+				return fail(err)
+			}
+			stored, first, err := f.Store.Claim(j.IdempotencyKey, out)
+			if err != nil {
+				return fail(worker.Retryable("StoreUnavailable", err))
+			}
+			call.Effect = first
 			record(call)
-			return output(j), nil
+			return json.RawMessage(stored), nil
 		}
 	}
 	ref := func(prefix string) func(j *worker.Job) any {

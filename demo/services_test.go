@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 )
 
@@ -28,5 +29,43 @@ func TestFailsRandomlyIsIndependentPerAttempt(t *testing.T) {
 	}
 	if (Faults{}).FailsRandomly("x") {
 		t.Error("no probability, no failure")
+	}
+}
+
+// A DirStore lets one key's work be claimed once among many claimers (as
+// worker processes sharing a directory), each loser getting the winner's
+// output; a MemoryStore does the same within a process.
+func TestStoresClaimOnce(t *testing.T) {
+	for name, s := range map[string]Store{"memory": NewMemoryStore(), "dir": DirStore{Dir: t.TempDir()}} {
+		t.Run(name, func(t *testing.T) {
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			firsts := 0
+			outs := map[string]bool{}
+			for i := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					out, first, err := s.Claim("p/flight", []byte(fmt.Sprintf(`{"by":%d}`, i)))
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if first {
+						firsts++
+					}
+					outs[string(out)] = true
+				}()
+			}
+			wg.Wait()
+			if firsts != 1 || len(outs) != 1 {
+				t.Errorf("%d claims won, %d distinct outputs; want 1 and 1", firsts, len(outs))
+			}
+			if _, first, _ := s.Claim("p/hotel", []byte(`{}`)); !first {
+				t.Error("another key is not claimed")
+			}
+		})
 	}
 }

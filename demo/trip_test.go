@@ -15,9 +15,12 @@ import (
 )
 
 func job(pid, step, command string, attempt int, compensation bool) *worker.Job {
-	key := fmt.Sprintf("%s/%s/%d", pid, step, attempt)
+	key := pid + "/" + step
+	if compensation {
+		key += "/compensate"
+	}
 	return &worker.Job{Command: protocol.Command{
-		CommandID: key, ProcessID: pid, Step: step, Attempt: attempt, Command: command,
+		CommandID: fmt.Sprintf("%s/%d", key, attempt), ProcessID: pid, Step: step, Attempt: attempt, Command: command,
 		Compensation: compensation, IdempotencyKey: key, ReplyTo: "events",
 	}}
 }
@@ -35,6 +38,7 @@ func TestTrip(t *testing.T) {
 		wantOutputKey    string // key of the output map, "" when it fails
 		wantType         string // error type when it fails
 		wantRetryable    bool
+		replay           bool // the key's work was done by an earlier call
 	}
 	tests := []struct {
 		name     string
@@ -62,6 +66,13 @@ func TestTrip(t *testing.T) {
 		{"flaky directive fails the first attempt only", []attempt{
 			{service: "hotels", command: "BookHotel", pid: "trip-flaky-BookHotel", attempt: 1, wantType: "Unavailable", wantRetryable: true},
 			{service: "hotels", command: "BookHotel", pid: "trip-flaky-BookHotel", attempt: 2, wantOutputKey: "reservation_id"},
+		}},
+		{"the work of a key is done once: later attempts and redeliveries answer as the first", []attempt{
+			{service: "flights", command: "BookFlight", pid: "t5", attempt: 1, wantOutputKey: "booking_id"},
+			{service: "flights", command: "BookFlight", pid: "t5", attempt: 1, wantOutputKey: "booking_id", replay: true},
+			{service: "flights", command: "BookFlight", pid: "t5", attempt: 2, wantOutputKey: "booking_id", replay: true},
+			{service: "flights", command: "CancelFlight", pid: "t5", attempt: 1, compensation: true, wantOutputKey: "ok"},
+			{service: "flights", command: "CancelFlight", pid: "t5", attempt: 2, compensation: true, wantOutputKey: "ok", replay: true},
 		}},
 		{"faulty command fails for good", []attempt{
 			{service: "payments", command: "ProcessPayment", pid: "t2", attempt: 1, faults: Faults{Command: "ProcessPayment"}, wantType: "CardDeclined"},
@@ -114,7 +125,11 @@ func TestTrip(t *testing.T) {
 						t.Errorf("%s %s attempt %d: error %v, want %s retryable %v", a.command, a.pid, a.attempt, err, a.wantType, a.wantRetryable)
 					}
 				default:
-					m, ok := out.(map[string]any)
+					var m map[string]any
+					raw, ok := out.(json.RawMessage)
+					if ok {
+						ok = json.Unmarshal(raw, &m) == nil
+					}
 					if err != nil || !ok || m[a.wantOutputKey] == nil {
 						t.Errorf("%s %s attempt %d: output %v error %v, want %s", a.command, a.pid, a.attempt, out, err, a.wantOutputKey)
 					}
@@ -129,7 +144,8 @@ func TestTrip(t *testing.T) {
 			sc := bufio.NewScanner(&log)
 			for i, a := range tc.attempts {
 				c := all[i]
-				if c.ProcessID != a.pid || c.Command != a.command || c.Attempt != a.attempt || c.Compensation != a.compensation || c.Failed != (a.wantType != "") {
+				if c.ProcessID != a.pid || c.Command != a.command || c.Attempt != a.attempt || c.Compensation != a.compensation || c.Failed != (a.wantType != "") ||
+					c.Effect != (a.wantType == "" && !a.replay) {
 					t.Errorf("call %d: %+v, want %s %s attempt %d failed=%v", i, c, a.pid, a.command, a.attempt, a.wantType != "")
 				}
 				if !sc.Scan() {

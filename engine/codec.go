@@ -341,7 +341,7 @@ func pbEventOut(pid string, ev *workflow.Event) *enginepb.Event {
 		V: int64(ev.V), Type: string(ev.Type), Time: nanos(ev.Time), Input: ev.Input, CommandId: rel(pid, ev.CommandID),
 		Attempt: int64(ev.Attempt), Compensation: ev.Compensation, Output: ev.Output, TimerId: rel(pid, ev.TimerID),
 		Signal: ev.Signal, Data: ev.Data, StepId: ev.StepID, Actor: ev.Actor, Reason: ev.Reason,
-		Error: errorOut(ev.Error),
+		Error: errorOut(ev.Error), BeatAt: nanos(ev.BeatAt), FiredAt: nanos(ev.FiredAt),
 	}
 	switch ev.ProcessID {
 	case pid:
@@ -364,7 +364,7 @@ func pbEventIn(pid string, m *enginepb.Event) workflow.Event {
 		V: int(m.V), Type: workflow.EventType(m.Type), ProcessID: m.ProcessId, Time: timeOf(m.Time), Input: raw(m.Input),
 		CommandID: unrel(pid, m.CommandId), Attempt: int(m.Attempt), Compensation: m.Compensation, Output: raw(m.Output),
 		TimerID: unrel(pid, m.TimerId), Signal: m.Signal, Data: raw(m.Data), StepID: m.StepId, Actor: m.Actor, Reason: m.Reason,
-		Error: errorIn(m.Error),
+		Error: errorIn(m.Error), BeatAt: timeOf(m.BeatAt), FiredAt: timeOf(m.FiredAt),
 	}
 	if ev.ProcessID == "" && !m.ProcessIdEmpty {
 		ev.ProcessID = pid

@@ -345,6 +345,9 @@ func waitFinal(ctx context.Context, t *testing.T, s *engine.Stack, pid string) e
 	var last engine.StatusRecord
 	for ctx.Err() == nil {
 		if err := s.Status.Refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				break // gave up waiting: show the process below
+			}
 			t.Fatal(err)
 		}
 		if row, ok := s.Status.Get(pid); ok {
@@ -355,6 +358,7 @@ func waitFinal(ctx context.Context, t *testing.T, s *engine.Stack, pid string) e
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	dumpProcess(t, s, pid)
 	t.Fatalf("%s did not end: last status row %+v", pid, last)
 	return last
 }

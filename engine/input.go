@@ -28,6 +28,9 @@ const (
 	// inRetention is a retention timer of the previous engine (one per
 	// finished process); it is dropped.
 	inRetention
+	// inHeartbeat is a worker's heartbeat: kept in memory, not recorded
+	// (progress.go).
+	inHeartbeat
 )
 
 // input is one message of the events topic, decoded and checked.
@@ -38,11 +41,14 @@ type input struct {
 	// when the sender produced it (envelope time)
 	sent time.Time
 
-	start   protocol.StartRequest    // inStart
-	event   workflow.Event           // inEvent
-	fireAt  time.Time                // inWake, inDecisionTimeout
-	timerID string                   // inWake, inDecisionTimeout
-	result  *protocol.DecisionResult // inDecision
+	start   protocol.StartRequest // inStart
+	event   workflow.Event        // inEvent
+	fireAt  time.Time             // inWake, inDecisionTimeout
+	firedAt time.Time             // inWake: when the relay handed it over
+	timerID string                // inWake, inDecisionTimeout
+	// commandID is the command a heartbeat is about (inHeartbeat).
+	commandID string
+	result    *protocol.DecisionResult // inDecision
 }
 
 // Timer kinds the orchestrator sets for itself.
@@ -106,6 +112,14 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 			retryable := r.Error.Retryable
 			ev.Error = &workflow.ErrorInfo{Type: r.Error.Type, Message: r.Error.Message, Retryable: &retryable}
 		}
+	case protocol.TypeStarted, protocol.TypeHeartbeat:
+		if err := parseProgress(env, &in, ev); err != nil {
+			return in, err
+		}
+		if in.kind == inHeartbeat {
+			return in, nil
+		}
+		ev = in.event
 	case protocol.TypeTimerFired:
 		var t protocol.TimerFired
 		if err := env.DecodePayload(&t); err != nil {
@@ -119,7 +133,7 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 			if t.FireAt.IsZero() {
 				return in, fmt.Errorf("wake timer %s without fire_at", t.TimerID)
 			}
-			in.kind, in.fireAt, in.timerID = inWake, t.FireAt, t.TimerID
+			in.kind, in.fireAt, in.firedAt, in.timerID = inWake, t.FireAt, t.FiredAt, t.TimerID
 			return in, nil
 		case protocol.TimerDecisionTimeout:
 			in.kind, in.fireAt, in.timerID = inDecisionTimeout, t.FireAt, t.TimerID
@@ -130,7 +144,7 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 		}
 		// A logical timer sent on its own (by an engine before one physical
 		// timer per process): Decide matches it by id.
-		ev.Type, ev.TimerID = workflow.EventTimer, t.TimerID
+		ev.Type, ev.TimerID, ev.FiredAt = workflow.EventTimer, t.TimerID, t.FiredAt
 	case protocol.TypeSignal:
 		var s protocol.Signal
 		if err := env.DecodePayload(&s); err != nil {

@@ -65,6 +65,8 @@ type image struct {
 	covered int64
 	since   uint64
 	touched time.Time
+	// beats: worker heartbeats, in memory (progress.go).
+	beats beats
 	// frozen: an idle image kept encoded (frozen.go); its decoded fields
 	// above are nil until the loop thaws it.
 	frozen *frozenImage
@@ -75,7 +77,8 @@ func (img *image) terminal() bool { return img.state != nil && img.state.Status.
 // needsDecision: pending events, no decision outstanding, not finished
 // (a completed process may be re-opened by a parent's compensate).
 func (img *image) needsDecision() bool {
-	return img.outstanding == nil && len(img.pending) > 0 && (!img.terminal() || img.state.Status == workflow.StatusCompleted)
+	return img.outstanding == nil && len(img.pending) > 0 &&
+		(!img.terminal() || img.state.Status == workflow.StatusCompleted || img.pendingLate()) // a late success (progress.go)
 }
 
 func (img *image) wasSeen(id string) bool { return slices.Contains(img.seen, id) }
@@ -153,12 +156,16 @@ func (m *machine) accept(img *image, in input, now time.Time, fx *effects) {
 		m.decisionTimeoutFired(img, in, now, fx)
 	case inWake:
 		m.wake(img, in, now, fx)
+	case inHeartbeat:
+		img.heartbeat(in.commandID, now) // kept in memory, no effect (progress.go)
 	case inEvent:
 		switch {
 		case img.wasSeen(in.envID):
 			fx.drop(DropDuplicate, in.envID)
-		case img.terminal() && !(in.event.Type == workflow.EventCompensate && img.state.Status == workflow.StatusCompleted):
-			// (a parent compensates a completed child: call steps)
+		case img.terminal() && !(in.event.Type == workflow.EventCompensate && img.state.Status == workflow.StatusCompleted) &&
+			!img.lateForFinished(&in.event):
+			// (a parent compensates a completed child: call steps; a late
+			// success is still decided: progress.go)
 			fx.drop(DropTerminal, string(in.event.Type))
 		default:
 			m.acceptEvent(img, in.envID, in.event, now, fx)
@@ -217,7 +224,11 @@ func (m *machine) wake(img *image, in input, now time.Time, fx *effects) {
 		return
 	}
 	for _, t := range due {
-		ev := workflow.Event{V: workflow.EventVersion, Type: workflow.EventTimer, ProcessID: img.pid, TimerID: t.ID, Time: t.FireAt}
+		if t.Kind == workflow.TimerHeartbeatTimeout {
+			m.foldBeat(img, t, now, fx) // the newest heartbeat first (progress.go)
+		}
+		// FiredAt: a worker-progress timer handed over late is re-armed.
+		ev := workflow.Event{V: workflow.EventVersion, Type: workflow.EventTimer, ProcessID: img.pid, TimerID: t.ID, Time: t.FireAt, FiredAt: in.firedAt}
 		m.acceptEvent(img, "timer:"+t.ID, ev, now, fx)
 	}
 }
@@ -436,10 +447,15 @@ func (m *machine) apply(img *image, upto int64, decidedAt, issuedAt time.Time, r
 		obs.ProcessChanged(img.def.Name, statusOf(before), img.state.Status)
 	}
 	if img.terminal() {
+		keep := img.pending[:0]
 		for _, p := range img.pending {
+			if img.lateForFinished(&p.Event) {
+				keep = append(keep, p) // still decided (progress.go)
+				continue
+			}
 			fx.drop(DropTerminal, string(p.Event.Type))
 		}
-		img.pending = nil
+		img.pending = keep
 		fx.finished = true
 	}
 }

@@ -77,11 +77,36 @@ func wakeIn(at time.Duration) input {
 	return input{kind: inWake, envID: "fired:wake", pid: pid, fireAt: t0.Add(at), timerID: WakeTimerID(pid, t0.Add(at))}
 }
 
+// lateWakeIn is the physical timer of at handed over by the relay at
+// firedAt (after a broker outage).
+func lateWakeIn(at, firedAt time.Duration) input {
+	in := wakeIn(at)
+	in.firedAt = t0.Add(firedAt)
+	return in
+}
+
+// startedIn is a worker's report that it started a command.
+func startedIn(cmd string) input {
+	ev := workflow.Event{Type: workflow.EventStarted, CommandID: pid + "/" + cmd}
+	return eventIn("started:"+cmd, ev)
+}
+
+// heartbeatIn is a worker's heartbeat (not recorded: progress.go).
+func heartbeatIn(cmd string) input {
+	return input{kind: inHeartbeat, envID: "heartbeat:" + cmd, pid: pid, commandID: pid + "/" + cmd}
+}
+
 const tripInput = `{"customer":"c","amount":1}`
 
 func TestMachine(t *testing.T) {
 	trip := loadDef(t, "testdata/trip-booking.yaml")
 	wait := loadDef(t, "engine/testdata/scenario-wait-timeout.yaml")
+	beat := loadDef(t, "engine/testdata/heartbeat.yaml")
+	no := false
+	refused := func(cmd string) input {
+		return eventIn("result:"+cmd, workflow.Event{Type: workflow.EventResult, CommandID: pid + "/" + cmd,
+			Error: &workflow.ErrorInfo{Type: "CardDeclined", Retryable: &no}})
+	}
 	cases := []struct {
 		name   string
 		def    *workflow.Definition
@@ -90,8 +115,10 @@ func TestMachine(t *testing.T) {
 		steps  []mstep
 	}{
 		{name: "trip, inline, all succeed, one physical timer", def: trip, steps: []mstep{
-			{name: "start", in: startIn(tripInput), records: []string{"event:start", "decision:running"},
-				commands: []string{"payment/1"}, arm: []time.Duration{30 * time.Second}},
+			{name: "start: no timer before a worker starts the payment", in: startIn(tripInput), records: []string{"event:start", "decision:running"},
+				commands: []string{"payment/1"}},
+			{name: "payment started: its timeout is armed", in: startedIn("payment/1"), records: []string{"event:started", "decision:running"},
+				arm: []time.Duration{30 * time.Second}},
 			{name: "payment done", at: time.Second, in: resultIn("payment/1", true), records: []string{"event:result", "decision:running"},
 				commands: []string{"flight/1", "hotel/1"}}, // their timeouts are later than the pending timer: none armed
 			{name: "flight done", at: 2 * time.Second, in: resultIn("flight/1", true), records: []string{"event:result", "decision:running"}},
@@ -108,22 +135,26 @@ func TestMachine(t *testing.T) {
 		}},
 		{name: "trip, inline, timers: nothing due leaves no record, re-armed; due ones are decided", def: trip, steps: []mstep{
 			{name: "start", in: startIn(tripInput), records: []string{"event:start", "decision:running"},
-				commands: []string{"payment/1"}, arm: []time.Duration{30 * time.Second}},
+				commands: []string{"payment/1"}},
+			{name: "payment started", in: startedIn("payment/1"), records: []string{"event:started", "decision:running"},
+				arm: []time.Duration{30 * time.Second}},
 			{name: "payment done at 20s", at: 20 * time.Second, in: resultIn("payment/1", true), records: []string{"event:result", "decision:running"},
 				commands: []string{"flight/1", "hotel/1"}},
+			{name: "flight started", at: 20 * time.Second, in: startedIn("flight/1"), records: []string{"event:started", "decision:running"}},
+			{name: "hotel started", at: 20 * time.Second, in: startedIn("hotel/1"), records: []string{"event:started", "decision:running"}},
 			{name: "the 30s timer: nothing due, re-armed for 50s", at: 30 * time.Second, in: wakeIn(30 * time.Second),
 				arm: []time.Duration{50 * time.Second}, drops: []string{DropStaleTimer}},
 			{name: "the same timer again (redelivered): nothing", at: 31 * time.Second, in: wakeIn(30 * time.Second),
 				drops: []string{DropStaleTimer}},
 			{name: "the 50s timer: both attempts time out, retried", at: 50 * time.Second, in: wakeIn(50 * time.Second),
-				records: []string{"event:timer", "event:timer", "decision:running"}, commands: []string{"flight/2", "hotel/2"},
-				// the retries wait 1s ±20% (a deterministic jitter): the first
-				// retry's attempt timeout is 30s after it is due
-				arm: []time.Duration{50*time.Second + 830*time.Millisecond + 30*time.Second}},
+				// the retries' timeouts are armed when they start
+				records: []string{"event:timer", "event:timer", "decision:running"}, commands: []string{"flight/2", "hotel/2"}},
 		}},
 		{name: "signals: duplicates by envelope id, timeout fires", def: wait, steps: []mstep{
 			{name: "start", in: startIn(`{}`), records: []string{"event:start", "decision:running"},
-				commands: []string{"prepare/1"}, arm: []time.Duration{10 * time.Second}},
+				commands: []string{"prepare/1"}},
+			{name: "prepare started", in: startedIn("prepare/1"), records: []string{"event:started", "decision:running"},
+				arm: []time.Duration{10 * time.Second}},
 			{name: "prepared", at: time.Second, in: resultIn("prepare/1", true), records: []string{"event:result", "decision:running"},
 				arm: []time.Duration{2 * time.Second}}, // the signal timeout comes earlier than the pending timer
 			{name: "a signal nobody waits for", at: 1500 * time.Millisecond, in: eventIn("signal:s1", workflow.Event{Type: workflow.EventSignal, Signal: "other"}),
@@ -132,6 +163,8 @@ func TestMachine(t *testing.T) {
 				drops: []string{DropDuplicate}},
 			{name: "the signal timeout", at: 2 * time.Second, in: wakeIn(2 * time.Second),
 				records: []string{"event:timer", "decision:compensating"}, commands: []string{"prepare/compensate/1"}},
+			{name: "the compensation starts", at: 2 * time.Second, in: startedIn("prepare/compensate/1"),
+				records: []string{"event:started", "decision:compensating"}},
 			{name: "the old 10s timer: nothing due, the compensation's timeout is armed", at: 10 * time.Second, in: wakeIn(10 * time.Second),
 				arm: []time.Duration{12 * time.Second}, drops: []string{DropStaleTimer}},
 		}},
@@ -143,8 +176,8 @@ func TestMachine(t *testing.T) {
 				in: input{kind: inDecisionTimeout, envID: "dt", pid: pid, timerID: "decision:" + pid + "/1#1"}, tasks: 1},
 			{name: "an old decision timeout", at: 31 * time.Second,
 				in: input{kind: inDecisionTimeout, envID: "dt", pid: pid, timerID: "decision:" + pid + "/1#1"}, drops: []string{DropStaleTimer}},
-			{name: "answered", at: 32 * time.Second, answer: true, records: []string{"decision:running"},
-				commands: []string{"payment/1"}, arm: []time.Duration{62 * time.Second}},
+			{name: "answered (the payment's timeout is armed when it starts)", at: 32 * time.Second, answer: true, records: []string{"decision:running"},
+				commands: []string{"payment/1"}},
 			{name: "payment done", at: 33 * time.Second, in: resultIn("payment/1", true), records: []string{"event:result"}, tasks: 1},
 			{name: "a timer meanwhile: pending with the result's task outstanding", at: 34 * time.Second, in: resultIn("payment/1", true),
 				records: []string{"event:result"}},
@@ -160,6 +193,41 @@ func TestMachine(t *testing.T) {
 			{name: "answered: terminated, no command sent", at: 2 * time.Second, answer: true, records: []string{"decision:terminated"}, finished: true},
 			{name: "the abandoned task's answer is stale", at: 3 * time.Second,
 				in: input{kind: inDecision, envID: "late", pid: pid, result: &protocol.DecisionResult{TaskID: pid + "/1"}}, drops: []string{DropStaleDecision}},
+		}},
+		{name: "heartbeats: not recorded, the newest folded when the heartbeat timeout is due", def: beat, steps: []mstep{
+			{name: "start", in: startIn(`{}`), records: []string{"event:start", "decision:running"}, commands: []string{"long/1"}},
+			{name: "started: the heartbeat timeout is the earliest deadline", at: time.Second, in: startedIn("long/1"),
+				records: []string{"event:started", "decision:running"}, arm: []time.Duration{11 * time.Second}},
+			{name: "a heartbeat: no record, no effect", at: 5 * time.Second, in: heartbeatIn("long/1")},
+			{name: "another", at: 9 * time.Second, in: heartbeatIn("long/1")},
+			{name: "the heartbeat timeout: the newest heartbeat (9s) is folded first and moves it", at: 11 * time.Second, in: wakeIn(11 * time.Second),
+				records: []string{"event:heartbeat", "event:timer", "decision:running"}, arm: []time.Duration{19 * time.Second},
+				drops: []string{string(workflow.IgnoreTimerNotPending)}},
+			{name: "silence: the attempt fails (HeartbeatTimeout) and is retried", at: 19 * time.Second, in: wakeIn(19 * time.Second),
+				records: []string{"event:timer", "decision:running"}, commands: []string{"long/2"}},
+			{name: "attempt 1 was not dead: its success completes the step", at: 20 * time.Second, in: resultIn("long/1", true),
+				records: []string{"event:result", "decision:completed"}, finished: true},
+			{name: "attempt 2's answer: the same work", at: 21 * time.Second, in: resultIn("long/2", true), drops: []string{DropTerminal}},
+			{name: "a heartbeat of a finished process", at: 22 * time.Second, in: heartbeatIn("long/2")},
+		}},
+		{name: "a broker outage: a timeout handed over late is re-armed, not acted on", def: trip, steps: []mstep{
+			{name: "start", in: startIn(tripInput), records: []string{"event:start", "decision:running"}, commands: []string{"payment/1"}},
+			{name: "payment started", in: startedIn("payment/1"), records: []string{"event:started", "decision:running"},
+				arm: []time.Duration{30 * time.Second}},
+			{name: "the broker was down from 10s to 89s: the 30s timer comes at 90s", at: 90 * time.Second, in: lateWakeIn(30*time.Second, 90*time.Second),
+				records: []string{"event:timer", "decision:running"}, arm: []time.Duration{120 * time.Second}},
+			{name: "the payment's result, published after the outage", at: 91 * time.Second, in: resultIn("payment/1", true),
+				records: []string{"event:result", "decision:running"}, commands: []string{"flight/1", "hotel/1"}},
+		}},
+		{name: "a late success reopens a compensated process to undo it", def: trip, steps: []mstep{
+			{name: "start", in: startIn(tripInput), records: []string{"event:start", "decision:running"}, commands: []string{"payment/1"}},
+			{name: "the card is declined: compensated at once", at: time.Second, in: refused("payment/1"),
+				records: []string{"event:result", "decision:compensated"}, finished: true},
+			{name: "the same attempt succeeded on another worker: refunded", at: 2 * time.Second, in: resultIn("payment/1", true),
+				records: []string{"event:result", "decision:compensating"}, commands: []string{"payment/compensate/1"}},
+			{name: "refunded: compensated again", at: 3 * time.Second, in: resultIn("payment/compensate/1", true),
+				records: []string{"event:result", "decision:compensated"}, finished: true},
+			{name: "its duplicate is dropped", at: 4 * time.Second, in: resultIn("payment/1", true), drops: []string{DropTerminal}},
 		}},
 		{name: "a command too large for a message fails the process", def: trip, max: 64 << 10, steps: []mstep{
 			{name: "start with a 100 KB input", in: startIn(`{"customer":"` + strings.Repeat("c", 100<<10) + `","amount":1}`),

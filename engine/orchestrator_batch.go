@@ -223,6 +223,7 @@ func (o *Orchestrator) landed(r flightResult) error {
 	for _, img := range b.deleted {
 		if o.images[img.pid] == img {
 			delete(o.images, img.pid)
+			delete(o.warm, img)
 		}
 	}
 	return nil
@@ -285,6 +286,11 @@ func (o *Orchestrator) route(ctx context.Context, b *batch, m *bus.Message) bool
 	if in.kind == inRetention {
 		// (an earlier engine's timer: retention.go does it now)
 		o.expire(b, img, log)
+		return true
+	}
+	if in.kind == inHeartbeat {
+		// Not recorded and no effect: the image is not touched (progress.go).
+		o.m.accept(img, in, b.now, nil)
 		return true
 	}
 	if !o.live(img) {
@@ -353,12 +359,7 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 
 // commandMessage is the job-queue message of a command.
 func (o *Orchestrator) commandMessage(img *image, c *workflow.Command, now time.Time) (*bus.OutMessage, error) {
-	cmd := protocol.Command{
-		CommandID: c.ID, ProcessID: c.ProcessID, Definition: img.def.Name, Version: img.def.Version,
-		Step: c.StepID, Item: c.Item, Attempt: c.Attempt, Service: c.Service, Command: c.Command,
-		Compensation: c.Compensation, Input: c.Input, IdempotencyKey: c.IdempotencyKey,
-		Deadline: c.Deadline, ReplyTo: o.m.replyTo,
-	}
+	cmd := WireCommand(c, img.def.Name, img.def.Version, o.m.replyTo)
 	env, err := bus.NewEnvelope(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
 	if err != nil {
 		return nil, err

@@ -364,6 +364,7 @@ func (o *Orchestrator) lose(p int) {
 		if img.partition == p {
 			o.forgetCoverage(img)
 			delete(o.images, pid)
+			delete(o.warm, img)
 			n++
 		}
 	}
@@ -434,6 +435,7 @@ func (o *Orchestrator) install(res loadResult) {
 	for pid, img := range res.l.images {
 		o.images[pid] = img
 		img.touched = now
+		img.beats.loadedAt = now.UTC() // counts as a heartbeat (progress.go)
 		if img.frozen != nil {
 			if img.frozen.ended {
 				o.retention.add(img, img.frozen.endedAt.Add(o.opts.Retention))

@@ -70,6 +70,7 @@ func startStack(ctx context.Context, t *testing.T, b bus.Bus, cfg engineCfg, ser
 	if err != nil {
 		t.Fatal(err)
 	}
+	stackBuses.Store(s, stackOf{b, cfg.topics.WithDefaults()})
 	t.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			t.Errorf("stack: %v", err)
@@ -87,6 +88,40 @@ func startStack(ctx context.Context, t *testing.T, b bus.Bus, cfg engineCfg, ser
 	return s
 }
 
+// stackBuses remembers each test stack's bus and topics, so a test that
+// times out waiting for a process can show its stream (dumpProcess).
+var stackBuses sync.Map // *engine.Stack -> stackOf
+
+type stackOf struct {
+	b      bus.Bus
+	topics protocol.Topics
+}
+
+// dumpProcess logs a process's records and state as its stream holds them
+// (for a test that gave up waiting on it).
+func dumpProcess(t *testing.T, s *engine.Stack, pid string) {
+	t.Helper()
+	v, ok := stackBuses.Load(s)
+	row, found := s.Status.Get(pid)
+	if !ok || !found {
+		return
+	}
+	so := v.(stackOf)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	view, err := engine.ReadProcess(ctx, so.b, so.topics, s.Registry, row)
+	if err != nil {
+		t.Logf("%s: cannot read its stream: %v", pid, err)
+		return
+	}
+	for _, r := range view.Records {
+		b, _ := json.Marshal(r)
+		t.Logf("%s record: %s", pid, b)
+	}
+	st, _ := json.Marshal(view.State)
+	t.Logf("%s state: %s", pid, st)
+}
+
 func waitStep(ctx context.Context, t *testing.T, s *engine.Stack, pid, step, status string) {
 	t.Helper()
 	for ctx.Err() == nil {
@@ -99,6 +134,7 @@ func waitStep(ctx context.Context, t *testing.T, s *engine.Stack, pid, step, sta
 		time.Sleep(20 * time.Millisecond)
 	}
 	row, _ := s.Status.Get(pid)
+	dumpProcess(t, s, pid)
 	t.Fatalf("%s: step %s never %s: %+v", pid, step, status, row)
 }
 

@@ -16,6 +16,8 @@ import (
 const (
 	TypeCommand     = "command"      // engine → worker, on jobs.<service>
 	TypeResult      = "result"       // worker → engine, on the command's reply topic
+	TypeStarted     = "started"      // worker → engine, on the reply topic: a command started (progress.go)
+	TypeHeartbeat   = "heartbeat"    // worker → engine, on the reply topic: a started command is alive
 	TypeTimer       = "timer"        // engine → timers topic (delayed)
 	TypeTimerFired  = "timer.fired"  // timer relay → events
 	TypeSignal      = "signal"       // anyone → events
@@ -25,8 +27,8 @@ const (
 
 // Command asks a worker to run one attempt of one step (or of its
 // compensation). Delivery is at least once: a worker may see the same
-// command twice (same CommandID and IdempotencyKey) and must not do the job
-// twice; results of duplicates are recognised and dropped by the engine.
+// command twice (same CommandID), and every attempt of a step carries the
+// same IdempotencyKey: the service must not do the work twice for one key.
 type Command struct {
 	// CommandID is stable for one attempt: a redelivery carries the same id.
 	CommandID string `json:"command_id"`
@@ -46,10 +48,30 @@ type Command struct {
 	Compensation bool `json:"compensation,omitempty"`
 	// Input is the evaluated step input.
 	Input json.RawMessage `json:"input,omitempty"`
-	// IdempotencyKey is "<process>/<step>[/<item>]/<attempt>" (with a
-	// "compensate:" prefix for compensations): pass it to the service.
+	// IdempotencyKey is stable across the attempts of a step (and for_each
+	// item): "<process>/<step>[<item>]", with "/compensate" appended for
+	// its compensation. Pass it to the service: a second command with a
+	// key it has seen must not do the work again, only answer as the first.
 	IdempotencyKey string `json:"idempotency_key"`
-	// Deadline is when the engine stops waiting for this attempt (zero: none).
+	// Compensates is, on a compensation, the idempotency key of the work it
+	// undoes. OutcomeUnknown is true when the engine never saw that work's
+	// result (an attempt timed out): it may never have happened, and the
+	// compensation must then succeed doing nothing.
+	Compensates    string `json:"compensates,omitempty"`
+	OutcomeUnknown bool   `json:"outcome_unknown,omitempty"`
+	// TimeoutMS is the attempt's start-to-close timeout in milliseconds (0:
+	// none): the engine times the attempt out that long after a worker
+	// reported it started (TypeStarted).
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// ScheduleTimeoutMS (0: none) is how long the engine waits for a worker
+	// to start the attempt before the step fails for good: report started
+	// at once for such commands.
+	ScheduleTimeoutMS int64 `json:"schedule_timeout_ms,omitempty"`
+	// HeartbeatTimeoutMS (0: none) is the longest silence the engine allows
+	// between heartbeats of a started attempt (TypeHeartbeat).
+	HeartbeatTimeoutMS int64 `json:"heartbeat_timeout_ms,omitempty"`
+	// Deadline is the step's deadline across all its attempts (zero: none):
+	// the engine stops waiting then; work past it is wasted.
 	Deadline time.Time `json:"deadline,omitzero"`
 	// ReplyTo is the topic the result goes to, keyed by ProcessID.
 	ReplyTo string `json:"reply_to"`

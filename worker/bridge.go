@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,14 +18,23 @@ import (
 // Bridge runs commands in services written in any language: as an HTTP
 // POST to URL, or as a process (Exec) reading the command on stdin.
 //
+// The worker reports the start of a bridged command and, for commands with
+// a heartbeat timeout, heartbeats while the request or the program runs
+// (Options.StartedAfter, Options.ManualHeartbeat).
+//
 // HTTP: the body is the command (protocol.Command as JSON), with the
-// headers Idempotency-Key and Pulsaga-Command. A 2xx answer completes the
+// headers Idempotency-Key (stable across the attempts of a step),
+// Pulsaga-Command and Pulsaga-Attempt, and on a compensation
+// Pulsaga-Compensates (the key of the work to undo) and, when the engine
+// never saw that work's result, Pulsaga-Outcome-Unknown: true. A 2xx answer completes the
 // step with the JSON body as output (an empty body is null); 4xx fails it
 // for good (the type is the body's {"error":{"type":…}} or "HTTP<code>");
 // 408, 429, 5xx and network errors are retryable.
 //
 // Exec: the program gets the command JSON on stdin and PULSAGA_COMMAND,
-// PULSAGA_IDEMPOTENCY_KEY in its environment. Exit 0 completes with stdout
+// PULSAGA_IDEMPOTENCY_KEY, PULSAGA_ATTEMPT (and on a compensation
+// PULSAGA_COMPENSATES, PULSAGA_OUTCOME_UNKNOWN=true|false) in its
+// environment. Exit 0 completes with stdout
 // as output (JSON, or else a JSON string); exit 2 fails for good (type
 // "Refused", message = stderr); any other exit is retryable.
 type Bridge struct {
@@ -56,6 +66,11 @@ func (b Bridge) http(ctx context.Context, job *Job, body []byte) (any, error) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", job.IdempotencyKey)
 	req.Header.Set("Pulsaga-Command", job.Command.Command)
+	req.Header.Set("Pulsaga-Attempt", strconv.Itoa(job.Attempt))
+	if job.Compensation {
+		req.Header.Set("Pulsaga-Compensates", job.Compensates)
+		req.Header.Set("Pulsaga-Outcome-Unknown", strconv.FormatBool(job.OutcomeUnknown))
+	}
 	client := b.Client
 	if client == nil {
 		client = http.DefaultClient
@@ -85,7 +100,11 @@ func (b Bridge) http(ctx context.Context, job *Job, body []byte) (any, error) {
 func (b Bridge) exec(ctx context.Context, job *Job, body []byte) (any, error) {
 	cmd := exec.CommandContext(ctx, b.Exec[0], b.Exec[1:]...)
 	cmd.Stdin = bytes.NewReader(body)
-	cmd.Env = append(os.Environ(), "PULSAGA_COMMAND="+job.Command.Command, "PULSAGA_IDEMPOTENCY_KEY="+job.IdempotencyKey)
+	cmd.Env = append(os.Environ(), "PULSAGA_COMMAND="+job.Command.Command, "PULSAGA_IDEMPOTENCY_KEY="+job.IdempotencyKey,
+		"PULSAGA_ATTEMPT="+strconv.Itoa(job.Attempt))
+	if job.Compensation {
+		cmd.Env = append(cmd.Env, "PULSAGA_COMPENSATES="+job.Compensates, "PULSAGA_OUTCOME_UNKNOWN="+strconv.FormatBool(job.OutcomeUnknown))
+	}
 	killGroup(cmd)
 	// Once the program is killed (the attempt's deadline, or shutdown), stop
 	// waiting for output that a leftover child may hold open.

@@ -19,8 +19,18 @@ import (
 func bridgeJob() *worker.Job {
 	c := command("hotels", "c-1", "BookHotel")
 	c.Input = json.RawMessage(`{"nights":2}`)
-	c.IdempotencyKey = "trip-1/hotel/1"
+	c.IdempotencyKey = "trip-1/hotel"
+	c.Attempt = 2
 	return &worker.Job{Command: c}
+}
+
+// compensationJob is the compensation of bridgeJob's work, whose result
+// the engine never saw.
+func compensationJob() *worker.Job {
+	j := bridgeJob()
+	j.Command.Command, j.Compensation, j.Attempt = "CancelHotel", true, 1
+	j.IdempotencyKey, j.Compensates, j.OutcomeUnknown = "trip-1/hotel/compensate", "trip-1/hotel", true
+	return j
 }
 
 // wantErr checks err is a *worker.Error of the type and retryability.
@@ -64,11 +74,13 @@ func TestBridgeHTTP(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			type request struct {
 				method, ctype, key, command string
+				attempt, compensates        string
 				body                        protocol.Command
 			}
 			got := make(chan request, 1)
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				req := request{method: r.Method, ctype: r.Header.Get("Content-Type"), key: r.Header.Get("Idempotency-Key"), command: r.Header.Get("Pulsaga-Command")}
+				req := request{method: r.Method, ctype: r.Header.Get("Content-Type"), key: r.Header.Get("Idempotency-Key"), command: r.Header.Get("Pulsaga-Command"),
+					attempt: r.Header.Get("Pulsaga-Attempt"), compensates: r.Header.Get("Pulsaga-Compensates")}
 				b, _ := io.ReadAll(r.Body)
 				if err := json.Unmarshal(b, &req.body); err != nil {
 					t.Errorf("request body %q: %v", b, err)
@@ -81,8 +93,9 @@ func TestBridgeHTTP(t *testing.T) {
 			job := bridgeJob()
 			out, err := worker.Bridge{URL: srv.URL}.Handle(context.Background(), job)
 			req := <-got
-			if req.method != http.MethodPost || req.ctype != "application/json" || req.key != "trip-1/hotel/1" || req.command != "BookHotel" {
-				t.Errorf("request %s type %q Idempotency-Key %q Pulsaga-Command %q", req.method, req.ctype, req.key, req.command)
+			if req.method != http.MethodPost || req.ctype != "application/json" || req.key != "trip-1/hotel" || req.command != "BookHotel" ||
+				req.attempt != "2" || req.compensates != "" {
+				t.Errorf("request %s type %q Idempotency-Key %q Pulsaga-Command %q Pulsaga-Attempt %q Pulsaga-Compensates %q", req.method, req.ctype, req.key, req.command, req.attempt, req.compensates)
 			}
 			if req.body.CommandID != job.CommandID || string(req.body.Input) != `{"nights":2}` || req.body.ReplyTo != job.ReplyTo {
 				t.Errorf("request body %+v is not the command", req.body)
@@ -150,8 +163,8 @@ func TestBridgeExec(t *testing.T) {
 		{name: "exit 0 with text is a JSON string", script: `echo booked`, want: `"booked"`},
 		{name: "exit 0 without output is null", script: `true`, want: `null`},
 		{name: "command on stdin, command and key in the environment",
-			script: `read -r line; case "$line" in *'"command_id":"c-1"'*) printf '"%s %s"' "$PULSAGA_COMMAND" "$PULSAGA_IDEMPOTENCY_KEY";; *) exit 1;; esac`,
-			want:   `"BookHotel trip-1/hotel/1"`},
+			script: `read -r line; case "$line" in *'"command_id":"c-1"'*) printf '"%s %s %s"' "$PULSAGA_COMMAND" "$PULSAGA_IDEMPOTENCY_KEY" "$PULSAGA_ATTEMPT";; *) exit 1;; esac`,
+			want:   `"BookHotel trip-1/hotel 2"`},
 		{name: "exit 2 is a non-retryable Refused with stderr", script: `echo 'no rooms left' >&2; exit 2`, errType: "Refused", errMsg: "no rooms left"},
 		{name: "exit 1 is retryable", script: `echo 'db down' >&2; exit 1`, errType: "ExecFailed", retryable: true, errMsg: "db down"},
 		{name: "exit 3 is retryable", script: `exit 3`, errType: "ExecFailed", retryable: true, errMsg: "exit 3"},
@@ -180,6 +193,35 @@ func TestBridgeExec(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A compensation tells the bridged service what it undoes and whether the
+// engine knows that work happened.
+func TestBridgeCompensation(t *testing.T) {
+	t.Run("http", func(t *testing.T) {
+		got := make(chan http.Header, 1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			got <- r.Header.Clone()
+			w.WriteHeader(204)
+		}))
+		defer srv.Close()
+		if _, err := (worker.Bridge{URL: srv.URL}).Handle(context.Background(), compensationJob()); err != nil {
+			t.Fatal(err)
+		}
+		h := <-got
+		if h.Get("Idempotency-Key") != "trip-1/hotel/compensate" || h.Get("Pulsaga-Compensates") != "trip-1/hotel" || h.Get("Pulsaga-Outcome-Unknown") != "true" {
+			t.Errorf("headers %v", h)
+		}
+	})
+	t.Run("exec", func(t *testing.T) {
+		out, err := worker.Bridge{Exec: []string{"sh", "-c", `printf '"%s %s %s"' "$PULSAGA_IDEMPOTENCY_KEY" "$PULSAGA_COMPENSATES" "$PULSAGA_OUTCOME_UNKNOWN"`}}.Handle(context.Background(), compensationJob())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := json.Marshal(out); string(b) != `"trip-1/hotel/compensate trip-1/hotel true"` {
+			t.Errorf("output %s", b)
+		}
+	})
 }
 
 func TestBridgeExecMissingProgram(t *testing.T) {

@@ -125,21 +125,76 @@ type result struct {
 	res protocol.Result
 }
 
-// nextResult waits (up to wait) for the next result on c.
-func nextResult(t *testing.T, c bus.Consumer, wait time.Duration) (*result, error) {
+// progress is a started or heartbeat report seen on a reply topic.
+type progress struct {
+	typ string
+	env *bus.Envelope
+	key string
+	p   protocol.Progress
+}
+
+// reports keeps the progress reports the helpers skipped, per consumer.
+var reports sync.Map // bus.Consumer → *[]progress (guarded by reportsMu)
+var reportsMu sync.Mutex
+
+func keepReport(c bus.Consumer, r progress) {
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	v, _ := reports.LoadOrStore(c, &[]progress{})
+	l := v.(*[]progress)
+	*l = append(*l, r)
+}
+
+// reportsOf returns the progress reports seen so far on c.
+func reportsOf(c bus.Consumer) []progress {
+	reportsMu.Lock()
+	defer reportsMu.Unlock()
+	v, ok := reports.Load(c)
+	if !ok {
+		return nil
+	}
+	return append([]progress(nil), *v.(*[]progress)...)
+}
+
+// nextEnvelope waits (up to wait) for the next message on c; progress
+// reports are kept aside (reportsOf) unless withProgress.
+func nextEnvelope(t *testing.T, c bus.Consumer, wait time.Duration, withProgress bool) (*bus.Envelope, *bus.Message, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	m, err := c.Receive(ctx)
+	for {
+		m, err := c.Receive(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := c.Ack(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		env, err := bus.DecodeEnvelope(m.Payload)
+		if err != nil {
+			t.Fatalf("reply is not an envelope: %v", err)
+		}
+		if !withProgress && (env.Type == protocol.TypeStarted || env.Type == protocol.TypeHeartbeat) {
+			r := progress{typ: env.Type, env: env, key: m.Key}
+			if err := env.DecodePayload(&r.p); err != nil {
+				t.Fatalf("%s payload: %v", env.Type, err)
+			}
+			keepReport(c, r)
+			continue
+		}
+		return env, m, nil
+	}
+}
+
+// nextResult waits (up to wait) for the next result on c.
+func nextResult(t *testing.T, c bus.Consumer, wait time.Duration) (*result, error) {
+	t.Helper()
+	env, m, err := nextEnvelope(t, c, wait, false)
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Ack(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	env, err := bus.DecodeEnvelope(m.Payload)
-	if err != nil {
-		t.Fatalf("result is not an envelope: %v", err)
+	if env.Type != protocol.TypeResult {
+		t.Fatalf("got a %q envelope, want a result: %s", env.Type, m.Payload)
 	}
 	r := &result{env: env, key: m.Key}
 	if err := env.DecodePayload(&r.res); err != nil {
@@ -167,12 +222,11 @@ func results(t *testing.T, c bus.Consumer, n int, wait time.Duration) map[string
 	return out
 }
 
-// noMore checks nothing else arrives on c for a while.
+// noMore checks nothing else (but progress reports) arrives on c for a
+// while.
 func noMore(t *testing.T, c bus.Consumer, what string, wait time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	m, err := c.Receive(ctx)
+	_, m, err := nextEnvelope(t, c, wait, false)
 	if err == nil {
 		t.Fatalf("unexpected %s: %s %v", what, m.Payload, m.Properties)
 	}

@@ -55,6 +55,22 @@ type Options struct {
 	// NackDelay is how long a released command waits before redelivery
 	// (default 1s).
 	NackDelay time.Duration
+	// StartedAfter is how long a job runs before the worker reports it
+	// started (the engine's attempt timeout counts from that report). A job
+	// that ends sooner sends no report: its result proves the start. A
+	// command with a schedule timeout, or delivered again (its last holder
+	// may have crashed), is reported at once. A negative value reports
+	// every job at once (default DefaultStartedAfter).
+	StartedAfter time.Duration
+	// ManualHeartbeat makes the worker heartbeat a running job only after
+	// its handler called Heartbeat (at most one heartbeat per third of the
+	// command's heartbeat timeout), so a handler that hangs stops
+	// heartbeating and the engine retries the step. By default the worker
+	// heartbeats every running job with a heartbeat timeout by itself.
+	ManualHeartbeat bool
+	// MaxPendingResults bounds the results sent but not yet confirmed by
+	// the broker; receiving waits beyond it (default 1024).
+	MaxPendingResults int
 	// Clock returns the current time (default time.Now).
 	Clock func() time.Time
 }
@@ -80,6 +96,12 @@ func (o *Options) defaults() error {
 	}
 	if o.NackDelay <= 0 {
 		o.NackDelay = time.Second
+	}
+	if o.StartedAfter == 0 {
+		o.StartedAfter = DefaultStartedAfter
+	}
+	if o.MaxPendingResults <= 0 {
+		o.MaxPendingResults = 1024
 	}
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -167,6 +189,12 @@ type Worker struct {
 
 	mu        sync.Mutex
 	producers map[string]bus.Producer
+
+	// results are published without waiting (publish.go): pending bounds
+	// them, settled hands their outcomes to the goroutine that acks.
+	pending chan struct{}
+	settled chan settlement
+	unacked sync.WaitGroup
 }
 
 // New creates a worker; register handlers with Handle, then Run it.
@@ -176,7 +204,8 @@ func New(b bus.Bus, opts Options, log zerolog.Logger) (*Worker, error) {
 	}
 	return &Worker{
 		bus: b, opts: opts, handlers: map[string]Handler{}, producers: map[string]bus.Producer{},
-		log: log.With().Str("service", opts.Service).Str("worker", opts.Name).Logger(),
+		pending: make(chan struct{}, opts.MaxPendingResults),
+		log:     log.With().Str("service", opts.Service).Str("worker", opts.Name).Logger(),
 	}, nil
 }
 
@@ -203,7 +232,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker %s: subscribe: %w", w.opts.Service, err)
 	}
 	defer cons.Close()
-	defer w.closeProducers()
+	// Results in flight are confirmed (and their commands acknowledged)
+	// before the producers close, then the consumer.
+	acked := w.startSettling(cons)
+	defer func() {
+		w.drain()
+		close(w.settled)
+		<-acked
+		w.closeProducers()
+	}()
 
 	// Handlers run under jobCtx, which outlives ctx by ShutdownGrace.
 	jobCtx, cancelJobs := context.WithCancel(context.WithoutCancel(ctx))
@@ -277,7 +314,8 @@ func (w *Worker) process(ctx context.Context, cons bus.Consumer, msg *bus.Messag
 		// Tell the engine at once rather than let the step wait for its timeout.
 		res := protocol.ResultFor(&job.Command)
 		res.Status, res.Error = protocol.StatusFailed, &protocol.Error{Type: "UnknownCommand", Message: reason}
-		if err := w.reply(ctx, &job.Command, res); err != nil {
+		res.Worker = w.opts.Name
+		if err := w.replyNow(ctx, &job.Command, res); err != nil {
 			log.Warn().Err(err).Msg("could not report the unknown command; releasing it")
 			cons.Nack(msg, err)
 			return
@@ -292,36 +330,38 @@ func (w *Worker) process(ctx context.Context, cons bus.Consumer, msg *bus.Messag
 		_ = cons.Ack(ctx, msg)
 		return
 	}
-	res := w.run(ctx, h, job, log)
+	reply, err := w.producer(ctx, job.ReplyTo)
+	if err != nil {
+		log.Warn().Err(err).Msg("no producer for the reply topic; releasing the command")
+		cons.Nack(msg, err)
+		return
+	}
+	jr := w.begin(job, reply, log)
+	res := w.run(ctx, h, jr, log)
+	jr.stop()
 	if res == nil { // shutting down: release it to another instance
 		cons.Nack(msg, errors.New("worker shut down before the job finished"))
 		return
 	}
-	err = w.reply(ctx, &job.Command, res)
-	if errors.Is(err, bus.ErrTooLarge) {
-		// Running the job again would make the same result: say so instead.
-		log.Warn().Err(err).Msg("result too large for the bus; reporting a smaller one")
-		err = w.reply(ctx, &job.Command, shrink(res))
-	}
-	if err != nil {
-		log.Warn().Err(err).Msg("could not publish the result; the command will be delivered again")
-		cons.Nack(msg, err)
-		return
-	}
-	if err := cons.Ack(ctx, msg); err != nil {
-		log.Warn().Err(err).Msg("ack failed; the command may be delivered again (same idempotency key)")
-	}
+	w.publish(cons, msg, jr, res, log)
 }
 
 // run calls the handler; nil means the job was interrupted by shutdown.
-func (w *Worker) run(ctx context.Context, h Handler, job *Job, log zerolog.Logger) (res *protocol.Result) {
+func (w *Worker) run(ctx context.Context, h Handler, jr *jobRun, log zerolog.Logger) (res *protocol.Result) {
+	job := jr.job
 	res = protocol.ResultFor(&job.Command)
 	res.Worker = w.opts.Name
-	res.StartedAt = w.opts.Clock().UTC()
-	hctx := context.WithValue(ctx, jobKey{}, job)
-	if !job.Deadline.IsZero() {
+	res.StartedAt = jr.startedAt
+	hctx := context.WithValue(context.WithValue(ctx, jobKey{}, job), runKey{}, jr)
+	// The handler's deadline: the attempt's start-to-close timeout from
+	// now, or the step's deadline, the earlier.
+	deadline := job.Deadline
+	if t := job.Timeout(); t > 0 && (deadline.IsZero() || jr.startedAt.Add(t).Before(deadline)) {
+		deadline = jr.startedAt.Add(t)
+	}
+	if !deadline.IsZero() {
 		var cancel context.CancelFunc
-		hctx, cancel = context.WithDeadline(hctx, job.Deadline)
+		hctx, cancel = context.WithDeadline(hctx, deadline)
 		defer cancel()
 	}
 	// The handler runs on its own goroutine so that a handler that ignores
@@ -407,22 +447,33 @@ func classify(err error, hctx context.Context) *protocol.Error {
 	return &protocol.Error{Type: "Error", Message: err.Error(), Retryable: true}
 }
 
-func (w *Worker) reply(ctx context.Context, c *protocol.Command, res *protocol.Result) error {
+// replyNow sends a result and waits for the broker (for the rare answers
+// that go with a dead-lettering; ordinary results are pipelined, publish).
+func (w *Worker) replyNow(ctx context.Context, c *protocol.Command, res *protocol.Result) error {
 	p, err := w.producer(ctx, c.ReplyTo)
 	if err != nil {
 		return err
 	}
-	env, err := bus.NewEnvelope(protocol.TypeResult, "result:"+c.CommandID, c.ProcessID, w.opts.Clock(), res)
+	msg, err := w.message(protocol.TypeResult, "result:"+c.CommandID, c, res)
 	if err != nil {
 		return err
+	}
+	_, err = p.Send(ctx, msg)
+	return err
+}
+
+// message encodes one envelope for the engine, keyed by the process id.
+func (w *Worker) message(typ, id string, c *protocol.Command, payload any) (*bus.OutMessage, error) {
+	env, err := bus.NewEnvelope(typ, id, c.ProcessID, w.opts.Clock(), payload)
+	if err != nil {
+		return nil, err
 	}
 	env.CausationID = c.CommandID
 	b, err := env.Encode()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	_, err = p.Send(ctx, &bus.OutMessage{Key: c.ProcessID, Payload: b})
-	return err
+	return &bus.OutMessage{Key: c.ProcessID, Payload: b}, nil
 }
 
 func (w *Worker) producer(ctx context.Context, topic string) (bus.Producer, error) {

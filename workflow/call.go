@@ -142,7 +142,11 @@ func (d *decider) callInput(k, idx int, comp bool, n int) (json.RawMessage, erro
 	item := itemIdx(step, idx)
 	if comp {
 		run := ss.Runs[idx]
-		return json.Marshal(ChildCommand{ProcessID: ChildID(d.s.ProcessID, step.ID, item, run.Attempt)})
+		n := run.Attempt
+		if run.Done > 0 {
+			n = run.Done // a late success: that attempt's child did the work (attempts.go)
+		}
+		return json.Marshal(ChildCommand{ProcessID: ChildID(d.s.ProcessID, step.ID, item, n)})
 	}
 	depth := 1
 	if d.s.Parent != nil {

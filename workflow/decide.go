@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -134,12 +135,20 @@ func (d *decider) apply(i int, ev *Event) {
 		return
 	}
 	if s.Status.Terminal() {
+		if LateSuccess(s, ev) {
+			d.result(i, ev) // recorded; a compensated process compensates it
+			return
+		}
 		d.ignore(i, ev, IgnoreTerminal, "process is %s", s.Status)
 		return
 	}
 	switch ev.Type {
 	case EventResult:
 		d.result(i, ev)
+	case EventStarted:
+		d.started(i, ev)
+	case EventHeartbeat:
+		d.heartbeat(i, ev)
 	case EventTimer:
 		d.timerFired(i, ev)
 	case EventSignal:
@@ -196,60 +205,20 @@ func (d *decider) start(ev *Event) {
 }
 
 func (d *decider) result(i int, ev *Event) {
-	s := d.s
-	ref, ok := parseCommandID(s.ProcessID, ev.CommandID)
+	a, ok := d.findAttempt(i, ev)
 	if !ok {
-		d.ignore(i, ev, IgnoreUnknownCommand, "command %s was not sent by this process", ev.CommandID)
 		return
 	}
-	k, ok := d.def.index[ref.step]
-	if !ok {
-		d.ignore(i, ev, IgnoreUnknownCommand, "command %s names unknown step %q", ev.CommandID, ref.step)
+	ref, k, idx, at := a.ref, a.k, a.idx, a.at
+	if at.Outcome != OutcomeInFlight {
+		d.lateResult(i, ev, a)
 		return
 	}
-	ss := s.Steps[k]
-	runs := ss.Runs
-	if ref.comp {
-		runs = ss.Compensations
-	}
-	idx := max(ref.item, 0)
-	if (ref.item >= 0) != (d.def.Steps[k].ForEach != nil) || idx >= len(runs) || runs[idx] == nil {
-		d.ignore(i, ev, IgnoreUnknownCommand, "command %s was not sent by this process", ev.CommandID)
-		return
-	}
-	run := runs[idx]
-	if ref.attempt > len(run.Attempts) || run.Attempts[ref.attempt-1].CommandID != ev.CommandID {
-		d.ignore(i, ev, IgnoreUnknownCommand, "attempt %d of %s was never sent", ref.attempt, ev.CommandID)
-		return
-	}
-	at := &run.Attempts[ref.attempt-1]
-	switch at.Outcome {
-	case OutcomeInFlight:
-	case OutcomeTimedOut:
-		d.ignore(i, ev, IgnoreAfterTimeout, "attempt %d of step %s had timed out", ref.attempt, ref.step)
-		return
-	case OutcomeAbandoned:
-		d.ignore(i, ev, IgnoreStaleAttempt, "attempt %d of step %s was abandoned", ref.attempt, ref.step)
-		return
-	default:
-		d.ignore(i, ev, IgnoreDuplicateResult, "attempt %d of step %s already has a result (%s)", ref.attempt, ref.step, at.Outcome)
-		return
-	}
-	d.cancelAttemptTimer(ref)
+	d.cancelAttemptTimers(ref, func(TimerKind) bool { return true })
 	at.EndedAt = d.now
 	if ev.Error == nil {
 		at.Outcome = OutcomeCompleted
-		run.Status = RunCompleted
-		run.Output = ev.Output
-		if len(run.Output) == 0 {
-			run.Output = json.RawMessage("null")
-		}
-		run.Error = nil
-		if ref.comp {
-			d.compensationDone(k)
-		} else {
-			d.runSettled(k)
-		}
+		d.completeRun(a, ev.Output)
 		return
 	}
 	at.Outcome = OutcomeFailed
@@ -409,7 +378,7 @@ func joinOutputs(runs []*Run) json.RawMessage {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		if len(r.Output) == 0 || r.Status != RunCompleted && r.Status != RunSkipped {
+		if len(r.Output) == 0 || r.Status != RunCompleted && r.Status != RunSkipped && !r.Late {
 			b = append(b, "null"...)
 		} else {
 			b = append(b, r.Output...)
@@ -462,30 +431,9 @@ func (d *decider) timerFired(i int, ev *Event) {
 	}
 	ss := s.Steps[k]
 	step := d.def.Steps[k]
-	idx := 0
-	if t.Item != nil {
-		idx = *t.Item
-	}
 	switch t.Kind {
-	case TimerAttemptTimeout:
-		runs := ss.Runs
-		if t.Compensation {
-			runs = ss.Compensations
-		}
-		if idx >= len(runs) || runs[idx] == nil || t.Attempt < 1 || t.Attempt > len(runs[idx].Attempts) || runs[idx].Attempts[t.Attempt-1].Outcome != OutcomeInFlight {
-			return
-		}
-		run := runs[idx]
-		at := &run.Attempts[t.Attempt-1]
-		at.Outcome = OutcomeTimedOut
-		at.EndedAt = d.now
-		d.stopTimedOutChild(k, idx, t.Attempt, t.Compensation) // call.go
-		timeout := step.Timeout
-		if t.Compensation {
-			timeout = step.Compensate.Timeout
-		}
-		at.Error = &ErrorInfo{Type: ErrTypeTimeout, Message: fmt.Sprintf("attempt %d timed out after %s", t.Attempt, timeout)}
-		d.attemptFailed(k, idx, t.Compensation, at.Error)
+	case TimerAttemptTimeout, TimerScheduleTimeout, TimerHeartbeatTimeout:
+		d.progressTimerFired(t, ev)
 	case TimerDeadline:
 		if ss.Status != StepRunning {
 			return
@@ -498,7 +446,7 @@ func (d *decider) timerFired(i int, ev *Event) {
 					at := &r.Attempts[len(r.Attempts)-1]
 					at.Outcome = OutcomeAbandoned
 					at.EndedAt = d.now
-					d.cancelAttemptTimer(cmdRef{step: step.ID, item: itemIdx(step, ri), attempt: r.Attempt})
+					d.cancelAttemptTimers(cmdRef{step: step.ID, item: itemIdx(step, ri), attempt: r.Attempt}, func(TimerKind) bool { return true })
 					d.stopTimedOutChild(k, ri, r.Attempt, false) // call.go
 				}
 				r.Status = RunFailed
@@ -1080,15 +1028,22 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	step := d.def.Steps[k]
 	ss := d.s.Steps[k]
 	run := ss.Runs[idx]
-	service, command, tmpl, timeout := step.Service, step.Command, step.Input, step.Timeout
+	service, command, tmpl := step.Service, step.Command, step.Input
+	timeout, schedule, heartbeat := d.timeouts(k, comp)
+	// A compensation of work whose result the engine never saw: the
+	// service must find that work by the key it undoes.
+	unknown := false
 	if comp {
 		run = ss.Compensations[idx]
-		service, command, tmpl, timeout = step.Compensate.Service, step.Compensate.Command, step.Compensate.Input, step.Compensate.Timeout
+		service, command, tmpl = step.Compensate.Service, step.Compensate.Command, step.Compensate.Input
+		unknown = !ss.Runs[idx].outcomeKnown()
 	}
 	item := itemIdx(step, idx)
 	var input json.RawMessage
 	var err error
 	if step.Kind == KindCall { // call.go: a command the engine carries out
+		// The engine starts it at once: no schedule or heartbeat timeout.
+		schedule, heartbeat = 0, 0
 		service, command = EngineService, CmdStartChild
 		if comp {
 			command = CmdCompensateChild
@@ -1100,6 +1055,11 @@ func (d *decider) send(k, idx int, comp bool) bool {
 		if err == nil {
 			input, err = json.Marshal(v)
 		}
+	}
+	if err != nil && unknown {
+		// The input reads an output that never came (a member of null):
+		// the service identifies the work by the compensates key alone.
+		input, err = json.RawMessage("null"), nil
 	}
 	if err != nil {
 		e := &ErrorInfo{Type: ErrTypeExpression, Message: "input: " + err.Error(), Retryable: ptr(false)}
@@ -1118,7 +1078,8 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	run.Attempt++
 	n := run.Attempt
-	id := commandID(d.s.ProcessID, step.ID, item, comp, n)
+	key := idempotencyKey(d.s.ProcessID, step.ID, item, comp)
+	id := key + "/" + strconv.Itoa(n)
 	start := d.now
 	var notBefore time.Time
 	if run.Status == RunRetrying && run.NextAt.After(d.now) {
@@ -1127,23 +1088,37 @@ func (d *decider) send(k, idx int, comp bool) bool {
 	}
 	cmd := Command{
 		ID: id, ProcessID: d.s.ProcessID, StepID: step.ID, Attempt: n, Item: itemPtr(step, idx),
-		Service: service, Command: command, Input: input, IdempotencyKey: id, Compensation: comp,
-		Timeout: timeout, NotBefore: notBefore,
+		Service: service, Command: command, Input: input, IdempotencyKey: key, Compensation: comp,
+		Timeout: timeout, ScheduleTimeout: schedule, HeartbeatTimeout: heartbeat, NotBefore: notBefore,
+	}
+	if comp {
+		cmd.Compensates = idempotencyKey(d.s.ProcessID, step.ID, item, false)
+		cmd.OutcomeUnknown = unknown
+	}
+	if !comp && !ss.DeadlineAt.IsZero() {
+		cmd.Deadline = ss.DeadlineAt
 	}
 	if !d.commandFits(k, idx, comp, &cmd) {
 		run.Attempt--
 		return false
 	}
-	if timeout > 0 {
-		cmd.Deadline = start.Add(timeout)
-		d.setTimer(Timer{Kind: TimerAttemptTimeout, FireAt: cmd.Deadline, Compensation: comp}, step.ID, item, comp, n)
-	}
-	if !comp && !ss.DeadlineAt.IsZero() && (cmd.Deadline.IsZero() || ss.DeadlineAt.Before(cmd.Deadline)) {
-		cmd.Deadline = ss.DeadlineAt
-	}
 	run.Status = RunRunning
 	run.NextAt = time.Time{}
 	run.Attempts = append(run.Attempts, Attempt{N: n, CommandID: id, SentAt: d.now, NotBefore: notBefore})
+	// The start-to-close timeout is armed when a worker starts the
+	// attempt; until then only the schedule timeout, if any, counts (from
+	// when the command can be delivered).
+	a := attemptRef{ref: cmdRef{step: step.ID, item: item, comp: comp, attempt: n}, k: k, idx: idx, run: run, at: &run.Attempts[n-1]}
+	switch {
+	case step.Kind == KindCall:
+		// The engine runs it: it starts when it can be delivered.
+		a.at.StartedAt, a.at.Starts = start, 1
+		if timeout > 0 {
+			d.armAttemptTimer(a, TimerAttemptTimeout, start.Add(timeout))
+		}
+	case schedule > 0:
+		d.armAttemptTimer(a, TimerScheduleTimeout, start.Add(schedule))
+	}
 	d.cmds = append(d.cmds, cmd)
 	return true
 }
@@ -1153,29 +1128,12 @@ func (d *decider) send(k, idx int, comp bool) bool {
 func (d *decider) compensate() bool {
 	s := d.s
 	changed := false
-	// Create the compensation runs of completed runs, once.
+	// Create the compensation of every run whose work may have been done
+	// (completed, succeeded late, or with an unknown outcome), once; a late
+	// success can add one after the others.
 	for k, step := range d.def.Steps {
-		ss := s.Steps[k]
-		if step.Compensate == nil || ss.Compensations != nil {
-			continue
-		}
-		var comps []*Run
-		for i, r := range ss.Runs {
-			if r.Status == RunCompleted {
-				if comps == nil {
-					comps = make([]*Run, len(ss.Runs))
-				}
-				comps[i] = &Run{Status: RunPending}
-			}
-		}
-		if comps != nil {
-			ss.Compensations = comps
+		if step.Compensate != nil && d.addCompensations(k) {
 			changed = true
-			if step.ForEach != nil && ss.Status != StepCompleted {
-				// what the compensations of the completed items may refer to
-				ss.setOutput(joinOutputs(ss.Runs))
-				d.env = nil
-			}
 		}
 	}
 	allDone := true
@@ -1216,6 +1174,41 @@ func (d *decider) compensate() bool {
 	return changed
 }
 
+// addCompensations creates the missing compensation runs of step k: one
+// per run that may have done its work, except runs an admin skipped. It
+// reports whether it created any.
+func (d *decider) addCompensations(k int) bool {
+	step := d.def.Steps[k]
+	ss := d.s.Steps[k]
+	added := false
+	for i, r := range ss.Runs {
+		if r.Status == RunSkipped || !r.possiblyDone() {
+			continue
+		}
+		if step.Kind == KindCall && !r.outcomeKnown() {
+			continue // a timed-out child is cancelled (it compensates itself), not compensated
+		}
+		if ss.Compensations == nil {
+			ss.Compensations = make([]*Run, len(ss.Runs))
+		}
+		if ss.Compensations[i] != nil {
+			continue
+		}
+		ss.Compensations[i] = &Run{Status: RunPending}
+		added = true
+	}
+	if added && ss.Status != StepCompleted && ss.Status != StepSkipped {
+		// what the compensations may refer to: the outputs that came
+		if step.ForEach != nil {
+			ss.setOutput(joinOutputs(ss.Runs))
+		} else if r := ss.Runs[0]; r.outcomeKnown() {
+			ss.setOutput(r.Output)
+		}
+		d.env = nil
+	}
+	return added
+}
+
 // compDone reports whether every compensation of step k has finished (or
 // there is none).
 func (d *decider) compDone(k int) bool {
@@ -1233,6 +1226,7 @@ func (d *decider) setTimer(t Timer, step string, item int, comp bool, attempt in
 	t.ProcessID = d.s.ProcessID
 	t.StepID = step
 	t.Attempt = attempt
+	t.Compensation = comp
 	if item >= 0 {
 		t.Item = ptr(item)
 	}
@@ -1268,11 +1262,6 @@ func (d *decider) removeTimers(keep func(*Timer) bool) {
 	d.s.Timers = out
 }
 
-func (d *decider) cancelAttemptTimer(r cmdRef) {
-	id := timerID(d.s.ProcessID, TimerAttemptTimeout, r.step, r.item, r.comp, r.attempt)
-	d.removeTimers(func(t *Timer) bool { return t.ID != id })
-}
-
 // cancelStepTimers cancels the step-level timers of a step (deadline,
 // sleep, until, signal timeout) and, with attempts, its attempt timeouts.
 func (d *decider) cancelStepTimers(k int, attempts bool) {
@@ -1281,7 +1270,7 @@ func (d *decider) cancelStepTimers(k int, attempts bool) {
 		if t.StepID != id || t.Compensation {
 			return true
 		}
-		return t.Kind == TimerAttemptTimeout && !attempts
+		return t.progressTimer() && !attempts
 	})
 }
 

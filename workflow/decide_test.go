@@ -60,6 +60,17 @@ func errEv(id, typ string, retryable bool) Event {
 
 func fireEv(id string) Event { return Event{Type: EventTimer, TimerID: id} }
 
+func startedEv(id string) Event { return Event{Type: EventStarted, CommandID: id} }
+
+func beatEv(id string, at time.Time) Event {
+	return Event{Type: EventHeartbeat, CommandID: id, BeatAt: at}
+}
+
+// lateFireEv is a timer the relay handed over at firedAt.
+func lateFireEv(id string, firedAt time.Time) Event {
+	return Event{Type: EventTimer, TimerID: id, FiredAt: firedAt}
+}
+
 func cmdIDs(d Decision) []string {
 	var ids []string
 	for _, c := range d.Commands {
@@ -170,7 +181,9 @@ func TestRetryRules(t *testing.T) {
 			if len(d.Commands) == 1 {
 				now := at(time.Duration(len(tt.results)) * time.Minute)
 				eq(t, "not_before", d.Commands[0].NotBefore.Sub(now), tt.wantNB)
-				eq(t, "deadline", d.Commands[0].Deadline, d.Commands[0].NotBefore.Add(10*time.Second))
+				eq(t, "no deadline without a step deadline", d.Commands[0].Deadline, time.Time{})
+				eq(t, "start-to-close timeout", d.Commands[0].Timeout, 10*time.Second)
+				eq(t, "idempotency key stable across attempts", d.Commands[0].IdempotencyKey, "p/a")
 			}
 			if tt.wantStatus == StatusFailed && h.st.Failure == nil {
 				t.Error("no failure recorded")
@@ -191,19 +204,26 @@ steps:
 `
 	h := newHarness(t, def)
 	d := h.start(`null`)
-	eq(t, "timers", timerIDs(d), []string{"p/timer/attempt_timeout/a/1", "p/timer/deadline/a/1"})
-	eq(t, "deadline of attempt 1", d.Commands[0].Deadline, at(10*time.Second))
+	eq(t, "only the deadline is armed before a start", timerIDs(d), []string{"p/timer/deadline/a/1"})
+	eq(t, "the command carries the step deadline", d.Commands[0].Deadline, at(25*time.Second))
 
-	d = h.do(at(10*time.Second), fireEv("p/timer/attempt_timeout/a/1"))
+	d = h.do(at(2*time.Second), startedEv("p/a/1"))
+	eq(t, "the attempt timeout counts from the start", timerIDs(d), []string{"p/timer/attempt_timeout/a/1"})
+	eq(t, "fire at", d.Timers[0].FireAt, at(12*time.Second))
+
+	d = h.do(at(12*time.Second), fireEv("p/timer/attempt_timeout/a/1"))
 	eq(t, "retry after a timeout", cmdIDs(d), []string{"p/a/2"})
-	eq(t, "not before", d.Commands[0].NotBefore, at(14*time.Second))
-	eq(t, "attempt 2 deadline is capped by the step deadline", d.Commands[0].Deadline, at(24*time.Second))
+	eq(t, "not before", d.Commands[0].NotBefore, at(16*time.Second))
+	eq(t, "attempt 2 carries the step deadline", d.Commands[0].Deadline, at(25*time.Second))
+	eq(t, "same idempotency key", d.Commands[0].IdempotencyKey, "p/a")
 
-	d = h.do(at(11*time.Second), okEv("p/a/1", `{}`))
-	eq(t, "late result of the timed-out attempt", d.Ignored[0].Reason, IgnoreAfterTimeout)
+	d = h.do(at(13*time.Second), errEv("p/a/1", "Busy", true))
+	eq(t, "late failure of the timed-out attempt", d.Ignored[0].Reason, IgnoreAfterTimeout)
+	eq(t, "recorded as its true outcome", h.st.StepByID("a").Runs[0].Attempts[0].Late, OutcomeFailed)
 
-	d = h.do(at(24*time.Second), fireEv("p/timer/attempt_timeout/a/2"))
-	// the next attempt would start at 28s, after the 25s deadline
+	d = h.do(at(16*time.Second), startedEv("p/a/2"))
+	d = h.do(at(26*time.Second), fireEv("p/timer/attempt_timeout/a/2"))
+	// the next attempt would start at 30s, after the 25s deadline
 	eq(t, "no retry past the deadline", cmdIDs(d), []string(nil))
 	eq(t, "status", d.Status, StatusFailed)
 	eq(t, "error type", h.st.Failure.Error.Type, ErrTypeDeadline)
@@ -212,10 +232,12 @@ steps:
 	t.Run("deadline fires while an attempt is in flight", func(t *testing.T) {
 		h := newHarness(t, strings.Replace(def, "timeout: 10s", "timeout: 1m", 1))
 		h.start(`null`)
+		h.do(at(time.Second), startedEv("p/a/1"))
 		d := h.do(at(25*time.Second), fireEv("p/timer/deadline/a/1"))
 		eq(t, "status", d.Status, StatusFailed)
 		eq(t, "attempt timer cancelled", d.CancelTimers, []string{"p/timer/attempt_timeout/a/1"})
 		eq(t, "error", h.st.StepByID("a").Error.Type, ErrTypeDeadline)
+		eq(t, "the abandoned attempt's outcome is unknown", h.st.StepByID("a").Runs[0].possiblyDone(), true)
 	})
 }
 
@@ -381,11 +403,22 @@ steps:
 		d := h.do(at(time.Minute), Event{Type: EventTerminate, Actor: "ann"})
 		eq(t, "status", d.Status, StatusTerminated)
 		eq(t, "no compensation", cmdIDs(d), []string(nil))
-		for _, ev := range []Event{{Type: EventRetry}, {Type: EventCancel}, {Type: EventSkip, StepID: "b"}, okEv("p/b/1", "")} {
+		for _, ev := range []Event{{Type: EventRetry}, {Type: EventCancel}, {Type: EventSkip, StepID: "b"}, errEv("p/b/1", "X", true), startedEv("p/b/1")} {
 			d = h.do(at(2*time.Minute), ev)
 			eq(t, "terminal stays terminal", d.Status, StatusTerminated)
 			eq(t, "ignored as terminal", d.Ignored[0].Reason, IgnoreTerminal)
 		}
+		// A success of the failed attempt (a redelivery that worked) is
+		// recorded, not dropped; a terminated process does not compensate.
+		d = h.do(at(3*time.Minute), okEv("p/b/1", `{"late":1}`))
+		eq(t, "still terminated", d.Status, StatusTerminated)
+		eq(t, "nothing ignored", len(d.Ignored), 0)
+		eq(t, "no command", cmdIDs(d), []string(nil))
+		run := h.st.StepByID("b").Runs[0]
+		eq(t, "late success recorded", run.Late, true)
+		eq(t, "its output kept", string(run.Output), `{"late":1}`)
+		d = h.do(at(4*time.Minute), okEv("p/b/1", `{"late":1}`))
+		eq(t, "its duplicate is ignored", d.Ignored[0].Reason, IgnoreTerminal)
 	})
 	t.Run("actions that do not apply", func(t *testing.T) {
 		h := newHarness(t, def)

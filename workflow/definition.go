@@ -77,6 +77,10 @@ type Definition struct {
 	// DefaultRetry); each step's own values are resolved at load.
 	Retry   RetryPolicy
 	Timeout time.Duration
+	// ScheduleTimeout and HeartbeatTimeout are the defaults of the progress
+	// timeouts (0: none).
+	ScheduleTimeout  time.Duration
+	HeartbeatTimeout time.Duration
 
 	OnFailure FailurePolicy
 	// WorkflowTimeout bounds the whole process (0: none).
@@ -109,8 +113,13 @@ type Step struct {
 	Needs []string
 
 	Retry    RetryPolicy
-	Timeout  time.Duration // per attempt, 0: none
+	Timeout  time.Duration // per attempt, from its start (start-to-close), 0: none
 	Deadline time.Duration // across all attempts, 0: none
+	// ScheduleTimeout bounds the wait for a worker to start an attempt;
+	// HeartbeatTimeout the time between a started attempt's heartbeats
+	// (0: none).
+	ScheduleTimeout  time.Duration
+	HeartbeatTimeout time.Duration
 
 	Compensate *Compensation
 
@@ -134,12 +143,14 @@ type Step struct {
 
 // Compensation undoes a completed step.
 type Compensation struct {
-	Service string
-	Command string
-	Input   *Template
-	Retry   RetryPolicy
-	Timeout time.Duration
-	Pos     Position
+	Service          string
+	Command          string
+	Input            *Template
+	Retry            RetryPolicy
+	Timeout          time.Duration
+	ScheduleTimeout  time.Duration
+	HeartbeatTimeout time.Duration
+	Pos              Position
 }
 
 // Wait is a wait-for-signal step.

@@ -17,6 +17,8 @@ type EventType string
 const (
 	EventStart     EventType = "start"     // start a process (input)
 	EventResult    EventType = "result"    // a worker's result for a command
+	EventStarted   EventType = "started"   // a worker started a command (command_id)
+	EventHeartbeat EventType = "heartbeat" // a started command is still running (command_id, beat_at)
 	EventTimer     EventType = "timer"     // a timer fired (timer_id)
 	EventSignal    EventType = "signal"    // an external signal (signal, data)
 	EventRetry     EventType = "retry"     // admin: retry a failed step / compensation
@@ -53,8 +55,16 @@ type Event struct {
 	Output       json.RawMessage `json:"output,omitempty"` // result output; skip: the step's output
 	Error        *ErrorInfo      `json:"error,omitempty"`  // result failed
 
-	// timer
-	TimerID string `json:"timer_id,omitempty"`
+	// heartbeat: BeatAt is when the engine received the newest heartbeat
+	// of the attempt (heartbeats are folded in one event, see
+	// docs/protocol.md).
+	BeatAt time.Time `json:"beat_at,omitzero"`
+
+	// timer: FiredAt is when the timer relay handed the timer over (zero:
+	// on time); a worker-progress timer that fired more than
+	// LateTimerTolerance after its fire_at is re-armed, not acted on.
+	TimerID string    `json:"timer_id,omitempty"`
+	FiredAt time.Time `json:"fired_at,omitzero"`
 
 	// signal: Name and Data; StepID optionally targets one wait step.
 	Signal string          `json:"signal,omitempty"`
@@ -81,7 +91,9 @@ func (e *ErrorInfo) IsRetryable() bool { return e == nil || e.Retryable == nil |
 
 // Error types produced by the engine itself.
 const (
-	ErrTypeTimeout         = "Timeout"          // an attempt timed out
+	ErrTypeTimeout         = "Timeout"          // an attempt timed out (start-to-close)
+	ErrTypeScheduleTimeout = "ScheduleTimeout"  // no worker started the attempt in time
+	ErrTypeHeartbeat       = "HeartbeatTimeout" // a started attempt stopped heartbeating
 	ErrTypeDeadline        = "DeadlineExceeded" // a step's deadline passed
 	ErrTypeSignalTimeout   = "SignalTimeout"    // a wait step timed out
 	ErrTypeWorkflowTimeout = "WorkflowTimeout"  // the workflow timeout passed
@@ -91,7 +103,7 @@ const (
 )
 
 var knownEvents = map[EventType]bool{
-	EventStart: true, EventResult: true, EventTimer: true, EventSignal: true,
+	EventStart: true, EventResult: true, EventStarted: true, EventHeartbeat: true, EventTimer: true, EventSignal: true,
 	EventRetry: true, EventSkip: true, EventCancel: true, EventTerminate: true, EventCompensate: true,
 }
 
@@ -120,6 +132,10 @@ func (e *Event) Validate() error {
 		}
 		if len(e.Output) > 0 && !json.Valid(e.Output) {
 			return fmt.Errorf("%w: result output is not JSON", ErrInvalidEvent)
+		}
+	case EventStarted, EventHeartbeat:
+		if e.CommandID == "" {
+			return fmt.Errorf("%w: %s without command_id", ErrInvalidEvent, e.Type)
 		}
 	case EventTimer:
 		if e.TimerID == "" {
@@ -152,7 +168,8 @@ const (
 	IgnoreAlreadyStarted  IgnoreReason = "already_started"   // a second start with the same id
 	IgnoreTerminal        IgnoreReason = "terminal"          // the process has ended
 	IgnoreUnknownCommand  IgnoreReason = "unknown_command"   // no such command was ever sent
-	IgnoreDuplicateResult IgnoreReason = "duplicate_result"  // this attempt already has a result
+	IgnoreDuplicateResult IgnoreReason = "duplicate_result"  // this attempt (or its run) already has this result
+	IgnoreAttemptSettled  IgnoreReason = "attempt_settled"   // started/heartbeat of an attempt that has a result or timed out
 	IgnoreStaleAttempt    IgnoreReason = "stale_attempt"     // the attempt was abandoned (deadline, ...)
 	IgnoreAfterTimeout    IgnoreReason = "after_timeout"     // the attempt had timed out
 	IgnoreTimerNotPending IgnoreReason = "timer_not_pending" // cancelled, superseded or already fired

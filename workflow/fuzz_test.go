@@ -120,7 +120,13 @@ func FuzzDecide(f *testing.F) {
 				}
 				continue
 			}
-			if prev.Terminal() && (d.Status != prev || len(d.Commands) > 0) {
+			late := false
+			for i := range batch {
+				late = late || LateSuccess(st, &batch[i])
+			}
+			// the one exception: a late success reopens a compensated process
+			reopened := late && prev == StatusCompensated && d.Status == StatusCompensating
+			if prev.Terminal() && !reopened && (d.Status != prev || len(d.Commands) > 0) {
 				t.Fatalf("terminal %s changed to %s", prev, d.Status)
 			}
 			st = d.State
@@ -136,7 +142,7 @@ func fuzzEvent(next func() byte, def *Definition, st *State, sent []Command) Eve
 		}
 		return int(next()) % n
 	}
-	switch next() % 12 {
+	switch next() % 15 {
 	case 0, 1, 2:
 		if len(sent) > 0 {
 			return Event{Type: EventResult, CommandID: sent[pick(len(sent))].ID, Output: json.RawMessage(simOutput)}
@@ -161,7 +167,20 @@ func fuzzEvent(next func() byte, def *Definition, st *State, sent []Command) Eve
 	case 10:
 		return Event{Type: EventTerminate}
 	case 11:
-		return Event{Type: EventType([]string{"start", "result", "timer", "bogus"}[pick(4)]), ProcessID: "f", CommandID: "f/x/1", TimerID: "f/timer/x"}
+		return Event{Type: EventType([]string{"start", "result", "timer", "bogus", "started", "heartbeat"}[pick(6)]), ProcessID: "f", CommandID: "f/x/1", TimerID: "f/timer/x"}
+	case 12:
+		if len(sent) > 0 {
+			return Event{Type: EventStarted, CommandID: sent[pick(len(sent))].ID}
+		}
+	case 13:
+		if len(sent) > 0 {
+			return Event{Type: EventHeartbeat, CommandID: sent[pick(len(sent))].ID, BeatAt: t0.Add(time.Duration(next()) * time.Second)}
+		}
+	case 14:
+		if len(st.Timers) > 0 {
+			tm := st.Timers[pick(len(st.Timers))]
+			return Event{Type: EventTimer, TimerID: tm.ID, FiredAt: tm.FireAt.Add(time.Duration(next()) * time.Second)}
+		}
 	}
 	return Event{Type: EventRetry}
 }

@@ -23,10 +23,10 @@ import (
 // Keys of each mapping of the language.
 var (
 	workflowKeys   = []string{"name", "version", "description", "input", "defaults", "on_failure", "timeout", "steps", "output", "triggers"}
-	defaultsKeys   = []string{"retry", "timeout"}
+	defaultsKeys   = []string{"retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	retryKeys      = []string{"max_attempts", "initial_interval", "backoff_coefficient", "max_interval", "jitter", "non_retryable"}
-	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure", "call"}
-	compensateKeys = []string{"service", "command", "input", "retry", "timeout"}
+	stepKeys       = []string{"id", "description", "service", "command", "input", "needs", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "sleep", "until", "wait", "when", "for_each", "max_parallel", "on_failure", "call"}
+	compensateKeys = []string{"service", "command", "input", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout}
 	waitKeys       = []string{"signal", "timeout"}
 )
 
@@ -202,6 +202,7 @@ func (l *loader) definition(n *yaml.Node) *Definition {
 			if tf := dfields["timeout"]; tf != nil && tf.val != nil {
 				def.Timeout, _ = l.duration(tf, "defaults.timeout", "defaults.timeout")
 			}
+			l.progressTimeouts(dfields, "defaults", def.Timeout, &def.ScheduleTimeout, &def.HeartbeatTimeout)
 		}
 	}
 	if f := fields["on_failure"]; f != nil && f.val != nil {
@@ -382,7 +383,8 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 	if !ok {
 		return
 	}
-	st := &Step{Pos: l.pos(n), index: len(def.Steps), Retry: def.Retry, Timeout: def.Timeout, OnFailure: def.OnFailure}
+	st := &Step{Pos: l.pos(n), index: len(def.Steps), Retry: def.Retry, Timeout: def.Timeout, OnFailure: def.OnFailure,
+		ScheduleTimeout: def.ScheduleTimeout, HeartbeatTimeout: def.HeartbeatTimeout}
 	rs := &rawStep{step: st, idPos: st.Pos}
 
 	if f := fields["id"]; f == nil || f.val == nil {
@@ -441,7 +443,7 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 	task := st.Kind == KindTask
 	call := st.Kind == KindCall
 	// Keys that only make sense on command steps.
-	for _, k := range []string{"service", "input", "retry", "timeout", "deadline", "compensate", "for_each", "max_parallel"} {
+	for _, k := range []string{"service", "input", "retry", "timeout", keyScheduleTimeout, keyHeartbeatTimeout, "deadline", "compensate", "for_each", "max_parallel"} {
 		if f := fields[k]; f != nil && !task && st.Kind != "" && !(call && callAllows(k)) {
 			hint := "only steps with a command can have " + k
 			if call {
@@ -486,6 +488,7 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 		if f := fields["timeout"]; f != nil && f.val != nil {
 			st.Timeout, _ = l.duration(f, join(path, "timeout"), "timeout")
 		}
+		l.progressTimeouts(fields, path, st.Timeout, &st.ScheduleTimeout, &st.HeartbeatTimeout)
 		if f := fields["deadline"]; f != nil && f.val != nil {
 			st.Deadline, _ = l.duration(f, join(path, "deadline"), "deadline")
 		}
@@ -592,7 +595,8 @@ func (l *loader) step(def *Definition, n *yaml.Node, i int) {
 }
 
 func (l *loader) compensation(def *Definition, st *Step, f *field, path string, scope exprScope) *Compensation {
-	c := &Compensation{Service: st.Service, Retry: def.Retry, Timeout: def.Timeout, Pos: f.keyPos}
+	c := &Compensation{Service: st.Service, Retry: def.Retry, Timeout: def.Timeout, Pos: f.keyPos,
+		ScheduleTimeout: def.ScheduleTimeout, HeartbeatTimeout: def.HeartbeatTimeout}
 	if f.val == nil {
 		l.errorAt(f.keyPos, path, "write compensate: {command: Undo...}", "compensate is empty")
 		return nil
@@ -620,6 +624,7 @@ func (l *loader) compensation(def *Definition, st *Step, f *field, path string, 
 	if cf := fields["timeout"]; cf != nil && cf.val != nil {
 		c.Timeout, _ = l.duration(cf, join(path, "timeout"), "timeout")
 	}
+	l.progressTimeouts(fields, path, c.Timeout, &c.ScheduleTimeout, &c.HeartbeatTimeout)
 	return c
 }
 

@@ -18,10 +18,11 @@ var simInputs = map[string]string{
 	"user-onboarding":      `{"email":"e"}`,
 	"loan-approval":        `{"applicant":"a","amount":50000}`,
 	"subscription-renewal": `{"subscription_id":"s","renews_at":"2026-01-05T00:00:00Z","plan":"p"}`,
+	"media-transcode":      `{"video_id":"v"}`,
 }
 
 // One output that every expression of the testdata definitions can read.
-const simOutput = `{"payment_id":"x","score":600,"path":"p","reservation_id":"r","charge_id":"c","tracking":"t","shipment_id":"s","table":"t","account_id":"a","valid_until":"v","approved":true,"officer":"o"}`
+const simOutput = `{"payment_id":"x","score":600,"path":"p","reservation_id":"r","charge_id":"c","tracking":"t","shipment_id":"s","table":"t","account_id":"a","valid_until":"v","approved":true,"officer":"o","reservation":"r","renditions":["1080p"]}`
 
 // TestPropertyRandomOrders drives every testdata definition with random
 // results, timer firings, duplicates, signals and admin actions in random
@@ -124,15 +125,15 @@ func simulate(t *testing.T, def *Definition, seed uint64) Status {
 		}
 	}
 	if st.Status == StatusCompensated {
-		// every completed run of a step with a compensate block was
-		// compensated exactly once (or skipped by an admin)
+		// every run of a step with a compensate block that may have done its
+		// work was compensated exactly once (or skipped by an admin)
 		for k, step := range def.Steps {
 			if step.Compensate == nil {
 				continue
 			}
 			ss := st.Steps[k]
 			for i, run := range ss.Runs {
-				if run.Status != RunCompleted {
+				if run.Status == RunSkipped || !run.possiblyDone() {
 					continue
 				}
 				item := itemIdx(step, i)
@@ -160,16 +161,28 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		b, _ := json.Marshal(batch)
 		t.Fatalf("%s: "+format+"\nbatch: %s", append(append([]any{label}, args...), b)...)
 	}
-	reopened := false // a parent compensates a completed child (call.go)
-	for _, ev := range batch {
-		reopened = reopened || (ev.Type == EventCompensate && prev.Status == StatusCompleted)
+	// Two exceptions to "terminal is terminal": a parent compensates a
+	// completed child (call.go), and a success that arrives after a process
+	// was compensated (work it never saw succeed) sends it back to
+	// compensating, to undo that work.
+	compensated := false
+	late := false
+	for i, ev := range batch {
+		compensated = compensated || (ev.Type == EventCompensate && prev.Status == StatusCompleted)
+		late = late || LateSuccess(prev, &batch[i])
 	}
-	if prev.Status.Terminal() && !reopened {
-		if st.Status != prev.Status {
+	reopenedLate := late && prev.Status == StatusCompensated && st.Status == StatusCompensating
+	if prev.Status.Terminal() && !compensated {
+		if st.Status != prev.Status && !reopenedLate {
 			fail("terminal status %s became %s", prev.Status, st.Status)
 		}
-		if len(d.Commands)+len(d.Timers) > 0 {
-			fail("commands or timers after the end")
+		for _, c := range d.Commands {
+			if !reopenedLate || !c.Compensation {
+				fail("command %s after the end", c.ID)
+			}
+		}
+		if len(d.Timers) > 0 && !reopenedLate {
+			fail("timers after the end")
 		}
 	}
 	if st.Status.Terminal() && len(st.Timers) > 0 {
@@ -213,7 +226,7 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 			}
 			ds := st.Steps[dep]
 			for ri, run := range ds.Runs {
-				if run.Status != RunCompleted {
+				if run.Status == RunSkipped || !run.possiblyDone() {
 					continue
 				}
 				if ri >= len(ds.Compensations) || ds.Compensations[ri] == nil {
@@ -228,8 +241,14 @@ func checkInvariants(t *testing.T, label string, def *Definition, prev *State, d
 		if c.Item != nil {
 			idx = *c.Item
 		}
-		if st.Steps[k].Runs[idx].Status != RunCompleted {
-			fail("compensation %s of a run that is %s", c.ID, st.Steps[k].Runs[idx].Status)
+		// (a compensation decided for an unknown outcome goes on when a late
+		// failure then shows that the work was not done: it is harmless)
+		decided := c.Attempt > 1 && k < len(prev.Steps) && idx < len(prev.Steps[k].Compensations) && prev.Steps[k].Compensations[idx] != nil
+		if r := st.Steps[k].Runs[idx]; !decided && (!r.possiblyDone() || r.Status == RunSkipped) {
+			fail("compensation %s of a run that is %s and cannot have done its work", c.ID, r.Status)
+		}
+		if want := !st.Steps[k].Runs[idx].outcomeKnown(); c.OutcomeUnknown != want {
+			fail("compensation %s has outcome_unknown %v, want %v", c.ID, c.OutcomeUnknown, want)
 		}
 	}
 }
@@ -253,16 +272,33 @@ func randomEvent(r *rand.Rand, def *Definition, st *State, outstanding map[strin
 			default:
 				return errEv(id, "Permanent", false), true
 			}
+		case x < 63 && len(ids) > 0:
+			// workers report their starts and heartbeats
+			id := ids[r.IntN(len(ids))]
+			if r.IntN(3) == 0 {
+				return beatEv(id, t0.Add(time.Duration(r.IntN(3600))*time.Second)), true
+			}
+			return startedEv(id), true
 		case x < 75 && len(st.Timers) > 0:
-			return fireEv(st.Timers[r.IntN(len(st.Timers))].ID), true
+			tm := st.Timers[r.IntN(len(st.Timers))]
+			if r.IntN(4) == 0 {
+				// handed over late, as after a broker outage
+				return lateFireEv(tm.ID, tm.FireAt.Add(time.Duration(r.IntN(120))*time.Second)), true
+			}
+			return fireEv(tm.ID), true
 		case x < 80 && len(delivered) > 0:
-			return delivered[r.IntN(len(delivered))], true // duplicate
+			ev := delivered[r.IntN(len(delivered))]
+			if ev.Error != nil && r.IntN(2) == 0 {
+				// a redelivery of a failed attempt that succeeds this time
+				return Event{Type: EventResult, CommandID: ev.CommandID, Output: json.RawMessage(simOutput)}, true
+			}
+			return ev, true // duplicate
 		case x < 82 && len(fired) > 0:
 			return fireEv(fired[r.IntN(len(fired))]), true // stale timer
 		case x < 88:
 			for _, step := range def.Steps {
 				if step.Kind == KindWait {
-					return Event{Type: EventSignal, Signal: step.Wait.Signal, Data: json.RawMessage(`{"approved":true,"officer":"o"}`)}, true
+					return Event{Type: EventSignal, Signal: step.Wait.Signal, Data: json.RawMessage(`{"approved":true,"officer":"o","reservation":"r","renditions":["1080p"]}`)}, true
 				}
 			}
 		case x < 94 && (st.Status == StatusPaused || st.Status == StatusCompensationFailed):

@@ -51,6 +51,11 @@ type expectCommand struct {
 	NotBeforeMin *time.Time `json:"not_before_min"`
 	NotBeforeMax *time.Time `json:"not_before_max"`
 	Deadline     *time.Time `json:"deadline"`
+	// IdempotencyKey, Compensates and OutcomeUnknown are checked when given
+	// (every command's key is checked against its id anyway).
+	IdempotencyKey string `json:"idempotency_key"`
+	Compensates    string `json:"compensates"`
+	OutcomeUnknown *bool  `json:"outcome_unknown"`
 }
 
 type expectTimer struct {
@@ -168,6 +173,22 @@ func checkDecision(t *testing.T, i int, hd historyDecision, d Decision) {
 		}
 		if g.IdempotencyKey == "" || g.ProcessID == "" {
 			t.Errorf("decision %d: command %s lacks its idempotency key or process id", i, w.ID)
+		}
+		// the key is the command id without its attempt: stable across
+		// attempts (the engine's fire-and-forget child commands are not
+		// attempts)
+		childOnly := g.Service == EngineService && g.Command != CmdStartChild && g.Command != CmdCompensateChild
+		if want := fmt.Sprintf("%s/%d", g.IdempotencyKey, g.Attempt); g.ID != want && !childOnly {
+			t.Errorf("decision %d: %s has idempotency key %q, not its id without the attempt", i, w.ID, g.IdempotencyKey)
+		}
+		if w.IdempotencyKey != "" && g.IdempotencyKey != w.IdempotencyKey {
+			t.Errorf("decision %d: %s idempotency key %q, want %q", i, w.ID, g.IdempotencyKey, w.IdempotencyKey)
+		}
+		if w.Compensates != "" && g.Compensates != w.Compensates {
+			t.Errorf("decision %d: %s compensates %q, want %q", i, w.ID, g.Compensates, w.Compensates)
+		}
+		if w.OutcomeUnknown != nil && g.OutcomeUnknown != *w.OutcomeUnknown {
+			t.Errorf("decision %d: %s outcome_unknown %v, want %v", i, w.ID, g.OutcomeUnknown, *w.OutcomeUnknown)
 		}
 		if w.Service != "" && g.Service != w.Service {
 			t.Errorf("decision %d: %s service %q, want %q", i, w.ID, g.Service, w.Service)

@@ -73,7 +73,7 @@ const (
 	OutcomeCompleted = "completed"
 	OutcomeFailed    = "failed"
 	OutcomeTimedOut  = "timed_out"
-	OutcomeAbandoned = "abandoned" // the step stopped waiting for it (deadline, process ended)
+	OutcomeAbandoned = "abandoned" // the step stopped waiting for it (deadline, process ended, a late success)
 )
 
 // State is the state of one process. It is JSON-serialisable (snapshots)
@@ -157,17 +157,41 @@ type Run struct {
 	Output   json.RawMessage `json:"output,omitempty"`
 	Error    *ErrorInfo      `json:"error,omitempty"`
 	Attempts []Attempt       `json:"attempts,omitempty"`
+	// Late is set when a success arrived after the run had settled
+	// without one (failed or cancelled): the work was done after all.
+	// Output then holds that success's output.
+	Late bool `json:"late,omitempty"`
+	// Done is the attempt whose late success the run keeps, when it is not
+	// the last one (call steps compensate that attempt's child).
+	Done int `json:"done,omitempty"`
 }
 
 // Attempt is one command sent.
 type Attempt struct {
-	N         int        `json:"n"`
-	CommandID string     `json:"command_id"`
-	SentAt    time.Time  `json:"sent_at"`
-	NotBefore time.Time  `json:"not_before,omitzero"`
-	EndedAt   time.Time  `json:"ended_at,omitzero"`
-	Outcome   string     `json:"outcome,omitempty"`
-	Error     *ErrorInfo `json:"error,omitempty"`
+	N         int       `json:"n"`
+	CommandID string    `json:"command_id"`
+	SentAt    time.Time `json:"sent_at"`
+	NotBefore time.Time `json:"not_before,omitzero"`
+	// StartedAt is when the engine learned that a worker started the
+	// attempt (the first started event); Starts counts the started events
+	// (a redelivery to another worker starts it again).
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Starts    int       `json:"starts,omitempty"`
+	// BeatAt is the newest heartbeat folded (the engine's receive time).
+	BeatAt  time.Time  `json:"beat_at,omitzero"`
+	EndedAt time.Time  `json:"ended_at,omitzero"`
+	Outcome string     `json:"outcome,omitempty"`
+	Error   *ErrorInfo `json:"error,omitempty"`
+	// Late is the outcome a worker reported after the attempt had settled
+	// (timed out, abandoned, failed): "completed" or "failed".
+	Late   string    `json:"late,omitempty"`
+	LateAt time.Time `json:"late_at,omitzero"`
+	// Arms counts the timers armed for this attempt (each start, each
+	// heartbeat, each grace after a late timer): it numbers their ids.
+	Arms int `json:"arms,omitempty"`
+	// Graces counts the late timers of this attempt that were re-armed
+	// instead of acted on (at most MaxLateGraces).
+	Graces int `json:"graces,omitempty"`
 }
 
 // TimerKind says what a timer is for.
@@ -175,12 +199,14 @@ type TimerKind string
 
 // Timer kinds.
 const (
-	TimerAttemptTimeout  TimerKind = "attempt_timeout"
-	TimerDeadline        TimerKind = "deadline"
-	TimerSleep           TimerKind = "sleep"
-	TimerUntil           TimerKind = "until"
-	TimerSignalTimeout   TimerKind = "signal_timeout"
-	TimerWorkflowTimeout TimerKind = "workflow_timeout"
+	TimerAttemptTimeout   TimerKind = "attempt_timeout"  // start-to-close, armed at started
+	TimerScheduleTimeout  TimerKind = "schedule_timeout" // sent (or not_before) to started
+	TimerHeartbeatTimeout TimerKind = "heartbeat_timeout"
+	TimerDeadline         TimerKind = "deadline"
+	TimerSleep            TimerKind = "sleep"
+	TimerUntil            TimerKind = "until"
+	TimerSignalTimeout    TimerKind = "signal_timeout"
+	TimerWorkflowTimeout  TimerKind = "workflow_timeout"
 )
 
 // Timer is a timer to set (a delayed message that comes back as an
@@ -196,23 +222,58 @@ type Timer struct {
 	FireAt       time.Time `json:"fire_at"`
 }
 
+// CommandID is the id of the attempt that an attempt timer (schedule,
+// start-to-close or heartbeat timeout) belongs to; "" for other timers.
+func (t *Timer) CommandID() string {
+	if !t.progressTimer() || t.Attempt < 1 {
+		return ""
+	}
+	return commandID(t.ProcessID, t.StepID, timerItem(t), t.Compensation, t.Attempt)
+}
+
+// progressTimer reports whether a timer measures a worker's progress
+// (schedule, start-to-close, heartbeat): such a timer that fires late is
+// re-armed rather than acted on (see lateTimer).
+func (t *Timer) progressTimer() bool {
+	switch t.Kind {
+	case TimerAttemptTimeout, TimerScheduleTimeout, TimerHeartbeatTimeout:
+		return true
+	}
+	return false
+}
+
 // Command is a job for a service.
 type Command struct {
-	ID             string          `json:"id"`
-	ProcessID      string          `json:"process_id"`
-	StepID         string          `json:"step_id"`
-	Attempt        int             `json:"attempt"`
-	Item           *int            `json:"item,omitempty"`
-	Service        string          `json:"service"`
-	Command        string          `json:"command"`
-	Input          json.RawMessage `json:"input"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	Compensation   bool            `json:"compensation,omitempty"`
-	// Timeout is the per-attempt timeout (0: none); Deadline is when the
-	// engine stops waiting for this attempt (attempt timeout or step
-	// deadline, the earlier), zero if none. Workers may refuse work past it.
-	Timeout  time.Duration `json:"timeout,omitempty"`
-	Deadline time.Time     `json:"deadline,omitzero"`
+	ID        string          `json:"id"`
+	ProcessID string          `json:"process_id"`
+	StepID    string          `json:"step_id"`
+	Attempt   int             `json:"attempt"`
+	Item      *int            `json:"item,omitempty"`
+	Service   string          `json:"service"`
+	Command   string          `json:"command"`
+	Input     json.RawMessage `json:"input"`
+	// IdempotencyKey is stable for a step (and for_each item) across its
+	// attempts: <process>/<step>[<item>], with /compensate appended for
+	// its compensation. A service that saw the key before must not do the
+	// work again (and answers as it did the first time).
+	IdempotencyKey string `json:"idempotency_key"`
+	Compensation   bool   `json:"compensation,omitempty"`
+	// Compensates is, on a compensation, the idempotency key of the work
+	// it undoes; OutcomeUnknown says the engine never saw that work's
+	// result (an attempt timed out or was abandoned): it may not have
+	// happened, and the compensation must then do nothing.
+	Compensates    string `json:"compensates,omitempty"`
+	OutcomeUnknown bool   `json:"outcome_unknown,omitempty"`
+	// Timeout is the start-to-close timeout of the attempt (0: none): it
+	// counts from the worker's start. ScheduleTimeout bounds the wait for
+	// a start (0: none); HeartbeatTimeout the time between heartbeats of
+	// a started attempt (0: no heartbeats expected). Deadline is the
+	// step's deadline (zero if none): the engine stops waiting then, and
+	// workers may refuse work past it.
+	Timeout          time.Duration `json:"timeout,omitempty"`
+	ScheduleTimeout  time.Duration `json:"schedule_timeout,omitempty"`
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	Deadline         time.Time     `json:"deadline,omitzero"`
 	// NotBefore delays a retry: send the command as a delayed message.
 	NotBefore time.Time `json:"not_before,omitzero"`
 }
@@ -276,12 +337,17 @@ type cmdRef struct {
 	attempt int
 }
 
-// commandID formats the stable id of a command:
-// <process>/<step>[<item>]/<attempt>, with /compensate/ before the attempt
-// for compensations.
+// commandID formats the id of one attempt: its idempotency key, then
+// /<attempt>.
 func commandID(pid, step string, item int, comp bool, attempt int) string {
+	return idempotencyKey(pid, step, item, comp) + "/" + strconv.Itoa(attempt)
+}
+
+// idempotencyKey formats the stable key of a command slot:
+// <process>/<step>[<item>], with /compensate for a compensation.
+func idempotencyKey(pid, step string, item int, comp bool) string {
 	var b strings.Builder
-	b.Grow(len(pid) + len(step) + 24)
+	b.Grow(len(pid) + len(step) + 20)
 	b.WriteString(pid)
 	b.WriteByte('/')
 	b.WriteString(step)
@@ -293,8 +359,6 @@ func commandID(pid, step string, item int, comp bool, attempt int) string {
 	if comp {
 		b.WriteString("/compensate")
 	}
-	b.WriteByte('/')
-	b.WriteString(strconv.Itoa(attempt))
 	return b.String()
 }
 
@@ -361,4 +425,16 @@ func timerID(pid string, kind TimerKind, step string, item int, comp bool, attem
 		b.WriteString(strconv.Itoa(attempt))
 	}
 	return b.String()
+}
+
+// attemptTimerID is the id of the arm-th timer of a kind armed for one
+// attempt: the first has the plain timerID, later ones (a restart, a
+// heartbeat, a grace) end in ~<arm>, so a re-armed timer never shares an
+// id with the one it replaced.
+func attemptTimerID(pid string, kind TimerKind, step string, item int, comp bool, attempt, arm int) string {
+	id := timerID(pid, kind, step, item, comp, attempt)
+	if arm > 1 {
+		id += "~" + strconv.Itoa(arm)
+	}
+	return id
 }

@@ -2,52 +2,21 @@
 
 package chaos
 
-import (
-	"context"
-	"os"
-	"strings"
-	"testing"
-	"time"
-)
+import "testing"
 
-// The kit's runs on the real binaries and a private broker: `make chaos`
-// (the short run, then the frozen owner) and the test command. They are
-// behind the chaos build tag: each takes minutes and kills its own broker.
+// The frozen-owner test takes about seven minutes: it is behind the chaos
+// build tag (make chaos-frozen), not in the test command. TestChaosShort
+// joins the test command (no tag) as soon as per-step idempotency keys
+// (issue #11 item 1) are on main: without them it fails, honestly (steps
+// done under two or three per-attempt keys).
 
-func runKit(t *testing.T, cfg Config) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("the chaos kit needs minutes and a broker of its own; run it with make chaos")
-	}
-	cfg.Broker = BrokerFromEnv(cfg.Broker)
-	cfg.Progress = &testWriter{t: t}
-	if dl, ok := t.Deadline(); ok && time.Until(dl) < cfg.Duration+cfg.Drain+5*time.Minute {
-		t.Fatalf("the test binary's -timeout leaves %s; the run needs about %s", time.Until(dl).Round(time.Second), cfg.Duration+cfg.Drain+5*time.Minute)
-	}
-	rep, err := Run(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out strings.Builder
-	rep.Write(&out, 40)
-	t.Log(out.String())
-	if rep.Failed() {
-		t.Errorf("the run found: %s (logs of every component kept in %s)", strings.Join(rep.Problems(), "; "), rep.Dir+"/logs")
-		return
-	}
-	os.RemoveAll(rep.Dir)
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w *testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
-}
-
-// TestChaosShort is the short run of the test command.
+// TestChaosShort is the kit's short run, for the test command
+// (ShortConfig: 150 sagas with known outcomes over a minute, kill -9 of a
+// random component every 3 to 5s, the broker killed and restarted, an
+// owner frozen; about three minutes on two cores). It fails when a single
+// saga ends wrong or does not end.
 func TestChaosShort(t *testing.T) {
-	runKit(t, DefaultConfig())
+	runKit(t, ShortConfig())
 }
 
 // TestFrozenOwner freezes an owner (SIGSTOP) for longer than the broker
@@ -57,6 +26,5 @@ func TestChaosShort(t *testing.T) {
 // one record per number, no status going back, every saga right with each
 // effect once.
 func TestFrozenOwner(t *testing.T) {
-	cfg := FrozenOwnerConfig()
-	runKit(t, cfg)
+	runKit(t, FrozenOwnerConfig())
 }

@@ -107,8 +107,11 @@ func readCalls(path string) (replays, deliveries int, results map[string]int) {
 		if json.Unmarshal(sc.Bytes(), &c) != nil {
 			continue // a line cut by a kill -9
 		}
-		deliveries++
 		results[c.Result]++
+		if c.Result == "late" {
+			continue // the late answer of a lost delivery
+		}
+		deliveries++
 		if c.Result == "replay" {
 			replays++
 		}

@@ -146,8 +146,9 @@ func (c *cluster) startOnce(comp *component) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = c.env
 	// Its own process group: a Ctrl-C meant for the kit does not reach it
-	// before the kit stops it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// before the kit stops it. It dies with the kit (a test binary killed
+	// by go test's -timeout leaves nothing running).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	comp.mu.Lock()
 	defer comp.mu.Unlock()
 	if c.isStopping() {

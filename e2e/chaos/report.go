@@ -201,6 +201,9 @@ func (r *Report) Write(w io.Writer, limit int) {
 	for _, f := range r.Freezes {
 		fmt.Fprintf(w, "froze %s for %s (it owned partitions %v)\n", f.Name, f.For.Round(time.Second), f.Owned)
 	}
+	if r.Config.FreezeAt >= 0 && len(r.Freezes) == 0 {
+		fmt.Fprintf(w, "no owner was frozen: no orchestrator owned a partition whenever the kit looked\n")
+	}
 	for _, t := range r.Takeovers {
 		if t.Event == "freeze" {
 			fmt.Fprintf(w, "after the freeze of %s, partition %d's next commit came %s later\n", t.Name, t.Partition, ms(t.After))

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -42,8 +43,10 @@ type Call struct {
 	Delivery  int       `json:"delivery,omitempty"`
 	Fault     Fault     `json:"fault"`
 	// Result: "effect" (done now), "replay" (answered from the ledger),
-	// "fail", "refuse", "lost" (effect done or found, no answer), "crash"
-	// (effect done, instance killed), "error" (the ledger failed).
+	// "fail", "refuse", "lost" (effect done or found, answer held back),
+	// "late" (a lost attempt's answer, sent once the engine moved on: not a
+	// delivery), "crash" (effect done, instance killed), "error" (the
+	// ledger failed).
 	Result string `json:"result"`
 }
 
@@ -58,8 +61,12 @@ type Service struct {
 	Calls *os.File
 	// Latency is the most an attempt waits before acting (uniform from 0).
 	Latency time.Duration
-	// LostFor bounds how long a lost attempt holds its slot when its
-	// command has no deadline (default 45s).
+	// Marks is a folder shared by the instances where each delivery leaves
+	// a mark (unit, attempt, compensation or not): a lost attempt answers
+	// once the engine moved on from it (empty: it waits LostFor).
+	Marks string
+	// LostFor bounds how long a lost attempt holds its answer when the
+	// engine does not move on (default 90s).
 	LostFor time.Duration
 	// Die kills the instance (default: SIGKILL to itself).
 	Die func()
@@ -81,6 +88,7 @@ func (s *Service) Handle(ctx context.Context, job *worker.Job) (any, error) {
 		Instance: s.Instance, ProcessID: job.ProcessID, Unit: unit, Undo: job.Compensation, Command: job.Command.Command,
 		CommandID: job.CommandID, Key: job.IdempotencyKey, Attempt: job.Attempt, Delivery: job.Delivery, Fault: fault,
 	}
+	s.mark(unit, job.Compensation, job.Attempt)
 	if s.Latency > 0 {
 		select {
 		case <-time.After(rand.N(s.Latency)):
@@ -136,17 +144,67 @@ func (s *Service) Handle(ctx context.Context, job *worker.Job) (any, error) {
 		s.die()
 		return nil, errors.New("crash: the instance should be dead")
 	}
+	// Lost: the effect is done (or was), and this attempt's answer is lost
+	// for as long as the engine waits for it. The worker SDK answers
+	// whatever a handler returns — a timeout error at the handler's
+	// deadline would be a lie (the effect happened) that tells the engine
+	// the work was not done. So the answer is held (the handler's deadline
+	// ignored) until the engine has moved on from this attempt — the next
+	// attempt or the unit's compensation delivered, which proves it timed
+	// the attempt out — and then the truth comes, late: a success. What
+	// the engine does with a late success is issue #11 item 1's: it
+	// completes a step still open, and a step it compensates is
+	// compensated once (same key).
 	call.Result = "lost"
 	s.record(call)
+	s.awaitMovedOn(unit, job.Compensation, job.Attempt)
+	call.Result = "late"
+	s.record(call)
+	return e.Output, nil
+}
+
+// mark leaves the delivery's mark for the lost attempts of other
+// instances.
+func (s *Service) mark(unit string, undo bool, attempt int) {
+	if s.Marks == "" {
+		return
+	}
+	_ = os.WriteFile(s.markPath(unit, undo, attempt), nil, 0o644)
+}
+
+func (s *Service) markPath(unit string, undo bool, attempt int) string {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(unit))
+	kind := "do"
+	if undo {
+		kind = "undo"
+	}
+	return filepath.Join(s.Marks, fmt.Sprintf("%016x-%s-%d", h.Sum64(), kind, attempt))
+}
+
+// awaitMovedOn waits until attempt's successor (or, for a forward attempt,
+// the unit's first compensation) has been delivered, at most LostFor.
+func (s *Service) awaitMovedOn(unit string, undo bool, attempt int) {
 	wait := s.LostFor
 	if wait <= 0 {
-		wait = 45 * time.Second
+		wait = 90 * time.Second
 	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(wait):
+	next := []string{}
+	if s.Marks != "" {
+		next = append(next, s.markPath(unit, undo, attempt+1))
+		if !undo {
+			next = append(next, s.markPath(unit, true, 1))
+		}
 	}
-	return nil, errors.New("lost: this attempt's answer never arrives")
+	end := time.Now().Add(wait)
+	for time.Now().Before(end) {
+		for _, p := range next {
+			if _, err := os.Stat(p); err == nil {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // reply is how the service answers a delivery.

@@ -40,7 +40,7 @@ func TestServiceHandle(t *testing.T) {
 	}
 	defer l.Close()
 	died := 0
-	s := &Service{Ledger: l, Instance: "svc-t", Die: func() { died++ }, LostFor: 50 * time.Millisecond}
+	s := &Service{Ledger: l, Instance: "svc-t", Die: func() { died++ }, LostFor: time.Minute, Marks: t.TempDir()}
 	job := func(attempt int, key string, plan Script) *worker.Job {
 		in, _ := json.Marshal(map[string]any{"plan": plan})
 		step := "flight"
@@ -57,12 +57,28 @@ func TestServiceHandle(t *testing.T) {
 	if !errors.As(err, &we) || !we.Retryable {
 		t.Errorf("attempt 1 (fail): %v, want a retryable error", err)
 	}
-	if _, err := s.Handle(ctx, job(2, "p/flight", plan)); err == nil {
-		t.Fatal("attempt 2 (lost) answered")
+	// A lost attempt holds its answer until the engine moved on (the next
+	// attempt delivered), then answers the truth: a success.
+	lost := make(chan error, 1)
+	t0 := time.Now()
+	go func() {
+		_, err := s.Handle(ctx, job(2, "p/flight", plan))
+		lost <- err
+	}()
+	select {
+	case err := <-lost:
+		t.Fatalf("attempt 2 (lost) answered before the engine moved on: %v", err)
+	case <-time.After(300 * time.Millisecond):
 	}
 	out, err := s.Handle(ctx, job(3, "p/flight", plan))
 	if err != nil {
 		t.Fatalf("attempt 3 (refuse, but the key did the effect): %v", err)
+	}
+	if err := <-lost; err != nil {
+		t.Errorf("attempt 2 (lost) answered late with %v, want its success", err)
+	}
+	if d := time.Since(t0); d > 5*time.Second {
+		t.Errorf("attempt 2 (lost) answered %s after attempt 3 came, want at once", d)
 	}
 	if b, _ := json.Marshal(out); string(b) == "" || string(b) == "null" {
 		t.Errorf("attempt 3 answered %s", b)

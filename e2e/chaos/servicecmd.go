@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -76,7 +77,11 @@ func RunService(ctx context.Context, cfg ServiceConfig, log zerolog.Logger) erro
 		return err
 	}
 	defer ledger.Close()
-	svc := &Service{Ledger: ledger, Instance: cfg.Name, Latency: cfg.Latency}
+	marks := filepath.Join(filepath.Dir(cfg.Ledger), "marks")
+	if err := os.MkdirAll(marks, 0o755); err != nil {
+		return err
+	}
+	svc := &Service{Ledger: ledger, Instance: cfg.Name, Latency: cfg.Latency, Marks: marks}
 	if cfg.Calls != "" {
 		f, err := os.OpenFile(cfg.Calls, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err != nil {

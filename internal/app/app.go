@@ -172,6 +172,9 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 	switch cfg.Mode {
 	case "demo":
 		faults := demo.Faults{Probability: cfg.FailProbability, Command: cfg.FailCommand, Latency: cfg.Latency, Seed: uint64(cfg.FailSeed)}
+		if cfg.DemoStore != "" {
+			faults.Store = demo.DirStore{Dir: cfg.DemoStore}
+		}
 		if cfg.CallsLog != "" {
 			f, err := os.OpenFile(cfg.CallsLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 			if err != nil {
@@ -200,7 +203,7 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 	var fns []func(context.Context) error
 	for svc, hs := range services {
 		w, err := worker.New(b, worker.Options{Service: svc, Name: cfg.Name + "-" + svc, Concurrency: cfg.Concurrency,
-			DisableDurableDeliveryCount: !cfg.DurableDeliveryCount}, log)
+			DisableDurableDeliveryCount: !cfg.DurableDeliveryCount, StartedAfter: cfg.StartedAfter}, log)
 		if err != nil {
 			return err
 		}

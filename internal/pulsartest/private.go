@@ -306,3 +306,28 @@ func (p *Private) ActiveConsumers(ctx context.Context, topic, subscription strin
 	}
 	return out, nil
 }
+
+// DieWith has the broker killed (SIGKILL) as soon as the process pid is
+// gone, whatever its end: a test binary that go test kills at its
+// -timeout leaves no broker running behind it. The watchdog is a shell in
+// a session of its own that checks every 2s; it kills only a process
+// whose command line names this broker's home. stop ends the watchdog
+// (call it once the broker has been stopped).
+func (p *Private) DieWith(pid int) (stop func(), err error) {
+	pidFile := filepath.Join(p.Home, "pid")
+	script := fmt.Sprintf(`while kill -0 %d 2>/dev/null; do sleep 2; done
+b=$(cat %s 2>/dev/null) && grep -qaF -- %s /proc/$b/cmdline 2>/dev/null && kill -9 "$b"`, pid, shellQuote(pidFile), shellQuote(p.Home))
+	cmd := exec.Command("sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("pulsartest: start the broker's watchdog: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	return func() {
+		_ = cmd.Process.Kill()
+		<-done
+	}, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
