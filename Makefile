@@ -112,10 +112,10 @@ chaos:
 	$(GO) run ./e2e/chaos/cmd/chaos -sagas $(CHAOS_SAGAS) -duration $(CHAOS_DURATION) -drain $(CHAOS_DRAIN) \
 		-seed $(CHAOS_SEED) $(CHAOS_ARGS)
 
-## chaos-short: the kit's short run (about 3 minutes, its broker included): TestChaosShort (behind the
-## chaos tag until per-step idempotency keys are on main; then make test runs it)
+## chaos-short: the kit's short run alone (about 3 minutes, its broker included): TestChaosShort,
+## which make test runs with the rest of the suite
 chaos-short:
-	$(GO) test -tags chaos -count=1 -timeout 20m -run '^TestChaosShort$$' ./e2e/chaos/
+	$(GO) test -count=1 -timeout 20m -run '^TestChaosShort$$' ./e2e/chaos/
 
 ## chaos-frozen: an owner frozen (SIGSTOP) past its takeover, then resumed: nothing it writes may take effect
 chaos-frozen:

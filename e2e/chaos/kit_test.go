@@ -48,3 +48,12 @@ func (w *testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
 }
+
+// TestChaosShort is the kit's short run, part of the test command
+// (ShortConfig: 150 sagas with known outcomes over a minute, kill -9 of a
+// random component every 3 to 5s, the broker killed and restarted, an
+// owner frozen; about three minutes on two cores). It fails when a single
+// saga ends wrong or does not end.
+func TestChaosShort(t *testing.T) {
+	runKit(t, ShortConfig())
+}
