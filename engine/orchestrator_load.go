@@ -62,7 +62,9 @@ type loadResult struct {
 	t    *term
 	l    *loaded
 	took time.Duration
-	err  error
+	// fenced is how long taking the streams over took (beginTerm).
+	fenced time.Duration
+	err    error
 }
 
 type received struct {
@@ -389,6 +391,7 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 		defer cancel()
 		t0 := time.Now()
 		t, err := o.beginTerm(lctx, p)
+		fenced := time.Since(t0)
 		var l *loaded
 		if err == nil {
 			l, err = o.loadPartition(lctx, p)
@@ -398,7 +401,7 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 			t = nil
 		}
 		select {
-		case loads <- loadResult{p: p, job: job, t: t, l: l, took: time.Since(t0), err: err}:
+		case loads <- loadResult{p: p, job: job, t: t, l: l, took: time.Since(t0), fenced: fenced, err: err}:
 		case <-lctx.Done():
 			t.close()
 		}
@@ -480,7 +483,7 @@ func (o *Orchestrator) install(res loadResult) {
 	delete(o.parts.retryAt, res.p)
 	o.ready.setLoaded(res.p, true)
 	o.log.Info().Int("partition", res.p).Int("processes", len(res.l.images)).Int("queued", len(waiting)).
-		Int("replayed", res.l.replayed).Dur("took", res.took).Msg("partition loaded")
+		Int("replayed", res.l.replayed).Dur("took", res.took).Dur("fenced", res.fenced).Msg("partition loaded")
 }
 
 // endTerms lets go of every partition's streams (the subscription ends).
