@@ -51,6 +51,7 @@ var (
 	flagTimerProcs = flag.Int("timerprocs", 100, "processes of BenchmarkTimerLateness (3 sleep timers each)")
 	flagStarters   = flag.Int("starters", 64, "goroutines sending start requests (closed loop and the Go client entrance)")
 	flagWorkers    = flag.Int("worker-concurrency", 32, "concurrency of each no-op worker (in the benchmark's process)")
+	flagDurable    = flag.Bool("worker-durable-deliveries", true, "the no-op workers count deliveries durably (worker.Options.DisableDurableDeliveryCount false: 2 messages per command on jobs.<svc>-workers-deliveries)")
 	flagPartitions = flag.Int("partitions", 4, "partitions of the engine's process-keyed topics")
 	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
 	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
@@ -278,7 +279,7 @@ func runWorkers(b *testing.B, bb bus.Bus, services map[string]map[string]worker.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for svc, handlers := range services {
-		w, err := worker.New(bb, worker.Options{Service: svc, Name: "bench-" + svc, Concurrency: *flagWorkers}, zerolog.Nop())
+		w, err := worker.New(bb, worker.Options{Service: svc, Name: "bench-" + svc, Concurrency: *flagWorkers, DisableDurableDeliveryCount: !*flagDurable}, zerolog.Nop())
 		if err != nil {
 			cancel()
 			b.Fatal(err)
