@@ -16,6 +16,14 @@ type reader struct {
 	topic  string
 	r      pulsar.Reader
 	closed sync.Once
+
+	// hasNext is the client's HasNext still running from a call whose
+	// context ended first (nil when none): the next call waits for it
+	// instead of starting another, because the client's HasNext must not
+	// run twice at once (it writes the partition consumer's last message
+	// id unguarded: a data race the race detector found).
+	mu      sync.Mutex
+	hasNext chan bool
 }
 
 var _ bus.Reader = (*reader)(nil)
@@ -101,10 +109,16 @@ func (r *reader) Next(ctx context.Context) (*bus.Message, error) {
 // client does that without a context, so it runs aside and ctx bounds the
 // wait.
 func (r *reader) HasNext(ctx context.Context) (bool, error) {
-	ch := make(chan bool, 1)
-	go func() { ch <- r.r.HasNext() }()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hasNext == nil {
+		ch := make(chan bool, 1)
+		r.hasNext = ch
+		go func() { ch <- r.r.HasNext() }()
+	}
 	select {
-	case ok := <-ch:
+	case ok := <-r.hasNext:
+		r.hasNext = nil
 		return ok, nil
 	case <-ctx.Done():
 		return false, fmt.Errorf("pulsarbus: has next on %s: %w", r.topic, ctx.Err())
