@@ -664,3 +664,41 @@ func TestSendInEndedTransaction(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderHasNextAfterCancelledCalls: HasNext calls whose context ends
+// before the broker answers leave the client's HasNext running; the calls
+// after them wait for it instead of running another at once (the client's
+// HasNext is not safe for concurrent use: -race found it in the chaos kit's
+// status watcher), and the answer is still right.
+func TestReaderHasNextAfterCancelledCalls(t *testing.T) {
+	b := newBus(t)
+	ctx := ctxFor(t, time.Minute)
+	topic := topicName(t)
+	p, err := b.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, &bus.OutMessage{Key: "k", Payload: []byte("one")}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.Reader(ctx, bus.ReaderOptions{Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for range 20 {
+		if _, err := r.HasNext(done); err != nil && !errors.Is(err, context.Canceled) {
+			t.Fatalf("has next with an ended context: %v", err)
+		}
+	}
+	ok, err := r.HasNext(ctx)
+	if err != nil || !ok {
+		t.Fatalf("has next: %v, %v; want true (one message on the topic)", ok, err)
+	}
+	m, err := r.Next(ctx)
+	if err != nil || string(m.Payload) != "one" {
+		t.Fatalf("next: %v, %v", m, err)
+	}
+}

@@ -18,8 +18,16 @@ type reader struct {
 	r      pulsar.Reader
 	closed sync.Once
 	// ahead is a message HasNext took from the client (see HasNext); Next
-	// returns it first. A reader is used by one goroutine.
+	// returns it first.
 	ahead pulsar.Message
+
+	// hasNext is the client's HasNext still running from a call whose
+	// context ended first (nil when none): the next call waits for it
+	// instead of starting another, because the client's HasNext must not
+	// run twice at once (it writes the partition consumer's last message
+	// id unguarded: a data race the race detector found).
+	mu      sync.Mutex
+	hasNext chan bool
 }
 
 // hasNextGrace is how long HasNext waits for a message the broker has
@@ -97,8 +105,11 @@ func (b *Bus) Reader(ctx context.Context, opts bus.ReaderOptions) (bus.Reader, e
 
 // Next blocks until a message is available or ctx is done.
 func (r *reader) Next(ctx context.Context) (*bus.Message, error) {
-	if pm := r.ahead; pm != nil {
-		r.ahead = nil
+	r.mu.Lock()
+	pm := r.ahead
+	r.ahead = nil
+	r.mu.Unlock()
+	if pm != nil {
 		return toMessage(pm, string(pm.ID().Serialize()), 0), nil
 	}
 	pm, err := r.r.Next(ctx)
@@ -129,13 +140,19 @@ func (r *reader) Next(ctx context.Context) (*bus.Message, error) {
 // status table is, sees every committed message; one read once to its end
 // sees those dispatched by then.)
 func (r *reader) HasNext(ctx context.Context) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.ahead != nil {
 		return true, nil
 	}
-	ch := make(chan bool, 1)
-	go func() { ch <- r.r.HasNext() }()
+	if r.hasNext == nil {
+		ch := make(chan bool, 1)
+		r.hasNext = ch
+		go func() { ch <- r.r.HasNext() }()
+	}
 	select {
-	case ok := <-ch:
+	case ok := <-r.hasNext:
+		r.hasNext = nil
 		if ok {
 			return true, nil
 		}
