@@ -119,8 +119,9 @@ func manySagas(t *testing.T, mode string, n int) {
 		}
 	}
 	wantStatus := map[workflow.Status]int{}
+	rows := waitAllTerminal(ctx, t, stack, pids)
 	for _, pid := range pids {
-		row := waitTerminal(ctx, t, stack, pid)
+		row := rows[pid]
 		want := workflow.StatusCompleted
 		if exhausted(pid, "payment") || exhausted(pid, "flight") || exhausted(pid, "hotel") || exhausted(pid, "notify") {
 			want = workflow.StatusCompensated

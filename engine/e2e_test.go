@@ -203,6 +203,46 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
+// settled: a process waits for nobody but an operator, or has finished.
+func settled(row engine.StatusRecord) bool {
+	return row.Status.Terminal() || row.Status == workflow.StatusPaused || row.Status == workflow.StatusCompensationFailed
+}
+
+// waitAllTerminal waits until every process of pids has settled and
+// returns their rows: one status table refresh per round for all of them
+// (waitTerminal for each would refresh at least once per process).
+func waitAllTerminal(ctx context.Context, t *testing.T, s *engine.Stack, pids []string) map[string]engine.StatusRecord {
+	t.Helper()
+	rows := make(map[string]engine.StatusRecord, len(pids))
+	left := slices.Clone(pids)
+	for len(left) > 0 && ctx.Err() == nil {
+		if err := s.Status.Refresh(ctx); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			t.Fatal(err)
+		}
+		rest := left[:0]
+		for _, pid := range left {
+			if row, ok := s.Status.Get(pid); ok && settled(row) {
+				rows[pid] = row
+			} else {
+				rest = append(rest, pid)
+			}
+		}
+		left = rest
+		if len(left) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(left) > 0 {
+		last, _ := s.Status.Get(left[0])
+		dumpProcess(t, s, left[0])
+		t.Fatalf("%d processes did not finish, the first %s: last status row %+v", len(left), left[0], last)
+	}
+	return rows
+}
+
 func waitTerminal(ctx context.Context, t *testing.T, s *engine.Stack, pid string) engine.StatusRecord {
 	t.Helper()
 	var last engine.StatusRecord
@@ -215,7 +255,7 @@ func waitTerminal(ctx context.Context, t *testing.T, s *engine.Stack, pid string
 		}
 		if row, ok := s.Status.Get(pid); ok {
 			last = row
-			if row.Status.Terminal() || row.Status == workflow.StatusPaused || row.Status == workflow.StatusCompensationFailed {
+			if settled(row) {
 				return row
 			}
 		}
