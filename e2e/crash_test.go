@@ -364,21 +364,8 @@ func runCrash(t *testing.T, plan crashPlan) {
 			t.Errorf("%s: status %s, want %s (%v %s)", pid, rows[pid].Status, want, rows[pid].Steps, rows[pid].LastError)
 			continue
 		}
-		done := map[string]map[string]bool{}  // step → idempotency keys that succeeded
-		comps := map[string]map[string]bool{} // step → compensation keys
-		for _, call := range calls {
-			if call.ProcessID != pid || call.Failed || !call.Effect {
-				continue
-			}
-			m := done
-			if call.Compensation {
-				m = comps
-			}
-			if m[call.Step] == nil {
-				m[call.Step] = map[string]bool{}
-			}
-			m[call.Step][call.IdempotencyKey] = true
-		}
+		// step → idempotency keys that did work (forward, compensations)
+		done, comps := successesByStep(calls, pid, func(c demo.Call) (string, bool) { return c.IdempotencyKey, c.Effect })
 		for _, step := range steps {
 			if len(done[step]) != 1 {
 				t.Errorf("%s: step %s did its work under %d keys, want exactly 1", pid, step, len(done[step]))
@@ -396,6 +383,28 @@ func runCrash(t *testing.T, plan crashPlan) {
 		}
 	}
 	t.Logf("%d sagas reached their statuses; %d calls found their key's work done already (redeliveries, retries)", n, dups)
+}
+
+// successesByStep groups the successful calls of process pid by step, the
+// forward ones and the compensations apart; id names a call (its command
+// id, its key…) and says whether to count it.
+func successesByStep(calls []demo.Call, pid string, id func(demo.Call) (string, bool)) (done, comps map[string]map[string]bool) {
+	done, comps = map[string]map[string]bool{}, map[string]map[string]bool{}
+	for _, call := range calls {
+		name, count := id(call)
+		if call.ProcessID != pid || call.Failed || !count {
+			continue
+		}
+		m := done
+		if call.Compensation {
+			m = comps
+		}
+		if m[call.Step] == nil {
+			m[call.Step] = map[string]bool{}
+		}
+		m[call.Step][name] = true
+	}
+	return done, comps
 }
 
 func keys(m map[string]map[string]bool) []string {

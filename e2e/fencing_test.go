@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
+	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
@@ -272,20 +273,7 @@ func checkOutcomes(t *testing.T, c *cluster, pids []string, rows map[string]engi
 			t.Errorf("%s: status %s, want %s (%v %s)", pid, rows[pid].Status, want, rows[pid].Steps, rows[pid].LastError)
 			continue
 		}
-		done, comps := map[string]map[string]bool{}, map[string]map[string]bool{}
-		for _, call := range calls {
-			if call.ProcessID != pid || call.Failed {
-				continue
-			}
-			m := done
-			if call.Compensation {
-				m = comps
-			}
-			if m[call.Step] == nil {
-				m[call.Step] = map[string]bool{}
-			}
-			m[call.Step][call.CommandID] = true
-		}
+		done, comps := successesByStep(calls, pid, func(c demo.Call) (string, bool) { return c.CommandID, true })
 		for _, step := range steps {
 			if len(done[step]) != 1 {
 				t.Errorf("%s: step %s succeeded in %d attempts, want 1", pid, step, len(done[step]))
