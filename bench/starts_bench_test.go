@@ -177,21 +177,8 @@ func httpStart(api string) bench.StartFunc {
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, api+bench.HTTPStartPath, bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		msg, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("POST %s: %s: %s", bench.HTTPStartPath, resp.Status, msg)
-		}
-		return nil
+		_, err = postJSON(ctx, hc, api, bench.HTTPStartPath, body)
+		return err
 	}
 }
 
@@ -203,25 +190,36 @@ func httpBatchStart(api string) func(context.Context, []string) error {
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, api+bench.HTTPBatchStartPath, bytes.NewReader(body))
+		msg, err := postJSON(ctx, hc, api, bench.HTTPBatchStartPath, body)
 		if err != nil {
 			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		msg, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("POST %s: %w", bench.HTTPBatchStartPath, bench.ErrNotOffered)
-		}
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("POST %s: %s: %s", bench.HTTPBatchStartPath, resp.Status, msg)
 		}
 		return bench.CheckHTTPBatchStart(msg, len(pids))
 	}
+}
+
+// postJSON posts body to the admin API's path and returns the answer's body.
+// A 404 of the batch endpoint is bench.ErrNotOffered (an engine without
+// it); any other status but 2xx is an error with the answer.
+func postJSON(ctx context.Context, hc *http.Client, api, path string, body []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, api+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusNotFound && path == bench.HTTPBatchStartPath {
+		return nil, fmt.Errorf("POST %s: %w", path, bench.ErrNotOffered)
+	}
+	if resp.StatusCode/100 != 2 {
+		return nil, fmt.Errorf("POST %s: %s: %s", path, resp.Status, msg)
+	}
+	return msg, nil
 }
 
 // cliFromStart runs one `pulsaga start --from FILE` for a batch.
