@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -394,7 +395,7 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 		fenced := time.Since(t0)
 		var l *loaded
 		if err == nil {
-			l, err = o.loadPartition(lctx, p)
+			l, err = o.loadPartition(lctx, p, t.token)
 		}
 		if err != nil {
 			t.close()
@@ -496,9 +497,11 @@ func (o *Orchestrator) endTerms() {
 
 // loadPartition reads the memory images of partition p: the latest
 // snapshot of each of its processes, then the history from the partition's
-// checkpoint on, folded with image.fold. It runs outside the loop and
-// touches nothing of it.
-func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error) {
+// checkpoint on, folded with image.fold — each stream up to the marker of
+// the term named token (ownership.go, "Load markers"), never to what the
+// broker says is its last message. It runs outside the loop and touches
+// nothing of it.
+func (o *Orchestrator) loadPartition(ctx context.Context, p int, token string) (*loaded, error) {
 	topic, history := o.opts.Topics.Snapshots, o.opts.Topics.History
 	if o.opts.Topics.Partitions > 0 {
 		topic, history = o.bus.Namespace().Partition(topic, p), o.bus.Namespace().Partition(history, p)
@@ -525,19 +528,15 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 	}
 	var cp *Checkpoint
 	for {
-		more, err := rd.HasNext(ctx)
+		m, err := nextToMarker(ctx, rd)
 		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
+			return nil, fmt.Errorf("load partition %d: snapshots: %w", p, err)
 		}
-		if !more {
+		if isMarker(m, token) {
 			break
 		}
-		m, err := rd.Next(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
-		}
 		if m.Key == FenceKey {
-			continue // a batch's mark of its term (ownership.go), nothing to load
+			continue // a batch's mark of its term, or an earlier term's marker (ownership.go): nothing to load
 		}
 		if len(m.Payload) == 0 {
 			delete(l.images, m.Key)
@@ -581,16 +580,15 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 	}
 	defer hr.Close()
 	for {
-		more, err := hr.HasNext(ctx)
+		m, err := nextToMarker(ctx, hr)
 		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
+			return nil, fmt.Errorf("load partition %d: history: %w", p, err)
 		}
-		if !more {
+		if isMarker(m, token) {
 			break
 		}
-		m, err := hr.Next(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		if m.Key == FenceKey {
+			continue // an earlier term's marker: no records
 		}
 		l.replayed++
 		e, ok := decodeHistory(m.Payload)
@@ -635,6 +633,22 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		l.last = m.ID
 	}
 	return l, nil
+}
+
+// errNoMarker: a stream gave nothing for markWait while its load marker
+// was still to come.
+var errNoMarker = errors.New("the term's load marker did not come")
+
+// nextToMarker is the reader's next message, waiting at most markWait for
+// it (the marker is on its way: the stream is not over before it).
+func nextToMarker(ctx context.Context, rd bus.Reader) (*bus.Message, error) {
+	wctx, cancel := context.WithTimeout(ctx, markWait)
+	defer cancel()
+	m, err := rd.Next(wctx)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return nil, fmt.Errorf("%w within %s", errNoMarker, markWait)
+	}
+	return m, err
 }
 
 // loaded is what loading a partition read.

@@ -181,6 +181,9 @@ func ms(d time.Duration) string {
 	return fmt.Sprintf("%.1fs", d.Seconds())
 }
 
+// ms2 is d in seconds with millisecond precision (per-takeover lines).
+func ms2(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
 // Write prints the whole report: the table, the counts, then every
 // problem (up to limit per kind).
 func (r *Report) Write(w io.Writer, limit int) {
@@ -205,8 +208,11 @@ func (r *Report) Write(w io.Writer, limit int) {
 		fmt.Fprintf(w, "no owner was frozen: no orchestrator owned a partition whenever the kit looked\n")
 	}
 	for _, t := range r.Takeovers {
-		if t.Event == "freeze" {
+		switch t.Event {
+		case "freeze":
 			fmt.Fprintf(w, "after the freeze of %s, partition %d's next commit came %s later\n", t.Name, t.Partition, ms(t.After))
+		default:
+			fmt.Fprintf(w, "takeover: %s of %s at %s, partition %d's next commit %s later\n", t.Event, t.Name, t.At.UTC().Format("15:04:05.000"), t.Partition, ms2(t.After))
 		}
 	}
 	for p, d := range r.FrozenProgress {
