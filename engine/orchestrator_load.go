@@ -484,7 +484,9 @@ func (o *Orchestrator) install(res loadResult) {
 	delete(o.parts.retryAt, res.p)
 	o.ready.setLoaded(res.p, true)
 	o.log.Info().Int("partition", res.p).Int("processes", len(res.l.images)).Int("queued", len(waiting)).
-		Int("replayed", res.l.replayed).Dur("took", res.took).Dur("fenced", res.fenced).Msg("partition loaded")
+		Int("replayed", res.l.replayed).Dur("took", res.took).Dur("fenced", res.fenced).
+		Dur("producers", res.t.opened).Dur("end_transactions", res.t.ended).Dur("markers", res.t.marked).
+		Dur("snapshots_read", res.l.snapshotsRead).Dur("history_read", res.l.historyRead).Msg("partition loaded")
 }
 
 // endTerms lets go of every partition's streams (the subscription ends).
@@ -506,6 +508,7 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int, token string) (
 	if o.opts.Topics.Partitions > 0 {
 		topic, history = o.bus.Namespace().Partition(topic, p), o.bus.Namespace().Partition(history, p)
 	}
+	t0 := time.Now()
 	rd, err := o.bus.Reader(ctx, bus.ReaderOptions{Topic: topic, Compacted: true})
 	if err != nil {
 		return nil, fmt.Errorf("load partition %d: %w", p, err)
@@ -568,6 +571,7 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int, token string) (
 		l.images[s.ProcessID] = img
 		delete(gone, s.ProcessID)
 	}
+	l.snapshotsRead = time.Since(t0)
 	// The tail: every history entry from the checkpoint on.
 	opts := bus.ReaderOptions{Topic: history}
 	if cp != nil && cp.Start != nil {
@@ -632,6 +636,7 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int, token string) (
 		img.historyIDs = append(img.historyIDs, m.ID)
 		l.last = m.ID
 	}
+	l.historyRead = time.Since(t0) - l.snapshotsRead
 	return l, nil
 }
 
@@ -659,4 +664,6 @@ type loaded struct {
 	// counts the entries read.
 	last     bus.MessageID
 	replayed int
+	// How long reading each stream took (logged).
+	snapshotsRead, historyRead time.Duration
 }

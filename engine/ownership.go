@@ -188,6 +188,8 @@ type term struct {
 	// token names the term's load markers (see markTerm): the load reads
 	// each stream up to the marker carrying it.
 	token string
+	// How long each step of beginTerm took (logged when loaded).
+	opened, ended, marked time.Duration
 }
 
 func (t *term) close() {
@@ -224,6 +226,7 @@ func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 		return nil, fmt.Errorf("take partition %d: %w: the bus (%T) cannot end a deposed owner's transactions (bus.TxEnder)", p, bus.ErrBadOptions, o.bus)
 	}
 	t := &term{p: p}
+	t0 := time.Now()
 	// The two producers are independent: opened at once (each is a round
 	// trip to the broker, longer while it fences the previous owner out).
 	var herr, serr error
@@ -242,6 +245,7 @@ func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 		}
 		return nil, fmt.Errorf("take partition %d: snapshots: %w", p, serr)
 	}
+	t.opened = time.Since(t0)
 	events := o.opts.Topics.Events
 	if o.opts.Topics.Partitions > 0 {
 		events = o.bus.Namespace().Partition(events, p)
@@ -258,10 +262,12 @@ func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 		o.log.Info().Int("partition", p).Int("aborted", ended.Aborted).Int("waited", ended.Waited).
 			Msg("transactions of the partition's previous owner ended")
 	}
+	t.ended = time.Since(t0) - t.opened
 	if err := o.markTerm(ctx, t); err != nil {
 		t.close()
 		return nil, fmt.Errorf("take partition %d: %w", p, err)
 	}
+	t.marked = time.Since(t0) - t.opened - t.ended
 	return t, nil
 }
 
