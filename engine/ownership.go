@@ -229,13 +229,15 @@ func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 	t0 := time.Now()
 	// The two producers are independent: opened at once (each is a round
 	// trip to the broker, longer while it fences the previous owner out).
+	// MixedKeys: a batch's entries of a partition share broker entries
+	// (read by readers only; see bus.ProducerOptions.MixedKeys).
 	var herr, serr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t.history, herr = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing})
+		t.history, herr = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true})
 	})
 	wg.Go(func() {
-		t.snapshots, serr = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing})
+		t.snapshots, serr = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true})
 	})
 	wg.Wait()
 	if herr != nil || serr != nil {
