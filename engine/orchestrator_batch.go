@@ -127,6 +127,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 			o.slots.enqueue(img.pid)
 		}
 	}
+	o.reissueDue(b, room-(b.units-len(msgs)))
 	o.issueQueued(b, room-(b.units-len(msgs)))
 	if err := o.emit(ctx, b); err != nil {
 		o.nackAll(b.acks)
@@ -334,12 +335,7 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 			}
 			b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.pid, Payload: payload}})
 			if t.issue > 1 {
-				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision timed out; re-issuing it")
-			}
-		}
-		for _, t := range fx.decisionTimers {
-			if err := o.setTimer(b, t); err != nil {
-				return err
+				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision unanswered; issuing it again")
 			}
 		}
 		if fx.released && !fx.issued {
