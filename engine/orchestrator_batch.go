@@ -152,7 +152,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 		if !deleted[img] {
 			row := statusRow(img)
 			row.HistoryIDs = slices.Clone(row.HistoryIDs)
-			j.row = row
+			j.row, j.rowChanged = row, rowChanges(j.records)
 			if o.coverage(img, len(j.records), swept[img], b.now) {
 				snap := img.snapshot()
 				snap.HistoryIDs = slices.Clone(snap.HistoryIDs)
@@ -417,6 +417,22 @@ func statusRow(img *image) StatusRecord {
 		r.LastError += st.Failure.Error.Type + ": " + st.Failure.Error.Message
 	}
 	return r
+}
+
+// rowChanges says whether records appended to a process may change its
+// status row: a start (the first row), or a decision, rejected or failed
+// record (status, steps, errors). Event records alone change nothing a row
+// shows (they wait for their decision: in the remote mode, the batch that
+// issues a task appends them and the batch that applies its answer writes
+// the row, with the positions of both history entries).
+func rowChanges(records []Record) bool {
+	for i := range records {
+		r := &records[i]
+		if r.Kind != RecordEvent || (r.Event != nil && r.Event.Type == workflow.EventStart) {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshot is the stored form of an image.

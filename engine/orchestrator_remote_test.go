@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // An outstanding task is issued again DecisionTimeout after its first
@@ -91,5 +93,35 @@ func TestSweepReissuesUnansweredTasks(t *testing.T) {
 	o.sweepDecisions(t0.Add(16 * time.Second))
 	if len(o.slots.overdue) != 1 || o.slots.overdue[0] != "recent" {
 		t.Fatalf("overdue at 16s %v, want [recent]", o.slots.overdue)
+	}
+}
+
+// A status row is written when records may change it: not for event
+// records alone (remote mode: the batch that issues a task), so that a
+// remote decision costs one row, as an inline one does.
+func TestRowChanges(t *testing.T) {
+	ev := func(typ workflow.EventType) Record {
+		return Record{Kind: RecordEvent, Event: &workflow.Event{Type: typ}}
+	}
+	cases := []struct {
+		name    string
+		records []Record
+		want    bool
+	}{
+		{name: "none", want: false},
+		{name: "a start: the first row", records: []Record{ev(workflow.EventStart)}, want: true},
+		{name: "results waiting for their decision", records: []Record{ev(workflow.EventResult), ev(workflow.EventStarted)}, want: false},
+		{name: "a signal waiting", records: []Record{ev(workflow.EventSignal)}, want: false},
+		{name: "an event and its decision", records: []Record{ev(workflow.EventResult), {Kind: RecordDecision}}, want: true},
+		{name: "a decision alone (remote answer)", records: []Record{{Kind: RecordDecision}}, want: true},
+		{name: "rejected", records: []Record{{Kind: RecordRejected}}, want: true},
+		{name: "failed", records: []Record{{Kind: RecordFailed}}, want: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rowChanges(tc.records); got != tc.want {
+				t.Fatalf("rowChanges = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
