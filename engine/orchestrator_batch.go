@@ -329,7 +329,11 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 			}
 		}
 		for _, t := range fx.tasks {
-			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, t.task)
+			task := t.task
+			if err := task.SetState(task.State); err != nil { // compressed when large
+				return err
+			}
+			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, task)
 			if err != nil {
 				return err
 			}
