@@ -340,15 +340,18 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 func (o *Orchestrator) openProducers(ctx context.Context) error {
 	t := o.opts.Topics
 	var err error
-	open := func(topic string) bus.Producer {
+	open := func(topic string, mixed bool) bus.Producer {
 		if err != nil {
 			return nil
 		}
 		var p bus.Producer
-		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic, MixedKeys: mixed})
 		return p
 	}
-	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(t.Timers)
+	// The status rows of a batch share broker entries (the status table is
+	// read by readers; bus.ProducerOptions.MixedKeys); decision tasks and
+	// timers go to Shared subscriptions: one key a batch.
+	o.status, o.decisions, o.timerTopic = open(t.Status, true), open(t.Decisions, false), open(t.Timers, false)
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)
