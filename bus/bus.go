@@ -219,6 +219,19 @@ type ProducerOptions struct {
 	// SendTimeout fails a send the broker has not confirmed in that time
 	// with ErrUnavailable (default 30s).
 	SendTimeout time.Duration
+	// MixedKeys lets one batch — one broker entry — carry the messages of
+	// different keys. By default a batch holds one key, so a producer that
+	// writes many keys at once (the orchestrator's history, snapshots and
+	// status streams: one message per process per batch) costs the broker
+	// one entry per message, in a transaction one transaction-buffer write
+	// each: that bounded the engine to ~250 new processes/s. With MixedKeys
+	// the messages sent together to one partition share an entry. Per-key
+	// order is the same. Use it only for topics read by readers or by a
+	// Failover or Exclusive consumer: a batch is dispatched to one consumer
+	// as a whole, so a Shared work queue would lose its spread and a
+	// KeyShared subscription its one-consumer-per-key rule. (bus/memory has
+	// no batches: it ignores it.)
+	MixedKeys bool
 }
 
 // SubscribeOptions describe a subscription and one consumer on it.

@@ -45,7 +45,9 @@ type OrchestratorOptions struct {
 	// each transaction then stays open longer on a loaded machine.
 	MaxInFlight int
 	// DecisionTimeout re-issues a remote decision task that got no answer
-	// (default 30s; remote mode only).
+	// for this long, then for twice as long, ... (default 30s; remote mode
+	// only). No timer is set per task: a once-a-second sweep of the
+	// outstanding tasks does it (orchestrator_remote.go).
 	DecisionTimeout time.Duration
 	// Retention keeps a finished process's image and status this long
 	// (default 24h); its history follows Topics.HistoryRetention.
@@ -242,7 +244,7 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 		jobs: map[string]bus.Producer{}, terms: map[int]*term{}, events: map[int]bus.Producer{},
 		adapt: newAdaptive(opts.BatchSize, opts.TxTimeout), limitNow: opts.BatchSize,
 		m: machine{
-			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit, decisionTimeout: opts.DecisionTimeout,
+			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit,
 			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer, tracer: opts.Tracer,
 		},
 	}
@@ -340,15 +342,18 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 func (o *Orchestrator) openProducers(ctx context.Context) error {
 	t := o.opts.Topics
 	var err error
-	open := func(topic string) bus.Producer {
+	open := func(topic string, mixed bool) bus.Producer {
 		if err != nil {
 			return nil
 		}
 		var p bus.Producer
-		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic, MixedKeys: mixed})
 		return p
 	}
-	o.status, o.decisions, o.timerTopic = open(t.Status), open(t.Decisions), open(t.Timers)
+	// The status rows of a batch share broker entries (the status table is
+	// read by readers; bus.ProducerOptions.MixedKeys); decision tasks and
+	// timers go to Shared subscriptions: one key a batch.
+	o.status, o.decisions, o.timerTopic = open(t.Status, true), open(t.Decisions, false), open(t.Timers, false)
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)

@@ -215,11 +215,13 @@ func (o *Orchestrator) streams(p int) (history, snapshots string) {
 func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 	history, snapshots := o.streams(p)
 	t := &term{p: p}
+	// MixedKeys: a batch's entries of a partition share broker entries
+	// (read by readers only; see bus.ProducerOptions.MixedKeys).
 	var err error
-	if t.history, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing}); err != nil {
+	if t.history, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true}); err != nil {
 		return nil, fmt.Errorf("take partition %d: history: %w", p, err)
 	}
-	if t.snapshots, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing}); err != nil {
+	if t.snapshots, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true}); err != nil {
 		t.close()
 		return nil, fmt.Errorf("take partition %d: snapshots: %w", p, err)
 	}

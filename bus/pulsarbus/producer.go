@@ -37,7 +37,8 @@ type producer struct {
 var _ bus.Producer = (*producer)(nil)
 
 // Producer opens a producer on a topic. Batching is key-based (a batch holds
-// one key), so per-key order and KeyShared dispatch hold on any topic.
+// one key), so per-key order and KeyShared dispatch hold on any topic,
+// unless opts.MixedKeys (then a batch holds what was sent together).
 // Transactional messages are batched too: the patched client (see
 // third_party/pulsar-client-go/PULSAGA.md) never mixes transactions, or
 // transactional and plain messages, in one batch. A transactional send that
@@ -77,6 +78,9 @@ func (b *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Produ
 		po.ProducerAccessMode = pulsar.ProducerAccessModeExclusiveWithFencing
 	default:
 		return nil, fmt.Errorf("%w: Producer %s: unknown access mode %d", bus.ErrBadOptions, opts.Topic, opts.AccessMode)
+	}
+	if opts.MixedKeys {
+		po.BatcherBuilderType = pulsar.DefaultBatchBuilder
 	}
 	switch {
 	case opts.BatchingMaxDelay < 0:
