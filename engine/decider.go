@@ -151,7 +151,7 @@ func (d *Decider) Run(ctx context.Context) error {
 			d.stats.deadLettered.Add(1)
 			d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
 		},
-	}, bus.JSON[protocol.DecisionTask], func(ctx context.Context, tasks []bus.Inbound[protocol.DecisionTask]) error {
+	}, decodeTask, func(ctx context.Context, tasks []bus.Inbound[protocol.DecisionTask]) error {
 		b := bus.NewBatch(bus.BatchOptions{})
 		clock := d.opts.Clock().UTC()
 		var forwarded int64
@@ -210,6 +210,16 @@ func (d *Decider) Run(ctx context.Context) error {
 	return nil
 }
 
+// decodeTask decodes and checks a decision task, its state decompressed;
+// an error is the reason to dead-letter it.
+func decodeTask(env *bus.Envelope) (protocol.DecisionTask, error) {
+	task, err := bus.JSON[protocol.DecisionTask](env)
+	if err != nil {
+		return task, err
+	}
+	return task, task.Expand()
+}
+
 // decide makes task's decision at max(task.Now, clock). A task that cannot
 // be decided (unknown definition, Decide failing) is answered with an
 // error; an error means nothing can be answered now.
@@ -231,7 +241,9 @@ func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock
 			res.Error = err.Error()
 			break
 		}
-		res.Decision = &dec
+		if err := res.SetDecision(&dec, task.Compact()); err != nil {
+			res.Decision, res.Error = nil, err.Error()
+		}
 	}
 	if res.Error != "" {
 		d.log.Error().Str("process_id", task.ProcessID).Str("task_id", task.TaskID).Str("error", res.Error).Msg("no decision possible")

@@ -113,10 +113,13 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		pid     string
 		taskNow time.Time
 		wantNow time.Time
+		// compact: the task says its sender reads compressed answers (an
+		// orchestrator of today); the others are plain (an older one).
+		compact bool
 	}
 	var valids []valid
 	for i := range 6 {
-		v := valid{pid: fmt.Sprintf("batch-%s-%d", run, i), taskNow: clock.Add(-time.Hour), wantNow: clock}
+		v := valid{pid: fmt.Sprintf("batch-%s-%d", run, i), taskNow: clock.Add(-time.Hour), wantNow: clock, compact: i >= 3}
 		if i%2 == 1 { // issued "later" than the decider's clock: decided at its own now
 			v.taskNow, v.wantNow = clock.Add(time.Hour), clock.Add(time.Hour)
 		}
@@ -147,7 +150,9 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	}
 	total := 0
 	for i, v := range valids {
-		send(v.pid, taskPayload(t, task(v.pid, "trip-booking", v.taskNow)))
+		tk := task(v.pid, "trip-booking", v.taskNow)
+		tk.AcceptZstd = v.compact
+		send(v.pid, taskPayload(t, tk))
 		total++
 		if i == 2 {
 			for g := range garbage {
@@ -173,6 +178,7 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	}()
 
 	got := map[string]protocol.DecisionResult{}
+	compressed := map[string]bool{}
 	for len(got) < len(valids)+1 {
 		m, err := results.Receive(ctx)
 		if err != nil {
@@ -189,6 +195,10 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		if _, dup := got[res.ProcessID]; dup {
 			t.Errorf("%s answered twice", res.ProcessID)
 		}
+		compressed[res.ProcessID] = len(res.DecisionZstd) > 0
+		if err := res.Expand(); err != nil {
+			t.Fatal(err)
+		}
 		got[res.ProcessID] = res
 		_ = results.Ack(ctx, m)
 	}
@@ -197,6 +207,9 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 		if res.Error != "" || res.Decision == nil {
 			t.Errorf("%s: no decision: %+v", v.pid, res)
 			continue
+		}
+		if compressed[v.pid] != v.compact {
+			t.Errorf("%s: answer compressed %v, want %v (the task's AcceptZstd)", v.pid, compressed[v.pid], v.compact)
 		}
 		if !res.Now.Equal(v.wantNow) {
 			t.Errorf("%s: decided at %s, want %s (task now %s, clock %s)", v.pid, res.Now, v.wantNow, v.taskNow, clock)

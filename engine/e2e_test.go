@@ -297,6 +297,9 @@ func TestGarbageOnEventsIsDeadLettered(t *testing.T) {
 		"newer envelope":           `{"v":99,"type":"result","id":"x","process_id":"p"}`,
 		"unknown type":             `{"v":1,"type":"frobnicate","id":"y","process_id":"p","time":"2026-01-01T00:00:00Z"}`,
 		"start unknown definition": `{"v":1,"type":"start","id":"z","process_id":"p","time":"2026-01-01T00:00:00Z","payload":{"process_id":"p","definition":"nope"}}`,
+		"decision without task":    `{"v":1,"type":"decision.result","id":"d1","process_id":"p","time":"2026-01-01T00:00:00Z","payload":{"process_id":"p"}}`,
+		// (base64 of "garbage": not zstd)
+		"undecodable decision": `{"v":1,"type":"decision.result","id":"d2","process_id":"p","time":"2026-01-01T00:00:00Z","payload":{"task_id":"p/1","process_id":"p","decision_zstd":"Z2FyYmFnZQ=="}}`,
 	}
 	for name, payload := range bad {
 		if _, err := p.Send(ctx, &bus.OutMessage{Key: "p", Payload: []byte(payload)}); err != nil {

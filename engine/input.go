@@ -92,6 +92,9 @@ func parseInput(env *bus.Envelope, key string) (input, error) {
 		if res.TaskID == "" {
 			return in, fmt.Errorf("decision result without a task_id")
 		}
+		if err := res.Expand(); err != nil { // a compressed decision
+			return in, err
+		}
 		in.kind, in.result = inDecision, &res
 		return in, nil
 	case protocol.TypeResult:

@@ -101,10 +101,12 @@ type effects struct {
 	commands []workflow.Command
 	// arm are physical timers to send (their fire times).
 	arm []time.Time
-	// tasks and decisionTimers (remote mode): decision tasks to send and
-	// their timeouts.
-	tasks          []taskOut
-	decisionTimers []protocol.Timer
+	// tasks (remote mode): decision tasks to send. A task has no timer of
+	// its own: a decider that dies before answering gives its tasks back
+	// to the decisions subscription (the broker delivers them again), and
+	// the orchestrator's once-a-second sweep re-issues the rare task still
+	// unanswered after DecisionTimeout (orchestrator_remote.go).
+	tasks []taskOut
 	// issued and released: a remote decision slot was taken or given back.
 	issued, released bool
 	// finished: the process reached a terminal status in this batch.
@@ -116,9 +118,8 @@ func (fx *effects) drop(reason, detail string) { fx.drops = append(fx.drops, dro
 
 // machine holds what the state machine needs besides the image.
 type machine struct {
-	remote          bool
-	seenLimit       int
-	decisionTimeout time.Duration
+	remote    bool
+	seenLimit int
 	// replyTo is the events topic: where decision results come back.
 	replyTo string
 	// maxMessage bounds an encoded command, record or image: a decision
@@ -345,27 +346,45 @@ func (m *machine) sendTask(img *image, now time.Time, fx *effects) {
 	}
 	fx.tasks = append(fx.tasks, taskOut{protocol.DecisionTask{
 		TaskID: out.TaskID, ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version,
-		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo,
+		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo, AcceptZstd: true,
 	}, out.Issued})
-	fx.decisionTimers = append(fx.decisionTimers, protocol.Timer{
-		TimerID: decisionTimerID(out), ProcessID: img.pid, Kind: protocol.TimerDecisionTimeout, Step: out.TaskID,
-		FireAt: now.Add(m.decisionTimeout),
-	})
 }
 
+// reissue issues the outstanding task again, identically (the sweep found
+// it unanswered for too long; orchestrator_remote.go). The slot is kept.
+func (m *machine) reissue(img *image, now time.Time, fx *effects) {
+	if img.outstanding == nil {
+		return
+	}
+	img.outstanding.Issued++
+	m.sendTask(img, now, fx)
+}
+
+// reissueAt is when the outstanding task out is issued again if no answer
+// came: timeout after its first issue, then after twice as long, four
+// times as long..., so that a decider that is only slow (a long queue of
+// tasks) is not flooded with copies.
+func reissueAt(out *Outstanding, timeout time.Duration) time.Time {
+	k := min(max(out.Issued, 1), 16)
+	return out.IssuedAt.Add(timeout * time.Duration(1<<k-1))
+}
+
+// decisionTimerID is the id of the decision-timeout timer an engine before
+// the sweep set for each task.
 func decisionTimerID(out *Outstanding) string {
 	return fmt.Sprintf("decision:%s#%d", out.TaskID, out.Issued)
 }
 
-// decisionTimeoutFired issues the outstanding task again, identically.
+// decisionTimeoutFired handles a decision-timeout timer of an earlier
+// engine (one timer per task): the outstanding task it names is issued
+// again, identically; any other is stale.
 func (m *machine) decisionTimeoutFired(img *image, in input, now time.Time, fx *effects) {
 	out := img.outstanding
 	if out == nil || decisionTimerID(out) != in.timerID {
 		fx.drop(DropStaleTimer, in.timerID)
 		return
 	}
-	out.Issued++
-	m.sendTask(img, now, fx)
+	m.reissue(img, now, fx)
 }
 
 // applyResult applies a remote decider's answer to the outstanding task.

@@ -172,7 +172,7 @@ func TestMachine(t *testing.T) {
 			{name: "start", in: startIn(tripInput), records: []string{"event:start"}, tasks: 1},
 			{name: "a stale answer", at: time.Second, in: input{kind: inDecision, envID: "d", pid: pid, result: &protocol.DecisionResult{TaskID: pid + "/7"}},
 				drops: []string{DropStaleDecision}},
-			{name: "the decision timeout: same task again", at: 30 * time.Second,
+			{name: "a decision-timeout timer of an earlier engine: same task again", at: 30 * time.Second,
 				in: input{kind: inDecisionTimeout, envID: "dt", pid: pid, timerID: "decision:" + pid + "/1#1"}, tasks: 1},
 			{name: "an old decision timeout", at: 31 * time.Second,
 				in: input{kind: inDecisionTimeout, envID: "dt", pid: pid, timerID: "decision:" + pid + "/1#1"}, drops: []string{DropStaleTimer}},
@@ -237,7 +237,7 @@ func TestMachine(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := &machine{remote: tc.remote, seenLimit: 4, decisionTimeout: 30 * time.Second, replyTo: "events", maxMessage: tc.max, obs: NopObserver{}}
+			m := &machine{remote: tc.remote, seenLimit: 4, replyTo: "events", maxMessage: tc.max, obs: NopObserver{}}
 			var img *image
 			var all []Record
 			var snaps []*image // the image after each step, as a snapshot would hold it

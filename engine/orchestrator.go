@@ -48,7 +48,9 @@ type OrchestratorOptions struct {
 	// each transaction then stays open longer on a loaded machine.
 	MaxInFlight int
 	// DecisionTimeout re-issues a remote decision task that got no answer
-	// (default 30s; remote mode only).
+	// for this long, then for twice as long, ... (default 30s; remote mode
+	// only). No timer is set per task: a once-a-second sweep of the
+	// outstanding tasks does it (orchestrator_remote.go).
 	DecisionTimeout time.Duration
 	// Retention keeps a finished process's image and status this long
 	// (default 24h); its history follows Topics.HistoryRetention.
@@ -248,7 +250,7 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 		jobs: map[string]bus.Producer{}, terms: map[int]*term{}, events: map[int]bus.Producer{},
 		adapt: newAdaptive(opts.BatchSize, opts.TxTimeout), limitNow: opts.BatchSize,
 		m: machine{
-			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit, decisionTimeout: opts.DecisionTimeout,
+			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit,
 			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer, tracer: opts.Tracer,
 		},
 	}

@@ -127,6 +127,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 			o.slots.enqueue(img.pid)
 		}
 	}
+	o.reissueDue(b, room-(b.units-len(msgs)))
 	o.issueQueued(b, room-(b.units-len(msgs)))
 	if err := o.emit(ctx, b); err != nil {
 		o.nackAll(b.acks)
@@ -151,7 +152,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 		if !deleted[img] {
 			row := statusRow(img)
 			row.HistoryIDs = slices.Clone(row.HistoryIDs)
-			j.row = row
+			j.row, j.rowChanged = row, rowChanges(j.records)
 			if o.coverage(img, len(j.records), swept[img], b.now) {
 				snap := img.snapshot()
 				snap.HistoryIDs = slices.Clone(snap.HistoryIDs)
@@ -330,18 +331,17 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 			}
 		}
 		for _, t := range fx.tasks {
-			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, t.task)
+			task := t.task
+			if err := task.SetState(task.State); err != nil { // compressed when large
+				return err
+			}
+			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, task)
 			if err != nil {
 				return err
 			}
 			b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.pid, Payload: payload}})
 			if t.issue > 1 {
-				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision timed out; re-issuing it")
-			}
-		}
-		for _, t := range fx.decisionTimers {
-			if err := o.setTimer(b, t); err != nil {
-				return err
+				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision unanswered; issuing it again")
 			}
 		}
 		if fx.released && !fx.issued {
@@ -423,6 +423,22 @@ func statusRow(img *image) StatusRecord {
 		r.LastError += st.Failure.Error.Type + ": " + st.Failure.Error.Message
 	}
 	return r
+}
+
+// rowChanges says whether records appended to a process may change its
+// status row: a start (the first row), or a decision, rejected or failed
+// record (status, steps, errors). Event records alone change nothing a row
+// shows (they wait for their decision: in the remote mode, the batch that
+// issues a task appends them and the batch that applies its answer writes
+// the row, with the positions of both history entries).
+func rowChanges(records []Record) bool {
+	for i := range records {
+		r := &records[i]
+		if r.Kind != RecordEvent || (r.Event != nil && r.Event.Type == workflow.EventStart) {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshot is the stored form of an image.

@@ -53,9 +53,11 @@ type procJob struct {
 	// term holds the producers of the process's partition streams.
 	term *term
 	// row and snap are written with the position of the history entry
-	// appended (row only when there are records; snap may be nil).
-	row  StatusRecord
-	snap *Snapshot
+	// appended (row only when there are records and rowChanged; snap may
+	// be nil).
+	row        StatusRecord
+	rowChanged bool
+	snap       *Snapshot
 	// id is the position of the history entry once sent.
 	id bus.MessageID
 }
@@ -193,9 +195,10 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			}
 			s.Send(j.term.snapshots, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
-		if j.id != nil {
+		if j.id != nil && j.rowChanged {
 			// The row carries the positions of the process's history, so
-			// it is written whenever records are.
+			// it is written whenever records that may change it are
+			// (rowChanges).
 			j.row.HistoryIDs = append(j.row.HistoryIDs, j.id)
 			payload, err := encodeStatus(&j.row)
 			if err != nil {

@@ -125,6 +125,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			o.sweepIdle(now)
 			o.freezeIdle(now)
 			o.sweepRetention(now)
+			o.sweepDecisions(now)
 			o.publishImages()
 			lastSweep = now
 		}
@@ -181,7 +182,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			// quarter kept for snapshots, timers and queued decisions
 			// when those wait.
 			limit := o.adapt.limit()
-			extra := min(len(o.sweep)+len(o.recovering)+len(o.expiring)+len(o.slots.queued), limit/4)
+			extra := min(len(o.sweep)+len(o.recovering)+len(o.expiring)+len(o.slots.queued)+len(o.slots.overdue), limit/4)
 			msgs := o.takeBatch(limit - extra)
 			launched, err := o.handleBatch(ctx, msgs, limit-len(msgs), p)
 			if err != nil {
@@ -257,7 +258,8 @@ func (o *Orchestrator) hasWork() bool {
 			return true
 		}
 	}
-	return len(o.recovering) > 0 || len(o.sweep) > 0 || len(o.expiring) > 0 || (o.slots.waiting() && o.slots.free())
+	return len(o.recovering) > 0 || len(o.sweep) > 0 || len(o.expiring) > 0 || (o.slots.waiting() && o.slots.free()) ||
+		len(o.slots.overdue) > 0
 }
 
 // takeBatch takes up to limit parked messages of loaded partitions, in

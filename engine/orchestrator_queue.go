@@ -10,7 +10,8 @@ package engine
 // A slot is taken when the task is issued (its decision timeout counts from
 // then, not from when the process joined the queue) and freed when its
 // result is applied (or rejected), or when the process's partition is lost.
-// A re-issue after a decision timeout keeps its slot.
+// A re-issue of a task left unanswered (orchestrator_remote.go) keeps its
+// slot.
 //
 // The queue is not stored: a process's pending events are in its snapshot,
 // so loading a partition queues again every process that has pending events
@@ -24,6 +25,9 @@ type slots struct {
 	queue    []string
 	head     int
 	queued   map[string]bool
+	// overdue are processes whose outstanding task is due to be issued
+	// again (orchestrator_remote.go).
+	overdue []string
 }
 
 func newSlots(max int) *slots {

@@ -90,14 +90,20 @@ type AdminRequest struct {
 // re-issued after a timeout is identical (same Now, same events), so every
 // command it yields has the same id as the first time.
 type DecisionTask struct {
-	TaskID     string           `json:"task_id"`
-	ProcessID  string           `json:"process_id"`
-	Definition string           `json:"definition"`
-	Version    int              `json:"version"`
-	State      *workflow.State  `json:"state,omitempty"`
-	Events     []workflow.Event `json:"events"`
-	Now        time.Time        `json:"now"`
-	ReplyTo    string           `json:"reply_to"`
+	TaskID     string `json:"task_id"`
+	ProcessID  string `json:"process_id"`
+	Definition string `json:"definition"`
+	Version    int    `json:"version"`
+	// State is the process's state (nil before its first decision), or
+	// StateZstd the same JSON zstd-compressed (a large state; decisions.go).
+	State     *workflow.State  `json:"state,omitempty"`
+	StateZstd []byte           `json:"state_zstd,omitempty"`
+	Events    []workflow.Event `json:"events"`
+	Now       time.Time        `json:"now"`
+	ReplyTo   string           `json:"reply_to"`
+	// AcceptZstd: the sender reads a compressed answer (DecisionZstd) even
+	// when the task's own state is plain.
+	AcceptZstd bool `json:"accept_zstd,omitempty"`
 }
 
 // Validate checks the fields a decider needs to answer (errors wrap
@@ -114,6 +120,9 @@ type DecisionResult struct {
 	TaskID    string             `json:"task_id"`
 	ProcessID string             `json:"process_id"`
 	Decision  *workflow.Decision `json:"decision,omitempty"`
+	// DecisionZstd is the decision's JSON zstd-compressed, instead of
+	// Decision, in the answer to a compact task (decisions.go).
+	DecisionZstd []byte `json:"decision_zstd,omitempty"`
 	// Error says why no decision could be made (the events are then
 	// recorded as rejected).
 	Error string `json:"error,omitempty"`

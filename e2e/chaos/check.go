@@ -46,6 +46,7 @@ func (r *run) check(ctx context.Context, status *statusWatch) (*Report, error) {
 		rep.MaxEffectsPerKey = max(rep.MaxEffectsPerKey, n)
 	}
 	rep.Replays, rep.Deliveries, rep.CallResults = readCalls(r.path("service", "calls.jsonl"))
+	rep.ExtraAttempts = extraAttempts(r.sagas, r.path("service", "calls.jsonl"))
 	for _, s := range r.sagas {
 		st, _ := status.status(s.ID)
 		v := Judge(s, st, fx[s.ID])
@@ -73,7 +74,7 @@ func (r *run) check(ctx context.Context, status *statusWatch) (*Report, error) {
 	kills, freezes := slices.Clone(r.kills), slices.Clone(r.freezes)
 	r.mu.Unlock()
 	rep.Components = r.cluster.stats()
-	rep.Takeovers, rep.TakeoverMisses = r.takeovers(kills, freezes, rep.historyTimes)
+	rep.Takeovers, rep.TakeoverMisses = r.takeovers(kills, freezes, rep.historyTimes, rep.fenceTimes)
 	if r.cfg.FreezeTakeover {
 		rep.FrozenProgress = frozenProgress(freezes, rep.historyTimes)
 		if len(freezes) == 0 {
@@ -117,6 +118,46 @@ func readCalls(path string) (replays, deliveries int, results map[string]int) {
 		}
 	}
 	return replays, deliveries, results
+}
+
+// extraAttempts lists the units whose service saw an attempt beyond what
+// their scripts use (UnitExpect.Attempts): an attempt lost to a fault of
+// the run (an outage, a kill whose redelivery came after the attempt's
+// timeout) rather than to the script.
+func extraAttempts(sagas []Saga, path string) []string {
+	type unitKey struct {
+		pid, unit string
+		undo      bool
+	}
+	most := map[unitKey]int{}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var c Call
+		if json.Unmarshal(sc.Bytes(), &c) != nil {
+			continue
+		}
+		k := unitKey{c.ProcessID, c.Unit, c.Undo}
+		most[k] = max(most[k], c.Attempt)
+	}
+	var out []string
+	for _, s := range sagas {
+		for u, ue := range s.Expect.Units {
+			if n := most[unitKey{s.ID, u, false}]; n > ue.Attempts {
+				out = append(out, fmt.Sprintf("%s %s: attempt %d delivered, its script uses %d", s.ID, u, n, ue.Attempts))
+			}
+			if n := most[unitKey{s.ID, u, true}]; n > ue.UndoAttempts {
+				out = append(out, fmt.Sprintf("%s %s compensation: attempt %d delivered, its script uses %d", s.ID, u, n, ue.UndoAttempts))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // historyRecord is what the check needs of one event-stream record.
@@ -178,12 +219,19 @@ func (r *run) checkStreams(ctx context.Context, rep *Report) error {
 	defer cancel()
 	streams := map[string][]historyRecord{}
 	rep.historyTimes = map[int][]time.Time{}
+	rep.fenceTimes = map[int][]time.Time{}
 	for p := range max(r.topics.Partitions, 1) {
 		topic := r.topics.History
 		if r.topics.Partitions > 0 {
 			topic = r.ns.Partition(r.ns.Topic(r.topics.History), p)
 		}
 		err := r.readAll(ctx, topic, func(m *bus.Message) {
+			if m.Key == engine.FenceKey {
+				// A new owner's fence marker (written after fencing, before
+				// its load): not a commit, but when the takeover fenced.
+				rep.fenceTimes[p] = append(rep.fenceTimes[p], m.PublishTime)
+				return
+			}
 			rep.historyTimes[p] = append(rep.historyTimes[p], m.PublishTime)
 			recs, ok := decodeHistory(m.Payload)
 			if !ok {
@@ -202,6 +250,7 @@ func (r *run) checkStreams(ctx context.Context, rep *Report) error {
 			return err
 		}
 		slices.SortFunc(rep.historyTimes[p], func(a, b time.Time) int { return a.Compare(b) })
+		slices.SortFunc(rep.fenceTimes[p], func(a, b time.Time) int { return a.Compare(b) })
 	}
 	for pid, recs := range streams {
 		bySeq := map[int64][]historyRecord{}
@@ -307,8 +356,11 @@ func frozenProgress(freezes []freezeEvent, times map[int][]time.Time) map[int]ti
 // takeovers measures, for each orchestrator killed (or frozen) while it
 // owned partitions with work going on (a commit in the 5s before), the
 // time until the first commit on each of them afterwards: the new owner's
-// first commit. Kills while the broker was away are left out.
-func (r *run) takeovers(kills []killEvent, freezes []freezeEvent, times map[int][]time.Time) (out []Takeover, misses []string) {
+// first commit. Kills while the broker was away are left out. Each
+// takeover also says when the broker named another active consumer
+// (handover) and when that owner fenced the partition (its fence marker),
+// so that a slow takeover shows where its time went.
+func (r *run) takeovers(kills []killEvent, freezes []freezeEvent, times, fences map[int][]time.Time) (out []Takeover, misses []string) {
 	type ev struct {
 		at    time.Time
 		name  string
@@ -326,6 +378,7 @@ func (r *run) takeovers(kills []killEvent, freezes []freezeEvent, times map[int]
 	}
 	r.mu.Lock()
 	down := slices.Clone(r.brokerDown)
+	owners := slices.Clone(r.owners)
 	r.mu.Unlock()
 	for _, e := range evs {
 		for _, p := range e.owned {
@@ -336,7 +389,7 @@ func (r *run) takeovers(kills []killEvent, freezes []freezeEvent, times map[int]
 				continue
 			}
 			if i == len(ts) {
-				misses = append(misses, fmt.Sprintf("%s of %s: partition %d had no commit after it", e.kind, e.name, p))
+				misses = append(misses, fmt.Sprintf("%s of %s at %s: partition %d had no commit after it", e.kind, e.name, e.at.Format("15:04:05.000"), p))
 				continue
 			}
 			first := ts[i]
@@ -349,8 +402,42 @@ func (r *run) takeovers(kills []killEvent, freezes []freezeEvent, times map[int]
 			if overlaps {
 				continue
 			}
-			out = append(out, Takeover{Event: e.kind, Name: e.name, Partition: p, At: e.at, After: first.Sub(e.at)})
+			t := Takeover{Event: e.kind, Name: e.name, Partition: p, At: e.at, After: first.Sub(e.at)}
+			t.NewOwner, t.Handover = handover(owners, e.name, p, e.at, first)
+			if fs := fences[p]; len(fs) > 0 {
+				j := sort.Search(len(fs), func(j int) bool { return fs[j].After(e.at) })
+				if j < len(fs) && !fs[j].After(first) {
+					t.Fenced = fs[j].Sub(e.at)
+				}
+			}
+			out = append(out, t)
 		}
 	}
+	slices.SortFunc(out, func(a, b Takeover) int {
+		if c := a.At.Compare(b.At); c != 0 {
+			return c
+		}
+		return a.Partition - b.Partition
+	})
 	return out, misses
+}
+
+// handover is the first owner the broker named for partition p after at
+// (someone other than old, before the first commit `until`, give or take
+// the 250ms between two looks) and how long after at it was seen.
+func handover(owners []ownerSnapshot, old string, p int, at, until time.Time) (string, time.Duration) {
+	i := sort.Search(len(owners), func(i int) bool { return owners[i].at.After(at) })
+	gone := false // the old owner's consumer was seen gone
+	for ; i < len(owners) && !owners[i].at.After(until.Add(time.Second)); i++ {
+		switch o := owners[i].owners[p]; {
+		case o == "":
+			gone = true
+		case o != old:
+			return o, owners[i].at.Sub(at)
+		case gone:
+			// The killed instance, started again, took it back.
+			return o + " (restarted)", owners[i].at.Sub(at)
+		}
+	}
+	return "", 0
 }

@@ -111,6 +111,11 @@ type UnitExpect struct {
 	// Balanced: the compensation happened exactly as often as the effect
 	// (a timing-dependent unit of a compensated saga).
 	Balanced bool
+	// Attempts and UndoAttempts are the most attempts its script and its
+	// compensation's script use (a unit whose retries are abandoned uses
+	// fewer): an attempt beyond them was lost to a fault of the run, not
+	// to the script (Config.ExactAttempts).
+	Attempts, UndoAttempts int
 }
 
 // Expect is the known outcome of a saga.
@@ -167,7 +172,7 @@ func expect(stages [][]unit) Expect {
 				e.Units[u.name] = UnitExpect{Effect: effectOf(u), Undo: Never}
 			}
 		}
-		return e
+		return withAttempts(e, stages)
 	}
 	e.Status = workflow.StatusCompensated
 	e.Why = failing.name + " fails"
@@ -217,6 +222,21 @@ func expect(stages [][]unit) Expect {
 				if u.compensable {
 					ue.Undo, ue.Balanced = AtMostOnce, true
 				}
+			}
+			e.Units[u.name] = ue
+		}
+	}
+	return withAttempts(e, stages)
+}
+
+// withAttempts sets the attempts each unit's scripts use.
+func withAttempts(e Expect, stages [][]unit) Expect {
+	for _, st := range stages {
+		for _, u := range st {
+			ue := e.Units[u.name]
+			ue.Attempts = play(u.script, u.maxAttempts).attempts
+			if u.compensable {
+				ue.UndoAttempts = play(u.undo, u.undoMax).attempts
 			}
 			e.Units[u.name] = ue
 		}

@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"encoding/json"
+	"io"
+	"path/filepath"
 	"sort"
 	"testing"
 	"time"
@@ -76,11 +78,26 @@ func TestExpect(t *testing.T) {
 				t.Errorf("status %s, want %s", e.Status, tt.status)
 			}
 			for u, want := range tt.units {
-				if got := e.Units[u]; got != want {
+				got := e.Units[u]
+				got.Attempts, got.UndoAttempts = 0, 0 // TestExpectedAttempts
+				if got != want {
 					t.Errorf("%s: %+v, want %+v", u, got, want)
 				}
 			}
 		})
+	}
+}
+
+func TestExpectedAttempts(t *testing.T) {
+	st := tripStages()
+	st[0][0].script, st[0][0].undo = Script{Fail, Fail}, Script{Fail}
+	st[1][0].script = Script{Lost, Refuse}
+	e := expect(st)
+	want := map[string][2]int{"payment": {3, 2}, "flight": {2, 1}, "hotel": {1, 1}, "notify": {1, 0}}
+	for u, w := range want {
+		if got := e.Units[u]; got.Attempts != w[0] || got.UndoAttempts != w[1] {
+			t.Errorf("%s: %d attempts, %d of its compensation; want %d, %d", u, got.Attempts, got.UndoAttempts, w[0], w[1])
+		}
 	}
 }
 
@@ -248,6 +265,35 @@ func TestJudge(t *testing.T) {
 			v := Judge(s, tt.status, tt.fx)
 			if v.Status != tt.want || len(v.Problems) != tt.n {
 				t.Errorf("Judge = %s %v, want %s with %d problems", v.Status, v.Problems, tt.want, tt.n)
+			}
+		})
+	}
+}
+
+func TestAttemptTimeoutOfTheDefinitions(t *testing.T) {
+	for _, d := range []time.Duration{0, 7 * time.Second, 90 * time.Second} {
+		t.Run(d.String(), func(t *testing.T) {
+			r := &run{cfg: Config{Dir: t.TempDir(), AttemptTimeout: d, Progress: io.Discard}}
+			dir, err := r.definitions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			files, _ := filepath.Glob(filepath.Join(dir, "*.yaml"))
+			if len(files) != 2 {
+				t.Fatalf("definitions in %s: %v, want the trip and the orders", dir, files)
+			}
+			for _, f := range files {
+				def, err := workflow.LoadFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := map[string]time.Duration{"chaos-trip": 30 * time.Second, "chaos-orders": 20 * time.Second}[def.Name]
+				if d > 0 {
+					want = d
+				}
+				if def.Timeout != want {
+					t.Errorf("%s: attempt timeout %s, want %s", def.Name, def.Timeout, want)
+				}
 			}
 		})
 	}

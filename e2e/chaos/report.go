@@ -39,6 +39,9 @@ type Report struct {
 	Streams                          map[string][]string
 
 	DeadLetters []string
+	// ExtraAttempts are units that got an attempt beyond their scripts'
+	// (a problem when Config.ExactAttempts).
+	ExtraAttempts []string
 
 	Components  []ComponentStats
 	BrokerKills int
@@ -54,6 +57,7 @@ type Report struct {
 	FrozenProblems []string
 
 	historyTimes map[int][]time.Time
+	fenceTimes   map[int][]time.Time
 }
 
 // Freeze is an owner frozen with SIGSTOP.
@@ -71,6 +75,36 @@ type Takeover struct {
 	Partition int
 	At        time.Time
 	After     time.Duration
+	// NewOwner is the active consumer the broker named next ("" when the
+	// kit did not see one before the first commit); Handover is when it
+	// was seen (the kit looks every 250ms) and Fenced when the new owner's
+	// fence marker was written, both since At (0: not seen).
+	NewOwner         string
+	Handover, Fenced time.Duration
+}
+
+// TakeoverHeader is the header line of WriteTakeovers.
+const TakeoverHeader = "event\tinstance\tpartition\tat\tnew_owner\thandover_s\tfenced_s\tfirst_commit_s"
+
+// WriteTakeovers writes every takeover, one per line, tab-separated (the
+// columns of TakeoverHeader; "-" for what was not seen).
+func (r *Report) WriteTakeovers(w io.Writer) {
+	fmt.Fprintln(w, TakeoverHeader)
+	for _, t := range r.Takeovers {
+		owner := t.NewOwner
+		if owner == "" {
+			owner = "-"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%.3f\n", t.Event, t.Name, t.Partition, t.At.UTC().Format("15:04:05.000"),
+			owner, secs(t.Handover), secs(t.Fenced), t.After.Seconds())
+	}
+}
+
+func secs(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.3f", d.Seconds())
 }
 
 func (r *Report) addStream(pid, problem string) {
@@ -97,6 +131,9 @@ func (r *Report) Problems() []string {
 	}
 	if n := len(r.DeadLetters); n > 0 {
 		p = append(p, fmt.Sprintf("%d messages dead-lettered", n))
+	}
+	if n := len(r.ExtraAttempts); n > 0 && r.Config.ExactAttempts {
+		p = append(p, fmt.Sprintf("%d units got an attempt their scripts do not use (lost to the run's faults)", n))
 	}
 	p = append(p, r.FrozenProblems...)
 	if r.Undecodable > 0 {
@@ -192,6 +229,7 @@ func (r *Report) Write(w io.Writer, limit int) {
 	fmt.Fprintf(w, "service: %d deliveries (%s); %d effects, %d compensations, %d compensations with nothing to undo; at most %d ledger lines per key\n",
 		r.Deliveries, counts(r.CallResults), r.Effects, r.Undos, r.NoopUndos, r.MaxEffectsPerKey)
 	fmt.Fprintf(w, "engine: %d history records, %d status rows read\n", r.Records, r.StatusRows)
+	fmt.Fprintf(w, "units with an attempt beyond their scripts (lost to a fault of the run): %d\n", len(r.ExtraAttempts))
 	for _, c := range r.Components {
 		fmt.Fprintf(w, "  %-7s %-12s started %3d, killed %3d, crash faults %3d, exited by itself %d%s\n", c.Name, c.Kind, c.Starts, c.Kills, c.Crashes, len(c.Exits), exitNote(c.Exits))
 	}
@@ -204,9 +242,12 @@ func (r *Report) Write(w io.Writer, limit int) {
 	if r.Config.FreezeAt >= 0 && len(r.Freezes) == 0 {
 		fmt.Fprintf(w, "no owner was frozen: no orchestrator owned a partition whenever the kit looked\n")
 	}
-	for _, t := range r.Takeovers {
-		if t.Event == "freeze" {
-			fmt.Fprintf(w, "after the freeze of %s, partition %d's next commit came %s later\n", t.Name, t.Partition, ms(t.After))
+	if len(r.Takeovers) > 0 {
+		fmt.Fprintf(w, "takeovers (%d; seconds after the kill or freeze: the broker's next active consumer, its fence, its first commit):\n", len(r.Takeovers))
+		var b strings.Builder
+		r.WriteTakeovers(&b)
+		for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+			fmt.Fprintf(w, "  %s\n", l)
 		}
 	}
 	for p, d := range r.FrozenProgress {
@@ -228,6 +269,7 @@ func (r *Report) Write(w io.Writer, limit int) {
 	section(w, "unfinished sagas", unf, limit)
 	section(w, "broken event streams", flatten(r.Streams), limit)
 	section(w, "dead letters", r.DeadLetters, limit)
+	section(w, "attempts beyond the scripts", r.ExtraAttempts, limit)
 }
 
 func exitNote(exits []string) string {

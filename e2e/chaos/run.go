@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -67,6 +68,9 @@ type Config struct {
 	// BrokerRestartAt is when (a fraction of Duration) the broker is
 	// killed with SIGKILL and started again; negative: never.
 	BrokerRestartAt float64
+	// BrokerDownFor keeps the broker down that long after its kill before
+	// it is started again (its start-up comes on top): an outage.
+	BrokerDownFor time.Duration
 	// FreezeAt is when (a fraction of Duration) an orchestrator that owns
 	// partitions is frozen (SIGSTOP) for FreezeFor; negative: never.
 	FreezeAt  float64
@@ -78,6 +82,14 @@ type Config struct {
 	FreezeTakeover bool
 	// Latency is the most a service attempt waits before acting.
 	Latency time.Duration
+	// ExactAttempts fails the run when a unit got an attempt its scripts
+	// do not use (the outage test: an outage must cost no attempt).
+	ExactAttempts bool
+	// AttemptTimeout, when set, replaces the attempt timeout of the kit's
+	// definitions (testdata: 30s for the trip, 20s for the orders): a lost
+	// attempt costs that long, and a broker outage longer than it must
+	// still cost no attempt (start-to-close, docs/language.md).
+	AttemptTimeout time.Duration
 	// Race builds the binaries with the race detector.
 	Race bool
 	// EngineBin, when set, is a folder holding orchestrator and decider
@@ -118,7 +130,29 @@ func DefaultConfig() Config {
 func ShortConfig() Config {
 	c := DefaultConfig()
 	c.Sagas, c.Duration, c.Drain = 150, 60*time.Second, 5*time.Minute
-	c.FreezeAt, c.FreezeFor, c.BrokerRestartAt = 0.1, 15*time.Second, 0.5
+	c.FreezeAt, c.FreezeFor, c.BrokerRestartAt = 0.1, 10*time.Second, 0.4
+	// Lost attempts cost 10s instead of 20-30s, and the broker's restart
+	// (down 10-20s on a quiet machine) outlasts every attempt timeout.
+	c.AttemptTimeout = 10 * time.Second
+	return c
+}
+
+// OutageConfig is the outage test (issue #11 item 2): the broker killed
+// in the middle of the run and kept down for a minute — six times the
+// attempt timeout of the definitions (10s) — with attempts in flight
+// (the service takes up to 2s for each); no other fault. It must change
+// no saga's outcome and cost no attempt: attempt time counts from a
+// worker's start (start-to-close), and no worker can start, nor answer,
+// while the broker is away.
+func OutageConfig() Config {
+	c := DefaultConfig()
+	c.Sagas, c.Duration, c.Drain = 200, 100*time.Second, 5*time.Minute
+	c.NoKills, c.FreezeAt = true, -1
+	c.BrokerRestartAt, c.BrokerDownFor = 0.35, time.Minute
+	c.AttemptTimeout, c.Latency, c.ExactAttempts = 10*time.Second, 2*time.Second, true
+	// Lost attempts and crashes cost attempts by design: left out, so that
+	// any attempt beyond a script's is the outage's.
+	c.Mix.Lost, c.Mix.Crash = 0, 0
 	return c
 }
 
@@ -160,6 +194,9 @@ func (c *Config) Validate() error {
 	case "inline", "auto":
 	default:
 		bad("decider mode %q: want inline, remote or auto", c.DeciderMode)
+	}
+	if c.AttemptTimeout < 0 || (c.AttemptTimeout > 0 && c.AttemptTimeout < time.Second) {
+		bad("attempt timeout %s: 0 (the definitions' own) or at least 1s", c.AttemptTimeout)
 	}
 	if c.KillMin <= 0 || c.KillMax < c.KillMin || c.RestartMin < 0 || c.RestartMax < c.RestartMin {
 		bad("kill and restart intervals: 0 < min <= max")
@@ -212,7 +249,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	brokerAt := time.Now()
 	r.broker, err = pulsartest.StartPrivate(ctx, pulsartest.PrivateOptions{
 		Home: cfg.Broker.Home, Port: cfg.Broker.Port, HTTPPort: cfg.Broker.HTTPPort, BookiePort: cfg.Broker.BookiePort,
-		Fresh: true, Log: scriptLog,
+		Fresh: true, Log: scriptLog, FastStart: true,
 	})
 	if err != nil {
 		stopBuild()
@@ -263,8 +300,12 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	for i := range r.sagas {
 		r.sagas[i] = Generate(cfg.Seed, i, cfg.Mix)
 	}
+	defs, err := r.definitions()
+	if err != nil {
+		return nil, err
+	}
 	r.cluster = newCluster(r.childEnv(), r.logf)
-	r.addComponents()
+	r.addComponents(defs)
 	r.cluster.run()
 	defer r.cluster.stop(15 * time.Second)
 	return r.chaos(ctx)
@@ -421,13 +462,47 @@ func (r *run) childEnv() []string {
 	return env
 }
 
-func (r *run) addComponents() {
+// timeoutLine is the attempt timeout of a definition's defaults.
+var timeoutLine = regexp.MustCompile(`(?m)^(  timeout:[ \t]*)\S+[ \t]*$`)
+
+// definitions is the folder of the definitions the orchestrators load:
+// the kit's own, or copies with AttemptTimeout in the run folder.
+func (r *run) definitions() (string, error) {
+	src := filepath.Join(repoRoot(), "e2e", "chaos", "testdata")
+	if r.cfg.AttemptTimeout == 0 {
+		return src, nil
+	}
+	dst := r.path("definitions")
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return "", err
+	}
+	files, err := filepath.Glob(filepath.Join(src, "*.yaml"))
+	if err != nil {
+		return "", err
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		if len(timeoutLine.FindAll(raw, -1)) != 1 {
+			return "", fmt.Errorf("chaos: %s: want one attempt timeout in its defaults to replace", f)
+		}
+		out := timeoutLine.ReplaceAll(raw, []byte("${1}"+r.cfg.AttemptTimeout.String()))
+		if err := os.WriteFile(filepath.Join(dst, filepath.Base(f)), out, 0o644); err != nil {
+			return "", err
+		}
+	}
+	r.logf("attempt timeouts of the definitions: %s", r.cfg.AttemptTimeout)
+	return dst, nil
+}
+
+func (r *run) addComponents(defs string) {
 	common := func(name string) []string {
 		return []string{"--pulsar-url", r.broker.ServiceURL, "--pulsar-admin-url", r.broker.AdminURL,
 			"--pulsar-namespace", r.ns.Namespace, "--name", name, "--log-level", "info"}
 	}
 	parts := strconv.Itoa(r.cfg.Partitions)
-	defs := filepath.Join(repoRoot(), "e2e", "chaos", "testdata")
 	for i := range r.cfg.Orchestrators {
 		name := "orch-" + string(rune('a'+i))
 		args := append(common(name), "--partitions", parts, "--definitions", defs)
@@ -522,7 +597,17 @@ wait:
 	if err := status.readToEnd(ctx, 3*time.Minute); err != nil {
 		return nil, err
 	}
-	return r.check(ctx, status)
+	rep, err := r.check(ctx, status)
+	if err != nil {
+		return nil, err
+	}
+	// Every takeover's times, for whoever works on their tail (kept with
+	// the logs when the run fails; printed by Report.Write too).
+	if f, err := os.Create(r.path("takeovers.tsv")); err == nil {
+		rep.WriteTakeovers(f)
+		_ = f.Close()
+	}
+	return rep, nil
 }
 
 func (r *run) killCount() int {
@@ -649,6 +734,13 @@ func (r *run) restartBroker(ctx context.Context, after time.Duration) {
 	r.mu.Lock()
 	r.brokerKills++
 	r.mu.Unlock()
+	if d := r.cfg.BrokerDownFor; d > 0 {
+		r.logf("the broker stays down for %s", d)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
 	for {
 		err := r.broker.Start(context.Background())
 		if err == nil {

@@ -38,6 +38,7 @@ type Private struct {
 	startTimeout time.Duration
 	confExtra    string
 	tokenFile    string
+	fastStart    bool
 }
 
 // PrivateOptions describe a private broker.
@@ -65,6 +66,11 @@ type PrivateOptions struct {
 	// AdminTokenFile holds the token the readiness checks send to a broker
 	// that wants one.
 	AdminTokenFile string
+	// FastStart starts the JVM for a quick start rather than peak speed
+	// (pulsar.sh's PULSAGA_PULSAR_FAST_START: C1 JIT only, serial GC):
+	// about half the CPU to become ready, for a broker that is killed and
+	// started again during a test.
+	FastStart bool
 }
 
 // StartPrivate starts a private broker and waits until it is ready (admin
@@ -87,6 +93,7 @@ func StartPrivate(ctx context.Context, opts PrivateOptions) (*Private, error) {
 		AdminURL:   fmt.Sprintf("http://127.0.0.1:%d", opts.HTTPPort),
 		script:     filepath.Join(root, "scripts", "pulsar", "pulsar.sh"), log: opts.Log,
 		startTimeout: opts.StartTimeout, confExtra: opts.ConfExtra, tokenFile: opts.AdminTokenFile,
+		fastStart: opts.FastStart,
 	}
 	if p.startTimeout <= 0 {
 		p.startTimeout = 10 * time.Minute
@@ -135,7 +142,7 @@ func (p *Private) env() []string {
 		switch k {
 		case "PULSAR_URL", "PULSAR_ADMIN_URL", "PULSAGA_PULSAR_HOME", "PULSAGA_PULSAR_PORT",
 			"PULSAGA_PULSAR_HTTP_PORT", "PULSAGA_PULSAR_BOOKIE_PORT", "PULSAGA_PULSAR_START_TIMEOUT",
-			"PULSAGA_PULSAR_CONF_EXTRA", "PULSAGA_PULSAR_ADMIN_TOKEN_FILE":
+			"PULSAGA_PULSAR_CONF_EXTRA", "PULSAGA_PULSAR_ADMIN_TOKEN_FILE", "PULSAGA_PULSAR_FAST_START":
 			continue
 		}
 		env = append(env, kv)
@@ -145,6 +152,9 @@ func (p *Private) env() []string {
 	}
 	if p.tokenFile != "" {
 		env = append(env, "PULSAGA_PULSAR_ADMIN_TOKEN_FILE="+p.tokenFile)
+	}
+	if p.fastStart {
+		env = append(env, "PULSAGA_PULSAR_FAST_START=1")
 	}
 	return append(env, "PULSAGA_PULSAR_HOME="+p.Home,
 		"PULSAGA_PULSAR_PORT="+strconv.Itoa(p.Port),

@@ -17,6 +17,10 @@
 #   PULSAGA_PULSAR_CONF_EXTRA       a file of key=value lines that replace (or add to) the keys of
 #                                   standalone.conf: authentication, TLS ports (the auth test's broker)
 #   PULSAGA_PULSAR_ADMIN_TOKEN_FILE a token the readiness checks send (a broker with authentication)
+#   PULSAGA_PULSAR_FAST_START       1: start (and restart) fast, run a little slower: C1 JIT only, serial
+#                                   GC — about half the CPU to become ready. For brokers that are killed
+#                                   and started again by tests (the chaos kit's); not for benchmarks
+#   PULSAGA_PULSAR_JAVA_OPTS        more JVM options, appended to the defaults (space-separated)
 #   JAVA_HOME                       the JDK to run (default: the java on PATH; needs 17+)
 set -euo pipefail
 
@@ -146,6 +150,17 @@ start() {
 			--add-opens java.base/java.nio=ALL-UNNAMED --add-opens java.base/jdk.internal.misc=ALL-UNNAMED
 			--add-opens java.base/jdk.internal.platform=ALL-UNNAMED --add-opens java.base/java.lang=ALL-UNNAMED
 		)
+		if [[ ${PULSAGA_PULSAR_FAST_START:-} == 1 ]]; then
+			# Most of a start is the JIT compiling the start-up code with C2 and
+			# G1's threads, on few cores: C1 alone needs half the CPU (measured
+			# 23 s -> 11 s of CPU to readiness on two cores, docs/reliability.md).
+			opts=("${opts[@]/-XX:+UseG1GC/-XX:+UseSerialGC}" -XX:TieredStopAtLevel=1)
+		fi
+		if [[ -n ${PULSAGA_PULSAR_JAVA_OPTS:-} ]]; then
+			local extra
+			read -r -a extra <<<"$PULSAGA_PULSAR_JAVA_OPTS"
+			opts+=("${extra[@]}")
+		fi
 		log "starting Apache Pulsar $version standalone on $service_url (admin $admin_url, data $home/data)"
 		(
 			cd "$home"

@@ -1,0 +1,149 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/pulsaga/pulsaga/workflow"
+)
+
+// Compact decision tasks and results (remote decider mode).
+//
+// A task carries a process's whole state and a result its whole new
+// state, twice per decision, as JSON that repeats its keys: the largest
+// messages the engine writes. Above CompactAbove bytes of JSON, a task
+// carries its state, and a result its decision, zstd-compressed instead
+// (StateZstd, DecisionZstd: base64 in the envelope's JSON), typically a
+// fifth of the size. A decider answers in the form the task came in: a
+// task with StateZstd (an orchestrator that reads compressed answers) gets
+// a compressed answer when that is smaller, a plain task a plain answer,
+// so deciders are upgraded before orchestrators.
+
+// CompactAbove is the size of a state's (or a decision's) JSON above which
+// it travels zstd-compressed.
+const CompactAbove = 512
+
+// maxDecompressed bounds what a compressed state or decision may expand
+// to (a corrupt or hostile payload cannot make a reader allocate more).
+const maxDecompressed = 64 << 20
+
+var (
+	zenc = sync.OnceValue(func() *zstd.Encoder {
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithLowerEncoderMem(true), zstd.WithWindowSize(1<<17))
+		if err != nil {
+			panic(fmt.Sprintf("protocol: zstd encoder: %v", err))
+		}
+		return e
+	})
+	zdec = sync.OnceValue(func() *zstd.Decoder {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDecompressed), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			panic(fmt.Sprintf("protocol: zstd decoder: %v", err))
+		}
+		return d
+	})
+)
+
+// compact returns v's JSON compressed when it is larger than CompactAbove
+// and compression makes it smaller; nil: v is best sent as it is.
+func compact(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil || len(b) <= CompactAbove {
+		return nil, err
+	}
+	// (base64 in the envelope: worth it below 3/4 of the JSON)
+	if c := zenc().EncodeAll(b, make([]byte, 0, len(b)/3)); len(c) < len(b)*3/4 {
+		return c, nil
+	}
+	return nil, nil
+}
+
+func expand(z []byte, v any, what string) error {
+	b, err := zdec().DecodeAll(z, nil)
+	if err != nil {
+		return fmt.Errorf("%w: %s: zstd: %v", ErrInvalid, what, err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
+	}
+	return nil
+}
+
+// SetState puts st in the task, compressed when large (the orchestrator's
+// side).
+func (t *DecisionTask) SetState(st *workflow.State) error {
+	t.State, t.StateZstd = nil, nil
+	if st == nil {
+		return nil
+	}
+	z, err := compact(st)
+	if err != nil {
+		return fmt.Errorf("protocol: decision task %s: state: %w", t.TaskID, err)
+	}
+	if z == nil {
+		t.State = st
+	}
+	t.StateZstd = z
+	return nil
+}
+
+// Compact says whether the task came in the compact form: its sender reads
+// compressed answers.
+func (t *DecisionTask) Compact() bool { return len(t.StateZstd) > 0 || t.AcceptZstd }
+
+// Expand decodes a compressed state into State (the decider's side); an
+// error (wrapping ErrInvalid) means the task can never be decided.
+func (t *DecisionTask) Expand() error {
+	if len(t.StateZstd) == 0 {
+		return nil
+	}
+	if t.State != nil {
+		return fmt.Errorf("%w: decision task %s has both state and state_zstd", ErrInvalid, t.TaskID)
+	}
+	st := new(workflow.State)
+	if err := expand(t.StateZstd, st, "decision task "+t.TaskID+": state_zstd"); err != nil {
+		return err
+	}
+	// (a sender of compressed states reads compressed answers)
+	t.State, t.StateZstd, t.AcceptZstd = st, nil, true
+	return nil
+}
+
+// SetDecision puts d in the result: compressed when compressed is true
+// (the task was compact) and d is large, as it is otherwise.
+func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed bool) error {
+	r.Decision, r.DecisionZstd = d, nil
+	if d == nil || !compressed {
+		return nil
+	}
+	z, err := compact(d)
+	if err != nil {
+		return fmt.Errorf("protocol: decision result %s: %w", r.TaskID, err)
+	}
+	if z != nil {
+		r.Decision, r.DecisionZstd = nil, z
+	}
+	return nil
+}
+
+// Expand decodes a compressed decision into Decision (the orchestrator's
+// side); an error (wrapping ErrInvalid) means the result can never be
+// applied.
+func (r *DecisionResult) Expand() error {
+	if len(r.DecisionZstd) == 0 {
+		return nil
+	}
+	if r.Decision != nil {
+		return fmt.Errorf("%w: decision result %s has both decision and decision_zstd", ErrInvalid, r.TaskID)
+	}
+	d := new(workflow.Decision)
+	if err := expand(r.DecisionZstd, d, "decision result "+r.TaskID+": decision_zstd"); err != nil {
+		return err
+	}
+	r.Decision, r.DecisionZstd = d, nil
+	return nil
+}
