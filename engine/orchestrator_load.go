@@ -77,6 +77,7 @@ type received struct {
 func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
 	o.busy, o.inflight = map[string]int{}, 0
+	o.flying.Store(0)
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
 	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
@@ -197,7 +198,8 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 }
 
 // receive hands batches of received messages to the loop: up to BatchSize,
-// gathered for at most BatchWait once the first has arrived.
+// gathered for at most BatchWait once the first has arrived (idleBatchWait
+// when no batch is on its way).
 func (o *Orchestrator) receive(ctx context.Context, in chan<- received) {
 	for {
 		msgs, err := o.receiveBatch(ctx)
@@ -212,14 +214,24 @@ func (o *Orchestrator) receive(ctx context.Context, in chan<- received) {
 	}
 }
 
+// idleBatchWait is how long a batch waits for more inputs when no batch is
+// on its way: long enough to take what the consumer holds already.
+const idleBatchWait = 100 * time.Microsecond
+
 func (o *Orchestrator) receiveBatch(ctx context.Context) ([]*bus.Message, error) {
 	m, err := o.cons.Receive(ctx)
 	if err != nil {
 		return nil, err
 	}
 	msgs := []*bus.Message{m}
+	wait := o.opts.BatchWait
+	if o.flying.Load() == 0 {
+		// Nothing on its way: take what has arrived already, without
+		// lingering for more (OrchestratorOptions.BatchWait).
+		wait = idleBatchWait
+	}
 	for len(msgs) < o.opts.BatchSize {
-		wctx, cancel := context.WithTimeout(ctx, o.opts.BatchWait)
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := o.cons.Receive(wctx)
 		cancel()
 		if err != nil {
