@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -30,7 +31,9 @@ type OrchestratorOptions struct {
 	// within the transaction timeout (adaptive.go).
 	BatchSize int
 	// BatchWait is how long to wait for more events once one has arrived
-	// (default 2ms).
+	// (default 2ms) while a batch is on its way; with none on its way the
+	// inputs already received go at once (an unloaded engine does not
+	// wait at every hop, and a loaded one always has a batch on its way).
 	BatchWait time.Duration
 	// SnapshotEvery snapshots a process once this many of its records are
 	// not covered by its last snapshot (default 64).
@@ -207,6 +210,9 @@ type Orchestrator struct {
 	// the number of batches on their way (orchestrator_commit.go).
 	busy     map[string]int
 	inflight int
+	// flying mirrors inflight for the receiving goroutine: with no batch
+	// on its way, a batch does not wait BatchWait for more inputs.
+	flying atomic.Int32
 	// Snapshots and checkpoints (orchestrator_snapshot.go).
 	batchNo   uint64
 	uncovered map[*image]struct{}

@@ -173,6 +173,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	f := o.launch(p.ctx, b, jobs, p.sendsDone, p.wg)
 	p.sendsDone = f.sendsDone
 	o.inflight++
+	o.flying.Store(int32(o.inflight))
 	p.flights <- f // never blocks: at most MaxInFlight are on their way
 	return true, nil
 }
@@ -181,6 +182,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 // failure ends the loop (the subscription starts over).
 func (o *Orchestrator) landed(r flightResult) error {
 	o.inflight--
+	o.flying.Store(int32(o.inflight))
 	b := r.f.b
 	for _, img := range b.touched {
 		if o.busy[img.pid]--; o.busy[img.pid] <= 0 {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -76,6 +77,7 @@ type received struct {
 func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
 	o.busy, o.inflight = map[string]int{}, 0
+	o.flying.Store(0)
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
 	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
 	defer o.publishQueue()
@@ -196,7 +198,8 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 }
 
 // receive hands batches of received messages to the loop: up to BatchSize,
-// gathered for at most BatchWait once the first has arrived.
+// gathered for at most BatchWait once the first has arrived (idleBatchWait
+// when no batch is on its way).
 func (o *Orchestrator) receive(ctx context.Context, in chan<- received) {
 	for {
 		msgs, err := o.receiveBatch(ctx)
@@ -211,14 +214,24 @@ func (o *Orchestrator) receive(ctx context.Context, in chan<- received) {
 	}
 }
 
+// idleBatchWait is how long a batch waits for more inputs when no batch is
+// on its way: long enough to take what the consumer holds already.
+const idleBatchWait = 100 * time.Microsecond
+
 func (o *Orchestrator) receiveBatch(ctx context.Context) ([]*bus.Message, error) {
 	m, err := o.cons.Receive(ctx)
 	if err != nil {
 		return nil, err
 	}
 	msgs := []*bus.Message{m}
+	wait := o.opts.BatchWait
+	if o.flying.Load() == 0 {
+		// Nothing on its way: take what has arrived already, without
+		// lingering for more (OrchestratorOptions.BatchWait).
+		wait = idleBatchWait
+	}
 	for len(msgs) < o.opts.BatchSize {
-		wctx, cancel := context.WithTimeout(ctx, o.opts.BatchWait)
+		wctx, cancel := context.WithTimeout(ctx, wait)
 		m, err := o.cons.Receive(wctx)
 		cancel()
 		if err != nil {
@@ -396,7 +409,7 @@ func (o *Orchestrator) startLoad(ctx context.Context, p int, loads chan<- loadRe
 		fenced := time.Since(t0)
 		var l *loaded
 		if err == nil {
-			l, err = o.loadPartition(lctx, p)
+			l, err = o.loadPartition(lctx, p, t.token)
 		}
 		if err != nil {
 			t.close()
@@ -485,7 +498,9 @@ func (o *Orchestrator) install(res loadResult) {
 	delete(o.parts.retryAt, res.p)
 	o.ready.setLoaded(res.p, true)
 	o.log.Info().Int("partition", res.p).Int("processes", len(res.l.images)).Int("queued", len(waiting)).
-		Int("replayed", res.l.replayed).Dur("took", res.took).Dur("fenced", res.fenced).Msg("partition loaded")
+		Int("replayed", res.l.replayed).Dur("took", res.took).Dur("fenced", res.fenced).
+		Dur("producers", res.t.opened).Dur("end_transactions", res.t.ended).Dur("markers", res.t.marked).
+		Dur("snapshots_read", res.l.snapshotsRead).Dur("history_read", res.l.historyRead).Msg("partition loaded")
 }
 
 // endTerms lets go of every partition's streams (the subscription ends).
@@ -498,13 +513,16 @@ func (o *Orchestrator) endTerms() {
 
 // loadPartition reads the memory images of partition p: the latest
 // snapshot of each of its processes, then the history from the partition's
-// checkpoint on, folded with image.fold. It runs outside the loop and
-// touches nothing of it.
-func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error) {
+// checkpoint on, folded with image.fold — each stream up to the marker of
+// the term named token (ownership.go, "Load markers"), never to what the
+// broker says is its last message. It runs outside the loop and touches
+// nothing of it.
+func (o *Orchestrator) loadPartition(ctx context.Context, p int, token string) (*loaded, error) {
 	topic, history := o.opts.Topics.Snapshots, o.opts.Topics.History
 	if o.opts.Topics.Partitions > 0 {
 		topic, history = o.bus.Namespace().Partition(topic, p), o.bus.Namespace().Partition(history, p)
 	}
+	t0 := time.Now()
 	rd, err := o.bus.Reader(ctx, bus.ReaderOptions{Topic: topic, Compacted: true})
 	if err != nil {
 		return nil, fmt.Errorf("load partition %d: %w", p, err)
@@ -527,19 +545,15 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 	}
 	var cp *Checkpoint
 	for {
-		more, err := rd.HasNext(ctx)
+		m, err := nextToMarker(ctx, rd)
 		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
+			return nil, fmt.Errorf("load partition %d: snapshots: %w", p, err)
 		}
-		if !more {
+		if isMarker(m, token) {
 			break
 		}
-		m, err := rd.Next(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
-		}
 		if m.Key == FenceKey {
-			continue // a batch's mark of its term (ownership.go), nothing to load
+			continue // a batch's mark of its term, or an earlier term's marker (ownership.go): nothing to load
 		}
 		if len(m.Payload) == 0 {
 			delete(l.images, m.Key)
@@ -571,6 +585,7 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		l.images[s.ProcessID] = img
 		delete(gone, s.ProcessID)
 	}
+	l.snapshotsRead = time.Since(t0)
 	// The tail: every history entry from the checkpoint on.
 	opts := bus.ReaderOptions{Topic: history}
 	if cp != nil && cp.Start != nil {
@@ -583,16 +598,15 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 	}
 	defer hr.Close()
 	for {
-		more, err := hr.HasNext(ctx)
+		m, err := nextToMarker(ctx, hr)
 		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
+			return nil, fmt.Errorf("load partition %d: history: %w", p, err)
 		}
-		if !more {
+		if isMarker(m, token) {
 			break
 		}
-		m, err := hr.Next(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("load partition %d: %w", p, err)
+		if m.Key == FenceKey {
+			continue // an earlier term's marker: no records
 		}
 		l.replayed++
 		e, ok := decodeHistory(m.Payload)
@@ -636,7 +650,24 @@ func (o *Orchestrator) loadPartition(ctx context.Context, p int) (*loaded, error
 		img.historyIDs = append(img.historyIDs, m.ID)
 		l.last = m.ID
 	}
+	l.historyRead = time.Since(t0) - l.snapshotsRead
 	return l, nil
+}
+
+// errNoMarker: a stream gave nothing for markWait while its load marker
+// was still to come.
+var errNoMarker = errors.New("the term's load marker did not come")
+
+// nextToMarker is the reader's next message, waiting at most markWait for
+// it (the marker is on its way: the stream is not over before it).
+func nextToMarker(ctx context.Context, rd bus.Reader) (*bus.Message, error) {
+	wctx, cancel := context.WithTimeout(ctx, markWait)
+	defer cancel()
+	m, err := rd.Next(wctx)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return nil, fmt.Errorf("%w within %s", errNoMarker, markWait)
+	}
+	return m, err
 }
 
 // loaded is what loading a partition read.
@@ -647,4 +678,6 @@ type loaded struct {
 	// counts the entries read.
 	last     bus.MessageID
 	replayed int
+	// How long reading each stream took (logged).
+	snapshotsRead, historyRead time.Duration
 }

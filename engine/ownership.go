@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -183,6 +185,11 @@ func (w *ownership) owned() (map[int]time.Time, error) {
 type term struct {
 	p                  int
 	history, snapshots bus.Producer
+	// token names the term's load markers (see markTerm): the load reads
+	// each stream up to the marker carrying it.
+	token string
+	// How long each step of beginTerm took (logged when loaded).
+	opened, ended, marked time.Duration
 }
 
 func (t *term) close() {
@@ -208,28 +215,39 @@ func (o *Orchestrator) streams(p int) (history, snapshots string) {
 }
 
 // beginTerm takes partition p's streams over: it fences out every other
-// writer of them and ends the transactions that wrote to them or
-// acknowledged inputs of p and have not ended (a deposed owner's batch).
-// After it, what the streams hold is final until this term ends: loading
-// them is safe.
+// writer of them, ends the transactions that wrote to them or acknowledged
+// inputs of p and have not ended (a deposed owner's batch), and marks the
+// end of what they hold (markTerm). After it, what the streams hold up to
+// the markers is final until this term ends: loading it is safe.
 func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 	history, snapshots := o.streams(p)
-	t := &term{p: p}
-	// MixedKeys: a batch's entries of a partition share broker entries
-	// (read by readers only; see bus.ProducerOptions.MixedKeys).
-	var err error
-	if t.history, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true}); err != nil {
-		return nil, fmt.Errorf("take partition %d: history: %w", p, err)
-	}
-	if t.snapshots, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true}); err != nil {
-		t.close()
-		return nil, fmt.Errorf("take partition %d: snapshots: %w", p, err)
-	}
 	ender, ok := o.bus.(bus.TxEnder)
 	if !ok {
-		t.close()
 		return nil, fmt.Errorf("take partition %d: %w: the bus (%T) cannot end a deposed owner's transactions (bus.TxEnder)", p, bus.ErrBadOptions, o.bus)
 	}
+	t := &term{p: p}
+	t0 := time.Now()
+	// The two producers are independent: opened at once (each is a round
+	// trip to the broker, longer while it fences the previous owner out).
+	// MixedKeys: a batch's entries of a partition share broker entries
+	// (read by readers only; see bus.ProducerOptions.MixedKeys).
+	var herr, serr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t.history, herr = o.bus.Producer(ctx, bus.ProducerOptions{Topic: history, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true})
+	})
+	wg.Go(func() {
+		t.snapshots, serr = o.bus.Producer(ctx, bus.ProducerOptions{Topic: snapshots, AccessMode: bus.AccessExclusiveWithFencing, MixedKeys: true})
+	})
+	wg.Wait()
+	if herr != nil || serr != nil {
+		t.close()
+		if herr != nil {
+			return nil, fmt.Errorf("take partition %d: history: %w", p, herr)
+		}
+		return nil, fmt.Errorf("take partition %d: snapshots: %w", p, serr)
+	}
+	t.opened = time.Since(t0)
 	events := o.opts.Topics.Events
 	if o.opts.Topics.Partitions > 0 {
 		events = o.bus.Namespace().Partition(events, p)
@@ -246,5 +264,78 @@ func (o *Orchestrator) beginTerm(ctx context.Context, p int) (*term, error) {
 		o.log.Info().Int("partition", p).Int("aborted", ended.Aborted).Int("waited", ended.Waited).
 			Msg("transactions of the partition's previous owner ended")
 	}
+	t.ended = time.Since(t0) - t.opened
+	if err := o.markTerm(ctx, t); err != nil {
+		t.close()
+		return nil, fmt.Errorf("take partition %d: %w", p, err)
+	}
+	t.marked = time.Since(t0) - t.opened - t.ended
 	return t, nil
+}
+
+// Load markers.
+//
+// The load reads a partition's streams to their end, and "the end" must
+// not come from the broker's last message id: Pulsar (4.0.x) can report a
+// stale one after a transaction commit, and a reader asking HasNext would
+// stop before the last committed batch — an image behind the truth whose
+// next record reuses a sequence number already written. Instead, once the
+// term has fenced the streams and ended every transaction on them, the new
+// owner writes one plain (non-transactional) message on each, through its
+// term producer: the marker, keyed FenceKey, carrying the term's token in
+// the MarkerProperty property. Nothing else can be written to the streams
+// meanwhile (the producers are exclusive and the load comes before the
+// term's first batch) and nothing before it is held back (no transaction
+// is open), so every committed entry comes before the marker and the
+// broker dispatches them all before it: the load reads with Next until it
+// has read its own marker, whatever the last message id says.
+//
+// Every other reader ignores markers at no cost per saga (one message per
+// stream per takeover): on snapshots the key FenceKey is skipped (and its
+// payload is not a snapshot); on history the payload is a valid history
+// entry of the process "~fence" with no records, which no process's
+// stream reads (process ids cannot start with '~').
+
+// MarkerProperty is the property of a load marker naming its term.
+const MarkerProperty = "pulsaga-term"
+
+// markWait bounds how long a load waits for its marker: a marker that
+// does not come means the stream is not what the term believes (it is
+// retried as a failed load).
+const markWait = time.Minute
+
+// markTerm writes the term's marker on history and snapshots partition p.
+func (o *Orchestrator) markTerm(ctx context.Context, t *term) error {
+	var tok [12]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return fmt.Errorf("load marker: %w", err)
+	}
+	t.token = hex.EncodeToString(tok[:])
+	entry, err := encodeHistory(&HistoryEntry{ProcessID: FenceKey})
+	if err != nil {
+		return fmt.Errorf("load marker: %w", err)
+	}
+	props := map[string]string{MarkerProperty: t.token}
+	var herr, serr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, herr = t.history.Send(ctx, &bus.OutMessage{Key: FenceKey, Payload: entry, Properties: props})
+	})
+	wg.Go(func() {
+		// Not empty: a tombstone could be compacted away before it is read.
+		_, serr = t.snapshots.Send(ctx, &bus.OutMessage{Key: FenceKey, Payload: []byte(t.token), Properties: props})
+	})
+	wg.Wait()
+	if herr != nil {
+		return fmt.Errorf("load marker on history: %w", herr)
+	}
+	if serr != nil {
+		return fmt.Errorf("load marker on snapshots: %w", serr)
+	}
+	return nil
+}
+
+// isMarker says whether m is the marker of the term named token.
+func isMarker(m *bus.Message, token string) bool {
+	return m.Key == FenceKey && m.Properties[MarkerProperty] == token
 }

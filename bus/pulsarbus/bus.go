@@ -62,6 +62,8 @@ type Bus struct {
 	rest     *rest.Client
 	// listTx replaces the listing of open transactions in tests.
 	listTx func(context.Context) ([]txMetadata, error)
+	// listings shares listings among concurrent EndTransactions calls.
+	listings txListings
 }
 
 type closer interface{ closeByBus() }

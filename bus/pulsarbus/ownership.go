@@ -3,6 +3,7 @@ package pulsarbus
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 	"github.com/apache/pulsar-client-go/pulsaradmin/pkg/utils"
@@ -53,17 +54,33 @@ func (c *consumer) OwnedPartitions(ctx context.Context) (map[int]bool, error) {
 			names = append(names, fmt.Sprintf("%s-partition-%d", c.topic, i))
 		}
 	}
-	out := map[int]bool{}
+	// One stats call per partition, all at once: a takeover waits for
+	// this answer, and one call at a time costs a round trip per partition.
+	active := make([]bool, len(names))
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
 	for i, name := range names {
 		ptn, err := utils.GetTopicName(name)
 		if err != nil {
 			return nil, fmt.Errorf("%w: owned partitions: %v", bus.ErrBadOptions, err)
 		}
-		st, err := c.b.admin.Topics().GetStatsWithContext(ctx, *ptn)
-		if err != nil {
-			return nil, wrap(err, "stats of %s", name)
+		wg.Go(func() {
+			st, err := c.b.admin.Topics().GetStatsWithContext(ctx, *ptn)
+			if err != nil {
+				errs[i] = wrap(err, "stats of %s", name)
+				return
+			}
+			sub, ok := st.Subscriptions[c.opts.Subscription]
+			active[i] = ok && sub.ActiveConsumerName == c.opts.ConsumerName
+		})
+	}
+	wg.Wait()
+	out := map[int]bool{}
+	for i := range names {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		if sub, ok := st.Subscriptions[c.opts.Subscription]; ok && sub.ActiveConsumerName == c.opts.ConsumerName {
+		if active[i] {
 			out[i] = true
 		}
 	}

@@ -73,13 +73,11 @@ func (b *Bus) EndTransactions(ctx context.Context, scope bus.TxScope) (bus.TxEnd
 		return out, fmt.Errorf("pulsarbus: end transactions: %w", bus.ErrClosed)
 	}
 	m := b.txMatcher(scope)
-	lctx, cancel := context.WithTimeout(ctx, listTimeout)
 	list := b.listTransactions
 	if b.listTx != nil {
 		list = b.listTx
 	}
-	open, err := list(lctx)
-	cancel()
+	open, err := b.listings.get(ctx, list)
 	switch {
 	case ctx.Err() != nil:
 		return out, fmt.Errorf("pulsarbus: end transactions: %w", ctx.Err())
@@ -118,20 +116,29 @@ func (b *Bus) EndTransactions(ctx context.Context, scope bus.TxScope) (bus.TxEnd
 	}
 	pause := 10 * time.Millisecond
 	for {
-		busy := ""
-		for _, t := range topics {
-			n, err := b.ongoingTransactions(ctx, t)
-			if err != nil {
-				return out, err
+		// The topics' transaction buffers are asked at once, and again
+		// only those still busy.
+		ns := make([]int64, len(topics))
+		errs := make([]error, len(topics))
+		var wg sync.WaitGroup
+		for i, t := range topics {
+			wg.Go(func() { ns[i], errs[i] = b.ongoingTransactions(ctx, t) })
+		}
+		wg.Wait()
+		busy, still := "", topics[:0:0]
+		for i, t := range topics {
+			if errs[i] != nil {
+				return out, errs[i]
 			}
-			if n > 0 {
-				busy = fmt.Sprintf("%s has %d transactions in progress", t, n)
-				break
+			if ns[i] > 0 {
+				busy = fmt.Sprintf("%s has %d transactions in progress", t, ns[i])
+				still = append(still, t)
 			}
 		}
 		if busy == "" {
 			return out, nil
 		}
+		topics = still
 		select {
 		case <-ctx.Done():
 			return out, fmt.Errorf("pulsarbus: end transactions: %s: %w", busy, ctx.Err())
@@ -143,6 +150,59 @@ func (b *Bus) EndTransactions(ctx context.Context, scope bus.TxScope) (bus.TxEnd
 
 // listTimeout bounds the listing of open transactions.
 const listTimeout = 5 * time.Second
+
+// listGather is how long a listing waits for other callers to join it
+// before it starts (see txListings).
+const listGather = 20 * time.Millisecond
+
+// txListings shares one listing of open transactions among the
+// EndTransactions calls made at about the same time — the partitions one
+// instance takes over together — instead of one listing each (the broker
+// builds a listing from statistics of every partition of every open
+// transaction: costly when many are open). A call joins only a listing
+// that has not started yet, never one under way: a listing must show
+// every transaction opened before its caller fenced the scope's topics.
+// A listing starts listGather after its first caller came; listings may
+// run side by side.
+type txListings struct {
+	mu      sync.Mutex
+	pending *txListing // gathering callers, not started
+}
+
+type txListing struct {
+	done chan struct{}
+	open []txMetadata
+	err  error
+}
+
+func (g *txListings) get(ctx context.Context, list func(context.Context) ([]txMetadata, error)) ([]txMetadata, error) {
+	g.mu.Lock()
+	l := g.pending
+	if l == nil {
+		l = &txListing{done: make(chan struct{})}
+		g.pending = l
+		time.AfterFunc(listGather, func() {
+			g.mu.Lock()
+			if g.pending == l {
+				g.pending = nil
+			}
+			g.mu.Unlock()
+			// Not the callers' contexts: one leaving does not end the
+			// listing of the others; listTimeout bounds it.
+			lctx, cancel := context.WithTimeout(context.Background(), listTimeout)
+			l.open, l.err = list(lctx)
+			cancel()
+			close(l.done)
+		})
+	}
+	g.mu.Unlock()
+	select {
+	case <-l.done:
+		return l.open, l.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
 
 // scopePartitions turns topic names into the names of their partitions
 // (a topic without partitions stands for itself).

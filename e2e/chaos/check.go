@@ -47,6 +47,10 @@ func (r *run) check(ctx context.Context, status *statusWatch) (*Report, error) {
 	}
 	rep.Replays, rep.Deliveries, rep.CallResults = readCalls(r.path("service", "calls.jsonl"))
 	rep.ExtraAttempts = extraAttempts(r.sagas, r.path("service", "calls.jsonl"))
+	r.mu.Lock()
+	down := slices.Clone(r.brokerDown)
+	r.mu.Unlock()
+	rep.AnsweredWhileDown = answeredWhile(down, r.path("service", "calls.jsonl"))
 	for _, s := range r.sagas {
 		st, _ := status.status(s.ID)
 		v := Judge(s, st, fx[s.ID])
@@ -73,6 +77,9 @@ func (r *run) check(ctx context.Context, status *statusWatch) (*Report, error) {
 	}
 	kills, freezes := slices.Clone(r.kills), slices.Clone(r.freezes)
 	r.mu.Unlock()
+	if r.probe != nil {
+		rep.TimersBefore, rep.TimersAgain, rep.TimersReplayed = r.probe.counts()
+	}
 	rep.Components = r.cluster.stats()
 	rep.Takeovers, rep.TakeoverMisses = r.takeovers(kills, freezes, rep.historyTimes, rep.fenceTimes)
 	if r.cfg.FreezeTakeover {
@@ -158,6 +165,35 @@ func extraAttempts(sagas []Saga, path string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// answeredWhile counts the attempts the service finished (answered, or
+// failed) while the broker was away: their answers had to wait for it,
+// past their attempts' timeouts when the outage was longer.
+func answeredWhile(down []interval, path string) int {
+	if len(down) == 0 {
+		return 0
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var c Call
+		if json.Unmarshal(sc.Bytes(), &c) != nil || c.Result == "lost" {
+			continue
+		}
+		for _, d := range down {
+			if c.At.After(d.from) && c.At.Before(d.to) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // historyRecord is what the check needs of one event-stream record.

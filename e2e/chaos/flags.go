@@ -53,6 +53,7 @@ func Flags(fs *flag.FlagSet, cfg *Config) {
 	fs.DurationVar(&cfg.RestartMax, "restart-max", cfg.RestartMax, "most time a killed component stays down")
 	fs.Float64Var(&cfg.BrokerRestartAt, "broker-restart-at", cfg.BrokerRestartAt, "when the broker is killed and restarted, as a fraction of the chaos phase (negative: never)")
 	fs.DurationVar(&cfg.BrokerDownFor, "broker-down-for", cfg.BrokerDownFor, "how long the killed broker stays down before it is started again")
+	fs.BoolVar(&cfg.ReplayTimers, "replay-timers", cfg.ReplayTimers, "probe the timers topic and send every timer acknowledged before the broker's kill again after its restart (apache/pulsar#20638)")
 	fs.BoolVar(&cfg.ExactAttempts, "exact-attempts", cfg.ExactAttempts, "fail when a unit gets an attempt its scripts do not use")
 	fs.Float64Var(&cfg.FreezeAt, "freeze-at", cfg.FreezeAt, "when an owner is frozen, as a fraction of the chaos phase (negative: never)")
 	fs.DurationVar(&cfg.FreezeFor, "freeze-for", cfg.FreezeFor, "how long the owner stays frozen")

@@ -39,6 +39,13 @@ type Report struct {
 	Streams                          map[string][]string
 
 	DeadLetters []string
+	// Timer probe (Config.ReplayTimers, apache/pulsar#20638): timers
+	// acknowledged before the broker's kill, acknowledged timers the
+	// restarted broker delivered again, timers the kit sent again.
+	TimersBefore, TimersAgain, TimersReplayed int
+	// AnsweredWhileDown are the attempts the service finished while the
+	// broker was away (their answers waited for it).
+	AnsweredWhileDown int
 	// ExtraAttempts are units that got an attempt beyond their scripts'
 	// (a problem when Config.ExactAttempts).
 	ExtraAttempts []string
@@ -135,6 +142,9 @@ func (r *Report) Problems() []string {
 	if n := len(r.ExtraAttempts); n > 0 && r.Config.ExactAttempts {
 		p = append(p, fmt.Sprintf("%d units got an attempt their scripts do not use (lost to the run's faults)", n))
 	}
+	if r.Config.ReplayTimers && r.BrokerKills > 0 && r.TimersReplayed == 0 {
+		p = append(p, "no acknowledged timer was sent again after the broker's restart (the #20638 check did not happen)")
+	}
 	p = append(p, r.FrozenProblems...)
 	if r.Undecodable > 0 {
 		p = append(p, fmt.Sprintf("%d history records did not decode", r.Undecodable))
@@ -229,7 +239,12 @@ func (r *Report) Write(w io.Writer, limit int) {
 	fmt.Fprintf(w, "service: %d deliveries (%s); %d effects, %d compensations, %d compensations with nothing to undo; at most %d ledger lines per key\n",
 		r.Deliveries, counts(r.CallResults), r.Effects, r.Undos, r.NoopUndos, r.MaxEffectsPerKey)
 	fmt.Fprintf(w, "engine: %d history records, %d status rows read\n", r.Records, r.StatusRows)
-	fmt.Fprintf(w, "units with an attempt beyond their scripts (lost to a fault of the run): %d\n", len(r.ExtraAttempts))
+	if r.Config.ReplayTimers {
+		fmt.Fprintf(w, "timers (apache/pulsar#20638): %d acknowledged before the broker's kill; the restarted broker delivered %d acknowledged ones again; the kit sent %d again\n",
+			r.TimersBefore, r.TimersAgain, r.TimersReplayed)
+	}
+	fmt.Fprintf(w, "attempts finished by the service while the broker was away: %d; units with an attempt beyond their scripts (lost to a fault of the run): %d\n",
+		r.AnsweredWhileDown, len(r.ExtraAttempts))
 	for _, c := range r.Components {
 		fmt.Fprintf(w, "  %-7s %-12s started %3d, killed %3d, crash faults %3d, exited by itself %d%s\n", c.Name, c.Kind, c.Starts, c.Kills, c.Crashes, len(c.Exits), exitNote(c.Exits))
 	}

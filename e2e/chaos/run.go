@@ -82,6 +82,12 @@ type Config struct {
 	FreezeTakeover bool
 	// Latency is the most a service attempt waits before acting.
 	Latency time.Duration
+	// ReplayTimers runs the timer probe (probe.go): a subscription of the
+	// kit's own on the timers topic that counts acknowledged timers the
+	// broker delivers again after its restart (apache/pulsar#20638), and
+	// sends every timer that fired before the broker's kill again once the
+	// broker is back, so that the engine meets acknowledged timers twice.
+	ReplayTimers bool
 	// ExactAttempts fails the run when a unit got an attempt its scripts
 	// do not use (the outage test: an outage must cost no attempt).
 	ExactAttempts bool
@@ -116,6 +122,7 @@ func DefaultConfig() Config {
 		Partitions: 4, Orchestrators: 2, Deciders: 2, Services: 3, DeciderMode: "auto",
 		KillMin: 3 * time.Second, KillMax: 5 * time.Second, RestartMin: time.Second, RestartMax: 6 * time.Second,
 		BrokerRestartAt: 0.3, FreezeAt: 0.65, FreezeFor: 40 * time.Second, Latency: 100 * time.Millisecond,
+		ReplayTimers: true,
 	}
 }
 
@@ -296,6 +303,13 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		r.logf("creating the topics: %v; again", err)
 		time.Sleep(5 * time.Second)
 	}
+	if cfg.ReplayTimers {
+		// Before any timer: the probe must see every one of them.
+		r.probe = newTimerProbe()
+		if err := r.probe.run(ctx, r.bus, r.topics.Timers); err != nil {
+			return nil, fmt.Errorf("chaos: the timer probe: %w", err)
+		}
+	}
 	r.sagas = make([]Saga, cfg.Sagas)
 	for i := range r.sagas {
 		r.sagas[i] = Generate(cfg.Seed, i, cfg.Mix)
@@ -322,6 +336,7 @@ type run struct {
 	bus     *pulsarbus.Bus
 	sagas   []Saga
 	cluster *cluster
+	probe   *timerProbe
 
 	// modeFlag: the orchestrator binary has --decider (inline|remote).
 	modeFlag bool
@@ -727,6 +742,9 @@ func (r *run) restartBroker(ctx context.Context, after time.Duration) {
 	case <-time.After(after):
 	}
 	from := time.Now()
+	if r.probe != nil {
+		r.probe.brokerKilled()
+	}
 	r.logf("kill -9 the broker")
 	if err := r.broker.Kill(); err != nil {
 		r.logf("broker kill: %v", err)
@@ -753,6 +771,24 @@ func (r *run) restartBroker(ctx context.Context, after time.Duration) {
 	r.brokerDown = append(r.brokerDown, interval{from, time.Now()})
 	r.mu.Unlock()
 	r.logf("broker back after %s", time.Since(from).Round(100*time.Millisecond))
+	if r.probe != nil {
+		// apache/pulsar#20638, made sure of: every timer acknowledged
+		// before the kill comes again.
+		for try := 1; ; try++ {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			n, err := r.probe.replay(sctx, r.bus, r.topics.Timers)
+			cancel()
+			if err == nil {
+				r.logf("sent the %d timers acknowledged before the kill again", n)
+				break
+			}
+			if try == 5 {
+				r.logf("sending the acknowledged timers again: %v (sent %d); giving up", err, n)
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
 }
 
 // freezeOwner stops an orchestrator that owns partitions with SIGSTOP for

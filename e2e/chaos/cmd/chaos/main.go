@@ -23,6 +23,7 @@ func main() {
 	cfg := chaos.DefaultConfig()
 	chaos.Flags(flag.CommandLine, &cfg)
 	limit := flag.Int("show", 40, "problems shown per kind")
+	keep := flag.Bool("keep", false, "keep the run folder (binaries, logs, ledger) when the run passes too")
 	frozen := flag.Bool("frozen", false, "the frozen-owner test: no kills, no broker restart, an owner frozen for 90s that the standby must take over (other flags still apply)")
 	flag.Parse()
 	if *frozen {
@@ -50,5 +51,7 @@ func main() {
 	if rep.Failed() {
 		os.Exit(1)
 	}
-	os.RemoveAll(rep.Dir)
+	if !*keep {
+		os.RemoveAll(rep.Dir)
+	}
 }
