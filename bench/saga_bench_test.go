@@ -52,12 +52,17 @@ func tripClosed(b *testing.B, mode string, inflight int) {
 	b.StopTimer()
 	e := newEnv(b, "trip")
 	bb := e.bus(b)
+	workersSince := time.Now()
 	stopWorkers := runWorkers(b, bb, tripServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	// The messages per saga are those of running workers: a worker's first
+	// seconds record every delivery (worker.Options.DeliveryRecordWarmUp),
+	// a cost per instance start, not per saga.
+	waitWorkerWarmUp(workersSince)
 
 	var s0, s1 bench.Snapshot
 	var perf *exec.Cmd

@@ -51,7 +51,9 @@ var (
 	flagTimerProcs = flag.Int("timerprocs", 100, "processes of BenchmarkTimerLateness (3 sleep timers each)")
 	flagStarters   = flag.Int("starters", 64, "goroutines sending start requests (closed loop and the Go client entrance)")
 	flagWorkers    = flag.Int("worker-concurrency", 32, "concurrency of each no-op worker (in the benchmark's process)")
-	flagDurable    = flag.Bool("worker-durable-deliveries", true, "the no-op workers count deliveries durably (worker.Options.DisableDurableDeliveryCount false: 2 messages per command on jobs.<svc>-workers-deliveries)")
+	flagDurable    = flag.Bool("worker-durable-deliveries", true, "the no-op workers count deliveries durably (worker.Options.DisableDurableDeliveryCount false)")
+	flagEager      = flag.Bool("worker-eager-deliveries", false, "with -worker-durable-deliveries, record every delivery (worker.Options.EagerDeliveryRecords: 2 messages per command on jobs.<svc>-workers-deliveries); default lazy (only redeliveries and an instance's first 10s)")
+	flagStartedAft = flag.Duration("worker-started-after", 0, "worker.Options.StartedAfter of the no-op workers (0: the SDK default; negative: report every job started at once)")
 	flagPartitions = flag.Int("partitions", 4, "partitions of the engine's process-keyed topics")
 	flagLogDir     = flag.String("logdir", "", "where the engine's processes log (default: a temporary folder, removed unless a benchmark failed)")
 	flagBrokerPID  = flag.Int("broker-pid", 0, "the broker's process id (default: the process listening on PULSAR_URL's port)")
@@ -272,6 +274,18 @@ func stopEngine(b *testing.B, en *bench.Engine) {
 	}
 }
 
+// workerWarmUp is the SDK's default worker.Options.DeliveryRecordWarmUp
+// (bus.SubscribeOptions.DeliveryRecordWarmUp's default).
+const workerWarmUp = 10 * time.Second
+
+// waitWorkerWarmUp waits until workers started at since are past the
+// warm-up in which lazy delivery records record every delivery.
+func waitWorkerWarmUp(since time.Time) {
+	if *flagDurable && !*flagEager {
+		time.Sleep(time.Until(since.Add(workerWarmUp)))
+	}
+}
+
 // runWorkers runs no-op workers for services on bb in this process until
 // the benchmark ends (or stop is called).
 func runWorkers(b *testing.B, bb bus.Bus, services map[string]map[string]worker.Handler) (stop func()) {
@@ -279,7 +293,8 @@ func runWorkers(b *testing.B, bb bus.Bus, services map[string]map[string]worker.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for svc, handlers := range services {
-		w, err := worker.New(bb, worker.Options{Service: svc, Name: "bench-" + svc, Concurrency: *flagWorkers, DisableDurableDeliveryCount: !*flagDurable}, zerolog.Nop())
+		w, err := worker.New(bb, worker.Options{Service: svc, Name: "bench-" + svc, Concurrency: *flagWorkers, DisableDurableDeliveryCount: !*flagDurable,
+			EagerDeliveryRecords: *flagEager, StartedAfter: *flagStartedAft}, zerolog.Nop())
 		if err != nil {
 			cancel()
 			b.Fatal(err)

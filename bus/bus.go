@@ -269,6 +269,30 @@ type SubscribeOptions struct {
 	// consumer. The bus/memory bus always counts such deliveries and ignores
 	// the option. It has no effect without MaxDeliveries.
 	CountDeliveriesDurably bool
+	// LazyDeliveryRecords, with CountDeliveriesDurably, records only the
+	// deliveries that may follow a crash: a message the broker or this
+	// consumer already counted a redelivery of, or one with a record (an
+	// earlier recorded holder went away), plus every delivery within
+	// DeliveryRecordWarmUp of the subscription (a consumer that starts may
+	// be replacing one that a message crashed). A message that kills every
+	// consumer that takes it is still dead-lettered: the first consumers it
+	// kills uncounted come back in their warm-up, where every delivery is
+	// recorded. The clean path then costs no record at all.
+	LazyDeliveryRecords bool
+	// DeliveryRecordWarmUp is how long after subscribing a consumer with
+	// LazyDeliveryRecords records every delivery (default 30s; negative:
+	// never).
+	DeliveryRecordWarmUp time.Duration
+	// CrashWindow, with CountDeliveriesDurably, charges a consumer's death
+	// only to the deliveries it received less than CrashWindow before: a
+	// recorded delivery still held CrashWindow after it was handed out is
+	// recorded again as survived, and a later death of its consumer does
+	// not count towards MaxDeliveries (a consumer killed for another reason
+	// while it runs long work). Such deaths still count towards a bound of
+	// 10 × MaxDeliveries deliveries, so a message that kills its consumer
+	// slowly is dead-lettered too. 0: every death counts (the record costs
+	// one more message per delivery held longer than the window).
+	CrashWindow time.Duration
 	// DeadLetterTopic receives dead-lettered messages. Default:
 	// "<topic>-<subscription>-DLQ" in the same namespace.
 	DeadLetterTopic string

@@ -227,7 +227,11 @@ type Worker struct {
 	// DurableDeliveryCount counts the deliveries to instances that crash or
 	// stop holding a command toward max deliveries (worker.Options
 	// DisableDurableDeliveryCount when false).
-	DurableDeliveryCount bool `mapstructure:"durable_delivery_count" usage:"count deliveries to instances that crash holding a command (a broker round trip per command)"`
+	DurableDeliveryCount bool `mapstructure:"durable_delivery_count" usage:"count deliveries to instances that crash holding a command"`
+	// EagerDeliveryRecords records every delivery durably (2 messages per
+	// command) instead of only those that may follow a crash
+	// (worker.Options.EagerDeliveryRecords).
+	EagerDeliveryRecords bool `mapstructure:"eager_delivery_records" usage:"record every delivery, not only redeliveries and an instance's first 10s (2 messages per command)"`
 	// FailProbability injects retryable failures (demo).
 	FailProbability float64 `mapstructure:"fail_probability" usage:"chance of a retryable failure per attempt (demo)"`
 	// FailCommand fails one command for good (demo).

@@ -33,20 +33,27 @@ func (s *subscribeSpy) Subscribe(ctx context.Context, o bus.SubscribeOptions) (b
 }
 
 // The job queue counts deliveries to instances that die holding a command
-// (CountDeliveriesDurably) unless the worker turns it off.
+// (CountDeliveriesDurably) unless the worker turns it off, with lazy
+// records and a crash window of DefaultCrashWindow unless told otherwise.
 func TestJobQueueCountsDeliveriesDurably(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		disable bool
-		want    bool
+		name   string
+		opts   worker.Options
+		want   bool
+		lazy   bool
+		window time.Duration
 	}{
-		{"ByDefault", false, true},
-		{"Disabled", true, false},
+		{"ByDefault", worker.Options{}, true, true, worker.DefaultCrashWindow},
+		{"Disabled", worker.Options{DisableDurableDeliveryCount: true}, false, true, worker.DefaultCrashWindow},
+		{"Eager", worker.Options{EagerDeliveryRecords: true}, true, false, worker.DefaultCrashWindow},
+		{"NoCrashWindow", worker.Options{CrashWindow: -1}, true, true, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spy := &subscribeSpy{Bus: memory.New(memory.Options{}), subd: make(chan struct{}, 1)}
 			t.Cleanup(func() { _ = spy.Close() })
-			w, err := worker.New(spy, worker.Options{Service: "svc", DisableDurableDeliveryCount: tc.disable}, testLogger(t))
+			wo := tc.opts
+			wo.Service = "svc"
+			w, err := worker.New(spy, wo, testLogger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,6 +84,9 @@ func TestJobQueueCountsDeliveriesDurably(t *testing.T) {
 			}
 			if o.CountDeliveriesDurably != tc.want {
 				t.Fatalf("CountDeliveriesDurably = %v, want %v", o.CountDeliveriesDurably, tc.want)
+			}
+			if o.LazyDeliveryRecords != tc.lazy || o.CrashWindow != tc.window {
+				t.Fatalf("LazyDeliveryRecords = %v, CrashWindow = %s; want %v, %s", o.LazyDeliveryRecords, o.CrashWindow, tc.lazy, tc.window)
 			}
 		})
 	}

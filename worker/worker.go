@@ -39,19 +39,37 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// MaxDeliveries dead-letters a command delivered that many times without
 	// being acknowledged (default 10). A delivery to an instance that crashes
-	// or stops holding the command counts too (a command that kills its
-	// worker is dead-lettered, not redelivered for ever), unless
-	// DisableDurableDeliveryCount is set.
+	// or stops holding the command within CrashWindow of its start counts
+	// too (a command that kills its worker is dead-lettered, not
+	// redelivered for ever), unless DisableDurableDeliveryCount is set.
 	MaxDeliveries int
 	// DisableDurableDeliveryCount stops counting the deliveries to instances
 	// that crash or stop holding a command (bus.SubscribeOptions
 	// CountDeliveriesDurably off): MaxDeliveries then counts only failed
-	// and timed-out attempts. It saves a broker round trip per command
-	// received (a write to the "jobs.<service>-<subscription>-deliveries"
-	// topic, waited for before the handler runs) and a tombstone per
-	// command settled. Set it only when handlers cannot crash their process
-	// (a panic is recovered and counts as a failure either way).
+	// and timed-out attempts. Set it only when handlers cannot crash their
+	// process (a panic is recovered and counts as a failure either way).
 	DisableDurableDeliveryCount bool
+	// EagerDeliveryRecords records every delivery on the
+	// "jobs.<service>-<subscription>-deliveries" topic before its handler
+	// runs (a broker round trip, and a tombstone once settled: 2 messages
+	// per command). By default the records are lazy
+	// (bus.SubscribeOptions.LazyDeliveryRecords): only a command delivered
+	// again, or received in the instance's first DeliveryRecordWarmUp, is
+	// recorded, so the clean path writes none; a command that kills every
+	// instance taking it is still dead-lettered, after up to one uncounted
+	// crash per instance running past its warm-up.
+	EagerDeliveryRecords bool
+	// DeliveryRecordWarmUp is how long after it starts an instance records
+	// every delivery (default 10s; negative: never; see
+	// bus.SubscribeOptions.DeliveryRecordWarmUp).
+	DeliveryRecordWarmUp time.Duration
+	// CrashWindow charges an instance's death only to the commands it began
+	// less than this long before (default DefaultCrashWindow; negative:
+	// every death counts): a command still running after CrashWindow is
+	// recorded as survived, so an instance killed for another reason while
+	// it runs long work does not bring its commands nearer to
+	// MaxDeliveries. Later deaths count towards 10 × MaxDeliveries only.
+	CrashWindow time.Duration
 	// NackDelay is how long a released command waits before redelivery
 	// (default 1s).
 	NackDelay time.Duration
@@ -97,6 +115,9 @@ func (o *Options) defaults() error {
 	if o.NackDelay <= 0 {
 		o.NackDelay = time.Second
 	}
+	if o.CrashWindow == 0 {
+		o.CrashWindow = DefaultCrashWindow
+	}
 	if o.StartedAfter == 0 {
 		o.StartedAfter = DefaultStartedAfter
 	}
@@ -108,6 +129,11 @@ func (o *Options) defaults() error {
 	}
 	return nil
 }
+
+// DefaultCrashWindow is the default Options.CrashWindow: a command that
+// crashes its worker typically does so at once (a segfault or an
+// out-of-memory kill while decoding or preparing the work).
+const DefaultCrashWindow = time.Second
 
 // Job is one command to run.
 type Job struct {
@@ -227,6 +253,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		Topic: protocol.JobTopic(w.opts.Service), Subscription: w.opts.Subscription, Type: bus.Shared,
 		ConsumerName: w.opts.Name, MaxDeliveries: w.opts.MaxDeliveries, NackDelay: w.opts.NackDelay,
 		CountDeliveriesDurably: !w.opts.DisableDurableDeliveryCount, ReceiveQueueSize: w.opts.Concurrency,
+		LazyDeliveryRecords: !w.opts.EagerDeliveryRecords, DeliveryRecordWarmUp: w.opts.DeliveryRecordWarmUp,
+		CrashWindow: max(w.opts.CrashWindow, 0),
 	})
 	if err != nil {
 		return fmt.Errorf("worker %s: subscribe: %w", w.opts.Service, err)

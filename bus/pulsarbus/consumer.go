@@ -43,6 +43,9 @@ type consumer struct {
 	// dl records deliveries durably when MaxDeliveries and
 	// CountDeliveriesDurably are set (see deliveries.go); nil otherwise.
 	dl *deliveryLog
+	// since is when the subscription was made (the warm-up of
+	// LazyDeliveryRecords counts from it).
+	since time.Time
 
 	mu     sync.Mutex
 	closed bool
@@ -86,9 +89,15 @@ type delivery struct {
 	key   string // serialized message id
 	pm    pulsar.Message
 	at    time.Time
-	n     int    // delivery number, 1 on the first
+	n     int    // delivery number, 1 on the first (deaths of consumers charged)
 	entry *entry // the batched entry it belongs to, nil when not batched
 	idx   int
+	// With delivery records (deliveries.go): total counts every known
+	// delivery (n only those charged); recorded says this one was;
+	// survive re-records it as survived after CrashWindow.
+	total    int
+	recorded bool
+	survive  *time.Timer
 }
 
 var (
@@ -209,6 +218,7 @@ func (b *Bus) Subscribe(ctx context.Context, opts bus.SubscribeOptions) (bus.Con
 		c.wg.Add(1)
 		go c.ackTimeouts()
 	}
+	c.since = time.Now()
 	return c, nil
 }
 
@@ -243,15 +253,14 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			continue
 		}
 		c.recordDelivery(ctx, d)
-		if c.opts.MaxDeliveries > 0 && d.n > c.opts.MaxDeliveries {
+		if over, reason := c.overLimit(d); over {
 			// Delivered MaxDeliveries times already, and not acknowledged
 			// (ack timeout, or a consumer that went away).
-			reason := c.reason(d, d.n-1)
-			msg := toMessage(pm, d.key, d.n-1)
+			msg := toMessage(pm, d.key, d.total-1)
 			// Dead-lettering is not bounded by the caller's receive deadline
 			// (opening the DLQ producer can take seconds on a busy broker).
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.b.cfg.OperationTimeout)
-			err := c.deadLetter(dctx, d, msg, d.n-1, reason)
+			err := c.deadLetter(dctx, d, msg, d.total-1, reason)
 			cancel()
 			if err != nil {
 				c.log.Error().Err(err).Str("id", pm.ID().String()).Msg("dead-lettering a message past MaxDeliveries failed; it will be delivered again")
@@ -259,7 +268,7 @@ func (c *consumer) Receive(ctx context.Context) (*bus.Message, error) {
 			}
 			continue
 		}
-		return toMessage(pm, d.key, d.n-1), nil
+		return toMessage(pm, d.key, d.total-1), nil
 	}
 }
 
@@ -302,6 +311,7 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 		}
 	}
 	d.n = int(pm.RedeliveryCount()) + 1
+	d.total = d.n
 	if c.countLocally {
 		if len(c.counts) >= maxTracked {
 			// Messages taken over by another consumer are never settled
@@ -310,11 +320,15 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 		}
 		c.counts[key]++
 		d.n = max(d.n, c.counts[key])
+		d.total = d.n
 	}
 	if c.dl != nil {
 		// The durable count too, before d is visible in live: a Nack of
 		// an earlier copy of this message takes d from live at once.
-		d.n = max(d.n, c.dl.recorded(key)+1)
+		rec := c.dl.recorded(key)
+		d.n = max(d.n, rec.charged+1)
+		d.total = max(d.n, rec.total+1)
+		d.recorded = c.mustRecord(d.n, rec)
 	}
 	c.live[key] = d
 	return d, true
@@ -337,13 +351,21 @@ func (c *consumer) take(msg *bus.Message) (*delivery, bool) {
 }
 
 // forget drops what is kept about a settled message.
-func (c *consumer) forget(key string) {
+func (c *consumer) forget(d *delivery) {
 	c.mu.Lock()
-	delete(c.counts, key)
-	delete(c.causes, key)
+	delete(c.counts, d.key)
+	delete(c.causes, d.key)
+	survive := d.survive
 	c.mu.Unlock()
 	if c.dl != nil {
-		c.dl.settled(key)
+		if survive != nil {
+			survive.Stop()
+		}
+		// A record of an earlier delivery may exist without this one
+		// being recorded (a lazy consumer whose follower was behind).
+		if d.recorded || d.total > 1 || c.dl.recorded(d.key).total > 0 {
+			c.dl.settled(d.key)
+		}
 	}
 }
 
@@ -356,7 +378,7 @@ func (c *consumer) Ack(ctx context.Context, msg *bus.Message) error {
 	if !ok {
 		return c.ackUnknown(msg)
 	}
-	c.forget(d.key)
+	c.forget(d)
 	if d.entry != nil {
 		return c.settleEntry(d, idxAcked, nil, false)
 	}
@@ -545,7 +567,7 @@ func (c *consumer) txSettled(d *delivery, t *tx, committed bool) {
 	delete(c.inTx, d.key)
 	c.mu.Unlock()
 	if committed {
-		c.forget(d.key)
+		c.forget(d)
 		if d.entry == nil {
 			c.rememberAcked(d.key)
 		}
@@ -650,7 +672,7 @@ func (c *consumer) deadLetter(ctx context.Context, d *delivery, msg *bus.Message
 	if err := c.publishDLQ(ctx, msg, deliveries, reason); err != nil {
 		return err
 	}
-	c.forget(d.key)
+	c.forget(d)
 	if d.entry != nil {
 		return c.settleEntry(d, idxAcked, nil, false)
 	}

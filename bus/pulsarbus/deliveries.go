@@ -3,7 +3,9 @@ package pulsarbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +72,7 @@ type deliveryLog struct {
 	log   zerolog.Logger
 
 	mu     sync.Mutex
-	counts map[string]int // recorded delivery numbers by message key
+	counts map[string]count // recorded delivery numbers by message key
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -102,7 +104,7 @@ func (b *Bus) openDeliveryLog(ctx context.Context, topic string, log zerolog.Log
 		p.Close()
 		return nil, err
 	}
-	l := &deliveryLog{topic: full, p: p, rd: rd.(*reader), log: log, counts: map[string]int{}, done: make(chan struct{})}
+	l := &deliveryLog{topic: full, p: p, rd: rd.(*reader), log: log, counts: map[string]count{}, done: make(chan struct{})}
 	l.r = l.rd.r
 	for l.r.HasNext() {
 		m, err := l.r.Next(ctx)
@@ -141,7 +143,46 @@ func (l *deliveryLog) follow(ctx context.Context) {
 	}
 }
 
-// apply takes one record: a tombstone forgets the key, a number raises it.
+// count is a message's recorded deliveries: charged ones (deliveries
+// whose consumer may have died of it, and the one in progress) and all.
+type count struct{ charged, total int }
+
+// encode writes "c" when every delivery is charged (the format of earlier
+// versions, which only had that number), else "c/t".
+func (n count) encode() []byte {
+	if n.total <= n.charged {
+		return []byte(strconv.Itoa(n.charged))
+	}
+	return []byte(strconv.Itoa(n.charged) + "/" + strconv.Itoa(n.total))
+}
+
+// parseCount reads a record's value; ok is false for garbage.
+func parseCount(b []byte) (count, bool) {
+	s := string(b)
+	c, t, two := strings.Cut(s, "/")
+	charged, err := strconv.Atoi(c)
+	if err != nil || charged < 0 {
+		return count{}, false
+	}
+	total := charged
+	if two {
+		if total, err = strconv.Atoi(t); err != nil || total < charged {
+			return count{}, false
+		}
+	}
+	if total <= 0 {
+		return count{}, false
+	}
+	return count{charged, total}, true
+}
+
+func (n count) max(o count) count {
+	return count{max(n.charged, o.charged), max(n.total, o.total)}
+}
+
+// apply takes one record: a tombstone forgets the key, a count replaces
+// it (records of one message are written in order by its holders; a
+// survived record lowers the charged count on purpose).
 func (l *deliveryLog) apply(m pulsar.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -149,36 +190,58 @@ func (l *deliveryLog) apply(m pulsar.Message) {
 		delete(l.counts, m.Key())
 		return
 	}
-	n, err := strconv.Atoi(string(m.Payload()))
-	if err != nil || n <= 0 {
+	n, ok := parseCount(m.Payload())
+	if !ok {
 		return
 	}
 	if len(l.counts) >= maxTracked {
 		clear(l.counts) // settled elsewhere and never tombstoned; start afresh
 	}
-	l.counts[m.Key()] = max(l.counts[m.Key()], n)
+	if old, seen := l.counts[m.Key()]; seen && old.total > n.total {
+		return // an older record read late
+	}
+	l.counts[m.Key()] = n
 }
 
 func recordKey(msgKey string) string { return bus.FormatMessageID(bus.MessageID(msgKey)) }
 
-// recorded is the delivery number last recorded for a message (0: none).
-func (l *deliveryLog) recorded(msgKey string) int {
+// recorded is the count last recorded for a message (zero: none).
+func (l *deliveryLog) recorded(msgKey string) count {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.counts[recordKey(msgKey)]
 }
 
-// record writes that a message is being delivered for the n-th time and
+// record writes a message's count (its delivery in progress included) and
 // waits until the broker has it.
-func (l *deliveryLog) record(ctx context.Context, msgKey string, n int) error {
+func (l *deliveryLog) record(ctx context.Context, msgKey string, n count) error {
 	k := recordKey(msgKey)
 	l.mu.Lock()
-	l.counts[k] = max(l.counts[k], n)
+	l.counts[k] = n
 	l.mu.Unlock()
-	if _, err := l.p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: []byte(strconv.Itoa(n))}); err != nil {
-		return wrap(err, "record delivery %d of %x on %s", n, msgKey, l.topic)
+	if _, err := l.p.Send(ctx, &pulsar.ProducerMessage{Key: k, Payload: n.encode()}); err != nil {
+		return wrap(err, "record delivery %d of %x on %s", n.total, msgKey, l.topic)
 	}
 	return nil
+}
+
+// survived records, without waiting, that a delivery in progress is not
+// to be charged if its consumer dies from now on.
+func (l *deliveryLog) survived(msgKey string, n count) {
+	k := recordKey(msgKey)
+	l.mu.Lock()
+	if cur, ok := l.counts[k]; !ok || cur.total != n.total {
+		l.mu.Unlock()
+		return // settled meanwhile, or delivered again elsewhere
+	}
+	l.counts[k] = n
+	l.mu.Unlock()
+	l.p.SendAsync(context.Background(), &pulsar.ProducerMessage{Key: k, Payload: n.encode()},
+		func(_ pulsar.MessageID, _ *pulsar.ProducerMessage, err error) {
+			if err != nil && !errors.Is(err, pulsar.ErrProducerClosed) {
+				l.log.Debug().Err(err).Str("topic", l.topic).Msg("delivery survived record")
+			}
+		})
 }
 
 // settled forgets a message that will not be delivered again: a tombstone,
@@ -205,21 +268,71 @@ func (l *deliveryLog) close() {
 	l.p.Close()
 }
 
-// recordDelivery raises d's delivery number to the recorded one + 1 and,
-// when the message is to be delivered (not past MaxDeliveries), records it.
+// defaultRecordWarmUp is SubscribeOptions.DeliveryRecordWarmUp's default.
+const defaultRecordWarmUp = 10 * time.Second
+
+// slowDeathFactor bounds the deliveries of a message whose consumers die
+// after CrashWindow: SubscribeOptions.MaxDeliveries times it.
+const slowDeathFactor = 10
+
+// mustRecord says whether a delivery numbered n, whose message has the
+// record rec, is recorded before it is handed out.
+func (c *consumer) mustRecord(n int, rec count) bool {
+	if !c.opts.LazyDeliveryRecords || n > 1 || rec.total > 0 {
+		return true // eager, or a delivery that may follow a crash
+	}
+	warm := c.opts.DeliveryRecordWarmUp
+	if warm == 0 {
+		warm = defaultRecordWarmUp
+	}
+	return warm > 0 && time.Since(c.since) < warm
+}
+
+// overLimit says whether a received delivery is past MaxDeliveries (and
+// so dead-lettered rather than handed out), with the reason.
+func (c *consumer) overLimit(d *delivery) (bool, string) {
+	max := c.opts.MaxDeliveries
+	switch {
+	case max <= 0:
+		return false, ""
+	case d.n > max:
+		return true, c.reason(d, d.n-1)
+	case c.dl != nil && c.opts.CrashWindow > 0 && d.total > slowDeathFactor*max:
+		return true, fmt.Sprintf("not acknowledged after %d deliveries (%d of them ended by their consumer's death more than %s after they began, or by a nack)",
+			d.total-1, d.total-d.n, c.opts.CrashWindow)
+	}
+	return false, ""
+}
+
+// recordDelivery records a delivery about to be handed out, when it must
+// be (mustRecord), and waits for the broker; with CrashWindow it arranges
+// the survived record.
 func (c *consumer) recordDelivery(ctx context.Context, d *delivery) {
-	if c.dl == nil {
+	if c.dl == nil || !d.recorded {
 		return
 	}
-	// d.n already counts the recorded deliveries (track).
-	if d.n > c.opts.MaxDeliveries {
+	if over, _ := c.overLimit(d); over {
 		return // dead-lettered by Receive, not delivered
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.b.cfg.OperationTimeout)
 	defer cancel()
-	if err := c.dl.record(rctx, d.key, d.n); err != nil {
+	n := count{charged: d.n, total: d.total}
+	if err := c.dl.record(rctx, d.key, n); err != nil {
 		// Delivered all the same: the broker's and this process's counts
 		// still apply.
-		c.log.Error().Err(err).Int("delivery", d.n).Msg("delivery not recorded; a consumer dying with it will not count it")
+		c.log.Error().Err(err).Int("delivery", d.total).Msg("delivery not recorded; a consumer dying with it will not count it")
+		return
+	}
+	if w := c.opts.CrashWindow; w > 0 {
+		c.mu.Lock()
+		d.survive = time.AfterFunc(w, func() {
+			c.mu.Lock()
+			live := c.live[d.key] == d && !c.closed
+			c.mu.Unlock()
+			if live {
+				c.dl.survived(d.key, count{charged: d.n - 1, total: d.total})
+			}
+		})
+		c.mu.Unlock()
 	}
 }

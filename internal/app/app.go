@@ -203,7 +203,8 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 	var fns []func(context.Context) error
 	for svc, hs := range services {
 		w, err := worker.New(b, worker.Options{Service: svc, Name: cfg.Name + "-" + svc, Concurrency: cfg.Concurrency,
-			DisableDurableDeliveryCount: !cfg.DurableDeliveryCount, StartedAfter: cfg.StartedAfter}, log)
+			DisableDurableDeliveryCount: !cfg.DurableDeliveryCount, EagerDeliveryRecords: cfg.EagerDeliveryRecords,
+			StartedAfter: cfg.StartedAfter}, log)
 		if err != nil {
 			return err
 		}

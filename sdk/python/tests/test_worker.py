@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator, List
 
+import pulsar
 import pytest
 
 from pulsaga import Job, NonRetryableError, RetryableError, Worker, _protocol
@@ -255,7 +256,9 @@ def test_dead_letters(namespace: str, engine_for: Callable[[str], Engine]) -> No
 CRASHER = """
 import os, sys
 from pulsaga import Worker
-w = Worker(sys.argv[1], pulsar_url=sys.argv[2], namespace=sys.argv[3], max_deliveries=2, concurrency=1)
+warm_up = float(sys.argv[4]) if len(sys.argv) > 4 else 10.0
+w = Worker(sys.argv[1], pulsar_url=sys.argv[2], namespace=sys.argv[3], max_deliveries=2, concurrency=1,
+           delivery_record_warm_up=warm_up)
 w.handle("Crash", lambda job: os._exit(3))
 w.handle("Fine", lambda job: "fine")
 w.run()
@@ -291,6 +294,85 @@ def test_command_that_kills_its_worker(namespace: str, engine_for: Callable[[str
     assert props["pulsaga-dlq-reason"] == "not acknowledged after 2 deliveries"
     assert props["pulsaga-dlq-deliveries"] == "2"
     assert letters[0].partition_key() == cmd["process_id"]
+
+
+def delivery_records(client: Any, namespace: str, svc: str) -> List[Any]:
+    """Every message written so far on the service's delivery-record topic."""
+    r = client.create_reader(f"persistent://public/{namespace}/jobs.{svc}-workers-deliveries", pulsar.MessageId.earliest)
+    out = []
+    try:
+        while True:
+            try:
+                out.append(r.read_next(timeout_millis=1000))
+            except pulsar.Timeout:
+                return out
+    finally:
+        r.close()
+
+
+def test_lazy_delivery_records(namespace: str, client: Any, engine_for: Callable[[str], Engine], tmp_path: Any) -> None:
+    """An instance past its warm-up records no delivery of a command seen
+    for the first time (the clean path writes nothing), so the first death a
+    command causes there goes uncounted; instances that start again are in
+    their warm-up and record every delivery, so the command is still
+    dead-lettered, one crash later than with eager records."""
+    svc = service()
+    eng = engine_for(svc)
+    w = new_worker(namespace, svc, delivery_record_warm_up=0)
+    w.handle("Fine", lambda job: "fine")
+    with running(w):
+        for _ in range(3):
+            eng.command("Fine")
+        assert len(eng.results(3)) == 3
+    assert delivery_records(client, namespace, svc) == [], "nothing recorded on the clean path"
+
+    script = tmp_path / "crasher.py"
+    script.write_text(CRASHER)
+    eng.command("Crash")
+    first = subprocess.run([sys.executable, str(script), svc, BROKER, namespace, "0"], timeout=120, capture_output=True)
+    assert first.returncode == 3
+    assert delivery_records(client, namespace, svc) == [], "a first delivery past the warm-up is not recorded"
+    codes = [subprocess.run([sys.executable, str(script), svc, BROKER, namespace], timeout=120, capture_output=True).returncode
+             for _ in range(2)]
+    assert codes == [3, 3], "restarted instances, in their warm-up, took it and died"
+    p2 = subprocess.Popen([sys.executable, str(script), svc, BROKER, namespace, "0"])
+    try:
+        letters = eng.dead_letters(1)
+    finally:
+        p2.terminate()
+        assert p2.wait(timeout=60) == 0
+    props = letters[0].properties()
+    assert props["pulsaga-dlq-reason"] == "not acknowledged after 2 deliveries"
+
+
+SLOW_CRASHER = """
+import os, sys, time
+from pulsaga import Worker
+w = Worker(sys.argv[1], pulsar_url=sys.argv[2], namespace=sys.argv[3], max_deliveries=1, concurrency=1, crash_window=0.2)
+def long(job):
+    time.sleep(1.0)  # past the crash window: recorded as survived
+    os._exit(3)
+w.handle("Long", long)
+w.run()
+"""
+
+
+def test_crash_window(namespace: str, engine_for: Callable[[str], Engine], tmp_path: Any) -> None:
+    """An instance that dies holding a command it began more than
+    crash_window before does not charge it a delivery: with max_deliveries
+    1 the command is run again instead of being dead-lettered."""
+    svc = service()
+    eng = engine_for(svc)
+    script = tmp_path / "slow_crasher.py"
+    script.write_text(SLOW_CRASHER)
+    c = eng.command("Long")
+    p = subprocess.run([sys.executable, str(script), svc, BROKER, namespace], timeout=120, capture_output=True)
+    assert p.returncode == 3, p.stderr
+    second = new_worker(namespace, svc, max_deliveries=1, crash_window=0.2)
+    second.handle("Long", lambda job: f"delivery {job.delivery}")
+    with running(second):
+        (res,) = eng.results(1)
+    assert res["command_id"] == c["command_id"] and res["output"] == "delivery 1"
 
 
 def test_graceful_shutdown(namespace: str, engine_for: Callable[[str], Engine]) -> None:

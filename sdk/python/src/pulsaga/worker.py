@@ -21,7 +21,10 @@ It behaves as the Go SDK (package worker) does:
   a failed, non-retryable ``UnknownCommand`` result so the saga does not wait
   for its timeout;
 * a command delivered ``max_deliveries`` times without being acknowledged,
-  deliveries to instances that crashed included, is dead-lettered;
+  deliveries to instances that crashed within ``crash_window`` of its start
+  included, is dead-lettered; the delivery records are lazy (a command
+  delivered again, or received in the instance's first
+  ``delivery_record_warm_up`` seconds) unless ``eager_delivery_records``;
 * ``stop()`` (or SIGTERM / SIGINT) stops taking commands, lets the jobs in
   hand finish for up to ``shutdown_grace`` seconds and releases the others
   to other instances.
@@ -37,13 +40,14 @@ import os
 import signal
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, TypeVar, Union
 
 import pulsar
 
 from . import _protocol, _tracing
-from ._deliveries import DeliveryLog
+from ._deliveries import Count, DeliveryLog
 from ._progress import JobRun
 from .errors import JobError
 from .job import Job
@@ -62,6 +66,10 @@ log = logging.getLogger("pulsaga.worker")
 
 # Bounds the error message of a result the broker refused as too large.
 _MAX_ERROR_MESSAGE = 4 << 10
+
+# Deaths of an instance later than crash_window into a command count towards
+# this many times max_deliveries.
+_SLOW_DEATH_FACTOR = 10
 
 
 def job_topic(service: str) -> str:
@@ -101,6 +109,9 @@ class Worker:
         shutdown_grace: float = 10.0,
         max_deliveries: int = 10,
         durable_delivery_count: bool = True,
+        eager_delivery_records: bool = False,
+        delivery_record_warm_up: float = 10.0,
+        crash_window: float = 1.0,
         nack_delay: float = 1.0,
         started_after: float = 1.0,
         manual_heartbeat: bool = False,
@@ -123,6 +134,9 @@ class Worker:
         self.shutdown_grace = shutdown_grace
         self.max_deliveries = max_deliveries
         self.durable_delivery_count = durable_delivery_count
+        self.eager_delivery_records = eager_delivery_records
+        self.delivery_record_warm_up = delivery_record_warm_up
+        self.crash_window = crash_window
         self.nack_delay = nack_delay
         self.started_after = started_after
         self.manual_heartbeat = manual_heartbeat
@@ -136,6 +150,10 @@ class Worker:
         self._producers_mu = threading.Lock()
         self._dlq: Any = None
         self._deliveries: Optional[DeliveryLog] = None
+        # recorded deliveries held, by message id, and their survived timers
+        self._recorded: Dict[bytes, Tuple[Count, Optional[threading.Timer]]] = {}
+        self._recorded_mu = threading.Lock()
+        self._since = time.monotonic()
         self._causes: Dict[bytes, str] = {}
         self._causes_mu = threading.Lock()
         self._stopping = threading.Event()
@@ -269,6 +287,7 @@ class Worker:
             consumer_name=self.name,
             negative_ack_redelivery_delay_ms=int(self.nack_delay * 1000),
         )
+        self._since = time.monotonic()
 
     def _close(self) -> None:
         # Closing the consumer gives the commands not acknowledged back to
@@ -314,21 +333,59 @@ class Worker:
 
     # ------------------------------------------------------------ one message
 
+    def _must_record(self, n: int, rec: Count) -> bool:
+        """Whether a delivery numbered n of a message with the record rec
+        is recorded before its handler runs (lazy records: only one that
+        may follow a crash, or one in this instance's warm-up)."""
+        if self.eager_delivery_records or n > 1 or rec.total > 0:
+            return True
+        return self.delivery_record_warm_up > 0 and time.monotonic() - self._since < self.delivery_record_warm_up
+
     def _receive(self, msg: Any) -> None:
         mid: bytes = msg.message_id().serialize()
         n = msg.redelivery_count() + 1
+        total = n
         if self._deliveries is not None:
-            n = max(n, self._deliveries.recorded(mid) + 1)
-            if n <= self.max_deliveries:
-                try:
-                    self._deliveries.record(mid, n)
-                except Exception as e:
-                    log.error("delivery %d not recorded (%s); an instance dying with it will not count it", n, e)
-        if n > self.max_deliveries:
-            # Delivered max_deliveries times already and not acknowledged.
+            rec = self._deliveries.recorded(mid)
+            n = max(n, rec.charged + 1)
+            total = max(n, rec.total + 1)
+            if n > self.max_deliveries:
+                # Delivered max_deliveries times already and not acknowledged.
+                self._dead_letter(msg, self._reason(mid, n - 1), total - 1)
+                return
+            if self.crash_window > 0 and total > _SLOW_DEATH_FACTOR * self.max_deliveries:
+                reason = (f"not acknowledged after {total - 1} deliveries ({total - n} of them ended by their "
+                          f"instance's death more than {self.crash_window:g}s after they began, or by a nack)")
+                self._dead_letter(msg, reason, total - 1)
+                return
+            if self._must_record(n, rec):
+                self._record(mid, Count(n, total))
+        elif n > self.max_deliveries:
             self._dead_letter(msg, self._reason(mid, n - 1), n - 1)
             return
-        self._process(msg, n)
+        self._process(msg, total)
+
+    def _record(self, mid: bytes, n: Count) -> None:
+        assert self._deliveries is not None
+        try:
+            self._deliveries.record(mid, n)
+        except Exception as e:
+            log.error("delivery %d not recorded (%s); an instance dying with it will not count it", n.total, e)
+            return
+        timer: Optional[threading.Timer] = None
+        if self.crash_window > 0:
+            timer = threading.Timer(self.crash_window, self._survived, args=(mid, n))
+            timer.daemon = True
+        with self._recorded_mu:
+            self._recorded[mid] = (n, timer)
+        if timer is not None:
+            timer.start()
+
+    def _survived(self, mid: bytes, n: Count) -> None:
+        with self._recorded_mu:
+            held = self._recorded.get(mid)
+        if held is not None and held[0] == n and self._deliveries is not None:
+            self._deliveries.survived(mid, Count(n.charged - 1, n.total))
 
     def _process(self, msg: Any, n: int) -> None:
         try:
@@ -534,7 +591,11 @@ class Worker:
     def _forget(self, mid: bytes) -> None:
         with self._causes_mu:
             self._causes.pop(mid, None)
-        if self._deliveries is not None:
+        with self._recorded_mu:
+            held = self._recorded.pop(mid, None)
+        if held is not None and held[1] is not None:
+            held[1].cancel()
+        if self._deliveries is not None and (held is not None or self._deliveries.recorded(mid).total > 0):
             self._deliveries.settled(mid)
 
     def _reason(self, mid: bytes, deliveries: int) -> str:
@@ -548,7 +609,7 @@ class Worker:
         mid: bytes = msg.message_id().serialize()
         n = msg.redelivery_count() + 1
         if self._deliveries is not None:
-            n = max(n, self._deliveries.recorded(mid))
+            n = max(n, self._deliveries.recorded(mid).charged)
         with self._causes_mu:
             if len(self._causes) > 10_000:
                 self._causes.clear()
