@@ -313,12 +313,17 @@ func tripUnloaded(b *testing.B, mode string) {
 	b.StopTimer()
 	e := newEnv(b, "serial")
 	bb := e.bus(b)
+	workersSince := time.Now()
 	stopWorkers := runWorkers(b, bb, tripServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	// Latency of running workers: a worker's first seconds record every
+	// delivery (a broker write waited for before each job), a cost per
+	// instance start, not per saga (as tripClosed).
+	waitWorkerWarmUp(workersSince)
 	w, err := bench.Watch(ctx, bb, bench.WatchOptions{Want: bench.Terminal, KeepRows: true})
 	if err != nil {
 		b.Fatal(err)

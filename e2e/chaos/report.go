@@ -239,9 +239,12 @@ func (r *Report) Write(w io.Writer, limit int) {
 	fmt.Fprintf(w, "service: %d deliveries (%s); %d effects, %d compensations, %d compensations with nothing to undo; at most %d ledger lines per key\n",
 		r.Deliveries, counts(r.CallResults), r.Effects, r.Undos, r.NoopUndos, r.MaxEffectsPerKey)
 	fmt.Fprintf(w, "engine: %d history records, %d status rows read\n", r.Records, r.StatusRows)
-	if r.Config.ReplayTimers {
+	switch {
+	case r.Config.ReplayTimers && r.BrokerKills > 0:
 		fmt.Fprintf(w, "timers (apache/pulsar#20638): %d acknowledged before the broker's kill; the restarted broker delivered %d acknowledged ones again; the kit sent %d again\n",
 			r.TimersBefore, r.TimersAgain, r.TimersReplayed)
+	case r.Config.ReplayTimers:
+		fmt.Fprintf(w, "timers: %d acknowledged by the probe (no broker restart: none sent again)\n", r.TimersBefore)
 	}
 	fmt.Fprintf(w, "attempts finished by the service while the broker was away: %d; units with an attempt beyond their scripts (lost to a fault of the run): %d\n",
 		r.AnsweredWhileDown, len(r.ExtraAttempts))
