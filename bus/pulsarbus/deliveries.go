@@ -242,6 +242,14 @@ func (l *deliveryLog) survived(msgKey string, n count) {
 				l.log.Debug().Err(err).Str("topic", l.topic).Msg("delivery survived record")
 			}
 		})
+	l.mu.Lock()
+	_, held := l.counts[k]
+	l.mu.Unlock()
+	if !held {
+		// Settled while this record was being sent: its tombstone may
+		// have gone first; one more keeps the tombstone last.
+		l.settled(msgKey)
+	}
 }
 
 // settled forgets a message that will not be delivered again: a tombstone,
