@@ -103,28 +103,35 @@ func (r *run) check(ctx context.Context, status *statusWatch) (*Report, error) {
 // its ledger (duplicates its idempotency absorbed).
 func readCalls(path string) (replays, deliveries int, results map[string]int) {
 	results = map[string]int{}
+	eachCall(path, func(c Call) {
+		results[c.Result]++
+		if c.Result == "late" {
+			return // the late answer of a lost delivery
+		}
+		deliveries++
+		if c.Result == "replay" {
+			replays++
+		}
+	})
+	return replays, deliveries, results
+}
+
+// eachCall hands fn every call the service logged in path, in order,
+// skipping a line cut by a kill -9; a missing log has no calls.
+func eachCall(path string, fn func(Call)) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, results
+		return
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var c Call
-		if json.Unmarshal(sc.Bytes(), &c) != nil {
-			continue // a line cut by a kill -9
-		}
-		results[c.Result]++
-		if c.Result == "late" {
-			continue // the late answer of a lost delivery
-		}
-		deliveries++
-		if c.Result == "replay" {
-			replays++
+		if json.Unmarshal(sc.Bytes(), &c) == nil {
+			fn(c)
 		}
 	}
-	return replays, deliveries, results
 }
 
 // extraAttempts lists the units whose service saw an attempt beyond what
@@ -137,21 +144,10 @@ func extraAttempts(sagas []Saga, path string) []string {
 		undo      bool
 	}
 	most := map[unitKey]int{}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var c Call
-		if json.Unmarshal(sc.Bytes(), &c) != nil {
-			continue
-		}
+	eachCall(path, func(c Call) {
 		k := unitKey{c.ProcessID, c.Unit, c.Undo}
 		most[k] = max(most[k], c.Attempt)
-	}
+	})
 	var out []string
 	for _, s := range sagas {
 		for u, ue := range s.Expect.Units {
@@ -174,25 +170,17 @@ func answeredWhile(down []interval, path string) int {
 	if len(down) == 0 {
 		return 0
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
 	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var c Call
-		if json.Unmarshal(sc.Bytes(), &c) != nil || c.Result == "lost" {
-			continue
+	eachCall(path, func(c Call) {
+		if c.Result == "lost" {
+			return
 		}
 		for _, d := range down {
 			if c.At.After(d.from) && c.At.Before(d.to) {
 				n++
 			}
 		}
-	}
+	})
 	return n
 }
 
