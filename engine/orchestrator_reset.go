@@ -89,11 +89,12 @@ func (o *Orchestrator) resetAfter(ctx context.Context, r flightResult) {
 	b := r.f.b
 	o.gen++
 	fenced := errors.Is(r.err, bus.ErrFenced)
-	if !errors.Is(r.err, ErrPartitionLost) {
+	if !errors.Is(r.err, ErrPartitionLost) && !errors.Is(r.err, errAbortedAfterFailure) {
 		// A new owner may have fenced or ended the flight before this
 		// instance heard of it: ask the broker whose the partitions are
 		// before loading any again (a stale view would take a partition
-		// back from its new owner).
+		// back from its new owner). (Not again for the flights aborted
+		// with a failure dealt with just now.)
 		rctx, cancel := context.WithTimeout(ctx, refreshWait)
 		o.own.refresh(rctx)
 		cancel()
