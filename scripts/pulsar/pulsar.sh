@@ -282,13 +282,30 @@ threads() {
 	) 9>"$home/threads.lock"
 }
 
-# log_hints: when each IO thread last logged (a wedged one stops) and the last ERROR line.
+# log_hints (a deaf broker): whether the JVM still works (threads started and young GCs over
+# 3 s: a healthy broker under test load starts hundreds of threads a second), when each IO
+# thread last logged (a wedged one stops), the broker's StackOverflowErrors (Pulsar 4.0.7's
+# exclusive-consumer addConsumer recursion, apache/pulsar#24934, docs/operations.md) and the
+# last ERROR line. The JVM's perf data file is kept in logs/ (a later JVM deletes it from /tmp).
 log_hints() {
-	local f=$home/logs/pulsar.log io err
+	local f=$home/logs/pulsar.log io err pid a b bin=${JAVA_HOME:+$JAVA_HOME/bin/}
+	if pid=$(running_pid); then
+		cp "${TMPDIR:-/tmp}/hsperfdata_$(id -un)/$pid" "$home/logs/hsperfdata-$pid" 2>/dev/null || true
+		counters() { timeout 20 "${bin}jcmd" "$pid" PerfCounter.print 2>/dev/null |
+			sed -n 's/^java.threads.started=\([0-9]*\)/\1/p; s/^sun.gc.collector.0.invocations=\([0-9]*\)/\1/p' | paste -sd' '; }
+		a=$(counters)
+		sleep 3
+		b=$(counters)
+		if [[ -n $a && -n $b ]]; then
+			read -r ts0 gc0 <<<"$a"
+			read -r ts1 gc1 <<<"$b"
+			echo "  JVM over 3 s: $((ts1 - ts0)) threads started (total $ts1), $((gc1 - gc0)) young GCs (total $gc1)"
+		fi
+	fi
 	[[ -s $f ]] || return 0
 	io=$(tail -c 50000000 "$f" | grep -o '^[0-9T:.,-]* \[pulsar-io-[0-9-]*\]' |
 		awk '{ t[$2] = substr($1, 12, 8) } END { for (k in t) printf "%s %s, ", k, t[k] }')
-	echo "  now $(date -u +%T) UTC; last log line of each IO thread: ${io%, }"
+	echo "  now $(date -u +%T) UTC; last log line of each IO thread: ${io%, }; StackOverflowErrors logged: $(zcat -f "$home"/logs/pulsar*.log* 2>/dev/null | grep -c 'Caused by: java.lang.StackOverflowError')"
 	err=$(grep -E '^[0-9T:.,-]+ \[[^]]+\] ERROR ' "$f" | tail -1 | cut -c1-220)
 	[[ -z $err ]] || echo "  last ERROR: $err"
 }
