@@ -64,6 +64,7 @@ type cluster struct {
 	ns       string
 	dir      string
 	calls    string
+	kept     bool   // dir is under $PULSAGA_E2E_LOGS: it stays after the test
 	decider  string // the orchestrators' decider mode
 	latency  string // the demo worker's latency per command (default 150ms)
 
@@ -86,6 +87,12 @@ func newCluster(t *testing.T) *cluster {
 		t: t, svc: svc, adm: adm, ns: fmt.Sprintf("crash-%d", time.Now().UnixNano()), dir: t.TempDir(),
 		procs: map[string]*proc{},
 	}
+	if keep := os.Getenv(logsEnv); keep != "" {
+		c.dir, c.kept = filepath.Join(keep, strings.NewReplacer("/", "_", " ", "_", ",", "").Replace(t.Name())+"-"+c.ns), true
+		if err := os.MkdirAll(c.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c.calls = filepath.Join(c.dir, "calls.jsonl")
 	t.Cleanup(func() {
 		c.mu.Lock()
@@ -101,21 +108,10 @@ func newCluster(t *testing.T) *cluster {
 			}
 		}
 		if t.Failed() {
-			for _, f := range []string{"orchestrator-a", "orchestrator-b", "decider", "worker"} {
-				if b, err := os.ReadFile(filepath.Join(c.dir, f+".log")); err == nil {
-					t.Logf("---- %s log (last 3000 bytes):\n%s", f, tail(b, 3000))
-				}
-			}
+			c.diagnose(t.Logf) // diagnose_test.go
 		}
 	})
 	return c
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
 }
 
 func (c *cluster) common(name string) []string {
@@ -329,11 +325,8 @@ func runCrash(t *testing.T, plan crashPlan) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if len(rows) < n {
-		for _, pid := range pids {
-			if _, ok := rows[pid]; !ok {
-				r, _ := status.Get(pid)
-				t.Errorf("%s did not finish: %+v", pid, r)
-			}
+		for _, line := range unfinished(rows, pids, status) {
+			t.Error(line)
 		}
 		t.FailNow()
 	}
