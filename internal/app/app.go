@@ -24,9 +24,20 @@ import (
 	"github.com/pulsaga/pulsaga/worker"
 )
 
-// Connect opens the Pulsar bus a configuration names.
+// Connect opens the Pulsar bus a configuration names, and warns when the
+// broker's version is known to break what pulsaga relies on
+// (pulsarbus.KnownBrokerProblem).
 func Connect(ctx context.Context, p config.Pulsar, log zerolog.Logger) (*pulsarbus.Bus, error) {
-	return pulsarbus.New(ctx, BusConfig(p), log)
+	b, err := pulsarbus.New(ctx, BusConfig(p), log)
+	if err != nil {
+		return nil, err
+	}
+	if v, err := b.BrokerVersion(ctx); err == nil {
+		if problem := pulsarbus.KnownBrokerProblem(v); problem != "" {
+			log.Warn().Str("broker_version", v).Str("problem", problem).Msg("the Pulsar broker has a known bug that can stop the engine")
+		}
+	}
+	return b, nil
 }
 
 // BusConfig is the bus configuration of a Pulsar section: URLs,
