@@ -50,11 +50,14 @@ build:
 ## test: the whole test suite against a real Pulsar broker (started if needed) — what CI runs
 # Tests that stop the shared broker (SIGSTOP) run on their own, after the rest,
 # so that no other test sees the broker frozen.
+# When the tests fail, the last lines say whether the broker still answers its
+# binary protocol (and where its thread dump is when it does not): CI shows the tail.
 CHAOS_TESTS := TestBrokerStopped
+BROKER_HEALTH = { GO='$(GO)' $(PULSAR) health; exit 1; }
 test: pulsar chromium
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '^($(CHAOS_TESTS))$$' $(PKGS)
-	$(GO) test -race -count=1 -timeout 5m -run '^($(CHAOS_TESTS))$$' ./bus/pulsarbus/
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '^($(CHAOS_TESTS))$$' $(PKGS) || $(BROKER_HEALTH)
+	$(GO) test -race -count=1 -timeout 5m -run '^($(CHAOS_TESTS))$$' ./bus/pulsarbus/ || $(BROKER_HEALTH)
 
 ## test-short: unit tests only (no broker), fast
 test-short:

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -89,6 +90,8 @@ type Options struct {
 	// Triggers, when set, returns the triggers this instance runs with
 	// their counts (trigger.Manager.Triggers).
 	Triggers func() []trigger.Info
+	// Pprof serves Go's profiler under /debug/pprof/ to operators.
+	Pprof bool
 }
 
 // Server serves the API, the dashboard, /metrics, /healthz and /readyz.
@@ -234,6 +237,15 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /readyz", s.readyz)
 	if s.opts.Metrics != nil {
 		m.Handle("GET /metrics", s.opts.Metrics.Handler())
+	}
+	if s.opts.Pprof {
+		// Operators only: a profile shows the process's inside and a CPU
+		// profile or trace costs while it runs.
+		m.HandleFunc("GET /debug/pprof/", s.require(op, pprof.Index))
+		m.HandleFunc("GET /debug/pprof/cmdline", s.require(op, pprof.Cmdline))
+		m.HandleFunc("GET /debug/pprof/profile", s.require(op, pprof.Profile))
+		m.HandleFunc("GET /debug/pprof/symbol", s.require(op, pprof.Symbol))
+		m.HandleFunc("GET /debug/pprof/trace", s.require(op, pprof.Trace))
 	}
 	ui, _ := fs.Sub(uiFiles, "ui")
 	m.Handle("GET /ui/", http.StripPrefix("/ui/", http.FileServerFS(ui)))

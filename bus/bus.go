@@ -288,10 +288,14 @@ type SubscribeOptions struct {
 	// recorded delivery still held CrashWindow after it was handed out is
 	// recorded again as survived, and a later death of its consumer does
 	// not count towards MaxDeliveries (a consumer killed for another reason
-	// while it runs long work). Such deaths still count towards a bound of
-	// 10 × MaxDeliveries deliveries, so a message that kills its consumer
-	// slowly is dead-lettered too. 0: every death counts (the record costs
-	// one more message per delivery held longer than the window).
+	// while it runs long work). The survived record also clears the deaths
+	// charged before it (a message that kills its consumer does so within
+	// the window every time; earlier quick deaths were a neighbour's doing),
+	// so only consecutive quick deaths reach MaxDeliveries. Other deaths
+	// still count towards a bound of 10 × MaxDeliveries deliveries, so a
+	// message that kills its consumer slowly is dead-lettered too. 0: every
+	// death counts (the record costs one more message per delivery held
+	// longer than the window).
 	CrashWindow time.Duration
 	// DeadLetterTopic receives dead-lettered messages. Default:
 	// "<topic>-<subscription>-DLQ" in the same namespace.

@@ -45,6 +45,8 @@ func TestOrchestratorAdminValidate(t *testing.T) {
 		{"tokens file missing", func(c *Orchestrator) { c.AdminListen, c.AdminTokensFile = ":8088", "/nonexistent/tokens" }, []string{"admin_tokens_file"}},
 		{"IPv6 loopback without tokens", func(c *Orchestrator) { c.AdminListen = "[::1]:8088" }, nil},
 		{"a LAN address without tokens", func(c *Orchestrator) { c.AdminListen = "192.168.1.5:8088" }, []string{"admin_tokens"}},
+		{"pprof on the admin listener", func(c *Orchestrator) { c.AdminListen, c.DebugPprof = "127.0.0.1:8088", true }, nil},
+		{"pprof without admin listener", func(c *Orchestrator) { c.AdminListen, c.DebugPprof = "", true }, []string{"debug_pprof"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -69,6 +69,11 @@ type Orchestrator struct {
 	// AdminStuckAfter is the default threshold of the "stuck" filter: a live
 	// process without progress for longer is stuck.
 	AdminStuckAfter time.Duration `mapstructure:"admin_stuck_after" usage:"a live process without progress for longer is stuck"`
+	// DebugPprof serves Go's profiler (/debug/pprof/: CPU, heap, goroutines,
+	// execution trace) on the admin listener, to operators only (the API's
+	// operator tokens; none needed on a tokenless loopback listener). Off by
+	// default: a CPU profile or trace costs while it runs. Needs admin_listen.
+	DebugPprof bool `mapstructure:"debug_pprof" usage:"serve /debug/pprof on the admin listener (operators only)"`
 }
 
 // DefaultOrchestrator is the default orchestrator configuration.
@@ -114,6 +119,9 @@ func (c *Orchestrator) Validate() error {
 
 func (c *Orchestrator) validateAdmin() error {
 	if c.AdminListen == "" {
+		if c.DebugPprof {
+			return &FieldError{Key: "debug_pprof", Value: "true", Problem: "needs admin_listen: the profiler is served on the admin listener"}
+		}
 		return nil
 	}
 	var errs []error

@@ -13,7 +13,9 @@ import (
 // echoes the command's identifying fields like a Result.
 //
 // Started: the engine counts an attempt's timeout from the first started
-// it receives (a redelivery to another worker starts the clock again). A
+// it receives; a redelivery to another worker reports started again, which
+// restarts only the heartbeat timeout, not that clock (an attempt whose
+// workers keep dying faster than its timeout still times out). A
 // result proves the start too, so a worker may skip started for work that
 // ends quickly (the Go SDK reports it only when the handler still runs
 // after Options.StartedAfter, and at once when the command has a schedule

@@ -68,7 +68,10 @@ type Options struct {
 	// every death counts): a command still running after CrashWindow is
 	// recorded as survived, so an instance killed for another reason while
 	// it runs long work does not bring its commands nearer to
-	// MaxDeliveries. Later deaths count towards 10 × MaxDeliveries only.
+	// MaxDeliveries, and the quick deaths charged to it before are cleared
+	// (only consecutive ones count: a restarted instance takes a burst of
+	// redeliveries, and a poison among them kills it with them all). Other
+	// deaths count towards 10 × MaxDeliveries only.
 	CrashWindow time.Duration
 	// NackDelay is how long a released command waits before redelivery
 	// (default 1s).

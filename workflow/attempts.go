@@ -76,8 +76,12 @@ func (d *decider) timeouts(k int, comp bool) (timeout, schedule, heartbeat time.
 
 // started folds a worker's report that it started an attempt: the
 // start-to-close timeout (and the heartbeat timeout) count from now. A
-// second start of the same attempt (a redelivery to another worker) starts
-// the clock again.
+// second start of the same attempt (its command redelivered to another
+// worker after its holder died or let it go) does not restart the
+// start-to-close clock, which counts from the attempt's first start
+// (Temporal's rule): an attempt whose workers keep dying faster than its
+// timeout still times out, and its retry (same idempotency key) is sent.
+// Only the heartbeat timeout, if any, counts again from the new start.
 func (d *decider) started(i int, ev *Event) {
 	a, ok := d.findAttempt(i, ev)
 	if !ok {
@@ -93,11 +97,21 @@ func (d *decider) started(i int, ev *Event) {
 func (d *decider) startAttempt(a attemptRef) {
 	at := a.at
 	at.Starts++
+	timeout, _, heartbeat := d.timeouts(a.k, a.ref.comp)
+	if at.Starts > 1 {
+		// Started again: the start-to-close timer armed at the first
+		// start stays; the new holder's heartbeats count from now.
+		if heartbeat > 0 {
+			d.cancelAttemptTimers(a.ref, func(k TimerKind) bool { return k == TimerHeartbeatTimeout })
+			at.BeatAt = d.now
+			d.armAttemptTimer(a, TimerHeartbeatTimeout, d.now.Add(heartbeat))
+		}
+		return
+	}
 	if at.StartedAt.IsZero() {
 		at.StartedAt = d.now
 	}
 	d.cancelAttemptTimers(a.ref, func(TimerKind) bool { return true })
-	timeout, _, heartbeat := d.timeouts(a.k, a.ref.comp)
 	if timeout > 0 {
 		d.armAttemptTimer(a, TimerAttemptTimeout, d.now.Add(timeout))
 	}

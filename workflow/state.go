@@ -173,8 +173,9 @@ type Attempt struct {
 	SentAt    time.Time `json:"sent_at"`
 	NotBefore time.Time `json:"not_before,omitzero"`
 	// StartedAt is when the engine learned that a worker started the
-	// attempt (the first started event); Starts counts the started events
-	// (a redelivery to another worker starts it again).
+	// attempt (the first started event), from which its start-to-close
+	// timeout counts; Starts counts the started events (a redelivery to
+	// another worker starts it again, without restarting that clock).
 	StartedAt time.Time `json:"started_at,omitzero"`
 	Starts    int       `json:"starts,omitempty"`
 	// BeatAt is the newest heartbeat folded (the engine's receive time).

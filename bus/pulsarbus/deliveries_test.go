@@ -169,7 +169,7 @@ func TestCrashWindow(t *testing.T) {
 	_, wc := workerBus(t, o)
 	quiet(t, wc, "a message whose consumers died 10 × MaxDeliveries times")
 	d := receive(t, dlq, "the dead letter")
-	if r := d.Properties[bus.PropDLQReason]; !strings.HasPrefix(r, "not acknowledged after 10 deliveries (10 of them ended by their consumer's death more than 200ms after") {
+	if r := d.Properties[bus.PropDLQReason]; !strings.HasPrefix(r, "not acknowledged after 10 deliveries (10 of them not charged: ended by their consumer's death more than 200ms after") {
 		t.Fatalf("dead letter reason %q", r)
 	}
 }

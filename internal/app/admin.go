@@ -115,7 +115,7 @@ func newAdmin(cfg config.Orchestrator, b bus.Bus, topics protocol.Topics, reg *e
 	}
 	srv, err := admin.New(admin.Options{
 		Bus: b, Topics: topics, Registry: reg, Status: a.status, Tokens: tokens, StuckAfter: cfg.AdminStuckAfter, Metrics: a.metrics,
-		Ready: a.orchestratorsReady, Triggers: a.triggerInfo,
+		Ready: a.orchestratorsReady, Triggers: a.triggerInfo, Pprof: cfg.DebugPprof,
 		Listen: a.ln.Addr().String(), AllowedHosts: cfg.AdminAllowedHosts, AllowedOrigins: cfg.AdminAllowedOrigins,
 	}, log)
 	if err != nil {

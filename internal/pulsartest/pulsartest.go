@@ -91,6 +91,10 @@ func start(ctx context.Context) (*Broker, error) {
 		}
 	}
 	if err := waitReady(ctx, b.ServiceURL, b.AdminURL); err != nil {
+		if b.Home != "" {
+			// URLs prints what it finds (wedgeNote).
+			checkWedge(b.Home, b.ServiceURL, b.AdminURL)
+		}
 		return nil, err
 	}
 	return b, nil
@@ -102,6 +106,9 @@ func URLs(t testing.TB) (serviceURL, adminURL string) {
 	t.Helper()
 	b, err := Start(context.Background())
 	if err != nil {
+		if note := wedgeNote(); note != "" {
+			t.Fatalf("no Pulsar broker for the tests: %v\n%s", err, note)
+		}
 		t.Fatalf("no Pulsar broker for the tests: %v", err)
 	}
 	if b.Home != "" {
@@ -110,6 +117,9 @@ func URLs(t testing.TB) (serviceURL, adminURL string) {
 			t.Fatalf("pulsartest: %v", err)
 		}
 		t.Cleanup(release)
+		// Runs before release (cleanups run last first): the broker
+		// cannot be stopped by another test while it is probed.
+		t.Cleanup(func() { diagnoseFailure(t, b) })
 	}
 	return b.ServiceURL, b.AdminURL
 }

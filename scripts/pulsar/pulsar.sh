@@ -6,6 +6,10 @@
 #   scripts/pulsar/pulsar.sh stop
 #   scripts/pulsar/pulsar.sh status
 #   scripts/pulsar/pulsar.sh env      # prints PULSAR_URL / PULSAR_ADMIN_URL exports
+#   scripts/pulsar/pulsar.sh probe    # does the binary port answer a protocol handshake (CONNECT)?
+#   scripts/pulsar/pulsar.sh threads  # one thread dump of the broker's JVM per broker process
+#   scripts/pulsar/pulsar.sh health   # one line: status, handshake probe, thread dump (make test prints
+#                                     # it when the tests fail; a wedged broker gets its dump here)
 #
 # Environment:
 #   PULSAR_URL, PULSAR_ADMIN_URL    use an existing broker instead (start only checks it)
@@ -207,12 +211,102 @@ status() {
 	echo "not running"; return 1
 }
 
+# probe: send the binary protocol's CONNECT and wait for the broker's first answer frame.
+# The admin API can answer while the binary port does not: a broker whose IO threads are
+# stuck accepts TCP connections (the kernel does) and never answers the handshake.
+probe_timeout=${PULSAGA_PULSAR_PROBE_TIMEOUT:-5}
+probe() {
+	local hp=${service_url#*://}
+	hp=${hp%%/*}
+	hp=${hp%%,*}
+	if [[ $service_url != pulsar://* ]]; then
+		echo "not probed ($service_url is not plain pulsar://)"
+		return 0
+	fi
+	local host=${hp%:*} port=${hp##*:} t0=$EPOCHREALTIME out rc=0
+	# CONNECT: frame = total size, command size, BaseCommand{type: CONNECT, connect:
+	# {client_version: "probe", protocol_version: 21}}; any answer frame counts.
+	out=$(timeout "$((probe_timeout + 1))" bash -c '
+		exec 3<>"/dev/tcp/$1/$2" || exit 3
+		printf "\x00\x00\x00\x11\x00\x00\x00\x0d\x08\x02\x12\x09\x0a\x05probe\x20\x15" >&3
+		timeout "$3" head -c 10 <&3 | od -An -tx1 | tr -d " \n"
+	' _ "$host" "$port" "$probe_timeout" 2>/dev/null) || rc=$?
+	local ms=$(( (${EPOCHREALTIME/./} - ${t0/./}) / 1000 ))
+	if [[ $rc == 3 ]]; then
+		echo "REFUSED (nothing listens on $host:$port)"
+		return 1
+	fi
+	case $out in
+	????????????????0803*) echo "answered CONNECTED in ${ms}ms" ;;
+	????????????????08*) echo "answered (command type 0x${out:18:2}, not CONNECTED) in ${ms}ms" ;;
+	"") echo "NO ANSWER within ${probe_timeout}s (TCP accepted, handshake unanswered: broker wedged?)"; return 1 ;;
+	*) echo "answered garbage ($out) in ${ms}ms"; return 1 ;;
+	esac
+}
+
+# threads: one thread dump of the running broker's JVM into logs/threads-<time>-<pid>.txt and
+# print its path. Once per broker process: later calls (any process) print the first dump's
+# path, unless "threads again". jcmd, else jstack, else SIGQUIT (the JVM prints to stdout.log).
+threads() {
+	local pid
+	pid=$(running_pid) || { echo "no thread dump: no broker process (no live pid in $home/pid)" >&2; return 1; }
+	mkdir -p "$home/logs"
+	local marker=$home/logs/threads-pid$pid.last
+	(
+		flock 9
+		if [[ ${1:-} != again && -s $marker && -s $(cat "$marker") ]]; then
+			cat "$marker"
+			exit 0
+		fi
+		local out=$home/logs/threads-$(date -u +%Y%m%dT%H%M%SZ)-$pid.txt bin=${JAVA_HOME:+$JAVA_HOME/bin/}
+		if timeout 60 "${bin}jcmd" "$pid" Thread.print -l >"$out.tmp" 2>&1 && grep -q '^"' "$out.tmp"; then
+			:
+		elif timeout 60 "${bin}jstack" -l "$pid" >"$out.tmp" 2>&1 && grep -q '^"' "$out.tmp"; then
+			:
+		else
+			local size
+			size=$(stat -c %s "$home/logs/stdout.log" 2>/dev/null || echo 0)
+			kill -QUIT "$pid" 2>/dev/null || true
+			sleep 5
+			tail -c "+$((size + 1))" "$home/logs/stdout.log" >"$out.tmp" 2>/dev/null || true
+		fi
+		grep -q '^"' "$out.tmp" || { echo "no thread dump: jcmd, jstack and SIGQUIT gave none (pid $pid; $out.tmp)" >&2; exit 1; }
+		mv "$out.tmp" "$out"
+		echo "$out" >"$marker"
+		echo "$out"
+	) 9>"$home/threads.lock"
+}
+
+# health: one line for the end of a failed test run (make test prints it last), and the
+# thread dump's summary when there is one (the tests write <dump>.summary).
+health() {
+	local st pr pid dump="" marker
+	st=$(status 2>&1) || true
+	if pid=$(running_pid) && [[ $st != *"pid $pid"* ]]; then st="$st (pid $pid)"; fi
+	if pr=$(probe); then
+		[[ -n $pid && -s $home/logs/threads-pid$pid.last ]] && dump=$(cat "$home/logs/threads-pid$pid.last")
+	elif [[ -n $pid ]]; then
+		dump=$(threads 2>&1) || true
+	fi
+	echo "pulsar health: $st; binary handshake: $pr; thread dump: ${dump:-none}"
+	if [[ -f $dump ]]; then
+		if [[ ! -s $dump.summary ]] && command -v "${GO:-go}" >/dev/null 2>&1; then
+			(cd "$repo" && "${GO:-go}" run ./internal/pulsartest/threadsummary "$dump" >/dev/null 2>&1) || true
+		fi
+		[[ -s $dump.summary ]] && sed 's/^/  /' "$dump.summary"
+	fi
+	return 0
+}
+
 case ${1:-} in
 start) start ;;
 stop) stop ;;
 restart) stop; start ;;
 status) status ;;
 wipe) stop; rm -rf "$home/data"; log "data wiped" ;;
+probe) probe ;;
+threads) threads "${2:-}" ;;
+health) health ;;
 env) printf 'export PULSAR_URL=%s\nexport PULSAR_ADMIN_URL=%s\n' "$service_url" "$admin_url" ;;
-*) echo "usage: $0 start|stop|restart|status|wipe|env" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|restart|status|wipe|env|probe|threads [again]|health" >&2; exit 2 ;;
 esac

@@ -375,6 +375,42 @@ def test_crash_window(namespace: str, engine_for: Callable[[str], Engine], tmp_p
     assert res["command_id"] == c["command_id"] and res["output"] == "delivery 1"
 
 
+ALTERNATE_CRASHER = """
+import os, sys, time
+from pulsaga import Worker
+slow = sys.argv[4] == "slow"
+w = Worker(sys.argv[1], pulsar_url=sys.argv[2], namespace=sys.argv[3], max_deliveries=2, concurrency=1, crash_window=0.2)
+def long(job):
+    if slow:
+        time.sleep(1.0)  # past the crash window: recorded as survived
+    os._exit(3)  # slow: killed for another reason; quick: a neighbour's poison
+w.handle("Long", long)
+w.run()
+"""
+
+
+def test_quick_deaths_between_survivals(namespace: str, engine_for: Callable[[str], Engine], tmp_path: Any) -> None:
+    """Instances holding a command die alternately long after it began and
+    at once (a burst of redeliveries to a restarted instance with a poison
+    among them): three quick deaths with max_deliveries 2, but no two in a
+    row, and each delivery that outlived the window cleared the charge, so
+    the command is run again instead of being dead-lettered."""
+    svc = service()
+    eng = engine_for(svc)
+    script = tmp_path / "alternate_crasher.py"
+    script.write_text(ALTERNATE_CRASHER)
+    c = eng.command("Long")
+    deaths = ["slow", "quick", "slow", "quick", "slow", "quick"]
+    for i, how in enumerate(deaths):
+        p = subprocess.run([sys.executable, str(script), svc, BROKER, namespace, how], timeout=60, capture_output=True)
+        assert p.returncode == 3, f"delivery {i + 1} ({how}): {p.stderr!r}"
+    last = new_worker(namespace, svc, max_deliveries=2, crash_window=0.2)
+    last.handle("Long", lambda job: f"delivery {job.delivery}")
+    with running(last):
+        (res,) = eng.results(1)
+    assert res["command_id"] == c["command_id"] and res["output"] == f"delivery {len(deaths)}"
+
+
 def test_graceful_shutdown(namespace: str, engine_for: Callable[[str], Engine]) -> None:
     svc = service()
     eng = engine_for(svc)

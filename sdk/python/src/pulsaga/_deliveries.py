@@ -13,8 +13,10 @@ delivery's number is the larger of the broker's count + 1 and the recorded
 charged count + 1. The records are lazy by default (only a delivery that may
 follow a crash, or one in the instance's warm-up, is recorded) and a
 delivery still running ``crash_window`` after it began is recorded again as
-survived: a later death of its instance is not charged to it (only to a
-bound of 10 x max_deliveries). The Go SDK's rules (docs/protocol.md).
+survived, with nothing charged: neither a later death of its instance nor
+the quick deaths before it count (only consecutive quick deaths do; the
+rest count towards a bound of 10 x max_deliveries). The Go SDK's rules
+(docs/protocol.md).
 
 The Go and Python clients serialize message ids differently, so Go and
 Python instances of one service count each other's deliveries only through

@@ -22,7 +22,8 @@ It behaves as the Go SDK (package worker) does:
   for its timeout;
 * a command delivered ``max_deliveries`` times without being acknowledged,
   deliveries to instances that crashed within ``crash_window`` of its start
-  included, is dead-lettered; the delivery records are lazy (a command
+  included (only consecutive ones: a delivery that runs past the window
+  clears the count), is dead-lettered; the delivery records are lazy (a command
   delivered again, or received in the instance's first
   ``delivery_record_warm_up`` seconds) unless ``eager_delivery_records``;
 * ``stop()`` (or SIGTERM / SIGINT) stops taking commands, lets the jobs in
@@ -354,8 +355,9 @@ class Worker:
                 self._dead_letter(msg, self._reason(mid, n - 1), total - 1)
                 return
             if self.crash_window > 0 and total > _SLOW_DEATH_FACTOR * self.max_deliveries:
-                reason = (f"not acknowledged after {total - 1} deliveries ({total - n} of them ended by their "
-                          f"instance's death more than {self.crash_window:g}s after they began, or by a nack)")
+                reason = (f"not acknowledged after {total - 1} deliveries ({total - n} of them not charged: ended by "
+                          f"their instance's death more than {self.crash_window:g}s after they began or before a "
+                          f"delivery that ran that long, or by a nack)")
                 self._dead_letter(msg, reason, total - 1)
                 return
             if self._must_record(n, rec):
@@ -385,7 +387,12 @@ class Worker:
         with self._recorded_mu:
             held = self._recorded.get(mid)
         if held is not None and held[0] == n and self._deliveries is not None:
-            self._deliveries.survived(mid, Count(n.charged - 1, n.total))
+            # Nothing charged any more: a command that kills its instance
+            # does so within the window every time, so the quick deaths
+            # charged before this one were its neighbours' doing (a burst
+            # of redeliveries to a restarted instance, one poison among
+            # them). Only consecutive quick deaths reach max_deliveries.
+            self._deliveries.survived(mid, Count(0, n.total))
 
     def _process(self, msg: Any, n: int) -> None:
         try:
