@@ -291,7 +291,9 @@ type SubscribeOptions struct {
 	// while it runs long work). The survived record also clears the deaths
 	// charged before it (a message that kills its consumer does so within
 	// the window every time; earlier quick deaths were a neighbour's doing),
-	// so only consecutive quick deaths reach MaxDeliveries. Other deaths
+	// so only consecutive quick deaths reach MaxDeliveries; nacks after the
+	// window are not charged either (the record, not the broker's count
+	// that every nack raises, is the charged count). Other deaths
 	// still count towards a bound of 10 × MaxDeliveries deliveries, so a
 	// message that kills its consumer slowly is dead-lettered too. 0: every
 	// death counts (the record costs one more message per delivery held

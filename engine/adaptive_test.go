@@ -60,6 +60,9 @@ type opLimitBus struct {
 	bus.Bus
 	maxOps  int
 	refused atomic.Int64
+	// commitDelay holds every commit this long (a slow broker: batches stay
+	// on their way longer).
+	commitDelay time.Duration
 }
 
 type opLimitTx struct {
@@ -79,6 +82,7 @@ func (t *opLimitTx) Commit(ctx context.Context) error {
 	t.mu.Lock()
 	ops := t.ops
 	t.mu.Unlock()
+	time.Sleep(t.b.commitDelay)
 	if ops > t.b.maxOps {
 		_ = t.Tx.Abort(ctx)
 		t.b.refused.Add(1)

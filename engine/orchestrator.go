@@ -212,6 +212,12 @@ type Orchestrator struct {
 	// the number of batches on their way (orchestrator_commit.go).
 	busy     map[string]int
 	inflight int
+	// gen counts the failures the loop reset partitions for: the batches
+	// launched before one are aborted with it (orchestrator_reset.go).
+	gen uint64
+	// resetsInARow counts the failures not caused by ownership since the
+	// last batch committed (maxResetsInARow).
+	resetsInARow int
 	// flying mirrors inflight for the receiving goroutine: with no batch
 	// on its way, a batch does not wait BatchWait for more inputs.
 	flying atomic.Int32
@@ -307,8 +313,10 @@ func EnsureTopics(ctx context.Context, b bus.Bus, t protocol.Topics) error {
 }
 
 // Run serves until ctx is done. A batch that cannot be committed is
-// aborted; the orchestrator then drops its memory images, re-subscribes,
-// and the batch's events are delivered again.
+// aborted and its events are delivered again; only the partitions it
+// involved are reset (orchestrator_reset.go). After repeated failures not
+// caused by ownership, the orchestrator drops its memory images and
+// re-subscribes.
 func (o *Orchestrator) Run(ctx context.Context) error {
 	if err := o.opts.Validate(); err != nil {
 		return err

@@ -35,6 +35,12 @@ type batch struct {
 	no uint64
 	// units are the batch's work units (adaptive.go).
 	units int
+	// gen is the loop's failure generation when the batch launched: a
+	// failed flight aborts the flights on their way of its generation
+	// (orchestrator_commit.go). epochs are its partitions' reset counts
+	// then (orchestrator_reset.go).
+	gen    uint64
+	epochs map[int]uint64
 }
 
 type outMsg struct {
@@ -119,6 +125,8 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	for _, m := range msgs {
 		if o.route(ctx, b, m) {
 			b.acks = append(b.acks, m)
+		} else {
+			delete(o.parts.seq, m) // dead-lettered or given back: no longer held
 		}
 		b.parts[m.Partition] = true
 	}
@@ -173,6 +181,10 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	}
 	b.out = append(b.out, o.checkpoints(snapshotted, b.now)...)
 	b.out = append(b.out, o.fences(b, jobs)...)
+	b.gen, b.epochs = o.gen, make(map[int]uint64, len(b.parts))
+	for p := range b.parts {
+		b.epochs[p] = o.parts.epoch[p]
+	}
 	tasks := o.sendTasks(p.ctx, b.tasks)
 	f := o.launch(p.ctx, b, jobs, tasks, p.sendsDone, p.wg)
 	p.sendsDone = f.sendsDone
@@ -182,9 +194,12 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	return true, nil
 }
 
-// landed takes a flight's outcome: its processes are no longer busy; a
-// failure ends the loop (the subscription starts over).
-func (o *Orchestrator) landed(r flightResult) error {
+// landed takes a flight's outcome: its processes are no longer busy. A
+// failure resets only the partitions the flight involved
+// (orchestrator_reset.go); only failures of other causes than ownership
+// repeated maxResetsInARow times without a commit end the loop (the
+// subscription starts over).
+func (o *Orchestrator) landed(ctx context.Context, r flightResult) error {
 	o.inflight--
 	o.flying.Store(int32(o.inflight))
 	b := r.f.b
@@ -194,7 +209,10 @@ func (o *Orchestrator) landed(r flightResult) error {
 		}
 	}
 	if r.err != nil {
-		if !errors.Is(r.err, ErrPartitionLost) && !errors.Is(r.err, context.Canceled) {
+		if ctx.Err() != nil || errors.Is(r.err, context.Canceled) {
+			return fmt.Errorf("orchestrator: batch of %d inputs not committed: %w", len(b.acks), r.err)
+		}
+		if !o.ownershipFailure(r) {
 			o.adapt.failed(b.units)
 			o.statsMu.Lock()
 			o.failed++
@@ -202,9 +220,17 @@ func (o *Orchestrator) landed(r flightResult) error {
 			o.statsMu.Unlock()
 			o.log.Warn().Err(r.err).Int("units", b.units).Int("limit", o.adapt.limit()).Dur("took", r.took).
 				Msg("batch not committed: later batches are smaller")
+			if b.gen == o.gen {
+				o.resetsInARow++
+			}
+			if o.resetsInARow > maxResetsInARow {
+				return fmt.Errorf("orchestrator: batch of %d inputs not committed (%d failures in a row): %w", len(b.acks), o.resetsInARow, r.err)
+			}
 		}
-		return fmt.Errorf("orchestrator: batch of %d inputs not committed: %w", len(b.acks), r.err)
+		o.resetAfter(ctx, r)
+		return nil
 	}
+	o.resetsInARow = 0
 	if e := o.log.Debug(); e.Enabled() {
 		f := r.f
 		e.Int("units", b.units).Int("acks", len(b.acks)).Int("processes", len(f.jobs)).Int("messages", len(b.out)).
@@ -216,6 +242,9 @@ func (o *Orchestrator) landed(r flightResult) error {
 	if after := o.adapt.limit(); after < before {
 		o.log.Warn().Int("units", b.units).Dur("took", r.took).Int("limit", after).
 			Msg("batch took more than a third of the transaction timeout: later batches are smaller")
+	}
+	for _, m := range b.acks {
+		delete(o.parts.seq, m)
 	}
 	for _, j := range r.f.jobs {
 		if j.id != nil {

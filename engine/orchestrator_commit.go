@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -16,9 +17,12 @@ import (
 // way. A process touched by a flight is busy until that flight commits: its
 // new inputs wait (in order), so per-process order and exactly-once state
 // hold without any process appearing in two uncommitted batches. A flight
-// that fails aborts the flights after it, and the loop starts over
-// (re-subscribes: every input not acknowledged by a committed transaction
-// comes again, and the partitions are loaded again).
+// that fails aborts the flights after it that were launched before the loop
+// learnt of the failure; the loop then resets only the partitions those
+// flights involved (orchestrator_reset.go), or, after repeated failures
+// not caused by ownership, starts over (re-subscribes: every input not
+// acknowledged by a committed transaction comes again, and the partitions
+// are loaded again).
 //
 // Flights send one after another (a flight's sends start once the previous
 // flight's have all been confirmed): a process's messages keep their order
@@ -159,12 +163,17 @@ func (ts *taskSends) wait(ctx context.Context) error {
 // committer commits the flights in the order they were launched; after a
 // failure it aborts every later one. It reports each outcome to results.
 func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, results chan<- flightResult) {
+	// failed is the last failure, of a flight of generation failedGen: the
+	// flights of that generation after it are aborted; the loop launches
+	// the next ones with a later generation once it has dealt with the
+	// failure (orchestrator_reset.go).
 	var failed error
+	var failedGen uint64
 	settle := func(f *flight) {
 		err := <-f.sent
 		switch {
-		case err == nil && failed != nil:
-			err = fmt.Errorf("aborted after an earlier batch failed: %w", failed)
+		case err == nil && failed != nil && f.b.gen <= failedGen:
+			err = fmt.Errorf("%w: %w", errAbortedAfterFailure, failed)
 		case err == nil:
 			// Last check: every partition of the batch is still ours.
 			for p := range f.b.parts {
@@ -182,8 +191,8 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 			if f.s != nil {
 				_ = f.s.Abort(context.WithoutCancel(ctx), err)
 			}
-			if failed == nil {
-				failed = err
+			if failed == nil || f.b.gen > failedGen {
+				failed, failedGen = err, f.b.gen
 			}
 		}
 		var took time.Duration
@@ -200,9 +209,7 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 			for {
 				select {
 				case f := <-flights:
-					if failed == nil {
-						failed = ctx.Err()
-					}
+					failed, failedGen = ctx.Err(), math.MaxUint64
 					settle(f)
 				default:
 					return

@@ -44,12 +44,27 @@ type partitions struct {
 	// report as ours have been waiting.
 	unowned map[int]time.Time
 	next    int // the partition a batch starts taking from (round robin)
+	// seq numbers the inputs held (parked or in a batch on its way) in the
+	// order they first arrived, which is their order in their partition.
+	seq     map[*bus.Message]uint64
+	nextSeq uint64
+	// rewind holds, per partition, the inputs of failed batches that the
+	// broker is to deliver again (by message id, with their first arrival
+	// number), and since when: until they are back, the partition's parked
+	// inputs wait, then go in their first arrival order (rewinding).
+	rewind      map[int]map[string]uint64
+	rewindSince map[int]time.Time
+	// epoch counts each partition's resets (lost or reloaded): a batch that
+	// fails after one of its partitions was reset under it failed because
+	// of that reset (orchestrator_reset.go).
+	epoch map[int]uint64
 }
 
 func newPartitions() partitions {
 	return partitions{
 		loaded: map[int]bool{}, loading: map[int]*loadJob{}, since: map[int]time.Time{}, retryAt: map[int]time.Time{},
-		parked: map[int][]*bus.Message{}, unowned: map[int]time.Time{},
+		parked: map[int][]*bus.Message{}, unowned: map[int]time.Time{}, seq: map[*bus.Message]uint64{},
+		rewind: map[int]map[string]uint64{}, rewindSince: map[int]time.Time{}, epoch: map[int]uint64{},
 	}
 }
 
@@ -76,7 +91,7 @@ type received struct {
 // serve runs one subscription until an error.
 func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
-	o.busy, o.inflight = map[string]int{}, 0
+	o.busy, o.inflight, o.resetsInARow = map[string]int{}, 0, 0
 	o.flying.Store(0)
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
 	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
@@ -131,8 +146,11 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			lastSweep = now
 		}
 		inCh := in
-		if o.parts.nParked >= 8*o.opts.BatchSize {
-			inCh = nil // enough waits for partitions still loading or busy processes: stop receiving
+		if o.parts.nParked >= 8*o.opts.BatchSize && len(o.parts.rewind) == 0 {
+			// Enough waits for partitions still loading or busy processes:
+			// stop receiving (not while inputs of a failed batch are to come
+			// back: their partition waits for them).
+			inCh = nil
 		}
 		var r received
 		var gotMsgs bool
@@ -165,7 +183,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		}
 		stalled = false
 		if landed != nil {
-			if err := o.landed(*landed); err != nil {
+			if err := o.landed(sctx, *landed); err != nil {
 				return err
 			}
 		}
@@ -245,17 +263,34 @@ func (o *Orchestrator) receiveBatch(ctx context.Context) ([]*bus.Message, error)
 	return msgs, nil
 }
 
-// park keeps a received message until its partition can take it.
+// park keeps a received message until its partition can take it. An
+// input of a failed batch coming back keeps its first arrival number; the
+// last one back ends its partition's rewind (rewound).
 func (o *Orchestrator) park(m *bus.Message) {
-	o.parts.parked[m.Partition] = append(o.parts.parked[m.Partition], m)
+	p := m.Partition
+	n, back := o.parts.rewind[p][string(m.ID)]
+	if back {
+		delete(o.parts.rewind[p], string(m.ID))
+	} else {
+		o.parts.nextSeq++
+		n = o.parts.nextSeq
+	}
+	o.parts.seq[m] = n
+	o.parts.parked[p] = append(o.parts.parked[p], m)
 	o.parts.nParked++
+	if back && len(o.parts.rewind[p]) == 0 {
+		o.rewound(p, "")
+	}
 }
+
+// rewinding says whether p waits for inputs of a failed batch to come back.
+func (o *Orchestrator) rewinding(p int) bool { return len(o.parts.rewind[p]) > 0 }
 
 // hasWork: messages of loaded partitions wait, or queued processes can be
 // issued.
 func (o *Orchestrator) hasWork() bool {
 	for p, msgs := range o.parts.parked {
-		if len(msgs) > 0 && o.parts.loaded[p] {
+		if len(msgs) > 0 && o.parts.loaded[p] && !o.rewinding(p) {
 			return true
 		}
 	}
@@ -270,7 +305,7 @@ func (o *Orchestrator) hasWork() bool {
 func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 	ps := make([]int, 0, len(o.parts.parked))
 	for p, msgs := range o.parts.parked {
-		if len(msgs) > 0 && o.parts.loaded[p] {
+		if len(msgs) > 0 && o.parts.loaded[p] && !o.rewinding(p) {
 			ps = append(ps, p)
 		}
 	}
@@ -310,6 +345,12 @@ func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 // it drops the partitions lost, starts taking over the partitions gained,
 // and gives back messages of partitions that are not ours.
 func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, wg *sync.WaitGroup) {
+	now := time.Now()
+	for p, since := range o.parts.rewindSince {
+		if now.Sub(since) > o.opts.TxTimeout {
+			o.rewound(p, fmt.Sprintf("not all back after %s", o.opts.TxTimeout))
+		}
+	}
 	owned, err := o.own.owned()
 	if err != nil {
 		// Unknown view: keep everything; a batch does not commit on it.
@@ -329,7 +370,6 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 			o.log.Info().Int("partition", p).Msg("partition lost while it was being loaded")
 		}
 	}
-	now := time.Now()
 	for p, since := range owned {
 		if o.parts.loaded[p] || o.parts.loading[p] != nil || now.Before(o.parts.retryAt[p]) {
 			continue
@@ -362,9 +402,12 @@ func (o *Orchestrator) giveBack(p int, why string) {
 	msgs := o.parts.parked[p]
 	delete(o.parts.parked, p)
 	delete(o.parts.unowned, p)
+	delete(o.parts.rewind, p)
+	delete(o.parts.rewindSince, p)
 	o.parts.nParked -= len(msgs)
 	cause := fmt.Errorf("%w: partition %d: %s", ErrPartitionLost, p, why)
 	for _, m := range msgs {
+		delete(o.parts.seq, m)
 		o.cons.Nack(m, cause)
 	}
 	if len(msgs) > 0 {
@@ -374,6 +417,15 @@ func (o *Orchestrator) giveBack(p int, why string) {
 
 // lose forgets a partition this instance no longer owns.
 func (o *Orchestrator) lose(p int) {
+	n := o.unload(p)
+	delete(o.parts.since, p)
+	o.giveBack(p, "partition lost")
+	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
+}
+
+// unload drops loaded partition p's images and ends its term; it says how
+// many images it dropped.
+func (o *Orchestrator) unload(p int) int {
 	n := 0
 	for pid, img := range o.images {
 		if img.partition == p {
@@ -385,13 +437,12 @@ func (o *Orchestrator) lose(p int) {
 	}
 	o.slots.forget(func(pid string) bool { return o.images[pid] != nil })
 	delete(o.parts.loaded, p)
-	delete(o.parts.since, p)
 	delete(o.tails, p)
 	o.terms[p].close()
 	delete(o.terms, p)
 	o.ready.setLoaded(p, false)
-	o.giveBack(p, "partition lost")
-	o.log.Info().Int("partition", p).Int("processes", n).Msg("partition lost; its images are dropped")
+	o.parts.epoch[p]++
+	return n
 }
 
 // startLoad loads partition p in a goroutine of its own.

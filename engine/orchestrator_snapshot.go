@@ -143,8 +143,8 @@ func (o *Orchestrator) checkpoints(parts map[int]bool, now time.Time) []outMsg {
 // partition's first job holds its first position).
 func (o *Orchestrator) landedHistory(batchNo uint64, jobs []*procJob) {
 	for _, j := range jobs {
-		if j.id == nil {
-			continue
+		if j.id == nil || o.images[j.img.pid] != j.img {
+			continue // (its partition was reset while the batch was on its way)
 		}
 		t := o.tailOf(j.img.partition)
 		if _, ok := t.first[batchNo]; !ok {

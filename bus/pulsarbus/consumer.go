@@ -326,8 +326,19 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 		// The durable count too, before d is visible in live: a Nack of
 		// an earlier copy of this message takes d from live at once.
 		rec := c.dl.recorded(key)
-		d.n = max(d.n, rec.charged+1)
-		d.total = max(d.n, rec.total+1)
+		if c.opts.CrashWindow > 0 && rec.total > 0 {
+			// With a crash window the record is the charged count: it
+			// charges the deliveries that ended (death or nack) within
+			// the window and clears them when one outlives it. The
+			// broker's count, raised by every nack — a worker releasing
+			// a command at shutdown after long work — would charge those
+			// too. Late nacks stay bounded by 10 × MaxDeliveries.
+			d.total = max(d.n, rec.total+1)
+			d.n = rec.charged + 1
+		} else {
+			d.n = max(d.n, rec.charged+1)
+			d.total = max(d.n, rec.total+1)
+		}
 		d.recorded = c.mustRecord(d.n, rec)
 	}
 	c.live[key] = d
@@ -596,10 +607,10 @@ func (c *consumer) Nack(msg *bus.Message, cause error) {
 		c.causes[d.key] = cause.Error()
 		c.mu.Unlock()
 	}
-	if c.opts.MaxDeliveries > 0 && d.n >= c.opts.MaxDeliveries {
+	if n := c.chargedNow(d); c.opts.MaxDeliveries > 0 && n >= c.opts.MaxDeliveries {
 		ctx, cancel := c.b.opCtx(context.Background())
 		defer cancel()
-		if err := c.deadLetter(ctx, d, msg, d.n, c.reason(d, d.n)); err == nil {
+		if err := c.deadLetter(ctx, d, msg, n, c.reason(d, n)); err == nil {
 			return
 		} else {
 			c.log.Error().Err(err).Str("id", d.pm.ID().String()).Msg("dead-lettering a message at MaxDeliveries failed; it will be delivered again")
@@ -625,6 +636,18 @@ func (c *consumer) Nack(msg *bus.Message, cause error) {
 		}
 	})
 	c.timers[t] = struct{}{}
+}
+
+// chargedNow is the charged count of a delivery in progress: d.n, or none
+// once it has outlived the crash window (its survived record).
+func (c *consumer) chargedNow(d *delivery) int {
+	if c.dl == nil || c.opts.CrashWindow <= 0 || !d.recorded {
+		return d.n
+	}
+	if rec := c.dl.recorded(d.key); rec.total == d.total {
+		return min(d.n, rec.charged)
+	}
+	return d.n
 }
 
 // clientNack hands a delivery to the client's negative-ack tracker: the

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,6 +49,10 @@ type holderSpec struct {
 	// Die: kill itself (SIGKILL) as soon as it has the message, like a
 	// command that crashes its worker.
 	Die bool
+	// Nack: nack the message after holding it this long (-1: at once),
+	// like a worker releasing a command at shutdown; then wait to be
+	// killed.
+	Nack time.Duration
 }
 
 // holderMain subscribes, prints "ready", receives one message, prints
@@ -105,6 +110,12 @@ func holderMain(raw string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "receive:", err)
 		return 1
+	}
+	if s.Nack != 0 {
+		go func() {
+			time.Sleep(max(s.Nack, 0))
+			c.Nack(m, errors.New("released at shutdown"))
+		}()
 	}
 	held(m.RedeliveryCount, m.Payload)
 	return 0
@@ -185,6 +196,26 @@ func (h *holder) kill() {
 	_ = h.cmd.Wait()
 }
 
+// bystander connects a consumer to topic's subscription "s" that never
+// receives (a zero queue asks the broker for nothing): the subscription
+// keeps a consumer while the holders die, as a service with other
+// instances does (the broker forgets its redelivery counts when a
+// subscription's last consumer leaves).
+func bystander(t *testing.T, spec holderSpec) {
+	t.Helper()
+	cl, err := pulsar.NewClient(pulsar.ClientOptions{URL: spec.ServiceURL, Logger: plog.DefaultNopLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	c, err := cl.Subscribe(pulsar.ConsumerOptions{Topic: bus.Namespace{Tenant: spec.Tenant, Namespace: spec.Namespace}.Topic(spec.Topic),
+		SubscriptionName: spec.Subscription, Type: pulsar.Shared, EnableZeroQueueConsumer: true})
+	if err != nil {
+		t.Fatalf("bystander: %v", err)
+	}
+	t.Cleanup(c.Close)
+}
+
 func holderBase(t *testing.T, topic string) holderSpec {
 	svc, adm := pulsartest.URLs(t)
 	return holderSpec{ServiceURL: svc, AdminURL: adm, Tenant: "public", Namespace: "pulsarbus-test", Topic: topic, Subscription: "s"}
@@ -205,6 +236,7 @@ func TestKilledConsumerRedeliveryCount(t *testing.T) {
 	base := holderBase(t, topic)
 	base.Raw = true
 	first := startHolder(t, base)
+	bystander(t, base)
 	p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
 	if _, err := p.Send(ctxFor(t, time.Minute), &bus.OutMessage{Key: "k", Payload: []byte("held")}); err != nil {
 		t.Fatal(err)
@@ -212,7 +244,7 @@ func TestKilledConsumerRedeliveryCount(t *testing.T) {
 	var counts []int
 	h := first
 	// Three holders killed in turn, the next one subscribing after the
-	// death (no consumer left in between).
+	// death (only the bystander, which takes nothing, in between).
 	for i := range 3 {
 		n, ok := h.held(30 * time.Second)
 		if !ok {
@@ -282,6 +314,11 @@ func TestKilledConsumerRedeliveryCount(t *testing.T) {
 //   - Poison: a message that once ran past the window (its holder killed
 //     then for another reason) and then kills every holder at once is
 //     dead-lettered after MaxDeliveries consecutive quick deaths.
+//   - LateNacks: holders that release the message after the window (a
+//     worker's shutdown nack) raise the broker's redelivery count each
+//     time; that count does not charge them either.
+//   - QuickNacks: nacks within the window are charged: the MaxDeliveries-th
+//     is dead-lettered with its cause.
 func TestCrashWindowKilledProcesses(t *testing.T) {
 	t.Parallel()
 	const max = 2
@@ -289,19 +326,25 @@ func TestCrashWindowKilledProcesses(t *testing.T) {
 	const slow = 5 * window // held that long, then killed
 	type death string
 	const (
-		slowDeath  death = "slow"     // killed by the test long after it began
-		quickDeath death = "quick"    // killed by the test as soon as it has it
-		poisoned   death = "poisoned" // kills itself as soon as it has it
+		slowDeath  death = "slow"       // killed by the test long after it began
+		quickDeath death = "quick"      // killed by the test as soon as it has it
+		poisoned   death = "poisoned"   // kills itself as soon as it has it
+		lateNack   death = "late nack"  // nacks it after the window (the broker's count rises), then killed
+		quickNack  death = "quick nack" // nacks it at once, then killed
 	)
 	for _, tc := range []struct {
 		name   string
 		deaths []death
-		// deadLettered: the delivery after the deaths is dead-lettered
-		// (else delivered, with RedeliveryCount len(deaths)).
-		deadLettered bool
+		// reason: the delivery after the deaths is dead-lettered with it
+		// (""; delivered, with RedeliveryCount len(deaths)).
+		reason string
 	}{
-		{"Innocent", []death{slowDeath, quickDeath, slowDeath, quickDeath, slowDeath, quickDeath, slowDeath, quickDeath}, false},
-		{"Poison", []death{slowDeath, poisoned, poisoned}, true},
+		{"Innocent", []death{slowDeath, quickDeath, slowDeath, quickDeath, slowDeath, quickDeath, slowDeath, quickDeath}, ""},
+		{"Poison", []death{slowDeath, poisoned, poisoned}, fmt.Sprintf("not acknowledged after %d deliveries", max)},
+		// Each late nack raises the broker's redelivery count, which used
+		// to charge them (dead-lettered at the 3rd delivery).
+		{"LateNacks", []death{lateNack, lateNack, lateNack, lateNack}, ""},
+		{"QuickNacks", []death{quickNack, quickNack}, "released at shutdown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -310,17 +353,27 @@ func TestCrashWindowKilledProcesses(t *testing.T) {
 			dlq := mustSubscribe(t, b, bus.SubscribeOptions{Topic: topic + "-s-DLQ", Subscription: "d", Type: bus.Exclusive})
 			spec := holderBase(t, topic)
 			spec.Options = bus.SubscribeOptions{Topic: topic, Subscription: "s", Type: bus.Shared, MaxDeliveries: max,
-				CountDeliveriesDurably: true, LazyDeliveryRecords: true, CrashWindow: window}
-			h := startHolder(t, spec)
+				CountDeliveriesDurably: true, LazyDeliveryRecords: true, CrashWindow: window, NackDelay: 50 * time.Millisecond}
+			hold := func(how death) holderSpec {
+				s := spec
+				s.Die = how == poisoned
+				switch how {
+				case lateNack:
+					s.Nack = 3 * window
+				case quickNack:
+					s.Nack = -1
+				}
+				return s
+			}
+			h := startHolder(t, hold(tc.deaths[0]))
+			bystander(t, spec)
 			p := mustProducer(t, b, bus.ProducerOptions{Topic: topic})
 			if _, err := p.Send(ctxFor(t, time.Minute), &bus.OutMessage{Key: "k", Payload: []byte("m")}); err != nil {
 				t.Fatal(err)
 			}
 			for i, how := range tc.deaths {
 				if i > 0 {
-					s := spec
-					s.Die = how == poisoned
-					h = startHolder(t, s)
+					h = startHolder(t, hold(how))
 				}
 				n, ok := h.held(30 * time.Second)
 				if !ok {
@@ -330,8 +383,8 @@ func TestCrashWindowKilledProcesses(t *testing.T) {
 					t.Fatalf("delivery %d: RedeliveryCount %d, want %d", i+1, n, i)
 				}
 				switch how {
-				case slowDeath:
-					time.Sleep(slow)
+				case slowDeath, lateNack, quickNack:
+					time.Sleep(slow) // (a nack reaches the broker meanwhile)
 					h.kill()
 				case quickDeath:
 					h.kill()
@@ -341,18 +394,19 @@ func TestCrashWindowKilledProcesses(t *testing.T) {
 			}
 			last := startHolder(t, spec)
 			n, ok := last.held(5 * time.Second)
+			dead := tc.reason != ""
 			switch {
-			case tc.deadLettered && ok:
-				t.Fatalf("delivered again (RedeliveryCount %d) after %d consecutive quick deaths with MaxDeliveries %d", n, max, max)
-			case !tc.deadLettered && !ok:
+			case dead && ok:
+				t.Fatalf("delivered again (RedeliveryCount %d) after deaths %v with MaxDeliveries %d", n, tc.deaths, max)
+			case !dead && !ok:
 				d := receive(t, dlq, "the dead letter")
 				t.Fatalf("dead-lettered (%q) after deaths %v, no two quick ones in a row", d.Properties[bus.PropDLQReason], tc.deaths)
-			case !tc.deadLettered && n != len(tc.deaths):
+			case !dead && n != len(tc.deaths):
 				t.Fatalf("last delivery: RedeliveryCount %d, want %d", n, len(tc.deaths))
-			case tc.deadLettered:
+			case dead:
 				d := receive(t, dlq, "the dead letter")
-				if r := d.Properties[bus.PropDLQReason]; r != fmt.Sprintf("not acknowledged after %d deliveries", max) {
-					t.Fatalf("dead letter reason %q", r)
+				if r := d.Properties[bus.PropDLQReason]; r != tc.reason {
+					t.Fatalf("dead letter reason %q, want %q", r, tc.reason)
 				}
 			default:
 				quiet(t, dlq, "the dead-letter topic of a message delivered again")

@@ -249,7 +249,7 @@ probe() {
 # path, unless "threads again". jcmd, else jstack, else SIGQUIT (the JVM prints to stdout.log).
 threads() {
 	local pid
-	pid=$(running_pid) || { echo "no thread dump: no broker process (no live pid in $home/pid)" >&2; return 1; }
+	pid=$(running_pid) || { echo "none (no live broker pid in $home/pid)" >&2; return 1; }
 	mkdir -p "$home/logs"
 	local marker=$home/logs/threads-pid$pid.last
 	(
@@ -263,18 +263,51 @@ threads() {
 			:
 		elif timeout 60 "${bin}jstack" -l "$pid" >"$out.tmp" 2>&1 && grep -q '^"' "$out.tmp"; then
 			:
-		else
+		elif [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */java ]]; then
+			# Only a JVM gets SIGQUIT (a stale pid file may name another program).
 			local size
 			size=$(stat -c %s "$home/logs/stdout.log" 2>/dev/null || echo 0)
 			kill -QUIT "$pid" 2>/dev/null || true
 			sleep 5
 			tail -c "+$((size + 1))" "$home/logs/stdout.log" >"$out.tmp" 2>/dev/null || true
 		fi
-		grep -q '^"' "$out.tmp" || { echo "no thread dump: jcmd, jstack and SIGQUIT gave none (pid $pid; $out.tmp)" >&2; exit 1; }
+		if ! grep -q '^"' "$out.tmp" 2>/dev/null; then
+			echo "none (jcmd, jstack and SIGQUIT gave no dump of pid $pid: $(head -c 160 "$out.tmp" 2>/dev/null | tr '\n' ' '))" >&2
+			rm -f "$out.tmp"
+			exit 1
+		fi
 		mv "$out.tmp" "$out"
 		echo "$out" >"$marker"
 		echo "$out"
 	) 9>"$home/threads.lock"
+}
+
+# log_hints (a deaf broker): whether the JVM still works (threads started and young GCs over
+# 3 s: a healthy broker under test load starts hundreds of threads a second), when each IO
+# thread last logged (a wedged one stops), the broker's StackOverflowErrors (Pulsar 4.0.7's
+# exclusive-consumer addConsumer recursion, apache/pulsar#24934, docs/operations.md) and the
+# last ERROR line. The JVM's perf data file is kept in logs/ (a later JVM deletes it from /tmp).
+log_hints() {
+	local f=$home/logs/pulsar.log io err pid a b bin=${JAVA_HOME:+$JAVA_HOME/bin/}
+	if pid=$(running_pid); then
+		cp "${TMPDIR:-/tmp}/hsperfdata_$(id -un)/$pid" "$home/logs/hsperfdata-$pid" 2>/dev/null || true
+		counters() { timeout 20 "${bin}jcmd" "$pid" PerfCounter.print 2>/dev/null |
+			sed -n 's/^java.threads.started=\([0-9]*\)/\1/p; s/^sun.gc.collector.0.invocations=\([0-9]*\)/\1/p' | paste -sd' '; }
+		a=$(counters)
+		sleep 3
+		b=$(counters)
+		if [[ -n $a && -n $b ]]; then
+			read -r ts0 gc0 <<<"$a"
+			read -r ts1 gc1 <<<"$b"
+			echo "  JVM over 3 s: $((ts1 - ts0)) threads started (total $ts1), $((gc1 - gc0)) young GCs (total $gc1)"
+		fi
+	fi
+	[[ -s $f ]] || return 0
+	io=$(tail -c 50000000 "$f" | grep -o '^[0-9T:.,-]* \[pulsar-io-[0-9-]*\]' |
+		awk '{ t[$2] = substr($1, 12, 8) } END { for (k in t) printf "%s %s, ", k, t[k] }')
+	echo "  now $(date -u +%T) UTC; last log line of each IO thread: ${io%, }; StackOverflowErrors logged: $(zcat -f "$home"/logs/pulsar*.log* 2>/dev/null | grep -c 'Caused by: java.lang.StackOverflowError')"
+	err=$(grep -E '^[0-9T:.,-]+ \[[^]]+\] ERROR ' "$f" | tail -1 | cut -c1-220)
+	[[ -z $err ]] || echo "  last ERROR: $err"
 }
 
 # health: one line for the end of a failed test run (make test prints it last), and the
@@ -289,6 +322,7 @@ health() {
 		dump=$(threads 2>&1) || true
 	fi
 	echo "pulsar health: $st; binary handshake: $pr; thread dump: ${dump:-none}"
+	[[ $pr == NO\ ANSWER* ]] && log_hints
 	if [[ -f $dump ]]; then
 		if [[ ! -s $dump.summary ]] && command -v "${GO:-go}" >/dev/null 2>&1; then
 			(cd "$repo" && "${GO:-go}" run ./internal/pulsartest/threadsummary "$dump" >/dev/null 2>&1) || true

@@ -3,7 +3,8 @@
 // broker's dump needs to show in a few lines: the JVM's own deadlock report,
 // and the broker threads that serve the binary protocol and the metadata
 // store when they are blocked or waiting on something other than new work,
-// with their top frames, the lock they wait on and who holds it.
+// with their top frames, the lock they wait on and who holds it, and the
+// netty event loops that run outside their epoll wait.
 //
 // It only reads the text: the dump is taken by scripts/pulsar/pulsar.sh
 // threads (internal/pulsartest calls it when a test finds the broker deaf).
@@ -151,16 +152,28 @@ func (t Thread) Stuck() bool {
 	case strings.HasPrefix(t.State, "BLOCKED"):
 		return true
 	case strings.HasPrefix(t.State, "WAITING"), strings.HasPrefix(t.State, "TIMED_WAITING"):
-		for _, f := range t.Frames {
-			for _, m := range idleMarks {
-				if strings.Contains(f, m) {
-					return false
-				}
-			}
-		}
-		return true
+		return !t.idle()
 	}
 	return false
+}
+
+func (t Thread) idle() bool {
+	for _, f := range t.Frames {
+		for _, m := range idleMarks {
+			if strings.Contains(f, m) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Busy says whether a netty event loop thread (pulsar-io, pulsar-acceptor)
+// runs outside its epoll wait: one dump cannot tell a long task from a
+// spinning one, but on a deaf broker either holds its connections up.
+func (t Thread) Busy() bool {
+	return (strings.HasPrefix(t.Name, "pulsar-io-") || strings.HasPrefix(t.Name, "pulsar-acceptor-")) &&
+		t.State == "RUNNABLE" && !t.idle()
 }
 
 // TopFrames are the first n frames outside the JDK's own packages (the
@@ -208,6 +221,7 @@ func Summarize(d Dump, maxLines int) string {
 			inCycle[m[1]] = true
 		}
 	}
+	var busy []Thread
 	ioTotal, ioStuck := 0, 0
 	for _, t := range d.Threads {
 		if strings.HasPrefix(t.Name, "pulsar-io-") {
@@ -216,20 +230,23 @@ func Summarize(d Dump, maxLines int) string {
 				ioStuck++
 			}
 		}
-		if inCycle[t.Name] {
+		switch {
+		case inCycle[t.Name]:
 			stuck = append(stuck, t)
-		} else if Watched(t.Name) && t.Stuck() {
+		case Watched(t.Name) && t.Stuck():
 			watched = append(watched, t)
+		case t.Busy():
+			busy = append(busy, t)
 		}
 	}
 	cycleLen := len(stuck)
-	stuck = append(stuck, watched...)
+	stuck = append(append(stuck, watched...), busy...)
 	dl := "no Java-level deadlock"
 	if len(d.Deadlock) > 0 {
 		dl = fmt.Sprintf("Java-level DEADLOCK of %d threads", len(d.Deadlock))
 	}
-	lines := []string{fmt.Sprintf("%d threads; %s; pulsar-io threads stuck: %d of %d; stuck broker threads: %d",
-		len(d.Threads), dl, ioStuck, ioTotal, len(stuck))}
+	lines := []string{fmt.Sprintf("%d threads; %s; pulsar-io threads stuck: %d of %d; stuck broker threads: %d; busy event loops: %d",
+		len(d.Threads), dl, ioStuck, ioTotal, len(stuck)-len(busy), len(busy))}
 	room := func() int { return maxLines - len(lines) }
 	if len(d.Deadlock) > 0 {
 		// One line: who waits for whom (each thread's line below says on what).
@@ -256,6 +273,12 @@ func Summarize(d Dump, maxLines int) string {
 			break
 		}
 		head := fmt.Sprintf("%q %s", t.Name, t.State)
+		frames := t.TopFrames(min(2, avail-1-max(cycleLen-i-1, 0)))
+		if t.Busy() {
+			// What it runs, JDK frames included.
+			head += " outside epoll (busy)"
+			frames = t.Frames[:min(len(t.Frames), max(min(2, avail-1), 0))]
+		}
 		if t.WaitsOn != "" {
 			head += ": " + t.WaitsOn
 			if a := addrRe.FindStringSubmatch(t.WaitsOn); a != nil && holder[a[1]] != "" && holder[a[1]] != t.Name {
@@ -264,7 +287,7 @@ func Summarize(d Dump, maxLines int) string {
 		}
 		lines = append(lines, head)
 		// Frames only where the heads of the rest of a deadlock still fit.
-		for _, f := range t.TopFrames(min(2, avail-1-max(cycleLen-i-1, 0))) {
+		for _, f := range frames {
 			lines = append(lines, "    at "+f)
 		}
 	}

@@ -9,8 +9,9 @@ import (
 
 // The deadlock dumps are real jcmd / jstack output of testdata/Demo.java.txt
 // (threads named like a broker's, in the shapes of apache/pulsar#18988);
-// the healthy one is jcmd Thread.print -l of a Pulsar 4.0.7 standalone
-// started by scripts/pulsar/pulsar.sh, under test load.
+// jcmd-busy.txt is testdata/Busy.java's (an IO thread that spins); the
+// healthy one is jcmd Thread.print -l of a Pulsar 4.0.7 standalone started
+// by scripts/pulsar/pulsar.sh, under test load.
 func read(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
@@ -51,7 +52,7 @@ func TestParse(t *testing.T) {
 
 func TestSummarize(t *testing.T) {
 	deadlock := []string{
-		`24 threads; Java-level DEADLOCK of 2 threads; pulsar-io threads stuck: 4 of 4; stuck broker threads: 5`,
+		`24 threads; Java-level DEADLOCK of 2 threads; pulsar-io threads stuck: 4 of 4; stuck broker threads: 5; busy event loops: 0`,
 		`Found one Java-level deadlock: "pulsar-io-4-1" waits for "metadata-store-10-1", "metadata-store-10-1" waits for "pulsar-io-4-1"`,
 		`"pulsar-io-4-1" WAITING (parking): parking to wait for <0x000000069ec19a40> (a java.util.concurrent.locks.ReentrantLock$NonfairSync) held by "metadata-store-10-1"`,
 		`    at Demo.readMetadata(Demo.java:17)`,
@@ -79,9 +80,19 @@ func TestSummarize(t *testing.T) {
 			`… 3 more stuck broker threads (see the dump)`,
 		}},
 		{"healthy Pulsar broker: idle pools and epoll are not stuck", "jcmd-pulsar-4.0.7-healthy.txt", MaxLines, []string{
-			`105 threads; no Java-level deadlock; pulsar-io threads stuck: 0 of 2; stuck broker threads: 0`,
+			`105 threads; no Java-level deadlock; pulsar-io threads stuck: 0 of 2; stuck broker threads: 0; busy event loops: 0`,
 		}},
 	}
+	tests = append(tests, struct {
+		name, file string
+		max        int
+		want       []string
+	}{"an IO thread outside its event loop is shown busy", "jcmd-busy.txt", MaxLines, []string{
+		`20 threads; no Java-level deadlock; pulsar-io threads stuck: 0 of 1; stuck broker threads: 0; busy event loops: 1`,
+		`"pulsar-io-7-1" RUNNABLE outside epoll (busy)`,
+		`    at Busy.decodeFrame(Busy.java:6)`,
+		`    at Busy$$Lambda$1/0x00007f3ab8000a08.run(Unknown Source)`,
+	}})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Summarize(Parse(read(t, tt.file)), tt.max)

@@ -348,8 +348,18 @@ class Worker:
         total = n
         if self._deliveries is not None:
             rec = self._deliveries.recorded(mid)
-            n = max(n, rec.charged + 1)
-            total = max(n, rec.total + 1)
+            if self.crash_window > 0 and rec.total > 0:
+                # With a crash window the record is the charged count: it
+                # charges deliveries that ended (death or nack) within the
+                # window and clears them when one outlives it; the broker's
+                # count, raised by every nack (a release at shutdown after
+                # long work), would charge those too. Late nacks stay
+                # bounded by 10 x max_deliveries.
+                total = max(n, rec.total + 1)
+                n = rec.charged + 1
+            else:
+                n = max(n, rec.charged + 1)
+                total = max(n, rec.total + 1)
             if n > self.max_deliveries:
                 # Delivered max_deliveries times already and not acknowledged.
                 self._dead_letter(msg, self._reason(mid, n - 1), total - 1)
@@ -616,7 +626,10 @@ class Worker:
         mid: bytes = msg.message_id().serialize()
         n = msg.redelivery_count() + 1
         if self._deliveries is not None:
-            n = max(n, self._deliveries.recorded(mid).charged)
+            rec = self._deliveries.recorded(mid)
+            # the record's charge (none once the delivery outlived the
+            # crash window), as in _receive
+            n = rec.charged if self.crash_window > 0 and rec.total > 0 else max(n, rec.charged)
         with self._causes_mu:
             if len(self._causes) > 10_000:
                 self._causes.clear()
