@@ -17,12 +17,12 @@ import (
 // way. A process touched by a flight is busy until that flight commits: its
 // new inputs wait (in order), so per-process order and exactly-once state
 // hold without any process appearing in two uncommitted batches. A flight
-// that fails aborts the flights after it that were launched before the loop
-// learnt of the failure; the loop then resets only the partitions those
-// flights involved (orchestrator_reset.go), or, after repeated failures
-// not caused by ownership, starts over (re-subscribes: every input not
-// acknowledged by a committed transaction comes again, and the partitions
-// are loaded again).
+// that fails aborts the flights after it that were launched before the
+// loop learnt of the failure and share a partition with it; the loop then
+// resets only the partitions those flights involved
+// (orchestrator_reset.go), or, after repeated failures not caused by
+// ownership, starts over (re-subscribes: every input not acknowledged by a
+// committed transaction comes again, and the partitions are loaded again).
 //
 // Flights send one after another (a flight's sends start once the previous
 // flight's have all been confirmed): a process's messages keep their order
@@ -161,18 +161,36 @@ func (ts *taskSends) wait(ctx context.Context) error {
 }
 
 // committer commits the flights in the order they were launched; after a
-// failure it aborts every later one. It reports each outcome to results.
+// failure it aborts the later ones of the same generation that share a
+// partition with a failed one. It reports each outcome to results.
 func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, results chan<- flightResult) {
-	// failed is the last failure, of a flight of generation failedGen: the
-	// flights of that generation after it are aborted; the loop launches
-	// the next ones with a later generation once it has dealt with the
-	// failure (orchestrator_reset.go).
+	// failed is the last failure, of a flight of generation failedGen; the
+	// flights of that generation after it that involve one of failedParts
+	// (the partitions of that generation's failed flights; nil: all) are
+	// aborted. The loop launches the next flights with a later generation
+	// once it has dealt with the failure (orchestrator_reset.go). A later
+	// flight that shares no partition with a failed one commits: it has
+	// none of their processes (a process is in one flight at a time), and
+	// what it wrote to a partition the loop then reloads is either
+	// committed before that load's marker or aborted by it.
 	var failed error
 	var failedGen uint64
+	var failedParts map[int]bool
+	shares := func(f *flight) bool {
+		if failedParts == nil {
+			return true
+		}
+		for p := range f.b.parts {
+			if failedParts[p] {
+				return true
+			}
+		}
+		return false
+	}
 	settle := func(f *flight) {
 		err := <-f.sent
 		switch {
-		case err == nil && failed != nil && f.b.gen <= failedGen:
+		case err == nil && failed != nil && f.b.gen <= failedGen && shares(f):
 			err = fmt.Errorf("%w: %w", errAbortedAfterFailure, failed)
 		case err == nil:
 			// Last check: every partition of the batch is still ours.
@@ -192,7 +210,12 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 				_ = f.s.Abort(context.WithoutCancel(ctx), err)
 			}
 			if failed == nil || f.b.gen > failedGen {
-				failed, failedGen = err, f.b.gen
+				failed, failedGen, failedParts = err, f.b.gen, map[int]bool{}
+			}
+			if failedParts != nil {
+				for p := range f.b.parts {
+					failedParts[p] = true
+				}
 			}
 		}
 		var took time.Duration
@@ -209,7 +232,7 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 			for {
 				select {
 				case f := <-flights:
-					failed, failedGen = ctx.Err(), math.MaxUint64
+					failed, failedGen, failedParts = ctx.Err(), math.MaxUint64, nil
 					settle(f)
 				default:
 					return

@@ -20,9 +20,10 @@ import (
 // others, which would fence and load them only to lose them again when it
 // subscribes anew (Failover gives partition i back to consumer i mod n): a
 // ping-pong that made takeovers take tens of seconds on a loaded machine.
-// Instead, once the flights already on their way have been aborted with it
-// (the committer aborts the flights of the failed one's generation), the
-// loop asks the broker which partitions are its, then:
+// Instead, once the flights already on their way that share a partition
+// with it have been aborted with it (the committer aborts those of the
+// failed one's generation), the loop asks the broker which partitions are
+// its, then:
 //
 //   - drops every partition of the flight the broker no longer reports as
 //     this instance's (lose: its parked inputs go back to the broker);
