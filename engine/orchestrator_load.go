@@ -54,6 +54,9 @@ type partitions struct {
 	// inputs wait, then go in their first arrival order (rewinding).
 	rewind      map[int]map[string]uint64
 	rewindSince map[int]time.Time
+	// stuck: inputs of a failed batch did not come back in time (the
+	// subscription starts over: errInputsNotBack).
+	stuck error
 	// epoch counts each partition's resets (lost or reloaded): a batch that
 	// fails after one of its partitions was reset under it failed because
 	// of that reset (orchestrator_reset.go).
@@ -196,6 +199,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			}
 		}
 		o.reconcile(sctx, loads, &wg)
+		if o.parts.stuck != nil {
+			return o.parts.stuck
+		}
 		if o.inflight < o.opts.MaxInFlight && o.hasWork() {
 			// The batch's work units (adaptive.go): inputs first, a
 			// quarter kept for snapshots, timers and queued decisions
@@ -279,7 +285,7 @@ func (o *Orchestrator) park(m *bus.Message) {
 	o.parts.parked[p] = append(o.parts.parked[p], m)
 	o.parts.nParked++
 	if back && len(o.parts.rewind[p]) == 0 {
-		o.rewound(p, "")
+		o.rewound(p)
 	}
 }
 
@@ -347,8 +353,8 @@ func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, wg *sync.WaitGroup) {
 	now := time.Now()
 	for p, since := range o.parts.rewindSince {
-		if now.Sub(since) > o.opts.TxTimeout {
-			o.rewound(p, fmt.Sprintf("not all back after %s", o.opts.TxTimeout))
+		if now.Sub(since) > o.opts.TxTimeout && o.parts.stuck == nil {
+			o.parts.stuck = fmt.Errorf("%w: %d inputs of partition %d not back after %s", errInputsNotBack, len(o.parts.rewind[p]), p, o.opts.TxTimeout)
 		}
 	}
 	owned, err := o.own.owned()

@@ -40,8 +40,11 @@ import (
 //     they are put back in their first arrival order — their order in the
 //     partition — so that a process never sees an input before an earlier
 //     one (a start after the signal that followed it would drop the
-//     signal). An input that does not come back within TxTimeout stops the
-//     wait (it is logged; it comes later, out of order).
+//     signal). Inputs that do not come back within TxTimeout (a transaction
+//     whose end the broker learnt only after the rewind: its inputs stay
+//     unacknowledged until the partition is rewound again) make the
+//     orchestrator start its subscription over, which delivers them again
+//     (errInputsNotBack).
 //
 // Failures not caused by ownership that repeat (maxResetsInARow without a
 // commit) still end the loop: the orchestrator starts over with fresh
@@ -50,6 +53,10 @@ import (
 // Exactly-once is unchanged: the aborted flights' effects never took
 // effect, the reloaded images are read from what was committed, and a
 // deposed owner's writes still fail on the fenced terms.
+
+// errInputsNotBack: inputs of a failed batch did not come back from the
+// broker within TxTimeout.
+var errInputsNotBack = errors.New("inputs of a failed batch did not come back")
 
 // errAbortedAfterFailure: a flight was aborted because an earlier flight
 // of its generation failed.
@@ -164,13 +171,9 @@ func (o *Orchestrator) expectBack(m *bus.Message, n uint64) {
 	o.parts.rewind[p][string(m.ID)] = n
 }
 
-// rewound ends p's wait for inputs of failed batches: its parked inputs go
-// back to their first arrival order.
-func (o *Orchestrator) rewound(p int, why string) {
-	if missing := len(o.parts.rewind[p]); missing > 0 {
-		o.log.Warn().Int("partition", p).Int("missing", missing).Str("why", why).
-			Msg("inputs of a failed batch did not all come back; the partition goes on without them")
-	}
+// rewound ends p's wait for inputs of failed batches, all back: its parked
+// inputs go back to their first arrival order.
+func (o *Orchestrator) rewound(p int) {
 	delete(o.parts.rewind, p)
 	delete(o.parts.rewindSince, p)
 	slices.SortStableFunc(o.parts.parked[p], func(x, y *bus.Message) int {

@@ -330,9 +330,10 @@ func (c *consumer) track(pm pulsar.Message) (*delivery, bool) {
 			// With a crash window the record is the charged count: it
 			// charges the deliveries that ended (death or nack) within
 			// the window and clears them when one outlives it. The
-			// broker's count, raised by every nack — a worker releasing
-			// a command at shutdown after long work — would charge those
-			// too. Late nacks stay bounded by 10 × MaxDeliveries.
+			// broker's count, raised by every nack — a result that could
+			// not be published after long work (a broker outage), a
+			// release at shutdown that reached the broker — would charge
+			// those too. Late nacks stay bounded by 10 × MaxDeliveries.
 			d.total = max(d.n, rec.total+1)
 			d.n = rec.charged + 1
 		} else {

@@ -125,6 +125,25 @@ func TestWedgedBrokerGetsOneThreadDump(t *testing.T) {
 		t.Errorf("dumps after a second process: %v, want one per broker process", again)
 	}
 
+	// A later broker process with the same pid (pids are reused): its
+	// pid file is newer than the marker, so it gets a dump of its own.
+	past := time.Now().Add(-time.Hour)
+	marker := filepath.Join(home, "logs", "threads-pid"+strconv.Itoa(jvm.Process.Pid)+".last")
+	if err := os.Chtimes(marker, past, past); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // dump names have a second's resolution
+	if _, err := pulsarScript(t.Context(), home, b.ServiceURL, b.AdminURL, "threads"); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := filepath.Glob(filepath.Join(home, "logs", "threads-*.txt")); len(again) != 2 {
+		t.Errorf("dumps after the pid file got newer than the marker: %v, want 2", again)
+	}
+	// Back to the first dump for the health check below.
+	if err := os.WriteFile(marker, []byte(dumps[0]+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
 	// make test's last lines.
 	h, err := pulsarScript(t.Context(), home, b.ServiceURL, b.AdminURL, "health")
 	if err != nil {

@@ -254,7 +254,8 @@ threads() {
 	local marker=$home/logs/threads-pid$pid.last
 	(
 		flock 9
-		if [[ ${1:-} != again && -s $marker && -s $(cat "$marker") ]]; then
+		# The marker is this broker process's when newer than its pid file (pids get reused).
+		if [[ ${1:-} != again && -s $marker && $marker -nt $home/pid && -s $(cat "$marker") ]]; then
 			cat "$marker"
 			exit 0
 		fi
@@ -317,7 +318,8 @@ health() {
 	st=$(status 2>&1) || true
 	if pid=$(running_pid) && [[ $st != *"pid $pid"* ]]; then st="$st (pid $pid)"; fi
 	if pr=$(probe); then
-		[[ -n $pid && -s $home/logs/threads-pid$pid.last ]] && dump=$(cat "$home/logs/threads-pid$pid.last")
+		marker=$home/logs/threads-pid$pid.last
+		[[ -n $pid && -s $marker && $marker -nt $home/pid ]] && dump=$(cat "$marker")
 	elif [[ -n $pid ]]; then
 		dump=$(threads 2>&1) || true
 	fi

@@ -352,9 +352,10 @@ class Worker:
                 # With a crash window the record is the charged count: it
                 # charges deliveries that ended (death or nack) within the
                 # window and clears them when one outlives it; the broker's
-                # count, raised by every nack (a release at shutdown after
-                # long work), would charge those too. Late nacks stay
-                # bounded by 10 x max_deliveries.
+                # count, raised by every nack (a result that could not be
+                # published after long work, a release at shutdown), would
+                # charge those too. Late nacks stay bounded by
+                # 10 x max_deliveries.
                 total = max(n, rec.total + 1)
                 n = rec.charged + 1
             else:
