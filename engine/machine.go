@@ -129,6 +129,10 @@ type machine struct {
 	obs        Observer
 	// tracer exports spans of the decisions (nil: off; tracer.go).
 	tracer *tracing.Tracer
+	// taskSalt and tasksIssued make each remote task id unique (issue):
+	// the salt is drawn once per orchestrator, the count goes up per task.
+	taskSalt    string
+	tasksIssued uint64
 }
 
 // start creates the image of a new process from its start input.
@@ -329,9 +333,16 @@ func taskID(pid string, upto int64) string { return pid + "/" + strconv.FormatIn
 
 // issue sends the pending events to a remote decider (remote mode; the
 // orchestrator checks a decision slot is free).
+//
+// The task id is unique (taskID plus a salt and a count): a task goes out
+// before the batch that issues it commits (orchestrator_batch.go), so after
+// that batch fails the same pid and upto may name other events, and an
+// answer to the lost task must not match the task issued again.
 func (m *machine) issue(img *image, now time.Time, fx *effects) {
 	last := img.pending[len(img.pending)-1].Seq
-	img.outstanding = &Outstanding{TaskID: taskID(img.pid, last), Upto: last, Now: now, Issued: 1, IssuedAt: now}
+	m.tasksIssued++
+	id := taskID(img.pid, last) + "." + m.taskSalt + strconv.FormatUint(m.tasksIssued, 36)
+	img.outstanding = &Outstanding{TaskID: id, Upto: last, Now: now, Issued: 1, IssuedAt: now}
 	fx.issued = true
 	m.sendTask(img, now, fx)
 }

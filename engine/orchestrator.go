@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -258,6 +260,7 @@ func NewOrchestrator(b bus.Bus, reg *Registry, opts OrchestratorOptions, log zer
 		m: machine{
 			remote: opts.Decider == DeciderRemote, seenLimit: opts.SeenLimit,
 			replyTo: b.Namespace().Topic(opts.Topics.Events), maxMessage: opts.MaxMessageBytes, obs: opts.Observer, tracer: opts.Tracer,
+			taskSalt: strings.ToLower(rand.Text()[:6]) + "-",
 		},
 	}
 }

@@ -24,7 +24,10 @@ type batch struct {
 	fx      map[*image]*effects
 	deleted []*image
 	out     []outMsg
-	acks    []*bus.Message
+	// tasks are the batch's decision tasks (remote mode): sent at once,
+	// without the batch's transaction (sendTasks).
+	tasks []*bus.OutMessage
+	acks  []*bus.Message
 	// parts are the partitions the batch read or wrote: all must still be
 	// this instance's when it commits.
 	parts map[int]bool
@@ -141,7 +144,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 		o.nackAll(b.acks)
 		return false, err
 	}
-	if len(b.touched) == 0 && len(b.out) == 0 && len(b.acks) == 0 {
+	if len(b.touched) == 0 && len(b.out) == 0 && len(b.tasks) == 0 && len(b.acks) == 0 {
 		return false, nil
 	}
 	slices.SortFunc(b.touched, func(x, y *image) int { return strings.Compare(x.pid, y.pid) })
@@ -182,7 +185,8 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	for p := range b.parts {
 		b.epochs[p] = o.parts.epoch[p]
 	}
-	f := o.launch(p.ctx, b, jobs, p.sendsDone, p.wg)
+	tasks := o.sendTasks(p.ctx, b.tasks)
+	f := o.launch(p.ctx, b, jobs, tasks, p.sendsDone, p.wg)
 	p.sendsDone = f.sendsDone
 	o.inflight++
 	o.flying.Store(int32(o.inflight))
@@ -368,7 +372,7 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 			if err != nil {
 				return err
 			}
-			b.out = append(b.out, outMsg{o.decisions, &bus.OutMessage{Key: img.pid, Payload: payload}})
+			b.tasks = append(b.tasks, &bus.OutMessage{Key: img.pid, Payload: payload})
 			if t.issue > 1 {
 				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision unanswered; issuing it again")
 			}

@@ -75,7 +75,7 @@ type flightResult struct {
 
 // launch sends b in a new transaction from a goroutine of its own, after
 // the previous flight's sends.
-func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, prev <-chan struct{}, wg *sync.WaitGroup) *flight {
+func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, tasks *taskSends, prev <-chan struct{}, wg *sync.WaitGroup) *flight {
 	f := &flight{b: b, jobs: jobs, sent: make(chan error, 1), sendsDone: make(chan struct{})}
 	wg.Go(func() {
 		defer close(f.sendsDone)
@@ -97,9 +97,67 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, pr
 		// the first history entry of a partition in a batch has the
 		// batch's lowest position there (the checkpoint needs it).
 		f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
-		f.sent <- o.send(ctx, f)
+		err = o.send(ctx, f)
+		if err == nil {
+			// A batch commits only once its decision tasks are out: a
+			// committed outstanding task was sent.
+			err = tasks.wait(ctx)
+		}
+		f.sent <- err
 	})
 	return f
+}
+
+// taskSends are a batch's decision tasks on their way.
+type taskSends struct {
+	done chan struct{} // closed once every send's outcome is known
+	mu   sync.Mutex
+	err  error
+	n    int
+}
+
+// sendTasks sends a batch's decision tasks at once, without its
+// transaction, while the batch is still being sent and committed: the
+// deciders decide meanwhile (the answer waits for the commit, as every
+// input of a process busy in an uncommitted batch). A task whose batch
+// then fails is harmless: its id is unique (machine.issue) and matches no
+// outstanding task any more, so its answer is dropped as stale; the
+// process is issued a new task once its inputs come again. A batch commits
+// only after its tasks were sent (taskSends.wait): an outstanding task
+// that is recorded was sent. It returns nil when there is none.
+func (o *Orchestrator) sendTasks(ctx context.Context, tasks []*bus.OutMessage) *taskSends {
+	if len(tasks) == 0 {
+		return nil
+	}
+	ts := &taskSends{done: make(chan struct{}), n: len(tasks)}
+	for _, m := range tasks {
+		o.decisions.SendAsync(ctx, m, func(_ bus.MessageID, err error) {
+			ts.mu.Lock()
+			defer ts.mu.Unlock()
+			if err != nil && ts.err == nil {
+				ts.err = fmt.Errorf("decision task not sent: %w", err)
+			}
+			if ts.n--; ts.n == 0 {
+				close(ts.done)
+			}
+		})
+	}
+	return ts
+}
+
+// wait returns once every task was sent, with the first failure.
+func (ts *taskSends) wait(ctx context.Context) error {
+	if ts == nil {
+		return nil
+	}
+	select {
+	case <-ts.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.err
 }
 
 // committer commits the flights in the order they were launched; after a

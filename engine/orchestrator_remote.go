@@ -4,8 +4,9 @@ import "time"
 
 // Decision tasks nobody answers (remote decider mode).
 //
-// A task has no timer of its own. It is written in the transaction of the
-// batch that issues it, so it is never lost on its way to the deciders;
+// A task has no timer of its own. The batch that issues it commits only
+// once it is sent (sendTasks), so it is never lost on its way to the
+// deciders;
 // a decider acknowledges it only once its answer is sent, and a decider
 // that dies first gives it back (the broker delivers it to another
 // decider). What is left is a decider that takes a task and never answers
