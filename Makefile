@@ -88,7 +88,7 @@ pulsar-status:
 
 ## demo: the trip saga end to end on real Pulsar (several sagas, some failing and compensated)
 demo: pulsar
-	$(GO) run ./cmd/pulsaga dev --pulsar --sagas 8 --exit-when-done
+	eval "$$($(PULSAR) env)" && $(GO) run ./cmd/pulsaga dev --pulsar --sagas 8 --exit-when-done
 
 ## dev: everything in one process on the embedded bus, no broker needed
 dev:

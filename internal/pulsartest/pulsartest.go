@@ -159,6 +159,14 @@ func scriptPort() string {
 	if p := os.Getenv("PULSAGA_PULSAR_PORT"); p != "" {
 		return p
 	}
+	// pulsar.sh records the ports it picked when the defaults were taken.
+	if home, err := brokerHome(); err == nil {
+		if b, err := os.ReadFile(filepath.Join(home, "ports")); err == nil {
+			if f := strings.Fields(string(b)); len(f) == 3 {
+				return f[0]
+			}
+		}
+	}
 	return "6650"
 }
 

@@ -2,7 +2,7 @@
 # Runs a real Apache Pulsar standalone on loopback from the official broker artifacts on
 # Maven Central (no Docker needed). See docs/operations.md.
 #
-#   scripts/pulsar/pulsar.sh start    # idempotent: reuses a running broker; waits until ready
+#   scripts/pulsar/pulsar.sh start    # idempotent: reuses this folder's running broker; waits until ready
 #   scripts/pulsar/pulsar.sh stop
 #   scripts/pulsar/pulsar.sh status
 #   scripts/pulsar/pulsar.sh env      # prints PULSAR_URL / PULSAR_ADMIN_URL exports
@@ -15,7 +15,10 @@
 #   PULSAR_URL, PULSAR_ADMIN_URL    use an existing broker instead (start only checks it)
 #   PULSAGA_PULSAR_PORT             binary protocol port (default 6650)
 #   PULSAGA_PULSAR_HTTP_PORT        admin/HTTP port (default 8080)
-#   PULSAGA_PULSAR_BOOKIE_PORT      bookie port (default 3181)
+#   PULSAGA_PULSAR_BOOKIE_PORT      bookie port (default 3181). Without these three, a start whose
+#                                   default ports another program holds takes free ones (16651/18081/
+#                                   13182 and up), kept in $PULSAGA_PULSAR_HOME/ports until stop: env,
+#                                   status and the tests (internal/pulsartest) follow them
 #   PULSAGA_PULSAR_HOME             where jars, data and logs live (default <repo>/.pulsar)
 #   PULSAGA_PULSAR_START_TIMEOUT    seconds to wait for readiness (default 240)
 #   PULSAGA_PULSAR_CONF_EXTRA       a file of key=value lines that replace (or add to) the keys of
@@ -34,6 +37,17 @@ home=${PULSAGA_PULSAR_HOME:-$repo/.pulsar}
 broker_port=${PULSAGA_PULSAR_PORT:-6650}
 http_port=${PULSAGA_PULSAR_HTTP_PORT:-8080}
 bookie_port=${PULSAGA_PULSAR_BOOKIE_PORT:-3181}
+# Ports given by the environment are kept; without them, a start whose default ports another
+# program holds (a broker of another checkout, a frozen leftover) picks free ones and records
+# them in $home/ports, which every later command of this folder reads (stop removes it).
+explicit_ports=${PULSAGA_PULSAR_PORT:-}${PULSAGA_PULSAR_HTTP_PORT:-}${PULSAGA_PULSAR_BOOKIE_PORT:-}
+if [[ -z $explicit_ports && -s $home/ports ]]; then
+	read -r b h k <"$home/ports" || true
+	if [[ $b =~ ^[0-9]+$ && $h =~ ^[0-9]+$ && $k =~ ^[0-9]+$ ]]; then
+		broker_port=$b http_port=$h bookie_port=$k
+	fi
+	unset b h k
+fi
 timeout=${PULSAGA_PULSAR_START_TIMEOUT:-240}
 version=$(sed -n 's:.*<pulsar.version>\(.*\)</pulsar.version>.*:\1:p' "$here/pom.xml")
 admin_url=${PULSAR_ADMIN_URL:-http://127.0.0.1:$http_port}
@@ -73,6 +87,21 @@ txn_ready() {
 ready() { admin_up && txn_ready; }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pick_ports: the first free set of three ports above the defaults' range (16651/18081/13182,
+# then +1 ...), for a start whose ports another program holds; sets the URLs to match.
+pick_ports() {
+	local i
+	for ((i = 1; i <= 200; i++)); do
+		if ! port_busy $((16650 + i)) && ! port_busy $((18080 + i)) && ! port_busy $((13181 + i)); then
+			broker_port=$((16650 + i)) http_port=$((18080 + i)) bookie_port=$((13181 + i))
+			admin_url=http://127.0.0.1:$http_port
+			service_url=pulsar://127.0.0.1:$broker_port
+			return 0
+		fi
+	done
+	return 1
+}
 
 running_pid() {
 	local pid
@@ -117,15 +146,26 @@ start() {
 		log "using the existing broker at $PULSAR_URL"
 		return 0
 	fi
-	if ready; then
-		log "reusing the broker already running at $service_url"
+	local pid
+	# Only this folder's own broker is reused: one another checkout (or an earlier session)
+	# left on the same ports may be stopped or frozen under the tests at any time.
+	if pid=$(running_pid) && ready; then
+		log "reusing this folder's broker (pid $pid) at $service_url"
 		return 0
 	fi
-	local pid
 	if ! pid=$(running_pid); then
+		local busy="" p
 		for p in "$broker_port" "$http_port" "$bookie_port"; do
-			port_busy "$p" && die "port $p on 127.0.0.1 is taken by another program; stop it, or choose other ports with PULSAGA_PULSAR_PORT / PULSAGA_PULSAR_HTTP_PORT / PULSAGA_PULSAR_BOOKIE_PORT"
+			port_busy "$p" && busy="$busy $p"
 		done
+		if [[ -n $busy ]]; then
+			[[ -z $explicit_ports ]] ||
+				die "port(s)$busy on 127.0.0.1 are taken by another program (not the broker of $home); stop it, or choose other ports with PULSAGA_PULSAR_PORT / PULSAGA_PULSAR_HTTP_PORT / PULSAGA_PULSAR_BOOKIE_PORT"
+			pick_ports || die "port(s)$busy on 127.0.0.1 are taken by another program and no free set of three ports was found; set PULSAGA_PULSAR_PORT / PULSAGA_PULSAR_HTTP_PORT / PULSAGA_PULSAR_BOOKIE_PORT"
+			log "port(s)$busy on 127.0.0.1 are taken by another program (not the broker of $home): this folder's broker uses $broker_port (binary), $http_port (admin), $bookie_port (bookie); pulsar.sh env prints its URLs"
+		fi
+		mkdir -p "$home"
+		echo "$broker_port $http_port $bookie_port" >"$home/ports"
 		need_tools
 		fetch_jars
 		mkdir -p "$home/data" "$home/logs"
@@ -202,12 +242,19 @@ stop() {
 	else
 		log "not running"
 	fi
-	rm -f "$home/pid"
+	rm -f "$home/pid" "$home/ports"
 }
 
 status() {
-	if ready; then echo "ready: $service_url (admin $admin_url)"; return 0; fi
-	if pid=$(running_pid); then echo "starting (pid $pid)"; return 1; fi
+	local pid
+	if pid=$(running_pid); then
+		if ready; then echo "ready: $service_url (admin $admin_url)"; return 0; fi
+		echo "starting (pid $pid)"; return 1
+	fi
+	if [[ -z ${PULSAR_URL:-} ]] && ready; then
+		echo "not running (another program's broker answers at $service_url: not this folder's)"; return 1
+	fi
+	if [[ -n ${PULSAR_URL:-} ]] && ready; then echo "ready: $service_url (admin $admin_url)"; return 0; fi
 	echo "not running"; return 1
 }
 
