@@ -85,10 +85,18 @@ func restartFromSnapshotsAndTail(t *testing.T, newBus func(t *testing.T) bus.Bus
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	start(late) // stopped before the sweep comes: only the history holds them
+	start(late) // stopped before the sweep comes to most: only the history holds those
 	stopFirst()
-	if n := countSnapshots(ctx, t, b1, topics); n != len(early) {
-		t.Fatalf("%d snapshots, want the %d early processes' only", n, len(early))
+	// The sweep may reach a few late processes before the stop when the
+	// machine is slow (waitRows takes longer than SnapshotAfter); the test
+	// needs the early ones snapshotted and some late ones left to the tail.
+	switch n := countSnapshots(ctx, t, b1, topics); {
+	case n < len(early):
+		t.Fatalf("%d snapshots, want at least the %d early processes'", n, len(early))
+	case n >= len(early)+len(late):
+		t.Fatalf("%d snapshots: every late process was snapshotted too, none is left to load from the history's tail", n)
+	case n > len(early):
+		t.Logf("%d snapshots: the sweep reached %d late processes before the stop", n, n-len(early))
 	}
 
 	// The second orchestrator's readers of history and snapshots never say
