@@ -123,6 +123,8 @@ func TestRepoRootAndHome(t *testing.T) {
 
 func TestSameAsScript(t *testing.T) {
 	t.Setenv("PULSAGA_PULSAR_PORT", "")
+	home := t.TempDir() // no ports file: the default ports
+	t.Setenv("PULSAGA_PULSAR_HOME", home)
 	for _, tc := range []struct {
 		url  string
 		want bool
@@ -135,5 +137,18 @@ func TestSameAsScript(t *testing.T) {
 		if got := sameAsScript(tc.url); got != tc.want {
 			t.Errorf("sameAsScript(%q) = %v, want %v", tc.url, got, tc.want)
 		}
+	}
+	// pulsar.sh picked other ports (the defaults were taken) and recorded them.
+	if err := os.WriteFile(filepath.Join(home, "ports"), []byte("16651 18081 13182\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for url, want := range map[string]bool{"pulsar://127.0.0.1:16651": true, "pulsar://127.0.0.1:6650": false} {
+		if got := sameAsScript(url); got != want {
+			t.Errorf("with the ports file: sameAsScript(%q) = %v, want %v", url, got, want)
+		}
+	}
+	t.Setenv("PULSAGA_PULSAR_PORT", "6650") // the environment wins over the file
+	if !sameAsScript("pulsar://127.0.0.1:6650") {
+		t.Error("PULSAGA_PULSAR_PORT=6650 with a ports file of 16651: sameAsScript(6650) = false, want true")
 	}
 }
