@@ -181,7 +181,11 @@ const (
 	// including those queued) and cannot get it back by reconnecting.
 	// Messages a fenced producer sent before, in a transaction that has
 	// not ended, are not taken back by the fencing: they commit or abort
-	// with their transaction.
+	// with their transaction. Closing such a producer may leave the topic
+	// held until the bus closes or another AccessExclusiveWithFencing
+	// producer takes it (pulsarbus: Pulsar's broker deadlocks when a
+	// producer's close meets the fencing of the next one), so a topic
+	// written this way is taken with AccessExclusiveWithFencing only.
 	AccessExclusiveWithFencing
 )
 

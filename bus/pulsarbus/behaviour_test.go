@@ -663,6 +663,53 @@ func TestSendInEndedTransaction(t *testing.T) {
 			t.Fatalf("plain message %d: got %q (a message of the aborted transaction?)", i, m.Payload)
 		}
 	}
+	// A transaction begun after the refusal writes to the topic too. A
+	// broker whose transaction buffer chains every transactional write to
+	// a topic on the one before it (Pulsar 3.2 to 4.0.7,
+	// apache/pulsar#24945) refuses it, and every later one, until the
+	// topic is unloaded: one deposed owner's late send would stop every
+	// orchestrator's batches on a shared topic. The bus unloads such a
+	// topic when the broker refuses a transactional send (txbuffer.go), so
+	// a new transaction writes again within seconds.
+	healed := time.Now()
+	var fresh bus.Tx
+	for try := 1; ; try++ {
+		if fresh, err = b.BeginTx(ctx, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = p.Send(sctx, &bus.OutMessage{Key: "k", Payload: []byte("fresh"), Tx: fresh})
+		if err == nil {
+			err = fresh.Commit(sctx)
+		}
+		cancel()
+		if err == nil {
+			t.Logf("a new transaction wrote after %d tries, %s (topics unloaded by the bus: %d)", try, time.Since(healed).Round(time.Millisecond), b.TxBufferUnloads())
+			break
+		}
+		_ = fresh.Abort(ctx)
+		if time.Since(healed) > time.Minute {
+			t.Fatalf("a new transaction cannot write to the topic a minute after a send in an ended one was refused "+
+				"(the broker's transaction buffer is stuck, apache/pulsar#24945, and the bus did not heal it: %d unloads): %v", b.TxBufferUnloads(), err)
+		}
+		t.Logf("try %d: %v", try, err)
+		time.Sleep(500 * time.Millisecond)
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		m, err := c.Receive(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("the new transaction's message: %v", err)
+		}
+		_ = c.Ack(ctx, m)
+		if string(m.Payload) == "fresh" {
+			break
+		}
+		if string(m.Payload) != "later" {
+			t.Fatalf("got %q, want the new transaction's message", m.Payload)
+		}
+	}
 }
 
 // TestReaderHasNextAfterCancelledCalls: HasNext calls whose context ends

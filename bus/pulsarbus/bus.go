@@ -64,6 +64,8 @@ type Bus struct {
 	listTx func(context.Context) ([]txMetadata, error)
 	// listings shares listings among concurrent EndTransactions calls.
 	listings txListings
+	// txHeal unloads topics whose transaction buffer is stuck (txbuffer.go).
+	txHeal txHealer
 }
 
 type closer interface{ closeByBus() }
@@ -292,6 +294,7 @@ func (b *Bus) Close() error {
 	for _, p := range dlq {
 		p.Close()
 	}
+	b.txHeal.stop()
 	b.client.Close()
 	return nil
 }

@@ -76,6 +76,12 @@ func (b *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Produ
 		po.ProducerAccessMode = pulsar.ProducerAccessModeWaitForExclusive
 	case bus.AccessExclusiveWithFencing:
 		po.ProducerAccessMode = pulsar.ProducerAccessModeExclusiveWithFencing
+		// Closed on this side only: a CLOSE_PRODUCER meeting the next
+		// owner's fencing producer deadlocks the broker's IO threads
+		// (see pulsar.ProducerOptions.CloseWithoutRequest). The broker
+		// drops the producer when the next owner fences it out or when
+		// this bus's connection closes.
+		po.CloseWithoutRequest = true
 	default:
 		return nil, fmt.Errorf("%w: Producer %s: unknown access mode %d", bus.ErrBadOptions, opts.Topic, opts.AccessMode)
 	}
@@ -179,6 +185,9 @@ func (pr *producer) sendError(err error, msg *bus.OutMessage) error {
 		return fmt.Errorf("pulsarbus: send to %s (key %q): %w", pr.topic, msg.Key, fenced)
 	}
 	if msg.Tx != nil {
+		// On Pulsar 3.2-4.0.7 the topic's transaction buffer may be stuck
+		// for every later transaction too (txbuffer.go).
+		pr.b.healTxBuffer(pr.topic, err)
 		// A failed send poisons the client transaction: it cannot commit.
 		err = wrap(err, "send to %s in a transaction (key %q)", pr.topic, msg.Key)
 		if !errors.Is(err, bus.ErrTxFailed) {

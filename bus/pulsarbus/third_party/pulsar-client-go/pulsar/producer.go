@@ -216,6 +216,18 @@ type ProducerOptions struct {
 	// - ProducerAccessModeExclusive
 	ProducerAccessMode
 
+	// CloseWithoutRequest (pulsaga patch): Close drops the producer on the
+	// client only and does not send CLOSE_PRODUCER; the broker keeps the
+	// producer until the connection closes or another producer fences it
+	// out (ProducerAccessModeExclusiveWithFencing). Pulsar's broker (4.0.x
+	// and later) deadlocks two IO threads when a client's CLOSE_PRODUCER
+	// for a producer meets an ExclusiveWithFencing producer fencing it out:
+	// the close holds the producer's monitor and waits for the topic's
+	// lock, the fencing holds the topic's lock and waits for the monitor
+	// (AbstractTopic.incrementTopicEpochIfNeeded / handleProducerRemoved);
+	// every later connection on those IO threads goes unanswered.
+	CloseWithoutRequest bool
+
 	// initialSubscriptionName Name of the initial subscription name of the dead letter topic.
 	// If this field is not set, the initial subscription for the dead letter topic will not be created.
 	// If this field is set but the broker's `allowAutoSubscriptionCreation` is disabled, the DLQ producer

@@ -1539,16 +1539,21 @@ func (p *partitionProducer) doClose(reason error) {
 	defer close(p.dataChan)
 	defer close(p.cmdChan)
 
-	id := p.client.rpcClient.NewRequestID()
-	_, err := p.client.rpcClient.RequestOnCnx(p._getConn(), id, pb.BaseCommand_CLOSE_PRODUCER, &pb.CommandCloseProducer{
-		ProducerId: &p.producerID,
-		RequestId:  &id,
-	})
-
-	if err != nil {
-		p.log.WithError(err).Warn("Failed to close producer")
+	var err error
+	if p.options.CloseWithoutRequest {
+		// pulsaga patch: dropped on this side only (ProducerOptions.CloseWithoutRequest).
+		p.log.Info("Closed producer on the client only (the broker keeps it until it is fenced out or the connection closes)")
 	} else {
-		p.log.Info("Closed producer")
+		id := p.client.rpcClient.NewRequestID()
+		_, err = p.client.rpcClient.RequestOnCnx(p._getConn(), id, pb.BaseCommand_CLOSE_PRODUCER, &pb.CommandCloseProducer{
+			ProducerId: &p.producerID,
+			RequestId:  &id,
+		})
+		if err != nil {
+			p.log.WithError(err).Warn("Failed to close producer")
+		} else {
+			p.log.Info("Closed producer")
+		}
 	}
 	p.failPendingMessages(reason)
 

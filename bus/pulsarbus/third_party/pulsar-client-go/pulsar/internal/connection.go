@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -882,7 +883,17 @@ func (c *connection) handleSendError(sendError *pb.CommandSendError) {
 
 	producerID := sendError.GetProducerId()
 
-	switch sendError.GetError() {
+	code := sendError.GetError()
+	if code == pb.ServerError_PersistenceError && strings.Contains(sendError.GetMessage(), "Transaction Buffer") {
+		// pulsaga patch: a transaction buffer's refusal of a transactional
+		// message (Pulsar 3.2-4.0.7, apache/pulsar#24945: "Transaction
+		// Buffer take first snapshot failed") is not a storage fault that a
+		// reconnection cures: every resend meets it again. The refused
+		// message fails, as for NotAllowed, and its error names the cause
+		// (pulsarbus then unloads the topic).
+		code = pb.ServerError_NotAllowedError
+	}
+	switch code {
 	case pb.ServerError_NotAllowedError:
 		// pulsaga patch: as the Java client (recoverNotAllowedError), the
 		// refused message fails and the producer goes on. The broker says

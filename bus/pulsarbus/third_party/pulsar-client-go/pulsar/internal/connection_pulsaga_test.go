@@ -49,3 +49,17 @@ func TestNotAllowedSendErrorReachesItsProducer(t *testing.T) {
 		t.Fatal("the producer was detached from the connection: no receipt would reach it any more")
 	}
 }
+
+func TestTransactionBufferSendErrorReachesItsProducer(t *testing.T) {
+	r := &sendErrorRecorder{}
+	c := &connection{listeners: map[uint64]ConnectionListener{7: r}, log: log.DefaultNopLogger()}
+	c.handleSendError(&pb.CommandSendError{ProducerId: proto.Uint64(7), SequenceId: proto.Uint64(43),
+		Error:   pb.ServerError_PersistenceError.Enum(),
+		Message: proto.String("org.apache.pulsar.broker.service.BrokerServiceException$ServiceUnitNotReadyException: Transaction Buffer take first snapshot failed, the current state is: Ready")})
+	if len(r.got) != 1 || r.got[0].GetSequenceId() != 43 || r.got[0].GetError() != pb.ServerError_PersistenceError {
+		t.Fatalf("the producer got %v, want the persistence error of sequence id 43", r.got)
+	}
+	if _, ok := c.listeners[7]; !ok {
+		t.Fatal("the producer was detached from the connection")
+	}
+}
