@@ -38,7 +38,9 @@ func (b *Bus) BrokerVersion(ctx context.Context) (string, error) {
 // late batch is — every later transactional write to that topic fails
 // too, until the topic is unloaded. Every orchestrator writing that topic
 // (status, decisions, jobs, timers) then fails each batch and starts
-// over, for ever. Fixed by apache/pulsar#24945 in 4.0.8 and 4.2.
+// over, for ever. Fixed by apache/pulsar#24945 in 4.0.8 and 4.2. The bus
+// unloads such a topic when it sees the refusal (txbuffer.go), so the
+// warning says what an operator should upgrade, not that the engine stops.
 func KnownBrokerProblem(version string) string {
 	major, minor, patch, ok := parseVersion(version)
 	if !ok {
