@@ -42,20 +42,27 @@ func (b *Bus) BrokerVersion(ctx context.Context) (string, error) {
 // unloads such a topic when it sees the refusal (txbuffer.go), so the
 // warning says what an operator should upgrade, not that the engine stops.
 func KnownBrokerProblem(version string) string {
-	major, minor, patch, ok := parseVersion(version)
+	major, minor, _, ok := parseVersion(version)
 	if !ok {
 		return ""
 	}
-	v := major*1_000_000 + minor*1_000 + patch
 	const bug = "its transaction buffer can refuse every transactional write to a topic after one failed " +
 		"(apache/pulsar#24945): orchestrators writing that topic stop until it is unloaded"
 	switch {
-	case v >= 3_002_000 && v < 4_000_008:
+	case stuckTxBufferVersion(version):
 		return fmt.Sprintf("Pulsar %s: %s; use 4.0.8 or later, or 4.2", version, bug)
 	case major == 4 && minor == 1:
 		return fmt.Sprintf("Pulsar %s: check that it has the fix of apache/pulsar#24945, else %s; 4.0.8 and 4.2 have it", version, bug)
 	}
 	return ""
+}
+
+// stuckTxBufferVersion says whether a Pulsar version is one known to have
+// apache/pulsar#24945: 3.2 up to 4.0.7.
+func stuckTxBufferVersion(version string) bool {
+	major, minor, patch, ok := parseVersion(version)
+	v := major*1_000_000 + minor*1_000 + patch
+	return ok && v >= 3_002_000 && v < 4_000_008
 }
 
 // parseVersion reads "major.minor.patch" with an optional suffix

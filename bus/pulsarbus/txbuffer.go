@@ -82,12 +82,10 @@ func (b *Bus) brokerAffected(ctx context.Context) bool {
 	if err != nil || v == "" {
 		return false
 	}
-	major, minor, patch, ok := parseVersion(v)
-	n := major*1_000_000 + minor*1_000 + patch
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.version = v
-	h.affected = ok && n >= 3_002_000 && n < 4_000_008
+	h.affected = stuckTxBufferVersion(v)
 	return h.affected
 }
 
