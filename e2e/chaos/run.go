@@ -741,6 +741,21 @@ func (r *run) restartBroker(ctx context.Context, after time.Duration) {
 		return
 	case <-time.After(after):
 	}
+	// The #20638 check needs timers acknowledged before the kill: on a
+	// slow start none may have fired yet, so the kill waits for the first
+	// (at most 30 s more) instead of leaving the run without its check.
+	if r.probe != nil {
+		for wait := time.Now().Add(30 * time.Second); time.Now().Before(wait); {
+			if before, _, _ := r.probe.counts(); before > 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
 	from := time.Now()
 	if r.probe != nil {
 		r.probe.brokerKilled()
