@@ -66,6 +66,11 @@ func TestPrint(t *testing.T) {
 			want: []string{"**The benchmark output holds a failure"},
 		},
 		{
+			name: "a baseline slower than pulsaga's own traffic gets no verdict", quick: true, wantOK: false,
+			input: "pkg: github.com/pulsaga/pulsaga/bus/pulsarbus\nBenchmarkRelay/Pipelined/Raw-2 	117	251037355 ns/op	3.98 msgs/s	29368 p50-ms\n" + sample[strings.Index(sample, "pkg: github.com/pulsaga/pulsaga/bench"):],
+			want:  []string{"| sagas/s × 5 ÷ raw pipelined relay msgs/s | ≥ 0.5 | 2513 (2000 sagas/s", "**invalid baseline**: slower than pulsaga's own relays"},
+		},
+		{
 			name: "no baseline: the headline ratio is missing", input: sample[strings.Index(sample, "pkg: github.com/pulsaga/pulsaga/bench"):], quick: true, wantOK: false,
 			want: []string{"| sagas/s × 5 ÷ raw pipelined relay msgs/s | ≥ 0.5 | missing | **missing** |"},
 		},
