@@ -153,6 +153,12 @@ type connection struct {
 	cnx              net.Conn
 	listeners        map[uint64]ConnectionListener
 	consumerHandlers map[uint64]ConsumerHandler
+	// earlyActiveChanges (pulsaga patch) holds the ACTIVE_CONSUMER_CHANGE
+	// commands of consumers not registered yet; see handleActiveConsumerChange.
+	earlyActiveChanges map[uint64]earlyActiveChange
+	// activeChangeMu (pulsaga patch) orders the deliveries of a consumer's
+	// active changes: the held-back one before any later one.
+	activeChangeMu sync.Mutex
 
 	logicalAddr  *url.URL
 	physicalAddr *url.URL
@@ -954,13 +960,52 @@ func (c *connection) handleCloseConsumer(closeConsumer *pb.CommandCloseConsumer)
 	}
 }
 
+// earlyActiveChange is an ACTIVE_CONSUMER_CHANGE held back for a consumer
+// not registered yet (pulsaga patch).
+type earlyActiveChange struct {
+	active bool
+	at     time.Time
+}
+
+// earlyActiveChangeTTL bounds how long a held-back ACTIVE_CONSUMER_CHANGE
+// waits for its consumer (pulsaga patch): one for a consumer that never
+// registers (it closed meanwhile) is dropped after this.
+const earlyActiveChangeTTL = time.Minute
+
+// handleActiveConsumerChange hands the command to its consumer. pulsaga
+// patch: the broker notifies a Failover consumer while it adds it to the
+// subscription, before it answers the SUBSCRIBE, and the consumer registers
+// its handler only once the answer came — so the first notification of a
+// new consumer was often dropped ("Consumer not found while active consumer
+// change"), and a consumer that only learns of changes from its listener
+// never learned it owned partitions (seen as a failed conformance test
+// "the second consumer: not notified within 30s"). Such a notification is
+// now held back and delivered when the consumer registers (the latest one
+// per consumer, for at most earlyActiveChangeTTL).
 func (c *connection) handleActiveConsumerChange(consumerChange *pb.CommandActiveConsumerChange) {
 	consumerID := consumerChange.GetConsumerId()
 	isActive := consumerChange.GetIsActive()
-	if consumer, ok := c.consumerHandler(consumerID); ok {
+	c.activeChangeMu.Lock()
+	defer c.activeChangeMu.Unlock()
+	c.mu.Lock()
+	consumer, ok := c.consumerHandlers[consumerID]
+	if !ok {
+		now := time.Now()
+		if c.earlyActiveChanges == nil {
+			c.earlyActiveChanges = map[uint64]earlyActiveChange{}
+		}
+		for id, e := range c.earlyActiveChanges {
+			if now.Sub(e.at) > earlyActiveChangeTTL {
+				delete(c.earlyActiveChanges, id)
+			}
+		}
+		c.earlyActiveChanges[consumerID] = earlyActiveChange{active: isActive, at: now}
+	}
+	c.mu.Unlock()
+	if ok {
 		consumer.ActiveConsumerChanged(isActive)
 	} else {
-		c.log.WithField("consumerID", consumerID).Warnf("Consumer not found while active consumer change")
+		c.log.WithField("consumerID", consumerID).Debug("Active consumer change before the consumer registered: held back")
 	}
 }
 
@@ -1192,15 +1237,23 @@ func (c *connection) getTLSConfig() (*tls.Config, error) {
 }
 
 func (c *connection) AddConsumeHandler(id uint64, handler ConsumerHandler) error {
+	// pulsaga patch: a notification held back for this consumer is
+	// delivered now, before any later one (handleActiveConsumerChange).
+	c.activeChangeMu.Lock()
+	defer c.activeChangeMu.Unlock()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-
 	if c.getState() == connectionClosed {
+		c.mu.Unlock()
 		c.log.Warnf("Closed connection unable add consumer with id=%+v", id)
 		return errUnableAddConsumeHandler
 	}
-
 	c.consumerHandlers[id] = handler
+	early, held := c.earlyActiveChanges[id]
+	delete(c.earlyActiveChanges, id)
+	c.mu.Unlock()
+	if held && time.Since(early.at) <= earlyActiveChangeTTL {
+		handler.ActiveConsumerChanged(early.active)
+	}
 	return nil
 }
 

@@ -23,6 +23,7 @@ package internal
 
 import (
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -61,5 +62,55 @@ func TestTransactionBufferSendErrorReachesItsProducer(t *testing.T) {
 	}
 	if _, ok := c.listeners[7]; !ok {
 		t.Fatal("the producer was detached from the connection")
+	}
+}
+
+// pulsaga patch: an ACTIVE_CONSUMER_CHANGE that arrives before its consumer
+// registered (the broker sends it before answering the SUBSCRIBE) reaches
+// the consumer when it registers, and later ones follow it.
+type activeRecorder struct {
+	ConsumerHandler
+	got []bool
+}
+
+func (r *activeRecorder) ActiveConsumerChanged(active bool) { r.got = append(r.got, active) }
+
+func TestActiveConsumerChangeBeforeRegistration(t *testing.T) {
+	c := &connection{consumerHandlers: map[uint64]ConsumerHandler{}, log: log.DefaultNopLogger()}
+	change := func(id uint64, active bool) {
+		c.handleActiveConsumerChange(&pb.CommandActiveConsumerChange{ConsumerId: proto.Uint64(id), IsActive: proto.Bool(active)})
+	}
+	change(3, false)
+	change(3, true) // the latest one counts
+	change(4, true)
+	r := &activeRecorder{}
+	if err := c.AddConsumeHandler(3, r); err != nil {
+		t.Fatal(err)
+	}
+	change(3, false)
+	if len(r.got) != 2 || !r.got[0] || r.got[1] {
+		t.Fatalf("consumer 3 got %v, want [true false]: the held-back change, then the live one", r.got)
+	}
+	if _, held := c.earlyActiveChanges[3]; held {
+		t.Fatal("the change delivered to consumer 3 is still held back")
+	}
+	if _, held := c.earlyActiveChanges[4]; !held {
+		t.Fatal("the change of consumer 4, not registered yet, was dropped")
+	}
+	// One that waited longer than earlyActiveChangeTTL is stale: its
+	// consumer closed before registering, or the id is reused much later.
+	c.earlyActiveChanges[4] = earlyActiveChange{active: true, at: time.Now().Add(-2 * earlyActiveChangeTTL)}
+	r4 := &activeRecorder{}
+	if err := c.AddConsumeHandler(4, r4); err != nil {
+		t.Fatal(err)
+	}
+	if len(r4.got) != 0 {
+		t.Fatalf("consumer 4 got a stale change: %v", r4.got)
+	}
+	change(9, true)
+	c.earlyActiveChanges[9] = earlyActiveChange{active: true, at: time.Now().Add(-2 * earlyActiveChangeTTL)}
+	change(10, true) // purges the stale one of 9
+	if _, held := c.earlyActiveChanges[9]; held {
+		t.Fatal("a stale held-back change is never purged")
 	}
 }
