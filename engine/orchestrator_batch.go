@@ -59,6 +59,11 @@ func (b *batch) effects(img *image) *effects {
 	return fx
 }
 
+// sweepPerInput is how many idle snapshots a batch with inputs takes at
+// least (as many as it has inputs when it has more): the sweep trickles
+// into the busy batches instead of doubling one of them.
+const sweepPerInput = 16
+
 // pipe is the loop's side of the commit pipeline.
 type pipe struct {
 	ctx     context.Context
@@ -82,10 +87,17 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	b := &batch{now: o.opts.Clock().UTC(), fx: map[*image]*effects{}, parts: map[int]bool{}, units: len(msgs)}
 	swept := map[*image]bool{}
 	sweep := o.sweep[:0]
+	sweepRoom := room
+	if len(msgs) > 0 {
+		// A batch that carries inputs takes few idle snapshots: their
+		// sends delay its commit, and so every saga waiting on it (sweeps
+		// of ~170 snapshots once a second made the p99 at half load).
+		sweepRoom = min(room, max(sweepPerInput, len(msgs)))
+	}
 	for _, img := range o.sweep {
 		switch {
 		case o.images[img.pid] != img || o.busy[img.pid] > 0 || !o.live(img):
-		case b.units-len(msgs) >= room:
+		case b.units-len(msgs) >= sweepRoom:
 			sweep = append(sweep, img)
 		default:
 			b.effects(img)
