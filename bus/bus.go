@@ -233,9 +233,16 @@ type ProducerOptions struct {
 	// order is the same. Use it only for topics read by readers or by a
 	// Failover or Exclusive consumer: a batch is dispatched to one consumer
 	// as a whole, so a Shared work queue would lose its spread and a
-	// KeyShared subscription its one-consumer-per-key rule. (bus/memory has
-	// no batches: it ignores it.)
+	// KeyShared subscription its one-consumer-per-key rule — unless
+	// BatchingMaxMessages keeps the batches as small as its consumers'
+	// receive queues (the engine's job queues). (bus/memory has no
+	// batches: it ignores it.)
 	MixedKeys bool
+	// BatchingMaxMessages bounds the messages of one batch (default: the
+	// client's, 1000). With MixedKeys on a Shared work queue it is the most
+	// a consumer can be handed at once beyond its receive queue, and the
+	// most a crash of that consumer can bring back already done.
+	BatchingMaxMessages int
 }
 
 // SubscribeOptions describe a subscription and one consumer on it.

@@ -247,7 +247,7 @@ func (o *Orchestrator) landed(ctx context.Context, r flightResult) error {
 		f := r.f
 		e.Int("units", b.units).Int("acks", len(b.acks)).Int("processes", len(f.jobs)).Int("messages", len(b.out)).
 			Dur("round1", f.round1.Sub(f.began)).Dur("round2", f.round2.Sub(f.round1)).
-			Dur("commit_wait", f.committed.Sub(f.round2)).Msg("batch committed")
+			Dur("commit_wait", f.committed.Sub(f.round2)).Dur("wait", f.sendStart.Sub(f.began)).Msg("batch committed")
 	}
 	before := o.adapt.limit()
 	o.adapt.succeeded(b.units, r.took)

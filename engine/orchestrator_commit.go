@@ -54,6 +54,9 @@ type flight struct {
 	// round2 and committed when its two rounds of sends and its commit
 	// ended (for the debug log).
 	began, round1, round2, committed time.Time
+	// sendStart is when its predecessor let it send (for the debug log:
+	// round1 counts from began, so it includes that wait).
+	sendStart time.Time
 }
 
 // procJob is what a flight writes for one process: copies taken by the
@@ -267,6 +270,7 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 // out in a second round, once every history send has its id.
 func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 	b, s := f.b, f.s
+	f.sendStart = time.Now()
 	for _, m := range b.acks {
 		s.Ack(o.cons, m)
 	}

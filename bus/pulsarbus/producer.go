@@ -88,6 +88,10 @@ func (b *Bus) Producer(ctx context.Context, opts bus.ProducerOptions) (bus.Produ
 	if opts.MixedKeys {
 		po.BatcherBuilderType = pulsar.DefaultBatchBuilder
 	}
+	if opts.BatchingMaxMessages < 0 {
+		return nil, fmt.Errorf("%w: Producer %s: BatchingMaxMessages must not be negative", bus.ErrBadOptions, opts.Topic)
+	}
+	po.BatchingMaxMessages = uint(opts.BatchingMaxMessages)
 	switch {
 	case opts.BatchingMaxDelay < 0:
 		po.DisableBatching = true

@@ -140,7 +140,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	}
 	defer stopTracing()
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
-		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
+		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, JobBatchMessages: cfg.JobBatchMessages, Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics, Tracer: tr,
 	}, log)
 	adm.watch(o)
