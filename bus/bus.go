@@ -234,10 +234,9 @@ type ProducerOptions struct {
 	// Failover or Exclusive consumer: a batch is dispatched to one consumer
 	// as a whole, so a Shared work queue would lose its spread and a
 	// KeyShared subscription its one-consumer-per-key rule — unless
-	// BatchingMaxMessages is 1 (the engine's job queues: one message an
-	// entry, through the client's default batch builder, which sends a
-	// transaction's messages far faster than its key-based one). (bus/memory
-	// has no batches: it ignores it.)
+	// BatchingMaxMessages keeps the batches as small as its consumers'
+	// receive queues (the engine's job queues). (bus/memory has no
+	// batches: it ignores it.)
 	MixedKeys bool
 	// BatchingMaxMessages bounds the messages of one batch (default: the
 	// client's, 1000). With MixedKeys on a Shared work queue it is the most

@@ -38,16 +38,16 @@ type OrchestratorOptions struct {
 	// wait at every hop, and a loaded one always has a batch on its way).
 	BatchWait time.Duration
 	// JobBatchMessages bounds the commands that share one broker entry on
-	// a job queue (default DefaultJobBatchMessages, 1). The job producers
-	// use the client's default batch builder (MixedKeys) with this bound:
-	// through its key-based builder (the bus's default), a batch's
-	// commands to one queue took ~75 ms to send in a transaction with 50
-	// of them, which held the engine at ~330 trip sagas/s; with the
-	// default builder the trip benchmark runs at ~1,100/s whether an entry
-	// holds 1, 2, 4 or 8 commands (session 6). A Shared subscription hands
-	// an entry to one worker whole, and a worker's crash brings back the
-	// entry's finished commands too, so more than 1 only coarsens the
-	// spread: keep it at most the workers' concurrency.
+	// a job queue (default DefaultJobBatchMessages). Pulsar 4.0.7's
+	// transaction buffer writes a topic's transactional entries one after
+	// another (each waits for the one before to be stored, ~1.5 ms here),
+	// so a batch's commands to one queue, one entry each, took ~75 ms to
+	// send with 50 of them and bounded the engine to ~330 trip sagas/s; in
+	// entries of up to 8 they take a few ms. A Shared subscription hands
+	// an entry to one worker as a whole, and a worker's crash brings back
+	// the entry's commands it had finished too: keep it at most the
+	// workers' concurrency (both SDKs' default is 8). 1: one command an
+	// entry (best spread, slowest).
 	JobBatchMessages int
 	// SnapshotEvery snapshots a process once this many of its records are
 	// not covered by its last snapshot (default 64).
@@ -411,8 +411,8 @@ func (o *Orchestrator) closeProducers() {
 }
 
 // DefaultJobBatchMessages is OrchestratorOptions.JobBatchMessages's
-// default: one command an entry, the spread of a work queue unchanged.
-const DefaultJobBatchMessages = 1
+// default: the workers' default concurrency in both SDKs.
+const DefaultJobBatchMessages = 8
 
 // jobProducer is the producer of a service's job queue, created on first
 // use. Its batches mix keys, up to JobBatchMessages commands an entry (see
