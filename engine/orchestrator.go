@@ -38,12 +38,12 @@ type OrchestratorOptions struct {
 	// wait at every hop, and a loaded one always has a batch on its way).
 	BatchWait time.Duration
 	// JobBatchMessages bounds the commands that share one broker entry on
-	// a job queue (default DefaultJobBatchMessages). Pulsar 4.0.7's
-	// transaction buffer writes a topic's transactional entries one after
-	// another (each waits for the one before to be stored, ~1.5 ms here),
-	// so a batch's commands to one queue, one entry each, took ~75 ms to
-	// send with 50 of them and bounded the engine to ~330 trip sagas/s; in
-	// entries of up to 8 they take a few ms. A Shared subscription hands
+	// a job queue (default DefaultJobBatchMessages). The broker measured
+	// (Pulsar 4.0.7) stores a topic's transactional entries one after
+	// another, so a batch's commands to one queue, one entry each, took
+	// ~75 ms to send with 50 of them and bounded the engine to ~330 trip
+	// sagas/s; in entries of up to 8 they take a few ms (docs/benchmarks.md,
+	// session 6). A Shared subscription hands
 	// an entry to one worker as a whole, and a worker's crash brings back
 	// the entry's commands it had finished too: keep it at most the
 	// workers' concurrency (both SDKs' default is 8). 1: one command an

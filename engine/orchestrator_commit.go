@@ -96,25 +96,23 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, ta
 		// transaction's timeout.
 		f.began = time.Now()
 		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
+		if err == nil {
+			// One lane: a producer's messages go out in the order queued,
+			// so the first history entry of a partition in a batch has the
+			// batch's lowest position there (the checkpoint needs it).
+			f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
+		}
 		select {
 		case <-prev:
 		case <-ctx.Done():
 			if err == nil {
-				err = ctx.Err()
-				// The transaction was not used: the committer aborts it.
-				f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
+				err = ctx.Err() // the committer aborts the unused transaction
 			}
-			f.sent <- err
-			return
 		}
 		if err != nil {
 			f.sent <- err
 			return
 		}
-		// One lane: a producer's messages go out in the order queued, so
-		// the first history entry of a partition in a batch has the
-		// batch's lowest position there (the checkpoint needs it).
-		f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
 		err = o.send(ctx, f)
 		if err == nil {
 			// A batch commits only once its decision tasks are out: a
