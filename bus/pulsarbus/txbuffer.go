@@ -63,6 +63,14 @@ func stuckTxBufferError(err error) bool {
 	if strings.Contains(msg, "has been ended") || strings.Contains(msg, "transaction buffer") {
 		return true
 	}
+	// A buffer stuck behind a failed first snapshot can also make the
+	// broker drop the producer after each refused write: the client then
+	// only sees its send time out (a CI run: jobs.payments stuck for 100 s,
+	// 20,000 reconnections, no refusal ever reported). A timeout on a
+	// healthy topic costs one needless unload at most every txHealEvery.
+	if strings.Contains(msg, "send timeout") || strings.Contains(msg, "timeouterror") {
+		return true
+	}
 	var pe *pulsar.Error
 	return errors.As(err, &pe) && pe.Result() == pulsar.BrokerPersistenceError
 }

@@ -17,7 +17,8 @@ func TestStuckTxBufferError(t *testing.T) {
 			errors.New("server error: NotAllowedError: Transaction [(0,42)] has been ended"), true},
 		{"the first snapshot race",
 			fmt.Errorf("send: %w", errors.New("PersistenceError: Transaction Buffer take first snapshot failed, the current state is: Ready")), true},
-		{"a timeout", errors.New("TimeoutError: message send timed out"), false},
+		{"a send timeout (a stuck buffer whose broker drops the producer)",
+			errors.New("bus: broker unavailable: message send timeout: TimeoutError"), true},
 		{"fenced", errors.New("ProducerFenced: producer fenced"), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
