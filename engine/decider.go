@@ -257,7 +257,10 @@ func (d *Decider) producer(ctx context.Context, topic string) (bus.Producer, err
 	if p, ok := d.producers[topic]; ok {
 		return p, nil
 	}
-	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	// Answers to different processes share broker entries: the reply topic
+	// (events) is read by one Failover consumer per partition, and one
+	// entry per answer cost the broker more CPU than deciding.
+	p, err := d.bus.Producer(ctx, bus.ProducerOptions{Topic: topic, MixedKeys: true})
 	if err != nil {
 		return nil, fmt.Errorf("decider: producer for %s: %w", topic, err)
 	}

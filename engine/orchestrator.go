@@ -371,6 +371,10 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	return nil
 }
 
+// decisionBatchMessages bounds the decision tasks of one broker entry (the
+// deciders' batch is 64 tasks by default).
+const decisionBatchMessages = 32
+
 func (o *Orchestrator) openProducers(ctx context.Context) error {
 	t := o.opts.Topics
 	var err error
@@ -383,9 +387,18 @@ func (o *Orchestrator) openProducers(ctx context.Context) error {
 		return p
 	}
 	// The status rows of a batch share broker entries (the status table is
-	// read by readers; bus.ProducerOptions.MixedKeys); decision tasks and
-	// timers go to Shared subscriptions: one key a batch.
-	o.status, o.decisions, o.timerTopic = open(t.Status, true), open(t.Decisions, false), open(t.Timers, false)
+	// read by readers; bus.ProducerOptions.MixedKeys); timers go to a
+	// Shared subscription: one key a batch.
+	o.status, o.timerTopic = open(t.Status, true), open(t.Timers, false)
+	if err == nil {
+		// Decision tasks share entries too, at most decisionBatchMessages
+		// each: a decider is handed an entry whole, so the bound keeps the
+		// tasks spread over several deciders; deciders are stateless and a
+		// process has one task at a time, so nothing needs one key an
+		// entry. One entry per task cost the broker ~0.3 ms of CPU per trip
+		// saga (remote mode at 1,000 in flight: 1.86 -> ~1.5 ms per saga).
+		o.decisions, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: t.Decisions, MixedKeys: true, BatchingMaxMessages: decisionBatchMessages})
+	}
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)
