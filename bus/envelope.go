@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pulsaga/pulsaga/internal/jsonfast"
 )
 
 // EnvelopeVersion is the envelope format this build writes. Readers accept
@@ -84,12 +86,8 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 		return nil, &DecodeError{Reason: "empty payload", Err: ErrUndecodable}
 	}
 	var e Envelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&e); err != nil {
-		return nil, &DecodeError{Reason: "not a JSON envelope: " + err.Error(), Err: ErrUndecodable}
-	}
-	if dec.More() {
-		return nil, &DecodeError{Reason: "trailing data after the JSON envelope", Err: ErrUndecodable}
+	if err := jsonfast.Unmarshal(b, &e); err != nil {
+		return nil, &DecodeError{Reason: notEnvelope(b, err), Err: ErrUndecodable}
 	}
 	switch {
 	case e.V <= 0:
@@ -104,10 +102,19 @@ func DecodeEnvelope(b []byte) (*Envelope, error) {
 	case e.ID == "":
 		return nil, &DecodeError{Reason: "envelope has no \"id\"", Err: ErrUndecodable}
 	}
-	if len(e.Payload) > 0 && !json.Valid(e.Payload) {
-		return nil, &DecodeError{Reason: "payload is not valid JSON", Err: ErrUndecodable}
-	}
+	// (the payload is valid JSON: Unmarshal checked the whole document)
 	return &e, nil
+}
+
+// notEnvelope says why b, which json.Unmarshal refused with err, is not
+// an envelope: not JSON, or a JSON envelope followed by more data.
+func notEnvelope(b []byte, err error) string {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var e Envelope
+	if derr := dec.Decode(&e); derr == nil && dec.More() {
+		return "trailing data after the JSON envelope"
+	}
+	return "not a JSON envelope: " + err.Error()
 }
 
 // DecodePayload unmarshals the payload into v, as a *DecodeError on failure.
@@ -115,7 +122,7 @@ func (e *Envelope) DecodePayload(v any) error {
 	if len(e.Payload) == 0 {
 		return &DecodeError{Reason: fmt.Sprintf("%s envelope has no payload", e.Type), Err: ErrUndecodable}
 	}
-	if err := json.Unmarshal(e.Payload, v); err != nil {
+	if err := jsonfast.Unmarshal(e.Payload, v); err != nil {
 		return &DecodeError{Reason: fmt.Sprintf("%s payload: %v", e.Type, err), Err: ErrUndecodable}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/engine/enginepb"
+	"github.com/pulsaga/pulsaga/internal/jsonfast"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -498,7 +499,7 @@ func snapshotIn(m *enginepb.Snapshot) (*Snapshot, error) {
 	}
 	if len(state) > 0 {
 		s.State = new(workflow.State)
-		if err := json.Unmarshal(state, s.State); err != nil {
+		if err := jsonfast.Unmarshal(state, s.State); err != nil {
 			return nil, fmt.Errorf("%w: snapshot of %s: state: %v", bus.ErrUndecodable, m.ProcessId, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/pulsaga/pulsaga/internal/jsonfast"
 	"github.com/pulsaga/pulsaga/workflow"
 )
 
@@ -67,7 +68,7 @@ func expand(z []byte, v any, what string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: zstd: %v", ErrInvalid, what, err)
 	}
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := jsonfast.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
 	}
 	return nil

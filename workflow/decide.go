@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/pulsaga/pulsaga/internal/jsonfast"
 )
 
 // Decision is the outcome of folding events into a state.
@@ -1341,7 +1343,7 @@ func decodeJSON(b json.RawMessage) any {
 		return nil
 	}
 	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := jsonfast.Unmarshal(b, &v); err != nil {
 		return nil
 	}
 	return v
