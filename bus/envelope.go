@@ -79,6 +79,42 @@ func NewEnvelope(typ, id, processID string, at time.Time, payload any) (*Envelop
 	return &Envelope{V: EnvelopeVersion, Type: typ, ID: id, ProcessID: processID, Time: at.UTC(), Payload: raw}, nil
 }
 
+// EncodeEnvelope encodes head with payload marshalled as its Payload: the
+// bytes of NewEnvelope + Encode, with less work. The payload it has just
+// marshalled is already compact JSON, so it is appended as it is instead
+// of being scanned and compacted again (as encoding/json does with a
+// json.RawMessage field: a tenth of the orchestrator's CPU in remote mode).
+// Payload is the envelope's last field, so the order of the keys is
+// unchanged. head's Payload is ignored, a zero V is EnvelopeVersion and
+// Time is written in UTC, as NewEnvelope does.
+func EncodeEnvelope(head Envelope, payload any) ([]byte, error) {
+	if head.Type == "" || head.ID == "" {
+		return nil, fmt.Errorf("%w: envelope needs a type and an id", ErrBadOptions)
+	}
+	if head.V == 0 {
+		head.V = EnvelopeVersion
+	}
+	head.Time, head.Payload = head.Time.UTC(), nil
+	b, err := json.Marshal(&head)
+	if err != nil || payload == nil {
+		return b, err
+	}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("bus: marshal %s payload: %w", head.Type, err)
+	}
+	if len(body) == 0 || len(b) == 0 || b[len(b)-1] != '}' {
+		return nil, fmt.Errorf("bus: marshal %s envelope: unexpected encoding", head.Type)
+	}
+	out := make([]byte, 0, len(b)+len(payloadKey)+len(body))
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, payloadKey...)
+	out = append(out, body...)
+	return append(out, '}'), nil
+}
+
+const payloadKey = `,"payload":`
+
 // DecodeEnvelope parses and checks an envelope. Errors are *DecodeError
 // wrapping ErrUndecodable or ErrUnknownVersion.
 func DecodeEnvelope(b []byte) (*Envelope, error) {

@@ -159,9 +159,5 @@ type DefinitionRecord struct {
 func DefinitionKey(name string, version int) string { return fmt.Sprintf("%s@%d", name, version) }
 
 func encode(typ, id, pid string, at time.Time, payload any) ([]byte, error) {
-	env, err := bus.NewEnvelope(typ, id, pid, at, payload)
-	if err != nil {
-		return nil, err
-	}
-	return env.Encode()
+	return bus.EncodeEnvelope(bus.Envelope{Type: typ, ID: id, ProcessID: pid, Time: at}, payload)
 }

@@ -407,12 +407,8 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 // commandMessage is the job-queue message of a command.
 func (o *Orchestrator) commandMessage(img *image, c *workflow.Command, now time.Time) (*bus.OutMessage, error) {
 	cmd := WireCommand(c, img.def.Name, img.def.Version, o.m.replyTo)
-	env, err := bus.NewEnvelope(protocol.TypeCommand, c.ID, c.ProcessID, now, cmd)
-	if err != nil {
-		return nil, err
-	}
-	env.Traceparent = o.m.commandTraceparent(c)
-	payload, err := env.Encode()
+	payload, err := bus.EncodeEnvelope(bus.Envelope{Type: protocol.TypeCommand, ID: c.ID, ProcessID: c.ProcessID, Time: now,
+		Traceparent: o.m.commandTraceparent(c)}, cmd)
 	if err != nil {
 		return nil, err
 	}

@@ -495,12 +495,7 @@ func (w *Worker) replyNow(ctx context.Context, c *protocol.Command, res *protoco
 
 // message encodes one envelope for the engine, keyed by the process id.
 func (w *Worker) message(typ, id string, c *protocol.Command, payload any) (*bus.OutMessage, error) {
-	env, err := bus.NewEnvelope(typ, id, c.ProcessID, w.opts.Clock(), payload)
-	if err != nil {
-		return nil, err
-	}
-	env.CausationID = c.CommandID
-	b, err := env.Encode()
+	b, err := bus.EncodeEnvelope(bus.Envelope{Type: typ, ID: id, ProcessID: c.ProcessID, CausationID: c.CommandID, Time: w.opts.Clock()}, payload)
 	if err != nil {
 		return nil, err
 	}
