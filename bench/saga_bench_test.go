@@ -243,12 +243,18 @@ func tripOpen(b *testing.B, mode string, max float64) {
 	b.StopTimer()
 	e := newEnv(b, "open")
 	bb := e.bus(b)
+	workersSince := time.Now()
 	stopWorkers := runWorkers(b, bb, tripServices())
 	en := startEngine(b, e, mode)
 	c := bench.NewClient(bb)
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
+	// Latency of running workers, as tripClosed and tripUnloaded: a
+	// worker's first seconds record every delivery (a broker write waited
+	// for before each job), a cost per instance start, not per saga. (Until
+	// session 7 the first step, at 25 %, ran in those seconds.)
+	waitWorkerWarmUp(workersSince)
 	// The watcher hands each terminal row to the load running at the time.
 	var cur atomic.Pointer[func(bench.Row, time.Time)]
 	w, err := bench.Watch(ctx, bb, bench.WatchOptions{Want: bench.Terminal, OnSeen: func(r bench.Row, at time.Time) {
