@@ -82,7 +82,7 @@ func TestUnmarshalFallsBackToEncodingJSON(t *testing.T) {
 		want     string // the decoded type field, or the error
 	}{
 		{"valid", `{"v":1,"type":"a"}`, "a"},
-				{"invalid UTF-8 decoded as encoding/json does", `{"v":1,"type":"a` + "\xff" + `"}`, "a\ufffd"},
+		{"invalid UTF-8 decoded as encoding/json does", `{"v":1,"type":"a` + "\xff" + `"}`, "a\ufffd"},
 		{"trailing data: encoding/json's error", `{"v":1} x`, "invalid character 'x' after top-level value"},
 		{"bad number: encoding/json's error", `{"v":1.5}`, "json: cannot unmarshal number 1.5 into Go struct field envelope.v of type int"},
 	}
