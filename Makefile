@@ -54,8 +54,7 @@ build:
 # binary protocol (and where its thread dump is when it does not): CI shows the tail.
 CHAOS_TESTS := TestBrokerStopped
 BROKER_HEALTH = { GO='$(GO)' $(PULSAR) health; exit 1; }
-test: pulsar chromium
-	$(GO) vet $(PKGS)
+test: pulsar chromium lint
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) -skip '^($(CHAOS_TESTS))$$' $(PKGS) || $(BROKER_HEALTH)
 	$(GO) test -race -count=1 -timeout 5m -run '^($(CHAOS_TESTS))$$' ./bus/pulsarbus/ || $(BROKER_HEALTH)
 
