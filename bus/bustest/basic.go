@@ -17,6 +17,42 @@ var optionTests = []test{
 	{"ExclusiveRefusesSecondConsumer", testExclusive},
 	{"InitialPositionLatest", testInitialLatest},
 	{"ClosedBus", testClosedBus},
+	{"EnsureTopicConcurrently", testEnsureTopicConcurrently},
+}
+
+// testEnsureTopicConcurrently: processes starting at once (orchestrators
+// of one deployment) each ensure the same partitioned topic: every one of
+// them succeeds, and the topic has the partitions asked for.
+func testEnsureTopicConcurrently(t *testing.T, s *suite) {
+	topic := unique("ensure")
+	ctx := s.ctx(t)
+	const n = 6
+	buses := make([]bus.Bus, n)
+	for i := range buses {
+		buses[i] = s.bus(t)
+	}
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for _, b := range buses {
+		go func() {
+			<-start
+			errs <- b.EnsureTopic(ctx, bus.TopicSpec{Name: topic, Partitions: 4})
+		}()
+	}
+	close(start)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("EnsureTopic while others ensure it too: %v", err)
+		}
+	}
+	// Asking again with the same count is fine; with another, it is not
+	// what exists (an error, not a silent success).
+	if err := buses[0].EnsureTopic(ctx, bus.TopicSpec{Name: topic, Partitions: 4}); err != nil {
+		t.Errorf("EnsureTopic again: %v", err)
+	}
+	if err := buses[0].EnsureTopic(ctx, bus.TopicSpec{Name: topic, Partitions: 2}); !errors.Is(err, bus.ErrBadOptions) {
+		t.Errorf("EnsureTopic with fewer partitions than exist: %v, want bus.ErrBadOptions", err)
+	}
 }
 
 // testClosedBus: once a connection is closed, everything made with it and

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
 
@@ -173,12 +174,28 @@ func (b *Bus) ensurePartitions(ctx context.Context, tn *utils.TopicName, full st
 		if err == nil {
 			return nil
 		}
-		if !isStatus(err, http.StatusConflict) || attempt > 0 {
+		if !isStatus(err, http.StatusConflict) || attempt >= createConflictRetries {
 			return wrap(err, "create topic %s with %d partitions", full, want)
 		}
-		// Created meanwhile by someone else: check it is what we want.
+		// Created meanwhile by someone else (two orchestrators starting
+		// at once): check it is what we want. The broker that answered
+		// "exists" may still report no partitions for a moment (a CI run
+		// saw it: the orchestrator that lost the race failed to start), so
+		// look again a little later.
+		select {
+		case <-ctx.Done():
+			return wrap(ctx.Err(), "create topic %s with %d partitions", full, want)
+		case <-time.After(createConflictWait):
+		}
 	}
 }
+
+// createConflictRetries and createConflictWait bound how long EnsureTopic
+// waits for a topic someone else created meanwhile to show its partitions.
+const (
+	createConflictRetries = 20
+	createConflictWait    = 100 * time.Millisecond
+)
 
 // partitions is the partition count of a topic (0: not partitioned or
 // missing).
