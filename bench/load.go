@@ -126,6 +126,7 @@ type LoopResult struct {
 	Last      time.Time       // last process seen
 	Failed    int             // processes that ended without completing (KeepGoing)
 	Reasons   map[string]int  // why, by status and the step and type of the last error
+	SeenAt    []time.Time     // when each of Latencies was seen (same order)
 }
 
 // Why summarises Reasons.
@@ -354,6 +355,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 		wg.Wait()
 		t.mu.Lock()
 		res.Latencies = t.lat
+		res.SeenAt = t.seenAt
 		res.InWindow = len(t.lat)
 		t.mu.Unlock()
 		res.Started, res.Done = int(started.Load()), int(t.done.Load())
@@ -374,6 +376,7 @@ func (l *ClosedLoop) Run(ctx context.Context) (LoopResult, error) {
 	}
 	t.mu.Lock()
 	res.Latencies = t.lat
+	res.SeenAt = t.seenAt
 	res.InWindow = len(t.lat)
 	t.mu.Unlock()
 	res.Started, res.Done = int(n), int(t.done.Load())
@@ -529,6 +532,7 @@ schedule:
 	}
 	t.mu.Lock()
 	res.Latencies = t.lat
+	res.SeenAt = t.seenAt
 	t.mu.Unlock()
 	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
 	res.Last = time.Unix(0, t.last.Load())
@@ -639,6 +643,7 @@ func (l *Burst) Run(ctx context.Context) (LoopResult, error) {
 	}
 	t.mu.Lock()
 	res.Latencies = t.lat
+	res.SeenAt = t.seenAt
 	t.mu.Unlock()
 	res.Done, res.InWindow = int(t.done.Load()), len(res.Latencies)
 	res.Last = time.Unix(0, t.last.Load())

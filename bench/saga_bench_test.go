@@ -286,6 +286,7 @@ func tripOpen(b *testing.B, mode string, max float64) {
 			b.Fatalf("open loop at %d%% of %.1f sagas/s: %v", pct, max, err)
 		}
 		p50, p99 := bench.Quantile(res.Latencies, 0.5), bench.Quantile(res.Latencies, 0.99)
+		b.Logf("%d%%: latency by arrival second (mean/max ms): %s", pct, byArrival(res))
 		b.ReportMetric(p50, fmt.Sprintf("p50-ms@%d%%", pct))
 		b.ReportMetric(p99, fmt.Sprintf("p99-ms@%d%%", pct))
 		b.ReportMetric(float64(res.InWindow)/res.Window.Seconds(), fmt.Sprintf("sagas/s@%d%%", pct))
@@ -301,6 +302,40 @@ func tripOpen(b *testing.B, mode string, max float64) {
 	w.Close()
 	stopWorkers()
 	stopEngine(b, en)
+}
+
+// byArrival summarises an open loop's latencies by the second of the step
+// their saga arrived in: a latency that grows through the step (a queue
+// filling up) shows here, while p50 and p99 mix it with noise.
+func byArrival(res bench.LoopResult) string {
+	if len(res.SeenAt) != len(res.Latencies) || len(res.Latencies) == 0 {
+		return "-"
+	}
+	type agg struct {
+		n        int
+		sum, max time.Duration
+	}
+	var secs []agg
+	for i, at := range res.SeenAt {
+		l := res.Latencies[i]
+		s := int(at.Add(-l).Sub(res.First).Seconds())
+		if s < 0 {
+			s = 0
+		}
+		for len(secs) <= s {
+			secs = append(secs, agg{})
+		}
+		secs[s].n++
+		secs[s].sum += l
+		secs[s].max = max(secs[s].max, l)
+	}
+	var parts []string
+	for s, a := range secs {
+		if a.n > 0 {
+			parts = append(parts, fmt.Sprintf("%d:%d/%d", s, (a.sum/time.Duration(a.n)).Milliseconds(), a.max.Milliseconds()))
+		}
+	}
+	return strings.Join(parts, " ")
 }
 
 // BenchmarkTripUnloaded runs -serial trip sagas one at a time on a warmed
