@@ -88,14 +88,8 @@ func NewEnvelope(typ, id, processID string, at time.Time, payload any) (*Envelop
 // unchanged. head's Payload is ignored, a zero V is EnvelopeVersion and
 // Time is written in UTC, as NewEnvelope does.
 func EncodeEnvelope(head Envelope, payload any) ([]byte, error) {
-	if head.Type == "" || head.ID == "" {
-		return nil, fmt.Errorf("%w: envelope needs a type and an id", ErrBadOptions)
-	}
-	if head.V == 0 {
-		head.V = EnvelopeVersion
-	}
 	head.Time, head.Payload = head.Time.UTC(), nil
-	b, err := json.Marshal(&head)
+	b, err := head.Encode()
 	if err != nil || payload == nil {
 		return b, err
 	}

@@ -378,27 +378,26 @@ const decisionBatchMessages = 32
 func (o *Orchestrator) openProducers(ctx context.Context) error {
 	t := o.opts.Topics
 	var err error
-	open := func(topic string, mixed bool) bus.Producer {
+	open := func(po bus.ProducerOptions) bus.Producer {
 		if err != nil {
 			return nil
 		}
 		var p bus.Producer
-		p, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: topic, MixedKeys: mixed})
+		p, err = o.bus.Producer(ctx, po)
 		return p
 	}
 	// The status rows of a batch share broker entries (the status table is
 	// read by readers; bus.ProducerOptions.MixedKeys); timers go to a
-	// Shared subscription: one key a batch.
-	o.status, o.timerTopic = open(t.Status, true), open(t.Timers, false)
-	if err == nil {
-		// Decision tasks share entries too, at most decisionBatchMessages
-		// each: a decider is handed an entry whole, so the bound keeps the
-		// tasks spread over several deciders; deciders are stateless and a
-		// process has one task at a time, so nothing needs one key an
-		// entry. One entry per task cost the broker ~0.3 ms of CPU per trip
-		// saga (remote mode at 1,000 in flight: 1.86 -> ~1.5 ms per saga).
-		o.decisions, err = o.bus.Producer(ctx, bus.ProducerOptions{Topic: t.Decisions, MixedKeys: true, BatchingMaxMessages: decisionBatchMessages})
-	}
+	// Shared subscription: one key a batch. Decision tasks share entries
+	// too, at most decisionBatchMessages each: a decider is handed an entry
+	// whole, so the bound keeps the tasks spread over several deciders;
+	// deciders are stateless and a process has one task at a time, so
+	// nothing needs one key an entry. One entry per task cost the broker
+	// ~0.3 ms of CPU per trip saga (remote mode at 1,000 in flight: 1.86 ->
+	// ~1.5 ms per saga).
+	o.status = open(bus.ProducerOptions{Topic: t.Status, MixedKeys: true})
+	o.timerTopic = open(bus.ProducerOptions{Topic: t.Timers})
+	o.decisions = open(bus.ProducerOptions{Topic: t.Decisions, MixedKeys: true, BatchingMaxMessages: decisionBatchMessages})
 	if err != nil {
 		o.closeProducers()
 		return fmt.Errorf("orchestrator: %w", err)
