@@ -372,11 +372,13 @@ func getJSON(ctx context.Context, u string, v any) error {
 }
 
 // Quantile returns the q-quantile (0..1, nearest rank) of ds, in
-// milliseconds; ds is sorted in place.
+// milliseconds. ds is left as it is: callers pair it with other slices
+// (LoopResult.SeenAt).
 func Quantile(ds []time.Duration, q float64) float64 {
 	if len(ds) == 0 {
 		return 0
 	}
+	ds = slices.Clone(ds)
 	slices.Sort(ds)
 	i := int(q*float64(len(ds)) + 0.5)
 	i = min(max(i-1, 0), len(ds)-1)
