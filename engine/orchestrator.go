@@ -244,7 +244,10 @@ type Orchestrator struct {
 	// warm are the images not frozen; retention and expiring, the finished
 	// processes by the end of their retention and those due (frozen.go,
 	// retention.go).
-	warm      map[*image]struct{}
+	warm map[*image]struct{}
+	// freezeQ are the images the last sweep found freezable, frozen a few
+	// per loop iteration (frozen.go).
+	freezeQ   []*image
 	retention *retention
 	expiring  []*image
 	own       *ownership

@@ -142,11 +142,18 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
-			o.freezeIdle(now)
+			o.queueFreezes(now)
 			o.sweepRetention(now)
 			o.sweepDecisions(now)
 			o.publishImages()
 			lastSweep = now
+		}
+		if len(o.freezeQ) > 0 {
+			budget := freezeBudgetIdle
+			if o.inflight > 0 || o.parts.nParked > 0 {
+				budget = freezeBudgetBusy
+			}
+			o.freezeQueued(time.Now(), budget)
 		}
 		inCh := in
 		if o.parts.nParked >= 8*o.opts.BatchSize && len(o.parts.rewind) == 0 {
@@ -158,7 +165,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		var r received
 		var gotMsgs bool
 		var landed *flightResult
-		if !stalled && o.inflight < o.opts.MaxInFlight && o.hasWork() {
+		if (!stalled && o.inflight < o.opts.MaxInFlight && o.hasWork()) || len(o.freezeQ) > 0 {
+			// Work to do (a batch to launch, images to freeze): take what
+			// has come without waiting.
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
