@@ -263,8 +263,12 @@ func (o *Orchestrator) receiveBatch(ctx context.Context) ([]*bus.Message, error)
 		// lingering for more (OrchestratorOptions.BatchWait).
 		wait = idleBatchWait
 	}
+	// The wait counts from the first input, not from each: inputs arriving
+	// closer together than the wait (a steady load) would otherwise hold
+	// the batch until BatchSize, away from a loop that may have a slot free.
+	deadline := time.Now().Add(wait)
 	for len(msgs) < o.opts.BatchSize {
-		wctx, cancel := context.WithTimeout(ctx, wait)
+		wctx, cancel := context.WithDeadline(ctx, deadline)
 		m, err := o.cons.Receive(wctx)
 		cancel()
 		if err != nil {
