@@ -34,6 +34,13 @@ type Orchestrator struct {
 	// the throughput (its transaction buffer stores a topic's entries one
 	// at a time).
 	JobBatchMessages int `mapstructure:"job_batch_messages" usage:"commands per broker entry on a job queue at most (at most the workers' concurrency)"`
+	// BatchSpacing: while a batch is on its way, the next one is launched
+	// this long after it at the earliest, unless the inputs waiting fill a
+	// batch (default 25ms; 0: as soon as a slot is free). Fewer, larger
+	// transactions at partial load: each costs the broker a fixed amount
+	// (coordinator log records, commit markers). A batch with no other on
+	// its way never waits.
+	BatchSpacing time.Duration `mapstructure:"batch_spacing" usage:"launch a batch this long after the one on its way at the earliest (0: at once)"`
 	// Decider is where decisions are made: "inline" (default) inside the
 	// orchestrator's batch, or "remote" by cmd/decider instances over the
 	// decisions topic (isolation, costly expressions). decision_timeout and
@@ -88,7 +95,7 @@ type Orchestrator struct {
 func DefaultOrchestrator() Orchestrator {
 	host, _ := os.Hostname()
 	return Orchestrator{
-		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, Decider: "inline",
+		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, BatchSpacing: 25 * time.Millisecond, Decider: "inline",
 		DecisionTimeout: 30 * time.Second, MaxOutstanding: 512, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
 		AdminStuckAfter: 15 * time.Minute,
 	}
@@ -108,6 +115,9 @@ func (c *Orchestrator) Validate() error {
 	}
 	if c.JobBatchMessages < 1 || c.JobBatchMessages > 1000 {
 		errs = append(errs, &FieldError{Key: "job_batch_messages", Value: c.JobBatchMessages, Problem: "must be between 1 and 1000 (at most the workers' concurrency)"})
+	}
+	if c.BatchSpacing < 0 || c.BatchSpacing > time.Second {
+		errs = append(errs, &FieldError{Key: "batch_spacing", Value: c.BatchSpacing.String(), Problem: "must be between 0 and 1s (a batch may wait this long)"})
 	}
 	if c.Decider != "inline" && c.Decider != "remote" {
 		errs = append(errs, &FieldError{Key: "decider", Value: c.Decider, Problem: "must be inline or remote"})

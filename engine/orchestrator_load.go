@@ -139,6 +139,9 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	defer tick.Stop()
 	stalled := false // everything waiting is busy in an uncommitted batch
 	lastSweep := time.Now()
+	var lastLaunch time.Time
+	spaced := time.NewTimer(time.Hour) // wakes the loop when BatchSpacing is over
+	defer spaced.Stop()
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
@@ -165,7 +168,14 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		var r received
 		var gotMsgs bool
 		var landed *flightResult
-		if (!stalled && o.inflight < o.opts.MaxInFlight && o.hasWork()) || len(o.freezeQ) > 0 {
+		canLaunch := o.inflight < o.opts.MaxInFlight && o.hasWork()
+		wait := o.launchWait(lastLaunch)
+		var spacedC <-chan time.Time
+		if canLaunch && wait > 0 {
+			spaced.Reset(wait)
+			spacedC = spaced.C
+		}
+		if (!stalled && canLaunch && wait == 0) || len(o.freezeQ) > 0 {
 			// Work to do (a batch to launch, images to freeze): take what
 			// has come without waiting.
 			select {
@@ -191,6 +201,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 				landed = &fr
 			case <-o.own.changed:
 			case <-tick.C:
+			case <-spacedC:
 			}
 		}
 		stalled = false
@@ -211,7 +222,8 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		if o.parts.stuck != nil {
 			return o.parts.stuck
 		}
-		if o.inflight < o.opts.MaxInFlight && o.hasWork() {
+		if o.inflight < o.opts.MaxInFlight && o.hasWork() && o.launchWait(lastLaunch) == 0 {
+			lastLaunch = time.Now()
 			// The batch's work units (adaptive.go): inputs first, a
 			// quarter kept for snapshots, timers and queued decisions
 			// when those wait.
@@ -228,6 +240,25 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			o.publishQueue() // as of a committed batch
 		}
 	}
+}
+
+// DefaultBatchSpacing is OrchestratorOptions.BatchSpacing's default.
+const DefaultBatchSpacing = 25 * time.Millisecond
+
+// launchWait is how long the loop waits before it launches the next batch
+// (OrchestratorOptions.BatchSpacing): nothing with no batch on its way or
+// with a full batch of inputs waiting.
+func (o *Orchestrator) launchWait(lastLaunch time.Time) time.Duration {
+	return spacingWait(o.inflight, time.Since(lastLaunch), o.parts.nParked, o.adapt.limit(), o.opts.BatchSpacing)
+}
+
+// spacingWait is launchWait's rule: a batch on its way (inflight), the last
+// launched since ago, parked inputs waiting against a batch's limit.
+func spacingWait(inflight int, since time.Duration, parked, limit int, spacing time.Duration) time.Duration {
+	if inflight == 0 || spacing <= 0 || parked >= limit || since >= spacing {
+		return 0
+	}
+	return spacing - since
 }
 
 // receive hands batches of received messages to the loop: up to BatchSize,

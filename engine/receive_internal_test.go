@@ -61,3 +61,30 @@ func TestReceiveBatchWaitCountsFromTheFirstInput(t *testing.T) {
 		})
 	}
 }
+
+// TestSpacingWait: OrchestratorOptions.BatchSpacing's rule.
+func TestSpacingWait(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name     string
+		inflight int
+		since    time.Duration
+		parked   int
+		want     time.Duration
+	}{
+		{"nothing on its way: at once", 0, 0, 1, 0},
+		{"one on its way, just launched: the rest of the spacing", 1, 5 * ms, 10, 20 * ms},
+		{"one on its way, spacing over", 1, 25 * ms, 10, 0},
+		{"one on its way, a full batch waits: at once", 1, 5 * ms, 256, 0},
+		{"more than a full batch waits: at once", 1, 0, 1000, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := spacingWait(tc.inflight, tc.since, tc.parked, 256, 25*ms); got != tc.want {
+				t.Errorf("spacingWait = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := spacingWait(1, 0, 1, 256, -1); got != 0 {
+		t.Errorf("spacing off: spacingWait = %v, want 0", got)
+	}
+}

@@ -140,7 +140,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	}
 	defer stopTracing()
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
-		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, JobBatchMessages: cfg.JobBatchMessages, Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
+		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, JobBatchMessages: cfg.JobBatchMessages, BatchSpacing: batchSpacing(cfg.BatchSpacing), Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
 		MaxOutstanding: cfg.MaxOutstanding, Observer: adm.metrics, Tracer: tr,
 	}, log)
 	adm.watch(o)
@@ -226,4 +226,13 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 		log.Info().Str("service", svc).Str("mode", cfg.Mode).Msg("worker running")
 	}
 	return group(ctx, log, fns...)
+}
+
+// batchSpacing maps the configuration's batch_spacing (0: off) to the
+// engine's option (0: the default, negative: off).
+func batchSpacing(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
