@@ -131,6 +131,8 @@ func TestDeciderValidate(t *testing.T) {
 		{"one of everything", func(c *Decider) { c.Concurrency, c.Partitions = 1, 1 }, nil},
 		{"no name", func(c *Decider) { c.Name = "" }, []string{"name"}},
 		{"zero concurrency", func(c *Decider) { c.Concurrency = 0 }, []string{"concurrency"}},
+		{"GC target too low", func(c *Decider) { c.GCPercent = 0 }, []string{"gc_percent"}},
+		{"Go's own GC target", func(c *Decider) { c.GCPercent = 100 }, nil},
 		{"batches of one, no wait to speak of", func(c *Decider) { c.MaxBatch, c.BatchWait = 1, time.Microsecond }, nil},
 		{"largest batch, longest wait", func(c *Decider) { c.MaxBatch, c.BatchWait = 1000, time.Second }, nil},
 		{"zero max batch", func(c *Decider) { c.MaxBatch = 0 }, []string{"max_batch"}},

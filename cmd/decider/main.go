@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"os"
 
 	"github.com/rs/zerolog"
 
@@ -14,6 +15,7 @@ import (
 func main() {
 	cfg := config.DefaultDecider()
 	app.Main("decider", &cfg, &cfg.Log, func(ctx context.Context, log zerolog.Logger) error {
+		app.SetGCPercent(cfg.GCPercent, os.Getenv, log)
 		return app.RunDecider(ctx, cfg, log)
 	})
 }

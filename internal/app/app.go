@@ -238,10 +238,10 @@ func batchSpacing(d time.Duration) time.Duration {
 	return d
 }
 
-// SetGCPercent applies the orchestrator's gc_percent to the Go runtime
-// unless the environment's GOGC is set (getenv: os.Getenv), and says what
-// it did. cmd/orchestrator calls it: the setting is the process's, so it
-// is not made by RunOrchestrator, which tests run in their own process.
+// SetGCPercent applies a binary's gc_percent to the Go runtime unless the
+// environment's GOGC is set (getenv: os.Getenv). cmd/orchestrator and
+// cmd/decider call it: the setting is the process's, so it is not made by
+// RunOrchestrator or RunDecider, which tests run in their own process.
 func SetGCPercent(percent int, getenv func(string) string, log zerolog.Logger) {
 	if g := getenv("GOGC"); g != "" {
 		log.Info().Str("GOGC", g).Int("gc_percent", percent).Msg("gc_percent left aside: the GOGC environment variable is set")
