@@ -38,6 +38,15 @@ type Pulsar struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout" usage:"how long to wait for the broker connection"`
 	// OperationTimeout bounds one broker operation (lookup, create, send).
 	OperationTimeout time.Duration `mapstructure:"operation_timeout" usage:"how long one broker operation may take"`
+	// CompactionThresholdMB is the compaction threshold set on every
+	// compacted topic (status, snapshots, definitions, ...): the broker
+	// compacts one when this many MiB were written since its last
+	// compaction. A compaction rewrites every key the topic keeps and slows
+	// the broker while it runs: small values compact often (1 MiB: once a
+	// minute at 580 sagas/s, with bursts of 1–4 s of latency), large ones
+	// leave more for readers to skip when they load. Give every binary the
+	// same value: whichever ensures the topics sets it. Default 64.
+	CompactionThresholdMB int64 `mapstructure:"compaction_threshold_mb" usage:"MiB written to a compacted topic before the broker compacts it (same value on every binary)"`
 
 	// Authentication: at most one of a token (AuthToken or AuthTokenFile)
 	// and OAuth2. docs/operations.md, "Pulsar authentication and TLS".
@@ -86,12 +95,13 @@ func (p Pulsar) AuthMethod() string {
 // DefaultPulsar is a broker on loopback, as `make pulsar` starts it.
 func DefaultPulsar() Pulsar {
 	return Pulsar{
-		URL:              "pulsar://127.0.0.1:6650",
-		AdminURL:         "http://127.0.0.1:8080",
-		Tenant:           "public",
-		Namespace:        "pulsaga",
-		ConnectTimeout:   10 * time.Second,
-		OperationTimeout: 30 * time.Second,
+		URL:                   "pulsar://127.0.0.1:6650",
+		AdminURL:              "http://127.0.0.1:8080",
+		Tenant:                "public",
+		Namespace:             "pulsaga",
+		ConnectTimeout:        10 * time.Second,
+		OperationTimeout:      30 * time.Second,
+		CompactionThresholdMB: 64,
 	}
 }
 
@@ -111,6 +121,9 @@ func (p Pulsar) Validate(prefix string) error {
 		}
 	}
 	errs = append(errs, positive(prefix+".connect_timeout", p.ConnectTimeout), positive(prefix+".operation_timeout", p.OperationTimeout))
+	if p.CompactionThresholdMB < 1 || p.CompactionThresholdMB > 1<<20 {
+		errs = append(errs, &FieldError{Key: prefix + ".compaction_threshold_mb", Value: p.CompactionThresholdMB, Problem: "must be between 1 and 1048576 (MiB)"})
+	}
 	errs = append(errs, p.validateSecurity(prefix))
 	return errors.Join(errs...)
 }

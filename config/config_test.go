@@ -121,6 +121,20 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{"pulsar.operation_timeout", "positive duration"},
 		},
 		{
+			name:    "compaction threshold below 1 MiB",
+			env:     map[string]string{"PULSAGA_PULSAR_COMPACTION_THRESHOLD_MB": "0"},
+			wantErr: []string{"pulsar.compaction_threshold_mb", "between 1 and 1048576"},
+		},
+		{
+			name: "compaction threshold from the file",
+			file: "pulsar:\n  compaction_threshold_mb: 256\n",
+			check: func(t *testing.T, c *testConfig) {
+				if c.Pulsar.CompactionThresholdMB != 256 {
+					t.Errorf("compaction threshold %d MiB, want 256", c.Pulsar.CompactionThresholdMB)
+				}
+			},
+		},
+		{
 			name:    "unparsable file",
 			file:    "workers: [1,\n",
 			wantErr: []string{"pulsaga.yaml"},

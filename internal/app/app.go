@@ -48,8 +48,9 @@ func BusConfig(p config.Pulsar) pulsarbus.Config {
 		ServiceURL: p.URL, AdminURL: p.AdminURL,
 		Namespace:         bus.Namespace{Tenant: p.Tenant, Namespace: p.Namespace},
 		ConnectionTimeout: p.ConnectTimeout, OperationTimeout: p.OperationTimeout,
-		Auth: pulsarbus.Auth{Token: p.AuthToken, TokenFile: p.AuthTokenFile},
-		TLS:  pulsarbus.TLS{TrustCertsFile: p.TLSTrustCertsFile, AllowInsecure: p.TLSAllowInsecure},
+		CompactionThresholdBytes: p.CompactionThresholdMB << 20,
+		Auth:                     pulsarbus.Auth{Token: p.AuthToken, TokenFile: p.AuthTokenFile},
+		TLS:                      pulsarbus.TLS{TrustCertsFile: p.TLSTrustCertsFile, AllowInsecure: p.TLSAllowInsecure},
 	}
 	if p.AuthMethod() == "oauth2" {
 		c.Auth.OAuth2 = &pulsarbus.OAuth2{IssuerURL: p.OAuth2IssuerURL, CredentialsFile: p.OAuth2CredentialsFile, Audience: p.OAuth2Audience, Scope: p.OAuth2Scope}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/internal/app"
 )
 
@@ -30,5 +31,17 @@ func TestSetGCPercent(t *testing.T) {
 				t.Errorf("GC percent %d, want %d", got, tc.want)
 			}
 		})
+	}
+}
+
+// BusConfig turns pulsar.compaction_threshold_mb into the bus's bytes.
+func TestBusConfigCompactionThreshold(t *testing.T) {
+	p := config.DefaultPulsar()
+	if got := app.BusConfig(p).CompactionThresholdBytes; got != 64<<20 {
+		t.Errorf("default: %d bytes, want 64 MiB", got)
+	}
+	p.CompactionThresholdMB = 3
+	if got := app.BusConfig(p).CompactionThresholdBytes; got != 3<<20 {
+		t.Errorf("3 MiB: %d bytes", got)
 	}
 }
