@@ -28,8 +28,9 @@ const (
 	// it keeps, and on a busy broker everything waits meanwhile: at 1 MiB
 	// the status and snapshot topics of an engine running 580 sagas/s were
 	// compacted every minute, each time longer as the kept keys grew, and
-	// the p99 of four minutes rose to 3.4 s (bursts of 1–4 s once a
-	// minute); at 64 MiB it was 0.69 s (docs/benchmarks.md, session 9).
+	// the p99 of four minutes rose to 2.3–3.4 s (bursts of 1–4 s once a
+	// minute); at 64 MiB it was 0.69–1.3 s, the bursts as long but rarer
+	// (docs/benchmarks.md, session 9).
 	DefaultCompactionThresholdBytes = 64 << 20
 )
 
