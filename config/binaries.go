@@ -107,7 +107,7 @@ func DefaultOrchestrator() Orchestrator {
 	return Orchestrator{
 		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, BatchSpacing: 25 * time.Millisecond, Decider: "inline",
 		DecisionTimeout: 30 * time.Second, MaxOutstanding: 512, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
-		AdminStuckAfter: 15 * time.Minute, GCPercent: 200,
+		AdminStuckAfter: 15 * time.Minute, GCPercent: defaultGCPercent,
 	}
 }
 
@@ -235,7 +235,7 @@ type Decider struct {
 // DefaultDecider is the default decider configuration.
 func DefaultDecider() Decider {
 	host, _ := os.Hostname()
-	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, MaxBatch: 64, BatchWait: 3 * time.Millisecond, Partitions: 4, GCPercent: 200}
+	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, MaxBatch: 64, BatchWait: 3 * time.Millisecond, Partitions: 4, GCPercent: defaultGCPercent}
 }
 
 // Validate checks every key.
@@ -435,6 +435,10 @@ func FromArgs(name string, args []string, cfg Validator) error {
 	}
 	return Load(cfg, *file, fs)
 }
+
+// defaultGCPercent is the orchestrator's and the decider's gc_percent
+// default (docs/benchmarks.md, session 9).
+const defaultGCPercent = 200
 
 // validGCPercent checks a gc_percent key.
 func validGCPercent(p int) error {
