@@ -102,6 +102,12 @@ type partitionProducer struct {
 	client *client
 	topic  string
 	log    log.Logger
+	// pulsaga patch: logMu guards the one write of log after the producer is
+	// registered with its connection (the constructor adds producer_name):
+	// ConnectionClosed, called by the connection's goroutine, may read it
+	// meanwhile (a data race under -race when a connection closed while a
+	// producer was being created).
+	logMu sync.Mutex
 
 	conn         atomic.Pointer[internal.Connection]
 	cnxKeySuffix int32
@@ -132,6 +138,20 @@ type partitionProducer struct {
 	ctx                  context.Context
 	cancelFunc           context.CancelFunc
 	backOffPolicyFunc    func() backoff.Policy
+
+	// pulsaga patch: a closed producer no longer closes dataChan and cmdChan
+	// (upstream did, in doClose, so a Send, Flush or Close racing a close
+	// from the reconnect goroutine — a fenced producer, a deleted topic —
+	// could panic with "send on closed channel", a data race under -race).
+	// doClose closes closedCh instead; senders select on it. enqueueMu
+	// (read-locked by every enqueue on dataChan, locked once by doClose after
+	// closedCh is closed) makes sure no request enters dataChan after doClose
+	// drained it. closeDoneCh is closed when doClose is done. doClose runs on
+	// the event loop only: the reconnect goroutine asks the loop to close
+	// (closeProducer with a reason) instead of closing concurrently with it.
+	closedCh    chan struct{}
+	closeDoneCh chan struct{}
+	enqueueMu   sync.RWMutex
 }
 
 type schemaCache struct {
@@ -193,6 +213,8 @@ func newPartitionProducer(client *client, topic string, options *ProducerOptions
 		dataChan:         make(chan *sendRequest, maxPendingMessages),
 		cmdChan:          make(chan interface{}, 10),
 		connectClosedCh:  make(chan *connectionClosed, 1),
+		closedCh:         make(chan struct{}),
+		closeDoneCh:      make(chan struct{}),
 		batchFlushTicker: time.NewTicker(batchingMaxPublishDelay),
 		compressionProvider: internal.GetCompressionProvider(pb.CompressionType(options.CompressionType),
 			compression.Level(options.CompressionLevel)),
@@ -232,10 +254,12 @@ func newPartitionProducer(client *client, topic string, options *ProducerOptions
 		return nil, err
 	}
 
+	p.logMu.Lock()
 	p.log = p.log.SubLogger(log.Fields{
 		"producer_name": p.producerName,
 		"producerID":    p.producerID,
 	})
+	p.logMu.Unlock()
 
 	p.log.WithField("cnx", p._getConn().ID()).Info("Created producer")
 	p.setProducerState(producerReady)
@@ -433,7 +457,10 @@ func (cc *connectionClosed) HasURL() bool {
 
 func (p *partitionProducer) ConnectionClosed(closeProducer *pb.CommandCloseProducer) {
 	// Trigger reconnection in the produce goroutine
-	p.log.WithField("cnx", p._getConn().ID()).Warn("Connection was closed")
+	p.logMu.Lock()
+	logger := p.log
+	p.logMu.Unlock()
+	logger.WithField("cnx", p._getConn().ID()).Warn("Connection was closed")
 	var assignedBrokerURL string
 	if closeProducer != nil {
 		assignedBrokerURL = p.client.selectServiceURL(
@@ -526,13 +553,13 @@ func (p *partitionProducer) reconnectToBroker(connectionClosed *connectionClosed
 		if strings.Contains(errMsg, errMsgTopicNotFound) {
 			// when topic is deleted, we should give up reconnection.
 			p.log.Warn("Topic not found, stop reconnecting, close the producer")
-			p.doClose(errors.Join(ErrTopicNotfound, err))
+			p.closeOnLoop(errors.Join(ErrTopicNotfound, err))
 			return struct{}{}, nil
 		}
 
 		if strings.Contains(errMsg, errMsgTopicTerminated) {
 			p.log.Warn("Topic was terminated, failing pending messages, stop reconnecting, close the producer")
-			p.doClose(errors.Join(ErrTopicTerminated, err))
+			p.closeOnLoop(errors.Join(ErrTopicTerminated, err))
 			return struct{}{}, nil
 		}
 
@@ -545,7 +572,7 @@ func (p *partitionProducer) reconnectToBroker(connectionClosed *connectionClosed
 
 		if strings.Contains(errMsg, errMsgProducerFenced) {
 			p.log.Warn("Producer was fenced, failing pending messages, stop reconnecting")
-			p.doClose(errors.Join(ErrProducerFenced, err))
+			p.closeOnLoop(errors.Join(ErrProducerFenced, err))
 			return struct{}{}, nil
 		}
 		p.log.WithError(err).Warn("Failed to reconnect to broker, will retry later.")
@@ -585,17 +612,9 @@ func (p *partitionProducer) runEventsLoop() {
 	}()
 	for {
 		select {
-		case data, ok := <-p.dataChan:
-			// when doClose() is call, p.dataChan will be closed, data will be nil
-			if !ok {
-				return
-			}
+		case data := <-p.dataChan:
 			p.internalSend(data)
-		case cmd, ok := <-p.cmdChan:
-			// when doClose() is call, p.dataChan will be closed, cmd will be nil
-			if !ok {
-				return
-			}
+		case cmd := <-p.cmdChan:
 			switch v := cmd.(type) {
 			case *flushRequest:
 				p.internalFlush(v)
@@ -1418,12 +1437,26 @@ func (p *partitionProducer) internalSendAsync(
 		return
 	}
 
+	// pulsaga patch: enqueue under enqueueMu, never after closedCh is
+	// closed (see closedCh); the request is failed outside the lock, as its
+	// callback may send again.
+	var err error
+	p.enqueueMu.RLock()
 	select {
-	case <-ctx.Done():
-		sr.done(nil, ctx.Err())
-		return
-	case p.dataChan <- sr:
-		return
+	case <-p.closedCh:
+		err = p.closedError()
+	default:
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-p.closedCh:
+			err = p.closedError()
+		case p.dataChan <- sr:
+		}
+	}
+	p.enqueueMu.RUnlock()
+	if err != nil {
+		sr.done(nil, err)
 	}
 }
 
@@ -1526,7 +1559,27 @@ func (p *partitionProducer) ReceivedSendError(sendError *pb.CommandSendError) {
 func (p *partitionProducer) internalClose(req *closeProducer) {
 	defer close(req.doneCh)
 
-	p.doClose(ErrProducerClosed)
+	reason := req.reason
+	if reason == nil {
+		reason = ErrProducerClosed
+	}
+	p.doClose(reason)
+}
+
+// closeOnLoop closes the producer for reason on the event loop and waits
+// until it is closed (pulsaga patch: the reconnect goroutine called doClose
+// itself, concurrently with the loop's sends and flushes).
+func (p *partitionProducer) closeOnLoop(reason error) {
+	cp := &closeProducer{doneCh: make(chan struct{}), reason: reason}
+	select {
+	case p.cmdChan <- cp:
+	case <-p.closeDoneCh:
+		return
+	}
+	select {
+	case <-cp.doneCh:
+	case <-p.closeDoneCh:
+	}
 }
 
 func (p *partitionProducer) doClose(reason error) {
@@ -1536,8 +1589,20 @@ func (p *partitionProducer) doClose(reason error) {
 
 	p.log.Info("Closing producer")
 	p.closeReason.Store(&reason)
-	defer close(p.dataChan)
-	defer close(p.cmdChan)
+	defer close(p.closeDoneCh)
+	// pulsaga patch: refuse new requests, wait for the enqueues under way,
+	// then fail what they left in dataChan (see closedCh).
+	close(p.closedCh)
+	p.enqueueMu.Lock()
+	p.enqueueMu.Unlock() //nolint:staticcheck // a barrier: every enqueue under way has ended
+	for drained := false; !drained; {
+		select {
+		case sr := <-p.dataChan:
+			sr.done(nil, p.closedError())
+		default:
+			drained = true
+		}
+	}
 
 	var err error
 	if p.options.CloseWithoutRequest {
@@ -1566,6 +1631,9 @@ func (p *partitionProducer) doClose(reason error) {
 	p.setProducerState(producerClosed)
 	p._getConn().UnregisterListener(p.producerID)
 	p.batchFlushTicker.Stop()
+	// pulsaga patch: a close from the reconnect goroutine ends that goroutine
+	// and the send-timeout checker too (upstream: only Close canceled them).
+	p.cancelFunc()
 }
 
 // closedError is the error of a send or flush on a closed producer: it
@@ -1637,6 +1705,8 @@ func (p *partitionProducer) FlushWithCtx(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-p.closeDoneCh: // pulsaga patch: closed meanwhile, see closedCh
+		return p.closedError()
 	case p.cmdChan <- flushReq:
 	}
 
@@ -1646,6 +1716,8 @@ func (p *partitionProducer) FlushWithCtx(ctx context.Context) error {
 		return ctx.Err()
 	case <-flushReq.doneCh:
 		return flushReq.err
+	case <-p.closeDoneCh:
+		return p.closedError()
 	}
 }
 
@@ -1676,11 +1748,20 @@ func (p *partitionProducer) Close() {
 
 	p.cancelFunc()
 
+	// pulsaga patch: the loop may have closed the producer meanwhile (a close
+	// from the reconnect goroutine): then there is nothing to wait for.
 	cp := &closeProducer{doneCh: make(chan struct{})}
-	p.cmdChan <- cp
+	select {
+	case p.cmdChan <- cp:
+	case <-p.closeDoneCh:
+		return
+	}
 
 	// wait for close producer request to complete
-	<-cp.doneCh
+	select {
+	case <-cp.doneCh:
+	case <-p.closeDoneCh:
+	}
 }
 
 type sendRequest struct {
@@ -1844,6 +1925,7 @@ func (p *partitionProducer) reserveResources(sr *sendRequest) error {
 
 type closeProducer struct {
 	doneCh chan struct{}
+	reason error // pulsaga patch: nil for Close (ErrProducerClosed)
 }
 
 type flushRequest struct {
