@@ -618,7 +618,8 @@ func TestSendInEndedTransaction(t *testing.T) {
 	for round := 1; ; round++ {
 		if time.Now().After(deadline) {
 			t.Fatalf("the broker still accepted sends in the aborted transaction (%d,%d) after %d rounds: "+
-				"a transaction older than it stayed open for 2 minutes", most, least, round)
+				"a transaction older than it stayed open for 2 minutes; open for over a minute: %s",
+				most, least, round, slowTransactions(ctx, adm, time.Minute))
 		}
 		later, err := b.BeginTx(ctx, time.Minute)
 		if err != nil {
@@ -748,4 +749,21 @@ func TestReaderHasNextAfterCancelledCalls(t *testing.T) {
 	if err != nil || string(m.Payload) != "one" {
 		t.Fatalf("next: %v, %v", m, err)
 	}
+}
+
+// slowTransactions is what the broker's admin API says of the transactions
+// open for longer than d (their ids, timeouts and partitions), to name the
+// one that holds a transaction coordinator's low-water mark back.
+func slowTransactions(ctx context.Context, adminURL string, d time.Duration) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/admin/v3/transactions/slowTransactions/%d", adminURL, d.Milliseconds()), nil)
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.Status + " " + string(body)
 }

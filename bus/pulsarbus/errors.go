@@ -73,6 +73,7 @@ func sentinel(err error) error {
 		"connection reset", "broken pipe", "no such host", "i/o timeout", "eof",
 		"servicenotready", "service not ready", "too many requests", "toomanyrequests",
 		"producerbusy", "consumerbusy", "metadataerror", "persistenceerror",
+		"when con closed", // the connection closed while a consumer or reader was being made
 	} {
 		if strings.Contains(msg, s) {
 			return bus.ErrUnavailable

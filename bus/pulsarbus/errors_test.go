@@ -25,6 +25,7 @@ func TestWrap(t *testing.T) {
 		{"producer closed", pulsar.ErrProducerClosed, bus.ErrClosed},
 		{"transaction", errors.Join(pulsar.ErrTransaction, errors.New("not open")), bus.ErrTxFailed},
 		{"connection closed", errors.New("connection closed"), bus.ErrUnavailable},
+		{"consumer handler on a closed connection", errors.New("unable add consumer handler when con closed"), bus.ErrUnavailable},
 		{"request timed out", errors.New("request timed out"), bus.ErrUnavailable},
 		{"dial refused", fmt.Errorf("dial: %w", errors.New("connect: connection refused")), bus.ErrUnavailable},
 		{"admin 503", rest.Error{Code: 503, Reason: "unavailable"}, bus.ErrUnavailable},
