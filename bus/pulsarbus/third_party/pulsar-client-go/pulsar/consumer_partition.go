@@ -1846,6 +1846,15 @@ func (pc *partitionConsumer) dispatcher() {
 			// drain the message queue on any new connection by sending a
 			// special nil message to the channel so we know when to stop dropping messages
 			var nextMessageInQueue *trackingMessageID
+			// pulsaga patch: the messages this loop took from queueCh and has
+			// not handed to the application yet are dropped too, so the first
+			// of them is where the consumer starts again. Upstream started
+			// from the first message left in queueCh: a reader (non-durable
+			// subscription) that reconnected while the loop held part of a
+			// batch skipped those messages for good.
+			if len(messages) > 0 {
+				nextMessageInQueue = toTrackingMessageID(messages[0].msgID)
+			}
 			go func() {
 				pc.queueCh <- nil
 			}()

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/apache/pulsar-client-go/pulsar/internal"
@@ -197,5 +198,47 @@ func TestAckIDListWithTxnRefusals(t *testing.T) {
 	pc.setConsumerState(consumerClosed)
 	if err := pc.AckIDListWithTxn([]MessageID{NewMessageID(1, 2, -1, 1)}, txn); !errors.As(err, &pe) || pe.Result() != ConsumerClosed {
 		t.Fatalf("ack list on a closed consumer: %v, want ConsumerClosed", err)
+	}
+}
+
+// pulsaga patch: a consumer that reconnects while its dispatcher holds part
+// of a batch (taken from queueCh, not yet handed to the application)
+// starts again from the first message it holds, not from the first
+// message left in queueCh: a reader skipped the held ones for good.
+func TestClearQueueStartsFromTheFirstHeldMessage(t *testing.T) {
+	msg := func(entry int64) *message {
+		return &message{msgID: newTrackingMessageID(7, entry, -1, 0, 0, nil)}
+	}
+	pc := &partitionConsumer{
+		log:          log.DefaultNopLogger(),
+		queueCh:      make(chan []*message, 4),
+		messageCh:    make(chan ConsumerMessage), // unbuffered: the dispatcher holds what it cannot hand over
+		clearQueueCh: make(chan func(id *trackingMessageID)),
+		connectedCh:  make(chan struct{}),
+		closeCh:      make(chan struct{}),
+		metrics: internal.NewMetricsProvider(4, map[string]string{}, prometheus.NewRegistry()).
+			GetLeveledMetrics("topic"),
+		dispatcherSeekingControlCh: make(chan struct{}),
+		options:                    &partitionConsumerOpts{},
+		dlq:                        &dlqRouter{},
+	}
+	pc.availablePermits = &availablePermits{pc: pc}
+	pc.setConsumerState(consumerReady)
+	go pc.dispatcher()
+	defer close(pc.closeCh)
+
+	pc.queueCh <- []*message{msg(1), msg(2), msg(3)}
+	if got := <-pc.messageCh; got.ID().EntryID() != 1 {
+		t.Fatalf("first message handed over: entry %d, want 1", got.ID().EntryID())
+	}
+	// The dispatcher now holds entries 2 and 3; the next batch waits in
+	// queueCh.
+	pc.queueCh <- []*message{msg(4), msg(5)}
+	next := pc.clearQueueAndGetNextMessage()
+	if next == nil || next.entryID != 2 {
+		t.Fatalf("after a reconnect the consumer starts again at %v, want entry 2 (the first message not handed over)", next)
+	}
+	if start := getPreviousMessage(next); start.entryID != 1 {
+		t.Fatalf("start position %v, want entry 1 (so that entry 2 comes next)", start)
 	}
 }
