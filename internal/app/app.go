@@ -23,6 +23,7 @@ import (
 	"github.com/pulsaga/pulsaga/timers"
 	"github.com/pulsaga/pulsaga/trigger"
 	"github.com/pulsaga/pulsaga/worker"
+	"github.com/pulsaga/pulsaga/workflow"
 )
 
 // Connect opens the Pulsar bus a configuration names, and warns when the
@@ -109,19 +110,28 @@ func group(ctx context.Context, log zerolog.Logger, fns ...func(context.Context)
 
 // RunOrchestrator runs an orchestrator (and a timer relay) until ctx ends.
 func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.Logger) error {
-	b, err := Connect(ctx, cfg.Pulsar, log)
-	if err != nil {
+	var b *pulsarbus.Bus
+	if err := untilAvailable(ctx, log, "connect", func(ctx context.Context) (err error) {
+		b, err = Connect(ctx, cfg.Pulsar, log)
+		return err
+	}); err != nil {
 		return err
 	}
 	defer b.Close()
 	topics := Topics(cfg.Partitions, cfg.HistoryRetention)
-	if err := engine.EnsureTopics(ctx, b, topics); err != nil {
+	if err := untilAvailable(ctx, log, "ensure topics", func(ctx context.Context) error {
+		return engine.EnsureTopics(ctx, b, topics)
+	}); err != nil {
 		return err
 	}
 	reg := engine.NewRegistry(b, topics.Definitions, nil)
 	defer reg.Close()
 	if cfg.Definitions != "" {
-		defs, err := reg.RegisterPath(ctx, cfg.Definitions)
+		var defs []*workflow.Definition
+		err := untilAvailable(ctx, log, "register definitions", func(ctx context.Context) (err error) {
+			defs, err = reg.RegisterPath(ctx, cfg.Definitions)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("register definitions: %w", err)
 		}
@@ -159,8 +169,11 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 
 // RunDecider runs a decider until ctx ends.
 func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) error {
-	b, err := Connect(ctx, cfg.Pulsar, log)
-	if err != nil {
+	var b *pulsarbus.Bus
+	if err := untilAvailable(ctx, log, "connect", func(ctx context.Context) (err error) {
+		b, err = Connect(ctx, cfg.Pulsar, log)
+		return err
+	}); err != nil {
 		return err
 	}
 	defer b.Close()
