@@ -110,11 +110,8 @@ func group(ctx context.Context, log zerolog.Logger, fns ...func(context.Context)
 
 // RunOrchestrator runs an orchestrator (and a timer relay) until ctx ends.
 func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.Logger) error {
-	var b *pulsarbus.Bus
-	if err := untilAvailable(ctx, log, "connect", func(ctx context.Context) (err error) {
-		b, err = Connect(ctx, cfg.Pulsar, log)
-		return err
-	}); err != nil {
+	b, err := Connect(ctx, cfg.Pulsar, log)
+	if err != nil {
 		return err
 	}
 	defer b.Close()
@@ -169,11 +166,8 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 
 // RunDecider runs a decider until ctx ends.
 func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) error {
-	var b *pulsarbus.Bus
-	if err := untilAvailable(ctx, log, "connect", func(ctx context.Context) (err error) {
-		b, err = Connect(ctx, cfg.Pulsar, log)
-		return err
-	}); err != nil {
+	b, err := Connect(ctx, cfg.Pulsar, log)
+	if err != nil {
 		return err
 	}
 	defer b.Close()
