@@ -386,32 +386,40 @@ func (c *connection) waitUntilReady() error {
 }
 
 func (c *connection) failLeftRequestsWhenClose() {
-	// wait for outstanding incoming requests to complete before draining
-	// and closing the channel
+	// wait for outstanding incoming requests to complete before draining.
+	// pulsaga patch: every request registers (enterRequest) under c.mu
+	// while the connection is not closed, and Close marks it closed under
+	// c.mu before closeCh is closed: each Add happens before this Wait, and
+	// no request is queued after it. Upstream added to the WaitGroup with
+	// no such order — a data race under -race (a consumer's dispatcher
+	// asking for permits while its connection closed: the CI run of
+	// 2026-12-06) and, since Go 1.25, a "WaitGroup misuse" panic.
 	c.incomingRequestsWG.Wait()
 
-	ch := c.incomingRequestsCh
-	go func() {
-		// send a nil message to drain instead of
-		// closing the channel and causing a potential panic
-		//
-		// if other requests come in after the nil message
-		// then the RPC client will time out
-		ch <- nil
-		c.writeRequestsCh <- nil
-	}()
-	for req := range ch {
-		if nil == req {
-			break // we have drained the requests
+	for {
+		select {
+		case req := <-c.incomingRequestsCh:
+			c.internalSendRequest(req) // fails it: the connection is closed
+		case req := <-c.writeRequestsCh:
+			req.data.Release()
+		default:
+			return // drained
 		}
-		c.internalSendRequest(req)
 	}
-	for req := range c.writeRequestsCh {
-		if nil == req {
-			break
-		}
-		req.data.Release()
+}
+
+// enterRequest registers a request about to be queued, unless the
+// connection is closed (pulsaga patch, see failLeftRequestsWhenClose).
+// The caller calls c.incomingRequestsWG.Done when it has queued it or
+// given up.
+func (c *connection) enterRequest() bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.getState() == connectionClosed {
+		return false
 	}
+	c.incomingRequestsWG.Add(1)
+	return true
 }
 
 func (c *connection) run() {
@@ -478,6 +486,12 @@ func (c *connection) runPingCheck(pingCheckTicker *time.Ticker) {
 }
 
 func (c *connection) WriteData(ctx context.Context, data Buffer) {
+	if !c.enterRequest() { // pulsaga patch: see failLeftRequestsWhenClose
+		data.Release()
+		c.log.Debug("Write data connection closed")
+		return
+	}
+	defer c.incomingRequestsWG.Done()
 	writeToQueue := false
 	defer func() {
 		if !writeToQueue {
@@ -669,33 +683,29 @@ func (c *connection) checkServerError(err *pb.ServerError) {
 
 func (c *connection) SendRequest(requestID uint64, req *pb.BaseCommand,
 	callback func(command *pb.BaseCommand, err error)) {
-	c.incomingRequestsWG.Add(1)
+	if !c.enterRequest() { // pulsaga patch: see failLeftRequestsWhenClose
+		callback(req, ErrConnectionClosed)
+		return
+	}
 	defer c.incomingRequestsWG.Done()
 
-	if c.getState() == connectionClosed {
+	select {
+	case <-c.closeCh:
 		callback(req, ErrConnectionClosed)
 
-	} else {
-		select {
-		case <-c.closeCh:
-			callback(req, ErrConnectionClosed)
-
-		case c.incomingRequestsCh <- &request{
-			id:       &requestID,
-			cmd:      req,
-			callback: callback,
-		}:
-		}
+	case c.incomingRequestsCh <- &request{
+		id:       &requestID,
+		cmd:      req,
+		callback: callback,
+	}:
 	}
 }
 
 func (c *connection) SendRequestNoWait(req *pb.BaseCommand) error {
-	c.incomingRequestsWG.Add(1)
-	defer c.incomingRequestsWG.Done()
-
-	if c.getState() == connectionClosed {
+	if !c.enterRequest() { // pulsaga patch: see failLeftRequestsWhenClose
 		return ErrConnectionClosed
 	}
+	defer c.incomingRequestsWG.Done()
 
 	select {
 	case <-c.closeCh:

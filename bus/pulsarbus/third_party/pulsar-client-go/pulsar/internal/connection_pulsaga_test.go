@@ -22,9 +22,13 @@ package internal
 // the producer from the connection.
 
 import (
+	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/apache/pulsar-client-go/pulsar/internal/pulsar_proto"
@@ -112,5 +116,55 @@ func TestActiveConsumerChangeBeforeRegistration(t *testing.T) {
 	change(10, true) // purges the stale one of 9
 	if _, held := c.earlyActiveChanges[9]; held {
 		t.Fatal("a stale held-back change is never purged")
+	}
+}
+
+// pulsaga patch: requests made while the connection closes (a consumer's
+// dispatcher asking for permits, a producer writing, an RPC) never add to
+// incomingRequestsWG concurrently with the close's Wait — upstream did: a
+// data race under -race and, since Go 1.25, a "WaitGroup misuse" panic —
+// and every RPC made meanwhile gets its answer (ErrConnectionClosed if it
+// was not sent), none is left in the queues.
+func TestRequestsWhileTheConnectionCloses(t *testing.T) {
+	metrics := NewMetricsProvider(4, map[string]string{}, prometheus.NewRegistry())
+	for trial := range 20 {
+		c := &connection{
+			log:                log.DefaultNopLogger(),
+			metrics:            metrics,
+			closeCh:            make(chan struct{}),
+			incomingRequestsCh: make(chan *request, 10),
+			writeRequestsCh:    make(chan *dataRequest, 256),
+			pendingReqs:        map[uint64]*request{},
+		}
+		c.setStateReady()
+		var answered atomic.Int32
+		var wg sync.WaitGroup
+		const senders = 30
+		for i := range senders {
+			wg.Go(func() {
+				switch i % 3 {
+				case 0:
+					c.SendRequest(uint64(i), &pb.BaseCommand{}, func(*pb.BaseCommand, error) { answered.Add(1) })
+				case 1:
+					_ = c.SendRequestNoWait(&pb.BaseCommand{})
+				default:
+					c.WriteData(context.Background(), NewBuffer(8))
+				}
+			})
+		}
+		// What run does when the connection closes.
+		wg.Go(func() {
+			c.Close()
+			c.failLeftRequestsWhenClose()
+		})
+		wg.Wait()
+		c.failLeftRequestsWhenClose() // what slipped in after the first drain
+		if n := len(c.incomingRequestsCh) + len(c.writeRequestsCh); n > 0 {
+			t.Fatalf("trial %d: %d requests left in the queues of a closed connection", trial, n)
+		}
+		// No run loop here: every RPC was queued and drained, or refused.
+		if got := answered.Load(); got != senders/3 {
+			t.Fatalf("trial %d: %d of %d RPCs got an answer", trial, got, senders/3)
+		}
 	}
 }
