@@ -1559,11 +1559,7 @@ func (p *partitionProducer) ReceivedSendError(sendError *pb.CommandSendError) {
 func (p *partitionProducer) internalClose(req *closeProducer) {
 	defer close(req.doneCh)
 
-	reason := req.reason
-	if reason == nil {
-		reason = ErrProducerClosed
-	}
-	p.doClose(reason)
+	p.doClose(req.reason)
 }
 
 // closeOnLoop closes the producer for reason on the event loop and waits
@@ -1748,20 +1744,9 @@ func (p *partitionProducer) Close() {
 
 	p.cancelFunc()
 
-	// pulsaga patch: the loop may have closed the producer meanwhile (a close
-	// from the reconnect goroutine): then there is nothing to wait for.
-	cp := &closeProducer{doneCh: make(chan struct{})}
-	select {
-	case p.cmdChan <- cp:
-	case <-p.closeDoneCh:
-		return
-	}
-
-	// wait for close producer request to complete
-	select {
-	case <-cp.doneCh:
-	case <-p.closeDoneCh:
-	}
+	// pulsaga patch: closed on the loop, as a close from the reconnect
+	// goroutine is (which may have closed the producer meanwhile).
+	p.closeOnLoop(ErrProducerClosed)
 }
 
 type sendRequest struct {
@@ -1925,7 +1910,7 @@ func (p *partitionProducer) reserveResources(sr *sendRequest) error {
 
 type closeProducer struct {
 	doneCh chan struct{}
-	reason error // pulsaga patch: nil for Close (ErrProducerClosed)
+	reason error // pulsaga patch: why (ErrProducerClosed for Close)
 }
 
 type flushRequest struct {
