@@ -369,6 +369,29 @@ type Tx interface {
 	Abort(ctx context.Context) error
 }
 
+// TxTarget is a place a transaction is about to write to (Producer, and
+// Key: the partition the key routes to) or acknowledge on (Consumer, and
+// Input: the partition and subscription it was received on).
+type TxTarget struct {
+	Producer Producer
+	Key      string
+	Consumer Consumer
+	Input    *Message
+}
+
+// TxRegistrar is a Tx that can announce where it will write and
+// acknowledge before it does: the Pulsar bus registers those partitions and
+// subscriptions with the transaction coordinator in one request each,
+// instead of one request per partition made by its first send there (a
+// round trip that send waits for). Sends and acknowledgements to targets
+// being registered wait for the registration. It is an optimisation only:
+// a target not announced, or whose registration failed, is registered by
+// its first send or acknowledgement, so an error needs no handling beyond
+// logging. It returns once the registration is answered (or ctx ends).
+type TxRegistrar interface {
+	RegisterAhead(ctx context.Context, targets []TxTarget) error
+}
+
 // TopicSpec describes a topic the engine needs; EnsureTopic creates it and
 // applies its policies. Nothing the engine must keep relies on broker
 // defaults.

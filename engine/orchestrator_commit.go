@@ -96,11 +96,34 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, ta
 		// transaction's timeout.
 		f.began = time.Now()
 		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
+		var registered chan struct{}
 		if err == nil {
 			// One lane: a producer's messages go out in the order queued,
 			// so the first history entry of a partition in a batch has the
 			// batch's lowest position there (the checkpoint needs it).
 			f.s = bus.NewBatch(bus.BatchOptions{Tx: tx, Lanes: 1})
+			if r, ok := tx.(bus.TxRegistrar); ok {
+				// Every partition and subscription the flight will write
+				// and acknowledge, registered in one request each while it
+				// waits for its turn: its sends then wait for no
+				// coordinator round trip of their own (measured at half
+				// the maximum load: ~12 registrations per flight, ~3 ms
+				// each, in two rounds).
+				registered = make(chan struct{})
+				targets := o.txTargets(f)
+				go func() {
+					defer close(registered)
+					if err := r.RegisterAhead(ctx, targets); err != nil {
+						o.log.Debug().Err(err).Msg("registering a batch's partitions ahead failed: its sends register them")
+					}
+				}()
+			}
+		}
+		sent := func(err error) {
+			if registered != nil {
+				<-registered // the committer ends the transaction after this
+			}
+			f.sent <- err
 		}
 		select {
 		case <-prev:
@@ -110,7 +133,7 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, ta
 			}
 		}
 		if err != nil {
-			f.sent <- err
+			sent(err)
 			return
 		}
 		err = o.send(ctx, f)
@@ -119,9 +142,34 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, ta
 			// committed outstanding task was sent.
 			err = tasks.wait(ctx)
 		}
-		f.sent <- err
+		sent(err)
 	})
 	return f
+}
+
+// txTargets are the partitions and subscriptions a flight writes and
+// acknowledges (send's two rounds).
+func (o *Orchestrator) txTargets(f *flight) []bus.TxTarget {
+	b := f.b
+	ts := make([]bus.TxTarget, 0, len(b.out)+len(f.jobs)+len(b.acks))
+	for _, j := range f.jobs {
+		if len(j.records) > 0 {
+			ts = append(ts, bus.TxTarget{Producer: j.term.history, Key: j.img.pid})
+			if j.rowChanged {
+				ts = append(ts, bus.TxTarget{Producer: o.status, Key: j.img.pid})
+			}
+		}
+		if j.snap != nil {
+			ts = append(ts, bus.TxTarget{Producer: j.term.snapshots, Key: j.img.pid})
+		}
+	}
+	for _, m := range b.out {
+		ts = append(ts, bus.TxTarget{Producer: m.p, Key: m.msg.Key})
+	}
+	for _, m := range b.acks {
+		ts = append(ts, bus.TxTarget{Consumer: o.cons, Input: m})
+	}
+	return ts
 }
 
 // releaseSends lets the next flight send.

@@ -144,3 +144,58 @@ func (t *tx) Abort(ctx context.Context) error {
 	}
 	return nil
 }
+
+var _ bus.TxRegistrar = (*tx)(nil)
+
+// partitionTopicer is the patched client's producer: the partition a key
+// routes to.
+type partitionTopicer interface {
+	PartitionTopic(key string) string
+}
+
+// RegisterAhead registers the partitions and subscriptions of targets with
+// the transaction coordinator in one request each (bus.TxRegistrar). A
+// target of another bus, a producer whose partition cannot be told (an
+// empty key) and a message that is no longer held are skipped: their first
+// send or acknowledgement registers them.
+func (t *tx) RegisterAhead(ctx context.Context, targets []bus.TxTarget) error {
+	reg, ok := t.t.(pulsar.TxRegistrar)
+	if !ok {
+		return nil
+	}
+	var parts []string
+	var subs []pulsar.TxSubscription
+	seenPart := map[string]bool{}
+	seenSub := map[pulsar.TxSubscription]bool{}
+	for _, tg := range targets {
+		if p, ok := tg.Producer.(*producer); ok && p.b == t.b {
+			if pt, ok := p.p.(partitionTopicer); ok {
+				if name := pt.PartitionTopic(tg.Key); name != "" && !seenPart[name] {
+					seenPart[name] = true
+					parts = append(parts, name)
+				}
+			}
+		}
+		if c, ok := tg.Consumer.(*consumer); ok && c.b == t.b && tg.Input != nil && tg.Input.Topic != "" {
+			s := pulsar.TxSubscription{Topic: tg.Input.Topic, Subscription: c.opts.Subscription}
+			if !seenSub[s] {
+				seenSub[s] = true
+				subs = append(subs, s)
+			}
+		}
+	}
+	if len(parts)+len(subs) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- reg.RegisterAhead(parts, subs) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return wrap(err, "register transaction %v ahead", t.t.GetTxnID())
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -301,6 +301,9 @@ type addSubscriptionOp struct {
 	id           *TxnID
 	topic        string
 	subscription string
+	// more are further subscriptions registered in the same request
+	// (pulsaga patch: registerAhead).
+	more []subscription
 
 	// Response
 	errCh chan error
@@ -317,6 +320,10 @@ func (t *transactionHandler) addSubscriptionToTxn(op *addSubscriptionOp) {
 		TxnidMostBits:  proto.Uint64(op.id.MostSigBits),
 		TxnidLeastBits: proto.Uint64(op.id.LeastSigBits),
 		Subscription:   []*pb.Subscription{sub},
+	}
+	for i := range op.more {
+		cmdAddSubscription.Subscription = append(cmdAddSubscription.Subscription,
+			&pb.Subscription{Topic: &op.more[i].topic, Subscription: &op.more[i].subscription})
 	}
 	res, err := t.tc.client.rpcClient.RequestOnCnx(t.getConn(), requestID,
 		pb.BaseCommand_ADD_SUBSCRIPTION_TO_TXN, cmdAddSubscription)
@@ -462,6 +469,27 @@ func (tc *transactionCoordinatorClient) addSubscriptionToTxn(id *TxnID, topic st
 		errCh:        make(chan error, 1), // pulsaga patch: buffered, see submit
 	}
 	tc.handlers[id.MostSigBits].submit(op) // pulsaga patch: fails when closed
+	return <-op.errCh
+}
+
+// addSubscriptionsToTxn registers several subscriptions in one request
+// (pulsaga patch: registerAhead).
+func (tc *transactionCoordinatorClient) addSubscriptionsToTxn(id *TxnID, subs []subscription) error {
+	if len(subs) == 0 {
+		return nil
+	}
+	if err := tc.canSendRequest(); err != nil {
+		return err
+	}
+	defer tc.semaphore.Release()
+	op := &addSubscriptionOp{
+		id:           id,
+		topic:        subs[0].topic,
+		subscription: subs[0].subscription,
+		more:         subs[1:],
+		errCh:        make(chan error, 1),
+	}
+	tc.handlers[id.MostSigBits].submit(op)
 	return <-op.errCh
 }
 
