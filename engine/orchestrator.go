@@ -254,7 +254,9 @@ type Orchestrator struct {
 	batchNo   uint64
 	uncovered map[*image]struct{}
 	tails     map[int]*tail
-	sweep     []*image
+	// spare is the transaction begun ahead for the next flight (txspare.go).
+	spare *spareTx
+	sweep []*image
 	// warm are the images not frozen; retention and expiring, the finished
 	// processes by the end of their retention and those due (frozen.go,
 	// retention.go).

@@ -95,7 +95,7 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, ta
 		// makes later batches smaller (adaptive.go) well before the
 		// transaction's timeout.
 		f.began = time.Now()
-		tx, err := o.bus.BeginTx(ctx, o.opts.TxTimeout)
+		tx, err := o.spare.take(ctx)
 		var registered chan struct{}
 		if err == nil {
 			// One lane: a producer's messages go out in the order queued,

@@ -134,6 +134,8 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		results: make(chan flightResult, o.opts.MaxInFlight), sendsDone: done,
 	}
 	wg.Go(func() { o.committer(sctx, p.flights, p.results) })
+	o.spare = newSpareTx(o.bus, o.opts.TxTimeout, o.log)
+	wg.Go(func() { o.spare.run(sctx) })
 	loads := make(chan loadResult)
 	tick := time.NewTicker(max(o.opts.OwnershipPoll/4, time.Millisecond))
 	defer tick.Stop()
