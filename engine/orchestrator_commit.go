@@ -120,8 +120,12 @@ func (o *Orchestrator) launch(ctx context.Context, b *batch, jobs []*procJob, ta
 			}
 		}
 		sent := func(err error) {
-			if registered != nil {
-				<-registered // the committer ends the transaction after this
+			if registered != nil && err == nil {
+				// Commit once the registration is answered (its sends
+				// waited for it; this only orders a commit after it). A
+				// failed flight is aborted at once: a registration the
+				// coordinator gets after the abort is refused, harmlessly.
+				<-registered
 			}
 			f.sent <- err
 		}
