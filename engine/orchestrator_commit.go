@@ -317,7 +317,8 @@ func (o *Orchestrator) committer(ctx context.Context, flights <-chan *flight, re
 // acknowledges its inputs, in its transaction, with bus.Batch (a goroutine
 // per producer, the acknowledgements concurrently). Snapshots and status
 // rows carry the positions of their process's history entries, so they go
-// out in a second round, once every history send has its id.
+// out in a second round, once every history send has its id. (txTargets
+// names the same targets, for the registration ahead.)
 func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 	b, s := f.b, f.s
 	f.sendStart = time.Now()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"testing"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
-	"github.com/pulsaga/pulsaga/internal/pulsartest"
 )
 
 // TestRegisterAhead: a transaction registers with the coordinator exactly
@@ -72,7 +70,7 @@ func TestRegisterAhead(t *testing.T) {
 	if err := reg.RegisterAhead(ctx, targets); err != nil {
 		t.Fatal(err)
 	}
-	produced, acked := txPartitions(ctx, t, tx)
+	produced, acked := txPartitions(t, tx)
 	if !slices.Equal(produced, wantProduced) || !slices.Equal(acked, wantAcked) {
 		t.Fatalf("registered ahead: produced %v, acked %v; want %v, %v", produced, acked, wantProduced, wantAcked)
 	}
@@ -82,7 +80,7 @@ func TestRegisterAhead(t *testing.T) {
 	if err := c.AckTx(ctx, in, tx); err != nil {
 		t.Fatal(err)
 	}
-	if produced, acked := txPartitions(ctx, t, tx); !slices.Equal(produced, wantProduced) || !slices.Equal(acked, wantAcked) {
+	if produced, acked := txPartitions(t, tx); !slices.Equal(produced, wantProduced) || !slices.Equal(acked, wantAcked) {
 		t.Fatalf("after the send and the acknowledgement: produced %v, acked %v; want %v, %v (the bus named other partitions than the client's)",
 			produced, acked, wantProduced, wantAcked)
 	}
@@ -114,26 +112,15 @@ func fullPartition(b *pulsarbus.Bus, topic string, i int) string {
 // txPartitions is what the transaction coordinator lists for tx: the
 // partitions it was sent to and the "partition/subscription" pairs it
 // acknowledges on, sorted.
-func txPartitions(ctx context.Context, t *testing.T, tx bus.Tx) (produced, acked []string) {
+func txPartitions(t *testing.T, tx bus.Tx) (produced, acked []string) {
 	t.Helper()
 	most, least := pulsarbus.TxID(tx)
-	_, adm := pulsartest.URLs(t)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/admin/v3/transactions/transactionMetadata/%d/%d", adm, most, least), nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("transaction metadata of (%d,%d): %s %s", most, least, resp.Status, body)
-	}
 	var md struct {
 		ProducedPartitions map[string]json.RawMessage            `json:"producedPartitions"`
 		AckedPartitions    map[string]map[string]json.RawMessage `json:"ackedPartitions"`
 	}
-	if err := json.Unmarshal(body, &md); err != nil {
-		t.Fatalf("transaction metadata of (%d,%d): %v: %s", most, least, err, body)
+	if code := adminGet(t, fmt.Sprintf("/admin/v3/transactions/transactionMetadata/%d/%d", most, least), &md); code != http.StatusOK {
+		t.Fatalf("transaction metadata of (%d,%d): HTTP %d", most, least, code)
 	}
 	for p := range md.ProducedPartitions {
 		produced = append(produced, p)

@@ -163,25 +163,20 @@ func (t *tx) RegisterAhead(ctx context.Context, targets []bus.TxTarget) error {
 	if !ok {
 		return nil
 	}
+	// (Repeated names are registered once: the client skips what it has
+	// registered or is registering.)
 	var parts []string
 	var subs []pulsar.TxSubscription
-	seenPart := map[string]bool{}
-	seenSub := map[pulsar.TxSubscription]bool{}
 	for _, tg := range targets {
 		if p, ok := tg.Producer.(*producer); ok && p.b == t.b {
 			if pt, ok := p.p.(partitionTopicer); ok {
-				if name := pt.PartitionTopic(tg.Key); name != "" && !seenPart[name] {
-					seenPart[name] = true
+				if name := pt.PartitionTopic(tg.Key); name != "" {
 					parts = append(parts, name)
 				}
 			}
 		}
 		if c, ok := tg.Consumer.(*consumer); ok && c.b == t.b && tg.Input != nil && tg.Input.Topic != "" {
-			s := pulsar.TxSubscription{Topic: tg.Input.Topic, Subscription: c.opts.Subscription}
-			if !seenSub[s] {
-				seenSub[s] = true
-				subs = append(subs, s)
-			}
+			subs = append(subs, pulsar.TxSubscription{Topic: tg.Input.Topic, Subscription: c.opts.Subscription})
 		}
 	}
 	if len(parts)+len(subs) == 0 {
