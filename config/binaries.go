@@ -223,6 +223,11 @@ type Decider struct {
 	// other, up to max_batch. Longer batches mean fewer transactions and a
 	// little more latency.
 	BatchWait time.Duration `mapstructure:"batch_wait" usage:"how long a batch waits for one more decision task"`
+	// StateCache is how many processes' last states the decider keeps
+	// decoded: the state it answered with, taken instead of decoding the
+	// process's next task when that task carries the same bytes (0: none).
+	// Each costs a decoded state, a few kilobytes.
+	StateCache int `mapstructure:"state_cache" usage:"processes whose last state is kept decoded for their next decision (0: none)"`
 	// Partitions must match the orchestrator's.
 	Partitions int `mapstructure:"partitions" usage:"partitions of the process-keyed topics (as the orchestrator)"`
 	// GCPercent is the Go garbage collector's target, as the
@@ -235,7 +240,7 @@ type Decider struct {
 // DefaultDecider is the default decider configuration.
 func DefaultDecider() Decider {
 	host, _ := os.Hostname()
-	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, MaxBatch: 64, BatchWait: 3 * time.Millisecond, Partitions: 4, GCPercent: defaultGCPercent}
+	return Decider{Base: DefaultBase(), Name: "decider-" + host, Concurrency: 4, MaxBatch: 64, BatchWait: 3 * time.Millisecond, StateCache: 4096, Partitions: 4, GCPercent: defaultGCPercent}
 }
 
 // Validate checks every key.
@@ -249,6 +254,9 @@ func (c *Decider) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 1000 {
 		errs = append(errs, &FieldError{Key: "max_batch", Value: c.MaxBatch, Problem: "must be between 1 and 1000"})
+	}
+	if c.StateCache < 0 || c.StateCache > 1_000_000 {
+		errs = append(errs, &FieldError{Key: "state_cache", Value: c.StateCache, Problem: "must be between 0 (none) and 1000000"})
 	}
 	if c.BatchWait <= 0 || c.BatchWait > time.Second {
 		errs = append(errs, &FieldError{Key: "batch_wait", Value: c.BatchWait.String(), Problem: "must be positive and at most 1s (every decision may wait this long)"})

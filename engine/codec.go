@@ -465,14 +465,18 @@ func encodeSnapshot(s *Snapshot) ([]byte, error) {
 			}
 			m.NextDeadline = nanos(d)
 		}
-		b, err := json.Marshal(s.State)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of %s: %w", s.ProcessID, err)
-		}
-		if len(b) > stateZstdAbove {
-			m.StateZstd = zenc().EncodeAll(b, make([]byte, 0, len(b)/3))
+		if len(s.StateZstd) > 0 {
+			m.StateZstd = s.StateZstd // (the state's bytes, known already)
 		} else {
-			m.State = b
+			b, err := json.Marshal(s.State)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot of %s: %w", s.ProcessID, err)
+			}
+			if len(b) > stateZstdAbove {
+				m.StateZstd = zenc().EncodeAll(b, make([]byte, 0, len(b)/3))
+			} else {
+				m.State = b
+			}
 		}
 	}
 	for _, p := range s.Pending {
@@ -495,7 +499,7 @@ func snapshotIn(m *enginepb.Snapshot) (*Snapshot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: snapshot of %s: state: %v", bus.ErrUndecodable, m.ProcessId, err)
 		}
-		state = b
+		state, s.StateZstd = b, m.StateZstd
 	}
 	if len(state) > 0 {
 		s.State = new(workflow.State)

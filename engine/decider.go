@@ -38,6 +38,13 @@ type DeciderOptions struct {
 	// made at max(task.Now, Clock()), recorded in the result, so attempt
 	// timeouts count from when the command is sent.
 	Clock func() time.Time
+	// StateCache is how many processes' last states the decider keeps
+	// decoded (default 4096; negative: none): the state it sent in an
+	// answer, taken instead of decoding the process's next task when that
+	// task carries the same bytes (protocol/decisions.go, "Split state").
+	// With several deciders a process's next task reaches this one only
+	// sometimes (the subscription is Shared); a miss decodes, as without.
+	StateCache int
 }
 
 func (o *DeciderOptions) defaults() {
@@ -62,6 +69,9 @@ func (o *DeciderOptions) defaults() {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
+	if o.StateCache == 0 {
+		o.StateCache = 4096
+	}
 }
 
 // DeciderStats count what a decider did since it was created.
@@ -74,6 +84,9 @@ type DeciderStats struct {
 	// or invalid), Nacked the tasks given back to come again (definitions
 	// unreadable, an answer that could not be sent).
 	DeadLettered, Nacked int64
+	// StatesReused counts the tasks whose state was taken from the state
+	// cache instead of decoded (DeciderOptions.StateCache).
+	StatesReused int64
 }
 
 // Decider is stateless: it takes decision tasks, runs workflow.Decide for
@@ -97,15 +110,17 @@ type Decider struct {
 	mu        sync.Mutex
 	producers map[string]bus.Producer
 
+	states stateCache
+
 	stats struct {
-		tasks, decided, errors, deadLettered, nacked atomic.Int64
+		tasks, decided, errors, deadLettered, nacked, reused atomic.Int64
 	}
 }
 
 // NewDecider creates a decider; Run starts it.
 func NewDecider(b bus.Bus, reg *Registry, opts DeciderOptions, log zerolog.Logger) *Decider {
 	opts.defaults()
-	return &Decider{bus: b, reg: reg, opts: opts, producers: map[string]bus.Producer{},
+	return &Decider{bus: b, reg: reg, opts: opts, producers: map[string]bus.Producer{}, states: newStateCache(opts.StateCache),
 		log: log.With().Str("component", "decider").Str("instance", opts.Name).Logger()}
 }
 
@@ -114,7 +129,7 @@ func (d *Decider) Stats() DeciderStats {
 	s := &d.stats
 	return DeciderStats{
 		Tasks: s.tasks.Load(), Decided: s.decided.Load(), Errors: s.errors.Load(),
-		DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(),
+		DeadLettered: s.deadLettered.Load(), Nacked: s.nacked.Load(), StatesReused: s.reused.Load(),
 	}
 }
 
@@ -151,7 +166,7 @@ func (d *Decider) Run(ctx context.Context) error {
 			d.stats.deadLettered.Add(1)
 			d.log.Warn().Str("reason", reason).Str("key", m.Key).Msg("bad decision task dead-lettered")
 		},
-	}, decodeTask, func(ctx context.Context, tasks []bus.Inbound[protocol.DecisionTask]) error {
+	}, d.decodeTask, func(ctx context.Context, tasks []bus.Inbound[protocol.DecisionTask]) error {
 		b := bus.NewBatch(bus.BatchOptions{})
 		clock := d.opts.Clock().UTC()
 		var forwarded int64
@@ -210,12 +225,16 @@ func (d *Decider) Run(ctx context.Context) error {
 	return nil
 }
 
-// decodeTask decodes and checks a decision task, its state decompressed;
-// an error is the reason to dead-letter it.
-func decodeTask(env *bus.Envelope) (protocol.DecisionTask, error) {
+// decodeTask decodes and checks a decision task, its state decompressed
+// or taken from the state cache; an error is the reason to dead-letter it.
+func (d *Decider) decodeTask(env *bus.Envelope) (protocol.DecisionTask, error) {
 	task, err := bus.JSON[protocol.DecisionTask](env)
 	if err != nil {
 		return task, err
+	}
+	if z, st := d.states.get(task.ProcessID); task.ExpandFrom(z, st) {
+		d.stats.reused.Add(1)
+		return task, nil
 	}
 	return task, task.Expand()
 }
@@ -241,8 +260,15 @@ func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock
 			res.Error = err.Error()
 			break
 		}
-		if err := res.SetDecision(&dec, task.Compact()); err != nil {
+		if err := res.SetDecision(&dec, task.Compact(), task.SplitState); err != nil {
 			res.Decision, res.Error = nil, err.Error()
+			break
+		}
+		switch {
+		case len(res.StateZstd) > 0 && !dec.State.Status.Terminal():
+			d.states.put(task.ProcessID, res.StateZstd, dec.State)
+		default: // nothing to reuse, or no next task is likely
+			d.states.drop(task.ProcessID)
 		}
 	}
 	if res.Error != "" {
@@ -275,4 +301,52 @@ func (d *Decider) closeProducers() {
 		_ = p.Close()
 		delete(d.producers, t)
 	}
+}
+
+// stateCache holds, per process, the last state a decider answered with
+// and its compressed bytes (DeciderOptions.StateCache). A state is never
+// modified once made (workflow.Decide copies the state it is given), so
+// one is shared safely by the tasks that take it. Full, it forgets an
+// arbitrary entry for each new one.
+type stateCache struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]cachedState
+}
+
+type cachedState struct {
+	z  []byte
+	st *workflow.State
+}
+
+func newStateCache(max int) stateCache {
+	return stateCache{max: max, m: map[string]cachedState{}}
+}
+
+func (c *stateCache) get(pid string) ([]byte, *workflow.State) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[pid]
+	return e.z, e.st
+}
+
+func (c *stateCache) put(pid string, z []byte, st *workflow.State) {
+	if c.max <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[pid]; !ok && len(c.m) >= c.max {
+		for other := range c.m {
+			delete(c.m, other)
+			break
+		}
+	}
+	c.m[pid] = cachedState{z, st}
+}
+
+func (c *stateCache) drop(pid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, pid)
 }

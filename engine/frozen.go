@@ -102,7 +102,7 @@ func (o *Orchestrator) freeze(img *image) error {
 	if img.frozen.ended {
 		img.frozen.endedAt = img.state.EndedAt
 	}
-	img.state, img.pending, img.outstanding, img.seen, img.armed, img.historyIDs = nil, nil, nil, nil, nil, nil
+	img.state, img.stateZ, img.pending, img.outstanding, img.seen, img.armed, img.historyIDs = nil, nil, nil, nil, nil, nil, nil
 	delete(o.warm, img)
 	return nil
 }
@@ -130,8 +130,8 @@ func (img *image) thaw() error {
 	if err != nil {
 		return err
 	}
-	img.state, img.pending, img.outstanding, img.seen, img.armed, img.historyIDs =
-		s.State, s.Pending, s.Outstanding, s.Seen, s.Armed, s.HistoryIDs
+	img.state, img.stateZ, img.pending, img.outstanding, img.seen, img.armed, img.historyIDs =
+		s.State, s.StateZstd, s.Pending, s.Outstanding, s.Seen, s.Armed, s.HistoryIDs
 	img.frozen = nil
 	return nil
 }

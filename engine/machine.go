@@ -41,7 +41,14 @@ type image struct {
 	partition int
 	createdAt time.Time
 	state     *workflow.State // nil until the first decision
-	seq       int64           // the last record's sequence number
+	// stateZ is state's JSON zstd-compressed when that is known without
+	// encoding it (nil otherwise): the bytes the remote decider's answer
+	// carried it in, or the snapshot it was thawed or loaded from. A task
+	// and a snapshot send these bytes instead of encoding state again
+	// (protocol/decisions.go, "Split state"). Whatever sets state sets
+	// stateZ: fold clears it, apply sets it from the answer.
+	stateZ []byte
+	seq    int64 // the last record's sequence number
 	// pending are accepted events not yet folded into state.
 	pending []PendingEvent
 	// outstanding is the remote decision in flight.
@@ -86,8 +93,10 @@ func (img *image) wasSeen(id string) bool { return slices.Contains(img.seen, id)
 // taskOut is a decision task to send and the number of times it was
 // issued (a re-issue is identical but for its envelope id).
 type taskOut struct {
-	task  protocol.DecisionTask
-	issue int
+	task protocol.DecisionTask
+	// stateZ: the task's state already encoded (image.stateZ), or nil.
+	stateZ []byte
+	issue  int
 }
 
 // drop is an input dropped, with the reason (counted by the orchestrator).
@@ -357,8 +366,8 @@ func (m *machine) sendTask(img *image, now time.Time, fx *effects) {
 	}
 	fx.tasks = append(fx.tasks, taskOut{protocol.DecisionTask{
 		TaskID: out.TaskID, ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version,
-		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo, AcceptZstd: true,
-	}, out.Issued})
+		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo, AcceptZstd: true, SplitState: true,
+	}, img.stateZ, out.Issued})
 }
 
 // reissue issues the outstanding task again, identically (the sweep found
@@ -453,6 +462,9 @@ func (m *machine) apply(img *image, upto int64, decidedAt, issuedAt time.Time, r
 		// fold fails only when it has to run Decide itself, which it does
 		// not with d given: an error here is a bug.
 		panic(fmt.Sprintf("engine: folding a live decision of %s: %v", img.pid, err))
+	}
+	if rec.Kind == RecordDecision && len(res.StateZstd) > 0 {
+		img.stateZ = res.StateZstd // the answer's bytes of d.State
 	}
 	// The record carries the physical timers pending after it, so that a
 	// replay knows them.
@@ -568,9 +580,9 @@ func (img *image) fold(r Record, d *workflow.Decision) error {
 				d = &dec
 				img.armed = slices.Clone(r.Wake)
 			}
-			img.state = d.State
+			img.state, img.stateZ = d.State, nil
 		case RecordFailed:
-			img.state = failedState(img, evs, r.Error, r.Now)
+			img.state, img.stateZ = failedState(img, evs, r.Error, r.Now), nil
 			img.armed = nil
 		}
 	default:

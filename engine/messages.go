@@ -126,6 +126,10 @@ type Snapshot struct {
 	// Partition is the history partition holding the records.
 	Partition int       `json:"partition"`
 	CreatedAt time.Time `json:"created_at"`
+	// StateZstd is State's JSON zstd-compressed, when known (image.stateZ):
+	// encodeSnapshot writes these bytes instead of encoding State, and
+	// DecodeSnapshot sets them when the snapshot held its state compressed.
+	StateZstd []byte `json:"-"`
 }
 
 // StatusRecord is a process's row in the admin table (the status topic).

@@ -377,7 +377,9 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 		}
 		for _, t := range fx.tasks {
 			task := t.task
-			if err := task.SetState(task.State); err != nil { // compressed when large
+			if t.stateZ != nil {
+				task.UseState(t.stateZ) // the bytes the state came in
+			} else if err := task.SetState(task.State); err != nil { // compressed when large
 				return err
 			}
 			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, task)
@@ -485,7 +487,7 @@ func rowChanges(records []Record) bool {
 // snapshot is the stored form of an image.
 func (img *image) snapshot() Snapshot {
 	return Snapshot{
-		ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version, State: img.state, Seq: img.seq,
+		ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version, State: img.state, StateZstd: img.stateZ, Seq: img.seq,
 		Pending: img.pending, Outstanding: img.outstanding, Seen: img.seen, Armed: img.armed,
 		HistoryIDs: img.historyIDs, Partition: img.partition, CreatedAt: img.createdAt,
 	}
@@ -494,7 +496,7 @@ func (img *image) snapshot() Snapshot {
 // imageOf is the image a snapshot stores.
 func imageOf(s Snapshot, def *workflow.Definition) *image {
 	return &image{
-		pid: s.ProcessID, def: def, partition: s.Partition, createdAt: s.CreatedAt, state: s.State, seq: s.Seq,
+		pid: s.ProcessID, def: def, partition: s.Partition, createdAt: s.CreatedAt, state: s.State, stateZ: s.StateZstd, seq: s.Seq,
 		pending: s.Pending, outstanding: s.Outstanding, seen: s.Seen, armed: s.Armed, historyIDs: s.HistoryIDs,
 	}
 }

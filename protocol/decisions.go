@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -22,6 +23,19 @@ import (
 // task with StateZstd (an orchestrator that reads compressed answers) gets
 // a compressed answer when that is smaller, a plain task a plain answer,
 // so deciders are upgraded before orchestrators.
+//
+// Split state. The orchestrator encoded every task's state and decoded
+// every answer's, the decider the same the other way round: a third of the
+// remote mode's CPU (session 11's profile), for a state that had just
+// crossed the wire the other way. An answer to a task with SplitState
+// carries its new state compressed on its own (DecisionResult.StateZstd,
+// the decision without it); the orchestrator keeps those bytes with the
+// state and sends them, unchanged, as the process's next task's StateZstd
+// (UseState); a decider that answered the previous task keeps the state it
+// decoded or made with those bytes, and takes it when the next task's
+// bytes are the same (ExpandFrom) instead of decoding them again. The
+// bytes are the state's JSON compressed, as everywhere else: a task whose
+// state was encoded afresh reads the same.
 
 // CompactAbove is the size of a state's (or a decision's) JSON above which
 // it travels zstd-compressed.
@@ -92,6 +106,13 @@ func (t *DecisionTask) SetState(st *workflow.State) error {
 	return nil
 }
 
+// UseState puts z in the task as its state: the compressed JSON of the
+// process's state, kept from the answer that made it (or from its
+// snapshot), sent without encoding the state again.
+func (t *DecisionTask) UseState(z []byte) {
+	t.State, t.StateZstd = nil, z
+}
+
 // Compact says whether the task came in the compact form: its sender reads
 // compressed answers.
 func (t *DecisionTask) Compact() bool { return len(t.StateZstd) > 0 || t.AcceptZstd }
@@ -114,12 +135,37 @@ func (t *DecisionTask) Expand() error {
 	return nil
 }
 
+// ExpandFrom takes st as the task's state, instead of decoding it, when
+// the task's StateZstd is z: st was decoded from z, or made with it, by
+// this decider (its answer to the process's previous task). It reports
+// whether it did; false: call Expand.
+func (t *DecisionTask) ExpandFrom(z []byte, st *workflow.State) bool {
+	if st == nil || t.State != nil || len(z) == 0 || !bytes.Equal(t.StateZstd, z) {
+		return false
+	}
+	t.State, t.StateZstd, t.AcceptZstd = st, nil, true
+	return true
+}
+
 // SetDecision puts d in the result: compressed when compressed is true
-// (the task was compact) and d is large, as it is otherwise.
-func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed bool) error {
-	r.Decision, r.DecisionZstd = d, nil
+// (the task was compact) and d is large, as it is otherwise; with split
+// (the task's SplitState) too, its state on its own in StateZstd when
+// large.
+func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed, split bool) error {
+	r.Decision, r.DecisionZstd, r.StateZstd = d, nil, nil
 	if d == nil || !compressed {
 		return nil
+	}
+	if split && d.State != nil {
+		zs, err := compact(d.State)
+		if err != nil {
+			return fmt.Errorf("protocol: decision result %s: state: %w", r.TaskID, err)
+		}
+		if zs != nil {
+			rest := *d
+			rest.State = nil
+			d, r.Decision, r.StateZstd = &rest, &rest, zs
+		}
 	}
 	z, err := compact(d)
 	if err != nil {
@@ -131,20 +177,34 @@ func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed bool) erro
 	return nil
 }
 
-// Expand decodes a compressed decision into Decision (the orchestrator's
-// side); an error (wrapping ErrInvalid) means the result can never be
+// Expand decodes a compressed decision into Decision, and a state sent
+// apart into Decision.State (the orchestrator's side; StateZstd keeps its
+// bytes); an error (wrapping ErrInvalid) means the result can never be
 // applied.
 func (r *DecisionResult) Expand() error {
-	if len(r.DecisionZstd) == 0 {
+	if len(r.DecisionZstd) > 0 {
+		if r.Decision != nil {
+			return fmt.Errorf("%w: decision result %s has both decision and decision_zstd", ErrInvalid, r.TaskID)
+		}
+		d := new(workflow.Decision)
+		if err := expand(r.DecisionZstd, d, "decision result "+r.TaskID+": decision_zstd"); err != nil {
+			return err
+		}
+		r.Decision, r.DecisionZstd = d, nil
+	}
+	if len(r.StateZstd) == 0 {
 		return nil
 	}
-	if r.Decision != nil {
-		return fmt.Errorf("%w: decision result %s has both decision and decision_zstd", ErrInvalid, r.TaskID)
+	switch {
+	case r.Decision == nil:
+		return fmt.Errorf("%w: decision result %s has a state_zstd but no decision", ErrInvalid, r.TaskID)
+	case r.Decision.State != nil:
+		return fmt.Errorf("%w: decision result %s has both a decision's state and state_zstd", ErrInvalid, r.TaskID)
 	}
-	d := new(workflow.Decision)
-	if err := expand(r.DecisionZstd, d, "decision result "+r.TaskID+": decision_zstd"); err != nil {
+	st := new(workflow.State)
+	if err := expand(r.StateZstd, st, "decision result "+r.TaskID+": state_zstd"); err != nil {
 		return err
 	}
-	r.Decision, r.DecisionZstd = d, nil
+	r.Decision.State = st
 	return nil
 }

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,17 +34,21 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 		name       string
 		state      *workflow.State
 		compact    bool // the task came compact
+		split      bool // the task set SplitState
 		wantZstd   bool // the state travels compressed
 		wantAnswer bool // the answer travels compressed
+		wantSplit  bool // the answer's state travels apart
 	}{
 		{name: "a large state", state: bigState(), compact: true, wantZstd: true, wantAnswer: true},
+		{name: "a large state, split", state: bigState(), compact: true, split: true, wantZstd: true, wantSplit: true},
 		{name: "a small state", state: small, compact: true},
+		{name: "a small state, split (nothing to split)", state: small, compact: true, split: true},
 		{name: "no state yet", state: nil, compact: true},
 		{name: "a plain task (an older orchestrator)", state: bigState(), compact: false, wantAnswer: false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			task := DecisionTask{TaskID: "p1/3", ProcessID: "p1", ReplyTo: "events", AcceptZstd: tc.compact}
+			task := DecisionTask{TaskID: "p1/3", ProcessID: "p1", ReplyTo: "events", AcceptZstd: tc.compact, SplitState: tc.split}
 			if tc.compact {
 				if err := task.SetState(tc.state); err != nil {
 					t.Fatal(err)
@@ -77,11 +82,17 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 			}
 			d := &workflow.Decision{State: st, Status: st.Status, Commands: []workflow.Command{{ID: "p1/pay/1", ProcessID: "p1", StepID: "pay", Attempt: 1, Input: json.RawMessage(`{"a":1}`)}}}
 			res := DecisionResult{TaskID: back.TaskID, ProcessID: "p1"}
-			if err := res.SetDecision(d, back.Compact()); err != nil {
+			if err := res.SetDecision(d, back.Compact(), back.SplitState); err != nil {
 				t.Fatal(err)
 			}
 			if got := len(res.DecisionZstd) > 0; got != tc.wantAnswer {
 				t.Fatalf("answer compressed %v, want %v", got, tc.wantAnswer)
+			}
+			if got := len(res.StateZstd) > 0; got != tc.wantSplit {
+				t.Fatalf("answer's state apart %v, want %v", got, tc.wantSplit)
+			}
+			if d.State != st {
+				t.Fatal("SetDecision modified the decision it was given")
 			}
 			wire, err = json.Marshal(res)
 			if err != nil {
@@ -96,6 +107,73 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got.Decision, d) {
 				t.Fatalf("decision came back %+v, want %+v", got.Decision, d)
+			}
+			if !tc.wantSplit {
+				return
+			}
+			// The orchestrator sends the answer's state bytes back as the
+			// next task's state: they read as the state they came with.
+			next := DecisionTask{TaskID: "p1/4", ProcessID: "p1", ReplyTo: "events", AcceptZstd: true, SplitState: true}
+			next.UseState(got.StateZstd)
+			if !bytes.Equal(next.StateZstd, res.StateZstd) || next.State != nil {
+				t.Fatalf("UseState: task %+v, want the answer's bytes", next)
+			}
+			wire, err = json.Marshal(next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var again DecisionTask
+			if err := json.Unmarshal(wire, &again); err != nil {
+				t.Fatal(err)
+			}
+			if err := again.Expand(); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(again.State, st) {
+				t.Fatalf("the reused bytes read %+v, want %+v", again.State, st)
+			}
+		})
+	}
+}
+
+// A decider that keeps the state it answered with takes it for the next
+// task only when that task carries the very bytes it sent.
+func TestDecisionTaskExpandFrom(t *testing.T) {
+	st := bigState()
+	z, err := compact(st)
+	if err != nil || z == nil {
+		t.Fatalf("compact: %v %v", z, err)
+	}
+	other := bigState()
+	other.Steps[0].Status = workflow.StepFailed
+	zOther, err := compact(other)
+	if err != nil || zOther == nil {
+		t.Fatalf("compact: %v %v", zOther, err)
+	}
+	cases := []struct {
+		name     string
+		task     DecisionTask
+		cachedZ  []byte
+		cachedSt *workflow.State
+		want     bool
+	}{
+		{name: "the same bytes", task: DecisionTask{StateZstd: bytes.Clone(z)}, cachedZ: z, cachedSt: st, want: true},
+		{name: "another state", task: DecisionTask{StateZstd: zOther}, cachedZ: z, cachedSt: st},
+		{name: "nothing kept", task: DecisionTask{StateZstd: z}},
+		{name: "a plain state", task: DecisionTask{State: other}, cachedZ: z, cachedSt: st},
+		{name: "no state yet", task: DecisionTask{}, cachedZ: z, cachedSt: st},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			task := tc.task
+			if got := task.ExpandFrom(tc.cachedZ, tc.cachedSt); got != tc.want {
+				t.Fatalf("ExpandFrom = %v, want %v", got, tc.want)
+			}
+			if tc.want && (task.State != tc.cachedSt || task.StateZstd != nil || !task.Compact()) {
+				t.Fatalf("task after ExpandFrom %+v, want the kept state, compact", task)
+			}
+			if !tc.want && !reflect.DeepEqual(task, tc.task) {
+				t.Fatalf("ExpandFrom changed a task it did not take: %+v", task)
 			}
 		})
 	}
@@ -132,6 +210,15 @@ func TestDecisionsCompactGarbage(t *testing.T) {
 		{name: "result: both forms", expand: func() error {
 			return (&DecisionResult{TaskID: "t", Decision: &workflow.Decision{}, DecisionZstd: z}).Expand()
 		}, want: "both decision and decision_zstd"},
+		{name: "result: a state apart, not zstd", expand: func() error {
+			return (&DecisionResult{TaskID: "t", Decision: &workflow.Decision{}, StateZstd: []byte("garbage")}).Expand()
+		}, want: "state_zstd: zstd"},
+		{name: "result: a state apart, no decision", expand: func() error {
+			return (&DecisionResult{TaskID: "t", StateZstd: z}).Expand()
+		}, want: "state_zstd but no decision"},
+		{name: "result: a state in the decision and apart", expand: func() error {
+			return (&DecisionResult{TaskID: "t", Decision: &workflow.Decision{State: bigState()}, StateZstd: z}).Expand()
+		}, want: "both a decision's state and state_zstd"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -104,6 +104,11 @@ type DecisionTask struct {
 	// AcceptZstd: the sender reads a compressed answer (DecisionZstd) even
 	// when the task's own state is plain.
 	AcceptZstd bool `json:"accept_zstd,omitempty"`
+	// SplitState: the sender also reads an answer whose new state travels
+	// compressed apart from its decision (DecisionResult.StateZstd), and
+	// sends those same bytes back as the next task's StateZstd
+	// (decisions.go).
+	SplitState bool `json:"split_state,omitempty"`
 }
 
 // Validate checks the fields a decider needs to answer (errors wrap
@@ -123,6 +128,11 @@ type DecisionResult struct {
 	// DecisionZstd is the decision's JSON zstd-compressed, instead of
 	// Decision, in the answer to a compact task (decisions.go).
 	DecisionZstd []byte `json:"decision_zstd,omitempty"`
+	// StateZstd is the new state's JSON zstd-compressed, apart from the
+	// decision (whose State is then absent), in the answer to a task that
+	// set SplitState (decisions.go). After Expand, Decision.State holds it
+	// decoded and StateZstd still holds these bytes.
+	StateZstd []byte `json:"state_zstd,omitempty"`
 	// Error says why no decision could be made (the events are then
 	// recorded as rejected).
 	Error string `json:"error,omitempty"`

@@ -176,6 +176,7 @@ func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) err
 	defer reg.Close()
 	d := engine.NewDecider(b, reg, engine.DeciderOptions{
 		Name: cfg.Name, Topics: topics, Concurrency: cfg.Concurrency, MaxBatch: cfg.MaxBatch, BatchWait: cfg.BatchWait,
+		StateCache: stateCache(cfg.StateCache),
 	}, log)
 	log.Info().Str("instance", cfg.Name).Msg("decider running")
 	return group(ctx, log, d.Run)
@@ -235,6 +236,15 @@ func RunWorker(ctx context.Context, cfg config.Worker, log zerolog.Logger) error
 		log.Info().Str("service", svc).Str("mode", cfg.Mode).Msg("worker running")
 	}
 	return group(ctx, log, fns...)
+}
+
+// stateCache maps the configuration's state_cache (0: none) to the
+// engine's option (0: the default, negative: none).
+func stateCache(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // batchSpacing maps the configuration's batch_spacing (0: off) to the
