@@ -152,6 +152,12 @@ func (d *Decider) Run(ctx context.Context) error {
 	}
 	defer cons.Close()
 	defer d.closeProducers()
+	defer func() {
+		st := d.Stats()
+		d.log.Info().Int64("tasks", st.Tasks).Int64("decided", st.Decided).Int64("errors", st.Errors).
+			Int64("dead_lettered", st.DeadLettered).Int64("nacked", st.Nacked).Int64("states_reused", st.StatesReused).
+			Msg("decider stopped")
+	}()
 	slots := make(chan struct{}, d.opts.Concurrency)
 	var inflight sync.WaitGroup
 	defer inflight.Wait() // before the consumer closes: every answer sent is acknowledged or given back
