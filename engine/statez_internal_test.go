@@ -93,12 +93,26 @@ func TestImageKeepsTheStateBytesItWasGiven(t *testing.T) {
 		t.Fatalf("snapshot encoded afresh: %v, state equal %v", err, err == nil && reflect.DeepEqual(s.State, img.state))
 	}
 
-	// A rejected answer leaves the state, and its bytes, as they are.
+	// A rejected answer leaves the state, and its bytes, as they are, even
+	// one that carries a decision and state bytes along with its error.
 	task := fx.tasks[0].task
-	m.accept(img, input{kind: inDecision, envID: "decision:2", pid: pid,
-		result: &protocol.DecisionResult{TaskID: task.TaskID, ProcessID: pid, Error: "no"}}, t0.Add(3*time.Second), &effects{})
-	if !bytes.Equal(img.stateZ, res.StateZstd) {
-		t.Fatal("a rejected answer dropped the state bytes of a state it did not change")
+	rejected := answer(task, t0.Add(3*time.Second))
+	rejected.Error = "no"
+	m.accept(img, input{kind: inDecision, envID: "decision:2", pid: pid, result: rejected}, t0.Add(3*time.Second), &effects{})
+	if !bytes.Equal(img.stateZ, res.StateZstd) || img.state != res.Decision.State {
+		t.Fatal("a rejected answer changed the state bytes of a state it did not change")
+	}
+	// An answer whose state is too large for a message fails the process
+	// (a failed record, the state before, failed): its bytes are not kept.
+	fx = &effects{}
+	m.accept(img, resultIn("payment/1", true), t0.Add(4*time.Second), fx) // (a duplicate: pending again)
+	m.issue(img, t0.Add(4*time.Second), fx)
+	big := answer(fx.tasks[0].task, t0.Add(4*time.Second))
+	m.maxMessage = messageSlack + 300
+	m.accept(img, input{kind: inDecision, envID: "decision:3", pid: pid, result: big}, t0.Add(4*time.Second), &effects{})
+	m.maxMessage = 0
+	if !img.terminal() || img.stateZ != nil {
+		t.Fatalf("after a decision too large: status %s, stateZ %d bytes; want failed, none", img.state.Status, len(img.stateZ))
 	}
 	// Anything else that sets the state forgets them: a replayed decision
 	// (decided again by fold), a failure.

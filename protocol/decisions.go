@@ -28,14 +28,18 @@ import (
 // every answer's, the decider the same the other way round: a third of the
 // remote mode's CPU (session 11's profile), for a state that had just
 // crossed the wire the other way. An answer to a task with SplitState
-// carries its new state compressed on its own (DecisionResult.StateZstd,
-// the decision without it); the orchestrator keeps those bytes with the
-// state and sends them, unchanged, as the process's next task's StateZstd
-// (UseState); a decider that answered the previous task keeps the state it
-// decoded or made with those bytes, and takes it when the next task's
-// bytes are the same (ExpandFrom) instead of decoding them again. The
-// bytes are the state's JSON compressed, as everywhere else: a task whose
-// state was encoded afresh reads the same.
+// carries its new state compressed on its own as well
+// (DecisionResult.StateZstd), beside the whole decision; the orchestrator
+// keeps those bytes with the state and sends them, unchanged, as the
+// process's next task's StateZstd (UseState) and in its snapshot; a
+// decider that answered the previous task keeps the state it decoded or
+// made with those bytes, and takes it when the next task's bytes are the
+// same (ExpandFrom) instead of decoding them again. The bytes are the
+// state's JSON compressed, as everywhere else: a task whose state was
+// encoded afresh reads the same. The decision keeps its state too (the
+// state's JSON is encoded once and spliced into it): an orchestrator of an
+// earlier version that takes over a partition with such a task
+// outstanding ignores state_zstd and applies the decision as before.
 
 // CompactAbove is the size of a state's (or a decision's) JSON above which
 // it travels zstd-compressed.
@@ -67,14 +71,23 @@ var (
 // and compression makes it smaller; nil: v is best sent as it is.
 func compact(v any) ([]byte, error) {
 	b, err := json.Marshal(v)
-	if err != nil || len(b) <= CompactAbove {
+	if err != nil {
 		return nil, err
+	}
+	return compactJSON(b), nil
+}
+
+// compactJSON returns b compressed when it is larger than CompactAbove and
+// compression makes it smaller; nil: b is best sent as it is.
+func compactJSON(b []byte) []byte {
+	if len(b) <= CompactAbove {
+		return nil
 	}
 	// (base64 in the envelope: worth it below 3/4 of the JSON)
 	if c := zenc().EncodeAll(b, make([]byte, 0, len(b)/3)); len(c) < len(b)*3/4 {
-		return c, nil
+		return c
 	}
-	return nil, nil
+	return nil
 }
 
 func expand(z []byte, v any, what string) error {
@@ -151,36 +164,57 @@ func (t *DecisionTask) ExpandFrom(z []byte, st *workflow.State) bool {
 // (the task was compact) and d is large, as it is otherwise; with split
 // (the task's SplitState) too, its state on its own in StateZstd when
 // large.
+// On an error the result holds no decision.
 func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed, split bool) error {
 	r.Decision, r.DecisionZstd, r.StateZstd = d, nil, nil
 	if d == nil || !compressed {
 		return nil
 	}
-	if split && d.State != nil {
-		zs, err := compact(d.State)
-		if err != nil {
-			return fmt.Errorf("protocol: decision result %s: state: %w", r.TaskID, err)
-		}
-		if zs != nil {
-			rest := *d
-			rest.State = nil
-			d, r.Decision, r.StateZstd = &rest, &rest, zs
-		}
-	}
-	z, err := compact(d)
+	b, zs, err := decisionJSON(d, split)
 	if err != nil {
+		r.Decision = nil
 		return fmt.Errorf("protocol: decision result %s: %w", r.TaskID, err)
 	}
-	if z != nil {
+	r.StateZstd = zs
+	if z := compactJSON(b); z != nil {
 		r.Decision, r.DecisionZstd = nil, z
 	}
 	return nil
 }
 
-// Expand decodes a compressed decision into Decision, and a state sent
-// apart into Decision.State (the orchestrator's side; StateZstd keeps its
-// bytes); an error (wrapping ErrInvalid) means the result can never be
-// applied.
+// decisionJSON is d's JSON and, with split, its state's JSON compressed
+// when large (nil otherwise): the state is encoded once, and its JSON
+// spliced into the decision's.
+func decisionJSON(d *workflow.Decision, split bool) ([]byte, []byte, error) {
+	if !split || d.State == nil {
+		b, err := json.Marshal(d)
+		return b, nil, err
+	}
+	sj, err := json.Marshal(d.State)
+	if err != nil {
+		return nil, nil, fmt.Errorf("state: %w", err)
+	}
+	rest := *d
+	rest.State = nil
+	b, err := json.Marshal(&rest)
+	if err != nil {
+		return nil, nil, err
+	}
+	// (State is Decision's first field and has no omitempty)
+	const head = `{"state":null`
+	if !bytes.HasPrefix(b, []byte(head)) {
+		return nil, nil, fmt.Errorf("a decision's JSON starts %.20q, not %q", b, head)
+	}
+	out := make([]byte, 0, len(b)-len("null")+len(sj))
+	out = append(append(append(out, `{"state":`...), sj...), b[len(head):]...)
+	return out, compactJSON(sj), nil
+}
+
+// Expand decodes a compressed decision into Decision (the orchestrator's
+// side). StateZstd, when present, is kept: the bytes of Decision.State
+// (decoded into it only when the decision came without its state). An
+// error (wrapping ErrInvalid) means the result can never be applied.
+// Expanding an expanded result changes nothing.
 func (r *DecisionResult) Expand() error {
 	if len(r.DecisionZstd) > 0 {
 		if r.Decision != nil {
@@ -199,7 +233,7 @@ func (r *DecisionResult) Expand() error {
 	case r.Decision == nil:
 		return fmt.Errorf("%w: decision result %s has a state_zstd but no decision", ErrInvalid, r.TaskID)
 	case r.Decision.State != nil:
-		return fmt.Errorf("%w: decision result %s has both a decision's state and state_zstd", ErrInvalid, r.TaskID)
+		return nil // (the decision's own state; StateZstd holds its bytes)
 	}
 	st := new(workflow.State)
 	if err := expand(r.StateZstd, st, "decision result "+r.TaskID+": state_zstd"); err != nil {

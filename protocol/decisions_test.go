@@ -40,7 +40,7 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 		wantSplit  bool // the answer's state travels apart
 	}{
 		{name: "a large state", state: bigState(), compact: true, wantZstd: true, wantAnswer: true},
-		{name: "a large state, split", state: bigState(), compact: true, split: true, wantZstd: true, wantSplit: true},
+		{name: "a large state, split", state: bigState(), compact: true, split: true, wantZstd: true, wantAnswer: true, wantSplit: true},
 		{name: "a small state", state: small, compact: true},
 		{name: "a small state, split (nothing to split)", state: small, compact: true, split: true},
 		{name: "no state yet", state: nil, compact: true},
@@ -108,6 +108,27 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 			if !reflect.DeepEqual(got.Decision, d) {
 				t.Fatalf("decision came back %+v, want %+v", got.Decision, d)
 			}
+			if err := got.Expand(); err != nil || !reflect.DeepEqual(got.Decision, d) {
+				t.Fatalf("expanding again: %v, decision %+v", err, got.Decision)
+			}
+			// An orchestrator of an earlier version reads the answer without
+			// state_zstd: the decision is whole.
+			var older struct {
+				Decision     *workflow.Decision `json:"decision,omitempty"`
+				DecisionZstd []byte             `json:"decision_zstd,omitempty"`
+			}
+			if err := json.Unmarshal(wire, &older); err != nil {
+				t.Fatal(err)
+			}
+			if older.Decision == nil {
+				older.Decision = new(workflow.Decision)
+				if err := expand(older.DecisionZstd, older.Decision, "older"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !reflect.DeepEqual(older.Decision, d) {
+				t.Fatalf("an earlier orchestrator reads %+v, want %+v", older.Decision, d)
+			}
 			if !tc.wantSplit {
 				return
 			}
@@ -133,6 +154,32 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 				t.Fatalf("the reused bytes read %+v, want %+v", again.State, st)
 			}
 		})
+	}
+}
+
+// The decision's JSON with its state spliced in is the decision's JSON,
+// and the state apart is the state's.
+func TestDecisionJSONSplice(t *testing.T) {
+	st := bigState()
+	d := &workflow.Decision{State: st, Status: st.Status, StatusChanged: true,
+		Commands: []workflow.Command{{ID: "p1/pay/1", ProcessID: "p1", StepID: "pay", Attempt: 1, Input: json.RawMessage(`{"a":"<&>"}`)}}}
+	want, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, zs, err := decisionJSON(d, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("spliced:\n%s\nwant:\n%s", b, want)
+	}
+	var back workflow.State
+	if err := expand(zs, &back, "state"); err != nil || !reflect.DeepEqual(&back, st) {
+		t.Fatalf("the state apart reads %+v (%v), want %+v", back, err, st)
+	}
+	if d.State != st {
+		t.Fatal("decisionJSON changed the decision")
 	}
 }
 
@@ -216,9 +263,6 @@ func TestDecisionsCompactGarbage(t *testing.T) {
 		{name: "result: a state apart, no decision", expand: func() error {
 			return (&DecisionResult{TaskID: "t", StateZstd: z}).Expand()
 		}, want: "state_zstd but no decision"},
-		{name: "result: a state in the decision and apart", expand: func() error {
-			return (&DecisionResult{TaskID: "t", Decision: &workflow.Decision{State: bigState()}, StateZstd: z}).Expand()
-		}, want: "both a decision's state and state_zstd"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
