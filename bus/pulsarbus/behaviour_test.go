@@ -341,6 +341,29 @@ func adminGet(t *testing.T, path string, v any) int {
 	return resp.StatusCode
 }
 
+// deleteTopics deletes topics (full names, not partitioned) through the
+// admin API, forced; a failure is only logged.
+func deleteTopics(t testing.TB, topics ...string) {
+	t.Helper()
+	_, adm := pulsartest.URLs(t)
+	for _, topic := range topics {
+		req, err := http.NewRequest(http.MethodDelete, strings.TrimSuffix(adm, "/")+"/admin/v2/persistent/"+strings.TrimPrefix(topic, "persistent://")+"?force=true", nil)
+		if err != nil {
+			t.Logf("delete %s: %v", topic, err)
+			continue
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Logf("delete %s: %v", topic, err)
+			continue
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
+			t.Logf("delete %s: %s", topic, resp.Status)
+		}
+	}
+}
+
 // eventually polls check (topic policies propagate through a system topic).
 func eventually(t *testing.T, what string, check func() (bool, string)) {
 	t.Helper()

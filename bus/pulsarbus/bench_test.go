@@ -205,6 +205,9 @@ func openRaw(b *testing.B) relay {
 		b.Fatal(err)
 	}
 	in, out := "persistent://public/default/"+unique("bench-raw-in"), "persistent://public/default/"+unique("bench-raw-out")
+	// The topics go when the benchmark ends (after close): a broker keeps
+	// every topic it has loaded, and each run left two in public/default.
+	b.Cleanup(func() { deleteTopics(b, in, out) })
 	r := &rawRelay{client: client}
 	po := func(topic string) pulsar.Producer {
 		p, err := client.CreateProducer(pulsar.ProducerOptions{Topic: topic, BatchingMaxPublishDelay: time.Millisecond,
