@@ -67,23 +67,34 @@ func deleteNamespace(ctx context.Context, adminURL, ns string) error {
 		}
 		return err
 	}
+	// The system topics too (transaction buffer snapshots, pending-ack
+	// stores, topic policies), after the others, whose deletion can write
+	// to them: the broker refused a namespace whose bundle still held one
+	// ("409 Cannot delete non empty bundle") after it had already hidden
+	// the namespace, and kept its topics loaded until it restarted.
 	var errs []error
-	var parts []string
-	if err := do(http.MethodGet, "/admin/v2/persistent/"+ns+"/partitioned", &parts); err != nil {
-		return err
-	}
-	for _, tp := range parts {
-		errs = append(errs, del(tp, "/partitions"))
-	}
-	var topics []string
-	if err := do(http.MethodGet, "/admin/v2/namespaces/"+ns+"/topics", &topics); err != nil {
-		return err
-	}
-	for _, tp := range topics {
-		if strings.Contains(tp, "-partition-") {
-			continue // went with its partitioned topic
+	for _, system := range []bool{false, true} {
+		q := ""
+		if system {
+			q = "?includeSystemTopic=true"
 		}
-		errs = append(errs, del(tp, ""))
+		var parts []string
+		if err := do(http.MethodGet, "/admin/v2/persistent/"+ns+"/partitioned"+q, &parts); err != nil {
+			return err
+		}
+		for _, tp := range parts {
+			errs = append(errs, del(tp, "/partitions"))
+		}
+		var topics []string
+		if err := do(http.MethodGet, "/admin/v2/namespaces/"+ns+"/topics"+q, &topics); err != nil {
+			return err
+		}
+		for _, tp := range topics {
+			if strings.Contains(tp, "-partition-") && !system {
+				continue // went with its partitioned topic
+			}
+			errs = append(errs, del(tp, ""))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
