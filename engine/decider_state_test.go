@@ -40,15 +40,7 @@ func TestDeciderReusesTheStateItAnswered(t *testing.T) {
 	d := engine.NewDecider(b, engine.NewRegistry(b, topics.Definitions, nil), engine.DeciderOptions{
 		Topics: topics, Clock: func() time.Time { return clock },
 	}, testLogger(t))
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(dctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("decider: %v", err)
-		}
-	}()
+	defer runDecider(ctx, t, d)()
 
 	pid := fmt.Sprintf("split-%d", time.Now().UnixNano())
 	n := 0

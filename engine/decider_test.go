@@ -63,6 +63,20 @@ func registerTrip(ctx context.Context, t *testing.T, b bus.Bus, topics protocol.
 	return reg
 }
 
+// runDecider runs d until the function it returns is called, which stops
+// it and reports an error it returned.
+func runDecider(ctx context.Context, t *testing.T, d *engine.Decider) (stop func()) {
+	dctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(dctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("decider: %v", err)
+		}
+	}
+}
+
 func taskPayload(t *testing.T, task protocol.DecisionTask) []byte {
 	t.Helper()
 	env, err := bus.NewEnvelope(protocol.TypeDecisionTask, "task:"+task.TaskID+"#1", task.ProcessID, task.Now, task)
@@ -167,15 +181,7 @@ func deciderBatch(t *testing.T, newBus func(t *testing.T) bus.Bus) {
 	d := engine.NewDecider(b, engine.NewRegistry(b, topics.Definitions, nil), engine.DeciderOptions{
 		Topics: topics, Concurrency: 2, MaxBatch: total, Clock: func() time.Time { return clock },
 	}, log)
-	dctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(dctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("decider: %v", err)
-		}
-	}()
+	defer runDecider(ctx, t, d)()
 
 	got := map[string]protocol.DecisionResult{}
 	compressed := map[string]bool{}
