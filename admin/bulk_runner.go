@@ -269,7 +269,7 @@ type writers struct {
 }
 
 func (r *BulkRunner) openWriters(ctx context.Context) (*writers, error) {
-	ev, err := r.opts.Bus.Producer(ctx, bus.ProducerOptions{Topic: r.opts.Topics.Events})
+	ev, err := r.opts.Bus.Producer(ctx, protocol.EventsProducer(r.opts.Topics.Events))
 	if err != nil {
 		return nil, fmt.Errorf("bulk runner: %w", err)
 	}

@@ -224,12 +224,17 @@ type TopicCount struct {
 	Messages int64 // written (msgInCounter)
 	Bytes    int64 // written (bytesInCounter)
 	Out      int64 // delivered to subscriptions (msgOutCounter)
+	// Entries is the broker entries added (internal stats'
+	// entriesAddedCounter, since the topic was loaded): a batch of
+	// messages is one entry, and the broker's cost follows entries more
+	// than messages.
+	Entries int64
 }
 
 // MessagesIn sums the admin API's msgInCounter (messages written, including
-// those of aborted transactions) over every persistent topic of the
-// namespace, partitions summed into their topic; system topics (names
-// starting with "__") are left out.
+// those of aborted transactions) and the entries added (internal stats)
+// over every persistent topic of the namespace, partitions summed into
+// their topic; system topics (names starting with "__") are left out.
 func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total int64, by []TopicCount, err error) {
 	base := strings.TrimSuffix(adminURL, "/") + "/admin/v2/persistent/" + url.PathEscape(ns.Tenant) + "/" + url.PathEscape(ns.Namespace)
 	var topics []string
@@ -250,6 +255,12 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 		if err := getJSON(ctx, base+"/"+url.PathEscape(name)+"/stats", &st); err != nil {
 			return 0, nil, fmt.Errorf("stats of %s: %w", full, err)
 		}
+		var ist struct {
+			EntriesAddedCounter int64 `json:"entriesAddedCounter"`
+		}
+		if err := getJSON(ctx, base+"/"+url.PathEscape(name)+"/internalStats", &ist); err != nil {
+			return 0, nil, fmt.Errorf("internal stats of %s: %w", full, err)
+		}
 		short := name
 		if i := strings.LastIndex(name, "-partition-"); i > 0 {
 			short = name[:i]
@@ -262,6 +273,7 @@ func MessagesIn(ctx context.Context, adminURL string, ns bus.Namespace) (total i
 		c.Messages += st.MsgInCounter
 		c.Bytes += st.BytesInCounter
 		c.Out += st.MsgOutCounter
+		c.Entries += ist.EntriesAddedCounter
 		total += st.MsgInCounter
 	}
 	for _, c := range sums {

@@ -128,6 +128,7 @@ func reportSagaWindow(b *testing.B, win bench.Window, done int, res bench.LoopRe
 	b.ReportMetric(per(float64(own)), "msgs/saga")
 	b.ReportMetric(per(float64(own+timers.Messages)), "msgs-eventual/saga")
 	b.ReportMetric(per(float64(bytes))/1024, "KB/saga")
+	b.ReportMetric(per(float64(win.Entries())), "entries/saga")
 	b.ReportMetric(per(float64(timers.Messages)), "timers/saga")
 	engine := win.CPU["orchestrator"] + win.CPU["decider"]
 	b.ReportMetric(per(ms(engine)), "engine-cpu-ms/saga")

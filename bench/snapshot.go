@@ -68,7 +68,7 @@ func (s Snapshot) Sub(a Snapshot) Window {
 	}
 	for t, c := range s.Topics {
 		o := a.Topics[t]
-		d := TopicCount{Topic: t, Messages: c.Messages - o.Messages, Bytes: c.Bytes - o.Bytes, Out: c.Out - o.Out}
+		d := TopicCount{Topic: t, Messages: c.Messages - o.Messages, Bytes: c.Bytes - o.Bytes, Out: c.Out - o.Out, Entries: c.Entries - o.Entries}
 		if d.Messages != 0 || d.Out != 0 {
 			w.Topics = append(w.Topics, d)
 		}
@@ -86,6 +86,14 @@ func (w Window) Messages() (msgs, bytes int64) {
 	return msgs, bytes
 }
 
+// Entries is the window's total of broker entries added.
+func (w Window) Entries() (n int64) {
+	for _, c := range w.Topics {
+		n += c.Entries
+	}
+	return n
+}
+
 // Topic is the window's counts of one topic.
 func (w Window) Topic(name string) TopicCount {
 	for _, c := range w.Topics {
@@ -97,14 +105,14 @@ func (w Window) Topic(name string) TopicCount {
 }
 
 // PerUnit prints the messages per unit (saga) by topic, with the mean
-// message size.
+// message size and the broker entries per unit.
 func (w Window) PerUnit(n int) string {
 	var parts []string
 	for _, c := range w.Topics {
 		if c.Messages == 0 {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %.2f (%.0fB)", c.Topic, float64(c.Messages)/float64(n), float64(c.Bytes)/float64(c.Messages)))
+		parts = append(parts, fmt.Sprintf("%s %.2f (%.0fB, %.2f entries)", c.Topic, float64(c.Messages)/float64(n), float64(c.Bytes)/float64(c.Messages), float64(c.Entries)/float64(n)))
 	}
 	return strings.Join(parts, ", ")
 }

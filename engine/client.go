@@ -35,7 +35,7 @@ func (c *Client) producer(ctx context.Context) (bus.Producer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.p == nil {
-		p, err := c.bus.Producer(ctx, bus.ProducerOptions{Topic: c.topics.Events})
+		p, err := c.bus.Producer(ctx, protocol.EventsProducer(c.topics.Events))
 		if err != nil {
 			return nil, err
 		}

@@ -488,7 +488,7 @@ func (o *Orchestrator) eventsPartition(ctx context.Context, p int) (bus.Producer
 	if pr := o.events[p]; pr != nil {
 		return pr, nil
 	}
-	pr, err := o.bus.Producer(ctx, bus.ProducerOptions{Topic: o.bus.Namespace().Partition(o.opts.Topics.Events, p)})
+	pr, err := o.bus.Producer(ctx, protocol.EventsProducer(o.bus.Namespace().Partition(o.opts.Topics.Events, p)))
 	if err != nil {
 		return nil, fmt.Errorf("orchestrator: events partition %d: %w", p, err)
 	}

@@ -53,7 +53,7 @@ func (r *StartRelay) Run(ctx context.Context) error {
 		return fmt.Errorf("start relay: %w", err)
 	}
 	defer cons.Close()
-	p, err := r.bus.Producer(ctx, bus.ProducerOptions{Topic: r.topics.Events})
+	p, err := r.bus.Producer(ctx, protocol.EventsProducer(r.topics.Events))
 	if err != nil {
 		return fmt.Errorf("start relay: %w", err)
 	}

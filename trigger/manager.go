@@ -99,7 +99,7 @@ func (m *Manager) Triggers() []Info {
 
 // Run keeps the triggers running until ctx ends.
 func (m *Manager) Run(ctx context.Context) error {
-	p, err := m.bus.Producer(ctx, bus.ProducerOptions{Topic: m.opts.Topics.Events})
+	p, err := m.bus.Producer(ctx, protocol.EventsProducer(m.opts.Topics.Events))
 	if err != nil {
 		return fmt.Errorf("triggers: %w", err)
 	}

@@ -508,7 +508,7 @@ func (w *Worker) producer(ctx context.Context, topic string) (bus.Producer, erro
 	if p, ok := w.producers[topic]; ok {
 		return p, nil
 	}
-	p, err := w.bus.Producer(ctx, bus.ProducerOptions{Topic: topic})
+	p, err := w.bus.Producer(ctx, protocol.EventsProducer(topic))
 	if err != nil {
 		return nil, fmt.Errorf("worker %s: producer for %s: %w", w.opts.Service, topic, err)
 	}

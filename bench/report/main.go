@@ -253,6 +253,11 @@ func (r *results) print(w io.Writer, quick bool) bool {
 			}
 			row(t.what, fmt.Sprintf("≤ %s", num(t.limit)), num(v), judge(v <= t.limit))
 		}
+		if v, found := r.get(bestName, "entries/saga"); found {
+			// Informational: messages sent together share a broker entry,
+			// and the broker's cost follows entries more than messages.
+			row("broker entries per trip saga", "", num(v), "")
+		}
 		for _, u := range []string{"engine-cpu-ms/saga", "broker-cpu-ms/saga"} {
 			if v, found := r.get(bestName, u); found {
 				row(strings.TrimSuffix(u, "-ms/saga")+" per saga (ms, at the maximum)", "", num(v), "")
