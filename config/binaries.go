@@ -41,6 +41,15 @@ type Orchestrator struct {
 	// (coordinator log records, commit markers). A batch with no other on
 	// its way never waits.
 	BatchSpacing time.Duration `mapstructure:"batch_spacing" usage:"launch a batch this long after the one on its way at the earliest (0: at once)"`
+	// OwnershipPoll is how often the orchestrator asks the broker which
+	// events partitions it owns (default 5s). It also asks at once whenever
+	// the broker tells its consumer the partition's active consumer changed,
+	// so this is the fallback for a notice that never came. Each question is
+	// one topic-stats request per partition, and the broker's admin API
+	// spends milliseconds of CPU on each: polling every 500ms cost the
+	// broker ~12 % of a core per idle orchestrator (docs/benchmarks.md,
+	// session 13).
+	OwnershipPoll time.Duration `mapstructure:"ownership_poll" usage:"ask the broker which partitions this instance owns this often (it also asks when told of a change)"`
 	// Decider is where decisions are made: "inline" (default) inside the
 	// orchestrator's batch, or "remote" by cmd/decider instances over the
 	// decisions topic (isolation, costly expressions). decision_timeout and
@@ -105,7 +114,7 @@ type Orchestrator struct {
 func DefaultOrchestrator() Orchestrator {
 	host, _ := os.Hostname()
 	return Orchestrator{
-		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, BatchSpacing: 25 * time.Millisecond, Decider: "inline",
+		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, BatchSpacing: 25 * time.Millisecond, OwnershipPoll: 5 * time.Second, Decider: "inline",
 		DecisionTimeout: 30 * time.Second, MaxOutstanding: 512, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
 		AdminStuckAfter: 15 * time.Minute, GCPercent: defaultGCPercent,
 	}
@@ -128,6 +137,9 @@ func (c *Orchestrator) Validate() error {
 	}
 	if c.BatchSpacing < 0 || c.BatchSpacing > time.Second {
 		errs = append(errs, &FieldError{Key: "batch_spacing", Value: c.BatchSpacing.String(), Problem: "must be between 0 and 1s (a batch may wait this long)"})
+	}
+	if c.OwnershipPoll < 100*time.Millisecond || c.OwnershipPoll > time.Minute {
+		errs = append(errs, &FieldError{Key: "ownership_poll", Value: c.OwnershipPoll.String(), Problem: "must be between 100ms and 1m"})
 	}
 	if err := validGCPercent(c.GCPercent); err != nil {
 		errs = append(errs, err)

@@ -85,9 +85,11 @@ type OrchestratorOptions struct {
 	// matched by their own ids).
 	SeenLimit int
 	// OwnershipPoll is how often the orchestrator asks the broker which
-	// partitions it owns (default 500ms); it also asks at once when the
-	// broker tells its consumer of a change. A partition it gains is taken
-	// over at once: the broker fences the previous owner (ownership.go).
+	// partitions it owns (default DefaultOwnershipPoll); it also asks at
+	// once when the broker tells its consumer of a change. A partition it
+	// gains is taken over at once: the broker fences the previous owner
+	// (ownership.go). Each question costs the broker a topic-stats request
+	// per partition.
 	OwnershipPoll time.Duration
 	// MaxOutstanding bounds the decisions in flight (issued, not yet
 	// answered) of this instance (default DefaultMaxOutstanding). A process
@@ -121,7 +123,7 @@ func (o *OrchestratorOptions) defaults() {
 		o.Observer = NopObserver{}
 	}
 	if o.OwnershipPoll <= 0 {
-		o.OwnershipPoll = 500 * time.Millisecond
+		o.OwnershipPoll = DefaultOwnershipPoll
 	}
 	if o.TxTimeout <= 0 {
 		o.TxTimeout = 10 * time.Second

@@ -137,7 +137,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	o.spare = newSpareTx(o.bus, o.opts.TxTimeout, o.log)
 	wg.Go(func() { o.spare.run(sctx) })
 	loads := make(chan loadResult)
-	tick := time.NewTicker(max(o.opts.OwnershipPoll/4, time.Millisecond))
+	tick := time.NewTicker(max(min(o.opts.OwnershipPoll/4, loopTick), time.Millisecond))
 	defer tick.Stop()
 	stalled := false // everything waiting is busy in an uncommitted batch
 	lastSweep := time.Now()
@@ -242,6 +242,26 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			o.publishQueue() // as of a committed batch
 		}
 	}
+}
+
+// DefaultOwnershipPoll is OrchestratorOptions.OwnershipPoll's default. The
+// broker's notices of a change of active consumer make the orchestrator ask
+// at once; the poll only covers a notice lost. Each poll is a topic-stats
+// request per partition of the events topic, which costs the broker's
+// admin API 6–12 ms of CPU each: at 500 ms (the default until session 13)
+// one idle orchestrator with 4 partitions cost the broker 125 ms of CPU per
+// second (docs/benchmarks.md, session 13).
+const DefaultOwnershipPoll = 5 * time.Second
+
+// loopTick is the longest the orchestrator's loop sleeps with nothing
+// arriving (its once-a-second sweeps wait for it).
+const loopTick = 125 * time.Millisecond
+
+// unownedGrace is how long parked inputs of a partition the broker does not
+// report as this instance's are kept before they are given back: ten polls,
+// at most 5 s.
+func unownedGrace(poll time.Duration) time.Duration {
+	return 10 * min(poll, 500*time.Millisecond)
 }
 
 // DefaultBatchSpacing is OrchestratorOptions.BatchSpacing's default.
@@ -442,7 +462,7 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 			o.parts.unowned[p] = now
 			continue
 		}
-		if now.Sub(first) > 10*o.opts.OwnershipPoll {
+		if now.Sub(first) > unownedGrace(o.opts.OwnershipPoll) {
 			o.giveBack(p, "the broker does not report the partition as this instance's")
 		}
 	}

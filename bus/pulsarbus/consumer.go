@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/pulsar-client-go/pulsar"
@@ -46,6 +47,9 @@ type consumer struct {
 	// since is when the subscription was made (the warm-up of
 	// LazyDeliveryRecords counts from it).
 	since time.Time
+	// nparts is the topic's partition count as OwnedPartitions last read
+	// it, +1 (0: not read yet).
+	nparts atomic.Int64
 
 	mu     sync.Mutex
 	closed bool

@@ -43,9 +43,16 @@ func (c *consumer) OwnedPartitions(ctx context.Context) (map[int]bool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: owned partitions: %v", bus.ErrBadOptions, err)
 	}
-	n, err := c.b.partitions(ctx, tn)
-	if err != nil {
-		return nil, wrap(err, "owned partitions of %s", c.topic)
+	// The partition count is read once per consumer (one admin request
+	// less per poll): a process-keyed topic's count is fixed, its keys
+	// being routed by it, and an instance that should see more partitions
+	// subscribes again (the orchestrator does on a restart).
+	n := int(c.nparts.Load()) - 1
+	if n < 0 {
+		if n, err = c.b.partitions(ctx, tn); err != nil {
+			return nil, wrap(err, "owned partitions of %s", c.topic)
+		}
+		c.nparts.Store(int64(n) + 1)
 	}
 	names := []string{c.topic}
 	if n > 0 {
