@@ -223,13 +223,14 @@ type Decider struct {
 	Base `mapstructure:",squash"`
 	// Name identifies the instance.
 	Name string `mapstructure:"name" usage:"instance name"`
-	// Concurrency is the number of batch loops: batches of decision tasks
-	// decided and committed at once, each in a transaction of its own.
-	Concurrency int `mapstructure:"concurrency" usage:"batches of decisions made and committed at once"`
-	// MaxBatch bounds the decision tasks of one batch: their commands,
-	// timers and results are sent, and the tasks acknowledged, in one
-	// transaction.
-	MaxBatch int `mapstructure:"max_batch" usage:"decision tasks per transaction at most"`
+	// Concurrency is the number of batches of decision tasks whose answers
+	// are on their way at once.
+	Concurrency int `mapstructure:"concurrency" usage:"batches of decisions whose answers are on their way at once"`
+	// MaxBatch bounds the decision tasks of one batch: their answers are
+	// sent together, each task acknowledged once its answer is sent (no
+	// transaction: a task answered twice is applied once by the
+	// orchestrator, which drops the stale answer).
+	MaxBatch int `mapstructure:"max_batch" usage:"decision tasks per batch at most"`
 	// BatchWait is how long a batch waits for one more task once it has
 	// one: a batch grows while tasks keep arriving within batch_wait of each
 	// other, up to max_batch. Longer batches mean fewer transactions and a
