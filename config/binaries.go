@@ -243,6 +243,11 @@ type Decider struct {
 	StateCache int `mapstructure:"state_cache" usage:"processes whose last state is kept decoded for their next decision (0: none)"`
 	// Partitions must match the orchestrator's.
 	Partitions int `mapstructure:"partitions" usage:"partitions of the process-keyed topics (as the orchestrator)"`
+	// MetricsListen is the address where the decider serves /metrics (its
+	// counters: tasks decided and failed, dead-lettered, given back, states
+	// taken from the cache; Go runtime and process metrics) and /healthz
+	// (empty: off).
+	MetricsListen string `mapstructure:"metrics_listen" usage:"address of /metrics and /healthz (empty: off)"`
 	// GCPercent is the Go garbage collector's target, as the
 	// orchestrator's gc_percent (default 200: at 1,000 sagas in flight a
 	// decider's CPU per saga fell by 9 %; its heap is small). GOGC, when
@@ -267,6 +272,11 @@ func (c *Decider) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 1000 {
 		errs = append(errs, &FieldError{Key: "max_batch", Value: c.MaxBatch, Problem: "must be between 1 and 1000"})
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, &FieldError{Key: "metrics_listen", Value: c.MetricsListen, Problem: "must be host:port (e.g. 127.0.0.1:9091) or empty"})
+		}
 	}
 	if c.StateCache < 0 || c.StateCache > 1_000_000 {
 		errs = append(errs, &FieldError{Key: "state_cache", Value: c.StateCache, Problem: "must be between 0 (none) and 1000000"})

@@ -178,8 +178,16 @@ func RunDecider(ctx context.Context, cfg config.Decider, log zerolog.Logger) err
 		Name: cfg.Name, Topics: topics, Concurrency: cfg.Concurrency, MaxBatch: cfg.MaxBatch, BatchWait: cfg.BatchWait,
 		StateCache: stateCache(cfg.StateCache),
 	}, log)
+	fns := []func(context.Context) error{d.Run}
+	if cfg.MetricsListen != "" {
+		serve, _, err := deciderMetrics(cfg.MetricsListen, d, cfg.Name, log)
+		if err != nil {
+			return err
+		}
+		fns = append(fns, serve)
+	}
 	log.Info().Str("instance", cfg.Name).Msg("decider running")
-	return group(ctx, log, d.Run)
+	return group(ctx, log, fns...)
 }
 
 // RunWorker runs demo services or a bridge until ctx ends.
