@@ -136,15 +136,21 @@ func (a *adminParts) run(ctx context.Context) error {
 		return nil
 	}
 	hs := &http.Server{Handler: a.srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(a.ln) }()
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go a.watchDeadLetters(wctx, dlqWatchEvery)
 	a.log.Info().Str("listen", a.ln.Addr().String()).Msg("admin API, dashboard and metrics serving")
+	return serveUntil(ctx, hs, a.ln, "admin server")
+}
+
+// serveUntil serves hs on ln until ctx ends, then shuts it down gracefully
+// (5 s at most); a server that stops on its own is an error named what.
+func serveUntil(ctx context.Context, hs *http.Server, ln net.Listener, what string) error {
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("admin server: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -35,19 +34,7 @@ func deciderMetrics(addr string, d *engine.Decider, name string, log zerolog.Log
 		}
 		defer func() { ln = nil }()
 		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute}
-		errc := make(chan error, 1)
-		go func() { errc <- hs.Serve(ln) }()
 		log.Info().Str("listen", ln.Addr().String()).Msg("decider metrics serving")
-		select {
-		case err := <-errc:
-			return fmt.Errorf("decider metrics server: %w", err)
-		case <-ctx.Done():
-		}
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		return serveUntil(ctx, hs, ln, "decider metrics server")
 	}, bound, nil
 }
