@@ -511,3 +511,40 @@ def test_trace_continued(namespace: str, engine_for: Callable[[str], Engine]) ->
     assert refused.status.status_code == StatusCode.ERROR and refused.attributes["pulsaga.error_type"] == "NoSeats"
     assert answers[plain["command_id"]].traceparent == ""
     assert len(inner) == 2
+
+
+def test_results_on_their_way_are_settled_before_stop(namespace: str, engine_for: Callable[[str], Engine]) -> None:
+    """Results go out without waiting and their commands are acknowledged
+    once the broker has them — also the results of jobs that finish in the
+    shutdown grace, sent while the worker stops: a later worker gets none
+    of the commands again."""
+    svc = service()
+    eng = engine_for(svc)
+    w = new_worker(namespace, svc, concurrency=4, delivery_record_warm_up=0, shutdown_grace=5)
+    began = threading.Semaphore(0)
+
+    def slow(job: Job) -> Any:
+        began.release()
+        time.sleep(0.3)
+        return job.input
+
+    w.handle("Do", lambda job: job.input)
+    w.handle("Slow", slow)
+    sent = [eng.command("Do", input=i)["command_id"] for i in range(300)]
+    with running(w):
+        got = eng.results(300, timeout=60)
+        sent += [eng.command("Slow", input=i)["command_id"] for i in range(4)]
+        for _ in range(4):
+            assert began.acquire(timeout=20), "the slow jobs did not start"
+        # (leaving the block stops the worker while the slow jobs run)
+    got += eng.results(4)
+    assert sorted(r["command_id"] for r in got) == sorted(sent)
+    assert all(r["status"] == "completed" for r in got)
+
+    again: List[str] = []
+    later = new_worker(namespace, svc)
+    later.handle("Do", lambda job: again.append(job.command_id))
+    later.handle("Slow", lambda job: again.append(job.command_id))
+    with running(later):
+        eng.no_answer(2.0)
+    assert again == []

@@ -20,6 +20,7 @@ import threading
 from typing import Any, Callable, Dict, Optional
 
 from . import _protocol
+from ._timers import Scheduler, Timer
 
 log = logging.getLogger("pulsaga.worker")
 
@@ -41,6 +42,7 @@ class JobRun:
         send: SendFunc,
         started_after: float,
         manual_heartbeat: bool,
+        timers: Scheduler,
     ) -> None:
         self._cmd = cmd
         self._worker = worker
@@ -53,14 +55,12 @@ class JobRun:
         self._ended = False
         self._progress = False
         self._beats = 0
-        self._timer: Optional[threading.Timer] = None
+        self._timer: Optional[Timer] = None
         self._quit = threading.Event()
         if started_after <= 0 or cmd.schedule_timeout_ms > 0 or delivery > 0:
             self._report_started()
         else:
-            self._timer = threading.Timer(started_after, self._report_started)
-            self._timer.daemon = True
-            self._timer.start()
+            self._timer = timers.after(started_after, self._report_started)
         if cmd.heartbeat_timeout_ms > 0:
             every = max(cmd.heartbeat_timeout_ms / 3000, MIN_BEAT_INTERVAL)
             threading.Thread(target=self._heartbeats, args=(every,), name=f"pulsaga-beat-{cmd.command_id}", daemon=True).start()

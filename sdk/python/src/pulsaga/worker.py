@@ -7,6 +7,9 @@ It behaves as the Go SDK (package worker) does:
   the Shared subscription ``workers``, starting at the earliest message;
 * the result goes to the command's ``reply_to`` topic, keyed by process id,
   and the command is acknowledged only after the broker has the result;
+  results are sent without waiting (batched within 1 ms, settled by a
+  thread of their own), so a thread takes its next command while the last
+  result is on its way;
 * an exception fails the attempt: ``NonRetryableError`` for good, anything
   else retryably (``RetryableError`` with its type, other exceptions with the
   type "Error");
@@ -38,6 +41,7 @@ import inspect
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -50,6 +54,7 @@ import pulsar
 from . import _protocol, _tracing
 from ._deliveries import Count, DeliveryLog
 from ._progress import JobRun
+from ._timers import Scheduler, Timer
 from .errors import JobError
 from .job import Job
 
@@ -76,6 +81,55 @@ _SLOW_DEATH_FACTOR = 10
 def job_topic(service: str) -> str:
     """The job queue of a service (a short name)."""
     return "jobs." + service
+
+
+# Results are batched by the reply producers within this many ms (as the
+# Go SDK's producers on the events topic, docs/protocol.md).
+_REPLY_BATCH_DELAY_MS = 1
+
+# Results sent and not yet settled (the reply producers' queue): sending
+# blocks beyond it.
+_MAX_UNSETTLED = 1000
+
+
+class _Runner:
+    """A loop thread's handler thread, reused from job to job (a thread
+    start per job cost a third of the SDK's time per command). Handlers run
+    off the loop thread so that one that never returns cannot hold the
+    worker past its shutdown grace: the loop thread gives up on it and the
+    runner, a daemon, stays with it."""
+
+    def __init__(self, name: str) -> None:
+        self._q: "queue.SimpleQueue[Optional[Callable[[], None]]]" = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        self._q.put(fn)
+
+    def close(self) -> None:
+        self._q.put(None)
+
+    def _serve(self) -> None:
+        while True:
+            fn = self._q.get()
+            if fn is None:
+                return
+            try:
+                fn()
+            except BaseException:  # noqa: BLE001 - the job reports its own failures; keep serving
+                log.exception("a job's runner caught an error")
+
+
+@dataclass
+class _Settle:
+    """A result sent without waiting, and how its send ended."""
+
+    msg: Any
+    cmd: _protocol.Command
+    res: Dict[str, Any]
+    traceparent: str
+    result: Any = None  # pulsar.Result, or the exception send_async raised
+    shrunk: bool = False
 
 
 @dataclass
@@ -152,7 +206,7 @@ class Worker:
         self._dlq: Any = None
         self._deliveries: Optional[DeliveryLog] = None
         # recorded deliveries held, by message id, and their survived timers
-        self._recorded: Dict[bytes, Tuple[Count, Optional[threading.Timer]]] = {}
+        self._recorded: Dict[bytes, Tuple[Count, Optional[Timer]]] = {}
         self._recorded_mu = threading.Lock()
         self._since = time.monotonic()
         self._causes: Dict[bytes, str] = {}
@@ -162,6 +216,12 @@ class Worker:
         self._inflight: Set[Job] = set()
         self._inflight_mu = threading.Lock()
         self._running = False
+        # sent results, settled in order by _settle_loop (None ends it)
+        self._settle_q: "queue.Queue[Optional[_Settle]]" = queue.Queue()
+        # started reports and crash windows (one thread for every job's)
+        self._timers = Scheduler(f"pulsaga-{service}-timers")
+        # each loop thread's handler thread (_Runner)
+        self._local = threading.local()
 
     # ------------------------------------------------------------ handlers
 
@@ -227,8 +287,11 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, lambda *_: self.stop())
         try:
+            self._timers = Scheduler(f"pulsaga-{self.service}-timers")
             if not self._open_retrying():
                 return
+            settler = threading.Thread(target=self._settle_loop, name=f"pulsaga-{self.service}-settle", daemon=True)
+            settler.start()
             threads = [
                 threading.Thread(target=self._loop, name=f"pulsaga-{self.service}-{i}", daemon=True) for i in range(self.concurrency)
             ]
@@ -243,9 +306,11 @@ class Worker:
             for t in threads:
                 t.join()
             timer.cancel()
+            self._drain(settler)
         finally:
             for sig, h in previous.items():
                 signal.signal(sig, h)
+            self._timers.close()
             self._close()
             self._running = False
             log.info("worker %s stopped", self.name)
@@ -315,6 +380,14 @@ class Worker:
             self._client = None
 
     def _loop(self) -> None:
+        runner = _Runner(f"{threading.current_thread().name}-jobs")
+        self._local.runner = runner
+        try:
+            self._serve()
+        finally:
+            runner.close()  # (a handler still running past the grace keeps it until it returns)
+
+    def _serve(self) -> None:
         while not self._stopping.is_set():
             try:
                 msg = self._consumer.receive(timeout_millis=200)
@@ -385,14 +458,15 @@ class Worker:
         except Exception as e:
             log.error("delivery %d not recorded (%s); an instance dying with it will not count it", n.total, e)
             return
-        timer: Optional[threading.Timer] = None
-        if self.crash_window > 0:
-            timer = threading.Timer(self.crash_window, self._survived, args=(mid, n))
-            timer.daemon = True
         with self._recorded_mu:
-            self._recorded[mid] = (n, timer)
-        if timer is not None:
-            timer.start()
+            self._recorded[mid] = (n, None)
+        if self.crash_window > 0:
+            timer = self._timers.after(self.crash_window, lambda: self._survived(mid, n))
+            with self._recorded_mu:
+                if self._recorded.get(mid) == (n, None):
+                    self._recorded[mid] = (n, timer)
+                else:  # (settled already)
+                    timer.cancel()
 
     def _survived(self, mid: bytes, n: Count) -> None:
         with self._recorded_mu:
@@ -445,7 +519,7 @@ class Worker:
             self._nack(msg, str(e))
             return
         run = JobRun(cmd, worker=self.name, delivery=n - 1, send=self._reporter(cmd, reply, env.traceparent),
-                     started_after=self.started_after, manual_heartbeat=self.manual_heartbeat)
+                     started_after=self.started_after, manual_heartbeat=self.manual_heartbeat, timers=self._timers)
         job._heartbeat = lambda _job: run.note_progress()
         outcome = self._run(handler, job)
         run.stop()
@@ -454,17 +528,7 @@ class Worker:
             return
         status = _protocol.STATUS_FAILED if outcome.error else _protocol.STATUS_COMPLETED
         res = self._result(cmd, status=status, output=outcome.output, error=outcome.error, started=job.started_at)
-        try:
-            try:
-                self._reply(cmd, res, outcome.traceparent)
-            except pulsar.MessageTooBig:
-                log.warning("result of %s too large for the broker; reporting a smaller one", cmd.command_id)
-                self._reply(cmd, _shrink(res), outcome.traceparent)
-        except Exception as e:
-            log.warning("could not publish the result of %s (%s); the command will be delivered again", cmd.command_id, e)
-            self._nack(msg, str(e))
-            return
-        self._ack(msg)
+        self._publish(_Settle(msg, cmd, res, outcome.traceparent))
 
     def _run(self, handler: Handler, job: Job) -> Optional[_Outcome]:
         """Runs the handler on a thread of its own, so a handler that never
@@ -523,7 +587,11 @@ class Worker:
         with self._inflight_mu:
             self._inflight.add(job)
         try:
-            threading.Thread(target=call, name=f"pulsaga-job-{job.command_id}", daemon=True).start()
+            runner: Optional[_Runner] = getattr(self._local, "runner", None)
+            if runner is not None:
+                runner.submit(call)
+            else:
+                threading.Thread(target=call, name=f"pulsaga-job-{job.command_id}", daemon=True).start()
             while not done.wait(0.1):
                 if self._grace_over.is_set():
                     log.warning("job %s still running at the end of the shutdown grace; released", job.command_id)
@@ -562,23 +630,69 @@ class Worker:
         with self._producers_mu:
             p = self._producers.get(topic)
             if p is None:
-                p = self._client.create_producer(topic, batching_enabled=False)
+                # Batched across keys (the events topic's one reader takes
+                # any mix), as the Go SDK's replies.
+                p = self._client.create_producer(
+                    topic, batching_enabled=True, batching_type=pulsar.BatchingType.Default,
+                    batching_max_publish_delay_ms=_REPLY_BATCH_DELAY_MS, max_pending_messages=_MAX_UNSETTLED,
+                    block_if_queue_full=True)
                 self._producers[topic] = p
             return p
 
-    def _send(self, cmd: _protocol.Command, env: _protocol.Envelope) -> None:
-        self._producer(self.topic(cmd.reply_to)).send(env.encode(), partition_key=cmd.process_id)
-
     def _reply(self, cmd: _protocol.Command, res: Dict[str, Any], traceparent: str) -> None:
-        env = _protocol.Envelope(
-            type=_protocol.TYPE_RESULT,
-            id="result:" + cmd.command_id,
-            process_id=cmd.process_id,
-            causation_id=cmd.command_id,
-            traceparent=traceparent,
-            payload=res,
-        )
-        self._send(cmd, env)
+        """Sends a result and waits for the broker to have it."""
+        self._producer(self.topic(cmd.reply_to)).send(_result_envelope(cmd, res, traceparent).encode(), partition_key=cmd.process_id)
+
+    def _publish(self, s: _Settle) -> None:
+        """Sends a job's result without waiting; the settle thread
+        acknowledges its command once the broker has it (or releases it)."""
+
+        def done(result: Any, _msg_id: Any) -> None:  # (the client's thread: hand over only)
+            s.result = result
+            self._settle_q.put(s)
+
+        try:
+            producer = self._producer(self.topic(s.cmd.reply_to))
+            producer.send_async(_result_envelope(s.cmd, s.res, s.traceparent).encode(), done, partition_key=s.cmd.process_id)
+        except Exception as e:  # (a closed producer, a full queue that cannot block…)
+            s.result = e
+            self._settle_q.put(s)
+
+    def _settle_loop(self) -> None:
+        while True:
+            s = self._settle_q.get()
+            if s is None:
+                return
+            try:
+                self._settle(s)
+            except Exception:  # never let one result end the loop
+                log.exception("worker %s: settling the result of %s failed; the command will be delivered again",
+                              self.name, s.cmd.command_id)
+
+    def _settle(self, s: _Settle) -> None:
+        if s.result == pulsar.Result.Ok:
+            self._ack(s.msg)
+            return
+        too_big = s.result == pulsar.Result.MessageTooBig or isinstance(s.result, pulsar.MessageTooBig)
+        if too_big and not s.shrunk:
+            log.warning("result of %s too large for the broker; reporting a smaller one", s.cmd.command_id)
+            self._publish(_Settle(s.msg, s.cmd, _shrink(s.res), s.traceparent, shrunk=True))
+            return
+        log.warning("could not publish the result of %s (%s); the command will be delivered again", s.cmd.command_id, s.result)
+        self._nack(s.msg, f"publishing its result failed: {s.result}")
+
+    def _drain(self, settler: threading.Thread) -> None:
+        """Waits for the results on their way (flushing the reply
+        producers) and settles them, before the consumer closes."""
+        with self._producers_mu:
+            producers = list(self._producers.values())
+        for p in producers:
+            try:
+                p.flush()
+            except Exception as e:
+                log.warning("worker %s: flushing results: %s; their commands will be delivered again", self.name, e)
+        self._settle_q.put(None)
+        settler.join(timeout=self.shutdown_grace + 30)
 
     def _reporter(self, cmd: _protocol.Command, producer: Any, traceparent: str) -> Callable[[str, str, Dict[str, Any]], None]:
         """Sends a job's started and heartbeat reports, without waiting,
@@ -671,6 +785,17 @@ class Worker:
             return
         log.warning("message dead-lettered to %s: %s", self.dead_letter_topic, reason)
         self._ack(msg)
+
+
+def _result_envelope(cmd: _protocol.Command, res: Dict[str, Any], traceparent: str) -> _protocol.Envelope:
+    return _protocol.Envelope(
+        type=_protocol.TYPE_RESULT,
+        id="result:" + cmd.command_id,
+        process_id=cmd.process_id,
+        causation_id=cmd.command_id,
+        traceparent=traceparent,
+        payload=res,
+    )
 
 
 def _deliveries_key(msg: Any) -> str:
