@@ -92,34 +92,6 @@ _REPLY_BATCH_DELAY_MS = 1
 _MAX_UNSETTLED = 1000
 
 
-class _Runner:
-    """A loop thread's handler thread, reused from job to job (a thread
-    start per job cost a third of the SDK's time per command). Handlers run
-    off the loop thread so that one that never returns cannot hold the
-    worker past its shutdown grace: the loop thread gives up on it and the
-    runner, a daemon, stays with it."""
-
-    def __init__(self, name: str) -> None:
-        self._q: "queue.SimpleQueue[Optional[Callable[[], None]]]" = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name=name, daemon=True).start()
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        self._q.put(fn)
-
-    def close(self) -> None:
-        self._q.put(None)
-
-    def _serve(self) -> None:
-        while True:
-            fn = self._q.get()
-            if fn is None:
-                return
-            try:
-                fn()
-            except BaseException:  # noqa: BLE001 - the job reports its own failures; keep serving
-                log.exception("a job's runner caught an error")
-
-
 @dataclass
 class _Settle:
     """A result sent without waiting, and how its send ended."""
@@ -137,6 +109,10 @@ class _Outcome:
     output: Any = None
     error: Optional[Tuple[str, str, bool]] = None  # type, message, retryable
     traceparent: str = ""
+
+
+# Worker._run's answer for a job released at the end of the shutdown grace.
+_RELEASED = _Outcome()
 
 
 class Worker:
@@ -213,15 +189,16 @@ class Worker:
         self._causes_mu = threading.Lock()
         self._stopping = threading.Event()
         self._grace_over = threading.Event()
-        self._inflight: Set[Job] = set()
+        # jobs whose handlers run, with their messages and reports; jobs
+        # released at the end of the shutdown grace while their handlers ran
+        self._inflight: Dict[Job, Tuple[Any, JobRun]] = {}
+        self._released: Set[Job] = set()
         self._inflight_mu = threading.Lock()
         self._running = False
         # sent results, settled in order by _settle_loop (None ends it)
         self._settle_q: "queue.Queue[Optional[_Settle]]" = queue.Queue()
         # started reports and crash windows (one thread for every job's)
         self._timers = Scheduler(f"pulsaga-{service}-timers")
-        # each loop thread's handler thread (_Runner)
-        self._local = threading.local()
 
     # ------------------------------------------------------------ handlers
 
@@ -300,12 +277,16 @@ class Worker:
             log.info("worker %s serving %s (%d at once)", self.name, self.job_topic, self.concurrency)
             self._stopping.wait()
             log.info("worker %s stopping; jobs in hand get %.1fs to finish", self.name, self.shutdown_grace)
-            timer = threading.Timer(self.shutdown_grace, self._end_grace)
-            timer.daemon = True
-            timer.start()
+            grace_end = time.monotonic() + self.shutdown_grace
             for t in threads:
-                t.join()
-            timer.cancel()
+                t.join(max(0.0, grace_end - time.monotonic()))
+            if any(t.is_alive() for t in threads):
+                self._end_grace()
+                # (the others come back within a receive's timeout; those
+                # in a released handler whenever it returns)
+                back = time.monotonic() + 1.0
+                for t in threads:
+                    t.join(max(0.0, back - time.monotonic()))
             self._drain(settler)
         finally:
             for sig, h in previous.items():
@@ -316,11 +297,22 @@ class Worker:
             log.info("worker %s stopped", self.name)
 
     def _end_grace(self) -> None:
+        """Releases the jobs still running at the end of the shutdown grace
+        to other instances (their handlers may never return; their late
+        results are dropped)."""
         self._grace_over.set()
         with self._inflight_mu:
-            jobs = list(self._inflight)
-        for j in jobs:
-            j.cancelled.set()
+            held = list(self._inflight.items())
+            self._inflight.clear()
+            self._released.update(job for job, _ in held)
+        for job, (msg, run) in held:
+            run.stop()  # (no started report or heartbeat for a released job)
+            job.cancelled.set()
+            log.warning("job %s still running at the end of the shutdown grace; released", job.command_id)
+            try:
+                self._nack(msg, "worker shut down before the job finished")
+            except Exception as e:
+                log.warning("releasing %s failed (%s); the broker gives it back when the worker closes", job.command_id, e)
 
     def _open_retrying(self) -> bool:
         """Opens the client, consumer and delivery log; a broker that does not
@@ -380,14 +372,6 @@ class Worker:
             self._client = None
 
     def _loop(self) -> None:
-        runner = _Runner(f"{threading.current_thread().name}-jobs")
-        self._local.runner = runner
-        try:
-            self._serve()
-        finally:
-            runner.close()  # (a handler still running past the grace keeps it until it returns)
-
-    def _serve(self) -> None:
         while not self._stopping.is_set():
             try:
                 msg = self._consumer.receive(timeout_millis=200)
@@ -521,8 +505,10 @@ class Worker:
         run = JobRun(cmd, worker=self.name, delivery=n - 1, send=self._reporter(cmd, reply, env.traceparent),
                      started_after=self.started_after, manual_heartbeat=self.manual_heartbeat, timers=self._timers)
         job._heartbeat = lambda _job: run.note_progress()
-        outcome = self._run(handler, job)
+        outcome = self._run(handler, job, msg, run)
         run.stop()
+        if outcome is _RELEASED:  # at the end of the shutdown grace, while it ran
+            return
         if outcome is None:  # shutting down: release it to another instance
             self._nack(msg, "worker shut down before the job finished")
             return
@@ -530,12 +516,11 @@ class Worker:
         res = self._result(cmd, status=status, output=outcome.output, error=outcome.error, started=job.started_at)
         self._publish(_Settle(msg, cmd, res, outcome.traceparent))
 
-    def _run(self, handler: Handler, job: Job) -> Optional[_Outcome]:
-        """Runs the handler on a thread of its own, so a handler that never
-        returns cannot hold the worker past its shutdown grace; None means
-        the job was released at the end of the grace."""
-        done = threading.Event()
-        box: List[_Outcome] = []
+    def _run(self, handler: Handler, job: Job, msg: Any, run: JobRun) -> Optional[_Outcome]:
+        """Runs the handler on this loop thread. _RELEASED: the shutdown
+        grace ended while it ran and the job was released then (run() does
+        not wait for a handler that never returns); None: the job failed
+        after the grace ended (most likely cancelled), release it."""
         attrs = _tracing.attributes(
             {
                 "pulsaga.process_id": job.process_id,
@@ -550,7 +535,7 @@ class Worker:
             }
         )
 
-        def call() -> None:
+        def call() -> _Outcome:
             out = _Outcome()
             with _tracing.job_span(self.tracer_provider, job.traceparent, f"{self.service} {job.command}", attrs) as span:
                 try:
@@ -581,27 +566,22 @@ class Worker:
                         out.error = ("Error", f"{type(e).__name__}: {e}", True)
                     span.failed(*out.error, e)
                 out.traceparent = span.traceparent
-            box.append(out)
-            done.set()
+            return out
 
         with self._inflight_mu:
-            self._inflight.add(job)
+            self._inflight[job] = (msg, run)
         try:
-            runner: Optional[_Runner] = getattr(self._local, "runner", None)
-            if runner is not None:
-                runner.submit(call)
-            else:
-                threading.Thread(target=call, name=f"pulsaga-job-{job.command_id}", daemon=True).start()
-            while not done.wait(0.1):
-                if self._grace_over.is_set():
-                    log.warning("job %s still running at the end of the shutdown grace; released", job.command_id)
-                    return None
-            if self._grace_over.is_set() and box[0].error is not None:
-                return None  # most likely failed because it was cancelled
-            return box[0]
+            out = call()
         finally:
             with self._inflight_mu:
-                self._inflight.discard(job)
+                self._inflight.pop(job, None)
+                released = job in self._released
+                self._released.discard(job)
+        if released:
+            return _RELEASED
+        if self._grace_over.is_set() and out.error is not None:
+            return None  # most likely failed because it was cancelled
+        return out
 
     # ------------------------------------------------------------ answers
 
