@@ -93,11 +93,15 @@ func (o *Orchestrator) freezeQueued(now time.Time, budget time.Duration) {
 
 // freeze replaces img's decoded fields by their encoding.
 func (o *Orchestrator) freeze(img *image) error {
-	snap := img.snapshot()
-	b, err := encodeSnapshot(&snap)
-	if err != nil {
-		return err
+	b := img.lastSnap // (its last snapshot's bytes, when nothing changed it since)
+	if b == nil {
+		snap := img.snapshot()
+		var err error
+		if b, err = encodeSnapshot(&snap); err != nil {
+			return err
+		}
 	}
+	img.lastSnap = nil
 	img.frozen = &frozenImage{snap: b, ended: img.terminal()}
 	if img.frozen.ended {
 		img.frozen.endedAt = img.state.EndedAt

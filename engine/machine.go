@@ -72,6 +72,11 @@ type image struct {
 	covered int64
 	since   uint64
 	touched time.Time
+	// lastSnap is the encoding of the image's last snapshot, kept from
+	// the batch that wrote it once that batch committed, until a batch
+	// touches the image again: freezing the image takes these bytes
+	// instead of encoding it a second time (frozen.go).
+	lastSnap []byte
 	// beats: worker heartbeats, in memory (progress.go).
 	beats beats
 	// frozen: an idle image kept encoded (frozen.go); its decoded fields

@@ -262,6 +262,12 @@ func (o *Orchestrator) landed(ctx context.Context, r flightResult) error {
 		if j.id != nil {
 			j.img.historyIDs = append(j.img.historyIDs, j.id)
 		}
+		if j.snapBytes != nil && j.img.frozen == nil {
+			// The image is what the snapshot holds: no batch touched it
+			// since (it was busy), and its history position is the one
+			// the snapshot was sent with.
+			j.img.lastSnap = j.snapBytes
+		}
 	}
 	o.landedHistory(b.no, r.f.jobs)
 	o.statsMu.Lock()

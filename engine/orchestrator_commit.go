@@ -74,6 +74,8 @@ type procJob struct {
 	snap       *Snapshot
 	// id is the position of the history entry once sent.
 	id bus.MessageID
+	// snapBytes is snap's encoding once sent.
+	snapBytes []byte
 }
 
 type flightResult struct {
@@ -355,6 +357,7 @@ func (o *Orchestrator) send(ctx context.Context, f *flight) error {
 			if err != nil {
 				return err
 			}
+			j.snapBytes = payload
 			s.Send(j.term.snapshots, &bus.OutMessage{Key: j.img.pid, Payload: payload}, nil)
 		}
 		if j.id != nil && j.rowChanged {

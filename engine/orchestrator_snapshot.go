@@ -48,6 +48,7 @@ func (o *Orchestrator) tailOf(p int) *tail {
 // coverage updates img's bookkeeping for a batch that gave it records and
 // says whether to snapshot it in that batch.
 func (o *Orchestrator) coverage(img *image, records int, swept bool, now time.Time) bool {
+	img.lastSnap = nil // (the batch may change the image; its landing sets it again)
 	if records > 0 || !swept {
 		img.touched = now // (a snapshot of an idle image leaves it idle: frozen.go)
 	}
