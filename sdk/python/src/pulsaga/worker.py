@@ -197,7 +197,8 @@ class Worker:
         self._running = False
         # sent results, settled in order by _settle_loop (None ends it)
         self._settle_q: "queue.Queue[Optional[_Settle]]" = queue.Queue()
-        # started reports and crash windows (one thread for every job's)
+        # started reports and crash windows (one thread for every job's;
+        # a new one for each run(), which closes it)
         self._timers = Scheduler(f"pulsaga-{service}-timers")
 
     # ------------------------------------------------------------ handlers
@@ -442,15 +443,9 @@ class Worker:
         except Exception as e:
             log.error("delivery %d not recorded (%s); an instance dying with it will not count it", n.total, e)
             return
-        with self._recorded_mu:
-            self._recorded[mid] = (n, None)
-        if self.crash_window > 0:
-            timer = self._timers.after(self.crash_window, lambda: self._survived(mid, n))
-            with self._recorded_mu:
-                if self._recorded.get(mid) == (n, None):
-                    self._recorded[mid] = (n, timer)
-                else:  # (settled already)
-                    timer.cancel()
+        with self._recorded_mu:  # (the timer's callback takes this lock on the timer thread: no wait here)
+            timer = self._timers.after(self.crash_window, lambda: self._survived(mid, n)) if self.crash_window > 0 else None
+            self._recorded[mid] = (n, timer)
 
     def _survived(self, mid: bytes, n: Count) -> None:
         with self._recorded_mu:
