@@ -358,6 +358,26 @@ log_hints() {
 	[[ -z $err ]] || echo "  last ERROR: $err"
 }
 
+# log_errors: what the broker logged as ERROR since it started, grouped (topic names and
+# numbers masked), most frequent first; and when a topic's transaction buffer recovery
+# failed. A test that waited in vain for the broker usually finds its cause here (a
+# recovery timing out stalls every topic loading behind it, see standalone.conf).
+log_errors() {
+	local since
+	[[ -f $home/pid ]] || return 0
+	since=$(date -r "$home/pid" +%Y-%m-%dT%H:%M:%S)
+	zcat -f "$home"/logs/pulsar*.log* 2>/dev/null |
+		awk -v since="$since" '/^[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]T/ { keep = (substr($1, 1, 19) >= since) }
+			keep && / ERROR / { print }' >"$home/logs/errors.since-start" || true
+	[[ -s $home/logs/errors.since-start ]] || { echo "  broker ERRORs since its start ($since): none"; return 0; }
+	echo "  broker ERRORs since its start ($since): $(wc -l <"$home/logs/errors.since-start"), most frequent:"
+	sed -E 's/^[^ ]+ \[[^]]*\] ERROR +//; s#(persistent|non-persistent)://[^] ,:]*#<topic>#g; s/[0-9]+/N/g' \
+		"$home/logs/errors.since-start" | cut -c1-160 | sort | uniq -c | sort -rn | head -5 | sed 's/^/   /'
+	local tb
+	tb=$(grep 'failed to recover snapshot' "$home/logs/errors.since-start" | cut -c1-19 | sort -u | paste -sd' ')
+	[[ -z $tb ]] || echo "  transaction buffer recoveries failed at: $tb" | cut -c1-400
+}
+
 # health: one line for the end of a failed test run (make test prints it last), and the
 # thread dump's summary when there is one (the tests write <dump>.summary).
 health() {
@@ -372,6 +392,7 @@ health() {
 	fi
 	echo "pulsar health: $st; binary handshake: $pr; thread dump: ${dump:-none}"
 	[[ $pr == NO\ ANSWER* ]] && log_hints
+	log_errors
 	if [[ -f $dump ]]; then
 		if [[ ! -s $dump.summary ]] && command -v "${GO:-go}" >/dev/null 2>&1; then
 			(cd "$repo" && "${GO:-go}" run ./internal/pulsartest/threadsummary "$dump" >/dev/null 2>&1) || true
