@@ -371,7 +371,7 @@ log_errors() {
 			keep && / ERROR / { print }' >"$home/logs/errors.since-start" || true
 	[[ -s $home/logs/errors.since-start ]] || { echo "  broker ERRORs since its start ($since): none"; return 0; }
 	echo "  broker ERRORs since its start ($since): $(wc -l <"$home/logs/errors.since-start"), most frequent:"
-	sed -E 's/^[^ ]+ \[[^]]*\] ERROR +//; s#(persistent|non-persistent)://[^] ,:]*#<topic>#g; s/[0-9]+/N/g' \
+	sed -E 's/^[^ ]+ \[[^]]*\] ERROR +//; s#(persistent|non-persistent)://[^] ,:]*#<topic>#g; s/[0-9a-f]*[0-9][0-9a-f]*/N/g' \
 		"$home/logs/errors.since-start" | cut -c1-160 | sort | uniq -c | sort -rn | head -5 | sed 's/^/   /'
 	local tb
 	tb=$(grep 'failed to recover snapshot' "$home/logs/errors.since-start" | cut -c1-19 | sort -u | paste -sd' ')
