@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/demo"
 	"github.com/pulsaga/pulsaga/engine"
+	"github.com/pulsaga/pulsaga/internal/testlog"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/workflow"
 )
@@ -31,35 +30,7 @@ func repoFile(t testing.TB, rel string) string {
 // testLogger logs warnings (everything with PULSAGA_TEST_LOG=1) to the
 // test's log while it runs and to stderr after it: clients log from their
 // own goroutines while they close.
-func testLogger(t testing.TB) zerolog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	level := zerolog.WarnLevel
-	if os.Getenv("PULSAGA_TEST_LOG") != "" {
-		level = zerolog.DebugLevel
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return os.Stderr.Write(p)
-	}
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) zerolog.Logger { return testlog.New(t, zerolog.WarnLevel) }
 
 // tripScenario is one trip saga run: its process id carries the directives
 // the demo services obey (see package demo).

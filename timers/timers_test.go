@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/internal/testlog"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
 )
@@ -25,35 +25,7 @@ import (
 const wait = 30 * time.Second // how long anything that must happen may take
 
 // testLogger logs to t while the test runs and to stderr after it ended.
-func testLogger(t testing.TB) zerolog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	level := zerolog.WarnLevel
-	if os.Getenv("PULSAGA_TEST_LOG") != "" {
-		level = zerolog.DebugLevel
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return os.Stderr.Write(p)
-	}
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) zerolog.Logger { return testlog.New(t, zerolog.WarnLevel) }
 
 // pulsarBus connects to the test broker in a namespace of the test's own.
 func pulsarBus(t *testing.T) bus.Bus {

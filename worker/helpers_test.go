@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,41 +14,14 @@ import (
 	"github.com/pulsaga/pulsaga/bus/memory"
 	"github.com/pulsaga/pulsaga/bus/pulsarbus"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/internal/testlog"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/worker"
 )
 
 // testLogger logs to t while the test runs and to stderr after it ended
 // (goroutines may still log while they stop).
-func testLogger(t testing.TB) zerolog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	level := zerolog.WarnLevel
-	if os.Getenv("PULSAGA_TEST_LOG") != "" {
-		level = zerolog.DebugLevel
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return os.Stderr.Write(p)
-	}
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) zerolog.Logger { return testlog.New(t, zerolog.WarnLevel) }
 
 // replyTopic is where the commands of these tests ask for their results.
 const replyTopic = "replies"

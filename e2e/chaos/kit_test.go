@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pulsaga/pulsaga/internal/testlog"
 )
 
 // runKit runs the kit on the real binaries and a private broker of its own
@@ -21,7 +23,7 @@ func runKit(t *testing.T, cfg Config) {
 		t.Skip("the chaos kit runs the binaries on a broker of its own for minutes; run it without -short (make test, make chaos)")
 	}
 	cfg.Broker = BrokerFromEnv(cfg.Broker)
-	cfg.Progress = &testWriter{t: t}
+	cfg.Progress = testlog.Writer(t)
 	need := cfg.Duration + cfg.Drain + 5*time.Minute
 	if dl, ok := t.Deadline(); ok && time.Until(dl) < need {
 		t.Fatalf("the test binary's -timeout leaves %s; the run needs up to %s", time.Until(dl).Round(time.Second), need)
@@ -40,13 +42,6 @@ func runKit(t *testing.T, cfg Config) {
 		return
 	}
 	os.RemoveAll(rep.Dir)
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w *testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // TestChaosShort is the kit's short run, part of the test command

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/pulsaga/pulsaga/config"
 	"github.com/pulsaga/pulsaga/internal/app"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
+	"github.com/pulsaga/pulsaga/internal/testlog"
 	"github.com/pulsaga/pulsaga/protocol"
 	"github.com/pulsaga/pulsaga/timers"
 )
@@ -25,33 +24,7 @@ const wait = time.Minute // how long anything that must happen may take
 
 // testLogger logs to t while the test runs and to stderr after it ended.
 func testLogger(t testing.TB) zerolog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	level := zerolog.ErrorLevel // bad input is logged at warn, on purpose
-	if os.Getenv("PULSAGA_TEST_LOG") != "" {
-		level = zerolog.DebugLevel
-	}
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
-}
-
-type testWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return os.Stderr.Write(p)
-	}
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testlog.New(t, zerolog.ErrorLevel) // bad input is logged at warn, on purpose
 }
 
 // pulsarConfig is the broker section for a namespace of the test's own.
