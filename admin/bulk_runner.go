@@ -588,88 +588,38 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // jobTable is BulkJobsTopic read as a table.
 type jobTable struct {
-	bus bus.Bus
-
-	mu     sync.Mutex
-	reader bus.Reader
-	rows   map[string]BulkJob
+	table *bus.Table[BulkJob]
 }
 
-func newJobTable(b bus.Bus) *jobTable { return &jobTable{bus: b, rows: map[string]BulkJob{}} }
+func newJobTable(b bus.Bus) *jobTable {
+	return &jobTable{table: bus.NewTable(b, bus.TableOptions[BulkJob]{
+		Topic:  BulkJobsTopic,
+		Ensure: func(ctx context.Context) error { return ensureBulkTopics(ctx, b) },
+		Decode: func(m *bus.Message) (string, BulkJob, bool) {
+			var j BulkJob
+			env, err := bus.DecodeEnvelope(m.Payload)
+			if err != nil || env.Type != typeBulkState || env.DecodePayload(&j) != nil || j.ID == "" {
+				return "", BulkJob{}, false
+			}
+			return j.ID, j, true
+		},
+		// a deposed runner's late progress
+		Stale: func(old, j BulkJob) bool { return old.Ended() && !j.Ended() },
+	})}
+}
 
 // refresh reads what was written since the last call.
-func (t *jobTable) refresh(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.reader == nil {
-		if err := ensureBulkTopics(ctx, t.bus); err != nil {
-			return err
-		}
-		rd, err := t.bus.Reader(ctx, bus.ReaderOptions{Topic: BulkJobsTopic, Compacted: true})
-		if err != nil {
-			return err
-		}
-		t.reader = rd
-	}
-	for {
-		more, err := t.reader.HasNext(ctx)
-		if err != nil {
-			return err
-		}
-		if !more {
-			return nil
-		}
-		m, err := t.reader.Next(ctx)
-		if err != nil {
-			return err
-		}
-		if len(m.Payload) == 0 {
-			delete(t.rows, m.Key)
-			continue
-		}
-		env, err := bus.DecodeEnvelope(m.Payload)
-		if err != nil || env.Type != typeBulkState {
-			continue
-		}
-		var j BulkJob
-		if env.DecodePayload(&j) != nil || j.ID == "" {
-			continue
-		}
-		if old, ok := t.rows[j.ID]; ok && old.Ended() && !j.Ended() {
-			continue // a deposed runner's late progress
-		}
-		t.rows[j.ID] = j
-	}
-}
+func (t *jobTable) refresh(ctx context.Context) error { return t.table.Read(ctx) }
 
 func (t *jobTable) get(id string) (BulkJob, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	j, ok := t.rows[id]
+	j, ok := t.table.Get(id)
 	if ok {
 		j.Problems = slices.Clone(j.Problems)
 	}
 	return j, ok
 }
 
-func (t *jobTable) list() []BulkJob {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]BulkJob, 0, len(t.rows))
-	for _, j := range t.rows {
-		out = append(out, j)
-	}
-	return out
-}
+func (t *jobTable) list() []BulkJob { return t.table.Rows() }
 
 // Close releases the reader.
-func (t *jobTable) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.reader != nil {
-		err := t.reader.Close()
-		t.reader = nil
-		return err
-	}
-	return nil
-}
+func (t *jobTable) Close() error { return t.table.Close() }

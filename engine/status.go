@@ -13,12 +13,7 @@ import (
 // StatusTable is the compacted status topic read as a table: any instance
 // can answer admin queries from it, whoever owns the processes.
 type StatusTable struct {
-	bus   bus.Bus
-	topic string
-
-	mu     sync.Mutex
-	reader bus.Reader
-	rows   map[string]StatusRecord
+	table *bus.Table[StatusRecord]
 
 	// Refreshes are coalesced: one pass over the topic runs at a time, and
 	// every caller that arrives meanwhile shares the pass after it.
@@ -33,7 +28,21 @@ type refreshCall struct {
 
 // NewStatusTable reads the status topic.
 func NewStatusTable(b bus.Bus, topic string) *StatusTable {
-	return &StatusTable{bus: b, topic: topic, rows: map[string]StatusRecord{}}
+	return &StatusTable{table: bus.NewTable(b, bus.TableOptions[StatusRecord]{
+		Topic: topic,
+		Ensure: func(ctx context.Context) error {
+			return b.EnsureTopic(ctx, bus.TopicSpec{Name: topic, Compacted: true, RetentionTime: -1, RetentionSizeMB: -1})
+		},
+		Decode: func(m *bus.Message) (string, StatusRecord, bool) {
+			r, err := DecodeStatus(m.Payload)
+			if err != nil || r == nil {
+				return "", StatusRecord{}, false
+			}
+			return r.ProcessID, *r, true
+		},
+		// an older row read after a newer one
+		Stale: func(old, r StatusRecord) bool { return old.Seq > r.Seq },
+	})}
 }
 
 // Refresh reads what was written to the topic up to now: when it returns
@@ -87,74 +96,21 @@ func (t *StatusTable) passes(ctx context.Context, c *refreshCall) {
 
 // pass reads what was written since the last pass.
 func (t *StatusTable) pass(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.reader == nil {
-		if err := t.bus.EnsureTopic(ctx, bus.TopicSpec{Name: t.topic, Compacted: true, RetentionTime: -1, RetentionSizeMB: -1}); err != nil {
-			return fmt.Errorf("status table: %w", err)
-		}
-		rd, err := t.bus.Reader(ctx, bus.ReaderOptions{Topic: t.topic, Compacted: true})
-		if err != nil {
-			return fmt.Errorf("status table: %w", err)
-		}
-		t.reader = rd
+	if err := t.table.Read(ctx); err != nil {
+		return fmt.Errorf("status table: %w", err)
 	}
-	for {
-		more, err := t.reader.HasNext(ctx)
-		if err != nil {
-			return fmt.Errorf("status table: %w", err)
-		}
-		if !more {
-			return nil
-		}
-		m, err := t.reader.Next(ctx)
-		if err != nil {
-			return fmt.Errorf("status table: %w", err)
-		}
-		if len(m.Payload) == 0 {
-			delete(t.rows, m.Key)
-			continue
-		}
-		rp, err := DecodeStatus(m.Payload)
-		if err != nil || rp == nil {
-			continue
-		}
-		r := *rp
-		if old, ok := t.rows[r.ProcessID]; ok && old.Seq > r.Seq {
-			continue // an older row read after a newer one
-		}
-		t.rows[r.ProcessID] = r
-	}
+	return nil
 }
 
 // Get returns one row.
-func (t *StatusTable) Get(pid string) (StatusRecord, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r, ok := t.rows[pid]
-	return r, ok
-}
+func (t *StatusTable) Get(pid string) (StatusRecord, bool) { return t.table.Get(pid) }
 
 // List returns every row, by process id.
 func (t *StatusTable) List() []StatusRecord {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]StatusRecord, 0, len(t.rows))
-	for _, r := range t.rows {
-		out = append(out, r)
-	}
+	out := t.table.Rows()
 	sort.Slice(out, func(i, j int) bool { return out[i].ProcessID < out[j].ProcessID })
 	return out
 }
 
 // Close releases the reader.
-func (t *StatusTable) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.reader != nil {
-		err := t.reader.Close()
-		t.reader = nil
-		return err
-	}
-	return nil
-}
+func (t *StatusTable) Close() error { return t.table.Close() }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
@@ -51,100 +50,55 @@ func EnsureTopics(ctx context.Context, b bus.Bus) error {
 // Table is the schedules topic read as a table (any instance can list
 // schedules from it).
 type Table struct {
-	bus bus.Bus
-
-	mu     sync.Mutex
-	reader bus.Reader
-	rows   map[string]*Record
+	table *bus.Table[*Record]
 }
 
 // NewTable reads the schedules topic.
-func NewTable(b bus.Bus) *Table { return &Table{bus: b, rows: map[string]*Record{}} }
+func NewTable(b bus.Bus) *Table {
+	return &Table{table: bus.NewTable(b, bus.TableOptions[*Record]{
+		Topic:  RecordsTopic,
+		Ensure: func(ctx context.Context) error { return EnsureTopics(ctx, b) },
+		Decode: func(m *bus.Message) (string, *Record, bool) {
+			env, err := bus.DecodeEnvelope(m.Payload)
+			if err != nil || env.Type != TypeRecord {
+				return "", nil, false
+			}
+			var r Record
+			if env.DecodePayload(&r) != nil {
+				return "", nil, false
+			}
+			return m.Key, &r, true
+		},
+		Copy: (*Record).clone,
+	})}
+}
 
 // Refresh reads what was written since the last call.
 func (t *Table) Refresh(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.reader == nil {
-		if err := EnsureTopics(ctx, t.bus); err != nil {
-			return err
-		}
-		rd, err := t.bus.Reader(ctx, bus.ReaderOptions{Topic: RecordsTopic, Compacted: true})
-		if err != nil {
-			return fmt.Errorf("schedules table: %w", err)
-		}
-		t.reader = rd
+	if err := t.table.Read(ctx); err != nil {
+		return fmt.Errorf("schedules table: %w", err)
 	}
-	for {
-		more, err := t.reader.HasNext(ctx)
-		if err != nil {
-			return fmt.Errorf("schedules table: %w", err)
-		}
-		if !more {
-			return nil
-		}
-		m, err := t.reader.Next(ctx)
-		if err != nil {
-			return fmt.Errorf("schedules table: %w", err)
-		}
-		if len(m.Payload) == 0 {
-			delete(t.rows, m.Key)
-			continue
-		}
-		env, err := bus.DecodeEnvelope(m.Payload)
-		if err != nil || env.Type != TypeRecord {
-			continue
-		}
-		var r Record
-		if env.DecodePayload(&r) != nil {
-			continue
-		}
-		t.rows[m.Key] = &r
-	}
+	return nil
 }
 
 // set records what the scheduler itself just committed.
 func (t *Table) set(name string, r *Record) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if r == nil {
-		delete(t.rows, name)
+		t.table.Delete(name)
 		return
 	}
-	t.rows[name] = r
+	t.table.Put(name, r)
 }
 
 // Get returns one schedule (a copy).
-func (t *Table) Get(name string) (*Record, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	r, ok := t.rows[name]
-	if !ok {
-		return nil, false
-	}
-	return r.clone(), true
-}
+func (t *Table) Get(name string) (*Record, bool) { return t.table.Get(name) }
 
 // List returns every schedule, by name.
 func (t *Table) List() []*Record {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]*Record, 0, len(t.rows))
-	for _, r := range t.rows {
-		out = append(out, r.clone())
-	}
+	out := t.table.Rows()
 	sort.Slice(out, func(i, j int) bool { return out[i].Spec.Name < out[j].Spec.Name })
 	return out
 }
 
 // Close releases the reader.
-func (t *Table) Close() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.reader != nil {
-		err := t.reader.Close()
-		t.reader = nil
-		return err
-	}
-	return nil
-}
+func (t *Table) Close() error { return t.table.Close() }
