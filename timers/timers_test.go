@@ -15,7 +15,6 @@ import (
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
-	"github.com/pulsaga/pulsaga/bus/pulsarbus"
 	"github.com/pulsaga/pulsaga/internal/pulsartest"
 	"github.com/pulsaga/pulsaga/internal/testlog"
 	"github.com/pulsaga/pulsaga/protocol"
@@ -33,16 +32,7 @@ func pulsarBus(t *testing.T) bus.Bus {
 	if testing.Short() {
 		t.Skip("needs a Pulsar broker; run without -short (make test)")
 	}
-	svc, adm := pulsartest.URLs(t)
-	ns := bus.Namespace{Tenant: "public", Namespace: fmt.Sprintf("timers-%d", time.Now().UnixNano())}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b, err := pulsarbus.New(ctx, pulsarbus.Config{ServiceURL: svc, AdminURL: adm, Namespace: ns}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	return b
+	return pulsartest.Bus(t, pulsartest.Namespace("timers"), testLogger(t))
 }
 
 func TestMessage(t *testing.T) {
