@@ -372,10 +372,11 @@ log_errors() {
 	[[ -s $home/logs/errors.since-start ]] || { echo "  broker ERRORs since its start ($since): none"; return 0; }
 	echo "  broker ERRORs since its start ($since): $(wc -l <"$home/logs/errors.since-start"), most frequent:"
 	sed -E 's/^[^ ]+ \[[^]]*\] ERROR +//; s#(persistent|non-persistent)://[^] ,:]*#<topic>#g; s/[0-9a-f]*[0-9][0-9a-f]*/N/g' \
-		"$home/logs/errors.since-start" | cut -c1-160 | sort | uniq -c | sort -rn | head -5 | sed 's/^/   /'
+		"$home/logs/errors.since-start" | cut -c1-160 | sort | uniq -c | sort -rn | head -5 | sed 's/^/   /' || true
 	local tb
-	tb=$(grep 'failed to recover snapshot' "$home/logs/errors.since-start" | cut -c1-19 | sort -u | paste -sd' ')
+	tb=$(grep 'failed to recover snapshot' "$home/logs/errors.since-start" | cut -c1-19 | sort -u | paste -sd' ') || true
 	[[ -z $tb ]] || echo "  transaction buffer recoveries failed at: $tb" | cut -c1-400
+	return 0
 }
 
 # health: one line for the end of a failed test run (make test prints it last), and the
