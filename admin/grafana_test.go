@@ -66,6 +66,7 @@ func metricFamilies(t *testing.T) map[string]*dto.MetricFamily {
 	m.ProcessChanged("trip", workflow.StatusRunning, workflow.StatusCompleted)
 	m.Dropped("duplicate")
 	m.ObserveTimer("sleep", time.Millisecond)
+	m.BatchCommitted(70, 7*time.Millisecond, 2*time.Millisecond, 5*time.Millisecond)
 	// A process row and a dead letter, so the global gauges have series.
 	ctx := t.Context()
 	if err := engine.EnsureTopics(ctx, b, topics); err != nil {

@@ -36,14 +36,22 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	decisionLatency, eventToCommand, timerLateness *prometheus.HistogramVec
+	batchPhase                                     *prometheus.HistogramVec
+	batchInputs                                    prometheus.Histogram
 	stepsStarted, stepsCompleted, stepsFailed      *prometheus.CounterVec
 	stepRetries, commands, processes, dropped      *prometheus.CounterVec
 }
 
-var _ engine.Observer = (*Metrics)(nil)
+var (
+	_ engine.Observer      = (*Metrics)(nil)
+	_ engine.BatchObserver = (*Metrics)(nil)
+)
 
 // latencyBuckets span 1 ms to about 16 s.
 var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
+
+// phaseBuckets span 0.25 ms to about 4 s: a batch's phases are a few ms.
+var phaseBuckets = prometheus.ExponentialBuckets(0.00025, 2, 15)
 
 // InstanceLabel names the instance on per-instance series.
 const InstanceLabel = "pulsaga_instance"
@@ -70,12 +78,17 @@ func NewMetrics(status *engine.StatusTable, instance string) *Metrics {
 	m.commands = counter("commands_sent_total", "Commands sent to workers, by kind: first, retry, compensation (per instance).", "definition", "kind")
 	m.processes = counter("process_transitions_total", "Processes entering a status (per instance).", "definition", "status")
 	m.dropped = counter("inputs_dropped_total", "Inputs the orchestrator dropped or dead-lettered, by reason (per instance).", "reason")
+	m.batchPhase = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "pulsaga", Name: "batch_phase_seconds",
+		Help: "Phases of the orchestrator's committed batches: first_round (history and messages, from the transaction's begin), " +
+			"second_round (snapshots and status rows), commit (per instance).", Buckets: phaseBuckets}, []string{"phase"})
+	m.batchInputs = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "pulsaga", Name: "batch_inputs",
+		Help: "Inputs per committed batch of the orchestrator (per instance).", Buckets: prometheus.ExponentialBuckets(1, 2, 12)})
 	var own prometheus.Registerer = m.reg
 	if instance != "" {
 		own = prometheus.WrapRegistererWith(prometheus.Labels{InstanceLabel: instance}, m.reg)
 	}
 	own.MustRegister(m.decisionLatency, m.eventToCommand, m.timerLateness, m.stepsStarted, m.stepsCompleted, m.stepsFailed,
-		m.stepRetries, m.commands, m.processes, m.dropped,
+		m.stepRetries, m.commands, m.processes, m.dropped, m.batchPhase, m.batchInputs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if status != nil {
 		m.reg.MustRegister(&statusCollector{status: status})
@@ -135,6 +148,14 @@ func (m *Metrics) ProcessChanged(def string, _, to workflow.Status) {
 
 // Dropped implements engine.Observer.
 func (m *Metrics) Dropped(reason string) { m.dropped.WithLabelValues(reason).Inc() }
+
+// BatchCommitted implements engine.BatchObserver.
+func (m *Metrics) BatchCommitted(inputs int, first, second, commit time.Duration) {
+	m.batchInputs.Observe(float64(inputs))
+	m.batchPhase.WithLabelValues("first_round").Observe(first.Seconds())
+	m.batchPhase.WithLabelValues("second_round").Observe(second.Seconds())
+	m.batchPhase.WithLabelValues("commit").Observe(commit.Seconds())
+}
 
 // ObserveTimer is a timer relay's Observe hook.
 func (m *Metrics) ObserveTimer(kind string, lateness time.Duration) {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pulsaga/pulsaga/bus"
 	"github.com/pulsaga/pulsaga/bus/memory"
@@ -41,6 +43,10 @@ func TestMetricsObserver(t *testing.T) {
 			func(m *Metrics) float64 { return testutil.ToFloat64(m.commands.WithLabelValues("d", "first")) }, 1},
 		{"drops by reason", func(m *Metrics) { m.Dropped("duplicate"); m.Dropped("duplicate") },
 			func(m *Metrics) float64 { return testutil.ToFloat64(m.dropped.WithLabelValues("duplicate")) }, 2},
+		{"a committed batch's phases", func(m *Metrics) { m.BatchCommitted(70, 7*time.Millisecond, 2*time.Millisecond, 5*time.Millisecond) },
+			func(m *Metrics) float64 { return histSum(m.batchPhase.WithLabelValues("second_round")) }, 0.002},
+		{"a committed batch's inputs", func(m *Metrics) { m.BatchCommitted(70, 0, 0, 0); m.BatchCommitted(3, 0, 0, 0) },
+			func(m *Metrics) float64 { return histSum(m.batchInputs) }, 73},
 		{"timer lateness, early counted as 0", func(m *Metrics) { m.ObserveTimer("sleep", 30*time.Millisecond); m.ObserveTimer("sleep", -time.Second) },
 			func(m *Metrics) float64 { return float64(testutil.CollectAndCount(m.timerLateness)) }, 1},
 	}
@@ -172,4 +178,13 @@ func TestMetricsWhenStatusTableUnreadable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// histSum is the sum of what a histogram observed.
+func histSum(o prometheus.Observer) float64 {
+	var pb dto.Metric
+	if err := o.(prometheus.Metric).Write(&pb); err != nil {
+		return -1
+	}
+	return pb.GetHistogram().GetSampleSum()
 }

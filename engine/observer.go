@@ -34,6 +34,19 @@ type DecisionQueueObserver interface {
 	DecisionQueue(outstanding, queued int)
 }
 
+// BatchObserver is an Observer that also wants the phases of each batch
+// the orchestrator committed (where a saga's hops spend their time under
+// load, docs/benchmarks.md): the orchestrator calls BatchCommitted from its
+// loop once a batch's transaction has committed.
+type BatchObserver interface {
+	// BatchCommitted: a batch of inputs committed. first is its first round
+	// of sends (history entries and messages), counted from its
+	// transaction's begin, so its wait for the previous batch's first round
+	// is in it; second its second round (snapshots and status rows); commit
+	// its commit.
+	BatchCommitted(inputs int, first, second, commit time.Duration)
+}
+
 // NopObserver observes nothing.
 type NopObserver struct{}
 

@@ -23,6 +23,18 @@ type countingObserver struct {
 	retries   int
 	firsts    int
 	drops     map[string]int
+	// batches committed, the inputs they took, and any phase not positive
+	batches, inputs, badPhases int
+}
+
+func (c *countingObserver) BatchCommitted(inputs int, first, second, commit time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batches++
+	c.inputs += inputs
+	if first <= 0 || second <= 0 || commit <= 0 {
+		c.badPhases++
+	}
 }
 
 func (c *countingObserver) DecisionApplied(_ string, d time.Duration) {
@@ -111,5 +123,11 @@ func TestObserverSeesWhatHappens(t *testing.T) {
 	// not kept among the seen envelope ids).
 	if obs.drops[engine.DropAlreadyStarted] != 1 {
 		t.Errorf("drops %v, want one already_started", obs.drops)
+	}
+	// Every input was taken by a committed batch: 3 starts and each step's
+	// result (9 with the flaky flight's failed attempt), at least.
+	if obs.batches == 0 || obs.inputs < 12 || obs.badPhases != 0 {
+		t.Errorf("batches committed %d with %d inputs, %d with a phase not positive; want some, >= 12 inputs, none",
+			obs.batches, obs.inputs, obs.badPhases)
 	}
 }

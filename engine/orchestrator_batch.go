@@ -243,6 +243,10 @@ func (o *Orchestrator) landed(ctx context.Context, r flightResult) error {
 		return nil
 	}
 	o.resetsInARow = 0
+	if bo, ok := o.opts.Observer.(BatchObserver); ok && !r.f.began.IsZero() && !r.f.committed.IsZero() {
+		f := r.f
+		bo.BatchCommitted(len(b.acks), f.round1.Sub(f.began), f.round2.Sub(f.round1), f.committed.Sub(f.round2))
+	}
 	if e := o.log.Debug(); e.Enabled() {
 		f := r.f
 		e.Int("units", b.units).Int("acks", len(b.acks)).Int("processes", len(f.jobs)).Int("messages", len(b.out)).
