@@ -243,15 +243,15 @@ func (o *Orchestrator) landed(ctx context.Context, r flightResult) error {
 		return nil
 	}
 	o.resetsInARow = 0
-	if bo, ok := o.opts.Observer.(BatchObserver); ok && !r.f.began.IsZero() && !r.f.committed.IsZero() {
-		f := r.f
-		bo.BatchCommitted(len(b.acks), f.round1.Sub(f.began), f.round2.Sub(f.round1), f.committed.Sub(f.round2))
+	f := r.f
+	first, second, commit := f.round1.Sub(f.began), f.round2.Sub(f.round1), f.committed.Sub(f.round2)
+	if bo, ok := o.opts.Observer.(BatchObserver); ok && !f.began.IsZero() && !f.committed.IsZero() {
+		bo.BatchCommitted(len(b.acks), first, second, commit)
 	}
 	if e := o.log.Debug(); e.Enabled() {
-		f := r.f
 		e.Int("units", b.units).Int("acks", len(b.acks)).Int("processes", len(f.jobs)).Int("messages", len(b.out)).
-			Dur("round1", f.round1.Sub(f.began)).Dur("round2", f.round2.Sub(f.round1)).
-			Dur("commit_wait", f.committed.Sub(f.round2)).Dur("wait", f.sendStart.Sub(f.began)).Msg("batch committed")
+			Dur("round1", first).Dur("round2", second).
+			Dur("commit_wait", commit).Dur("wait", f.sendStart.Sub(f.began)).Msg("batch committed")
 	}
 	before := o.adapt.limit()
 	o.adapt.succeeded(b.units, r.took)
