@@ -211,7 +211,9 @@ func engineBins(b *testing.B) map[string]string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		bins, binsErr = bench.Build(ctx, "..", dir)
+		if bins, binsErr = bench.Build(ctx, "..", dir); binsErr != nil {
+			return // (not hidden by the log folder's creation below)
+		}
 		logDir = *flagLogDir
 		if logDir == "" {
 			logDir, binsErr = os.MkdirTemp("", "pulsaga-bench-logs-")
