@@ -41,6 +41,13 @@ type Orchestrator struct {
 	// (coordinator log records, commit markers). A batch with no other on
 	// its way never waits.
 	BatchSpacing time.Duration `mapstructure:"batch_spacing" usage:"launch a batch this long after the one on its way at the earliest (0: at once)"`
+	// AnswerWait (decider remote): a batch that issues decision tasks
+	// waits up to this long for their answers before it launches, so that
+	// a decision's events and its answer are recorded in one transaction
+	// and one history entry (default 100ms; 0: never wait, two flights per
+	// decision). The rest of the batch launches at once; a process whose
+	// answer is later than this gets it applied by a later batch.
+	AnswerWait time.Duration `mapstructure:"answer_wait" usage:"decider remote: a batch waits this long at most for the answers to the tasks it issued (0: launch at once)"`
 	// OwnershipPoll is how often the orchestrator asks the broker which
 	// events partitions it owns (default 5s). It also asks at once whenever
 	// the broker tells its consumer the partition's active consumer changed,
@@ -114,7 +121,7 @@ type Orchestrator struct {
 func DefaultOrchestrator() Orchestrator {
 	host, _ := os.Hostname()
 	return Orchestrator{
-		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, BatchSpacing: 25 * time.Millisecond, OwnershipPoll: 5 * time.Second, Decider: "inline",
+		Base: DefaultBase(), Name: "orchestrator-" + host, Partitions: 4, BatchSize: 256, JobBatchMessages: 8, BatchSpacing: 25 * time.Millisecond, AnswerWait: 100 * time.Millisecond, OwnershipPoll: 5 * time.Second, Decider: "inline",
 		DecisionTimeout: 30 * time.Second, MaxOutstanding: 512, Retention: 24 * time.Hour, HistoryRetention: 7 * 24 * time.Hour, TimerRelay: true,
 		AdminStuckAfter: 15 * time.Minute, GCPercent: defaultGCPercent,
 	}
@@ -137,6 +144,9 @@ func (c *Orchestrator) Validate() error {
 	}
 	if c.BatchSpacing < 0 || c.BatchSpacing > time.Second {
 		errs = append(errs, &FieldError{Key: "batch_spacing", Value: c.BatchSpacing.String(), Problem: "must be between 0 and 1s (a batch may wait this long)"})
+	}
+	if c.AnswerWait < 0 || c.AnswerWait > time.Second {
+		errs = append(errs, &FieldError{Key: "answer_wait", Value: c.AnswerWait.String(), Problem: "must be between 0 and 1s (a batch may wait this long)"})
 	}
 	if c.OwnershipPoll < 100*time.Millisecond || c.OwnershipPoll > time.Minute {
 		errs = append(errs, &FieldError{Key: "ownership_poll", Value: c.OwnershipPoll.String(), Problem: "must be between 100ms and 1m"})

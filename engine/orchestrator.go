@@ -77,6 +77,15 @@ type OrchestratorOptions struct {
 	// only). No timer is set per task: a once-a-second sweep of the
 	// outstanding tasks does it (orchestrator_remote.go).
 	DecisionTimeout time.Duration
+	// AnswerWait (remote mode): a batch that issues decision tasks sends
+	// them at once and waits up to this long for their answers before it
+	// launches, so that the answers that come in time are applied in the
+	// same transaction as the events they decide: one flight and one
+	// history entry per decision instead of two (default
+	// DefaultAnswerWait; negative: never wait). Only the processes with a
+	// task wait; the rest of their batch launches at once
+	// (orchestrator_hold.go).
+	AnswerWait time.Duration
 	// Retention keeps a finished process's image and status this long
 	// (default 24h); its history follows Topics.HistoryRetention.
 	Retention time.Duration
@@ -140,6 +149,9 @@ func (o *OrchestratorOptions) defaults() {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 2
+	}
+	if o.AnswerWait == 0 {
+		o.AnswerWait = DefaultAnswerWait
 	}
 	if o.BatchSpacing == 0 {
 		o.BatchSpacing = DefaultBatchSpacing
@@ -243,6 +255,9 @@ type Orchestrator struct {
 	// the number of batches on their way (orchestrator_commit.go).
 	busy     map[string]int
 	inflight int
+	// held is the batch waiting for the answers to its tasks, if any
+	// (orchestrator_hold.go).
+	held *heldBatch
 	// gen counts the failures the loop reset partitions for: the batches
 	// launched before one are aborted with it (orchestrator_reset.go).
 	gen uint64

@@ -28,6 +28,8 @@ type batch struct {
 	// without the batch's transaction (sendTasks).
 	tasks []*bus.OutMessage
 	acks  []*bus.Message
+	// swept are the processes the idle sweep put in the batch (snapshots).
+	swept map[*image]bool
 	// parts are the partitions the batch read or wrote: all must still be
 	// this instance's when it commits.
 	parts map[int]bool
@@ -86,6 +88,7 @@ type pipe struct {
 func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, room int, p *pipe) (bool, error) {
 	b := &batch{now: o.opts.Clock().UTC(), fx: map[*image]*effects{}, parts: map[int]bool{}, units: len(msgs)}
 	swept := map[*image]bool{}
+	b.swept = swept
 	sweep := o.sweep[:0]
 	sweepRoom := room
 	if len(msgs) > 0 {
@@ -134,6 +137,20 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	}
 	clear(o.expiring[len(expiring):])
 	o.expiring = expiring
+	o.routeAll(ctx, b, msgs)
+	o.decideTouched(b)
+	o.reissueDue(b, room-(b.units-len(msgs)))
+	o.issueQueued(b, room-(b.units-len(msgs)))
+	o.issueTouched(b)
+	if err := o.hold(p.ctx, b); err != nil {
+		o.nackAll(b.acks)
+		return false, err
+	}
+	return o.finishBatch(ctx, b, p, nil)
+}
+
+// routeAll hands msgs to the state machine in batch b.
+func (o *Orchestrator) routeAll(ctx context.Context, b *batch, msgs []*bus.Message) {
 	for _, m := range msgs {
 		if o.route(ctx, b, m) {
 			b.acks = append(b.acks, m)
@@ -142,6 +159,11 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 		}
 		b.parts[m.Partition] = true
 	}
+}
+
+// decideTouched decides the processes b touched (inline) or queues those
+// that need a remote decision for a slot.
+func (o *Orchestrator) decideTouched(b *batch) {
 	for _, img := range b.touched {
 		switch {
 		case !o.m.remote:
@@ -150,8 +172,12 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 			o.slots.enqueue(img.pid)
 		}
 	}
-	o.reissueDue(b, room-(b.units-len(msgs)))
-	o.issueQueued(b, room-(b.units-len(msgs)))
+}
+
+// finishBatch turns b's effects into messages and launches it as a flight
+// of the commit pipeline (sent, the flight waits for held's tasks too: the
+// tasks a held batch sent already). It says whether it launched one.
+func (o *Orchestrator) finishBatch(ctx context.Context, b *batch, p *pipe, held *taskSends) (bool, error) {
 	if err := o.emit(ctx, b); err != nil {
 		o.nackAll(b.acks)
 		return false, err
@@ -176,7 +202,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 			row := statusRow(img)
 			row.HistoryIDs = slices.Clone(row.HistoryIDs)
 			j.row, j.rowChanged = row, rowChanges(j.records)
-			if o.coverage(img, len(j.records), swept[img], b.now) {
+			if o.coverage(img, len(j.records), b.swept[img], b.now) {
 				snap := img.snapshot()
 				snap.HistoryIDs = slices.Clone(snap.HistoryIDs)
 				snap.Pending, snap.Seen, snap.Armed = slices.Clone(snap.Pending), slices.Clone(snap.Seen), slices.Clone(snap.Armed)
@@ -197,7 +223,7 @@ func (o *Orchestrator) handleBatch(ctx context.Context, msgs []*bus.Message, roo
 	for p := range b.parts {
 		b.epochs[p] = o.parts.epoch[p]
 	}
-	tasks := o.sendTasks(p.ctx, b.tasks)
+	tasks := o.sendTasks(p.ctx, b.tasks).after(held)
 	f := o.launch(p.ctx, b, jobs, tasks, p.sendsDone, p.wg)
 	p.sendsDone = f.sendsDone
 	o.inflight++
@@ -385,34 +411,50 @@ func (o *Orchestrator) emit(ctx context.Context, b *batch) error {
 				return err
 			}
 		}
-		for _, t := range fx.tasks {
-			task := t.task
-			if t.stateZ != nil {
-				task.UseState(t.stateZ) // the bytes the state came in
-			} else if err := task.SetState(task.State); err != nil { // compressed when large
-				return err
-			}
-			payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, task)
-			if err != nil {
-				return err
-			}
-			b.tasks = append(b.tasks, &bus.OutMessage{Key: img.pid, Payload: payload})
-			if t.issue > 1 {
-				log.Warn().Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision unanswered; issuing it again")
-			}
+		if err := o.taskMessages(b, img, fx); err != nil {
+			return err
 		}
-		if fx.released && !fx.issued {
-			// (released then issued again in one batch: the slot is kept)
-			o.slots.release(img.pid)
-		}
-		if fx.issued {
-			o.slots.take(img.pid)
-		}
+		o.settleSlot(img, fx)
 		if fx.finished {
 			log.Info().Str("status", string(img.state.Status)).Msg("process finished")
 			o.retention.add(img, b.now.Add(o.opts.Retention))
 		}
 	}
+	return nil
+}
+
+// settleSlot takes or gives back img's decision slot as its effects say
+// (once: a held batch settles them before it waits, orchestrator_hold.go).
+func (o *Orchestrator) settleSlot(img *image, fx *effects) {
+	if fx.released && !fx.issued {
+		// (released then issued again in one batch: the slot is kept)
+		o.slots.release(img.pid)
+	}
+	if fx.issued {
+		o.slots.take(img.pid)
+	}
+	fx.released, fx.issued = false, false
+}
+
+// taskMessages encodes img's decision tasks into b.tasks.
+func (o *Orchestrator) taskMessages(b *batch, img *image, fx *effects) error {
+	for _, t := range fx.tasks {
+		task := t.task
+		if t.stateZ != nil {
+			task.UseState(t.stateZ) // the bytes the state came in
+		} else if err := task.SetState(task.State); err != nil { // compressed when large
+			return err
+		}
+		payload, err := encode(protocol.TypeDecisionTask, fmt.Sprintf("task:%s#%d", t.task.TaskID, t.issue), img.pid, b.now, task)
+		if err != nil {
+			return err
+		}
+		b.tasks = append(b.tasks, &bus.OutMessage{Key: img.pid, Payload: payload})
+		if t.issue > 1 {
+			o.log.Warn().Str("process_id", img.pid).Str("task_id", t.task.TaskID).Int("issued", t.issue).Msg("decision unanswered; issuing it again")
+		}
+	}
+	fx.tasks = nil
 	return nil
 }
 

@@ -187,6 +187,7 @@ type taskSends struct {
 	mu   sync.Mutex
 	err  error
 	n    int
+	prev *taskSends // waited for first (after)
 }
 
 // sendTasks sends a batch's decision tasks at once, without its
@@ -218,10 +219,26 @@ func (o *Orchestrator) sendTasks(ctx context.Context, tasks []*bus.OutMessage) *
 	return ts
 }
 
+// after makes ts's wait wait for prev's sends too (the tasks a held batch
+// sent before it launched).
+func (ts *taskSends) after(prev *taskSends) *taskSends {
+	switch {
+	case prev == nil:
+		return ts
+	case ts == nil:
+		return prev
+	}
+	ts.prev = prev
+	return ts
+}
+
 // wait returns once every task was sent, with the first failure.
 func (ts *taskSends) wait(ctx context.Context) error {
 	if ts == nil {
 		return nil
+	}
+	if err := ts.prev.wait(ctx); err != nil {
+		return err
 	}
 	select {
 	case <-ts.done:

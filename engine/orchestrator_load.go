@@ -94,7 +94,7 @@ type received struct {
 // serve runs one subscription until an error.
 func (o *Orchestrator) serve(ctx context.Context) error {
 	o.images, o.parts, o.slots, o.recovering = map[string]*image{}, newPartitions(), newSlots(o.opts.MaxOutstanding), nil
-	o.busy, o.inflight, o.resetsInARow = map[string]int{}, 0, 0
+	o.busy, o.inflight, o.resetsInARow, o.held = map[string]int{}, 0, 0, nil
 	o.flying.Store(0)
 	o.uncovered, o.tails, o.sweep = map[*image]struct{}{}, map[int]*tail{}, nil
 	o.warm, o.retention, o.expiring = map[*image]struct{}{}, newRetention(bucketWidth(o.opts.Retention)), nil
@@ -130,7 +130,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	done := make(chan struct{})
 	close(done)
 	p := &pipe{
-		ctx: sctx, wg: &wg, flights: make(chan *flight, o.opts.MaxInFlight),
+		ctx: sctx, wg: &wg, flights: make(chan *flight, o.opts.MaxInFlight+1), // (+1: a held batch launched before a failure is dealt with)
 		results: make(chan flightResult, o.opts.MaxInFlight), sendsDone: done,
 	}
 	wg.Go(func() { o.committer(sctx, p.flights, p.results) })
@@ -144,6 +144,8 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 	var lastLaunch time.Time
 	spaced := time.NewTimer(time.Hour) // wakes the loop when BatchSpacing is over
 	defer spaced.Stop()
+	answers := time.NewTimer(time.Hour) // wakes the loop when a held batch's wait is over
+	defer answers.Stop()
 	for {
 		if now := time.Now(); now.Sub(lastSweep) >= time.Second {
 			o.sweepIdle(now)
@@ -172,10 +174,18 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		var landed *flightResult
 		canLaunch := o.inflight < o.opts.MaxInFlight && o.hasWork()
 		wait := o.launchWait(lastLaunch)
-		var spacedC <-chan time.Time
+		var spacedC, answersC <-chan time.Time
 		if canLaunch && wait > 0 {
 			spaced.Reset(wait)
 			spacedC = spaced.C
+		}
+		if o.held != nil {
+			if o.heldReady(time.Now()) {
+				canLaunch, wait = true, 0 // (launch it without sleeping)
+			} else if d := time.Until(o.held.deadline); d > 0 {
+				answers.Reset(d)
+				answersC = answers.C
+			}
 		}
 		if (!stalled && canLaunch && wait == 0) || len(o.freezeQ) > 0 {
 			// Work to do (a batch to launch, images to freeze): take what
@@ -204,9 +214,18 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 			case <-o.own.changed:
 			case <-tick.C:
 			case <-spacedC:
+			case <-answersC:
 			}
 		}
 		stalled = false
+		if landed != nil && landed.err != nil && o.held != nil {
+			// A failure: the held batch goes the way of the flights on
+			// their way (orchestrator_hold.go).
+			lastLaunch = time.Now()
+			if _, err := o.launchHeld(ctx, p); err != nil {
+				return err
+			}
+		}
 		if landed != nil {
 			if err := o.landed(sctx, *landed); err != nil {
 				return err
@@ -220,11 +239,24 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 				o.park(m)
 			}
 		}
+		if o.heldAtRisk() {
+			lastLaunch = time.Now()
+			if _, err := o.launchHeld(ctx, p); err != nil {
+				return err
+			}
+		}
 		o.reconcile(sctx, loads, &wg)
 		if o.parts.stuck != nil {
 			return o.parts.stuck
 		}
-		if o.inflight < o.opts.MaxInFlight && o.hasWork() && o.launchWait(lastLaunch) == 0 {
+		if o.heldReady(time.Now()) {
+			// Ahead of new inputs: its processes' answers are in (or it
+			// waited long enough).
+			lastLaunch = time.Now()
+			if _, err := o.launchHeld(ctx, p); err != nil {
+				return err
+			}
+		} else if o.inflight < o.opts.MaxInFlight && o.hasWork() && o.launchWait(lastLaunch) == 0 {
 			lastLaunch = time.Now()
 			// The batch's work units (adaptive.go): inputs first, a
 			// quarter kept for snapshots, timers and queued decisions
@@ -349,6 +381,7 @@ func (o *Orchestrator) park(m *bus.Message) {
 	}
 	o.parts.seq[m] = n
 	o.parts.parked[p] = append(o.parts.parked[p], m)
+	o.heldInput(m.Key)
 	o.parts.nParked++
 	if back && len(o.parts.rewind[p]) == 0 {
 		o.rewound(p)

@@ -121,6 +121,31 @@ func (o *Orchestrator) issueQueued(b *batch, room int) {
 	}
 }
 
+// issueTouched issues tasks, while slots are free, to the processes in b
+// that wait for one (remote mode), beyond issueQueued's room: they are in
+// the batch already, so a task costs it one message and no process more.
+// Without it a full batch (its room taken by inputs) recorded the events
+// and a later batch issued their task: a batch of latency per decision
+// under load, and the events' records apart from the decision's even when
+// the answer came in time (orchestrator_hold.go). The process's place in
+// the queue is left behind, stale (issueQueued skips it).
+func (o *Orchestrator) issueTouched(b *batch) {
+	if !o.m.remote {
+		return
+	}
+	for _, img := range b.touched {
+		if !o.slots.free() {
+			return
+		}
+		if o.slots.queued[img.pid] && o.live(img) && img.needsDecision() {
+			delete(o.slots.queued, img.pid)
+			o.m.issue(img, b.now, b.fx[img])
+			o.slots.take(img.pid)
+			b.units++
+		}
+	}
+}
+
 // DecisionQueue returns the decisions in flight (issued, not yet answered)
 // and the processes waiting for a slot, as of the last batch committed (the
 // batches still on their way are counted as they were built). It is safe to

@@ -34,6 +34,8 @@ type StackOptions struct {
 	WorkerConcurrency int
 	// DecisionTimeout, see OrchestratorOptions (remote mode).
 	DecisionTimeout time.Duration
+	// AnswerWait, see OrchestratorOptions (remote mode).
+	AnswerWait time.Duration
 	// Retention, see OrchestratorOptions (default 24h).
 	Retention time.Duration
 	// Observer receives the orchestrators' measurements.
@@ -95,7 +97,7 @@ func StartStack(ctx context.Context, b bus.Bus, opts StackOptions, log zerolog.L
 	for i := 0; i < opts.Orchestrators; i++ {
 		o := NewOrchestrator(b, reg, OrchestratorOptions{
 			Name: fmt.Sprintf("%s-orchestrator-%d", opts.Name, i), Topics: opts.Topics, Decider: opts.Decider,
-			DecisionTimeout: opts.DecisionTimeout, Observer: opts.Observer, Tracer: opts.Tracer, Retention: opts.Retention,
+			DecisionTimeout: opts.DecisionTimeout, AnswerWait: opts.AnswerWait, Observer: opts.Observer, Tracer: opts.Tracer, Retention: opts.Retention,
 		}, log)
 		s.Orchestrators = append(s.Orchestrators, o)
 		run("orchestrator", o.Run)
