@@ -150,7 +150,7 @@ func RunOrchestrator(ctx context.Context, cfg config.Orchestrator, log zerolog.L
 	defer stopTracing()
 	o := engine.NewOrchestrator(b, reg, engine.OrchestratorOptions{
 		Name: cfg.Name, Topics: topics, BatchSize: cfg.BatchSize, JobBatchMessages: cfg.JobBatchMessages, BatchSpacing: batchSpacing(cfg.BatchSpacing), Decider: cfg.Decider, DecisionTimeout: cfg.DecisionTimeout, Retention: cfg.Retention,
-		AnswerWait: batchSpacing(cfg.AnswerWait),
+		AnswerWait:     batchSpacing(cfg.AnswerWait),
 		MaxOutstanding: cfg.MaxOutstanding, OwnershipPoll: cfg.OwnershipPoll, Observer: adm.metrics, Tracer: tr,
 	}, log)
 	adm.watch(o)
