@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/pulsaga/pulsaga/bus"
@@ -50,6 +51,10 @@ type heldBatch struct {
 	// an input parked since.
 	waiting, arrived map[string]bool
 	deadline         time.Time
+	// epochs are the reset counts of its processes' partitions when they
+	// were held (orchestrator_reset.go): a partition reset or lost since
+	// makes the held batch stale (launchHeld).
+	epochs map[int]uint64
 }
 
 // hold takes the processes b issues tasks to out of b into the held
@@ -60,20 +65,28 @@ func (o *Orchestrator) hold(ctx context.Context, b *batch) error {
 	if !o.m.remote || o.opts.AnswerWait <= 0 {
 		return nil
 	}
+	h := o.held
+	if h != nil && h.b.units+len(h.b.touched) >= o.adapt.limit() {
+		return nil // full (adaptive.go): these answers take a later batch
+	}
+	deleted := map[*image]bool{}
+	for _, img := range b.deleted {
+		deleted[img] = true // (expired in b: not to be written again)
+	}
 	waiting := map[string]bool{}
 	for _, img := range b.touched {
-		if fx := b.fx[img]; len(fx.tasks) > 0 {
+		if fx := b.fx[img]; len(fx.tasks) > 0 && !deleted[img] {
 			waiting[img.pid] = true
 		}
 	}
 	if len(waiting) == 0 {
 		return nil
 	}
-	h := o.held
 	if h == nil {
 		h = &heldBatch{
 			b:       &batch{now: b.now, fx: map[*image]*effects{}, parts: map[int]bool{}, swept: map[*image]bool{}},
 			waiting: map[string]bool{}, arrived: map[string]bool{}, deadline: time.Now().Add(o.opts.AnswerWait),
+			epochs: map[int]uint64{},
 		}
 	}
 	hb := h.b
@@ -91,6 +104,10 @@ func (o *Orchestrator) hold(ctx context.Context, b *batch) error {
 		o.settleSlot(img, fx)
 		hb.fx[img] = fx
 		hb.touched = append(hb.touched, img)
+		hb.units += 1 + len(fx.tasks)
+		if _, ok := h.epochs[img.partition]; !ok {
+			h.epochs[img.partition] = o.parts.epoch[img.partition]
+		}
 		if b.swept[img] {
 			hb.swept[img] = true
 		}
@@ -109,6 +126,7 @@ func (o *Orchestrator) hold(ctx context.Context, b *batch) error {
 			hb.acks = append(hb.acks, m)
 			hb.parts[m.Partition] = true
 			hb.units++
+			b.units--
 			continue
 		}
 		acks = append(acks, m)
@@ -176,6 +194,14 @@ func (o *Orchestrator) launchHeld(ctx context.Context, p *pipe) (bool, error) {
 			delete(o.busy, img.pid)
 		}
 	}
+	if o.heldStale(h) {
+		// A partition of its processes was reset or lost since they were
+		// held (reconcile can drop one between heldAtRisk and here): the
+		// held batch goes the way of a failed flight — its inputs come
+		// again, its partitions still owned are loaded again.
+		o.resetAfter(ctx, flightResult{f: &flight{b: b}, err: fmt.Errorf("%w: a partition of a held batch was reset", ErrPartitionLost)})
+		return false, nil
+	}
 	msgs := o.takeOf(h.waiting)
 	b.units += len(msgs)
 	o.routeAll(ctx, b, msgs)
@@ -183,6 +209,22 @@ func (o *Orchestrator) launchHeld(ctx context.Context, p *pipe) (bool, error) {
 	o.issueQueued(b, o.adapt.limit()-b.units)
 	o.issueTouched(b)
 	return o.finishBatch(ctx, b, p, h.tasks)
+}
+
+// heldStale: one of the held processes' images is no longer the live one
+// (its partition reset, lost or reloaded since it was held).
+func (o *Orchestrator) heldStale(h *heldBatch) bool {
+	for p, e := range h.epochs {
+		if !o.parts.loaded[p] || o.parts.epoch[p] != e {
+			return true
+		}
+	}
+	for _, img := range h.b.touched {
+		if o.images[img.pid] != img {
+			return true
+		}
+	}
+	return false
 }
 
 // takeOf takes the parked inputs of the processes pids of loaded

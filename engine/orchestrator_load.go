@@ -181,7 +181,7 @@ func (o *Orchestrator) serve(ctx context.Context) error {
 		}
 		if o.held != nil {
 			if o.heldReady(time.Now()) {
-				canLaunch, wait = true, 0 // (launch it without sleeping)
+				canLaunch, wait, stalled = true, 0, false // (launch it without sleeping)
 			} else if d := time.Until(o.held.deadline); d > 0 {
 				answers.Reset(d)
 				answersC = answers.C

@@ -43,22 +43,28 @@ func (s *slots) enqueue(pid string) {
 	s.queue = append(s.queue, pid)
 }
 
-// pop takes the process at the front of the queue.
+// pop takes the process at the front of the queue (skipping the places
+// of processes taken out of turn: unqueue).
 func (s *slots) pop() (string, bool) {
-	if s.head == len(s.queue) {
-		return "", false
+	for s.head < len(s.queue) {
+		pid := s.queue[s.head]
+		s.queue[s.head] = ""
+		s.head++
+		if s.head == len(s.queue) {
+			s.queue, s.head = s.queue[:0], 0
+		} else if s.head >= 1024 && s.head*2 >= len(s.queue) {
+			s.queue, s.head = append([]string(nil), s.queue[s.head:]...), 0
+		}
+		if s.queued[pid] {
+			delete(s.queued, pid)
+			return pid, true
+		}
 	}
-	pid := s.queue[s.head]
-	s.queue[s.head] = ""
-	s.head++
-	if s.head == len(s.queue) {
-		s.queue, s.head = s.queue[:0], 0
-	} else if s.head >= 1024 && s.head*2 >= len(s.queue) {
-		s.queue, s.head = append([]string(nil), s.queue[s.head:]...), 0
-	}
-	delete(s.queued, pid)
-	return pid, true
+	return "", false
 }
+
+// unqueue takes pid out of turn; its place in the queue is skipped.
+func (s *slots) unqueue(pid string) { delete(s.queued, pid) }
 
 func (s *slots) free() bool         { return len(s.inflight) < s.max }
 func (s *slots) waiting() bool      { return len(s.queued) > 0 }
@@ -128,7 +134,7 @@ func (o *Orchestrator) issueQueued(b *batch, room int) {
 // and a later batch issued their task: a batch of latency per decision
 // under load, and the events' records apart from the decision's even when
 // the answer came in time (orchestrator_hold.go). The process's place in
-// the queue is left behind, stale (issueQueued skips it).
+// the queue is left behind and skipped (slots.pop).
 func (o *Orchestrator) issueTouched(b *batch) {
 	if !o.m.remote {
 		return
@@ -138,7 +144,7 @@ func (o *Orchestrator) issueTouched(b *batch) {
 			return
 		}
 		if o.slots.queued[img.pid] && o.live(img) && img.needsDecision() {
-			delete(o.slots.queued, img.pid)
+			o.slots.unqueue(img.pid)
 			o.m.issue(img, b.now, b.fx[img])
 			o.slots.take(img.pid)
 			b.units++
