@@ -146,8 +146,14 @@ func (o *Orchestrator) hold(ctx context.Context, b *batch) error {
 
 // heldInput notes that an input of process pid was parked.
 func (o *Orchestrator) heldInput(pid string) {
-	if h := o.held; h != nil && h.waiting[pid] {
+	if h := o.held; h != nil && h.waiting[pid] && !h.arrived[pid] {
 		h.arrived[pid] = true
+		if n := len(h.arrived); n < len(h.waiting) && n*10 >= len(h.waiting)*9 && n*10 < len(h.waiting)*9+10 {
+			// (the arrival that reached nine in ten)
+			if soon := time.Now().Add(stragglerWait); soon.Before(h.deadline) {
+				h.deadline = soon
+			}
+		}
 	}
 }
 
@@ -157,6 +163,13 @@ func (o *Orchestrator) heldReady(now time.Time) bool {
 	h := o.held
 	return h != nil && o.inflight < o.opts.MaxInFlight && (len(h.arrived) == len(h.waiting) || !now.Before(h.deadline))
 }
+
+// stragglerWait is how long a held batch waits for its last answers once
+// nine in ten have come: one slow answer would otherwise hold every other
+// process of the batch until AnswerWait is over (the remote p50 at a
+// quarter of the maximum load rose by a third: docs/benchmarks.md, session
+// 16). A process whose answer is later takes the old way.
+const stragglerWait = 10 * time.Millisecond
 
 // heldAtRisk: the broker's view of ownership, when known, no longer has one
 // of the held batch's partitions as it was loaded (reconcile would drop it).

@@ -134,3 +134,35 @@ func TestSlotsUnqueue(t *testing.T) {
 		t.Fatalf("popped %v, want [a c] and none waiting", got)
 	}
 }
+
+// A held batch waits all of AnswerWait only for its first nine answers in
+// ten: once nine in ten of its processes have an input, the rest get
+// stragglerWait more; each process counts once.
+func TestHeldBatchStragglers(t *testing.T) {
+	o := &Orchestrator{opts: OrchestratorOptions{AnswerWait: time.Minute, MaxInFlight: 2}}
+	far := time.Now().Add(time.Minute)
+	o.held = &heldBatch{waiting: map[string]bool{}, arrived: map[string]bool{}, deadline: far}
+	for i := range 20 {
+		o.held.waiting[string(rune('a'+i))] = true
+	}
+	for i := range 17 {
+		o.heldInput(string(rune('a' + i)))
+		o.heldInput(string(rune('a' + i))) // (a second input of the same process)
+	}
+	o.heldInput("not held")
+	if !o.held.deadline.Equal(far) || o.heldReady(time.Now()) {
+		t.Fatalf("17 of 20 arrived: deadline moved to %s, ready %v", o.held.deadline, o.heldReady(time.Now()))
+	}
+	o.heldInput("r") // 18 of 20: nine in ten
+	if d := time.Until(o.held.deadline); d > stragglerWait || d <= 0 {
+		t.Fatalf("18 of 20 arrived: deadline in %s, want within %s", d, stragglerWait)
+	}
+	if o.heldReady(time.Now()) || !o.heldReady(time.Now().Add(stragglerWait)) {
+		t.Fatal("ready before the stragglers' wait, or not after it")
+	}
+	o.heldInput("s")
+	o.heldInput("t")
+	if !o.heldReady(time.Now()) {
+		t.Fatal("every answer in, not ready")
+	}
+}
