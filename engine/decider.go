@@ -266,7 +266,7 @@ func (d *Decider) decide(ctx context.Context, task *protocol.DecisionTask, clock
 			res.Error = err.Error()
 			break
 		}
-		if err := res.SetDecision(&dec, task.Compact(), task.SplitState); err != nil {
+		if err := res.SetDecision(&dec, task.Compact(), task.SplitState, task.StateApart); err != nil {
 			res.Decision, res.Error = nil, err.Error()
 			break
 		}

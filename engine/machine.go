@@ -371,7 +371,7 @@ func (m *machine) sendTask(img *image, now time.Time, fx *effects) {
 	}
 	fx.tasks = append(fx.tasks, taskOut{protocol.DecisionTask{
 		TaskID: out.TaskID, ProcessID: img.pid, Definition: img.def.Name, Version: img.def.Version,
-		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo, AcceptZstd: true, SplitState: true,
+		State: img.state, Events: evs, Now: out.Now, ReplyTo: m.replyTo, AcceptZstd: true, SplitState: true, StateApart: true,
 	}, img.stateZ, out.Issued})
 }
 

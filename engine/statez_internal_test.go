@@ -39,7 +39,7 @@ func TestImageKeepsTheStateBytesItWasGiven(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := &protocol.DecisionResult{TaskID: task.TaskID, ProcessID: pid, Now: at}
-		if err := res.SetDecision(&d, task.Compact(), task.SplitState); err != nil {
+		if err := res.SetDecision(&d, task.Compact(), task.SplitState, task.StateApart); err != nil {
 			t.Fatal(err)
 		}
 		if len(res.StateZstd) == 0 {

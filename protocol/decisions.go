@@ -164,13 +164,14 @@ func (t *DecisionTask) ExpandFrom(z []byte, st *workflow.State) bool {
 // (the task was compact) and d is large, as it is otherwise; with split
 // (the task's SplitState) too, its state on its own in StateZstd when
 // large.
-// On an error the result holds no decision.
-func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed, split bool) error {
+// With apart (the task's StateApart) the decision leaves out a state that
+// travels in StateZstd. On an error the result holds no decision.
+func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed, split, apart bool) error {
 	r.Decision, r.DecisionZstd, r.StateZstd = d, nil, nil
 	if d == nil || !compressed {
 		return nil
 	}
-	b, zs, err := decisionJSON(d, split)
+	b, zs, err := decisionJSON(d, split, apart)
 	if err != nil {
 		r.Decision = nil
 		return fmt.Errorf("protocol: decision result %s: %w", r.TaskID, err)
@@ -178,14 +179,19 @@ func (r *DecisionResult) SetDecision(d *workflow.Decision, compressed, split boo
 	r.StateZstd = zs
 	if z := compactJSON(b); z != nil {
 		r.Decision, r.DecisionZstd = nil, z
+	} else if apart && zs != nil && d.State != nil {
+		rest := *d // (b left the state out: so does the plain decision)
+		rest.State = nil
+		r.Decision = &rest
 	}
 	return nil
 }
 
 // decisionJSON is d's JSON and, with split, its state's JSON compressed
 // when large (nil otherwise): the state is encoded once, and its JSON
-// spliced into the decision's.
-func decisionJSON(d *workflow.Decision, split bool) ([]byte, []byte, error) {
+// spliced into the decision's — or, with apart and the state compressed,
+// left out of it (Expand takes it from the compressed bytes).
+func decisionJSON(d *workflow.Decision, split, apart bool) ([]byte, []byte, error) {
 	if !split || d.State == nil {
 		b, err := json.Marshal(d)
 		return b, nil, err
@@ -200,6 +206,10 @@ func decisionJSON(d *workflow.Decision, split bool) ([]byte, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	zs := compactJSON(sj)
+	if apart && zs != nil {
+		return b, zs, nil
+	}
 	// (State is Decision's first field and has no omitempty)
 	const head = `{"state":null`
 	if !bytes.HasPrefix(b, []byte(head)) {
@@ -207,7 +217,7 @@ func decisionJSON(d *workflow.Decision, split bool) ([]byte, []byte, error) {
 	}
 	out := make([]byte, 0, len(b)-len("null")+len(sj))
 	out = append(append(append(out, `{"state":`...), sj...), b[len(head):]...)
-	return out, compactJSON(sj), nil
+	return out, zs, nil
 }
 
 // Expand decodes a compressed decision into Decision (the orchestrator's

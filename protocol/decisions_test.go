@@ -38,9 +38,12 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 		wantZstd   bool // the state travels compressed
 		wantAnswer bool // the answer travels compressed
 		wantSplit  bool // the answer's state travels apart
+		apart      bool // the task's StateApart: the decision leaves it out
 	}{
 		{name: "a large state", state: bigState(), compact: true, wantZstd: true, wantAnswer: true},
 		{name: "a large state, split", state: bigState(), compact: true, split: true, wantZstd: true, wantAnswer: true, wantSplit: true},
+		{name: "a large state, split apart", state: bigState(), compact: true, split: true, apart: true, wantZstd: true, wantAnswer: false, wantSplit: true},
+		{name: "a small state, split apart (it stays in the decision)", state: small, compact: true, split: true, apart: true},
 		{name: "a small state", state: small, compact: true},
 		{name: "a small state, split (nothing to split)", state: small, compact: true, split: true},
 		{name: "no state yet", state: nil, compact: true},
@@ -48,7 +51,7 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			task := DecisionTask{TaskID: "p1/3", ProcessID: "p1", ReplyTo: "events", AcceptZstd: tc.compact, SplitState: tc.split}
+			task := DecisionTask{TaskID: "p1/3", ProcessID: "p1", ReplyTo: "events", AcceptZstd: tc.compact, SplitState: tc.split, StateApart: tc.apart}
 			if tc.compact {
 				if err := task.SetState(tc.state); err != nil {
 					t.Fatal(err)
@@ -82,7 +85,7 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 			}
 			d := &workflow.Decision{State: st, Status: st.Status, Commands: []workflow.Command{{ID: "p1/pay/1", ProcessID: "p1", StepID: "pay", Attempt: 1, Input: json.RawMessage(`{"a":1}`)}}}
 			res := DecisionResult{TaskID: back.TaskID, ProcessID: "p1"}
-			if err := res.SetDecision(d, back.Compact(), back.SplitState); err != nil {
+			if err := res.SetDecision(d, back.Compact(), back.SplitState, back.StateApart); err != nil {
 				t.Fatal(err)
 			}
 			if got := len(res.DecisionZstd) > 0; got != tc.wantAnswer {
@@ -110,6 +113,20 @@ func TestDecisionsCompactRoundTrip(t *testing.T) {
 			}
 			if err := got.Expand(); err != nil || !reflect.DeepEqual(got.Decision, d) {
 				t.Fatalf("expanding again: %v, decision %+v", err, got.Decision)
+			}
+			if tc.apart && tc.wantSplit {
+				// The state travels once: the decision holds none of it.
+				if res.Decision == nil || res.Decision.State != nil || len(res.DecisionZstd) > 0 {
+					t.Fatalf("apart: decision %+v (zstd %d bytes), want one without its state", res.Decision, len(res.DecisionZstd))
+				}
+				whole := DecisionResult{TaskID: back.TaskID, ProcessID: "p1"}
+				if err := whole.SetDecision(d, true, true, false); err != nil {
+					t.Fatal(err)
+				}
+				if w, _ := json.Marshal(whole); len(wire) >= len(w) {
+					t.Fatalf("apart: %d bytes, not fewer than the whole decision's %d", len(wire), len(w))
+				}
+				return // (an earlier orchestrator does not set StateApart)
 			}
 			// An orchestrator of an earlier version reads the answer without
 			// state_zstd: the decision is whole.
@@ -167,7 +184,7 @@ func TestDecisionJSONSplice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, zs, err := decisionJSON(d, true)
+	b, zs, err := decisionJSON(d, true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,12 @@ type DecisionTask struct {
 	// sends those same bytes back as the next task's StateZstd
 	// (decisions.go).
 	SplitState bool `json:"split_state,omitempty"`
+	// StateApart (with SplitState): the sender takes the answer's new state
+	// from its StateZstd alone, so the decision leaves it out when it
+	// travels there — the state compressed once, not twice (an
+	// orchestrator of session 16 or later; earlier ones read the
+	// decision's own state, and do not set it).
+	StateApart bool `json:"state_apart,omitempty"`
 }
 
 // Validate checks the fields a decider needs to answer (errors wrap
