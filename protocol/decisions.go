@@ -39,7 +39,10 @@ import (
 // encoded afresh reads the same. The decision keeps its state too (the
 // state's JSON is encoded once and spliced into it): an orchestrator of an
 // earlier version that takes over a partition with such a task
-// outstanding ignores state_zstd and applies the decision as before.
+// outstanding ignores state_zstd and applies the decision as before —
+// unless the task says StateApart (an orchestrator that reads the state
+// from state_zstd alone): then the decision leaves the state out, and it is
+// compressed once instead of twice.
 
 // CompactAbove is the size of a state's (or a decision's) JSON above which
 // it travels zstd-compressed.
