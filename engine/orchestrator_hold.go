@@ -182,7 +182,7 @@ func (o *Orchestrator) heldAtRisk() bool {
 		return false // (reconcile changes nothing on an unknown view)
 	}
 	for p := range o.held.b.parts {
-		if since, ok := owned[p]; !ok || !since.Equal(o.parts.since[p]) {
+		if !o.ownedAsLoaded(owned, p) {
 			return true
 		}
 	}
@@ -244,27 +244,9 @@ func (o *Orchestrator) heldStale(h *heldBatch) bool {
 // partitions, in order.
 func (o *Orchestrator) takeOf(pids map[string]bool) []*bus.Message {
 	var out []*bus.Message
-	for p, msgs := range o.parts.parked {
-		if !o.parts.loaded[p] || o.rewinding(p) {
-			continue
-		}
-		rest := msgs[:0]
-		for _, m := range msgs {
-			if pids[m.Key] {
-				out = append(out, m)
-			} else {
-				rest = append(rest, m)
-			}
-		}
-		if len(rest) == len(msgs) {
-			continue
-		}
-		o.parts.nParked -= len(msgs) - len(rest)
-		if len(rest) == 0 {
-			delete(o.parts.parked, p)
-		} else {
-			clear(msgs[len(rest):])
-			o.parts.parked[p] = rest
+	for p := range o.parts.parked {
+		if o.parts.loaded[p] && !o.rewinding(p) {
+			out = o.takeParked(p, out, func(m *bus.Message, _ int) bool { return pids[m.Key] })
 		}
 	}
 	return out

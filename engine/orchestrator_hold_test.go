@@ -38,26 +38,12 @@ func TestHeldBatchRecordsEventsWithTheirDecision(t *testing.T) {
 			defer cancel()
 			b := memory.New(memory.Options{})
 			defer b.Close()
-			log := testLogger(t)
 			topics := protocol.DefaultTopics()
-			if err := engine.EnsureTopics(ctx, b, topics); err != nil {
-				t.Fatal(err)
-			}
-			reg := engine.NewRegistry(b, topics.Definitions, nil)
-			if _, err := reg.RegisterPath(ctx, repoFile(t, "testdata/charge-card.yaml")); err != nil {
-				t.Fatal(err)
-			}
-			s, err := engine.StartStack(ctx, b, engine.StackOptions{
-				Topics: topics, Decider: engine.DeciderRemote, AnswerWait: tc.answerWait,
-				Services: map[string]map[string]worker.Handler{"payments": {
+			s := startStack(ctx, t, b, engineCfg{topics: topics, decider: engine.DeciderRemote, answerWait: tc.answerWait},
+				map[string]map[string]worker.Handler{"payments": {
 					"Authorize": func(context.Context, *worker.Job) (any, error) { return map[string]string{"auth_id": "a"}, nil },
 					"Capture":   func(context.Context, *worker.Job) (any, error) { return map[string]string{"charge_id": "c"}, nil },
-				}},
-			}, log)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Stop()
+				}}, "charge-card.yaml")
 			const n = 5
 			for i := range n {
 				if err := s.Client.Start(ctx, protocol.StartRequest{ProcessID: fmt.Sprintf("card-%d", i), Definition: "charge-card",
@@ -71,7 +57,7 @@ func TestHeldBatchRecordsEventsWithTheirDecision(t *testing.T) {
 				if row.Status != workflow.StatusCompleted {
 					t.Fatalf("%s: %+v", pid, row)
 				}
-				view, err := engine.ReadProcess(ctx, b, topics, reg, row)
+				view, err := engine.ReadProcess(ctx, b, topics, s.Registry, row)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -423,25 +423,40 @@ func (o *Orchestrator) takeBatch(limit int) []*bus.Message {
 	var out []*bus.Message
 	for i := range ps {
 		p := ps[(start+i)%len(ps)]
-		msgs := o.parts.parked[p]
-		rest := msgs[:0]
-		for _, m := range msgs {
-			if len(out) < limit && o.busy[m.Key] == 0 {
-				out = append(out, m)
-			} else {
-				rest = append(rest, m)
-			}
-		}
-		o.parts.nParked -= len(msgs) - len(rest)
-		if len(rest) == 0 {
-			delete(o.parts.parked, p)
-		} else {
-			clear(msgs[len(rest):])
-			o.parts.parked[p] = rest
-		}
+		out = o.takeParked(p, out, func(m *bus.Message, taken int) bool { return taken < limit && o.busy[m.Key] == 0 })
 		if len(out) >= limit {
 			break
 		}
+	}
+	return out
+}
+
+// ownedAsLoaded: the broker's view owned has p as this instance's since
+// the time p was (or is being) loaded for.
+func (o *Orchestrator) ownedAsLoaded(owned map[int]time.Time, p int) bool {
+	since, ok := owned[p]
+	return ok && since.Equal(o.parts.since[p])
+}
+
+// takeParked moves, in order, the parked inputs of partition p that take
+// says yes to (taken: how many out holds) onto out; the others stay
+// parked, in order.
+func (o *Orchestrator) takeParked(p int, out []*bus.Message, take func(m *bus.Message, taken int) bool) []*bus.Message {
+	msgs := o.parts.parked[p]
+	rest := msgs[:0]
+	for _, m := range msgs {
+		if take(m, len(out)) {
+			out = append(out, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	o.parts.nParked -= len(msgs) - len(rest)
+	if len(rest) == 0 {
+		delete(o.parts.parked, p)
+	} else {
+		clear(msgs[len(rest):])
+		o.parts.parked[p] = rest
 	}
 	return out
 }
@@ -462,12 +477,12 @@ func (o *Orchestrator) reconcile(ctx context.Context, loads chan<- loadResult, w
 		return
 	}
 	for p := range o.parts.loaded {
-		if since, ok := owned[p]; !ok || !since.Equal(o.parts.since[p]) {
+		if !o.ownedAsLoaded(owned, p) {
 			o.lose(p)
 		}
 	}
 	for p, job := range o.parts.loading {
-		if since, ok := owned[p]; !ok || !since.Equal(o.parts.since[p]) {
+		if !o.ownedAsLoaded(owned, p) {
 			job.cancel()
 			delete(o.parts.loading, p)
 			delete(o.parts.since, p)

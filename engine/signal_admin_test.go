@@ -52,6 +52,8 @@ func (r *recorder) ran() []string {
 type engineCfg struct {
 	topics  protocol.Topics
 	decider string
+	// answerWait: OrchestratorOptions.AnswerWait (0: its default).
+	answerWait time.Duration
 }
 
 // deciderModes are the decider modes the end-to-end tests run in.
@@ -66,7 +68,7 @@ func inModes(t *testing.T, topics protocol.Topics, f func(t *testing.T, cfg engi
 
 func startStack(ctx context.Context, t *testing.T, b bus.Bus, cfg engineCfg, services map[string]map[string]worker.Handler, files ...string) *engine.Stack {
 	t.Helper()
-	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: cfg.topics, Decider: cfg.decider, Services: services}, testLogger(t))
+	s, err := engine.StartStack(ctx, b, engine.StackOptions{Topics: cfg.topics, Decider: cfg.decider, AnswerWait: cfg.answerWait, Services: services}, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
