@@ -148,8 +148,9 @@ func (o *Orchestrator) hold(ctx context.Context, b *batch) error {
 func (o *Orchestrator) heldInput(pid string) {
 	if h := o.held; h != nil && h.waiting[pid] && !h.arrived[pid] {
 		h.arrived[pid] = true
-		if n := len(h.arrived); n < len(h.waiting) && n*10 >= len(h.waiting)*9 && n*10 < len(h.waiting)*9+10 {
-			// (the arrival that reached nine in ten)
+		// From nine in ten on, the rest get stragglerWait more: the first
+		// such arrival moves the deadline, later ones cannot move it later.
+		if n := len(h.arrived); n < len(h.waiting) && n*10 >= len(h.waiting)*9 {
 			if soon := time.Now().Add(stragglerWait); soon.Before(h.deadline) {
 				h.deadline = soon
 			}
