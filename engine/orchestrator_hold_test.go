@@ -37,7 +37,7 @@ func TestHeldBatchRecordsEventsWithTheirDecision(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			b := memory.New(memory.Options{})
-			defer b.Close()
+			t.Cleanup(func() { _ = b.Close() }) // (after startStack's cleanup stops the stack)
 			topics := protocol.DefaultTopics()
 			s := startStack(ctx, t, b, engineCfg{topics: topics, decider: engine.DeciderRemote, answerWait: tc.answerWait},
 				map[string]map[string]worker.Handler{"payments": {
