@@ -48,7 +48,10 @@ type Bus struct {
 	cfg    Config
 	log    zerolog.Logger
 	client pulsar.Client
-	admin  pulsaradmin.Client
+	// clientLog is shut when the bus closes: the client's goroutines that
+	// outlive its Close write nothing more (logger.go).
+	clientLog *logGate
+	admin     pulsaradmin.Client
 	// adminRT carries the admin API's credentials and TLS (AdminHTTP).
 	adminRT http.RoundTripper
 
@@ -99,20 +102,23 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		return nil, fmt.Errorf("pulsarbus: %w: the Pulsar admin API at %s (AdminURL) does not answer: %v; check that the broker runs and that AdminURL points at its web service port",
 			bus.ErrUnavailable, cfg.AdminURL, err)
 	}
-	client, err := newClient(ctx, cfg, log)
+	gate := &logGate{}
+	client, err := newClient(ctx, cfg, log, gate)
 	if err != nil {
 		return nil, err
 	}
 	b := &Bus{
-		cfg: cfg, log: log, client: client, admin: admin, adminRT: adminRT,
+		cfg: cfg, log: log, client: client, clientLog: gate, admin: admin, adminRT: adminRT,
 		closers: map[closer]struct{}{}, dlq: map[string]pulsar.Producer{},
 	}
 	if err := b.ensureNamespace(ctx); err != nil {
 		client.Close()
+		gate.close()
 		return nil, err
 	}
 	if err := b.probeBroker(ctx); err != nil {
 		client.Close()
+		gate.close()
 		return nil, err
 	}
 	return b, nil
@@ -122,7 +128,7 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 // connects to the transaction coordinators at once, and its lookups only
 // give up after their own timeouts: the wait is bounded here by
 // ConnectionTimeout+OperationTimeout.
-func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Client, error) {
+func newClient(ctx context.Context, cfg Config, log zerolog.Logger, gate *logGate) (pulsar.Client, error) {
 	type res struct {
 		c   pulsar.Client
 		err error
@@ -137,7 +143,7 @@ func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Clie
 			URL:               cfg.ServiceURL,
 			ConnectionTimeout: cfg.ConnectionTimeout,
 			OperationTimeout:  cfg.OperationTimeout,
-			Logger:            newClientLogger(log),
+			Logger:            newClientLogger(log, gate),
 			Authentication:    auth,
 			// The broker's name is checked against its certificate
 			// unless the configuration accepts any certificate.
@@ -155,6 +161,7 @@ func newClient(ctx context.Context, cfg Config, log zerolog.Logger) (pulsar.Clie
 	t := time.NewTimer(limit)
 	defer t.Stop()
 	abandon := func() {
+		gate.close() // the caller is told it failed: nothing more of this client in its log
 		go func() {
 			if r := <-ch; r.err == nil && r.c != nil {
 				r.c.Close()
@@ -296,6 +303,7 @@ func (b *Bus) Close() error {
 	}
 	b.txHeal.stop()
 	b.client.Close()
+	b.clientLog.close()
 	return nil
 }
 

@@ -2,6 +2,7 @@ package pulsarbus
 
 import (
 	"fmt"
+	"sync"
 
 	plog "github.com/apache/pulsar-client-go/pulsar/log"
 	"github.com/rs/zerolog"
@@ -14,22 +15,55 @@ import (
 // The client logs on every message at Debug and builds sub-loggers with
 // fields on hot paths: fields are kept as pairs and only encoded, and
 // messages only formatted, when a line is actually written.
+//
+// Once its gate is shut (Bus.Close, after the client's Close returned) it
+// writes nothing more: the client leaves goroutines behind its Close (a
+// connection being dialled, a reconnection under way) whose lines would
+// otherwise reach a logger its owner has let go of — a test's, which
+// panics when written to after its test ended.
 type zlog struct {
 	l      zerolog.Logger
+	gate   *logGate
 	fields []any // key, value, key, value...
 }
 
 var _ plog.Logger = zlog{}
 
-func newClientLogger(l zerolog.Logger) plog.Logger {
-	return zlog{l: l.With().Str("lib", "pulsar-client-go").Logger()}
+func newClientLogger(l zerolog.Logger, gate *logGate) plog.Logger {
+	return zlog{l: l.With().Str("lib", "pulsar-client-go").Logger(), gate: gate}
 }
+
+// logGate lets the client's lines through until it is shut; a line being
+// written when it is shut finishes first, so none is written after shut
+// returns.
+type logGate struct {
+	mu   sync.RWMutex
+	shut bool
+}
+
+func (g *logGate) close() {
+	g.mu.Lock()
+	g.shut = true
+	g.mu.Unlock()
+}
+
+// open holds the gate open for one line; done must be called after it.
+func (g *logGate) open() bool {
+	g.mu.RLock()
+	if g.shut {
+		g.mu.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (g *logGate) done() { g.mu.RUnlock() }
 
 // with returns the fields plus more, never sharing the backing array.
 func (z zlog) with(more ...any) zlog {
 	f := make([]any, 0, len(z.fields)+len(more))
 	f = append(append(f, z.fields...), more...)
-	return zlog{l: z.l, fields: f}
+	return zlog{l: z.l, gate: z.gate, fields: f}
 }
 
 func pairs(fields plog.Fields) []any {
@@ -57,13 +91,15 @@ func (z zlog) Errorf(format string, args ...any) { z.printf(z.l.Error(), format,
 
 // A disabled zerolog event is nil: nothing is formatted for it.
 func (z zlog) print(ev *zerolog.Event, args []any) {
-	if ev != nil {
+	if ev != nil && z.gate.open() {
+		defer z.gate.done()
 		ev.Fields(z.fields).Msg(fmt.Sprint(args...))
 	}
 }
 
 func (z zlog) printf(ev *zerolog.Event, format string, args []any) {
-	if ev != nil {
+	if ev != nil && z.gate.open() {
+		defer z.gate.done()
 		ev.Fields(z.fields).Msgf(format, args...)
 	}
 }
