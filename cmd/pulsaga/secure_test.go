@@ -73,7 +73,14 @@ func TestSecureBroker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = broker.Kill() })
+	// Killed with this test binary too, whatever its end (a panic, go
+	// test's -timeout): it would hold the five ports for the next run.
+	stopWatch, err := broker.DieWith(os.Getpid())
+	if err != nil {
+		_ = broker.Kill()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = broker.Kill(); stopWatch() })
 	t.Logf("secure broker ready in %s", time.Since(started).Round(time.Second))
 
 	tlsURL, tlsAdmin := fmt.Sprintf("pulsar+ssl://localhost:%d", secureTLSPort), fmt.Sprintf("https://localhost:%d", secureTLSHTTPPort)
