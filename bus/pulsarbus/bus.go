@@ -112,13 +112,11 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger) (*Bus, error) {
 		closers: map[closer]struct{}{}, dlq: map[string]pulsar.Producer{},
 	}
 	if err := b.ensureNamespace(ctx); err != nil {
-		client.Close()
-		gate.close()
+		b.closeClient()
 		return nil, err
 	}
 	if err := b.probeBroker(ctx); err != nil {
-		client.Close()
-		gate.close()
+		b.closeClient()
 		return nil, err
 	}
 	return b, nil
@@ -302,9 +300,14 @@ func (b *Bus) Close() error {
 		p.Close()
 	}
 	b.txHeal.stop()
+	b.closeClient()
+	return nil
+}
+
+// closeClient closes the client, then shuts its log (logger.go).
+func (b *Bus) closeClient() {
 	b.client.Close()
 	b.clientLog.close()
-	return nil
 }
 
 // dlqProducer returns the shared producer of a dead-letter topic.

@@ -47,17 +47,14 @@ func (g *logGate) close() {
 	g.mu.Unlock()
 }
 
-// open holds the gate open for one line; done must be called after it.
-func (g *logGate) open() bool {
+// pass writes one line unless the gate is shut; close waits for it.
+func (g *logGate) pass(write func()) {
 	g.mu.RLock()
-	if g.shut {
-		g.mu.RUnlock()
-		return false
+	defer g.mu.RUnlock()
+	if !g.shut {
+		write()
 	}
-	return true
 }
-
-func (g *logGate) done() { g.mu.RUnlock() }
 
 // with returns the fields plus more, never sharing the backing array.
 func (z zlog) with(more ...any) zlog {
@@ -91,15 +88,13 @@ func (z zlog) Errorf(format string, args ...any) { z.printf(z.l.Error(), format,
 
 // A disabled zerolog event is nil: nothing is formatted for it.
 func (z zlog) print(ev *zerolog.Event, args []any) {
-	if ev != nil && z.gate.open() {
-		defer z.gate.done()
-		ev.Fields(z.fields).Msg(fmt.Sprint(args...))
+	if ev != nil {
+		z.gate.pass(func() { ev.Fields(z.fields).Msg(fmt.Sprint(args...)) })
 	}
 }
 
 func (z zlog) printf(ev *zerolog.Event, format string, args []any) {
-	if ev != nil && z.gate.open() {
-		defer z.gate.done()
-		ev.Fields(z.fields).Msgf(format, args...)
+	if ev != nil {
+		z.gate.pass(func() { ev.Fields(z.fields).Msgf(format, args...) })
 	}
 }
