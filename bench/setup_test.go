@@ -197,8 +197,19 @@ var (
 	binsOnce sync.Once
 	bins     map[string]string
 	binsErr  error
+	binDir   string // removed when the test binary ends (TestMain)
 	logDir   string
 )
+
+// TestMain removes the engine's binaries built for the benchmarks (138 MB
+// a run; their logs stay, in logDir).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
 
 // engineBins builds the engine's binaries once per test binary.
 func engineBins(b *testing.B) map[string]string {
@@ -209,6 +220,7 @@ func engineBins(b *testing.B) map[string]string {
 			binsErr = err
 			return
 		}
+		binDir = dir
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		if bins, binsErr = bench.Build(ctx, "..", dir); binsErr != nil {
